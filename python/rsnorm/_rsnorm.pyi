@@ -1,0 +1,82 @@
+from collections.abc import Sequence
+from typing import Literal, overload
+
+import numpy as np
+import numpy.typing as npt
+
+_Shape = int | Sequence[int] | None
+_Array = npt.NDArray[np.floating]
+_ArrayLike = npt.ArrayLike
+
+__version__: str
+
+@overload
+def layer_norm(
+    x: _ArrayLike,
+    normalized_shape: _Shape = None,
+    weight: _ArrayLike | None = None,
+    bias: _ArrayLike | None = None,
+    eps: float = 1e-5,
+    *,
+    out: _Array | None = None,
+    return_stats: Literal[False] = False,
+) -> _Array: ...
+@overload
+def layer_norm(
+    x: _ArrayLike,
+    normalized_shape: _Shape = None,
+    weight: _ArrayLike | None = None,
+    bias: _ArrayLike | None = None,
+    eps: float = 1e-5,
+    *,
+    out: _Array | None = None,
+    return_stats: Literal[True],
+) -> tuple[_Array, _Array, _Array]: ...
+@overload
+def rms_norm(
+    x: _ArrayLike,
+    normalized_shape: _Shape = None,
+    weight: _ArrayLike | None = None,
+    eps: float | None = None,
+    *,
+    out: _Array | None = None,
+    return_stats: Literal[False] = False,
+) -> _Array: ...
+@overload
+def rms_norm(
+    x: _ArrayLike,
+    normalized_shape: _Shape = None,
+    weight: _ArrayLike | None = None,
+    eps: float | None = None,
+    *,
+    out: _Array | None = None,
+    return_stats: Literal[True],
+) -> tuple[_Array, _Array]: ...
+def add_layer_norm(
+    x: _ArrayLike,
+    residual: _ArrayLike,
+    weight: _ArrayLike | None = None,
+    bias: _ArrayLike | None = None,
+    eps: float = 1e-5,
+    *,
+    normalized_shape: _Shape = None,
+    out: _Array | None = None,
+    residual_out: _Array | None = None,
+    return_stats: bool = False,
+) -> tuple[_Array, ...]: ...
+def add_rms_norm(
+    x: _ArrayLike,
+    residual: _ArrayLike,
+    weight: _ArrayLike | None = None,
+    eps: float | None = None,
+    *,
+    normalized_shape: _Shape = None,
+    out: _Array | None = None,
+    residual_out: _Array | None = None,
+    return_stats: bool = False,
+) -> tuple[_Array, ...]: ...
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def simd_level() -> str: ...
+def _after_fork_in_child() -> None: ...
+def _parallel_copy(src: _Array, dst: _Array) -> None: ...

@@ -1,0 +1,279 @@
+//! Strided memory described as rows: the outer dims index rows, the inner (normalized) dims
+//! are one row. Strides are in elements and may be negative or zero (broadcast inputs).
+
+/// Shape and element strides of some dims of an array.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Dims {
+    pub shape: Vec<usize>,
+    pub strides: Vec<isize>,
+}
+
+impl Dims {
+    pub fn new(shape: &[usize], strides: &[isize]) -> Self {
+        assert_eq!(shape.len(), strides.len(), "shape and strides differ in length");
+        let mut dims = Dims { shape: shape.to_vec(), strides: strides.to_vec() };
+        dims.simplify();
+        dims
+    }
+
+    /// C-order contiguous dims of this shape.
+    pub fn contiguous(shape: &[usize]) -> Self {
+        let mut strides = vec![0isize; shape.len()];
+        let mut step = 1isize;
+        for (stride, &len) in strides.iter_mut().zip(shape).rev() {
+            *stride = step;
+            step *= len as isize;
+        }
+        Dims::new(shape, &strides)
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops length-1 dims and merges neighbours that step through memory as one dim, so a
+    /// C-contiguous block becomes a single dim of stride 1 and the fast paths see it as such.
+    /// Iteration order (C order over the original dims) is unchanged.
+    fn simplify(&mut self) {
+        if self.shape.contains(&0) {
+            *self = Dims { shape: vec![0], strides: vec![1] };
+            return;
+        }
+        let mut shape: Vec<usize> = Vec::with_capacity(self.shape.len());
+        let mut strides: Vec<isize> = Vec::with_capacity(self.shape.len());
+        for (&len, &stride) in self.shape.iter().zip(&self.strides) {
+            if len == 1 {
+                continue;
+            }
+            match (shape.last_mut(), strides.last_mut()) {
+                (Some(prev_len), Some(prev_stride)) if *prev_stride == stride * len as isize => {
+                    *prev_len *= len;
+                    *prev_stride = stride;
+                }
+                _ => {
+                    shape.push(len);
+                    strides.push(stride);
+                }
+            }
+        }
+        self.shape = shape;
+        self.strides = strides;
+    }
+
+    /// The one stride when these dims are a single arithmetic progression in memory
+    /// (after simplification); `Some(1)` means contiguous.
+    pub fn single_stride(&self) -> Option<isize> {
+        match self.strides.as_slice() {
+            [] => Some(1),
+            [s] => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// Offset (in elements) of the element with C-order linear index `linear`.
+    #[inline]
+    pub fn offset(&self, mut linear: usize) -> isize {
+        let mut off = 0isize;
+        for (&len, &stride) in self.shape.iter().zip(&self.strides).rev() {
+            off += (linear % len) as isize * stride;
+            linear /= len;
+        }
+        off
+    }
+
+    /// Calls `f(k, offset)` for every element in C order, without division per element.
+    #[inline(always)]
+    pub fn for_each_offset(&self, mut f: impl FnMut(usize, isize)) {
+        if let Some(stride) = self.single_stride() {
+            for k in 0..self.len() {
+                f(k, k as isize * stride);
+            }
+            return;
+        }
+        let ndim = self.shape.len();
+        let mut index = vec![0usize; ndim];
+        let mut off = 0isize;
+        for k in 0..self.len() {
+            f(k, off);
+            // Odometer step over the dims, innermost first.
+            for d in (0..ndim).rev() {
+                index[d] += 1;
+                off += self.strides[d];
+                if index[d] < self.shape[d] {
+                    break;
+                }
+                off -= self.strides[d] * self.shape[d] as isize;
+                index[d] = 0;
+            }
+        }
+    }
+
+    /// Lowest and highest element offsets touched, relative to the base pointer.
+    pub fn extent(&self) -> (isize, isize) {
+        if self.is_empty() {
+            return (0, -1);
+        }
+        let mut lo = 0isize;
+        let mut hi = 0isize;
+        for (&len, &stride) in self.shape.iter().zip(&self.strides) {
+            let span = stride * (len as isize - 1);
+            if span < 0 {
+                lo += span;
+            } else {
+                hi += span;
+            }
+        }
+        (lo, hi)
+    }
+
+    /// True when two distinct indices can land on the same element (a zero or overlapping
+    /// stride). Writing such an array from several threads would race, so outputs must not.
+    pub fn has_internal_overlap(&self) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let mut dims: Vec<(usize, usize)> = self
+            .shape
+            .iter()
+            .zip(&self.strides)
+            .map(|(&len, &stride)| (stride.unsigned_abs(), len))
+            .collect();
+        dims.sort_unstable();
+        // Sufficient test: every stride must step past everything the smaller dims span.
+        let mut span = 0usize;
+        for (stride, len) in dims {
+            if stride <= span {
+                return true;
+            }
+            span += stride * (len - 1);
+        }
+        false
+    }
+}
+
+/// An array seen as `n_rows` rows of `row_len` elements: the last `inner_ndim` dims form a row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rows {
+    pub outer: Dims,
+    pub inner: Dims,
+}
+
+impl Rows {
+    /// Splits `shape`/`strides` (element strides) so the last `inner_ndim` dims form a row.
+    pub fn split(shape: &[usize], strides: &[isize], inner_ndim: usize) -> Self {
+        assert!(inner_ndim <= shape.len(), "more row dims than array dims");
+        let cut = shape.len() - inner_ndim;
+        Rows {
+            outer: Dims::new(&shape[..cut], &strides[..cut]),
+            inner: Dims::new(&shape[cut..], &strides[cut..]),
+        }
+    }
+
+    /// C-contiguous rows.
+    pub fn contiguous(n_rows: usize, row_len: usize) -> Self {
+        Rows { outer: Dims::contiguous(&[n_rows]).scaled(row_len), inner: Dims::contiguous(&[row_len]) }
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.outer.len()
+    }
+
+    pub fn row_len(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Offset of the first element of row `row`.
+    #[inline]
+    pub fn row_offset(&self, row: usize) -> isize {
+        self.outer.offset(row)
+    }
+
+    /// Lowest and highest element offsets touched by the whole view.
+    pub fn extent(&self) -> (isize, isize) {
+        if self.n_rows() == 0 || self.row_len() == 0 {
+            return (0, -1);
+        }
+        let (olo, ohi) = self.outer.extent();
+        let (ilo, ihi) = self.inner.extent();
+        (olo + ilo, ohi + ihi)
+    }
+
+    pub fn has_internal_overlap(&self) -> bool {
+        let mut all = self.outer.clone();
+        all.shape.extend(&self.inner.shape);
+        all.strides.extend(&self.inner.strides);
+        all.has_internal_overlap()
+    }
+}
+
+impl Dims {
+    fn scaled(mut self, factor: usize) -> Self {
+        for s in &mut self.strides {
+            *s *= factor as isize;
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_contiguous_block_merges_to_one_unit_stride() {
+        let d = Dims::new(&[4, 6, 33], &[198, 33, 1]);
+        assert_eq!(d.single_stride(), Some(1));
+        assert_eq!(d.len(), 792);
+    }
+
+    #[test]
+    fn transposed_view_keeps_two_dims_and_offsets_follow_c_order() {
+        // x.T of a (3, 4) C array: shape (4, 3), strides (1, 4).
+        let d = Dims::new(&[4, 3], &[1, 4]);
+        assert_eq!(d.single_stride(), None);
+        let mut seen = vec![];
+        d.for_each_offset(|k, off| {
+            assert_eq!(off, d.offset(k));
+            seen.push(off);
+        });
+        assert_eq!(seen, vec![0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]);
+    }
+
+    #[test]
+    fn negative_strides_extent() {
+        let d = Dims::new(&[5], &[-2]);
+        assert_eq!(d.extent(), (-8, 0));
+        assert_eq!(d.offset(4), -8);
+    }
+
+    #[test]
+    fn overlap_detection() {
+        assert!(Dims::new(&[3, 4], &[0, 1]).has_internal_overlap());
+        assert!(Dims::new(&[3, 4], &[2, 1]).has_internal_overlap());
+        assert!(!Dims::new(&[3, 4], &[1, 3]).has_internal_overlap());
+        assert!(!Dims::new(&[3, 4], &[-4, 1]).has_internal_overlap());
+    }
+
+    #[test]
+    fn rows_split_and_row_offsets() {
+        let r = Rows::split(&[2, 3, 5], &[15, 5, 1], 1);
+        assert_eq!(r.n_rows(), 6);
+        assert_eq!(r.row_len(), 5);
+        assert_eq!(r.row_offset(4), 20);
+        let c = Rows::contiguous(3, 7);
+        assert_eq!(c.row_offset(2), 14);
+        assert_eq!(c.inner.single_stride(), Some(1));
+    }
+
+    #[test]
+    fn empty_dims() {
+        let d = Dims::new(&[3, 0], &[0, 1]);
+        assert!(d.is_empty());
+        assert_eq!(d.extent(), (0, -1));
+    }
+}

@@ -1,0 +1,20 @@
+//! rsnorm-core: normalization kernels on strided memory, generic over f32/f64 (f16 stored,
+//! computed in f32). No Python here: the `rsnorm-py` crate binds these functions.
+//!
+//! Layout of a call: a [`layout::Rows`] view describes the input as rows (the normalized trailing
+//! dims) under any strides; [`rows::map_rows`] hands each row to a per-row kernel as a contiguous
+//! slice (directly, or through per-thread scratch when the row is strided or stored as f16), splits
+//! rows across the thread pool ([`parallel`]) and runs the hot loop under the best SIMD level
+//! ([`simd`]).
+
+pub mod element;
+pub mod error;
+pub mod layout;
+pub mod norm;
+pub mod parallel;
+pub mod reduce;
+pub mod rows;
+pub mod simd;
+
+pub use element::{Element, Float};
+pub use error::{Error, Result};

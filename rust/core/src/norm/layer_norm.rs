@@ -1,0 +1,239 @@
+//! LayerNorm: each row normalized by its own mean and biased variance, then an optional
+//! elementwise affine (torch.nn.functional.layer_norm).
+
+use super::{check_param, check_row_len, normalize_into};
+use crate::element::{Element, Float};
+use crate::error::{check_eps, Result};
+use crate::reduce::Moments;
+use crate::rows::{check_same_rows, map_rows, RowsMut, RowsRef};
+
+/// The statistics a row was normalized with: its mean and 1/sqrt(var + eps), in f64.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RowStats {
+    pub mean: f64,
+    pub rstd: f64,
+}
+
+/// Normalizes one contiguous row into `y` and returns the statistics used.
+#[inline(always)]
+pub fn layer_norm_row<T: Float>(
+    x: &[T],
+    y: &mut [T],
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+    eps: f64,
+) -> RowStats {
+    let moments = Moments::of_slice(x);
+    let rstd = 1.0 / (moments.variance() + eps).sqrt();
+    normalize_into(x, y, moments.mean, rstd, weight, bias);
+    RowStats { mean: moments.mean, rstd }
+}
+
+/// LayerNorm over rows of any layout. `stats` receives each row's statistics (or is empty).
+///
+/// # Safety
+/// `x` and `y` describe valid memory as required by [`map_rows`]; `y` may be `x` itself
+/// (in place) but may not otherwise overlap it.
+pub unsafe fn layer_norm<S: Element>(
+    x: &RowsRef<S>,
+    y: &RowsMut<S>,
+    weight: Option<&[S::Compute]>,
+    bias: Option<&[S::Compute]>,
+    eps: f64,
+    stats: &mut [RowStats],
+) -> Result<()> {
+    const OP: &str = "layer_norm";
+    check_eps(OP, eps)?;
+    check_same_rows(OP, &x.rows, &[("out", &y.rows)])?;
+    let row_len = x.rows.row_len();
+    check_row_len(OP, x.rows.n_rows(), row_len)?;
+    check_param(OP, "weight", weight, row_len)?;
+    check_param(OP, "bias", bias, row_len)?;
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        map_rows([x], [y], stats, #[inline(always)] |[x], [y]| layer_norm_row(x, y, weight, bias, eps));
+    }
+    Ok(())
+}
+
+/// Residual add fused with LayerNorm: `sum = x + residual` is written out and normalized into
+/// `y` while the row is still in cache (one pass over memory instead of two).
+///
+/// # Safety
+/// As [`layer_norm`]; `y` may be `x` and `sum` may be `residual` (or `x`), in place.
+pub unsafe fn add_layer_norm<S: Element>(
+    x: &RowsRef<S>,
+    residual: &RowsRef<S>,
+    y: &RowsMut<S>,
+    sum: &RowsMut<S>,
+    weight: Option<&[S::Compute]>,
+    bias: Option<&[S::Compute]>,
+    eps: f64,
+    stats: &mut [RowStats],
+) -> Result<()> {
+    const OP: &str = "add_layer_norm";
+    check_eps(OP, eps)?;
+    check_same_rows(OP, &x.rows, &[("residual", &residual.rows), ("out", &y.rows), ("residual_out", &sum.rows)])?;
+    let row_len = x.rows.row_len();
+    check_row_len(OP, x.rows.n_rows(), row_len)?;
+    check_param(OP, "weight", weight, row_len)?;
+    check_param(OP, "bias", bias, row_len)?;
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        map_rows([x, residual], [y, sum], stats, #[inline(always)] |[x, residual], [y, sum]| {
+            add_into(x, residual, sum);
+            layer_norm_row(sum, y, weight, bias, eps)
+        });
+    }
+    Ok(())
+}
+
+#[inline(always)]
+pub(crate) fn add_into<T: Float>(a: &[T], b: &[T], sum: &mut [T]) {
+    for ((s, &a), &b) in sum.iter_mut().zip(a).zip(b) {
+        *s = a + b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Rows;
+
+    /// Textbook float64 LayerNorm, the reference the fast kernel is checked against.
+    fn layer_norm_slow(x: &[f64], row_len: usize, w: Option<&[f64]>, b: Option<&[f64]>, eps: f64) -> Vec<f64> {
+        let mut y = Vec::with_capacity(x.len());
+        for row in x.chunks(row_len) {
+            let n = row.len() as f64;
+            let mean = row.iter().sum::<f64>() / n;
+            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+            for (j, v) in row.iter().enumerate() {
+                let z = (v - mean) / (var + eps).sqrt();
+                y.push(z * w.map_or(1.0, |w| w[j]) + b.map_or(0.0, |b| b[j]));
+            }
+        }
+        y
+    }
+
+    fn data(n: usize, offset: f64) -> Vec<f64> {
+        (0..n).map(|i| offset + ((i * 7919) % 113) as f64 / 37.0 - 1.5).collect()
+    }
+
+    fn run<S: Element>(x: &[S], row_len: usize, w: Option<&[S::Compute]>, b: Option<&[S::Compute]>) -> Vec<S> {
+        let mut y = x.to_vec();
+        let mut stats = vec![RowStats::default(); x.len() / row_len];
+        unsafe {
+            layer_norm(&RowsRef::from_slice(x, row_len), &RowsMut::from_slice(&mut y, row_len), w, b, 1e-5, &mut stats)
+                .unwrap();
+        }
+        y
+    }
+
+    #[test]
+    fn matches_slow_reference_f64() {
+        let row_len = 37;
+        let x = data(row_len * 5, 3.0);
+        let w = data(row_len, 1.0);
+        let b = data(row_len, -2.0);
+        let y = run(&x, row_len, Some(&w), Some(&b));
+        let want = layer_norm_slow(&x, row_len, Some(&w), Some(&b), 1e-5);
+        for (a, e) in y.iter().zip(&want) {
+            assert!((a - e).abs() < 1e-12, "{a} vs {e}");
+        }
+    }
+
+    #[test]
+    fn f32_rows_with_large_offset_normalize_like_f64() {
+        let row_len = 4096;
+        let x64 = data(row_len * 2, 1.0e4);
+        let x: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+        let exact: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let want = layer_norm_slow(&exact, row_len, None, None, 1e-5);
+        let y = run(&x, row_len, None, None);
+        let err = y.iter().zip(&want).map(|(a, e)| (f64::from(*a) - e).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-5, "max abs error {err}");
+    }
+
+    #[test]
+    fn strided_and_f16_rows_match_contiguous() {
+        // A (4, 6) array viewed transposed: rows of length 4 with element stride 6.
+        let base: Vec<f64> = data(24, 0.5);
+        let xt = RowsRef { ptr: base.as_ptr(), rows: Rows::split(&[6, 4], &[1, 6], 1) };
+        let mut y = vec![0.0f64; 24];
+        unsafe {
+            layer_norm(&xt, &RowsMut::from_slice(&mut y, 4), None, None, 1e-5, &mut []).unwrap();
+        }
+        let transposed: Vec<f64> = (0..24).map(|k| base[(k % 4) * 6 + k / 4]).collect();
+        let want = layer_norm_slow(&transposed, 4, None, None, 1e-5);
+        assert!(y.iter().zip(&want).all(|(a, e)| (a - e).abs() < 1e-12));
+
+        let x16: Vec<half::f16> = transposed.iter().map(|&v| half::f16::from_f64(v)).collect();
+        let y16 = run(&x16, 4, None, None);
+        assert!(y16.iter().zip(&want).all(|(a, e)| (a.to_f64() - e).abs() < 4e-3));
+    }
+
+    #[test]
+    fn in_place_equals_out_of_place() {
+        let row_len = 50;
+        let x = data(row_len * 3, 2.0);
+        let want = run(&x, row_len, None, None);
+        let mut buf = x.clone();
+        let ptr = buf.as_mut_ptr();
+        let rows = Rows::contiguous(3, row_len);
+        unsafe {
+            layer_norm(&RowsRef { ptr, rows: rows.clone() }, &RowsMut { ptr, rows }, None, None, 1e-5, &mut [])
+                .unwrap();
+        }
+        assert_eq!(buf, want);
+    }
+
+    #[test]
+    fn add_layer_norm_is_add_then_norm() {
+        let row_len = 33;
+        let x = data(row_len * 4, 1.0);
+        let r = data(row_len * 4, -3.0);
+        let mut y = vec![0.0; x.len()];
+        let mut s = vec![0.0; x.len()];
+        unsafe {
+            add_layer_norm(
+                &RowsRef::from_slice(&x, row_len),
+                &RowsRef::from_slice(&r, row_len),
+                &RowsMut::from_slice(&mut y, row_len),
+                &RowsMut::from_slice(&mut s, row_len),
+                None,
+                None,
+                1e-5,
+                &mut [],
+            )
+            .unwrap();
+        }
+        let sum: Vec<f64> = x.iter().zip(&r).map(|(a, b)| a + b).collect();
+        assert_eq!(s, sum);
+        assert_eq!(y, run(&sum, row_len, None, None));
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let x = data(8, 0.0);
+        let mut y = x.clone();
+        let xr = RowsRef::from_slice(&x, 4);
+        let yr = RowsMut::from_slice(&mut y, 4);
+        unsafe {
+            assert!(layer_norm(&xr, &yr, None, None, -1.0, &mut []).is_err());
+            assert!(layer_norm(&xr, &yr, None, None, f64::NAN, &mut []).is_err());
+            assert!(layer_norm(&xr, &yr, Some(&[1.0; 3]), None, 1e-5, &mut []).is_err());
+            let zero_len = RowsRef { ptr: x.as_ptr(), rows: Rows::split(&[2, 0], &[0, 1], 1) };
+            let zero_out = RowsMut { ptr: y.as_mut_ptr(), rows: Rows::split(&[2, 0], &[0, 1], 1) };
+            assert!(layer_norm(&zero_len, &zero_out, None, None, 1e-5, &mut []).is_err());
+        }
+    }
+
+    #[test]
+    fn nan_stays_in_its_row() {
+        let mut x = data(12, 0.0);
+        x[5] = f64::NAN;
+        let y = run(&x, 4, None, None);
+        assert!(y[4..8].iter().all(|v| v.is_nan()));
+        assert!(y[..4].iter().chain(&y[8..]).all(|v| v.is_finite()));
+    }
+}

@@ -1,0 +1,72 @@
+//! Normalization kernels.
+
+pub mod layer_norm;
+pub mod rms_norm;
+
+pub use layer_norm::{add_layer_norm, layer_norm, layer_norm_row, RowStats};
+pub use rms_norm::{add_rms_norm, rms_norm, rms_norm_row};
+
+use crate::element::Float;
+use crate::error::{Error, Result};
+
+/// y = ((x − mean) · scale) · weight + bias, with x − mean formed in `T` from a hi/lo split of the
+/// f64 mean: for f32 rows of 1e4 + noise, rounding the mean to f32 alone (ulp ≈ 1e-3) would
+/// shift every output by up to 1e-3; x − mean_hi is exact there (Sterbenz) and mean_lo restores
+/// the rest. For f64, mean_lo is zero.
+#[inline(always)]
+pub(crate) fn normalize_into<T: Float>(
+    x: &[T],
+    y: &mut [T],
+    mean: f64,
+    scale: f64,
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+) {
+    let mean_hi = T::from_f64(mean);
+    let mean_lo = T::from_f64(mean - mean_hi.to_f64());
+    let scale = T::from_f64(scale);
+    let norm = |v: T| ((v - mean_hi) - mean_lo) * scale;
+    match (weight, bias) {
+        (Some(w), Some(b)) => {
+            for (((y, &x), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
+                *y = norm(x) * w + b;
+            }
+        }
+        (Some(w), None) => {
+            for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
+                *y = norm(x) * w;
+            }
+        }
+        (None, Some(b)) => {
+            for ((y, &x), &b) in y.iter_mut().zip(x).zip(b) {
+                *y = norm(x) + b;
+            }
+        }
+        (None, None) => {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = norm(x);
+            }
+        }
+    }
+}
+
+/// Checks an optional per-row-element parameter (weight, bias) against the row length.
+pub(crate) fn check_param<T>(op: &str, name: &str, param: Option<&[T]>, row_len: usize) -> Result<()> {
+    match param {
+        Some(p) if p.len() != row_len => Err(Error::ShapeMismatch(format!(
+            "{op}: {name} has {} elements, the normalized dims have {row_len}",
+            p.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A row count of zero is an empty result; a row of zero elements is a mean of nothing.
+pub(crate) fn check_row_len(op: &str, n_rows: usize, row_len: usize) -> Result<()> {
+    if row_len == 0 && n_rows > 0 {
+        return Err(Error::EmptyReduction(format!(
+            "{op}: the normalized dims have zero elements, so there is no mean to normalize by"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! The row driver shared by every row-wise op: hands each row to a kernel as contiguous slices of
+//! the compute type, whatever the strides and storage type, and splits rows across threads.
+
+use crate::element::Element;
+use crate::error::{Error, Result};
+use crate::layout::Rows;
+use crate::{parallel, simd};
+
+/// A read-only strided array seen as rows.
+#[derive(Clone, Debug)]
+pub struct RowsRef<S> {
+    pub ptr: *const S,
+    pub rows: Rows,
+}
+
+/// A writeable strided array seen as rows.
+#[derive(Clone, Debug)]
+pub struct RowsMut<S> {
+    pub ptr: *mut S,
+    pub rows: Rows,
+}
+
+// SAFETY: the views are plain descriptions of memory; `map_rows`' contract makes concurrent use
+// sound (rows are disjoint, inputs are not written while read).
+unsafe impl<S: Sync> Send for RowsRef<S> {}
+unsafe impl<S: Sync> Sync for RowsRef<S> {}
+unsafe impl<S: Send> Send for RowsMut<S> {}
+unsafe impl<S: Send> Sync for RowsMut<S> {}
+
+impl<'a, S> RowsRef<S> {
+    /// C-contiguous rows over a slice.
+    pub fn from_slice(data: &'a [S], row_len: usize) -> Self {
+        let n_rows = if row_len == 0 { 0 } else { data.len() / row_len };
+        RowsRef { ptr: data.as_ptr(), rows: Rows::contiguous(n_rows, row_len) }
+    }
+}
+
+impl<'a, S> RowsMut<S> {
+    /// C-contiguous rows over a mutable slice.
+    pub fn from_slice(data: &'a mut [S], row_len: usize) -> Self {
+        let n_rows = if row_len == 0 { 0 } else { data.len() / row_len };
+        RowsMut { ptr: data.as_mut_ptr(), rows: Rows::contiguous(n_rows, row_len) }
+    }
+}
+
+struct SharedMut<T>(*mut T);
+// SAFETY: each row index is written by exactly one task (see `parallel::for_each_range`).
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// A method, not field access, so closures capture the Sync wrapper rather than the pointer.
+    fn at(&self, index: usize) -> *mut T {
+        self.0.wrapping_add(index)
+    }
+}
+
+/// Checks that every view has the rows of `reference` (same count and length).
+pub fn check_same_rows(op: &str, reference: &Rows, others: &[(&str, &Rows)]) -> Result<()> {
+    for (name, rows) in others {
+        if rows.n_rows() != reference.n_rows() || rows.row_len() != reference.row_len() {
+            return Err(Error::ShapeMismatch(format!(
+                "{op}: {name} has {} rows of {} elements, x has {} rows of {}",
+                rows.n_rows(),
+                rows.row_len(),
+                reference.n_rows(),
+                reference.row_len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Calls `kernel(inputs, outputs)` for each row (mark it `#[inline(always)]` so it is compiled
+/// for the SIMD level [`simd::dispatch`] picks) and stores its result in `results[row]`
+/// (`results` empty: results dropped). Contiguous native rows are passed in place; strided or
+/// f16 rows go through per-task scratch (gather before, scatter after).
+///
+/// # Safety
+/// Every view must describe memory valid for its whole layout for the duration of the call
+/// (reads for inputs, writes for outputs); all views have the same number of rows and row
+/// length. Outputs must not overlap each other or themselves. An input may share memory with
+/// an output only as the identical view (in place); any other overlap is the caller's to remove.
+pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
+    inputs: [&RowsRef<S>; NI],
+    outputs: [&RowsMut<S>; NO],
+    results: &mut [R],
+    kernel: impl Fn([&[S::Compute]; NI], [&mut [S::Compute]; NO]) -> R + Sync,
+) where
+    S: Element,
+    R: Send,
+{
+    let reference = inputs.first().map(|v| &v.rows).or(outputs.first().map(|v| &v.rows));
+    let Some(reference) = reference else { return };
+    let (n_rows, row_len) = (reference.n_rows(), reference.row_len());
+    debug_assert!(results.is_empty() || results.len() == n_rows);
+    let keep_results = !results.is_empty();
+    let results = SharedMut(results.as_mut_ptr());
+    let in_direct_layout = inputs.map(|v| S::NATIVE && v.rows.inner.single_stride() == Some(1));
+    let out_direct_layout = outputs.map(|v| S::NATIVE && v.rows.inner.single_stride() == Some(1));
+
+    parallel::for_each_range(n_rows, row_len * (NI + NO), |range| {
+        simd::dispatch(#[inline(always)] || {
+            let mut in_scratch: [Vec<S::Compute>; NI] = std::array::from_fn(|_| Vec::new());
+            let mut out_scratch: [Vec<S::Compute>; NO] = std::array::from_fn(|_| Vec::new());
+            for row in range {
+                let in_ptrs = inputs.map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
+                let out_ptrs = outputs.map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
+                // An input read in place while its own memory is a direct output would be
+                // overwritten mid-kernel: such rows are copied first.
+                let in_direct: [bool; NI] = std::array::from_fn(|i| {
+                    in_direct_layout[i]
+                        && !(0..NO).any(|o| out_direct_layout[o] && out_ptrs[o].cast_const() == in_ptrs[i])
+                });
+                for i in 0..NI {
+                    if !in_direct[i] {
+                        let buf = &mut in_scratch[i];
+                        buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
+                        let base = in_ptrs[i];
+                        // SAFETY: offsets stay inside the view (caller's contract).
+                        inputs[i].rows.inner.for_each_offset(|k, off| {
+                            buf[k] = unsafe { *base.offset(off) }.load();
+                        });
+                    }
+                }
+                for (o, buf) in out_scratch.iter_mut().enumerate() {
+                    if !out_direct_layout[o] {
+                        buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
+                    }
+                }
+                let result = {
+                    let mut i = 0;
+                    let ins = in_scratch.each_ref().map(|buf| {
+                        let slice: &[S::Compute] = if in_direct[i] {
+                            // SAFETY: NATIVE means S == S::Compute; the row is contiguous.
+                            unsafe { std::slice::from_raw_parts(in_ptrs[i].cast(), row_len) }
+                        } else {
+                            buf
+                        };
+                        i += 1;
+                        slice
+                    });
+                    let mut o = 0;
+                    let outs = out_scratch.each_mut().map(|buf| {
+                        let slice: &mut [S::Compute] = if out_direct_layout[o] {
+                            // SAFETY: as above; rows of one output are disjoint.
+                            unsafe { std::slice::from_raw_parts_mut(out_ptrs[o].cast(), row_len) }
+                        } else {
+                            buf
+                        };
+                        o += 1;
+                        slice
+                    });
+                    kernel(ins, outs)
+                };
+                for o in 0..NO {
+                    if !out_direct_layout[o] {
+                        let base = out_ptrs[o];
+                        let buf = &out_scratch[o];
+                        outputs[o].rows.inner.for_each_offset(|k, off| {
+                            // SAFETY: offsets stay inside the view (caller's contract).
+                            unsafe { *base.offset(off) = S::store(buf[k]) };
+                        });
+                    }
+                }
+                if keep_results {
+                    // SAFETY: row < n_rows = results.len(); one writer per row.
+                    unsafe { *results.at(row) = result };
+                }
+            }
+        });
+    });
+}

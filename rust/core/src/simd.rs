@@ -1,0 +1,92 @@
+//! Run-time choice of the instruction set for hot loops.
+//!
+//! Wheels are built for baseline x86-64 (SSE2). The kernels are plain Rust loops written with
+//! explicit lane accumulators so LLVM vectorizes them; [`dispatch`] runs a closure inside a
+//! function compiled with `#[target_feature]` so that the inlined kernels are vectorized for
+//! AVX2/FMA or AVX-512 when the CPU has them. std::arch detection is used rather than a crate
+//! because the kernels need no intrinsics — only the codegen target — and the level must be
+//! forceable (`RSNORM_SIMD`) for tests that compare paths.
+//!
+//! Results are bitwise identical across levels: kernels never call `mul_add` and fix the order
+//! of every reduction through their lane arrays, so wider vectors do the same operations.
+
+use std::sync::OnceLock;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Scalar,
+    Avx2,
+    Avx512,
+}
+
+impl Level {
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Scalar => "scalar",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+        }
+    }
+}
+
+/// The best level this CPU supports.
+pub fn detected() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512dq")
+        {
+            return Level::Avx512;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Level::Avx2;
+        }
+    }
+    Level::Scalar
+}
+
+/// The level in use: `RSNORM_SIMD=scalar|avx2|avx512` lowers it (never above what the CPU has),
+/// else the detected one. Read once.
+pub fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let best = detected();
+        let wanted = match std::env::var("RSNORM_SIMD").ok().as_deref().map(str::trim) {
+            Some("scalar") => Level::Scalar,
+            Some("avx2") => Level::Avx2,
+            Some("avx512") => Level::Avx512,
+            _ => best,
+        };
+        wanted.min(best)
+    })
+}
+
+/// Runs `f` compiled for the active level. `f` should call `#[inline(always)]` kernels so they
+/// are generated inside the target-feature function.
+#[inline(always)]
+pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match level() {
+            // SAFETY: the level never exceeds what `detected()` found on this CPU.
+            Level::Avx512 => return unsafe { run_avx512(f) },
+            Level::Avx2 => return unsafe { run_avx2(f) },
+            Level::Scalar => {}
+        }
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}

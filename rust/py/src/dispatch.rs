@@ -1,0 +1,238 @@
+//! From Python objects to typed, well-behaved arrays and strided views: dtype dispatch, parameter
+//! casting, `out=` checks and in-place aliasing. No math here.
+
+use crate::errors::{type_error, value_error};
+use half::f16;
+use numpy::{
+    Element as NpElement, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use rsnorm_core::layout::Rows;
+use rsnorm_core::rows::{RowsMut, RowsRef};
+
+/// A storage dtype rsnorm accepts: a core element whose compute type NumPy also knows.
+pub(crate) trait Storage: rsnorm_core::Element<Compute: NpElement> + NpElement {}
+impl Storage for f16 {}
+impl Storage for f32 {}
+impl Storage for f64 {}
+
+/// An input array of one of the accepted float dtypes.
+pub(crate) enum FloatArray<'py> {
+    F16(Bound<'py, PyArrayDyn<f16>>),
+    F32(Bound<'py, PyArrayDyn<f32>>),
+    F64(Bound<'py, PyArrayDyn<f64>>),
+}
+
+/// Runs a generic body on the typed array inside a [`FloatArray`]: the one dtype dispatch point.
+macro_rules! with_float_array {
+    ($array:expr, $arr:ident => $body:expr) => {
+        match $array {
+            $crate::dispatch::FloatArray::F16($arr) => $body,
+            $crate::dispatch::FloatArray::F32($arr) => $body,
+            $crate::dispatch::FloatArray::F64($arr) => $body,
+        }
+    };
+}
+pub(crate) use with_float_array;
+
+fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import("numpy")
+}
+
+fn dtype_name(arr: &Bound<'_, PyUntypedArray>) -> String {
+    arr.dtype().str().map_or_else(|_| "?".to_string(), |s| s.to_string())
+}
+
+/// `np.asarray(obj)` unless `obj` already is an ndarray.
+fn as_ndarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUntypedArray>> {
+    if let Ok(arr) = obj.cast::<PyUntypedArray>() {
+        return Ok(arr.clone());
+    }
+    Ok(numpy(obj.py())?.call_method1("asarray", (obj,))?.cast_into::<PyUntypedArray>()?)
+}
+
+/// Same values in native byte order, aligned, with strides that are whole elements — what the
+/// kernels can address. A copy only for the rare arrays that are not.
+fn well_behaved<'py>(arr: Bound<'py, PyUntypedArray>) -> PyResult<Bound<'py, PyUntypedArray>> {
+    let itemsize = arr.dtype().itemsize() as isize;
+    let native = arr.dtype().is_native_byteorder().unwrap_or(true);
+    if native && arr.is_aligned() && arr.strides().iter().all(|s| s % itemsize == 0) {
+        return Ok(arr);
+    }
+    let dtype = arr.dtype().call_method1("newbyteorder", ("=",))?;
+    let kwargs = PyDict::new(arr.py());
+    kwargs.set_item("dtype", dtype)?;
+    Ok(numpy(arr.py())?.call_method("ascontiguousarray", (&arr,), Some(&kwargs))?.cast_into()?)
+}
+
+/// The input `x` of `op` as a float array; any other dtype is a `TypeError` naming it.
+pub(crate) fn float_array<'py>(op: &str, name: &str, obj: &Bound<'py, PyAny>) -> PyResult<FloatArray<'py>> {
+    let arr = as_ndarray(obj)?;
+    let dtype = arr.dtype();
+    if dtype.kind() != b'f' || !matches!(dtype.itemsize(), 2 | 4 | 8) {
+        return Err(type_error(format!(
+            "{op}: {name} has dtype {}; rsnorm computes on float16, float32 and float64 arrays",
+            dtype_name(&arr)
+        )));
+    }
+    let arr = well_behaved(arr)?;
+    Ok(match arr.dtype().itemsize() {
+        2 => FloatArray::F16(arr.cast_into()?),
+        4 => FloatArray::F32(arr.cast_into()?),
+        _ => FloatArray::F64(arr.cast_into()?),
+    })
+}
+
+pub(crate) fn shape_str(shape: &[usize]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!("({})", shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// A parameter (weight, bias) as a contiguous array of the compute type, after casting to the
+/// input's dtype first (so f16 inputs see f16-rounded parameters, as PyTorch does).
+pub(crate) fn param<'py, S: Storage>(
+    py: Python<'py>,
+    op: &str,
+    name: &str,
+    obj: Option<&Bound<'py, PyAny>>,
+    expected_shape: &[usize],
+) -> PyResult<Option<Bound<'py, PyArrayDyn<S::Compute>>>> {
+    let Some(obj) = obj else { return Ok(None) };
+    let arr = as_ndarray(obj)?;
+    if arr.dtype().kind() != b'f' {
+        return Err(type_error(format!(
+            "{op}: {name} has dtype {}; expected a floating dtype",
+            dtype_name(&arr)
+        )));
+    }
+    if arr.shape() != expected_shape {
+        return Err(value_error(format!(
+            "{op}: {name} has shape {}, expected {} (the normalized shape)",
+            shape_str(arr.shape()),
+            shape_str(expected_shape)
+        )));
+    }
+    if let Ok(typed) = arr.cast::<PyArrayDyn<S::Compute>>() {
+        if S::NATIVE && typed.is_c_contiguous() {
+            return Ok(Some(typed.clone()));
+        }
+    }
+    let np = numpy(py)?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("dtype", numpy::dtype::<S>(py))?;
+    let mut cast = np.call_method("ascontiguousarray", (&arr,), Some(&kwargs))?;
+    if !S::NATIVE {
+        cast = cast.call_method1("astype", (numpy::dtype::<S::Compute>(py),))?;
+    }
+    Ok(Some(cast.cast_into()?))
+}
+
+/// Read-only slice of a contiguous parameter array.
+pub(crate) fn param_slice<'a, T: NpElement>(arr: &'a Option<Bound<'_, PyArrayDyn<T>>>) -> Option<&'a [T]> {
+    // SAFETY: `param` made the array C-contiguous; it is only read, and the Bound outlives the slice.
+    arr.as_ref().map(|a| unsafe { a.as_slice() }.expect("param arrays are contiguous"))
+}
+
+/// The WRITEABLE flag of an array (read-only arrays are never written).
+pub(crate) fn is_writeable(arr: &Bound<'_, PyUntypedArray>) -> PyResult<bool> {
+    arr.getattr("flags")?.getattr("writeable")?.extract()
+}
+
+fn element_strides(arr: &Bound<'_, PyUntypedArray>) -> Vec<isize> {
+    let itemsize = arr.dtype().itemsize() as isize;
+    arr.strides().iter().map(|s| s / itemsize).collect()
+}
+
+/// `arr` seen as rows of its last `inner_ndim` dims.
+pub(crate) fn rows_ref<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>, inner_ndim: usize) -> RowsRef<S> {
+    let untyped = arr.as_untyped();
+    RowsRef { ptr: arr.data(), rows: Rows::split(untyped.shape(), &element_strides(untyped), inner_ndim) }
+}
+
+/// `arr` seen as writeable rows of its last `inner_ndim` dims.
+pub(crate) fn rows_mut<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>, inner_ndim: usize) -> RowsMut<S> {
+    let untyped = arr.as_untyped();
+    RowsMut { ptr: arr.data(), rows: Rows::split(untyped.shape(), &element_strides(untyped), inner_ndim) }
+}
+
+/// The output array: a fresh C-ordered one allocated by NumPy, or the caller's `out`, which
+/// must have the right shape and dtype, be writeable, and not overlap itself.
+pub(crate) fn output<'py, S: Storage>(
+    py: Python<'py>,
+    op: &str,
+    name: &str,
+    out: Option<&Bound<'py, PyAny>>,
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
+    let Some(out) = out else {
+        // SAFETY: every element is written by the kernel before the array is returned.
+        return Ok(unsafe { PyArrayDyn::<S>::new(py, shape, false) });
+    };
+    let Ok(arr) = out.cast::<PyUntypedArray>() else {
+        return Err(type_error(format!("{op}: {name} must be a numpy.ndarray, got {}", out.get_type().name()?)));
+    };
+    if !arr.dtype().is_equiv_to(&numpy::dtype::<S>(py)) {
+        return Err(value_error(format!(
+            "{op}: {name} has dtype {}, expected {} (the dtype of x)",
+            dtype_name(arr),
+            S::NAME
+        )));
+    }
+    if arr.shape() != shape {
+        return Err(value_error(format!(
+            "{op}: {name} has shape {}, expected {}",
+            shape_str(arr.shape()),
+            shape_str(shape)
+        )));
+    }
+    if !is_writeable(arr)? {
+        return Err(value_error(format!("{op}: {name} is read-only")));
+    }
+    let itemsize = arr.dtype().itemsize() as isize;
+    if !arr.is_aligned() || arr.strides().iter().any(|s| s % itemsize != 0) {
+        return Err(value_error(format!("{op}: {name} is not aligned to its dtype")));
+    }
+    let typed = arr.cast::<PyArrayDyn<S>>()?.clone();
+    if rows_mut(&typed, 0).rows.has_internal_overlap() {
+        return Err(value_error(format!("{op}: {name} has overlapping elements (a zero or broadcast stride)")));
+    }
+    Ok(typed)
+}
+
+/// Byte range `[lo, hi]` an array touches (`None` when empty).
+fn byte_range<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>) -> Option<(usize, usize)> {
+    let view = rows_ref(arr, 0);
+    let (lo, hi) = view.rows.extent();
+    (hi >= lo).then(|| {
+        let base = arr.data() as usize;
+        let size = std::mem::size_of::<S>();
+        (base.wrapping_add_signed(lo * size as isize), base.wrapping_add_signed(hi * size as isize) + size - 1)
+    })
+}
+
+/// An input that overlaps an output in any way other than being the very same view (true
+/// in-place use, handled row by row by the kernels) is copied first, so results never depend on
+/// the order rows are written in.
+pub(crate) fn unaliased<'py, S: Storage>(
+    input: Bound<'py, PyArrayDyn<S>>,
+    outputs: &[&Bound<'py, PyArrayDyn<S>>],
+) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
+    let Some((ilo, ihi)) = byte_range(&input) else { return Ok(input) };
+    for out in outputs {
+        let Some((olo, ohi)) = byte_range(out) else { continue };
+        if ilo > ohi || olo > ihi {
+            continue;
+        }
+        let same_view = input.data() == out.data()
+            && input.as_untyped().shape() == out.as_untyped().shape()
+            && input.as_untyped().strides() == out.as_untyped().strides();
+        if !same_view {
+            return Ok(input.call_method0("copy")?.cast_into()?);
+        }
+    }
+    Ok(input)
+}

@@ -1,0 +1,75 @@
+//! rsnorm._rsnorm: PyO3 bindings of rsnorm-core. Argument checking, dtype dispatch, GIL release and
+//! error mapping live here; the math lives in rsnorm-core.
+
+mod dispatch;
+mod errors;
+mod norm;
+
+use dispatch::{float_array, with_float_array, Storage};
+use errors::{compute, value_error};
+use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+
+/// Sets the number of threads rsnorm computes with (≥ 1).
+#[pyfunction]
+fn set_num_threads(n: i64) -> PyResult<()> {
+    if n < 1 {
+        return Err(value_error(format!("set_num_threads: n must be >= 1, got {n}")));
+    }
+    rsnorm_core::parallel::set_num_threads(n as usize);
+    Ok(())
+}
+
+/// Number of threads rsnorm computes with.
+#[pyfunction]
+fn get_num_threads() -> usize {
+    rsnorm_core::parallel::num_threads()
+}
+
+/// For `os.register_at_fork(after_in_child=…)`: a forked child has no worker threads, so the
+/// inherited pool is dropped and a new one started on first use.
+#[pyfunction]
+fn _after_fork_in_child() {
+    rsnorm_core::parallel::forget_pool_after_fork();
+}
+
+/// The instruction set the kernels run with: "scalar", "avx2" or "avx512".
+#[pyfunction]
+fn simd_level() -> &'static str {
+    rsnorm_core::simd::level().name()
+}
+
+/// Copies `src` into `dst` (same dtype, C-contiguous, same size) with rsnorm's threads: the
+/// memory-bandwidth ceiling the benchmarks report against.
+#[pyfunction]
+fn _parallel_copy(py: Python<'_>, src: &Bound<'_, PyAny>, dst: &Bound<'_, PyAny>) -> PyResult<()> {
+    with_float_array!(float_array("_parallel_copy", "src", src)?, src => copy_typed(py, src, dst))
+}
+
+fn copy_typed<S: Storage>(py: Python<'_>, src: Bound<'_, PyArrayDyn<S>>, dst: &Bound<'_, PyAny>) -> PyResult<()> {
+    let dst = dst.cast::<PyArrayDyn<S>>().map_err(|_| value_error("_parallel_copy: dst must have src's dtype"))?;
+    if !src.is_c_contiguous() || !dst.is_c_contiguous() || src.len() != dst.len() || !dispatch::is_writeable(dst.as_untyped())? {
+        return Err(value_error("_parallel_copy: src and dst must be C-contiguous, writeable dst, same size"));
+    }
+    // SAFETY: both contiguous; dst writeable; callers pass distinct arrays.
+    let (s, d) = unsafe { (src.as_slice()?, dst.as_slice_mut()?) };
+    compute(py, || {
+        rsnorm_core::parallel::parallel_copy(s, d);
+        Ok(())
+    })
+}
+
+#[pymodule]
+fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(norm::layer_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(norm::rms_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(norm::add_layer_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(norm::add_rms_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(_parallel_copy, m)?)?;
+    Ok(())
+}

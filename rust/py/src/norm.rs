@@ -1,0 +1,281 @@
+//! Bindings of the row-wise normalizations: layer_norm, rms_norm and their fused residual adds.
+
+use crate::dispatch::{
+    float_array, output, param, param_slice, rows_mut, rows_ref, shape_str, unaliased, with_float_array,
+    Storage,
+};
+use crate::errors::{compute, value_error};
+use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use rsnorm_core::norm::{self, RowStats};
+use rsnorm_core::Float;
+
+/// Number of trailing dims `normalized_shape` names, after checking they are x's last dims.
+/// `None` means the last dim.
+fn normalized_ndim(op: &str, x_shape: &[usize], normalized_shape: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+    let dims: Vec<i64> = match normalized_shape {
+        None => match x_shape.last() {
+            Some(&n) => vec![n as i64],
+            None => return Err(value_error(format!("{op}: x is 0-dimensional; it needs a dim to normalize over"))),
+        },
+        Some(obj) => match obj.extract::<i64>() {
+            Ok(n) => vec![n],
+            Err(_) => obj.extract::<Vec<i64>>().map_err(|_| {
+                value_error(format!("{op}: normalized_shape must be an int or a sequence of ints, got {obj}"))
+            })?,
+        },
+    };
+    let matches = !dims.is_empty()
+        && dims.len() <= x_shape.len()
+        && dims.iter().zip(&x_shape[x_shape.len() - dims.len()..]).all(|(&d, &s)| d >= 0 && d as usize == s);
+    if !matches {
+        return Err(value_error(format!(
+            "{op}: normalized_shape {:?} does not match the last dims of x, whose shape is {}",
+            dims,
+            shape_str(x_shape)
+        )));
+    }
+    Ok(dims.len())
+}
+
+/// Shape of per-row statistics as PyTorch returns them: x's outer dims, then 1 per normalized dim.
+fn stats_shape(x_shape: &[usize], inner_ndim: usize) -> Vec<usize> {
+    let cut = x_shape.len() - inner_ndim;
+    x_shape[..cut].iter().copied().chain(std::iter::repeat_n(1, inner_ndim)).collect()
+}
+
+fn stats_array<'py, S: Storage>(
+    py: Python<'py>,
+    values: impl Iterator<Item = f64>,
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyArrayDyn<S::Compute>>> {
+    let data: Vec<S::Compute> = values.map(<S::Compute as Float>::from_f64).collect();
+    PyArray::from_vec(py, data).reshape(shape)
+}
+
+/// A second input that must have x's dtype and shape (the residual of the fused adds).
+fn companion<'py, S: Storage>(
+    op: &str,
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
+    let arr = with_float_array!(float_array(op, name, obj)?, a => a.into_any());
+    let Ok(typed) = arr.cast_into::<PyArrayDyn<S>>() else {
+        return Err(value_error(format!("{op}: {name} must have the dtype of x ({})", S::NAME)));
+    };
+    if typed.shape() != shape {
+        return Err(value_error(format!(
+            "{op}: {name} has shape {}, x has {}",
+            shape_str(typed.shape()),
+            shape_str(shape)
+        )));
+    }
+    Ok(typed)
+}
+
+fn no_overlap<S: Storage>(op: &str, a: &Bound<'_, PyArrayDyn<S>>, b: &Bound<'_, PyArrayDyn<S>>) -> PyResult<()> {
+    let (alo, ahi) = rows_ref(a, 0).rows.extent();
+    let (blo, bhi) = rows_ref(b, 0).rows.extent();
+    let size = std::mem::size_of::<S>() as isize;
+    let (a0, b0) = (a.data() as isize, b.data() as isize);
+    let disjoint = ahi < alo || bhi < blo || a0 + ahi * size < b0 + blo * size || b0 + bhi * size < a0 + alo * size;
+    if disjoint {
+        Ok(())
+    } else {
+        Err(value_error(format!("{op}: out and residual_out share memory")))
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, normalized_shape=None, weight=None, bias=None, eps=1e-5, *, out=None, return_stats=false))]
+pub(crate) fn layer_norm<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+    weight: Option<&Bound<'py, PyAny>>,
+    bias: Option<&Bound<'py, PyAny>>,
+    eps: f64,
+    out: Option<&Bound<'py, PyAny>>,
+    return_stats: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    with_float_array!(float_array("layer_norm", "x", x)?, x => {
+        layer_norm_typed(py, x, normalized_shape, weight, bias, eps, out, return_stats)
+    })
+}
+
+fn layer_norm_typed<'py, S: Storage>(
+    py: Python<'py>,
+    x: Bound<'py, PyArrayDyn<S>>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+    weight: Option<&Bound<'py, PyAny>>,
+    bias: Option<&Bound<'py, PyAny>>,
+    eps: f64,
+    out: Option<&Bound<'py, PyAny>>,
+    return_stats: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    const OP: &str = "layer_norm";
+    let shape = x.shape().to_vec();
+    let k = normalized_ndim(OP, &shape, normalized_shape)?;
+    let norm_shape = &shape[shape.len() - k..];
+    let weight = param::<S>(py, OP, "weight", weight, norm_shape)?;
+    let bias = param::<S>(py, OP, "bias", bias, norm_shape)?;
+    let y = output::<S>(py, OP, "out", out, &shape)?;
+    let x = unaliased(x, &[&y])?;
+    let (xv, yv) = (rows_ref(&x, k), rows_mut(&y, k));
+    let (w, b) = (param_slice(&weight), param_slice(&bias));
+    let mut stats = vec![RowStats::default(); if return_stats { xv.rows.n_rows() } else { 0 }];
+    // SAFETY: the views describe live NumPy arrays; `y` is x itself or disjoint from it.
+    compute(py, || unsafe { norm::layer_norm(&xv, &yv, w, b, eps, &mut stats) })?;
+    if !return_stats {
+        return Ok(y.into_any());
+    }
+    let sshape = stats_shape(&shape, k);
+    let mean = stats_array::<S>(py, stats.iter().map(|s| s.mean), &sshape)?;
+    let rstd = stats_array::<S>(py, stats.iter().map(|s| s.rstd), &sshape)?;
+    Ok(PyTuple::new(py, [y.into_any(), mean.into_any(), rstd.into_any()])?.into_any())
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, normalized_shape=None, weight=None, eps=None, *, out=None, return_stats=false))]
+pub(crate) fn rms_norm<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+    weight: Option<&Bound<'py, PyAny>>,
+    eps: Option<f64>,
+    out: Option<&Bound<'py, PyAny>>,
+    return_stats: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    with_float_array!(float_array("rms_norm", "x", x)?, x => {
+        rms_norm_typed(py, x, normalized_shape, weight, eps, out, return_stats)
+    })
+}
+
+fn rms_norm_typed<'py, S: Storage>(
+    py: Python<'py>,
+    x: Bound<'py, PyArrayDyn<S>>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+    weight: Option<&Bound<'py, PyAny>>,
+    eps: Option<f64>,
+    out: Option<&Bound<'py, PyAny>>,
+    return_stats: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    const OP: &str = "rms_norm";
+    let eps = eps.unwrap_or(S::EPSILON);
+    let shape = x.shape().to_vec();
+    let k = normalized_ndim(OP, &shape, normalized_shape)?;
+    let weight = param::<S>(py, OP, "weight", weight, &shape[shape.len() - k..])?;
+    let y = output::<S>(py, OP, "out", out, &shape)?;
+    let x = unaliased(x, &[&y])?;
+    let (xv, yv) = (rows_ref(&x, k), rows_mut(&y, k));
+    let w = param_slice(&weight);
+    let mut rstd = vec![0.0f64; if return_stats { xv.rows.n_rows() } else { 0 }];
+    // SAFETY: as in layer_norm.
+    compute(py, || unsafe { norm::rms_norm(&xv, &yv, w, eps, &mut rstd) })?;
+    if !return_stats {
+        return Ok(y.into_any());
+    }
+    let rstd = stats_array::<S>(py, rstd.into_iter(), &stats_shape(&shape, k))?;
+    Ok(PyTuple::new(py, [y.into_any(), rstd.into_any()])?.into_any())
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, residual, weight=None, bias=None, eps=1e-5, *, normalized_shape=None, out=None,
+                    residual_out=None, return_stats=false))]
+pub(crate) fn add_layer_norm<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    residual: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    bias: Option<&Bound<'py, PyAny>>,
+    eps: f64,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+    out: Option<&Bound<'py, PyAny>>,
+    residual_out: Option<&Bound<'py, PyAny>>,
+    return_stats: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let fused = Fused { residual, normalized_shape, out, residual_out, return_stats };
+    with_float_array!(float_array("add_layer_norm", "x", x)?, x => {
+        add_norm_typed(py, "add_layer_norm", x, fused, weight, bias, Some(eps))
+    })
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, residual, weight=None, eps=None, *, normalized_shape=None, out=None,
+                    residual_out=None, return_stats=false))]
+pub(crate) fn add_rms_norm<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    residual: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    eps: Option<f64>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+    out: Option<&Bound<'py, PyAny>>,
+    residual_out: Option<&Bound<'py, PyAny>>,
+    return_stats: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let fused = Fused { residual, normalized_shape, out, residual_out, return_stats };
+    with_float_array!(float_array("add_rms_norm", "x", x)?, x => {
+        add_norm_typed(py, "add_rms_norm", x, fused, weight, None, eps)
+    })
+}
+
+/// Arguments the two fused residual-add norms share.
+struct Fused<'a, 'py> {
+    residual: &'a Bound<'py, PyAny>,
+    normalized_shape: Option<&'a Bound<'py, PyAny>>,
+    out: Option<&'a Bound<'py, PyAny>>,
+    residual_out: Option<&'a Bound<'py, PyAny>>,
+    return_stats: bool,
+}
+
+/// Both fused adds: `op` picks the norm (`bias` is always None for RMSNorm).
+fn add_norm_typed<'py, S: Storage>(
+    py: Python<'py>,
+    op: &str,
+    x: Bound<'py, PyArrayDyn<S>>,
+    fused: Fused<'_, 'py>,
+    weight: Option<&Bound<'py, PyAny>>,
+    bias: Option<&Bound<'py, PyAny>>,
+    eps: Option<f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let eps = eps.unwrap_or(S::EPSILON);
+    let is_layer_norm = op == "add_layer_norm";
+    let shape = x.shape().to_vec();
+    let k = normalized_ndim(op, &shape, fused.normalized_shape)?;
+    let norm_shape = &shape[shape.len() - k..];
+    let residual = companion::<S>(op, "residual", fused.residual, &shape)?;
+    let weight = param::<S>(py, op, "weight", weight, norm_shape)?;
+    let bias = param::<S>(py, op, "bias", bias, norm_shape)?;
+    let y = output::<S>(py, op, "out", fused.out, &shape)?;
+    let sum = output::<S>(py, op, "residual_out", fused.residual_out, &shape)?;
+    no_overlap(op, &y, &sum)?;
+    let x = unaliased(x, &[&y, &sum])?;
+    let residual = unaliased(residual, &[&y, &sum])?;
+    let (xv, rv, yv, sv) = (rows_ref(&x, k), rows_ref(&residual, k), rows_mut(&y, k), rows_mut(&sum, k));
+    let (w, b) = (param_slice(&weight), param_slice(&bias));
+    let n_stats = if fused.return_stats { xv.rows.n_rows() } else { 0 };
+    let mut stats = vec![RowStats::default(); n_stats];
+    let mut rstd = vec![0.0f64; n_stats];
+    // SAFETY: outputs are disjoint; inputs are outputs' identical views or disjoint from them.
+    compute(py, || unsafe {
+        if is_layer_norm {
+            norm::add_layer_norm(&xv, &rv, &yv, &sv, w, b, eps, &mut stats)
+        } else {
+            norm::add_rms_norm(&xv, &rv, &yv, &sv, w, eps, &mut rstd)
+        }
+    })?;
+    let mut result = vec![y.into_any(), sum.into_any()];
+    if fused.return_stats {
+        let sshape = stats_shape(&shape, k);
+        if is_layer_norm {
+            result.push(stats_array::<S>(py, stats.iter().map(|s| s.mean), &sshape)?.into_any());
+            result.push(stats_array::<S>(py, stats.iter().map(|s| s.rstd), &sshape)?.into_any());
+        } else {
+            result.push(stats_array::<S>(py, rstd.into_iter(), &sshape)?.into_any());
+        }
+    }
+    Ok(PyTuple::new(py, result)?.into_any())
+}
