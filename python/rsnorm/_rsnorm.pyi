@@ -9,6 +9,18 @@ _Array = npt.NDArray[np.floating]
 _ArrayLike = npt.ArrayLike
 
 __version__: str
+__all__ = [
+    "__version__",
+    "_after_fork_in_child",
+    "_parallel_copy",
+    "add_layer_norm",
+    "add_rms_norm",
+    "get_num_threads",
+    "layer_norm",
+    "rms_norm",
+    "set_num_threads",
+    "simd_level",
+]
 
 @overload
 def layer_norm(

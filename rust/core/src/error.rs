@@ -18,9 +18,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidArgument(msg) | Error::ShapeMismatch(msg) | Error::EmptyReduction(msg) => {
-                f.write_str(msg)
-            }
+            Error::InvalidArgument(msg)
+            | Error::ShapeMismatch(msg)
+            | Error::EmptyReduction(msg) => f.write_str(msg),
         }
     }
 }

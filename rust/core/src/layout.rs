@@ -10,8 +10,15 @@ pub struct Dims {
 
 impl Dims {
     pub fn new(shape: &[usize], strides: &[isize]) -> Self {
-        assert_eq!(shape.len(), strides.len(), "shape and strides differ in length");
-        let mut dims = Dims { shape: shape.to_vec(), strides: strides.to_vec() };
+        assert_eq!(
+            shape.len(),
+            strides.len(),
+            "shape and strides differ in length"
+        );
+        let mut dims = Dims {
+            shape: shape.to_vec(),
+            strides: strides.to_vec(),
+        };
         dims.simplify();
         dims
     }
@@ -41,7 +48,10 @@ impl Dims {
     /// Iteration order (C order over the original dims) is unchanged.
     fn simplify(&mut self) {
         if self.shape.contains(&0) {
-            *self = Dims { shape: vec![0], strides: vec![1] };
+            *self = Dims {
+                shape: vec![0],
+                strides: vec![1],
+            };
             return;
         }
         let mut shape: Vec<usize> = Vec::with_capacity(self.shape.len());
@@ -176,7 +186,10 @@ impl Rows {
 
     /// C-contiguous rows.
     pub fn contiguous(n_rows: usize, row_len: usize) -> Self {
-        Rows { outer: Dims::contiguous(&[n_rows]).scaled(row_len), inner: Dims::contiguous(&[row_len]) }
+        Rows {
+            outer: Dims::contiguous(&[n_rows]).scaled(row_len),
+            inner: Dims::contiguous(&[row_len]),
+        }
     }
 
     pub fn n_rows(&self) -> usize {

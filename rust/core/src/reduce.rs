@@ -1,10 +1,14 @@
 //! Sums and moments, exact enough for f32 rows of 1e4 + noise.
 //!
-//! Statistics use the corrected two-pass algorithm (Chan, Golub & LeVeque 1983): a first pass
-//! gives a center c close to the mean, the second sums d = x − c and d² and corrects with
-//! (Σd)²/n. Near the mean, x − c is exact (Sterbenz), so the sums only see the spread of the
-//! data, never its offset: rows of 1e4 + noise keep their variance. Never E[x²]−E[x]², which
-//! subtracts two numbers of 1e8 and loses every digit of the variance there.
+//! Statistics use the corrected two-pass algorithm (Chan, Golub & LeVeque 1983) around a center
+//! c: sum d = x − c and d², then mean = c + Σd/n and M2 = Σd² − (Σd)²/n. Near the mean, x − c
+//! is exact (Sterbenz), so the sums only see the spread of the data, never its offset: rows of
+//! 1e4 + noise keep their variance. Never E[x²]−E[x]², which subtracts two numbers of 1e8 and
+//! loses every digit of the variance there.
+//!
+//! The center is the mean of the row's first elements, so one pass usually suffices. When that
+//! center was far from the mean (the correction (Σd)²/n exceeds a quarter of Σd², so M2 would
+//! lose more than two bits to cancellation) the pass is repeated around the mean just found.
 //!
 //! Sums accumulate in the row's own type over `LANES` independent lanes (a fixed association,
 //! so results do not depend on the SIMD width), and every `BLOCK` elements the lanes are folded
@@ -17,6 +21,8 @@ use crate::element::Float;
 pub const LANES: usize = 32;
 /// Elements summed in the row's type before the lanes are flushed into f64.
 pub const BLOCK: usize = 1024;
+/// Leading elements whose mean is the first center of [`Moments::of_slice`].
+const PROBE: usize = 64;
 
 #[inline(always)]
 fn fold<T: Float>(mut acc: [T; LANES]) -> f64 {
@@ -30,22 +36,36 @@ fn fold<T: Float>(mut acc: [T; LANES]) -> f64 {
     acc[0].to_f64()
 }
 
-/// Σ f(x) over a slice: lanes in `T` per block, blocks in f64.
+/// Calls `f` on each `LANES`-wide chunk of `block`; the tail is padded with `pad` (a value that
+/// adds nothing to the sums) into one more full chunk. Accumulators indexed only by constants
+/// stay in vector registers; a dynamically indexed tail loop would force them onto the stack.
+#[inline(always)]
+fn for_each_chunk<T: Float>(block: &[T], pad: T, mut f: impl FnMut(&[T; LANES])) {
+    let chunks = block.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        f(chunk
+            .try_into()
+            .expect("chunks_exact yields LANES elements"));
+    }
+    if !tail.is_empty() {
+        let mut last = [pad; LANES];
+        last[..tail.len()].copy_from_slice(tail);
+        f(&last);
+    }
+}
+
+/// Σ f(x) over a slice (with f(0) = 0): lanes in `T` per block, blocks in f64.
 #[inline(always)]
 fn blocked_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> f64 {
     let mut total = 0.0f64;
     for block in x.chunks(BLOCK) {
         let mut acc = [T::ZERO; LANES];
-        let chunks = block.chunks_exact(LANES);
-        let tail = chunks.remainder();
-        for chunk in chunks {
-            for j in 0..LANES {
-                acc[j] = acc[j] + f(chunk[j]);
+        for_each_chunk(block, T::ZERO, |chunk| {
+            for (a, &v) in acc.iter_mut().zip(chunk) {
+                *a = *a + f(v);
             }
-        }
-        for (j, &v) in tail.iter().enumerate() {
-            acc[j] = acc[j] + f(v);
-        }
+        });
         total += fold(acc);
     }
     total
@@ -63,27 +83,20 @@ pub fn sum_squares<T: Float>(x: &[T]) -> f64 {
     blocked_sum(x, |v| v * v)
 }
 
-/// (Σ (x−c), Σ (x−c)²), one pass, blocked like [`blocked_sum`].
+/// (Σ (x−c), Σ (x−c)²), one pass, blocked like [`blocked_sum`]; the tail is padded with c.
 #[inline(always)]
 fn deviation_sums<T: Float>(x: &[T], center: T) -> (f64, f64) {
     let (mut dev_total, mut sq_total) = (0.0f64, 0.0f64);
     for block in x.chunks(BLOCK) {
         let mut dev = [T::ZERO; LANES];
         let mut sq = [T::ZERO; LANES];
-        let chunks = block.chunks_exact(LANES);
-        let tail = chunks.remainder();
-        for chunk in chunks {
-            for j in 0..LANES {
-                let d = chunk[j] - center;
-                dev[j] = dev[j] + d;
-                sq[j] = sq[j] + d * d;
+        for_each_chunk(block, center, |chunk| {
+            for ((dev, sq), &v) in dev.iter_mut().zip(sq.iter_mut()).zip(chunk) {
+                let d = v - center;
+                *dev = *dev + d;
+                *sq = *sq + d * d;
             }
-        }
-        for (j, &v) in tail.iter().enumerate() {
-            let d = v - center;
-            dev[j] = dev[j] + d;
-            sq[j] = sq[j] + d * d;
-        }
+        });
         dev_total += fold(dev);
         sq_total += fold(sq);
     }
@@ -107,16 +120,27 @@ impl Moments {
             return Moments::default();
         }
         let count = x.len() as f64;
-        let center = T::from_f64(sum(x) / count);
-        let (dev, sq) = deviation_sums(x, center);
+        let probe = &x[..x.len().min(PROBE)];
+        let mut center =
+            T::from_f64(probe.iter().map(|v| v.to_f64()).sum::<f64>() / probe.len() as f64);
+        let (mut dev, mut sq) = deviation_sums(x, center);
+        if dev * dev / count > 0.25 * sq {
+            center = T::from_f64(center.to_f64() + dev / count);
+            (dev, sq) = deviation_sums(x, center);
+        }
         // A non-finite center (inf/NaN in the row) makes every statistic NaN/inf, as it should.
         let m2 = sq - dev * dev / count;
         // Rounding can leave a hair below zero for constant rows; NaN must stay NaN (no `max`).
         let m2 = if m2 < 0.0 { 0.0 } else { m2 };
-        Moments { count, mean: center.to_f64() + dev / count, m2 }
+        Moments {
+            count,
+            mean: center.to_f64() + dev / count,
+            m2,
+        }
     }
 
     /// Moments of the union of two disjoint sets (Chan, Golub & LeVeque's pairwise update).
+    #[must_use]
     pub fn merge(self, other: Moments) -> Moments {
         if other.count == 0.0 {
             return self;
@@ -181,16 +205,42 @@ mod tests {
             let exact: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
             let (mean, m2) = naive_two_pass(&exact);
             let m = Moments::of_slice(&x);
-            assert!((m.mean - mean).abs() < 1e-7, "n={n}: mean off by {}", m.mean - mean);
-            assert!((m.m2 - m2).abs() / m2 < 1e-5, "n={n}: m2 off by {}", (m.m2 - m2) / m2);
+            assert!(
+                (m.mean - mean).abs() < 1e-7,
+                "n={n}: mean off by {}",
+                m.mean - mean
+            );
+            assert!(
+                (m.m2 - m2).abs() / m2 < 1e-5,
+                "n={n}: m2 off by {}",
+                (m.m2 - m2) / m2
+            );
         }
     }
 
     #[test]
+    fn outlier_first_element_still_exact() {
+        // The probe center lands far from the mean: the second pass must recover full accuracy.
+        let mut x: Vec<f32> = noise(5000, 11).iter().map(|v| 1.0e4 + *v as f32).collect();
+        for v in x.iter_mut().take(64) {
+            *v += 1.0e3;
+        }
+        let exact: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        let (mean, m2) = naive_two_pass(&exact);
+        let m = Moments::of_slice(&x);
+        assert!((m.mean - mean).abs() < 1e-6);
+        assert!((m.m2 - m2).abs() / m2 < 1e-5);
+    }
+
+    #[test]
+    #[allow(clippy::float_cmp)] // counts are small integers held exactly
     fn merged_chunks_equal_whole() {
         let x = noise(1001, 3);
         let whole = Moments::of_slice(&x);
-        let merged = x.chunks(97).map(Moments::of_slice).fold(Moments::default(), Moments::merge);
+        let merged = x
+            .chunks(97)
+            .map(Moments::of_slice)
+            .fold(Moments::default(), Moments::merge);
         assert_eq!(merged.count, whole.count);
         assert!((merged.mean - whole.mean).abs() < 1e-15);
         assert!((merged.m2 - whole.m2).abs() / whole.m2 < 1e-12);

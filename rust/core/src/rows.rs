@@ -30,16 +30,22 @@ unsafe impl<S: Send> Sync for RowsMut<S> {}
 impl<'a, S> RowsRef<S> {
     /// C-contiguous rows over a slice.
     pub fn from_slice(data: &'a [S], row_len: usize) -> Self {
-        let n_rows = if row_len == 0 { 0 } else { data.len() / row_len };
-        RowsRef { ptr: data.as_ptr(), rows: Rows::contiguous(n_rows, row_len) }
+        let n_rows = data.len().checked_div(row_len).unwrap_or(0);
+        RowsRef {
+            ptr: data.as_ptr(),
+            rows: Rows::contiguous(n_rows, row_len),
+        }
     }
 }
 
 impl<'a, S> RowsMut<S> {
     /// C-contiguous rows over a mutable slice.
     pub fn from_slice(data: &'a mut [S], row_len: usize) -> Self {
-        let n_rows = if row_len == 0 { 0 } else { data.len() / row_len };
-        RowsMut { ptr: data.as_mut_ptr(), rows: Rows::contiguous(n_rows, row_len) }
+        let n_rows = data.len().checked_div(row_len).unwrap_or(0);
+        RowsMut {
+            ptr: data.as_mut_ptr(),
+            rows: Rows::contiguous(n_rows, row_len),
+        }
     }
 }
 
@@ -89,7 +95,10 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
     S: Element,
     R: Send,
 {
-    let reference = inputs.first().map(|v| &v.rows).or(outputs.first().map(|v| &v.rows));
+    let reference = inputs
+        .first()
+        .map(|v| &v.rows)
+        .or(outputs.first().map(|v| &v.rows));
     let Some(reference) = reference else { return };
     let (n_rows, row_len) = (reference.n_rows(), reference.row_len());
     debug_assert!(results.is_empty() || results.len() == n_rows);
@@ -99,74 +108,81 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
     let out_direct_layout = outputs.map(|v| S::NATIVE && v.rows.inner.single_stride() == Some(1));
 
     parallel::for_each_range(n_rows, row_len * (NI + NO), |range| {
-        simd::dispatch(#[inline(always)] || {
-            let mut in_scratch: [Vec<S::Compute>; NI] = std::array::from_fn(|_| Vec::new());
-            let mut out_scratch: [Vec<S::Compute>; NO] = std::array::from_fn(|_| Vec::new());
-            for row in range {
-                let in_ptrs = inputs.map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
-                let out_ptrs = outputs.map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
-                // An input read in place while its own memory is a direct output would be
-                // overwritten mid-kernel: such rows are copied first.
-                let in_direct: [bool; NI] = std::array::from_fn(|i| {
-                    in_direct_layout[i]
-                        && !(0..NO).any(|o| out_direct_layout[o] && out_ptrs[o].cast_const() == in_ptrs[i])
-                });
-                for i in 0..NI {
-                    if !in_direct[i] {
-                        let buf = &mut in_scratch[i];
-                        buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
-                        let base = in_ptrs[i];
-                        // SAFETY: offsets stay inside the view (caller's contract).
-                        inputs[i].rows.inner.for_each_offset(|k, off| {
-                            buf[k] = unsafe { *base.offset(off) }.load();
-                        });
-                    }
-                }
-                for (o, buf) in out_scratch.iter_mut().enumerate() {
-                    if !out_direct_layout[o] {
-                        buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
-                    }
-                }
-                let result = {
-                    let mut i = 0;
-                    let ins = in_scratch.each_ref().map(|buf| {
-                        let slice: &[S::Compute] = if in_direct[i] {
-                            // SAFETY: NATIVE means S == S::Compute; the row is contiguous.
-                            unsafe { std::slice::from_raw_parts(in_ptrs[i].cast(), row_len) }
-                        } else {
-                            buf
-                        };
-                        i += 1;
-                        slice
+        simd::dispatch(
+            #[inline(always)]
+            || {
+                let mut in_scratch: [Vec<S::Compute>; NI] = std::array::from_fn(|_| Vec::new());
+                let mut out_scratch: [Vec<S::Compute>; NO] = std::array::from_fn(|_| Vec::new());
+                for row in range {
+                    let in_ptrs = inputs.map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
+                    let out_ptrs = outputs.map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
+                    // An input read in place while its own memory is a direct output would be
+                    // overwritten mid-kernel: such rows are copied first.
+                    let in_direct: [bool; NI] = std::array::from_fn(|i| {
+                        in_direct_layout[i]
+                            && !(0..NO).any(|o| {
+                                out_direct_layout[o] && out_ptrs[o].cast_const() == in_ptrs[i]
+                            })
                     });
-                    let mut o = 0;
-                    let outs = out_scratch.each_mut().map(|buf| {
-                        let slice: &mut [S::Compute] = if out_direct_layout[o] {
-                            // SAFETY: as above; rows of one output are disjoint.
-                            unsafe { std::slice::from_raw_parts_mut(out_ptrs[o].cast(), row_len) }
-                        } else {
-                            buf
-                        };
-                        o += 1;
-                        slice
-                    });
-                    kernel(ins, outs)
-                };
-                for o in 0..NO {
-                    if !out_direct_layout[o] {
-                        let base = out_ptrs[o];
-                        let buf = &out_scratch[o];
-                        outputs[o].rows.inner.for_each_offset(|k, off| {
+                    for i in 0..NI {
+                        if !in_direct[i] {
+                            let buf = &mut in_scratch[i];
+                            buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
+                            let base = in_ptrs[i];
                             // SAFETY: offsets stay inside the view (caller's contract).
-                            unsafe { *base.offset(off) = S::store(buf[k]) };
+                            inputs[i].rows.inner.for_each_offset(|k, off| {
+                                buf[k] = unsafe { *base.offset(off) }.load();
+                            });
+                        }
+                    }
+                    for (o, buf) in out_scratch.iter_mut().enumerate() {
+                        if !out_direct_layout[o] {
+                            buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
+                        }
+                    }
+                    let result = {
+                        let mut i = 0;
+                        let ins = in_scratch.each_ref().map(|buf| {
+                            let slice: &[S::Compute] = if in_direct[i] {
+                                // SAFETY: NATIVE means S == S::Compute; the row is contiguous.
+                                unsafe { std::slice::from_raw_parts(in_ptrs[i].cast(), row_len) }
+                            } else {
+                                buf
+                            };
+                            i += 1;
+                            slice
                         });
+                        let mut o = 0;
+                        let outs = out_scratch.each_mut().map(|buf| {
+                            let slice: &mut [S::Compute] = if out_direct_layout[o] {
+                                // SAFETY: as above; rows of one output are disjoint.
+                                unsafe {
+                                    std::slice::from_raw_parts_mut(out_ptrs[o].cast(), row_len)
+                                }
+                            } else {
+                                buf
+                            };
+                            o += 1;
+                            slice
+                        });
+                        kernel(ins, outs)
+                    };
+                    for o in 0..NO {
+                        if !out_direct_layout[o] {
+                            let base = out_ptrs[o];
+                            let buf = &out_scratch[o];
+                            outputs[o].rows.inner.for_each_offset(|k, off| {
+                                // SAFETY: offsets stay inside the view (caller's contract).
+                                unsafe { *base.offset(off) = S::store(buf[k]) };
+                            });
+                        }
+                    }
+                    if keep_results {
+                        // SAFETY: row < n_rows = results.len(); one writer per row.
+                        unsafe { *results.at(row) = result };
                     }
                 }
-                if keep_results {
-                    // SAFETY: row < n_rows = results.len(); one writer per row.
-                    unsafe { *results.at(row) = result };
-                }
-            }
-        });
+            },
+        );
     });
 }

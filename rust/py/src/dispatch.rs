@@ -42,7 +42,9 @@ fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 }
 
 fn dtype_name(arr: &Bound<'_, PyUntypedArray>) -> String {
-    arr.dtype().str().map_or_else(|_| "?".to_string(), |s| s.to_string())
+    arr.dtype()
+        .str()
+        .map_or_else(|_| "?".to_string(), |s| s.to_string())
 }
 
 /// `np.asarray(obj)` unless `obj` already is an ndarray.
@@ -50,12 +52,14 @@ fn as_ndarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUntypedArra
     if let Ok(arr) = obj.cast::<PyUntypedArray>() {
         return Ok(arr.clone());
     }
-    Ok(numpy(obj.py())?.call_method1("asarray", (obj,))?.cast_into::<PyUntypedArray>()?)
+    Ok(numpy(obj.py())?
+        .call_method1("asarray", (obj,))?
+        .cast_into::<PyUntypedArray>()?)
 }
 
 /// Same values in native byte order, aligned, with strides that are whole elements — what the
 /// kernels can address. A copy only for the rare arrays that are not.
-fn well_behaved<'py>(arr: Bound<'py, PyUntypedArray>) -> PyResult<Bound<'py, PyUntypedArray>> {
+fn well_behaved(arr: Bound<'_, PyUntypedArray>) -> PyResult<Bound<'_, PyUntypedArray>> {
     let itemsize = arr.dtype().itemsize() as isize;
     let native = arr.dtype().is_native_byteorder().unwrap_or(true);
     if native && arr.is_aligned() && arr.strides().iter().all(|s| s % itemsize == 0) {
@@ -64,11 +68,17 @@ fn well_behaved<'py>(arr: Bound<'py, PyUntypedArray>) -> PyResult<Bound<'py, PyU
     let dtype = arr.dtype().call_method1("newbyteorder", ("=",))?;
     let kwargs = PyDict::new(arr.py());
     kwargs.set_item("dtype", dtype)?;
-    Ok(numpy(arr.py())?.call_method("ascontiguousarray", (&arr,), Some(&kwargs))?.cast_into()?)
+    Ok(numpy(arr.py())?
+        .call_method("ascontiguousarray", (&arr,), Some(&kwargs))?
+        .cast_into()?)
 }
 
 /// The input `x` of `op` as a float array; any other dtype is a `TypeError` naming it.
-pub(crate) fn float_array<'py>(op: &str, name: &str, obj: &Bound<'py, PyAny>) -> PyResult<FloatArray<'py>> {
+pub(crate) fn float_array<'py>(
+    op: &str,
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<FloatArray<'py>> {
     let arr = as_ndarray(obj)?;
     let dtype = arr.dtype();
     if dtype.kind() != b'f' || !matches!(dtype.itemsize(), 2 | 4 | 8) {
@@ -88,7 +98,14 @@ pub(crate) fn float_array<'py>(op: &str, name: &str, obj: &Bound<'py, PyAny>) ->
 pub(crate) fn shape_str(shape: &[usize]) -> String {
     match shape {
         [n] => format!("({n},)"),
-        _ => format!("({})", shape.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -132,9 +149,11 @@ pub(crate) fn param<'py, S: Storage>(
 }
 
 /// Read-only slice of a contiguous parameter array.
-pub(crate) fn param_slice<'a, T: NpElement>(arr: &'a Option<Bound<'_, PyArrayDyn<T>>>) -> Option<&'a [T]> {
+pub(crate) fn param_slice<'a, T: NpElement>(
+    arr: Option<&'a Bound<'_, PyArrayDyn<T>>>,
+) -> Option<&'a [T]> {
     // SAFETY: `param` made the array C-contiguous; it is only read, and the Bound outlives the slice.
-    arr.as_ref().map(|a| unsafe { a.as_slice() }.expect("param arrays are contiguous"))
+    arr.map(|a| unsafe { a.as_slice() }.expect("param arrays are contiguous"))
 }
 
 /// The WRITEABLE flag of an array (read-only arrays are never written).
@@ -148,15 +167,27 @@ fn element_strides(arr: &Bound<'_, PyUntypedArray>) -> Vec<isize> {
 }
 
 /// `arr` seen as rows of its last `inner_ndim` dims.
-pub(crate) fn rows_ref<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>, inner_ndim: usize) -> RowsRef<S> {
+pub(crate) fn rows_ref<S: Storage>(
+    arr: &Bound<'_, PyArrayDyn<S>>,
+    inner_ndim: usize,
+) -> RowsRef<S> {
     let untyped = arr.as_untyped();
-    RowsRef { ptr: arr.data(), rows: Rows::split(untyped.shape(), &element_strides(untyped), inner_ndim) }
+    RowsRef {
+        ptr: arr.data(),
+        rows: Rows::split(untyped.shape(), &element_strides(untyped), inner_ndim),
+    }
 }
 
 /// `arr` seen as writeable rows of its last `inner_ndim` dims.
-pub(crate) fn rows_mut<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>, inner_ndim: usize) -> RowsMut<S> {
+pub(crate) fn rows_mut<S: Storage>(
+    arr: &Bound<'_, PyArrayDyn<S>>,
+    inner_ndim: usize,
+) -> RowsMut<S> {
     let untyped = arr.as_untyped();
-    RowsMut { ptr: arr.data(), rows: Rows::split(untyped.shape(), &element_strides(untyped), inner_ndim) }
+    RowsMut {
+        ptr: arr.data(),
+        rows: Rows::split(untyped.shape(), &element_strides(untyped), inner_ndim),
+    }
 }
 
 /// The output array: a fresh C-ordered one allocated by NumPy, or the caller's `out`, which
@@ -173,7 +204,10 @@ pub(crate) fn output<'py, S: Storage>(
         return Ok(unsafe { PyArrayDyn::<S>::new(py, shape, false) });
     };
     let Ok(arr) = out.cast::<PyUntypedArray>() else {
-        return Err(type_error(format!("{op}: {name} must be a numpy.ndarray, got {}", out.get_type().name()?)));
+        return Err(type_error(format!(
+            "{op}: {name} must be a numpy.ndarray, got {}",
+            out.get_type().name()?
+        )));
     };
     if !arr.dtype().is_equiv_to(&numpy::dtype::<S>(py)) {
         return Err(value_error(format!(
@@ -194,11 +228,15 @@ pub(crate) fn output<'py, S: Storage>(
     }
     let itemsize = arr.dtype().itemsize() as isize;
     if !arr.is_aligned() || arr.strides().iter().any(|s| s % itemsize != 0) {
-        return Err(value_error(format!("{op}: {name} is not aligned to its dtype")));
+        return Err(value_error(format!(
+            "{op}: {name} is not aligned to its dtype"
+        )));
     }
     let typed = arr.cast::<PyArrayDyn<S>>()?.clone();
     if rows_mut(&typed, 0).rows.has_internal_overlap() {
-        return Err(value_error(format!("{op}: {name} has overlapping elements (a zero or broadcast stride)")));
+        return Err(value_error(format!(
+            "{op}: {name} has overlapping elements (a zero or broadcast stride)"
+        )));
     }
     Ok(typed)
 }
@@ -210,7 +248,10 @@ fn byte_range<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>) -> Option<(usize, usiz
     (hi >= lo).then(|| {
         let base = arr.data() as usize;
         let size = std::mem::size_of::<S>();
-        (base.wrapping_add_signed(lo * size as isize), base.wrapping_add_signed(hi * size as isize) + size - 1)
+        (
+            base.wrapping_add_signed(lo * size as isize),
+            base.wrapping_add_signed(hi * size as isize) + size - 1,
+        )
     })
 }
 
@@ -221,9 +262,13 @@ pub(crate) fn unaliased<'py, S: Storage>(
     input: Bound<'py, PyArrayDyn<S>>,
     outputs: &[&Bound<'py, PyArrayDyn<S>>],
 ) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
-    let Some((ilo, ihi)) = byte_range(&input) else { return Ok(input) };
+    let Some((ilo, ihi)) = byte_range(&input) else {
+        return Ok(input);
+    };
     for out in outputs {
-        let Some((olo, ohi)) = byte_range(out) else { continue };
+        let Some((olo, ohi)) = byte_range(out) else {
+            continue;
+        };
         if ilo > ohi || olo > ihi {
             continue;
         }

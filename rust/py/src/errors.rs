@@ -33,7 +33,9 @@ pub(crate) fn compute<T: Send>(
                 .map(ToString::to_string)
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            Err(PyRuntimeError::new_err(format!("rsnorm internal error: {msg}")))
+            Err(PyRuntimeError::new_err(format!(
+                "rsnorm internal error: {msg}"
+            )))
         }
     }
 }

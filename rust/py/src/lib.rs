@@ -14,7 +14,9 @@ use pyo3::prelude::*;
 #[pyfunction]
 fn set_num_threads(n: i64) -> PyResult<()> {
     if n < 1 {
-        return Err(value_error(format!("set_num_threads: n must be >= 1, got {n}")));
+        return Err(value_error(format!(
+            "set_num_threads: n must be >= 1, got {n}"
+        )));
     }
     rsnorm_core::parallel::set_num_threads(n as usize);
     Ok(())
@@ -46,10 +48,22 @@ fn _parallel_copy(py: Python<'_>, src: &Bound<'_, PyAny>, dst: &Bound<'_, PyAny>
     with_float_array!(float_array("_parallel_copy", "src", src)?, src => copy_typed(py, src, dst))
 }
 
-fn copy_typed<S: Storage>(py: Python<'_>, src: Bound<'_, PyArrayDyn<S>>, dst: &Bound<'_, PyAny>) -> PyResult<()> {
-    let dst = dst.cast::<PyArrayDyn<S>>().map_err(|_| value_error("_parallel_copy: dst must have src's dtype"))?;
-    if !src.is_c_contiguous() || !dst.is_c_contiguous() || src.len() != dst.len() || !dispatch::is_writeable(dst.as_untyped())? {
-        return Err(value_error("_parallel_copy: src and dst must be C-contiguous, writeable dst, same size"));
+fn copy_typed<S: Storage>(
+    py: Python<'_>,
+    src: Bound<'_, PyArrayDyn<S>>,
+    dst: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let dst = dst
+        .cast::<PyArrayDyn<S>>()
+        .map_err(|_| value_error("_parallel_copy: dst must have src's dtype"))?;
+    if !src.is_c_contiguous()
+        || !dst.is_c_contiguous()
+        || src.len() != dst.len()
+        || !dispatch::is_writeable(dst.as_untyped())?
+    {
+        return Err(value_error(
+            "_parallel_copy: src and dst must be C-contiguous, writeable dst, same size",
+        ));
     }
     // SAFETY: both contiguous; dst writeable; callers pass distinct arrays.
     let (s, d) = unsafe { (src.as_slice()?, dst.as_slice_mut()?) };

@@ -1,8 +1,8 @@
 //! Bindings of the row-wise normalizations: layer_norm, rms_norm and their fused residual adds.
 
 use crate::dispatch::{
-    float_array, output, param, param_slice, rows_mut, rows_ref, shape_str, unaliased, with_float_array,
-    Storage,
+    float_array, output, param, param_slice, rows_mut, rows_ref, shape_str, unaliased,
+    with_float_array, Storage,
 };
 use crate::errors::{compute, value_error};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
@@ -13,22 +13,35 @@ use rsnorm_core::Float;
 
 /// Number of trailing dims `normalized_shape` names, after checking they are x's last dims.
 /// `None` means the last dim.
-fn normalized_ndim(op: &str, x_shape: &[usize], normalized_shape: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+fn normalized_ndim(
+    op: &str,
+    x_shape: &[usize],
+    normalized_shape: Option<&Bound<'_, PyAny>>,
+) -> PyResult<usize> {
     let dims: Vec<i64> = match normalized_shape {
         None => match x_shape.last() {
             Some(&n) => vec![n as i64],
-            None => return Err(value_error(format!("{op}: x is 0-dimensional; it needs a dim to normalize over"))),
+            None => {
+                return Err(value_error(format!(
+                    "{op}: x is 0-dimensional; it needs a dim to normalize over"
+                )))
+            }
         },
         Some(obj) => match obj.extract::<i64>() {
             Ok(n) => vec![n],
             Err(_) => obj.extract::<Vec<i64>>().map_err(|_| {
-                value_error(format!("{op}: normalized_shape must be an int or a sequence of ints, got {obj}"))
+                value_error(format!(
+                    "{op}: normalized_shape must be an int or a sequence of ints, got {obj}"
+                ))
             })?,
         },
     };
     let matches = !dims.is_empty()
         && dims.len() <= x_shape.len()
-        && dims.iter().zip(&x_shape[x_shape.len() - dims.len()..]).all(|(&d, &s)| d >= 0 && d as usize == s);
+        && dims
+            .iter()
+            .zip(&x_shape[x_shape.len() - dims.len()..])
+            .all(|(&d, &s)| d >= 0 && d as usize == s);
     if !matches {
         return Err(value_error(format!(
             "{op}: normalized_shape {:?} does not match the last dims of x, whose shape is {}",
@@ -42,7 +55,11 @@ fn normalized_ndim(op: &str, x_shape: &[usize], normalized_shape: Option<&Bound<
 /// Shape of per-row statistics as PyTorch returns them: x's outer dims, then 1 per normalized dim.
 fn stats_shape(x_shape: &[usize], inner_ndim: usize) -> Vec<usize> {
     let cut = x_shape.len() - inner_ndim;
-    x_shape[..cut].iter().copied().chain(std::iter::repeat_n(1, inner_ndim)).collect()
+    x_shape[..cut]
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(1, inner_ndim))
+        .collect()
 }
 
 fn stats_array<'py, S: Storage>(
@@ -63,7 +80,10 @@ fn companion<'py, S: Storage>(
 ) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
     let arr = with_float_array!(float_array(op, name, obj)?, a => a.into_any());
     let Ok(typed) = arr.cast_into::<PyArrayDyn<S>>() else {
-        return Err(value_error(format!("{op}: {name} must have the dtype of x ({})", S::NAME)));
+        return Err(value_error(format!(
+            "{op}: {name} must have the dtype of x ({})",
+            S::NAME
+        )));
     };
     if typed.shape() != shape {
         return Err(value_error(format!(
@@ -75,16 +95,25 @@ fn companion<'py, S: Storage>(
     Ok(typed)
 }
 
-fn no_overlap<S: Storage>(op: &str, a: &Bound<'_, PyArrayDyn<S>>, b: &Bound<'_, PyArrayDyn<S>>) -> PyResult<()> {
+fn no_overlap<S: Storage>(
+    op: &str,
+    a: &Bound<'_, PyArrayDyn<S>>,
+    b: &Bound<'_, PyArrayDyn<S>>,
+) -> PyResult<()> {
     let (alo, ahi) = rows_ref(a, 0).rows.extent();
     let (blo, bhi) = rows_ref(b, 0).rows.extent();
     let size = std::mem::size_of::<S>() as isize;
     let (a0, b0) = (a.data() as isize, b.data() as isize);
-    let disjoint = ahi < alo || bhi < blo || a0 + ahi * size < b0 + blo * size || b0 + bhi * size < a0 + alo * size;
+    let disjoint = ahi < alo
+        || bhi < blo
+        || a0 + ahi * size < b0 + blo * size
+        || b0 + bhi * size < a0 + alo * size;
     if disjoint {
         Ok(())
     } else {
-        Err(value_error(format!("{op}: out and residual_out share memory")))
+        Err(value_error(format!(
+            "{op}: out and residual_out share memory"
+        )))
     }
 }
 
@@ -124,10 +153,12 @@ fn layer_norm_typed<'py, S: Storage>(
     let y = output::<S>(py, OP, "out", out, &shape)?;
     let x = unaliased(x, &[&y])?;
     let (xv, yv) = (rows_ref(&x, k), rows_mut(&y, k));
-    let (w, b) = (param_slice(&weight), param_slice(&bias));
+    let (w, b) = (param_slice(weight.as_ref()), param_slice(bias.as_ref()));
     let mut stats = vec![RowStats::default(); if return_stats { xv.rows.n_rows() } else { 0 }];
     // SAFETY: the views describe live NumPy arrays; `y` is x itself or disjoint from it.
-    compute(py, || unsafe { norm::layer_norm(&xv, &yv, w, b, eps, &mut stats) })?;
+    compute(py, || unsafe {
+        norm::layer_norm(&xv, &yv, w, b, eps, &mut stats)
+    })?;
     if !return_stats {
         return Ok(y.into_any());
     }
@@ -170,10 +201,12 @@ fn rms_norm_typed<'py, S: Storage>(
     let y = output::<S>(py, OP, "out", out, &shape)?;
     let x = unaliased(x, &[&y])?;
     let (xv, yv) = (rows_ref(&x, k), rows_mut(&y, k));
-    let w = param_slice(&weight);
+    let w = param_slice(weight.as_ref());
     let mut rstd = vec![0.0f64; if return_stats { xv.rows.n_rows() } else { 0 }];
     // SAFETY: as in layer_norm.
-    compute(py, || unsafe { norm::rms_norm(&xv, &yv, w, eps, &mut rstd) })?;
+    compute(py, || unsafe {
+        norm::rms_norm(&xv, &yv, w, eps, &mut rstd)
+    })?;
     if !return_stats {
         return Ok(y.into_any());
     }
@@ -196,7 +229,13 @@ pub(crate) fn add_layer_norm<'py>(
     residual_out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let fused = Fused { residual, normalized_shape, out, residual_out, return_stats };
+    let fused = Fused {
+        residual,
+        normalized_shape,
+        out,
+        residual_out,
+        return_stats,
+    };
     with_float_array!(float_array("add_layer_norm", "x", x)?, x => {
         add_norm_typed(py, "add_layer_norm", x, fused, weight, bias, Some(eps))
     })
@@ -216,7 +255,13 @@ pub(crate) fn add_rms_norm<'py>(
     residual_out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let fused = Fused { residual, normalized_shape, out, residual_out, return_stats };
+    let fused = Fused {
+        residual,
+        normalized_shape,
+        out,
+        residual_out,
+        return_stats,
+    };
     with_float_array!(float_array("add_rms_norm", "x", x)?, x => {
         add_norm_typed(py, "add_rms_norm", x, fused, weight, None, eps)
     })
@@ -254,9 +299,18 @@ fn add_norm_typed<'py, S: Storage>(
     no_overlap(op, &y, &sum)?;
     let x = unaliased(x, &[&y, &sum])?;
     let residual = unaliased(residual, &[&y, &sum])?;
-    let (xv, rv, yv, sv) = (rows_ref(&x, k), rows_ref(&residual, k), rows_mut(&y, k), rows_mut(&sum, k));
-    let (w, b) = (param_slice(&weight), param_slice(&bias));
-    let n_stats = if fused.return_stats { xv.rows.n_rows() } else { 0 };
+    let (xv, rv, yv, sv) = (
+        rows_ref(&x, k),
+        rows_ref(&residual, k),
+        rows_mut(&y, k),
+        rows_mut(&sum, k),
+    );
+    let (w, b) = (param_slice(weight.as_ref()), param_slice(bias.as_ref()));
+    let n_stats = if fused.return_stats {
+        xv.rows.n_rows()
+    } else {
+        0
+    };
     let mut stats = vec![RowStats::default(); n_stats];
     let mut rstd = vec![0.0f64; n_stats];
     // SAFETY: outputs are disjoint; inputs are outputs' identical views or disjoint from them.

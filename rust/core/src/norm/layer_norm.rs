@@ -26,7 +26,10 @@ pub fn layer_norm_row<T: Float>(
     let moments = Moments::of_slice(x);
     let rstd = 1.0 / (moments.variance() + eps).sqrt();
     normalize_into(x, y, moments.mean, rstd, weight, bias);
-    RowStats { mean: moments.mean, rstd }
+    RowStats {
+        mean: moments.mean,
+        rstd,
+    }
 }
 
 /// LayerNorm over rows of any layout. `stats` receives each row's statistics (or is empty).
@@ -51,7 +54,13 @@ pub unsafe fn layer_norm<S: Element>(
     check_param(OP, "bias", bias, row_len)?;
     // SAFETY: forwarded from the caller.
     unsafe {
-        map_rows([x], [y], stats, #[inline(always)] |[x], [y]| layer_norm_row(x, y, weight, bias, eps));
+        map_rows(
+            [x],
+            [y],
+            stats,
+            #[inline(always)]
+            |[x], [y]| layer_norm_row(x, y, weight, bias, eps),
+        );
     }
     Ok(())
 }
@@ -73,17 +82,31 @@ pub unsafe fn add_layer_norm<S: Element>(
 ) -> Result<()> {
     const OP: &str = "add_layer_norm";
     check_eps(OP, eps)?;
-    check_same_rows(OP, &x.rows, &[("residual", &residual.rows), ("out", &y.rows), ("residual_out", &sum.rows)])?;
+    check_same_rows(
+        OP,
+        &x.rows,
+        &[
+            ("residual", &residual.rows),
+            ("out", &y.rows),
+            ("residual_out", &sum.rows),
+        ],
+    )?;
     let row_len = x.rows.row_len();
     check_row_len(OP, x.rows.n_rows(), row_len)?;
     check_param(OP, "weight", weight, row_len)?;
     check_param(OP, "bias", bias, row_len)?;
     // SAFETY: forwarded from the caller.
     unsafe {
-        map_rows([x, residual], [y, sum], stats, #[inline(always)] |[x, residual], [y, sum]| {
-            add_into(x, residual, sum);
-            layer_norm_row(sum, y, weight, bias, eps)
-        });
+        map_rows(
+            [x, residual],
+            [y, sum],
+            stats,
+            #[inline(always)]
+            |[x, residual], [y, sum]| {
+                add_into(x, residual, sum);
+                layer_norm_row(sum, y, weight, bias, eps)
+            },
+        );
     }
     Ok(())
 }
@@ -101,7 +124,13 @@ mod tests {
     use crate::layout::Rows;
 
     /// Textbook float64 LayerNorm, the reference the fast kernel is checked against.
-    fn layer_norm_slow(x: &[f64], row_len: usize, w: Option<&[f64]>, b: Option<&[f64]>, eps: f64) -> Vec<f64> {
+    fn layer_norm_slow(
+        x: &[f64],
+        row_len: usize,
+        w: Option<&[f64]>,
+        b: Option<&[f64]>,
+        eps: f64,
+    ) -> Vec<f64> {
         let mut y = Vec::with_capacity(x.len());
         for row in x.chunks(row_len) {
             let n = row.len() as f64;
@@ -116,15 +145,29 @@ mod tests {
     }
 
     fn data(n: usize, offset: f64) -> Vec<f64> {
-        (0..n).map(|i| offset + ((i * 7919) % 113) as f64 / 37.0 - 1.5).collect()
+        (0..n)
+            .map(|i| offset + ((i * 7919) % 113) as f64 / 37.0 - 1.5)
+            .collect()
     }
 
-    fn run<S: Element>(x: &[S], row_len: usize, w: Option<&[S::Compute]>, b: Option<&[S::Compute]>) -> Vec<S> {
+    fn run<S: Element>(
+        x: &[S],
+        row_len: usize,
+        w: Option<&[S::Compute]>,
+        b: Option<&[S::Compute]>,
+    ) -> Vec<S> {
         let mut y = x.to_vec();
         let mut stats = vec![RowStats::default(); x.len() / row_len];
         unsafe {
-            layer_norm(&RowsRef::from_slice(x, row_len), &RowsMut::from_slice(&mut y, row_len), w, b, 1e-5, &mut stats)
-                .unwrap();
+            layer_norm(
+                &RowsRef::from_slice(x, row_len),
+                &RowsMut::from_slice(&mut y, row_len),
+                w,
+                b,
+                1e-5,
+                &mut stats,
+            )
+            .unwrap();
         }
         y
     }
@@ -150,7 +193,11 @@ mod tests {
         let exact: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
         let want = layer_norm_slow(&exact, row_len, None, None, 1e-5);
         let y = run(&x, row_len, None, None);
-        let err = y.iter().zip(&want).map(|(a, e)| (f64::from(*a) - e).abs()).fold(0.0, f64::max);
+        let err = y
+            .iter()
+            .zip(&want)
+            .map(|(a, e)| (f64::from(*a) - e).abs())
+            .fold(0.0, f64::max);
         assert!(err < 1e-5, "max abs error {err}");
     }
 
@@ -158,10 +205,21 @@ mod tests {
     fn strided_and_f16_rows_match_contiguous() {
         // A (4, 6) array viewed transposed: rows of length 4 with element stride 6.
         let base: Vec<f64> = data(24, 0.5);
-        let xt = RowsRef { ptr: base.as_ptr(), rows: Rows::split(&[6, 4], &[1, 6], 1) };
+        let xt = RowsRef {
+            ptr: base.as_ptr(),
+            rows: Rows::split(&[6, 4], &[1, 6], 1),
+        };
         let mut y = vec![0.0f64; 24];
         unsafe {
-            layer_norm(&xt, &RowsMut::from_slice(&mut y, 4), None, None, 1e-5, &mut []).unwrap();
+            layer_norm(
+                &xt,
+                &RowsMut::from_slice(&mut y, 4),
+                None,
+                None,
+                1e-5,
+                &mut [],
+            )
+            .unwrap();
         }
         let transposed: Vec<f64> = (0..24).map(|k| base[(k % 4) * 6 + k / 4]).collect();
         let want = layer_norm_slow(&transposed, 4, None, None, 1e-5);
@@ -169,7 +227,10 @@ mod tests {
 
         let x16: Vec<half::f16> = transposed.iter().map(|&v| half::f16::from_f64(v)).collect();
         let y16 = run(&x16, 4, None, None);
-        assert!(y16.iter().zip(&want).all(|(a, e)| (a.to_f64() - e).abs() < 4e-3));
+        assert!(y16
+            .iter()
+            .zip(&want)
+            .all(|(a, e)| (a.to_f64() - e).abs() < 4e-3));
     }
 
     #[test]
@@ -181,8 +242,18 @@ mod tests {
         let ptr = buf.as_mut_ptr();
         let rows = Rows::contiguous(3, row_len);
         unsafe {
-            layer_norm(&RowsRef { ptr, rows: rows.clone() }, &RowsMut { ptr, rows }, None, None, 1e-5, &mut [])
-                .unwrap();
+            layer_norm(
+                &RowsRef {
+                    ptr,
+                    rows: rows.clone(),
+                },
+                &RowsMut { ptr, rows },
+                None,
+                None,
+                1e-5,
+                &mut [],
+            )
+            .unwrap();
         }
         assert_eq!(buf, want);
     }
@@ -222,8 +293,14 @@ mod tests {
             assert!(layer_norm(&xr, &yr, None, None, -1.0, &mut []).is_err());
             assert!(layer_norm(&xr, &yr, None, None, f64::NAN, &mut []).is_err());
             assert!(layer_norm(&xr, &yr, Some(&[1.0; 3]), None, 1e-5, &mut []).is_err());
-            let zero_len = RowsRef { ptr: x.as_ptr(), rows: Rows::split(&[2, 0], &[0, 1], 1) };
-            let zero_out = RowsMut { ptr: y.as_mut_ptr(), rows: Rows::split(&[2, 0], &[0, 1], 1) };
+            let zero_len = RowsRef {
+                ptr: x.as_ptr(),
+                rows: Rows::split(&[2, 0], &[0, 1], 1),
+            };
+            let zero_out = RowsMut {
+                ptr: y.as_mut_ptr(),
+                rows: Rows::split(&[2, 0], &[0, 1], 1),
+            };
             assert!(layer_norm(&zero_len, &zero_out, None, None, 1e-5, &mut []).is_err());
         }
     }

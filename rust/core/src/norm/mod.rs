@@ -51,7 +51,12 @@ pub(crate) fn normalize_into<T: Float>(
 }
 
 /// Checks an optional per-row-element parameter (weight, bias) against the row length.
-pub(crate) fn check_param<T>(op: &str, name: &str, param: Option<&[T]>, row_len: usize) -> Result<()> {
+pub(crate) fn check_param<T>(
+    op: &str,
+    name: &str,
+    param: Option<&[T]>,
+    row_len: usize,
+) -> Result<()> {
     match param {
         Some(p) if p.len() != row_len => Err(Error::ShapeMismatch(format!(
             "{op}: {name} has {} elements, the normalized dims have {row_len}",

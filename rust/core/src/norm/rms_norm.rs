@@ -36,7 +36,13 @@ pub unsafe fn rms_norm<S: Element>(
     check_param(OP, "weight", weight, row_len)?;
     // SAFETY: forwarded from the caller.
     unsafe {
-        map_rows([x], [y], rstd, #[inline(always)] |[x], [y]| rms_norm_row(x, y, weight, eps));
+        map_rows(
+            [x],
+            [y],
+            rstd,
+            #[inline(always)]
+            |[x], [y]| rms_norm_row(x, y, weight, eps),
+        );
     }
     Ok(())
 }
@@ -56,16 +62,30 @@ pub unsafe fn add_rms_norm<S: Element>(
 ) -> Result<()> {
     const OP: &str = "add_rms_norm";
     check_eps(OP, eps)?;
-    check_same_rows(OP, &x.rows, &[("residual", &residual.rows), ("out", &y.rows), ("residual_out", &sum.rows)])?;
+    check_same_rows(
+        OP,
+        &x.rows,
+        &[
+            ("residual", &residual.rows),
+            ("out", &y.rows),
+            ("residual_out", &sum.rows),
+        ],
+    )?;
     let row_len = x.rows.row_len();
     check_row_len(OP, x.rows.n_rows(), row_len)?;
     check_param(OP, "weight", weight, row_len)?;
     // SAFETY: forwarded from the caller.
     unsafe {
-        map_rows([x, residual], [y, sum], rstd, #[inline(always)] |[x, residual], [y, sum]| {
-            add_into(x, residual, sum);
-            rms_norm_row(sum, y, weight, eps)
-        });
+        map_rows(
+            [x, residual],
+            [y, sum],
+            rstd,
+            #[inline(always)]
+            |[x, residual], [y, sum]| {
+                add_into(x, residual, sum);
+                rms_norm_row(sum, y, weight, eps)
+            },
+        );
     }
     Ok(())
 }
@@ -77,13 +97,21 @@ mod tests {
     #[test]
     fn matches_definition() {
         let row_len = 21;
-        let x: Vec<f64> = (0..row_len * 3).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();
+        let x: Vec<f64> = (0..row_len * 3)
+            .map(|i| (i as f64 * 0.37).sin() * 3.0)
+            .collect();
         let w: Vec<f64> = (0..row_len).map(|i| 0.5 + i as f64 / 10.0).collect();
         let mut y = vec![0.0; x.len()];
         let mut rstd = vec![0.0; 3];
         unsafe {
-            rms_norm(&RowsRef::from_slice(&x, row_len), &RowsMut::from_slice(&mut y, row_len), Some(&w), 1e-6, &mut rstd)
-                .unwrap();
+            rms_norm(
+                &RowsRef::from_slice(&x, row_len),
+                &RowsMut::from_slice(&mut y, row_len),
+                Some(&w),
+                1e-6,
+                &mut rstd,
+            )
+            .unwrap();
         }
         for (r, row) in x.chunks(row_len).enumerate() {
             let ms = row.iter().map(|v| v * v).sum::<f64>() / row_len as f64;

@@ -1,0 +1,70 @@
+"""Shared fixtures: float64 references, recorded PyTorch cases, array layouts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+FLOAT_DTYPES = [np.float16, np.float32, np.float64]
+# Tolerance of a result against a float64 reference, by dtype.
+TOL = {np.float16: 2e-2, np.float32: 2e-5, np.float64: 1e-12}
+
+
+def layer_norm_ref(x, k=1, weight=None, bias=None, eps=1e-5):
+    """Textbook LayerNorm in float64 over the last k dims."""
+    x = np.asarray(x, dtype=np.float64)
+    axes = tuple(range(x.ndim - k, x.ndim))
+    mean = x.mean(axis=axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    y = (x - mean) / np.sqrt(var + eps)
+    if weight is not None:
+        y = y * np.asarray(weight, dtype=np.float64)
+    if bias is not None:
+        y = y + np.asarray(bias, dtype=np.float64)
+    return y
+
+
+def rms_norm_ref(x, k=1, weight=None, eps=1e-6):
+    """Textbook RMSNorm in float64 over the last k dims."""
+    x = np.asarray(x, dtype=np.float64)
+    axes = tuple(range(x.ndim - k, x.ndim))
+    y = x / np.sqrt((x**2).mean(axis=axes, keepdims=True) + eps)
+    if weight is not None:
+        y = y * np.asarray(weight, dtype=np.float64)
+    return y
+
+
+def golden_cases(*ops):
+    """Recorded PyTorch/SciPy cases (tests/data, copied from the project's golden set) of these ops."""
+    manifest = json.loads((DATA / "manifest.json").read_text())
+    data = np.load(DATA / "cases.npz")
+    cases = []
+    for case in manifest["cases"]:
+        if case["op"] in ops:
+            inputs = {k: (None if v is None else data[v]) for k, v in case["inputs"].items()}
+            expected = {k: data[v] for k, v in case["expected"].items()}
+            cases.append(pytest.param(case, inputs, expected, id=case["id"]))
+    return cases
+
+
+def layouts(x):
+    """The same values as x in several memory layouts: C, Fortran, a strided view, reversed."""
+    yield "C", np.ascontiguousarray(x)
+    yield "F", np.asfortranarray(x)
+    padded = np.zeros((*x.shape[:-1], 2 * x.shape[-1]), dtype=x.dtype)
+    padded[..., ::2] = x
+    yield "strided", padded[..., ::2]
+    rev = np.ascontiguousarray(x[..., ::-1])
+    yield "negative", rev[..., ::-1]
+    if x.ndim >= 2:
+        yield "transposed", np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

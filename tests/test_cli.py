@@ -1,0 +1,58 @@
+"""The command line: ``python -m rsnorm bench`` and ``python -m rsnorm config``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import rsnorm as rn
+from rsnorm import bench
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "rsnorm", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_bench_json_has_every_workload_with_positive_medians():
+    out = run_cli("bench", "--quick", "--json", "--rounds", "2")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["copy_gbps"] > 0
+    assert report["config"]["rsnorm"] == rn.__version__
+    seen = {(r["op"], tuple(r["shape"])) for r in report["results"]}
+    assert seen == {(op, s) for s in bench.QUICK_SHAPES for op in ("layer_norm", "rms_norm")}
+    for r in report["results"]:
+        assert {"rsnorm", "rsnorm alloc", "numpy"} <= set(r["median_s"])
+        assert all(t > 0 for t in r["median_s"].values())
+        assert r["bytes_moved"] == 2 * 4 * r["shape"][0] * r["shape"][1]
+
+
+def test_table_lists_rows_ratios_and_ceiling():
+    report = {
+        "config": {"rsnorm": "0", "simd": "scalar", "threads": "2", "numpy": "2"},
+        "copy_gbps": 40.0,
+        "results": [
+            {
+                "op": "layer_norm",
+                "shape": [8, 1000],
+                "dtype": "float32",
+                "bytes_moved": 64_000,
+                "median_s": {"rsnorm": 2e-6, "rsnorm alloc": 3e-6, "numpy": 1e-5},
+            }
+        ],
+    }
+    table = bench.format_table(report)
+    assert "copy ceiling (2 threads, read + write): 40.0 GB/s" in table
+    row = next(line for line in table.splitlines() if line.startswith("layer_norm"))
+    # 64 kB in 2 µs is 32 GB/s, 80% of the ceiling; NumPy is 5× slower.
+    assert "32.0" in row and "80%" in row and "5.0×" in row
+
+
+def test_config_and_usage():
+    out = run_cli("config")
+    assert out.returncode == 0 and "simd" in out.stdout and "threads" in out.stdout
+    assert run_cli("help").returncode == 0
+    assert run_cli("nonsense").returncode == 2

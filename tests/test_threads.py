@@ -1,0 +1,127 @@
+"""Threading: thread-count control, identical results across counts, concurrent callers, fork."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import rsnorm as rn
+
+
+@pytest.fixture
+def restore_threads():
+    before = rn.get_num_threads()
+    yield
+    rn.set_num_threads(before)
+
+
+def test_set_and_get(restore_threads):
+    rn.set_num_threads(1)
+    assert rn.get_num_threads() == 1
+    rn.set_num_threads(3)
+    assert rn.get_num_threads() == 3
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match=f"n must be >= 1, got {bad}"):
+            rn.set_num_threads(bad)
+
+
+def test_results_identical_across_thread_counts(rng, restore_threads):
+    # Large enough to be split across threads.
+    x = rng.standard_normal((512, 1024)).astype(np.float32) + 100
+    w = rng.standard_normal(1024).astype(np.float32)
+    results = []
+    for n in (1, 2, 3, 7):
+        rn.set_num_threads(n)
+        results.append((rn.layer_norm(x, 1024, w, w), rn.rms_norm(x, 1024, w), rn.add_layer_norm(x, x, w)[0]))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_concurrent_python_threads_get_correct_results(rng):
+    xs = [rng.standard_normal((256, 512)) + i for i in range(8)]
+    want = [rn.layer_norm(x) for x in xs]
+    errors = []
+
+    def worker(i):
+        try:
+            for _ in range(20):
+                np.testing.assert_array_equal(rn.layer_norm(xs[i]), want[i])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    # A thread still alive after the timeout means a deadlock.
+    assert not any(t.is_alive() for t in threads), "deadlock: a worker thread never finished"
+    assert not errors, errors[0]
+
+
+def test_environment_variable_sets_default():
+    code = "import rsnorm; print(rsnorm.get_num_threads())"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "RSNORM_NUM_THREADS": "3"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.strip() == "3"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_can_compute_after_parent_used_the_pool(rng):
+    # The parent spins up the pool first; a child that inherited it must not hang.
+    code = """
+import os, numpy as np, rsnorm as rn
+x = np.random.default_rng(0).standard_normal((512, 1024))
+y = rn.layer_norm(x)
+pid = os.fork()
+if pid == 0:
+    ok = np.array_equal(rn.layer_norm(x), y)
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "0"
+
+
+def test_simd_paths_give_identical_results():
+    """Every SIMD level the CPU has computes bitwise the same results as the scalar path."""
+    code = """
+import numpy as np, rsnorm as rn, sys
+x = np.random.default_rng(5).standard_normal((64, 1000)).astype(np.float32) * 3 + 1e3
+w = np.linspace(-1, 1, 1000, dtype=np.float32)
+np.save(sys.argv[1], np.stack([rn.layer_norm(x, 1000, w, w), rn.rms_norm(x, 1000, w)]))
+print(rn.simd_level())
+"""
+    import tempfile
+
+    outputs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for level in ("scalar", "avx2", "avx512"):
+            path = os.path.join(tmp, f"{level}.npy")
+            run = subprocess.run(
+                [sys.executable, "-c", code, path],
+                env={**os.environ, "RSNORM_SIMD": level},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            outputs[run.stdout.strip()] = np.load(path)
+    assert "scalar" in outputs
+    for level, result in outputs.items():
+        np.testing.assert_array_equal(result, outputs["scalar"], err_msg=level)
