@@ -51,7 +51,7 @@ class Result:
 
 def _torch():
     try:
-        import torch  # type: ignore[import-not-found, unused-ignore]
+        import torch
     except ImportError:
         return None
     return torch
@@ -60,7 +60,7 @@ def _torch():
 def _onnxruntime():
     try:
         import onnx
-        import onnxruntime  # type: ignore[import-untyped]
+        import onnxruntime
     except ImportError:
         return None
     return onnx, onnxruntime
