@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os as _os
 
-from . import _rsnorm
+from . import _rsnorm, nn
 from ._config import show_config
 from ._rsnorm import (
     __version__,
     add_layer_norm,
     add_rms_norm,
+    batch_norm,
     get_num_threads,
+    group_norm,
+    instance_norm,
     layer_norm,
     rms_norm,
     set_num_threads,
@@ -25,8 +28,12 @@ __all__ = [
     "__version__",
     "add_layer_norm",
     "add_rms_norm",
+    "batch_norm",
     "get_num_threads",
+    "group_norm",
+    "instance_norm",
     "layer_norm",
+    "nn",
     "rms_norm",
     "set_num_threads",
     "show_config",

@@ -76,7 +76,7 @@ pub fn check_same_rows(op: &str, reference: &Rows, others: &[(&str, &Rows)]) -> 
     Ok(())
 }
 
-/// Calls `kernel(inputs, outputs)` for each row (mark it `#[inline(always)]` so it is compiled
+/// Calls `kernel(row, inputs, outputs)` for each row (mark it `#[inline(always)]` so it is compiled
 /// for the SIMD level [`simd::dispatch`] picks) and stores its result in `results[row]`
 /// (`results` empty: results dropped). Contiguous native rows are passed in place; strided or
 /// f16 rows go through per-task scratch (gather before, scatter after).
@@ -90,7 +90,7 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
     inputs: [&RowsRef<S>; NI],
     outputs: [&RowsMut<S>; NO],
     results: &mut [R],
-    kernel: impl Fn([&[S::Compute]; NI], [&mut [S::Compute]; NO]) -> R + Sync,
+    kernel: impl Fn(usize, [&[S::Compute]; NI], [&mut [S::Compute]; NO]) -> R + Sync,
 ) where
     S: Element,
     R: Send,
@@ -165,7 +165,7 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
                             o += 1;
                             slice
                         });
-                        kernel(ins, outs)
+                        kernel(row, ins, outs)
                     };
                     for o in 0..NO {
                         if !out_direct_layout[o] {

@@ -161,9 +161,44 @@ pub(crate) fn is_writeable(arr: &Bound<'_, PyUntypedArray>) -> PyResult<bool> {
     arr.getattr("flags")?.getattr("writeable")?.extract()
 }
 
-fn element_strides(arr: &Bound<'_, PyUntypedArray>) -> Vec<isize> {
+pub(crate) fn element_strides(arr: &Bound<'_, PyUntypedArray>) -> Vec<isize> {
     let itemsize = arr.dtype().itemsize() as isize;
     arr.strides().iter().map(|s| s / itemsize).collect()
+}
+
+/// `arr` under another shape/strides of the same memory (e.g. channels split into groups), as rows
+/// of the last `inner_ndim` of those dims.
+pub(crate) fn rows_ref_as<S: Storage>(
+    arr: &Bound<'_, PyArrayDyn<S>>,
+    shape: &[usize],
+    strides: &[isize],
+    inner_ndim: usize,
+) -> RowsRef<S> {
+    RowsRef {
+        ptr: arr.data(),
+        rows: Rows::split(shape, strides, inner_ndim),
+    }
+}
+
+/// A per-channel parameter (weight, bias) of `channels` values, cast through the input dtype and
+/// returned as f64 (they enter per-row scale/shift computed in f64).
+pub(crate) fn channel_param<S: Storage>(
+    py: Python<'_>,
+    op: &str,
+    name: &str,
+    obj: Option<&Bound<'_, PyAny>>,
+    channels: usize,
+) -> PyResult<Option<Vec<f64>>> {
+    let Some(arr) = param::<S>(py, op, name, obj, &[channels])? else {
+        return Ok(None);
+    };
+    let values = param_slice(Some(&arr)).unwrap_or_default();
+    Ok(Some(
+        values
+            .iter()
+            .map(|v| rsnorm_core::Float::to_f64(*v))
+            .collect(),
+    ))
 }
 
 /// `arr` seen as rows of its last `inner_ndim` dims.

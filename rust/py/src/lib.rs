@@ -1,6 +1,7 @@
 //! rsnorm._rsnorm: PyO3 bindings of rsnorm-core. Argument checking, dtype dispatch, GIL release and
 //! error mapping live here; the math lives in rsnorm-core.
 
+mod channels;
 mod dispatch;
 mod errors;
 mod norm;
@@ -80,6 +81,9 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(norm::rms_norm, m)?)?;
     m.add_function(wrap_pyfunction!(norm::add_layer_norm, m)?)?;
     m.add_function(wrap_pyfunction!(norm::add_rms_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(channels::batch_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(channels::instance_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(channels::group_norm, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;

@@ -59,7 +59,7 @@ pub unsafe fn layer_norm<S: Element>(
             [y],
             stats,
             #[inline(always)]
-            |[x], [y]| layer_norm_row(x, y, weight, bias, eps),
+            |_, [x], [y]| layer_norm_row(x, y, weight, bias, eps),
         );
     }
     Ok(())
@@ -102,7 +102,7 @@ pub unsafe fn add_layer_norm<S: Element>(
             [y, sum],
             stats,
             #[inline(always)]
-            |[x, residual], [y, sum]| {
+            |_, [x, residual], [y, sum]| {
                 add_into(x, residual, sum);
                 layer_norm_row(sum, y, weight, bias, eps)
             },

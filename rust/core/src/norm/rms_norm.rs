@@ -41,7 +41,7 @@ pub unsafe fn rms_norm<S: Element>(
             [y],
             rstd,
             #[inline(always)]
-            |[x], [y]| rms_norm_row(x, y, weight, eps),
+            |_, [x], [y]| rms_norm_row(x, y, weight, eps),
         );
     }
     Ok(())
@@ -81,7 +81,7 @@ pub unsafe fn add_rms_norm<S: Element>(
             [y, sum],
             rstd,
             #[inline(always)]
-            |[x, residual], [y, sum]| {
+            |_, [x, residual], [y, sum]| {
                 add_into(x, residual, sum);
                 rms_norm_row(sum, y, weight, eps)
             },

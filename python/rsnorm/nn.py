@@ -1,0 +1,248 @@
+"""Stateful layers over the functional kernels, with PyTorch's parameter and buffer names.
+
+``state_dict()`` / ``load_state_dict()`` use torch.nn's keys and shapes (weight, bias, running_mean,
+running_var, num_batches_tracked), so a PyTorch state dict converted with ``{k: v.numpy() for k, v in
+sd.items()}`` loads unchanged and gives PyTorch's outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _rsnorm
+
+Array = npt.NDArray[Any]
+
+__all__ = ["BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm", "Module", "RMSNorm"]
+
+
+class Module:
+    """Parameters (learned) and buffers (running statistics) by PyTorch name; train/eval mode."""
+
+    def __init__(self) -> None:
+        self.training = True
+        self._parameters: dict[str, Array | None] = {}
+        self._buffers: dict[str, Array | None] = {}
+
+    def train(self, mode: bool = True) -> Module:
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def parameters(self) -> dict[str, Array]:
+        """The learned arrays by name (updated in place by optimizers)."""
+        return {k: v for k, v in self._parameters.items() if v is not None}
+
+    def state_dict(self) -> dict[str, Array]:
+        """Parameters and buffers by PyTorch's names (the arrays themselves, as PyTorch shares storage)."""
+        state = self.parameters()
+        state.update({k: v for k, v in self._buffers.items() if v is not None})
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Copies values into this layer's arrays (keeping their dtype). Strict: keys must match exactly."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if strict and (missing or unexpected):
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
+            )
+        for name, target in own.items():
+            if name not in state:
+                continue
+            value = np.asarray(state[name])
+            if value.shape != target.shape:
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: {name} has shape {value.shape}, "
+                    f"expected {target.shape}"
+                )
+            np.copyto(target, value, casting="unsafe")
+
+    def __call__(self, x: npt.ArrayLike) -> Array:
+        return self.forward(x)
+
+    def forward(self, x: npt.ArrayLike) -> Array:  # pragma: no cover - every layer overrides it
+        raise TypeError(f"{type(self).__name__} defines no forward")
+
+
+def _shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
+    return (int(normalized_shape),) if np.isscalar(normalized_shape) else tuple(int(d) for d in normalized_shape)
+
+
+class LayerNorm(Module):
+    """``torch.nn.LayerNorm``: normalizes the last ``len(normalized_shape)`` dims."""
+
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        dtype: npt.DTypeLike = np.float32,
+    ) -> None:
+        super().__init__()
+        self.normalized_shape = _shape(normalized_shape)
+        self.eps = eps
+        affine = elementwise_affine
+        self._parameters["weight"] = np.ones(self.normalized_shape, dtype) if affine else None
+        self._parameters["bias"] = np.zeros(self.normalized_shape, dtype) if affine and bias else None
+
+    def forward(self, x: npt.ArrayLike) -> Array:
+        p = self._parameters
+        return _rsnorm.layer_norm(x, self.normalized_shape, p["weight"], p["bias"], self.eps)
+
+
+class RMSNorm(Module):
+    """``torch.nn.RMSNorm``: eps None is the input dtype's machine epsilon."""
+
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float | None = None,
+        elementwise_affine: bool = True,
+        dtype: npt.DTypeLike = np.float32,
+    ) -> None:
+        super().__init__()
+        self.normalized_shape = _shape(normalized_shape)
+        self.eps = eps
+        self._parameters["weight"] = np.ones(self.normalized_shape, dtype) if elementwise_affine else None
+
+    def forward(self, x: npt.ArrayLike) -> Array:
+        return _rsnorm.rms_norm(x, self.normalized_shape, self._parameters["weight"], self.eps)
+
+
+class _RunningStats(Module):
+    """Shared state of BatchNorm and InstanceNorm: affine parameters and running statistics."""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float,
+        momentum: float | None,
+        affine: bool,
+        track_running_stats: bool,
+        dtype: npt.DTypeLike,
+    ) -> None:
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.track_running_stats = track_running_stats
+        self._parameters["weight"] = np.ones(num_features, dtype) if affine else None
+        self._parameters["bias"] = np.zeros(num_features, dtype) if affine else None
+        if track_running_stats:
+            self._buffers["running_mean"] = np.zeros(num_features, dtype)
+            self._buffers["running_var"] = np.ones(num_features, dtype)
+            self._buffers["num_batches_tracked"] = np.zeros((), np.int64)
+
+    def _count_batch(self) -> int | None:
+        """Increments num_batches_tracked in training; returns the count before this batch."""
+        tracked = self._buffers.get("num_batches_tracked")
+        if tracked is None or not self.training:
+            return None
+        before = int(tracked)
+        tracked[...] = before + 1
+        return before
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self._buffers["running_mean"][...] = 0  # type: ignore[index]
+            self._buffers["running_var"][...] = 1  # type: ignore[index]
+            self._buffers["num_batches_tracked"][...] = 0  # type: ignore[index]
+
+
+class BatchNorm(_RunningStats):
+    """``torch.nn.BatchNorm1d/2d/3d`` for any rank, channels at ``axis`` (1: NCHW, -1: NHWC).
+
+    ``momentum=None`` keeps a cumulative average. ``mean_only=True`` subtracts the batch mean only
+    (mean-only batch norm, paired with weight norm).
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        axis: int = 1,
+        mean_only: bool = False,
+        dtype: npt.DTypeLike = np.float32,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
+        self.axis, self.mean_only = axis, mean_only
+
+    def forward(self, x: npt.ArrayLike) -> Array:
+        before = self._count_batch()
+        p, b = self._parameters, self._buffers
+        return _rsnorm.batch_norm(
+            x,
+            b.get("running_mean"),
+            b.get("running_var"),
+            p["weight"],
+            p["bias"],
+            training=self.training or not self.track_running_stats,
+            momentum=self.momentum,
+            eps=self.eps,
+            axis=self.axis,
+            mean_only=self.mean_only,
+            num_batches_tracked=before,
+        )
+
+
+class InstanceNorm(_RunningStats):
+    """``torch.nn.InstanceNorm1d/2d/3d`` on (N, C, ...): each (sample, channel) normalized alone."""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = False,
+        track_running_stats: bool = False,
+        dtype: npt.DTypeLike = np.float32,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
+
+    def forward(self, x: npt.ArrayLike) -> Array:
+        self._count_batch()
+        p, b = self._parameters, self._buffers
+        return _rsnorm.instance_norm(
+            x,
+            b.get("running_mean"),
+            b.get("running_var"),
+            p["weight"],
+            p["bias"],
+            use_input_stats=self.training or not self.track_running_stats,
+            momentum=self.momentum if self.momentum is not None else 0.1,
+            eps=self.eps,
+        )
+
+
+class GroupNorm(Module):
+    """``torch.nn.GroupNorm`` on (N, C, ...)."""
+
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        dtype: npt.DTypeLike = np.float32,
+    ) -> None:
+        super().__init__()
+        if num_groups < 1 or num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_groups={num_groups} must be >= 1 and divide num_channels={num_channels}")
+        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        self._parameters["weight"] = np.ones(num_channels, dtype) if affine else None
+        self._parameters["bias"] = np.zeros(num_channels, dtype) if affine else None
+
+    def forward(self, x: npt.ArrayLike) -> Array:
+        p = self._parameters
+        return _rsnorm.group_norm(x, self.num_groups, p["weight"], p["bias"], self.eps)

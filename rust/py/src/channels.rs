@@ -1,0 +1,545 @@
+//! Bindings of the channel-wise norms: batch_norm, instance_norm, group_norm.
+
+use crate::dispatch::{
+    channel_param, element_strides, float_array, is_writeable, output, rows_mut, rows_ref,
+    rows_ref_as, shape_str, unaliased, with_float_array, Storage,
+};
+use crate::errors::{compute, type_error, value_error};
+use numpy::{
+    PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use rsnorm_core::error::check_eps;
+use rsnorm_core::norm::channels::{
+    affine_rows, channel_affine, check_groups, check_momentum, merge_rows, row_moments,
+    update_running, RowAffine,
+};
+use rsnorm_core::reduce::Moments;
+use rsnorm_core::Float;
+
+/// A running statistic (running_mean / running_var): a float ndarray of `channels` values, read
+/// as f64; in training it is updated in place, so it must be writeable.
+struct Running<'py> {
+    array: Bound<'py, PyUntypedArray>,
+    values: Vec<f64>,
+}
+
+impl<'py> Running<'py> {
+    fn extract(
+        op: &str,
+        name: &str,
+        obj: Option<&Bound<'py, PyAny>>,
+        channels: usize,
+        written: bool,
+    ) -> PyResult<Option<Self>> {
+        let Some(obj) = obj else { return Ok(None) };
+        let Ok(array) = obj.cast::<PyUntypedArray>() else {
+            return Err(type_error(format!(
+                "{op}: {name} must be a numpy.ndarray (it is updated in place), got {}",
+                obj.get_type().name()?
+            )));
+        };
+        if array.dtype().kind() != b'f' {
+            return Err(type_error(format!(
+                "{op}: {name} has dtype {}; expected a floating dtype",
+                array.dtype()
+            )));
+        }
+        if array.shape() != [channels] {
+            return Err(value_error(format!(
+                "{op}: {name} has shape {}, expected ({channels},) for {channels} channels",
+                shape_str(array.shape())
+            )));
+        }
+        if written && !is_writeable(array)? {
+            return Err(value_error(format!(
+                "{op}: {name} is read-only but training updates it in place"
+            )));
+        }
+        let as_f64 = array.call_method1("astype", (numpy::dtype::<f64>(obj.py()),))?;
+        let values = as_f64.cast::<PyArrayDyn<f64>>()?.to_vec()?;
+        Ok(Some(Running {
+            array: array.clone(),
+            values,
+        }))
+    }
+
+    /// Writes new values back into the caller's array (cast to its dtype).
+    fn store(&self, values: &[f64]) -> PyResult<()> {
+        let py = self.array.py();
+        let new = PyArray1::from_slice(py, values);
+        py.import("numpy")?
+            .call_method1("copyto", (&self.array, new, "unsafe"))?;
+        Ok(())
+    }
+}
+
+fn normalize_axis(op: &str, axis: i64, ndim: usize) -> PyResult<usize> {
+    let resolved = if axis < 0 { axis + ndim as i64 } else { axis };
+    if resolved < 0 || resolved >= ndim as i64 {
+        return Err(value_error(format!(
+            "{op}: axis {axis} is out of range for an array of {ndim} dims"
+        )));
+    }
+    Ok(resolved as usize)
+}
+
+fn stats_pair<'py, S: Storage>(
+    py: Python<'py>,
+    mean: impl Iterator<Item = f64>,
+    rstd: impl Iterator<Item = f64>,
+    shape: &[usize],
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let to_array = |values: Vec<S::Compute>| -> PyResult<Bound<'py, PyAny>> {
+        Ok(numpy::PyArray::from_vec(py, values)
+            .reshape(shape)?
+            .into_any())
+    };
+    Ok((
+        to_array(mean.map(<S::Compute as Float>::from_f64).collect())?,
+        to_array(rstd.map(<S::Compute as Float>::from_f64).collect())?,
+    ))
+}
+
+fn result<'py>(
+    py: Python<'py>,
+    y: Bound<'py, PyAny>,
+    stats: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+) -> PyResult<Bound<'py, PyAny>> {
+    match stats {
+        None => Ok(y),
+        Some((mean, rstd)) => Ok(PyTuple::new(py, [y, mean, rstd])?.into_any()),
+    }
+}
+
+fn rstd_of(var: f64, eps: f64) -> f64 {
+    1.0 / (var + eps).sqrt()
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, running_mean=None, running_var=None, weight=None, bias=None, training=false,
+                    momentum=Some(0.1), eps=1e-5, *, axis=1, out=None, mean_only=false,
+                    num_batches_tracked=None, return_stats=false))]
+pub(crate) fn batch_norm<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    running_mean: Option<&Bound<'py, PyAny>>,
+    running_var: Option<&Bound<'py, PyAny>>,
+    weight: Option<&Bound<'py, PyAny>>,
+    bias: Option<&Bound<'py, PyAny>>,
+    training: bool,
+    momentum: Option<f64>,
+    eps: f64,
+    axis: i64,
+    out: Option<&Bound<'py, PyAny>>,
+    mean_only: bool,
+    num_batches_tracked: Option<u64>,
+    return_stats: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let args = BatchNormArgs {
+        running_mean,
+        running_var,
+        weight,
+        bias,
+        training,
+        momentum,
+        eps,
+        axis,
+        out,
+        mean_only,
+        num_batches_tracked,
+        return_stats,
+    };
+    with_float_array!(float_array("batch_norm", "x", x)?, x => batch_norm_typed(py, x, &args))
+}
+
+struct BatchNormArgs<'a, 'py> {
+    running_mean: Option<&'a Bound<'py, PyAny>>,
+    running_var: Option<&'a Bound<'py, PyAny>>,
+    weight: Option<&'a Bound<'py, PyAny>>,
+    bias: Option<&'a Bound<'py, PyAny>>,
+    training: bool,
+    momentum: Option<f64>,
+    eps: f64,
+    axis: i64,
+    out: Option<&'a Bound<'py, PyAny>>,
+    mean_only: bool,
+    num_batches_tracked: Option<u64>,
+    return_stats: bool,
+}
+
+fn batch_norm_typed<'py, S: Storage>(
+    py: Python<'py>,
+    x: Bound<'py, PyArrayDyn<S>>,
+    a: &BatchNormArgs<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    const OP: &str = "batch_norm";
+    check_eps(OP, a.eps).map_err(crate::errors::core_error)?;
+    if let Some(m) = a.momentum {
+        check_momentum(OP, m).map_err(crate::errors::core_error)?;
+    }
+    let shape = x.shape().to_vec();
+    if shape.is_empty() {
+        return Err(value_error(format!(
+            "{OP}: x is 0-dimensional; it needs a channel axis"
+        )));
+    }
+    let axis = normalize_axis(OP, a.axis, shape.len())?;
+    let channels = shape[axis];
+    let weight = channel_param::<S>(py, OP, "weight", a.weight, channels)?;
+    let bias = channel_param::<S>(py, OP, "bias", a.bias, channels)?;
+    let running_mean = Running::extract(OP, "running_mean", a.running_mean, channels, a.training)?;
+    let running_var = Running::extract(
+        OP,
+        "running_var",
+        a.running_var,
+        channels,
+        a.training && !a.mean_only,
+    )?;
+    if running_mean.is_some() != running_var.is_some() && !a.mean_only {
+        return Err(value_error(format!(
+            "{OP}: give both running_mean and running_var, or neither"
+        )));
+    }
+    let y = output::<S>(py, OP, "out", a.out, &shape)?;
+    let x = unaliased(x, &[&y])?;
+    let inner_ndim = shape.len() - axis - 1;
+    let (xv, yv) = (rows_ref(&x, inner_ndim), rows_mut(&y, inner_ndim));
+
+    // Batch statistics when training, or when there are no running statistics to use.
+    let use_batch = a.training || running_mean.is_none();
+    let (mean, var): (Vec<f64>, Vec<f64>) = if use_batch {
+        // SAFETY: `xv` describes the live array `x`.
+        let per_row = compute(py, || Ok(unsafe { row_moments(&xv) }))?;
+        let per_channel = merge_rows(&per_row, channels, |r| r % channels);
+        let count = per_channel.first().map_or(0.0, |m| m.count);
+        if count == 0.0 && xv.rows.n_rows() > 0 {
+            return Err(value_error(format!(
+                "{OP}: no values per channel in x of shape {}",
+                shape_str(&shape)
+            )));
+        }
+        if a.training && count <= 1.0 && !a.mean_only && !shape.contains(&0) {
+            return Err(value_error(format!(
+                "{OP}: expected more than 1 value per channel when training, got x of shape {}",
+                shape_str(&shape)
+            )));
+        }
+        if a.training {
+            let factor = match (a.momentum, a.num_batches_tracked) {
+                (Some(m), _) => m,
+                (None, Some(n)) => 1.0 / (n as f64 + 1.0),
+                (None, None) if running_mean.is_some() => {
+                    return Err(value_error(format!(
+                        "{OP}: momentum=None (cumulative average) needs num_batches_tracked, the batches seen before"
+                    )))
+                }
+                (None, None) => 0.0,
+            };
+            if let Some(rm) = &running_mean {
+                let mut values = rm.values.clone();
+                update_running(
+                    &mut values,
+                    &per_channel.iter().map(|m| m.mean).collect::<Vec<_>>(),
+                    factor,
+                );
+                rm.store(&values)?;
+            }
+            if let (Some(rv), false) = (&running_var, a.mean_only) {
+                let unbiased: Vec<f64> =
+                    per_channel.iter().map(|m| m.m2 / (m.count - 1.0)).collect();
+                let mut values = rv.values.clone();
+                update_running(&mut values, &unbiased, factor);
+                rv.store(&values)?;
+            }
+        }
+        per_channel
+            .iter()
+            .map(|m: &Moments| (m.mean, m.variance()))
+            .unzip()
+    } else {
+        let mean = running_mean
+            .as_ref()
+            .map(|r| r.values.clone())
+            .unwrap_or_default();
+        let var = running_var
+            .as_ref()
+            .map_or_else(|| vec![1.0; channels], |r| r.values.clone());
+        (mean, var)
+    };
+    let rstd: Vec<f64> = var.iter().map(|&v| rstd_of(v, a.eps)).collect();
+    let (w, b) = (weight.as_deref(), bias.as_deref());
+    let mean_only = a.mean_only;
+    compute(py, || {
+        // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
+        unsafe {
+            affine_rows(&xv, &yv, |row| {
+                let c = row % channels;
+                let (w, b) = channel_affine(w, b, c);
+                let scale = if mean_only { w } else { rstd[c] * w };
+                RowAffine {
+                    mean: mean[c],
+                    scale,
+                    shift: b,
+                }
+            })
+        }
+    })?;
+    let stats = if a.return_stats {
+        Some(stats_pair::<S>(
+            py,
+            mean.iter().copied(),
+            rstd.iter().copied(),
+            &[channels],
+        )?)
+    } else {
+        None
+    };
+    result(py, y.into_any(), stats)
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=true,
+                    momentum=0.1, eps=1e-5, *, out=None, return_stats=false))]
+pub(crate) fn instance_norm<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    running_mean: Option<&Bound<'py, PyAny>>,
+    running_var: Option<&Bound<'py, PyAny>>,
+    weight: Option<&Bound<'py, PyAny>>,
+    bias: Option<&Bound<'py, PyAny>>,
+    use_input_stats: bool,
+    momentum: f64,
+    eps: f64,
+    out: Option<&Bound<'py, PyAny>>,
+    return_stats: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let args = InstanceNormArgs {
+        running_mean,
+        running_var,
+        weight,
+        bias,
+        use_input_stats,
+        momentum,
+        eps,
+        out,
+        return_stats,
+    };
+    with_float_array!(float_array("instance_norm", "x", x)?, x => instance_norm_typed(py, x, &args))
+}
+
+struct InstanceNormArgs<'a, 'py> {
+    running_mean: Option<&'a Bound<'py, PyAny>>,
+    running_var: Option<&'a Bound<'py, PyAny>>,
+    weight: Option<&'a Bound<'py, PyAny>>,
+    bias: Option<&'a Bound<'py, PyAny>>,
+    use_input_stats: bool,
+    momentum: f64,
+    eps: f64,
+    out: Option<&'a Bound<'py, PyAny>>,
+    return_stats: bool,
+}
+
+/// Checks x is (N, C, spatial…) and returns (N, C, spatial element count).
+fn batched_channels(op: &str, shape: &[usize]) -> PyResult<(usize, usize, usize)> {
+    if shape.len() < 2 {
+        return Err(value_error(format!(
+            "{op}: x must be (N, C, ...), got shape {}",
+            shape_str(shape)
+        )));
+    }
+    Ok((shape[0], shape[1], shape[2..].iter().product()))
+}
+
+fn instance_norm_typed<'py, S: Storage>(
+    py: Python<'py>,
+    x: Bound<'py, PyArrayDyn<S>>,
+    a: &InstanceNormArgs<'_, 'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    const OP: &str = "instance_norm";
+    check_eps(OP, a.eps).map_err(crate::errors::core_error)?;
+    check_momentum(OP, a.momentum).map_err(crate::errors::core_error)?;
+    let shape = x.shape().to_vec();
+    let (batch, channels, spatial) = batched_channels(OP, &shape)?;
+    let weight = channel_param::<S>(py, OP, "weight", a.weight, channels)?;
+    let bias = channel_param::<S>(py, OP, "bias", a.bias, channels)?;
+    let updates = a.use_input_stats;
+    let running_mean = Running::extract(OP, "running_mean", a.running_mean, channels, updates)?;
+    let running_var = Running::extract(OP, "running_var", a.running_var, channels, updates)?;
+    if running_mean.is_some() != running_var.is_some() {
+        return Err(value_error(format!(
+            "{OP}: give both running_mean and running_var, or neither"
+        )));
+    }
+    if !a.use_input_stats && running_mean.is_none() {
+        return Err(value_error(format!(
+            "{OP}: use_input_stats=False needs running_mean and running_var"
+        )));
+    }
+    let y = output::<S>(py, OP, "out", a.out, &shape)?;
+    let x = unaliased(x, &[&y])?;
+    let inner_ndim = shape.len() - 2;
+    let (xv, yv) = (rows_ref(&x, inner_ndim), rows_mut(&y, inner_ndim));
+    let n_rows = batch * channels;
+    let (mean, var): (Vec<f64>, Vec<f64>) = if a.use_input_stats {
+        if spatial <= 1 && n_rows > 0 {
+            return Err(value_error(format!(
+                "{OP}: expected more than 1 spatial element per instance, got x of shape {}",
+                shape_str(&shape)
+            )));
+        }
+        // SAFETY: `xv` describes the live array `x`.
+        let per_row = compute(py, || Ok(unsafe { row_moments(&xv) }))?;
+        if let (Some(rm), Some(rv)) = (&running_mean, &running_var) {
+            // PyTorch: each instance updates its channel's statistics; the N results are averaged.
+            let n = batch.max(1) as f64;
+            let mut batch_mean = vec![0.0; channels];
+            let mut batch_var = vec![0.0; channels];
+            for (r, m) in per_row.iter().enumerate() {
+                batch_mean[r % channels] += m.mean / n;
+                batch_var[r % channels] += m.m2 / (m.count - 1.0) / n;
+            }
+            let (mut new_mean, mut new_var) = (rm.values.clone(), rv.values.clone());
+            update_running(&mut new_mean, &batch_mean, a.momentum);
+            update_running(&mut new_var, &batch_var, a.momentum);
+            rm.store(&new_mean)?;
+            rv.store(&new_var)?;
+        }
+        per_row.iter().map(|m| (m.mean, m.variance())).unzip()
+    } else {
+        let (rm, rv) = (
+            running_mean.as_ref().map(|r| &r.values),
+            running_var.as_ref().map(|r| &r.values),
+        );
+        (0..n_rows)
+            .map(|r| {
+                (
+                    rm.map_or(0.0, |v| v[r % channels]),
+                    rv.map_or(1.0, |v| v[r % channels]),
+                )
+            })
+            .unzip()
+    };
+    let rstd: Vec<f64> = var.iter().map(|&v| rstd_of(v, a.eps)).collect();
+    let (w, b) = (weight.as_deref(), bias.as_deref());
+    compute(py, || {
+        // SAFETY: as in batch_norm.
+        unsafe {
+            affine_rows(&xv, &yv, |row| {
+                let (w, b) = channel_affine(w, b, row % channels);
+                RowAffine {
+                    mean: mean[row],
+                    scale: rstd[row] * w,
+                    shift: b,
+                }
+            })
+        }
+    })?;
+    let stats = if a.return_stats {
+        Some(stats_pair::<S>(
+            py,
+            mean.iter().copied(),
+            rstd.iter().copied(),
+            &[batch, channels],
+        )?)
+    } else {
+        None
+    };
+    result(py, y.into_any(), stats)
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None, return_stats=false))]
+pub(crate) fn group_norm<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    num_groups: i64,
+    weight: Option<&Bound<'py, PyAny>>,
+    bias: Option<&Bound<'py, PyAny>>,
+    eps: f64,
+    out: Option<&Bound<'py, PyAny>>,
+    return_stats: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    with_float_array!(float_array("group_norm", "x", x)?, x => {
+        group_norm_typed(py, x, num_groups, weight, bias, eps, out, return_stats)
+    })
+}
+
+fn group_norm_typed<'py, S: Storage>(
+    py: Python<'py>,
+    x: Bound<'py, PyArrayDyn<S>>,
+    num_groups: i64,
+    weight: Option<&Bound<'py, PyAny>>,
+    bias: Option<&Bound<'py, PyAny>>,
+    eps: f64,
+    out: Option<&Bound<'py, PyAny>>,
+    return_stats: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    const OP: &str = "group_norm";
+    check_eps(OP, eps).map_err(crate::errors::core_error)?;
+    let shape = x.shape().to_vec();
+    let (batch, channels, spatial) = batched_channels(OP, &shape)?;
+    if num_groups < 1 {
+        return Err(value_error(format!(
+            "{OP}: num_groups={num_groups} must be >= 1 and divide the {channels} channels"
+        )));
+    }
+    let groups = num_groups as usize;
+    check_groups(channels, groups).map_err(crate::errors::core_error)?;
+    let per_group = channels / groups;
+    if per_group * spatial == 0 && batch > 0 {
+        return Err(value_error(format!(
+            "{OP}: each group has zero elements in x of shape {}",
+            shape_str(&shape)
+        )));
+    }
+    let weight = channel_param::<S>(py, OP, "weight", weight, channels)?;
+    let bias = channel_param::<S>(py, OP, "bias", bias, channels)?;
+    let y = output::<S>(py, OP, "out", out, &shape)?;
+    let x = unaliased(x, &[&y])?;
+    // Statistics view: the channel dim split into (groups, channels per group), rows (n, g).
+    let strides = element_strides(x.as_untyped());
+    let mut group_shape = vec![batch, groups, per_group];
+    group_shape.extend(&shape[2..]);
+    let mut group_strides = vec![strides[0], strides[1] * per_group as isize, strides[1]];
+    group_strides.extend(&strides[2..]);
+    let stats_view = rows_ref_as(&x, &group_shape, &group_strides, group_shape.len() - 2);
+    let inner_ndim = shape.len() - 2;
+    let (xv, yv) = (rows_ref(&x, inner_ndim), rows_mut(&y, inner_ndim));
+    // SAFETY: `stats_view` describes the live array `x`.
+    let per_group_moments = compute(py, || Ok(unsafe { row_moments(&stats_view) }))?;
+    let mean: Vec<f64> = per_group_moments.iter().map(|m| m.mean).collect();
+    let rstd: Vec<f64> = per_group_moments
+        .iter()
+        .map(|m| rstd_of(m.variance(), eps))
+        .collect();
+    let (w, b) = (weight.as_deref(), bias.as_deref());
+    compute(py, || {
+        // SAFETY: as in batch_norm.
+        unsafe {
+            affine_rows(&xv, &yv, |row| {
+                let (n, c) = (row / channels, row % channels);
+                let g = n * groups + c / per_group;
+                let (w, b) = channel_affine(w, b, c);
+                RowAffine {
+                    mean: mean[g],
+                    scale: rstd[g] * w,
+                    shift: b,
+                }
+            })
+        }
+    })?;
+    let stats = if return_stats {
+        Some(stats_pair::<S>(
+            py,
+            mean.iter().copied(),
+            rstd.iter().copied(),
+            &[batch, groups],
+        )?)
+    } else {
+        None
+    };
+    result(py, y.into_any(), stats)
+}
