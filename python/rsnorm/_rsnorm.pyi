@@ -1,5 +1,5 @@
 from collections.abc import Sequence
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -15,7 +15,10 @@ __all__ = [
     "_parallel_copy",
     "add_layer_norm",
     "add_rms_norm",
+    "batch_norm",
     "get_num_threads",
+    "group_norm",
+    "instance_norm",
     "layer_norm",
     "rms_norm",
     "set_num_threads",
@@ -87,6 +90,45 @@ def add_rms_norm(
     residual_out: _Array | None = None,
     return_stats: bool = False,
 ) -> tuple[_Array, ...]: ...
+def batch_norm(
+    x: _ArrayLike,
+    running_mean: _Array | None = None,
+    running_var: _Array | None = None,
+    weight: _ArrayLike | None = None,
+    bias: _ArrayLike | None = None,
+    training: bool = False,
+    momentum: float | None = 0.1,
+    eps: float = 1e-5,
+    *,
+    axis: int = 1,
+    out: _Array | None = None,
+    mean_only: bool = False,
+    num_batches_tracked: int | None = None,
+    return_stats: bool = False,
+) -> Any: ...
+def instance_norm(
+    x: _ArrayLike,
+    running_mean: _Array | None = None,
+    running_var: _Array | None = None,
+    weight: _ArrayLike | None = None,
+    bias: _ArrayLike | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    *,
+    out: _Array | None = None,
+    return_stats: bool = False,
+) -> Any: ...
+def group_norm(
+    x: _ArrayLike,
+    num_groups: int,
+    weight: _ArrayLike | None = None,
+    bias: _ArrayLike | None = None,
+    eps: float = 1e-5,
+    *,
+    out: _Array | None = None,
+    return_stats: bool = False,
+) -> Any: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def simd_level() -> str: ...

@@ -73,7 +73,9 @@ class Module:
 
 
 def _shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
-    return (int(normalized_shape),) if np.isscalar(normalized_shape) else tuple(int(d) for d in normalized_shape)
+    return (
+        (int(normalized_shape),) if np.isscalar(normalized_shape) else tuple(int(d) for d in normalized_shape)
+    )
 
 
 class LayerNorm(Module):
@@ -238,7 +240,9 @@ class GroupNorm(Module):
     ) -> None:
         super().__init__()
         if num_groups < 1 or num_channels % num_groups:
-            raise ValueError(f"GroupNorm: num_groups={num_groups} must be >= 1 and divide num_channels={num_channels}")
+            raise ValueError(
+                f"GroupNorm: num_groups={num_groups} must be >= 1 and divide num_channels={num_channels}"
+            )
         self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
         self._parameters["weight"] = np.ones(num_channels, dtype) if affine else None
         self._parameters["bias"] = np.zeros(num_channels, dtype) if affine else None

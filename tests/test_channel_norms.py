@@ -1,0 +1,236 @@
+"""batch_norm, instance_norm, group_norm: recorded PyTorch values, float64 references, identities, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rsnorm as rn
+from conftest import golden_cases
+
+
+def bn_ref(x, mean, var, w=None, b=None, eps=1e-5, axis=1):
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    y = (x - np.reshape(mean, shape)) / np.sqrt(np.reshape(var, shape) + eps)
+    if w is not None:
+        y = y * np.reshape(w, shape)
+    if b is not None:
+        y = y + np.reshape(b, shape)
+    return y
+
+
+def group_ref(x, groups, w=None, b=None, eps=1e-5):
+    n, c = x.shape[:2]
+    g = x.astype(np.float64).reshape(n, groups, -1)
+    y = ((g - g.mean(-1, keepdims=True)) / np.sqrt(g.var(-1, keepdims=True) + eps)).reshape(x.shape)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    if w is not None:
+        y = y * np.reshape(w, shape)
+    if b is not None:
+        y = y + np.reshape(b, shape)
+    return y
+
+
+@pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("batch_norm"))
+def test_batch_norm_matches_recorded_pytorch(case, inputs, expected):
+    kw = case["kwargs"]
+    rm, rv = inputs["running_mean"].copy(), inputs["running_var"].copy()
+    extra = {"axis": kw["axis"]} if "axis" in kw else {}
+    y = rn.batch_norm(
+        inputs["x"],
+        rm,
+        rv,
+        inputs["weight"],
+        inputs["bias"],
+        training=kw["training"],
+        momentum=kw.get("momentum", 0.1),
+        eps=kw["eps"],
+        **extra,
+    )
+    tol = {"rtol": case["tol"]["rtol"], "atol": case["tol"]["atol"]}
+    np.testing.assert_allclose(y, expected["y"], **tol)
+    for name in ("running_mean", "running_var"):
+        if name in expected:
+            np.testing.assert_allclose({"running_mean": rm, "running_var": rv}[name], expected[name], **tol)
+
+
+@pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("batch_norm_train_steps"))
+def test_batch_norm_layer_three_training_steps(case, inputs, expected):
+    kw = case["kwargs"]
+    bn = rn.nn.BatchNorm(inputs["weight"].shape[0], momentum=kw["momentum"], eps=kw["eps"])
+    bn.load_state_dict({**bn.state_dict(), "weight": inputs["weight"], "bias": inputs["bias"]})
+    tol = {"rtol": case["tol"]["rtol"], "atol": case["tol"]["atol"]}
+    for i in range(3):
+        np.testing.assert_allclose(bn(inputs[f"x{i}"]), expected[f"y{i}"], **tol)
+    state = bn.state_dict()
+    np.testing.assert_allclose(state["running_mean"], expected["running_mean"], **tol)
+    np.testing.assert_allclose(state["running_var"], expected["running_var"], **tol)
+    assert int(state["num_batches_tracked"]) == 3
+
+
+@pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("instance_norm"))
+def test_instance_norm_matches_recorded_pytorch(case, inputs, expected):
+    y = rn.instance_norm(
+        inputs["x"], weight=inputs.get("weight"), bias=inputs.get("bias"), eps=case["kwargs"]["eps"]
+    )
+    np.testing.assert_allclose(y, expected["y"], rtol=case["tol"]["rtol"], atol=case["tol"]["atol"])
+
+
+@pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("group_norm"))
+def test_group_norm_matches_recorded_pytorch(case, inputs, expected):
+    kw = case["kwargs"]
+    y = rn.group_norm(inputs["x"], kw["num_groups"], inputs["weight"], inputs["bias"], eps=kw["eps"])
+    np.testing.assert_allclose(y, expected["y"], rtol=case["tol"]["rtol"], atol=case["tol"]["atol"])
+
+
+@pytest.mark.parametrize("axis", [1, -1, 0])
+def test_batch_norm_training_reference_and_running_update(rng, axis):
+    x = rng.standard_normal((6, 5, 4, 3)) * 2 + 3
+    x = np.moveaxis(x, 1, axis)  # a non-contiguous view with channels at `axis`
+    c = x.shape[axis]
+    w, b = rng.standard_normal(c), rng.standard_normal(c)
+    rm, rv = np.zeros(c), np.ones(c)
+    y, mean, rstd = rn.batch_norm(x, rm, rv, w, b, training=True, momentum=0.2, axis=axis, return_stats=True)
+    axes = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
+    bmean, bvar = x.mean(axis=axes), x.var(axis=axes)
+    n = x.size // c
+    np.testing.assert_allclose(y, bn_ref(x, bmean, bvar, w, b, axis=axis), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(mean, bmean, rtol=1e-13)
+    np.testing.assert_allclose(rstd, 1 / np.sqrt(bvar + 1e-5), rtol=1e-13)
+    np.testing.assert_allclose(rm, 0.2 * bmean, rtol=1e-13)
+    np.testing.assert_allclose(rv, 0.8 + 0.2 * bvar * n / (n - 1), rtol=1e-13)
+
+
+def test_batch_norm_eval_float32_running_stats_and_mean_only(rng):
+    x = rng.standard_normal((16, 4)).astype(np.float32)
+    rm, rv = rng.standard_normal(4).astype(np.float32), rng.random(4).astype(np.float32) + 0.5
+    y = rn.batch_norm(x, rm, rv)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, bn_ref(x.astype(np.float64), rm, rv), rtol=2e-5, atol=2e-5)
+    # Mean-only: subtract the batch mean, no division; only running_mean moves.
+    rm2 = np.zeros(4)
+    y = rn.batch_norm(x.astype(np.float64), rm2, None, bias=np.ones(4), training=True, mean_only=True)
+    np.testing.assert_allclose(y, x - x.mean(0) + 1, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(rm2, 0.1 * x.mean(0), rtol=1e-6)
+    # No running statistics: batch statistics even in eval (track_running_stats=False).
+    np.testing.assert_allclose(rn.batch_norm(x), bn_ref(x, x.mean(0), x.var(0)), rtol=2e-5, atol=2e-5)
+
+
+def test_batch_norm_cumulative_average_needs_count(rng):
+    x = rng.standard_normal((8, 3))
+    rm, rv = np.zeros(3), np.ones(3)
+    rn.batch_norm(x, rm, rv, training=True, momentum=None, num_batches_tracked=0)
+    np.testing.assert_allclose(rm, x.mean(0), rtol=1e-13)  # first batch: factor 1
+    with pytest.raises(ValueError, match="num_batches_tracked"):
+        rn.batch_norm(x, rm, rv, training=True, momentum=None)
+
+
+def test_momentum_conversion_pytorch_to_keras(rng):
+    """PyTorch momentum m weights the new batch; Keras momentum 0.99 weights the old value."""
+    x = rng.standard_normal((32, 2))
+    rm, rv = np.ones(2), np.ones(2)
+    rn.batch_norm(x, rm, rv, training=True, momentum=1 - 0.99)
+    np.testing.assert_allclose(rm, 0.99 * 1 + 0.01 * x.mean(0), rtol=1e-13)
+
+
+def test_group_norm_identities(rng):
+    x = rng.standard_normal((3, 6, 5, 4)) + 2
+    # G=1: each sample normalized over (C, H, W), like a layer norm over the last three dims.
+    np.testing.assert_allclose(rn.group_norm(x, 1), rn.layer_norm(x, (6, 5, 4)), rtol=1e-12, atol=1e-12)
+    # G=C: instance norm.
+    np.testing.assert_allclose(rn.group_norm(x, 6), rn.instance_norm(x), rtol=1e-12, atol=1e-12)
+    w, b = rng.standard_normal(6), rng.standard_normal(6)
+    y, mean, rstd = rn.group_norm(x[:, :, ::-1], 3, w, b, return_stats=True)
+    np.testing.assert_allclose(y, group_ref(x[:, :, ::-1], 3, w, b), rtol=1e-12, atol=1e-12)
+    assert mean.shape == rstd.shape == (3, 3)
+
+
+def test_instance_norm_running_stats(rng):
+    x = rng.standard_normal((4, 3, 10)) + 1
+    rm, rv = np.zeros(3), np.ones(3)
+    y, mean, rstd = rn.instance_norm(x, rm, rv, momentum=0.5, return_stats=True)
+    np.testing.assert_allclose(mean, x.mean(-1), rtol=1e-13)
+    np.testing.assert_allclose(rstd, 1 / np.sqrt(x.var(-1) + 1e-5), rtol=1e-13)
+    np.testing.assert_allclose(
+        y, (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5), rtol=1e-12
+    )
+    np.testing.assert_allclose(rm, 0.5 * x.mean(-1).mean(0), rtol=1e-13)
+    np.testing.assert_allclose(rv, 0.5 + 0.5 * x.var(-1, ddof=1).mean(0), rtol=1e-13)
+    # Eval with running statistics.
+    y = rn.instance_norm(x, rm, rv, use_input_stats=False)
+    np.testing.assert_allclose(y, bn_ref(x, rm, rv), rtol=1e-12)
+
+
+def test_nn_layers_state_dict_round_trip(rng):
+    bn = rn.nn.BatchNorm(3, dtype=np.float64)
+    x = rng.standard_normal((10, 3, 4))
+    bn(x)
+    copy = rn.nn.BatchNorm(3, dtype=np.float64)
+    copy.load_state_dict({k: v.copy() for k, v in bn.state_dict().items()})
+    bn.eval()
+    copy.eval()
+    np.testing.assert_array_equal(bn(x), copy(x))
+    assert set(bn.state_dict()) == {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
+    assert set(rn.nn.InstanceNorm(3).state_dict()) == set()
+    assert set(rn.nn.InstanceNorm(3, affine=True, track_running_stats=True).state_dict()) == set(
+        bn.state_dict()
+    )
+    with pytest.raises(ValueError, match=r"missing keys \['bias'\], unexpected keys \['gamma'\]"):
+        rn.nn.LayerNorm(4).load_state_dict({"weight": np.ones(4), "gamma": np.ones(4)})
+    with pytest.raises(ValueError, match=r"weight has shape \(5,\), expected \(4,\)"):
+        rn.nn.RMSNorm(4).load_state_dict({"weight": np.ones(5)})
+    gn = rn.nn.GroupNorm(2, 4)
+    np.testing.assert_allclose(gn(x.reshape(5, 4, 6)), group_ref(x.reshape(5, 4, 6), 2), rtol=2e-5, atol=2e-5)
+    with pytest.raises(ValueError, match="num_groups=3"):
+        rn.nn.GroupNorm(3, 4)
+    ln = rn.nn.LayerNorm((3, 4))
+    assert ln(x).dtype == np.float64 and ln.parameters().keys() == {"weight", "bias"}
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda x: rn.batch_norm(x, axis=4), "axis 4 is out of range"),
+        (
+            lambda x: rn.batch_norm(x, np.zeros(3), np.ones(3)),
+            r"running_mean has shape \(3,\), expected \(4,\)",
+        ),
+        (lambda x: rn.batch_norm(x, np.zeros(4), None), "both running_mean and running_var"),
+        (lambda x: rn.batch_norm(x, momentum=1.5, training=True), "momentum must be in \\[0, 1\\], got 1.5"),
+        (lambda x: rn.batch_norm(x, eps=-1), "eps must be"),
+        (lambda x: rn.batch_norm(x[:1, :, :1, :1], training=True), "more than 1 value per channel"),
+        (lambda x: rn.batch_norm(x, weight=np.ones(3)), r"weight has shape \(3,\), expected \(4,\)"),
+        (lambda x: rn.group_norm(x, 3), "num_groups=3 must be >= 1 and divide the 4 channels"),
+        (lambda x: rn.group_norm(x, 0), "num_groups=0"),
+        (lambda x: rn.group_norm(x[0, 0, 0], 1), r"must be \(N, C, \.\.\.\)"),
+        (lambda x: rn.instance_norm(x, use_input_stats=False), "needs running_mean"),
+        (lambda x: rn.instance_norm(x[:, :, :1, :1]), "more than 1 spatial element"),
+    ],
+)
+def test_errors(rng, call, match):
+    x = rng.standard_normal((2, 4, 3, 3))
+    with pytest.raises(ValueError, match=match):
+        call(x)
+
+
+def test_read_only_running_stats_in_training_is_error_but_fine_in_eval(rng):
+    x = rng.standard_normal((5, 2))
+    rm, rv = np.zeros(2), np.ones(2)
+    rm.flags.writeable = False
+    with pytest.raises(ValueError, match="running_mean is read-only"):
+        rn.batch_norm(x, rm, rv, training=True)
+    rn.batch_norm(x, rm, rv, training=False)
+    with pytest.raises(TypeError, match=r"running_var must be a numpy\.ndarray"):
+        rn.batch_norm(x, np.zeros(2), [1.0, 1.0], training=True)
+    with pytest.raises(TypeError, match="batch_norm: x has dtype int64"):
+        rn.batch_norm(np.ones((2, 2), np.int64))
+
+
+def test_float16_and_empty(rng):
+    x = rng.standard_normal((4, 3, 5)).astype(np.float16)
+    y = rn.group_norm(x, 3)
+    assert y.dtype == np.float16
+    np.testing.assert_allclose(y, group_ref(x, 3), atol=1e-2)
+    assert rn.batch_norm(np.zeros((0, 3)), np.zeros(3), np.ones(3)).shape == (0, 3)
+    assert rn.group_norm(np.zeros((0, 4, 2)), 2).shape == (0, 4, 2)
