@@ -18,26 +18,40 @@ from ._rsnorm import (
     get_num_threads,
     group_norm,
     instance_norm,
+    l2_normalize,
     layer_norm,
+    local_response_norm,
+    merge_moments,
+    moments,
     rms_norm,
+    selu,
     set_num_threads,
     simd_level,
+    weight_norm,
 )
+from .functional import cosine_linear
 
 __all__ = [
     "__version__",
     "add_layer_norm",
     "add_rms_norm",
     "batch_norm",
+    "cosine_linear",
     "get_num_threads",
     "group_norm",
     "instance_norm",
+    "l2_normalize",
     "layer_norm",
+    "local_response_norm",
+    "merge_moments",
+    "moments",
     "nn",
     "rms_norm",
+    "selu",
     "set_num_threads",
     "show_config",
     "simd_level",
+    "weight_norm",
 ]
 
 # A forked child inherits the parent's pool object but none of its threads: drop it there.

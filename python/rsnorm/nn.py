@@ -14,10 +14,22 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _rsnorm
+from .functional import cosine_linear
 
 Array = npt.NDArray[Any]
 
-__all__ = ["BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm", "Module", "RMSNorm"]
+__all__ = [
+    "BatchNorm",
+    "CosineLinear",
+    "GroupNorm",
+    "InstanceNorm",
+    "LayerNorm",
+    "LocalResponseNorm",
+    "Module",
+    "RMSNorm",
+    "SequenceBatchNorm",
+    "WeightNormLinear",
+]
 
 
 class Module:
@@ -73,9 +85,9 @@ class Module:
 
 
 def _shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
-    return (
-        (int(normalized_shape),) if np.isscalar(normalized_shape) else tuple(int(d) for d in normalized_shape)
-    )
+    if isinstance(normalized_shape, (int, np.integer)):
+        return (int(normalized_shape),)
+    return tuple(int(d) for d in normalized_shape)
 
 
 class LayerNorm(Module):
@@ -250,3 +262,147 @@ class GroupNorm(Module):
     def forward(self, x: npt.ArrayLike) -> Array:
         p = self._parameters
         return _rsnorm.group_norm(x, self.num_groups, p["weight"], p["bias"], self.eps)
+
+
+class LocalResponseNorm(Module):
+    """``torch.nn.LocalResponseNorm`` (alpha is divided by size; see ``local_response_norm``)."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
+        super().__init__()
+        if size < 1:
+            raise ValueError(f"LocalResponseNorm: size must be >= 1, got {size}")
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: npt.ArrayLike) -> Array:
+        return _rsnorm.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+
+class WeightNormLinear(Module):
+    """A linear layer with weight normalization, w = g · v/‖v‖ per output row.
+
+    State keys as ``torch.nn.utils.weight_norm(nn.Linear(...))``: ``weight_g`` (out, 1),
+    ``weight_v`` (out, in), ``bias`` (out,). ``init_from_batch(x)`` is the data-dependent
+    initialization of Salimans & Kingma (2016): g and bias are set so that this first batch's
+    pre-activations have zero mean and unit variance per output.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        dtype: npt.DTypeLike = np.float32,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self._rng = np.random.default_rng(seed)
+        v = self._rng.normal(0.0, 0.05, (out_features, in_features)).astype(dtype)
+        self._parameters["weight_g"] = np.linalg.norm(v.astype(np.float64), axis=1, keepdims=True).astype(
+            dtype
+        )
+        self._parameters["weight_v"] = v
+        self._parameters["bias"] = np.zeros(out_features, dtype) if bias else None
+
+    @property
+    def weight(self) -> Array:
+        """The effective weight g · v/‖v‖."""
+        p = self._parameters
+        return _rsnorm.weight_norm(p["weight_v"], p["weight_g"], 0)
+
+    def forward(self, x: npt.ArrayLike) -> Array:
+        x = np.asarray(x)
+        y = x @ self.weight.astype(x.dtype, copy=False).T
+        if self._parameters["bias"] is not None:
+            y += self._parameters["bias"].astype(y.dtype, copy=False)
+        return y
+
+    def init_from_batch(self, x: npt.ArrayLike) -> Array:
+        """Data-dependent init from a batch (N, in_features); returns the batch's new outputs."""
+        x = np.asarray(x)
+        p = self._parameters
+        v = p["weight_v"]
+        v[...] = self._rng.normal(0.0, 0.05, v.shape)
+        unit = _rsnorm.weight_norm(v, np.ones(self.out_features, v.dtype), 0)
+        t = (x @ unit.astype(x.dtype, copy=False).T).astype(np.float64)
+        mean = t.mean(axis=0)
+        std = np.sqrt(t.var(axis=0) + 1e-10)
+        p["weight_g"][...] = (1.0 / std).reshape(p["weight_g"].shape)
+        if p["bias"] is not None:
+            p["bias"][...] = -mean / std
+        return self.forward(x)
+
+
+class CosineLinear(Module):
+    """Cosine normalization layer: (x · wᵀ) / (‖x‖ ‖w‖) (+ bias), see ``cosine_linear``."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = False,
+        eps: float = 1e-8,
+        dtype: npt.DTypeLike = np.float32,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        bound = 1.0 / np.sqrt(in_features)
+        rng = np.random.default_rng(seed)
+        self.eps = eps
+        self._parameters["weight"] = rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype)
+        self._parameters["bias"] = np.zeros(out_features, dtype) if bias else None
+
+    def forward(self, x: npt.ArrayLike) -> Array:
+        p = self._parameters
+        return cosine_linear(x, p["weight"], p["bias"], self.eps)
+
+
+class SequenceBatchNorm(_RunningStats):
+    """Batch norm with per-time-step statistics for sequences (T, N, C, ...): recurrent batch
+    normalization (Cooijmans et al. 2016). Step t keeps its own running statistics for
+    t < max_steps; steps at or beyond max_steps share those of step max_steps − 1, in training
+    and in inference. weight and bias are shared by all steps.
+
+    State keys: weight, bias (C,), running_mean and running_var (max_steps, C), num_batches_tracked.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        max_steps: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        dtype: npt.DTypeLike = np.float32,
+    ) -> None:
+        if max_steps < 1:
+            raise ValueError(f"SequenceBatchNorm: max_steps must be >= 1, got {max_steps}")
+        super().__init__(num_features, eps, momentum, affine, True, dtype)
+        self.max_steps = max_steps
+        self._buffers["running_mean"] = np.zeros((max_steps, num_features), dtype)
+        self._buffers["running_var"] = np.ones((max_steps, num_features), dtype)
+
+    def forward(self, x: npt.ArrayLike) -> Array:
+        x = np.asarray(x)
+        if x.ndim < 3 or x.shape[2] != self.num_features:
+            raise ValueError(
+                f"SequenceBatchNorm: x must be (T, N, {self.num_features}, ...), got shape {x.shape}"
+            )
+        before = self._count_batch()
+        p, b = self._parameters, self._buffers
+        y = np.empty(x.shape, dtype=x.dtype)
+        for t in range(x.shape[0]):
+            step = min(t, self.max_steps - 1)
+            _rsnorm.batch_norm(
+                x[t],
+                b["running_mean"][step],
+                b["running_var"][step],
+                p["weight"],
+                p["bias"],
+                training=self.training,
+                momentum=self.momentum,
+                eps=self.eps,
+                num_batches_tracked=before,
+                out=y[t],
+            )
+        return y

@@ -25,9 +25,25 @@ pub trait Float:
     const EPSILON: f64;
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
+    fn sqrt(self) -> Self;
+    /// e^x − 1, exact near 0 (SELU's negative branch).
+    fn exp_m1(self) -> Self;
+    fn powf(self, exponent: Self) -> Self;
 }
 
 impl Float for f32 {
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    #[inline(always)]
+    fn exp_m1(self) -> Self {
+        f32::exp_m1(self)
+    }
+    #[inline(always)]
+    fn powf(self, exponent: Self) -> Self {
+        f32::powf(self, exponent)
+    }
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const EPSILON: f64 = f32::EPSILON as f64;
@@ -42,6 +58,18 @@ impl Float for f32 {
 }
 
 impl Float for f64 {
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    #[inline(always)]
+    fn exp_m1(self) -> Self {
+        f64::exp_m1(self)
+    }
+    #[inline(always)]
+    fn powf(self, exponent: Self) -> Self {
+        f64::powf(self, exponent)
+    }
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const EPSILON: f64 = f64::EPSILON;

@@ -7,6 +7,7 @@
 //! rows across the thread pool ([`parallel`]) and runs the hot loop under the best SIMD level
 //! ([`simd`]).
 
+pub mod act;
 pub mod element;
 pub mod error;
 pub mod layout;

@@ -119,6 +119,11 @@ fn rstd_of(var: f64, eps: f64) -> f64 {
 }
 
 #[pyfunction]
+#[pyo3(
+    text_signature = "(x, running_mean=None, running_var=None, weight=None, bias=None, training=False, \
+                         momentum=0.1, eps=1e-05, *, axis=1, out=None, mean_only=False, \
+                         num_batches_tracked=None, return_stats=False)"
+)]
 #[pyo3(signature = (x, running_mean=None, running_var=None, weight=None, bias=None, training=false,
                     momentum=Some(0.1), eps=1e-5, *, axis=1, out=None, mean_only=false,
                     num_batches_tracked=None, return_stats=false))]

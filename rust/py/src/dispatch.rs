@@ -48,7 +48,7 @@ fn dtype_name(arr: &Bound<'_, PyUntypedArray>) -> String {
 }
 
 /// `np.asarray(obj)` unless `obj` already is an ndarray.
-fn as_ndarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUntypedArray>> {
+pub(crate) fn as_ndarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUntypedArray>> {
     if let Ok(arr) = obj.cast::<PyUntypedArray>() {
         return Ok(arr.clone());
     }

@@ -4,6 +4,7 @@
 mod channels;
 mod dispatch;
 mod errors;
+mod misc;
 mod norm;
 
 use dispatch::{float_array, with_float_array, Storage};
@@ -84,6 +85,12 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(channels::batch_norm, m)?)?;
     m.add_function(wrap_pyfunction!(channels::instance_norm, m)?)?;
     m.add_function(wrap_pyfunction!(channels::group_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(misc::selu, m)?)?;
+    m.add_function(wrap_pyfunction!(misc::local_response_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(misc::weight_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(misc::l2_normalize, m)?)?;
+    m.add_function(wrap_pyfunction!(misc::moments, m)?)?;
+    m.add_function(wrap_pyfunction!(misc::merge_moments, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;

@@ -2,7 +2,9 @@
 
 pub mod channels;
 pub mod layer_norm;
+pub mod lrn;
 pub mod rms_norm;
+pub mod weight_norm;
 
 pub use layer_norm::{add_layer_norm, layer_norm, layer_norm_row, RowStats};
 pub use rms_norm::{add_rms_norm, rms_norm, rms_norm_row};

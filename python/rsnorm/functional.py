@@ -1,0 +1,39 @@
+"""Functional ops composed from the kernels in Python (the kernels themselves are in ``_rsnorm``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _rsnorm
+
+__all__ = ["cosine_linear"]
+
+
+def cosine_linear(
+    x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | None = None, eps: float = 1e-8
+) -> npt.NDArray[Any]:
+    """Cosine normalization (Luo et al. 2017): ``y = (x · wᵀ) / (‖x‖ ‖w‖) + bias``.
+
+    x is (..., in_features), weight (out_features, in_features); each norm is clamped below by
+    ``eps`` (as torch.nn.functional.cosine_similarity). Rows are normalized by rsnorm's kernel and
+    multiplied with NumPy's BLAS matmul. Output dtype is x's.
+    """
+    x = np.asarray(x)
+    weight = np.asarray(weight)
+    if weight.ndim != 2 or x.ndim < 1 or weight.shape[1] != x.shape[-1]:
+        raise ValueError(
+            f"cosine_linear: weight must be (out_features, {x.shape[-1] if x.ndim else '?'}) for x of "
+            f"shape {x.shape}, got {weight.shape}"
+        )
+    x_unit = _rsnorm.l2_normalize(x, eps)
+    w_unit = _rsnorm.l2_normalize(weight.astype(x_unit.dtype, copy=False), eps)
+    y = x_unit @ w_unit.T
+    if bias is not None:
+        bias = np.asarray(bias)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"cosine_linear: bias has shape {bias.shape}, expected ({weight.shape[0]},)")
+        y += bias.astype(y.dtype, copy=False)
+    return y

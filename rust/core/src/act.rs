@@ -1,0 +1,38 @@
+//! Activations: SELU with its exact constants (Klambauer et al. 2017, as torch.nn.SELU).
+
+use crate::element::Float;
+
+/// λ of SELU.
+pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
+/// α of SELU.
+pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_2;
+
+/// y = λ·x for x > 0, λ·α·(eˣ − 1) otherwise; NaN stays NaN.
+#[inline(always)]
+pub fn selu_into<T: Float>(x: &[T], y: &mut [T]) {
+    let scale = T::from_f64(SELU_SCALE);
+    let scaled_alpha = T::from_f64(SELU_SCALE * SELU_ALPHA);
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = if x > T::ZERO {
+            scale * x
+        } else {
+            scaled_alpha * x.exp_m1()
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selu_values() {
+        let x = [-2.0f64, -1e-9, 0.0, 1.5, f64::NAN];
+        let mut y = [0.0; 5];
+        selu_into(&x, &mut y);
+        assert!((y[0] - SELU_SCALE * SELU_ALPHA * ((-2.0f64).exp() - 1.0)).abs() < 1e-15);
+        // expm1 keeps full relative precision near 0, where exp(x) - 1 would keep ~7 digits.
+        assert!((y[1] / (-SELU_SCALE * SELU_ALPHA * 1e-9) - 1.0).abs() < 1e-8);
+        assert!(y[2] == 0.0 && (y[3] - 1.5 * SELU_SCALE).abs() < 1e-15 && y[4].is_nan());
+    }
+}

@@ -1,0 +1,332 @@
+//! Bindings of the remaining forward ops: selu, local_response_norm, weight_norm, l2_normalize,
+//! and the mergeable statistics moments / merge_moments.
+
+use crate::dispatch::{
+    element_strides, float_array, output, param, param_slice, rows_mut, rows_ref, rows_ref_as,
+    shape_str, unaliased, with_float_array, Storage,
+};
+use crate::errors::{compute, core_error, value_error};
+use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use rsnorm_core::layout::Rows;
+use rsnorm_core::norm::channels::row_moments;
+use rsnorm_core::norm::lrn::{self, Lrn};
+use rsnorm_core::norm::weight_norm as wn;
+use rsnorm_core::reduce::Moments;
+use rsnorm_core::rows::RowsMut;
+use rsnorm_core::Float;
+
+/// SELU, elementwise: λ·x for x > 0, λ·α·(eˣ − 1) otherwise (torch.nn.functional.selu).
+#[pyfunction]
+#[pyo3(signature = (x, *, out=None))]
+pub(crate) fn selu<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    with_float_array!(float_array("selu", "x", x)?, x => selu_typed(py, x, out))
+}
+
+fn selu_typed<'py, S: Storage>(
+    py: Python<'py>,
+    x: Bound<'py, PyArrayDyn<S>>,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = x.shape().to_vec();
+    let y = output::<S>(py, "selu", "out", out, &shape)?;
+    let x = unaliased(x, &[&y])?;
+    let inner = usize::from(!shape.is_empty());
+    let (xv, yv) = (rows_ref(&x, inner), rows_mut(&y, inner));
+    // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
+    compute(py, || unsafe {
+        rsnorm_core::rows::map_elements(&xv, &yv, |x, y| rsnorm_core::act::selu_into(x, y))
+    })?;
+    Ok(y.into_any())
+}
+
+/// Local response normalization across channels of (N, C, ...) input, PyTorch's convention:
+/// y = x / (k + alpha/size · Σ x²)^beta over `size` neighbouring channels. TensorFlow/AlexNet's
+/// alpha omits the 1/size: pass alpha_tf · size to reproduce them.
+#[pyfunction]
+#[pyo3(signature = (x, size, alpha=1e-4, beta=0.75, k=1.0, *, out=None))]
+pub(crate) fn local_response_norm<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    size: i64,
+    alpha: f64,
+    beta: f64,
+    k: f64,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let params = Lrn::new(size, alpha, beta, k).map_err(core_error)?;
+    with_float_array!(float_array("local_response_norm", "x", x)?, x => lrn_typed(py, x, params, out))
+}
+
+fn lrn_typed<'py, S: Storage>(
+    py: Python<'py>,
+    x: Bound<'py, PyArrayDyn<S>>,
+    params: Lrn,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    const OP: &str = "local_response_norm";
+    let shape = x.shape().to_vec();
+    if shape.len() < 3 {
+        return Err(value_error(format!(
+            "{OP}: x must be (N, C, d1, ...) with 3 or more dims, got shape {}",
+            shape_str(&shape)
+        )));
+    }
+    let y = output::<S>(py, OP, "out", out, &shape)?;
+    if shape.contains(&0) {
+        return Ok(y.into_any());
+    }
+    let x = unaliased(x, &[&y])?;
+    let inner = shape.len() - 2;
+    let (xv, yv) = (rows_ref(&x, inner), rows_mut(&y, inner));
+    let channels = shape[1];
+    // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
+    compute(py, || unsafe {
+        lrn::local_response_norm(&xv, &yv, channels, params)
+    })?;
+    Ok(y.into_any())
+}
+
+/// Resolves an axis against `ndim` (negative counts from the end).
+fn resolve_axis(op: &str, axis: i64, ndim: usize) -> PyResult<usize> {
+    let resolved = if axis < 0 { axis + ndim as i64 } else { axis };
+    if resolved < 0 || resolved >= ndim as i64 {
+        return Err(value_error(format!(
+            "{op}: axis {axis} is out of range for an array of {ndim} dims"
+        )));
+    }
+    Ok(resolved as usize)
+}
+
+/// Shape/strides with the `leading` dims first (in the given order) and the others after, in order.
+fn permuted(shape: &[usize], strides: &[isize], leading: &[usize]) -> (Vec<usize>, Vec<isize>) {
+    let order: Vec<usize> = leading
+        .iter()
+        .copied()
+        .chain((0..shape.len()).filter(|d| !leading.contains(d)))
+        .collect();
+    (
+        order.iter().map(|&d| shape[d]).collect(),
+        order.iter().map(|&d| strides[d]).collect(),
+    )
+}
+
+/// Weight normalization: w = g · v / ‖v‖, the norm over every dim but `dim` (None: over all of v).
+/// g has `v.shape[dim]` elements, shaped (out,) or PyTorch's (out, 1, ...).
+#[pyfunction]
+#[pyo3(signature = (v, g, dim=Some(0), *, out=None))]
+#[pyo3(text_signature = "(v, g, dim=0, *, out=None)")]
+pub(crate) fn weight_norm<'py>(
+    py: Python<'py>,
+    v: &Bound<'py, PyAny>,
+    g: &Bound<'py, PyAny>,
+    dim: Option<i64>,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    with_float_array!(float_array("weight_norm", "v", v)?, v => weight_norm_typed(py, v, g, dim, out))
+}
+
+fn weight_norm_typed<'py, S: Storage>(
+    py: Python<'py>,
+    v: Bound<'py, PyArrayDyn<S>>,
+    g: &Bound<'py, PyAny>,
+    dim: Option<i64>,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    const OP: &str = "weight_norm";
+    let shape = v.shape().to_vec();
+    let dim = dim.map(|d| resolve_axis(OP, d, shape.len())).transpose()?;
+    let slices = dim.map_or(1, |d| shape[d]);
+    let g_arr = crate::dispatch::as_ndarray(g)?;
+    if g_arr.len() != slices {
+        return Err(value_error(format!(
+            "{OP}: g has shape {} ({} elements), expected {slices} (v.shape[dim] for v of shape {})",
+            shape_str(g_arr.shape()),
+            g_arr.len(),
+            shape_str(&shape)
+        )));
+    }
+    let flat_g = g_arr.call_method1("reshape", (slices,))?;
+    let g_param = param::<S>(py, OP, "g", Some(&flat_g), &[slices])?;
+    let g_values: Vec<f64> = param_slice(g_param.as_ref())
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v.to_f64())
+        .collect();
+    let w = output::<S>(py, OP, "out", out, &shape)?;
+    let v = unaliased(v, &[&w])?;
+    let leading: Vec<usize> = dim.into_iter().collect();
+    let (vs, vst) = permuted(&shape, &element_strides(v.as_untyped()), &leading);
+    let (ws, wst) = permuted(&shape, &element_strides(w.as_untyped()), &leading);
+    let inner = shape.len() - leading.len();
+    let vv = rows_ref_as(&v, &vs, &vst, inner);
+    let wv = RowsMut {
+        ptr: w.data(),
+        rows: Rows::split(&ws, &wst, inner),
+    };
+    // SAFETY: views of live arrays; `w` is `v` or disjoint from it.
+    compute(py, || unsafe { wn::weight_norm(&vv, &wv, &g_values) })?;
+    Ok(w.into_any())
+}
+
+/// Each row (last dim) divided by max(‖row‖₂, eps): torch.nn.functional.normalize(x, dim=-1).
+#[pyfunction]
+#[pyo3(signature = (x, eps=1e-12, *, out=None))]
+pub(crate) fn l2_normalize<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    eps: f64,
+    out: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    with_float_array!(float_array("l2_normalize", "x", x)?, x => {
+        let shape = x.shape().to_vec();
+        if shape.is_empty() {
+            return Err(value_error("l2_normalize: x is 0-dimensional; it needs a dim to normalize over"));
+        }
+        let y = output(py, "l2_normalize", "out", out, &shape)?;
+        let x = unaliased(x, &[&y])?;
+        let (xv, yv) = (rows_ref(&x, 1), rows_mut(&y, 1));
+        // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
+        compute(py, || unsafe { wn::l2_normalize(&xv, &yv, eps) })?;
+        Ok(y.into_any())
+    })
+}
+
+/// (count, mean, M2) over `axis` (None: all), in float64: mergeable partial statistics (Chan et
+/// al.). `count` is an int64 array shaped like `mean`.
+#[pyfunction]
+#[pyo3(signature = (x, axis=None))]
+pub(crate) fn moments<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    axis: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    with_float_array!(float_array("moments", "x", x)?, x => moments_typed(py, x, axis))
+}
+
+fn moments_typed<'py, S: Storage>(
+    py: Python<'py>,
+    x: Bound<'py, PyArrayDyn<S>>,
+    axis: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    const OP: &str = "moments";
+    let shape = x.shape().to_vec();
+    let ndim = shape.len();
+    let mut reduced: Vec<usize> = match axis {
+        None => (0..ndim).collect(),
+        Some(a) => {
+            let axes: Vec<i64> = a
+                .extract::<i64>()
+                .map(|v| vec![v])
+                .or_else(|_| a.extract::<Vec<i64>>())
+                .map_err(|_| {
+                    value_error(format!(
+                        "{OP}: axis must be None, an int or a sequence of ints, got {a}"
+                    ))
+                })?;
+            axes.into_iter()
+                .map(|d| resolve_axis(OP, d, ndim))
+                .collect::<PyResult<_>>()?
+        }
+    };
+    reduced.sort_unstable();
+    if reduced.windows(2).any(|w| w[0] == w[1]) {
+        return Err(value_error(format!("{OP}: axis {reduced:?} repeats a dim")));
+    }
+    let kept: Vec<usize> = (0..ndim).filter(|d| !reduced.contains(d)).collect();
+    let kept_shape: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
+    let count: usize = reduced.iter().map(|&d| shape[d]).product();
+    if count == 0 && kept_shape.iter().product::<usize>() > 0 {
+        return Err(value_error(format!(
+            "{OP}: reducing over zero elements of x with shape {}",
+            shape_str(&shape)
+        )));
+    }
+    let (ps, pst) = permuted(&shape, &element_strides(x.as_untyped()), &kept);
+    let view = rows_ref_as(&x, &ps, &pst, reduced.len());
+    // SAFETY: `view` describes the live array `x`.
+    let rows = compute(py, || Ok(unsafe { row_moments(&view) }))?;
+    let counts =
+        PyArray::from_vec(py, vec![count as i64; rows.len()]).reshape(kept_shape.as_slice())?;
+    let mean = PyArray::from_vec(py, rows.iter().map(|m| m.mean).collect())
+        .reshape(kept_shape.as_slice())?;
+    let m2 = PyArray::from_vec(py, rows.iter().map(|m| m.m2).collect())
+        .reshape(kept_shape.as_slice())?;
+    Ok(PyTuple::new(py, [counts.into_any(), mean.into_any(), m2.into_any()])?.into_any())
+}
+
+/// Merges two (count, mean, M2) triples elementwise (Chan, Golub & LeVeque): the statistics of
+/// the union of the two sets. Shapes broadcast.
+#[pyfunction]
+pub(crate) fn merge_moments<'py>(
+    py: Python<'py>,
+    a: &Bound<'py, PyAny>,
+    b: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    const OP: &str = "merge_moments";
+    let np = py.import("numpy")?;
+    let parts: Vec<Bound<'py, PyAny>> = [a, b]
+        .iter()
+        .map(|t| {
+            let (c, m, q): (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>) =
+                t.extract().map_err(|_| {
+                    value_error(format!(
+                        "{OP}: each argument must be a (count, mean, m2) triple"
+                    ))
+                })?;
+            Ok([c, m, q])
+        })
+        .collect::<PyResult<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    let broadcast = np.call_method1("broadcast_arrays", PyTuple::new(py, &parts)?)?;
+    let arrays: Vec<Bound<'py, PyArrayDyn<f64>>> = broadcast
+        .try_iter()?
+        .map(|arr| {
+            let arr = np.call_method1("ascontiguousarray", (arr?, numpy::dtype::<f64>(py)))?;
+            Ok(arr.cast_into::<PyArrayDyn<f64>>()?)
+        })
+        .collect::<PyResult<_>>()?;
+    let shape = arrays[0].shape().to_vec();
+    let values: Vec<Vec<f64>> = arrays
+        .iter()
+        .map(|a| a.to_vec())
+        .collect::<Result<_, _>>()?;
+    if values[0]
+        .iter()
+        .chain(&values[3])
+        .any(|&c| c < 0.0 || c.fract() != 0.0)
+    {
+        return Err(value_error(format!(
+            "{OP}: counts must be non-negative integers"
+        )));
+    }
+    let merged: Vec<Moments> = (0..values[0].len())
+        .map(|i| {
+            let left = Moments {
+                count: values[0][i],
+                mean: values[1][i],
+                m2: values[2][i],
+            };
+            let right = Moments {
+                count: values[3][i],
+                mean: values[4][i],
+                m2: values[5][i],
+            };
+            left.merge(right)
+        })
+        .collect();
+    let counts = PyArray::from_vec(py, merged.iter().map(|m| m.count as i64).collect())
+        .reshape(shape.as_slice())?;
+    let mean =
+        PyArray::from_vec(py, merged.iter().map(|m| m.mean).collect()).reshape(shape.as_slice())?;
+    let m2 =
+        PyArray::from_vec(py, merged.iter().map(|m| m.m2).collect()).reshape(shape.as_slice())?;
+    Ok(PyTuple::new(py, [counts.into_any(), mean.into_any(), m2.into_any()])?.into_any())
+}
