@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+
 import rsnorm as rn
 from rsnorm import bench
 
@@ -23,11 +25,13 @@ def test_bench_json_has_every_workload_with_positive_medians():
     assert report["copy_gbps"] > 0
     assert report["config"]["rsnorm"] == rn.__version__
     seen = {(r["op"], tuple(r["shape"])) for r in report["results"]}
-    assert seen == {(op, s) for s in bench.QUICK_SHAPES for op in ("layer_norm", "rms_norm")}
+    rows = {(op, s) for s in bench.QUICK_SHAPES for op in ("layer_norm", "rms_norm")}
+    channel_ops = ("batch_norm train", "batch_norm eval", "group_norm", "instance_norm", "lrn")
+    assert seen == rows | {(op, bench.QUICK_CHANNEL_SHAPE) for op in channel_ops}
     for r in report["results"]:
         assert {"rsnorm", "rsnorm alloc", "numpy"} <= set(r["median_s"])
         assert all(t > 0 for t in r["median_s"].values())
-        assert r["bytes_moved"] == 2 * 4 * r["shape"][0] * r["shape"][1]
+        assert r["bytes_moved"] == 2 * 4 * int(np.prod(r["shape"]))
 
 
 def test_table_lists_rows_ratios_and_ceiling():
@@ -48,7 +52,7 @@ def test_table_lists_rows_ratios_and_ceiling():
     assert "copy ceiling (2 threads, read + write): 40.0 GB/s" in table
     row = next(line for line in table.splitlines() if line.startswith("layer_norm"))
     # 64 kB in 2 µs is 32 GB/s, 80% of the ceiling; NumPy is 5× slower.
-    assert "32.0" in row and "80%" in row and "5.0×" in row
+    assert "32.0" in row and "80%" in row and "5.0×" in row, row
 
 
 def test_config_and_usage():

@@ -19,10 +19,16 @@ __all__ = [
     "get_num_threads",
     "group_norm",
     "instance_norm",
+    "l2_normalize",
     "layer_norm",
+    "local_response_norm",
+    "merge_moments",
+    "moments",
     "rms_norm",
+    "selu",
     "set_num_threads",
     "simd_level",
+    "weight_norm",
 ]
 
 @overload
@@ -129,6 +135,26 @@ def group_norm(
     out: _Array | None = None,
     return_stats: bool = False,
 ) -> Any: ...
+def selu(x: _ArrayLike, *, out: _Array | None = None) -> _Array: ...
+def local_response_norm(
+    x: _ArrayLike,
+    size: int,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    k: float = 1.0,
+    *,
+    out: _Array | None = None,
+) -> _Array: ...
+def weight_norm(
+    v: _ArrayLike, g: _ArrayLike, dim: int | None = 0, *, out: _Array | None = None
+) -> _Array: ...
+def l2_normalize(x: _ArrayLike, eps: float = 1e-12, *, out: _Array | None = None) -> _Array: ...
+def moments(
+    x: _ArrayLike, axis: int | Sequence[int] | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def merge_moments(
+    a: tuple[_ArrayLike, _ArrayLike, _ArrayLike], b: tuple[_ArrayLike, _ArrayLike, _ArrayLike]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def simd_level() -> str: ...

@@ -9,6 +9,7 @@ measured in the same run.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -66,43 +67,36 @@ def _onnxruntime():
     return onnx, onnxruntime
 
 
-def _ort_session(op: str, n: int, dtype: np.dtype, threads: int):
-    """A one-node ONNX model of the op, or None when this ONNX Runtime lacks the node."""
+def _ort_call(node_type: str, feeds: dict, attrs: dict, opset: int, threads: int):
+    """A callable running a one-node ONNX model `node_type` on `feeds` (name → array, first one the
+    data), or None when ONNX Runtime is absent or lacks the node."""
     peers = _onnxruntime()
     if peers is None:
         return None
     _, ort = peers
     from onnx import TensorProto, helper
 
-    elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
-    inputs = [
-        helper.make_tensor_value_info("X", elem, ["N", n]),
-        helper.make_tensor_value_info("W", elem, [n]),
-    ]
-    candidates = []
-    if op == "layer_norm":
-        inputs.append(helper.make_tensor_value_info("B", elem, [n]))
-        candidates.append(("LayerNormalization", ["X", "W", "B"], 17))
-    else:
-        candidates += [("RMSNormalization", ["X", "W"], 23), ("SimplifiedLayerNormalization", ["X", "W"], 17)]
+    first = next(iter(feeds.values()))
+    elem = TensorProto.FLOAT if first.dtype == np.float32 else TensorProto.DOUBLE
+    inputs = [helper.make_tensor_value_info(k, elem, list(v.shape)) for k, v in feeds.items()]
+    node = helper.make_node(node_type, list(feeds), ["Y"], **attrs)
+    output = helper.make_tensor_value_info("Y", elem, list(first.shape))
+    model = helper.make_model(
+        helper.make_graph([node], node_type, inputs, [output]), opset_imports=[helper.make_opsetid("", opset)]
+    )
+    model.ir_version = min(model.ir_version, 10)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     # ORT's workers otherwise spin for a while after each run, stealing the cores from whatever
     # is timed next in the interleaved rounds.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    for node_type, node_inputs, opset in candidates:
-        node = helper.make_node(node_type, node_inputs, ["Y"], axis=-1, epsilon=EPS)
-        graph = helper.make_graph([node], op, inputs, [helper.make_tensor_value_info("Y", elem, ["N", n])])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-        model.ir_version = min(model.ir_version, 10)
-        try:
-            return ort.InferenceSession(
-                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception:
-            continue
-    return None
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session.run(None, feeds)
+    except Exception:  # this runtime does not implement the node (or the opset)
+        return None
+    return partial(session.run, None, feeds)
 
 
 # ---------------------------------------------------------------- workloads
@@ -147,13 +141,123 @@ def workloads(shapes, dtype=np.float32, threads: int = 1) -> list[Workload]:
             ln["torch"] = partial(torch.nn.functional.layer_norm, tx, (n,), tw, tb, EPS)
             if hasattr(torch.nn.functional, "rms_norm"):
                 rms["torch"] = partial(torch.nn.functional.rms_norm, tx, (n,), tw, EPS)
-        for op, impls in (("layer_norm", ln), ("rms_norm", rms)):
-            session = _ort_session(op, n, x.dtype, threads)
-            if session is not None:
-                feeds = {"X": x, "W": w} if op == "rms_norm" else {"X": x, "W": w, "B": b}
-                impls["onnxruntime"] = partial(session.run, None, feeds)
+        ln_ort = _ort_call(
+            "LayerNormalization", {"X": x, "W": w, "B": b}, {"axis": -1, "epsilon": EPS}, 17, threads
+        )
+        rms_feeds, rms_attrs = {"X": x, "W": w}, {"axis": -1, "epsilon": EPS}
+        rms_ort = _ort_call("RMSNormalization", rms_feeds, rms_attrs, 23, threads) or _ort_call(
+            "SimplifiedLayerNormalization", rms_feeds, rms_attrs, 17, threads
+        )
+        for op, impls, ort_call in (("layer_norm", ln, ln_ort), ("rms_norm", rms, rms_ort)):
+            if ort_call is not None:
+                impls["onnxruntime"] = ort_call
             out.append(Workload(op, tuple(shape), np.dtype(dtype).name, moved, impls))
     return out
+
+
+CHANNEL_SHAPE = (32, 64, 56, 56)
+QUICK_CHANNEL_SHAPE = (4, 16, 28, 28)
+GROUPS = 32
+LRN_SIZE = 5
+
+
+def _numpy_batch_norm(x, mean, var, w, b):
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    scale = (w / np.sqrt(var + EPS)).reshape(shape)
+    return (x - mean.reshape(shape)) * scale + b.reshape(shape)
+
+
+def _numpy_batch_norm_train(x, w, b):
+    axes = (0, *range(2, x.ndim))
+    return _numpy_batch_norm(x, x.mean(axis=axes), x.var(axis=axes), w, b)
+
+
+def _numpy_group_norm(x, groups, w, b):
+    n, c = x.shape[:2]
+    g = x.reshape(n, groups, -1)
+    g = (g - g.mean(-1, keepdims=True)) / np.sqrt(g.var(-1, keepdims=True) + EPS)
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    return g.reshape(x.shape) * w.reshape(shape) + b.reshape(shape)
+
+
+def _numpy_lrn(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    sq = np.pad(x * x, ((0, 0), (size // 2, (size - 1) // 2)) + ((0, 0),) * (x.ndim - 2))
+    window = sum(sq[:, i : i + x.shape[1]] for i in range(size))
+    return x / (k + alpha / size * window) ** beta
+
+
+def channel_workloads(shape, dtype=np.float32, threads: int = 1) -> list[Workload]:
+    """BatchNorm (train, eval), GroupNorm, InstanceNorm and LRN on an NCHW activation."""
+    rng = np.random.default_rng(1)
+    torch = _torch()
+    x = rng.standard_normal(shape, dtype=np.float64).astype(dtype)
+    c = shape[1]
+    groups = math.gcd(GROUPS, max(c // 2, 1))
+    w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    mean, var = rng.standard_normal(c).astype(dtype), (rng.random(c) + 0.5).astype(dtype)
+    rm, rv = mean.copy(), var.copy()
+    y = np.empty_like(x)
+    moved = 2 * x.nbytes
+    impls: dict[str, dict[str, Callable[[], object]]] = {
+        "batch_norm train": {
+            "rsnorm": partial(_rsnorm.batch_norm, x, rm, rv, w, b, True, 0.1, EPS, out=y),
+            "numpy": partial(_numpy_batch_norm_train, x, w, b),
+        },
+        "batch_norm eval": {
+            "rsnorm": partial(_rsnorm.batch_norm, x, mean, var, w, b, False, 0.1, EPS, out=y),
+            "numpy": partial(_numpy_batch_norm, x, mean, var, w, b),
+        },
+        "group_norm": {
+            "rsnorm": partial(_rsnorm.group_norm, x, groups, w, b, EPS, out=y),
+            "numpy": partial(_numpy_group_norm, x, groups, w, b),
+        },
+        "instance_norm": {
+            "rsnorm": partial(_rsnorm.instance_norm, x, None, None, w, b, True, 0.1, EPS, out=y),
+            "numpy": partial(_numpy_group_norm, x, c, w, b),
+        },
+        "lrn": {
+            "rsnorm": partial(_rsnorm.local_response_norm, x, LRN_SIZE, out=y),
+            "numpy": partial(_numpy_lrn, x, LRN_SIZE),
+        },
+    }
+    impls["batch_norm train"]["rsnorm alloc"] = partial(_rsnorm.batch_norm, x, rm, rv, w, b, True, 0.1, EPS)
+    impls["batch_norm eval"]["rsnorm alloc"] = partial(
+        _rsnorm.batch_norm, x, mean, var, w, b, False, 0.1, EPS
+    )
+    impls["group_norm"]["rsnorm alloc"] = partial(_rsnorm.group_norm, x, groups, w, b, EPS)
+    impls["instance_norm"]["rsnorm alloc"] = partial(_rsnorm.instance_norm, x, None, None, w, b)
+    impls["lrn"]["rsnorm alloc"] = partial(_rsnorm.local_response_norm, x, LRN_SIZE)
+    if torch is not None:
+        f = torch.nn.functional
+        tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+        tm, tv, trm, trv = (torch.from_numpy(a.copy()) for a in (mean, var, mean, var))
+        impls["batch_norm train"]["torch"] = partial(f.batch_norm, tx, trm, trv, tw, tb, True, 0.1, EPS)
+        impls["batch_norm eval"]["torch"] = partial(f.batch_norm, tx, tm, tv, tw, tb, False, 0.1, EPS)
+        impls["group_norm"]["torch"] = partial(f.group_norm, tx, groups, tw, tb, EPS)
+        impls["instance_norm"]["torch"] = partial(f.instance_norm, tx, None, None, tw, tb, True, 0.1, EPS)
+        impls["lrn"]["torch"] = partial(f.local_response_norm, tx, LRN_SIZE)
+    ort_calls = {
+        "batch_norm eval": _ort_call(
+            "BatchNormalization", {"X": x, "S": w, "B": b, "M": mean, "V": var}, {"epsilon": EPS}, 15, threads
+        ),
+        "group_norm": _ort_call(
+            "GroupNormalization",
+            {"X": x, "S": w, "B": b},
+            {"epsilon": EPS, "num_groups": groups},
+            21,
+            threads,
+        ),
+        "instance_norm": _ort_call(
+            "InstanceNormalization", {"X": x, "S": w, "B": b}, {"epsilon": EPS}, 6, threads
+        ),
+        "lrn": _ort_call(
+            "LRN", {"X": x}, {"size": LRN_SIZE, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}, 13, threads
+        ),
+    }
+    for op, call in ort_calls.items():
+        if call is not None:
+            impls[op]["onnxruntime"] = call
+    return [Workload(op, tuple(shape), np.dtype(dtype).name, moved, by_impl) for op, by_impl in impls.items()]
 
 
 # ---------------------------------------------------------------- timing
@@ -213,10 +317,12 @@ class _Progress:
             sys.stderr.flush()
 
 
-def run(shapes=None, rounds: int = 11, target_s: float = 0.02, progress: bool = True) -> dict:
+def run(
+    shapes=None, channel_shape=CHANNEL_SHAPE, rounds: int = 11, target_s: float = 0.02, progress: bool = True
+) -> dict:
     shapes = shapes or DEFAULT_SHAPES
     threads = _rsnorm.get_num_threads()
-    loads = workloads(shapes, threads=threads)
+    loads = workloads(shapes, threads=threads) + channel_workloads(channel_shape, threads=threads)
     bar = _Progress(len(loads) + 1, progress)
     bar.step("copy bandwidth")
     ceiling = copy_bandwidth()
@@ -246,7 +352,7 @@ def format_table(report: dict) -> str:
         "",
     ]
     header = (
-        f"{'op':<11}{'shape':<13}{'dtype':<8}{'rsnorm':>9}{'GB/s':>7}{'%copy':>7}{'alloc':>9}"
+        f"{'op':<17}{'shape':<18}{'dtype':<8}{'rsnorm':>9}{'GB/s':>7}{'%copy':>7}{'alloc':>9}"
         + "".join(f"{p:>12}" for p in PEERS)
         + "".join(f"{'×' + p:>13}" for p in PEERS)
     )
@@ -256,7 +362,7 @@ def format_table(report: dict) -> str:
         ours = t["rsnorm"]
         gbps = r["bytes_moved"] / ours / 1e9
         row = (
-            f"{r['op']:<11}{tuple(r['shape'])!s:<13}{r['dtype']:<8}{ours * 1e3:>9.3f}{gbps:>7.1f}"
+            f"{r['op']:<17}{tuple(r['shape'])!s:<18}{r['dtype']:<8}{ours * 1e3:>9.3f}{gbps:>7.1f}"
             f"{100 * gbps / ceiling:>6.0f}%{t['rsnorm alloc'] * 1e3:>9.3f}"
         )
         row += "".join(f"{t[p] * 1e3:>12.3f}" if p in t else f"{'—':>12}" for p in PEERS)
@@ -279,6 +385,7 @@ def main(argv: list[str]) -> int:
     rounds = args.rounds or (3 if args.quick else 11)
     report = run(
         QUICK_SHAPES if args.quick else DEFAULT_SHAPES,
+        QUICK_CHANNEL_SHAPE if args.quick else CHANNEL_SHAPE,
         rounds=rounds,
         target_s=0.002 if args.quick else 0.02,
         progress=not args.json,

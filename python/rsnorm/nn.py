@@ -80,6 +80,15 @@ class Module:
     def __call__(self, x: npt.ArrayLike) -> Array:
         return self.forward(x)
 
+    def _array(self, name: str) -> Array:
+        """A parameter or buffer this layer always has."""
+        value = self._parameters.get(name)
+        if value is None:
+            value = self._buffers.get(name)
+        if value is None:
+            raise KeyError(f"{type(self).__name__} has no {name}")
+        return value
+
     def forward(self, x: npt.ArrayLike) -> Array:  # pragma: no cover - every layer overrides it
         raise TypeError(f"{type(self).__name__} defines no forward")
 
@@ -307,8 +316,7 @@ class WeightNormLinear(Module):
     @property
     def weight(self) -> Array:
         """The effective weight g · v/‖v‖."""
-        p = self._parameters
-        return _rsnorm.weight_norm(p["weight_v"], p["weight_g"], 0)
+        return _rsnorm.weight_norm(self._array("weight_v"), self._array("weight_g"), 0)
 
     def forward(self, x: npt.ArrayLike) -> Array:
         x = np.asarray(x)
@@ -320,16 +328,15 @@ class WeightNormLinear(Module):
     def init_from_batch(self, x: npt.ArrayLike) -> Array:
         """Data-dependent init from a batch (N, in_features); returns the batch's new outputs."""
         x = np.asarray(x)
-        p = self._parameters
-        v = p["weight_v"]
+        v, g, bias = self._array("weight_v"), self._array("weight_g"), self._parameters["bias"]
         v[...] = self._rng.normal(0.0, 0.05, v.shape)
         unit = _rsnorm.weight_norm(v, np.ones(self.out_features, v.dtype), 0)
         t = (x @ unit.astype(x.dtype, copy=False).T).astype(np.float64)
         mean = t.mean(axis=0)
         std = np.sqrt(t.var(axis=0) + 1e-10)
-        p["weight_g"][...] = (1.0 / std).reshape(p["weight_g"].shape)
-        if p["bias"] is not None:
-            p["bias"][...] = -mean / std
+        g[...] = (1.0 / std).reshape(g.shape)
+        if bias is not None:
+            bias[...] = -mean / std
         return self.forward(x)
 
 
@@ -353,8 +360,7 @@ class CosineLinear(Module):
         self._parameters["bias"] = np.zeros(out_features, dtype) if bias else None
 
     def forward(self, x: npt.ArrayLike) -> Array:
-        p = self._parameters
-        return cosine_linear(x, p["weight"], p["bias"], self.eps)
+        return cosine_linear(x, self._array("weight"), self._parameters["bias"], self.eps)
 
 
 class SequenceBatchNorm(_RunningStats):
@@ -389,14 +395,14 @@ class SequenceBatchNorm(_RunningStats):
                 f"SequenceBatchNorm: x must be (T, N, {self.num_features}, ...), got shape {x.shape}"
             )
         before = self._count_batch()
-        p, b = self._parameters, self._buffers
+        p = self._parameters
         y = np.empty(x.shape, dtype=x.dtype)
         for t in range(x.shape[0]):
             step = min(t, self.max_steps - 1)
             _rsnorm.batch_norm(
                 x[t],
-                b["running_mean"][step],
-                b["running_var"][step],
+                self._array("running_mean")[step],
+                self._array("running_var")[step],
                 p["weight"],
                 p["bias"],
                 training=self.training,

@@ -25,9 +25,12 @@ pub trait Float:
     const EPSILON: f64;
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
+    #[must_use]
     fn sqrt(self) -> Self;
     /// e^x − 1, exact near 0 (SELU's negative branch).
+    #[must_use]
     fn exp_m1(self) -> Self;
+    #[must_use]
     fn powf(self, exponent: Self) -> Self;
 }
 

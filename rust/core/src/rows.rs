@@ -103,7 +103,7 @@ pub unsafe fn map_elements<S: Element>(
             &mut [],
             #[inline(always)]
             |_, [x], [y]| kernel(x, y),
-        )
+        );
     };
     Ok(())
 }

@@ -40,7 +40,7 @@ fn selu_typed<'py, S: Storage>(
     let (xv, yv) = (rows_ref(&x, inner), rows_mut(&y, inner));
     // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
     compute(py, || unsafe {
-        rsnorm_core::rows::map_elements(&xv, &yv, |x, y| rsnorm_core::act::selu_into(x, y))
+        rsnorm_core::rows::map_elements(&xv, &yv, rsnorm_core::act::selu_into)
     })?;
     Ok(y.into_any())
 }
@@ -206,7 +206,13 @@ pub(crate) fn moments<'py>(
     x: &Bound<'py, PyAny>,
     axis: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    with_float_array!(float_array("moments", "x", x)?, x => moments_typed(py, x, axis))
+    // Computed in float64 whatever the input dtype: these statistics are merged across chunks and
+    // machines, so they carry f64 precision (the normalization kernels accumulate in the row's type).
+    let x = with_float_array!(float_array("moments", "x", x)?, a => a.into_any());
+    let x64 = x
+        .call_method1("astype", (numpy::dtype::<f64>(py),))?
+        .cast_into::<PyArrayDyn<f64>>()?;
+    moments_typed(py, x64, axis)
 }
 
 fn moments_typed<'py, S: Storage>(
@@ -296,7 +302,7 @@ pub(crate) fn merge_moments<'py>(
     let shape = arrays[0].shape().to_vec();
     let values: Vec<Vec<f64>> = arrays
         .iter()
-        .map(|a| a.to_vec())
+        .map(PyArrayMethods::to_vec)
         .collect::<Result<_, _>>()?;
     if values[0]
         .iter()

@@ -31,8 +31,8 @@ pub unsafe fn row_moments<S: Element>(x: &RowsRef<S>) -> Vec<Moments> {
             &mut moments,
             #[inline(always)]
             |_, [x], []| Moments::of_slice(x),
-        )
-    };
+        );
+    }
     moments
 }
 
@@ -125,7 +125,9 @@ mod tests {
     #[test]
     fn per_channel_moments_of_nchw() {
         // (2, 3, 4): channel c holds values c*10 + {0..4} in both samples.
-        let x: Vec<f64> = (0..24).map(|i| ((i / 4) % 3 * 10 + i % 4) as f64).collect();
+        let x: Vec<f64> = (0..24)
+            .map(|i| f64::from((i / 4) % 3 * 10 + i % 4))
+            .collect();
         let view = RowsRef {
             ptr: x.as_ptr(),
             rows: Rows::split(&[2, 3, 4], &[12, 4, 1], 1),

@@ -43,6 +43,7 @@ impl Lrn {
     /// base^(−β) — with β = 0.75 (AlexNet) and 0.5 as square roots, which vectorize where
     /// `powf` does not.
     #[inline(always)]
+    #[allow(clippy::float_cmp)] // exactly these exponents have the square-root forms
     fn inverse_power<T: Float>(&self, base: T) -> T {
         if self.beta == 0.75 {
             let root = base.sqrt();
@@ -116,7 +117,7 @@ pub unsafe fn local_response_norm<S: Element>(
                             (yp as *mut S).wrapping_offset(y.rows.row_offset(n * channels + c));
                         // SAFETY: offsets inside the view; rows of one sample belong to one task.
                         y.rows.inner.for_each_offset(|s, off| unsafe {
-                            *base.offset(off) = S::store(out_row[s])
+                            *base.offset(off) = S::store(out_row[s]);
                         });
                     }
                 }

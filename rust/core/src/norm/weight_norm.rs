@@ -95,8 +95,8 @@ mod tests {
                 &RowsMut::from_slice(&mut y, 2),
                 1e-12,
             )
-            .unwrap()
-        };
+            .unwrap();
+        }
         assert!(y
             .iter()
             .zip([0.6, 0.8, 0.0, 1.0])
