@@ -118,6 +118,12 @@ fn rstd_of(var: f64, eps: f64) -> f64 {
     1.0 / (var + eps).sqrt()
 }
 
+/// BatchNorm with channels at `axis` (1: NCHW/NCL/(N, C); -1: channel-last), as
+/// torch.nn.functional.batch_norm. Training (or no running statistics) normalizes with the batch
+/// statistics (biased variance) and updates running_mean/running_var in place with the unbiased
+/// variance; `momentum=None` is a cumulative average over `num_batches_tracked + 1` batches.
+/// `mean_only=True` only subtracts the mean (then scales by weight, adds bias).
+/// `return_stats=True` returns (y, mean, rstd) per channel, the statistics used.
 #[pyfunction]
 #[pyo3(
     text_signature = "(x, running_mean=None, running_var=None, weight=None, bias=None, training=False, \
@@ -305,6 +311,10 @@ fn batch_norm_typed<'py, S: Storage>(
     result(py, y.into_any(), stats)
 }
 
+/// InstanceNorm of (N, C, ...) input, as torch.nn.functional.instance_norm: each (sample,
+/// channel) normalized over its spatial dims; per-channel weight/bias. With running statistics and
+/// `use_input_stats=True` they are updated with the batch average; `use_input_stats=False`
+/// normalizes with them. `return_stats=True` returns (y, mean, rstd) shaped (N, C).
 #[pyfunction]
 #[pyo3(signature = (x, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=true,
                     momentum=0.1, eps=1e-5, *, out=None, return_stats=false))]
@@ -455,6 +465,10 @@ fn instance_norm_typed<'py, S: Storage>(
     result(py, y.into_any(), stats)
 }
 
+/// GroupNorm of (N, C, ...) input, as torch.nn.functional.group_norm: channels split into
+/// `num_groups` groups (which must divide C), each (sample, group) normalized over its channels and
+/// spatial dims; per-channel weight/bias. G=1 is a layer norm of each sample, G=C an instance norm.
+/// `return_stats=True` returns (y, mean, rstd) shaped (N, G).
 #[pyfunction]
 #[pyo3(signature = (x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None, return_stats=false))]
 pub(crate) fn group_norm<'py>(

@@ -117,6 +117,10 @@ fn no_overlap<S: Storage>(
     }
 }
 
+/// LayerNorm over the last `len(normalized_shape)` dims (None: the last dim), as
+/// torch.nn.functional.layer_norm: (x − mean) / sqrt(var + eps) · weight + bias, biased variance.
+/// `out` may be x (in place). `return_stats=True` returns (y, mean, rstd) shaped like x's outer
+/// dims followed by ones (torch.native_layer_norm).
 #[pyfunction]
 #[pyo3(signature = (x, normalized_shape=None, weight=None, bias=None, eps=1e-5, *, out=None, return_stats=false))]
 pub(crate) fn layer_norm<'py>(
@@ -168,6 +172,9 @@ fn layer_norm_typed<'py, S: Storage>(
     Ok(PyTuple::new(py, [y.into_any(), mean.into_any(), rstd.into_any()])?.into_any())
 }
 
+/// RMSNorm over the last `len(normalized_shape)` dims, as torch.nn.functional.rms_norm:
+/// x / sqrt(mean(x²) + eps) · weight; eps None is the input dtype's machine epsilon.
+/// `return_stats=True` returns (y, rstd).
 #[pyfunction]
 #[pyo3(signature = (x, normalized_shape=None, weight=None, eps=None, *, out=None, return_stats=false))]
 pub(crate) fn rms_norm<'py>(
@@ -214,6 +221,9 @@ fn rms_norm_typed<'py, S: Storage>(
     Ok(PyTuple::new(py, [y.into_any(), rstd.into_any()])?.into_any())
 }
 
+/// Residual add fused with LayerNorm in one pass over memory: returns (layer_norm(x + residual),
+/// x + residual); with `return_stats=True` also mean and rstd. `out` may be x and `residual_out`
+/// may be residual (in place).
 #[pyfunction]
 #[pyo3(signature = (x, residual, weight=None, bias=None, eps=1e-5, *, normalized_shape=None, out=None,
                     residual_out=None, return_stats=false))]
@@ -241,6 +251,8 @@ pub(crate) fn add_layer_norm<'py>(
     })
 }
 
+/// Residual add fused with RMSNorm in one pass over memory: returns (rms_norm(x + residual),
+/// x + residual); with `return_stats=True` also rstd.
 #[pyfunction]
 #[pyo3(signature = (x, residual, weight=None, eps=None, *, normalized_shape=None, out=None,
                     residual_out=None, return_stats=false))]
