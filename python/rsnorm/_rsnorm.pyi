@@ -14,21 +14,31 @@ __all__ = [
     "_after_fork_in_child",
     "_parallel_copy",
     "add_layer_norm",
+    "add_layer_norm_backward",
     "add_rms_norm",
+    "add_rms_norm_backward",
     "batch_norm",
+    "batch_norm_backward",
     "get_num_threads",
     "group_norm",
+    "group_norm_backward",
     "instance_norm",
+    "instance_norm_backward",
     "l2_normalize",
+    "l2_normalize_backward",
     "layer_norm",
+    "layer_norm_backward",
     "local_response_norm",
     "merge_moments",
     "moments",
     "rms_norm",
+    "rms_norm_backward",
     "selu",
+    "selu_backward",
     "set_num_threads",
     "simd_level",
     "weight_norm",
+    "weight_norm_backward",
 ]
 
 @overload
@@ -155,6 +165,71 @@ def moments(
 def merge_moments(
     a: tuple[_ArrayLike, _ArrayLike, _ArrayLike], b: tuple[_ArrayLike, _ArrayLike, _ArrayLike]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def layer_norm_backward(
+    grad_out: _ArrayLike,
+    x: _ArrayLike,
+    mean: _ArrayLike,
+    rstd: _ArrayLike,
+    weight: _ArrayLike | None = None,
+    bias: _ArrayLike | None = None,
+    *,
+    normalized_shape: _Shape = None,
+) -> tuple[_Array, _Array | None, _Array | None]: ...
+def rms_norm_backward(
+    grad_out: _ArrayLike,
+    x: _ArrayLike,
+    rstd: _ArrayLike,
+    weight: _ArrayLike | None = None,
+    *,
+    normalized_shape: _Shape = None,
+) -> tuple[_Array, _Array | None]: ...
+def add_layer_norm_backward(
+    grad_out: _ArrayLike,
+    residual_sum: _ArrayLike,
+    mean: _ArrayLike,
+    rstd: _ArrayLike,
+    weight: _ArrayLike | None = None,
+    bias: _ArrayLike | None = None,
+    *,
+    grad_residual_out: _ArrayLike | None = None,
+    normalized_shape: _Shape = None,
+) -> tuple[_Array, _Array, _Array | None, _Array | None]: ...
+def add_rms_norm_backward(
+    grad_out: _ArrayLike,
+    residual_sum: _ArrayLike,
+    rstd: _ArrayLike,
+    weight: _ArrayLike | None = None,
+    *,
+    grad_residual_out: _ArrayLike | None = None,
+    normalized_shape: _Shape = None,
+) -> tuple[_Array, _Array, _Array | None]: ...
+def batch_norm_backward(
+    grad_out: _ArrayLike,
+    x: _ArrayLike,
+    mean: _ArrayLike,
+    rstd: _ArrayLike,
+    weight: _ArrayLike | None = None,
+    *,
+    training: bool = True,
+    axis: int = 1,
+) -> tuple[_Array, _Array | None, _Array]: ...
+def instance_norm_backward(
+    grad_out: _ArrayLike, x: _ArrayLike, mean: _ArrayLike, rstd: _ArrayLike, weight: _ArrayLike | None = None
+) -> tuple[_Array, _Array | None, _Array]: ...
+def group_norm_backward(
+    grad_out: _ArrayLike,
+    x: _ArrayLike,
+    mean: _ArrayLike,
+    rstd: _ArrayLike,
+    weight: _ArrayLike | None = None,
+    *,
+    num_groups: int,
+) -> tuple[_Array, _Array | None, _Array]: ...
+def weight_norm_backward(
+    grad_w: _ArrayLike, v: _ArrayLike, g: _ArrayLike, *, dim: int | None = 0
+) -> tuple[_Array, _Array]: ...
+def l2_normalize_backward(grad: _ArrayLike, x: _ArrayLike, eps: float = 1e-12) -> _Array: ...
+def selu_backward(grad_out: _ArrayLike, x: _ArrayLike) -> _Array: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def simd_level() -> str: ...

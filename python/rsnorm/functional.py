@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from . import _rsnorm
 
-__all__ = ["cosine_linear"]
+__all__ = ["cosine_linear", "cosine_linear_backward"]
 
 
 def cosine_linear(
@@ -37,3 +37,22 @@ def cosine_linear(
             raise ValueError(f"cosine_linear: bias has shape {bias.shape}, expected ({weight.shape[0]},)")
         y += bias.astype(y.dtype, copy=False)
     return y
+
+
+def cosine_linear_backward(
+    grad_out: npt.ArrayLike, x: npt.ArrayLike, weight: npt.ArrayLike, eps: float = 1e-8
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """Gradients (dx, dweight) of ``cosine_linear(x, weight)`` (a bias's gradient is grad_out summed)."""
+    x = np.asarray(x)
+    weight = np.asarray(weight)
+    x_unit = _rsnorm.l2_normalize(x, eps)
+    w_unit = _rsnorm.l2_normalize(weight.astype(x_unit.dtype, copy=False), eps)
+    grad = np.asarray(grad_out, dtype=x_unit.dtype)
+    expected = (*x.shape[:-1], weight.shape[0])
+    if grad.shape != expected:
+        raise ValueError(f"cosine_linear_backward: grad_out has shape {grad.shape}, expected {expected}")
+    grad_x_unit = grad @ w_unit
+    grad_w_unit = grad.reshape(-1, weight.shape[0]).T @ x_unit.reshape(-1, x.shape[-1])
+    dx = _rsnorm.l2_normalize_backward(grad_x_unit, x.astype(x_unit.dtype, copy=False), eps)
+    dweight = _rsnorm.l2_normalize_backward(grad_w_unit, weight.astype(x_unit.dtype, copy=False), eps)
+    return dx, dweight

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _rsnorm
-from .functional import cosine_linear
+from .functional import cosine_linear, cosine_linear_backward
 
 Array = npt.NDArray[Any]
 
@@ -39,6 +39,9 @@ class Module:
         self.training = True
         self._parameters: dict[str, Array | None] = {}
         self._buffers: dict[str, Array | None] = {}
+        #: Gradients of the last ``backward`` by parameter name (as in ``parameters()``).
+        self.grad: dict[str, Array] = {}
+        self._saved: tuple[Any, ...] | None = None
 
     def train(self, mode: bool = True) -> Module:
         self.training = bool(mode)
@@ -92,6 +95,18 @@ class Module:
     def forward(self, x: npt.ArrayLike) -> Array:  # pragma: no cover - every layer overrides it
         raise TypeError(f"{type(self).__name__} defines no forward")
 
+    def backward(self, grad_out: npt.ArrayLike) -> Array:
+        """Gradient with respect to the last forward's input; parameter gradients go to ``self.grad``."""
+        raise TypeError(f"{type(self).__name__} has no backward pass")
+
+    def _saved_for_backward(self) -> tuple[Any, ...]:
+        if self._saved is None:
+            raise ValueError(f"{type(self).__name__}.backward: call the layer (forward) first")
+        return self._saved
+
+    def _set_grads(self, **grads: Array | None) -> None:
+        self.grad = {k: v for k, v in grads.items() if v is not None and self._parameters.get(k) is not None}
+
 
 def _shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
     if isinstance(normalized_shape, (int, np.integer)):
@@ -119,7 +134,20 @@ class LayerNorm(Module):
 
     def forward(self, x: npt.ArrayLike) -> Array:
         p = self._parameters
-        return _rsnorm.layer_norm(x, self.normalized_shape, p["weight"], p["bias"], self.eps)
+        y, mean, rstd = _rsnorm.layer_norm(
+            x, self.normalized_shape, p["weight"], p["bias"], self.eps, return_stats=True
+        )
+        self._saved = (x, mean, rstd)
+        return y
+
+    def backward(self, grad_out: npt.ArrayLike) -> Array:
+        x, mean, rstd = self._saved_for_backward()
+        p = self._parameters
+        dx, dw, db = _rsnorm.layer_norm_backward(
+            grad_out, x, mean, rstd, p["weight"], p["bias"], normalized_shape=self.normalized_shape
+        )
+        self._set_grads(weight=dw, bias=db)
+        return dx
 
 
 class RMSNorm(Module):
@@ -138,7 +166,19 @@ class RMSNorm(Module):
         self._parameters["weight"] = np.ones(self.normalized_shape, dtype) if elementwise_affine else None
 
     def forward(self, x: npt.ArrayLike) -> Array:
-        return _rsnorm.rms_norm(x, self.normalized_shape, self._parameters["weight"], self.eps)
+        y, rstd = _rsnorm.rms_norm(
+            x, self.normalized_shape, self._parameters["weight"], self.eps, return_stats=True
+        )
+        self._saved = (x, rstd)
+        return y
+
+    def backward(self, grad_out: npt.ArrayLike) -> Array:
+        x, rstd = self._saved_for_backward()
+        dx, dw = _rsnorm.rms_norm_backward(
+            grad_out, x, rstd, self._parameters["weight"], normalized_shape=self.normalized_shape
+        )
+        self._set_grads(weight=dw)
+        return dx
 
 
 class _RunningStats(Module):
@@ -204,19 +244,50 @@ class BatchNorm(_RunningStats):
     def forward(self, x: npt.ArrayLike) -> Array:
         before = self._count_batch()
         p, b = self._parameters, self._buffers
-        return _rsnorm.batch_norm(
+        batch_stats = self.training or not self.track_running_stats
+        y, mean, rstd = _rsnorm.batch_norm(
             x,
             b.get("running_mean"),
             b.get("running_var"),
             p["weight"],
             p["bias"],
-            training=self.training or not self.track_running_stats,
+            training=batch_stats,
             momentum=self.momentum,
             eps=self.eps,
             axis=self.axis,
             mean_only=self.mean_only,
             num_batches_tracked=before,
+            return_stats=True,
         )
+        self._saved = (x, mean, rstd, batch_stats)
+        return y
+
+    def backward(self, grad_out: npt.ArrayLike) -> Array:
+        x, mean, rstd, batch_stats = self._saved_for_backward()
+        weight = self._parameters["weight"]
+        if self.mean_only:
+            return self._mean_only_backward(np.asarray(grad_out), np.asarray(x), batch_stats)
+        dx, dw, db = _rsnorm.batch_norm_backward(
+            grad_out, x, mean, rstd, weight, training=batch_stats, axis=self.axis
+        )
+        self._set_grads(weight=dw, bias=db)
+        return dx
+
+    def _mean_only_backward(self, grad_out: Array, x: Array, batch_stats: bool) -> Array:
+        """y = (x − mean)·w + b: dx = w·(go − mean(go)) when the mean is the batch's, else w·go."""
+        axis = self.axis % x.ndim
+        axes = tuple(i for i in range(x.ndim) if i != axis)
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        weight = self._parameters["weight"]
+        w = np.ones(x.shape[axis]) if weight is None else weight.astype(np.float64)
+        go = grad_out.astype(np.float64)
+        centered = go - go.mean(axis=axes, keepdims=True) if batch_stats else go
+        mean = self._saved_for_backward()[1].astype(np.float64).reshape(shape)
+        self._set_grads(
+            weight=((x - mean) * go).sum(axis=axes).astype(x.dtype), bias=go.sum(axis=axes).astype(x.dtype)
+        )
+        return (centered * w.reshape(shape)).astype(x.dtype)
 
 
 class InstanceNorm(_RunningStats):
@@ -236,16 +307,39 @@ class InstanceNorm(_RunningStats):
     def forward(self, x: npt.ArrayLike) -> Array:
         self._count_batch()
         p, b = self._parameters, self._buffers
-        return _rsnorm.instance_norm(
+        use_input_stats = self.training or not self.track_running_stats
+        y, mean, rstd = _rsnorm.instance_norm(
             x,
             b.get("running_mean"),
             b.get("running_var"),
             p["weight"],
             p["bias"],
-            use_input_stats=self.training or not self.track_running_stats,
+            use_input_stats=use_input_stats,
             momentum=self.momentum if self.momentum is not None else 0.1,
             eps=self.eps,
+            return_stats=True,
         )
+        self._saved = (x, mean, rstd, use_input_stats)
+        return y
+
+    def backward(self, grad_out: npt.ArrayLike) -> Array:
+        x, mean, rstd, use_input_stats = self._saved_for_backward()
+        weight = self._parameters["weight"]
+        if not use_input_stats:
+            # Running statistics are constants: per-channel, like BatchNorm in eval mode.
+            c = np.asarray(x).shape[1]
+            dx, dw, db = _rsnorm.batch_norm_backward(
+                grad_out,
+                x,
+                np.asarray(mean).reshape(-1, c)[0],
+                np.asarray(rstd).reshape(-1, c)[0],
+                weight,
+                training=False,
+            )
+        else:
+            dx, dw, db = _rsnorm.instance_norm_backward(grad_out, x, mean, rstd, weight)
+        self._set_grads(weight=dw, bias=db)
+        return dx
 
 
 class GroupNorm(Module):
@@ -270,7 +364,19 @@ class GroupNorm(Module):
 
     def forward(self, x: npt.ArrayLike) -> Array:
         p = self._parameters
-        return _rsnorm.group_norm(x, self.num_groups, p["weight"], p["bias"], self.eps)
+        y, mean, rstd = _rsnorm.group_norm(
+            x, self.num_groups, p["weight"], p["bias"], self.eps, return_stats=True
+        )
+        self._saved = (x, mean, rstd)
+        return y
+
+    def backward(self, grad_out: npt.ArrayLike) -> Array:
+        x, mean, rstd = self._saved_for_backward()
+        dx, dw, db = _rsnorm.group_norm_backward(
+            grad_out, x, mean, rstd, self._parameters["weight"], num_groups=self.num_groups
+        )
+        self._set_grads(weight=dw, bias=db)
+        return dx
 
 
 class LocalResponseNorm(Module):
@@ -320,10 +426,22 @@ class WeightNormLinear(Module):
 
     def forward(self, x: npt.ArrayLike) -> Array:
         x = np.asarray(x)
-        y = x @ self.weight.astype(x.dtype, copy=False).T
+        weight = self.weight.astype(x.dtype, copy=False)
+        y = x @ weight.T
         if self._parameters["bias"] is not None:
             y += self._parameters["bias"].astype(y.dtype, copy=False)
+        self._saved = (x, weight)
         return y
+
+    def backward(self, grad_out: npt.ArrayLike) -> Array:
+        x, weight = self._saved_for_backward()
+        go = np.asarray(grad_out, dtype=x.dtype)
+        grad_w = go.reshape(-1, self.out_features).T @ x.reshape(-1, self.in_features)
+        v, g = self._array("weight_v"), self._array("weight_g")
+        dv, dg = _rsnorm.weight_norm_backward(grad_w.astype(v.dtype, copy=False), v, g, dim=0)
+        bias_grad = go.reshape(-1, self.out_features).sum(axis=0)
+        self._set_grads(weight_v=dv, weight_g=dg, bias=bias_grad)
+        return go @ weight
 
     def init_from_batch(self, x: npt.ArrayLike) -> Array:
         """Data-dependent init from a batch (N, in_features); returns the batch's new outputs."""
@@ -360,7 +478,16 @@ class CosineLinear(Module):
         self._parameters["bias"] = np.zeros(out_features, dtype) if bias else None
 
     def forward(self, x: npt.ArrayLike) -> Array:
+        self._saved = (x,)
         return cosine_linear(x, self._array("weight"), self._parameters["bias"], self.eps)
+
+    def backward(self, grad_out: npt.ArrayLike) -> Array:
+        (x,) = self._saved_for_backward()
+        weight = self._array("weight")
+        dx, dw = cosine_linear_backward(grad_out, x, weight, self.eps)
+        go = np.asarray(grad_out)
+        self._set_grads(weight=dw.astype(weight.dtype), bias=go.reshape(-1, weight.shape[0]).sum(axis=0))
+        return dx
 
 
 class SequenceBatchNorm(_RunningStats):
@@ -397,9 +524,10 @@ class SequenceBatchNorm(_RunningStats):
         before = self._count_batch()
         p = self._parameters
         y = np.empty(x.shape, dtype=x.dtype)
+        stats = []
         for t in range(x.shape[0]):
             step = min(t, self.max_steps - 1)
-            _rsnorm.batch_norm(
+            _, mean, rstd = _rsnorm.batch_norm(
                 x[t],
                 self._array("running_mean")[step],
                 self._array("running_var")[step],
@@ -410,5 +538,23 @@ class SequenceBatchNorm(_RunningStats):
                 eps=self.eps,
                 num_batches_tracked=before,
                 out=y[t],
+                return_stats=True,
             )
+            stats.append((mean, rstd))
+        self._saved = (x, stats, self.training)
         return y
+
+    def backward(self, grad_out: npt.ArrayLike) -> Array:
+        x, stats, training = self._saved_for_backward()
+        go = np.asarray(grad_out)
+        dx = np.empty(x.shape, dtype=x.dtype)
+        weight = self._parameters["weight"]
+        dw_total = np.zeros(self.num_features, dtype=x.dtype)
+        db_total = np.zeros(self.num_features, dtype=x.dtype)
+        for t, (mean, rstd) in enumerate(stats):
+            dx[t], dw, db = _rsnorm.batch_norm_backward(go[t], x[t], mean, rstd, weight, training=training)
+            if dw is not None:
+                dw_total += dw
+            db_total += db
+        self._set_grads(weight=dw_total, bias=db_total)
+        return dx

@@ -147,6 +147,122 @@ pub fn check_same_rows(op: &str, reference: &Rows, others: &[(&str, &Rows)]) -> 
     Ok(())
 }
 
+/// Per-task row access: hands rows to a kernel as contiguous compute-type slices, directly when
+/// the row is contiguous and native, else through scratch buffers reused for every row of the task.
+struct RowIo<'v, S: Element, const NI: usize, const NO: usize> {
+    inputs: [&'v RowsRef<S>; NI],
+    outputs: [&'v RowsMut<S>; NO],
+    in_direct_layout: [bool; NI],
+    out_direct_layout: [bool; NO],
+    in_scratch: [Vec<S::Compute>; NI],
+    out_scratch: [Vec<S::Compute>; NO],
+    row_len: usize,
+}
+
+impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
+    fn new(inputs: [&'v RowsRef<S>; NI], outputs: [&'v RowsMut<S>; NO], row_len: usize) -> Self {
+        RowIo {
+            inputs,
+            outputs,
+            in_direct_layout: inputs.map(|v| S::NATIVE && v.rows.inner.single_stride() == Some(1)),
+            out_direct_layout: outputs
+                .map(|v| S::NATIVE && v.rows.inner.single_stride() == Some(1)),
+            in_scratch: std::array::from_fn(|_| Vec::new()),
+            out_scratch: std::array::from_fn(|_| Vec::new()),
+            row_len,
+        }
+    }
+
+    /// Runs `kernel` on row `row`: gathers inputs, calls, scatters outputs.
+    ///
+    /// # Safety
+    /// As [`map_rows`]; `row` is in range and no other task touches this row.
+    #[inline(always)]
+    unsafe fn run<R>(
+        &mut self,
+        row: usize,
+        kernel: impl FnOnce([&[S::Compute]; NI], [&mut [S::Compute]; NO]) -> R,
+    ) -> R {
+        let row_len = self.row_len;
+        let in_ptrs = self
+            .inputs
+            .map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
+        let out_ptrs = self
+            .outputs
+            .map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
+        let out_direct_layout = self.out_direct_layout;
+        // An input read in place while its own memory is a direct output would be overwritten
+        // mid-kernel: such rows are copied first.
+        let in_direct: [bool; NI] = std::array::from_fn(|i| {
+            self.in_direct_layout[i]
+                && !(0..NO).any(|o| out_direct_layout[o] && out_ptrs[o].cast_const() == in_ptrs[i])
+        });
+        for i in 0..NI {
+            if !in_direct[i] {
+                let buf = &mut self.in_scratch[i];
+                buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
+                let base = in_ptrs[i];
+                // SAFETY: offsets stay inside the view (caller's contract).
+                self.inputs[i].rows.inner.for_each_offset(|k, off| {
+                    buf[k] = unsafe { *base.offset(off) }.load();
+                });
+            }
+        }
+        for (o, buf) in self.out_scratch.iter_mut().enumerate() {
+            if !out_direct_layout[o] {
+                buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
+            }
+        }
+        let result = {
+            let mut i = 0;
+            let ins = self.in_scratch.each_ref().map(|buf| {
+                let slice: &[S::Compute] = if in_direct[i] {
+                    // SAFETY: NATIVE means S == S::Compute; the row is contiguous.
+                    unsafe { std::slice::from_raw_parts(in_ptrs[i].cast(), row_len) }
+                } else {
+                    buf
+                };
+                i += 1;
+                slice
+            });
+            let mut o = 0;
+            let outs = self.out_scratch.each_mut().map(|buf| {
+                let slice: &mut [S::Compute] = if out_direct_layout[o] {
+                    // SAFETY: as above; rows of one output are disjoint.
+                    unsafe { std::slice::from_raw_parts_mut(out_ptrs[o].cast(), row_len) }
+                } else {
+                    buf
+                };
+                o += 1;
+                slice
+            });
+            kernel(ins, outs)
+        };
+        for o in 0..NO {
+            if !out_direct_layout[o] {
+                let base = out_ptrs[o];
+                let buf = &self.out_scratch[o];
+                self.outputs[o].rows.inner.for_each_offset(|k, off| {
+                    // SAFETY: offsets stay inside the view (caller's contract).
+                    unsafe { *base.offset(off) = S::store(buf[k]) };
+                });
+            }
+        }
+        result
+    }
+}
+
+fn shape_of<S, const NI: usize, const NO: usize>(
+    inputs: &[&RowsRef<S>; NI],
+    outputs: &[&RowsMut<S>; NO],
+) -> Option<(usize, usize)> {
+    let reference = inputs
+        .first()
+        .map(|v| &v.rows)
+        .or(outputs.first().map(|v| &v.rows))?;
+    Some((reference.n_rows(), reference.row_len()))
+}
+
 /// Calls `kernel(row, inputs, outputs)` for each row (mark it `#[inline(always)]` so it is compiled
 /// for the SIMD level [`simd::dispatch`] picks) and stores its result in `results[row]`
 /// (`results` empty: results dropped). Contiguous native rows are passed in place; strided or
@@ -166,88 +282,20 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
     S: Element,
     R: Send,
 {
-    let reference = inputs
-        .first()
-        .map(|v| &v.rows)
-        .or(outputs.first().map(|v| &v.rows));
-    let Some(reference) = reference else { return };
-    let (n_rows, row_len) = (reference.n_rows(), reference.row_len());
+    let Some((n_rows, row_len)) = shape_of(&inputs, &outputs) else {
+        return;
+    };
     debug_assert!(results.is_empty() || results.len() == n_rows);
     let keep_results = !results.is_empty();
     let results = SharedMut(results.as_mut_ptr());
-    let in_direct_layout = inputs.map(|v| S::NATIVE && v.rows.inner.single_stride() == Some(1));
-    let out_direct_layout = outputs.map(|v| S::NATIVE && v.rows.inner.single_stride() == Some(1));
-
     parallel::for_each_range(n_rows, row_len * (NI + NO), |range| {
         simd::dispatch(
             #[inline(always)]
             || {
-                let mut in_scratch: [Vec<S::Compute>; NI] = std::array::from_fn(|_| Vec::new());
-                let mut out_scratch: [Vec<S::Compute>; NO] = std::array::from_fn(|_| Vec::new());
+                let mut io = RowIo::new(inputs, outputs, row_len);
                 for row in range {
-                    let in_ptrs = inputs.map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
-                    let out_ptrs = outputs.map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
-                    // An input read in place while its own memory is a direct output would be
-                    // overwritten mid-kernel: such rows are copied first.
-                    let in_direct: [bool; NI] = std::array::from_fn(|i| {
-                        in_direct_layout[i]
-                            && !(0..NO).any(|o| {
-                                out_direct_layout[o] && out_ptrs[o].cast_const() == in_ptrs[i]
-                            })
-                    });
-                    for i in 0..NI {
-                        if !in_direct[i] {
-                            let buf = &mut in_scratch[i];
-                            buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
-                            let base = in_ptrs[i];
-                            // SAFETY: offsets stay inside the view (caller's contract).
-                            inputs[i].rows.inner.for_each_offset(|k, off| {
-                                buf[k] = unsafe { *base.offset(off) }.load();
-                            });
-                        }
-                    }
-                    for (o, buf) in out_scratch.iter_mut().enumerate() {
-                        if !out_direct_layout[o] {
-                            buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
-                        }
-                    }
-                    let result = {
-                        let mut i = 0;
-                        let ins = in_scratch.each_ref().map(|buf| {
-                            let slice: &[S::Compute] = if in_direct[i] {
-                                // SAFETY: NATIVE means S == S::Compute; the row is contiguous.
-                                unsafe { std::slice::from_raw_parts(in_ptrs[i].cast(), row_len) }
-                            } else {
-                                buf
-                            };
-                            i += 1;
-                            slice
-                        });
-                        let mut o = 0;
-                        let outs = out_scratch.each_mut().map(|buf| {
-                            let slice: &mut [S::Compute] = if out_direct_layout[o] {
-                                // SAFETY: as above; rows of one output are disjoint.
-                                unsafe {
-                                    std::slice::from_raw_parts_mut(out_ptrs[o].cast(), row_len)
-                                }
-                            } else {
-                                buf
-                            };
-                            o += 1;
-                            slice
-                        });
-                        kernel(row, ins, outs)
-                    };
-                    for o in 0..NO {
-                        if !out_direct_layout[o] {
-                            let base = out_ptrs[o];
-                            let buf = &out_scratch[o];
-                            outputs[o].rows.inner.for_each_offset(|k, off| {
-                                // SAFETY: offsets stay inside the view (caller's contract).
-                                unsafe { *base.offset(off) = S::store(buf[k]) };
-                            });
-                        }
-                    }
+                    // SAFETY: forwarded from the caller; one task per row.
+                    let result = unsafe { io.run(row, |ins, outs| kernel(row, ins, outs)) };
                     if keep_results {
                         // SAFETY: row < n_rows = results.len(); one writer per row.
                         unsafe { *results.at(row) = result };
@@ -256,4 +304,57 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
             },
         );
     });
+}
+
+/// Rows per block of [`map_row_blocks`] for rows of `row_len`: about 16K elements, fixed by the
+/// shape alone so block sums are the same for every thread count.
+pub fn block_rows(row_len: usize) -> usize {
+    (16_384 / row_len.max(1)).max(1)
+}
+
+/// Like [`map_rows`], but rows are grouped in fixed blocks of [`block_rows`] rows; each block
+/// starts from `init()` and its kernel calls accumulate into that value (e.g. partial column sums
+/// for parameter gradients). Returns the block accumulators in block order, so folding them in
+/// order gives results independent of the thread count.
+///
+/// # Safety
+/// As [`map_rows`].
+pub unsafe fn map_row_blocks<S, A, const NI: usize, const NO: usize>(
+    inputs: [&RowsRef<S>; NI],
+    outputs: [&RowsMut<S>; NO],
+    init: impl Fn() -> A + Sync,
+    kernel: impl Fn(&mut A, usize, [&[S::Compute]; NI], [&mut [S::Compute]; NO]) + Sync,
+) -> Vec<A>
+where
+    S: Element,
+    A: Send,
+{
+    let Some((n_rows, row_len)) = shape_of(&inputs, &outputs) else {
+        return Vec::new();
+    };
+    let per_block = block_rows(row_len);
+    let n_blocks = n_rows.div_ceil(per_block);
+    let mut blocks: Vec<Option<A>> = (0..n_blocks).map(|_| None).collect();
+    let slots = SharedMut(blocks.as_mut_ptr());
+    parallel::for_each_range(n_blocks, per_block * row_len * (NI + NO), |range| {
+        simd::dispatch(
+            #[inline(always)]
+            || {
+                let mut io = RowIo::new(inputs, outputs, row_len);
+                for block in range {
+                    let mut acc = init();
+                    for row in block * per_block..((block + 1) * per_block).min(n_rows) {
+                        // SAFETY: forwarded from the caller; one task per block.
+                        unsafe { io.run(row, |ins, outs| kernel(&mut acc, row, ins, outs)) };
+                    }
+                    // SAFETY: block < n_blocks; one writer per block.
+                    unsafe { *slots.at(block) = Some(acc) };
+                }
+            },
+        );
+    });
+    blocks
+        .into_iter()
+        .map(|b| b.expect("every block is computed"))
+        .collect()
 }

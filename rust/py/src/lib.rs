@@ -1,6 +1,7 @@
 //! rsnorm._rsnorm: PyO3 bindings of rsnorm-core. Argument checking, dtype dispatch, GIL release and
 //! error mapping live here; the math lives in rsnorm-core.
 
+mod backward;
 mod channels;
 mod dispatch;
 mod errors;
@@ -91,6 +92,16 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(misc::l2_normalize, m)?)?;
     m.add_function(wrap_pyfunction!(misc::moments, m)?)?;
     m.add_function(wrap_pyfunction!(misc::merge_moments, m)?)?;
+    m.add_function(wrap_pyfunction!(backward::layer_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(backward::rms_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(backward::add_layer_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(backward::add_rms_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(backward::batch_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(backward::instance_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(backward::group_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(backward::weight_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(backward::l2_normalize_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(backward::selu_backward, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;

@@ -13,7 +13,7 @@ use rsnorm_core::Float;
 
 /// Number of trailing dims `normalized_shape` names, after checking they are x's last dims.
 /// `None` means the last dim.
-fn normalized_ndim(
+pub(crate) fn normalized_ndim(
     op: &str,
     x_shape: &[usize],
     normalized_shape: Option<&Bound<'_, PyAny>>,

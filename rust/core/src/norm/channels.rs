@@ -83,6 +83,43 @@ pub unsafe fn affine_rows<S: Element>(
     Ok(())
 }
 
+/// Writes `dx_row = (x_row − mean)·scale + shift + grad_row·grad_scale`, the form of a
+/// channel-wise norm's input gradient, with each row's parameters from `params(row)`.
+///
+/// # Safety
+/// As [`map_rows`]; `dx` may be `grad` itself.
+pub unsafe fn affine_rows_with_grad<S: Element>(
+    grad: &RowsRef<S>,
+    x: &RowsRef<S>,
+    dx: &RowsMut<S>,
+    params: impl Fn(usize) -> (RowAffine, f64) + Sync,
+) -> Result<()> {
+    check_same_rows(
+        "normalization backward",
+        &x.rows,
+        &[("grad", &grad.rows), ("dx", &dx.rows)],
+    )?;
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        map_rows(
+            [grad, x],
+            [dx],
+            &mut [],
+            #[inline(always)]
+            |row, [g, x], [dx]| {
+                let (p, grad_scale) = params(row);
+                normalize_into(x, dx, p.mean, p.scale, None, None);
+                let shift = <S::Compute as Float>::from_f64(p.shift);
+                let grad_scale = <S::Compute as Float>::from_f64(grad_scale);
+                for (d, &g) in dx.iter_mut().zip(g) {
+                    *d = *d + shift + g * grad_scale;
+                }
+            },
+        );
+    }
+    Ok(())
+}
+
 /// Per-channel weight (default 1) and bias (default 0) of channel `c`.
 pub fn channel_affine(weight: Option<&[f64]>, bias: Option<&[f64]>, c: usize) -> (f64, f64) {
     (weight.map_or(1.0, |w| w[c]), bias.map_or(0.0, |b| b[c]))

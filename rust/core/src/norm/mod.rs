@@ -1,5 +1,6 @@
 //! Normalization kernels.
 
+pub mod backward;
 pub mod channels;
 pub mod layer_norm;
 pub mod lrn;

@@ -1,0 +1,363 @@
+//! Backward passes of the normalizations, returning what PyTorch's autograd gives.
+//!
+//! With x̂ = (x − mean)·rstd and g = grad_out·weight, every norm's input gradient has the form
+//! dx = rstd·(g − mean(g) − x̂·mean(g·x̂)), the means taken over the elements that shared the
+//! statistics (a row for LayerNorm, a channel for BatchNorm, a group for GroupNorm). RMSNorm is
+//! the uncentered case (mean 0, no mean(g) term). Parameter gradients are Σ grad_out·x̂ (weight)
+//! and Σ grad_out (bias), summed in f64 in a fixed block order: the same for every thread count.
+
+use super::channels::RowAffine;
+use crate::element::{Element, Float};
+use crate::error::{Error, Result};
+use crate::reduce::LANES;
+use crate::rows::{check_same_rows, map_row_blocks, map_rows, RowsMut, RowsRef};
+
+/// x − mean in `T` from a hi/lo split of the f64 mean (see `normalize_into`).
+#[inline(always)]
+fn centering<T: Float>(mean: f64) -> (T, T) {
+    let hi = T::from_f64(mean);
+    (hi, T::from_f64(mean - hi.to_f64()))
+}
+
+/// (Σ g, Σ g·x̂) over a row with g = go·w, x̂ = ((x − hi) − lo)·rstd, in lanes of `T` folded to f64.
+#[inline(always)]
+fn grad_sums<T: Float>(go: &[T], x: &[T], w: Option<&[T]>, hi: T, lo: T, rstd: T) -> (f64, f64) {
+    let mut sg = [T::ZERO; LANES];
+    let mut sgx = [T::ZERO; LANES];
+    let (mut total_g, mut total_gx) = (0.0, 0.0);
+    for (block, (go_block, x_block)) in go.chunks(1024).zip(x.chunks(1024)).enumerate() {
+        let w_block = w.map(|w| &w[block * 1024..block * 1024 + go_block.len()]);
+        for (k, (&g0, &xv)) in go_block.iter().zip(x_block).enumerate() {
+            let g = w_block.map_or(g0, |w| g0 * w[k]);
+            let xh = ((xv - hi) - lo) * rstd;
+            sg[k % LANES] = sg[k % LANES] + g;
+            sgx[k % LANES] = sgx[k % LANES] + g * xh;
+        }
+        total_g += sg.iter().map(|v| v.to_f64()).sum::<f64>();
+        total_gx += sgx.iter().map(|v| v.to_f64()).sum::<f64>();
+        sg = [T::ZERO; LANES];
+        sgx = [T::ZERO; LANES];
+    }
+    (total_g, total_gx)
+}
+
+/// Partial parameter gradients of a block of rows: Σ go·x̂ and Σ go per element of the row.
+#[derive(Clone, Debug, Default)]
+pub struct ParamGradSums {
+    pub dweight: Vec<f64>,
+    pub dbias: Vec<f64>,
+}
+
+/// LayerNorm (`mean` given) or RMSNorm (`mean` None) backward over rows of any layout.
+/// `mean`/`rstd` are the forward's per-row statistics. Returns Σ go·x̂ and Σ go per row element
+/// (empty vectors when `param_grads` is false).
+///
+/// # Safety
+/// As [`map_rows`]; `dx` may be `grad_out` itself.
+pub unsafe fn row_norm_backward<S: Element>(
+    grad_out: &RowsRef<S>,
+    x: &RowsRef<S>,
+    dx: &RowsMut<S>,
+    mean: Option<&[f64]>,
+    rstd: &[f64],
+    weight: Option<&[S::Compute]>,
+    param_grads: bool,
+) -> Result<ParamGradSums> {
+    const OP: &str = "norm backward";
+    check_same_rows(
+        OP,
+        &x.rows,
+        &[("grad_out", &grad_out.rows), ("dx", &dx.rows)],
+    )?;
+    let (n_rows, row_len) = (x.rows.n_rows(), x.rows.row_len());
+    if rstd.len() != n_rows || mean.is_some_and(|m| m.len() != n_rows) {
+        return Err(Error::ShapeMismatch(format!(
+            "{OP}: the statistics have {} values, x has {n_rows} rows (stats from another shape?)",
+            rstd.len()
+        )));
+    }
+    if weight.is_some_and(|w| w.len() != row_len) {
+        return Err(Error::ShapeMismatch(format!(
+            "{OP}: weight does not match the normalized dims"
+        )));
+    }
+    let centered = mean.is_some();
+    let init = || {
+        let len = if param_grads { row_len } else { 0 };
+        ParamGradSums {
+            dweight: vec![0.0; len],
+            dbias: vec![0.0; len],
+        }
+    };
+    // SAFETY: forwarded from the caller.
+    let blocks = unsafe {
+        map_row_blocks(
+            [grad_out, x],
+            [dx],
+            init,
+            #[inline(always)]
+            |acc: &mut ParamGradSums, row, [go, x], [dx]| {
+                let (hi, lo) = centering::<S::Compute>(mean.map_or(0.0, |m| m[row]));
+                let r = <S::Compute as Float>::from_f64(rstd[row]);
+                let (sg, sgx) = grad_sums(go, x, weight, hi, lo, r);
+                let n = row_len as f64;
+                let a = <S::Compute as Float>::from_f64(if centered { sg / n } else { 0.0 });
+                let b = <S::Compute as Float>::from_f64(sgx / n);
+                for (k, ((d, &g0), &xv)) in dx.iter_mut().zip(go).zip(x).enumerate() {
+                    let g = weight.map_or(g0, |w| g0 * w[k]);
+                    let xh = ((xv - hi) - lo) * r;
+                    *d = (g - a - xh * b) * r;
+                }
+                if param_grads {
+                    for (k, (&g0, &xv)) in go.iter().zip(x).enumerate() {
+                        let xh = ((xv - hi) - lo) * r;
+                        acc.dweight[k] += (g0 * xh).to_f64();
+                        acc.dbias[k] += g0.to_f64();
+                    }
+                }
+            },
+        )
+    };
+    let mut total = init();
+    for block in blocks {
+        for (t, b) in total.dweight.iter_mut().zip(&block.dweight) {
+            *t += b;
+        }
+        for (t, b) in total.dbias.iter_mut().zip(&block.dbias) {
+            *t += b;
+        }
+    }
+    Ok(total)
+}
+
+/// How rows of a channel-wise norm map to statistics and parameters.
+pub struct GroupedRows<'a> {
+    /// Index into mean/rstd of row r (channel for BatchNorm, row for InstanceNorm, group for GroupNorm).
+    pub stat_of_row: &'a (dyn Fn(usize) -> usize + Sync),
+    /// Channel of row r (index into weight, dweight, dbias).
+    pub channel_of_row: &'a (dyn Fn(usize) -> usize + Sync),
+    pub channels: usize,
+}
+
+/// BatchNorm / InstanceNorm / GroupNorm backward over rows of one channel each. `training`
+/// false is BatchNorm's eval mode: the statistics are constants, dx = go·w·rstd. Returns
+/// (dweight, dbias) per channel.
+///
+/// # Safety
+/// As [`map_rows`]; `dx` may be `grad_out` itself.
+pub unsafe fn grouped_norm_backward<S: Element>(
+    grad_out: &RowsRef<S>,
+    x: &RowsRef<S>,
+    dx: &RowsMut<S>,
+    mean: &[f64],
+    rstd: &[f64],
+    weight: Option<&[f64]>,
+    training: bool,
+    layout: &GroupedRows<'_>,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    const OP: &str = "norm backward";
+    check_same_rows(
+        OP,
+        &x.rows,
+        &[("grad_out", &grad_out.rows), ("dx", &dx.rows)],
+    )?;
+    let n_rows = x.rows.n_rows();
+    let n_stats = mean.len();
+    if rstd.len() != n_stats || (0..n_rows).any(|r| (layout.stat_of_row)(r) >= n_stats) {
+        return Err(Error::ShapeMismatch(format!(
+            "{OP}: mean/rstd have {}/{} values, which does not fit x (statistics from another shape?)",
+            mean.len(),
+            rstd.len()
+        )));
+    }
+    // Pass 1: per-row Σ go and Σ go·x̂.
+    let mut sums = vec![(0.0, 0.0); n_rows];
+    let outputs: [&RowsMut<S>; 0] = [];
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        map_rows(
+            [grad_out, x],
+            outputs,
+            &mut sums,
+            #[inline(always)]
+            |row, [go, x], []| {
+                let s = (layout.stat_of_row)(row);
+                let (hi, lo) = centering::<S::Compute>(mean[s]);
+                grad_sums(
+                    go,
+                    x,
+                    None,
+                    hi,
+                    lo,
+                    <S::Compute as Float>::from_f64(rstd[s]),
+                )
+            },
+        );
+    }
+    let mut dweight = vec![0.0; layout.channels];
+    let mut dbias = vec![0.0; layout.channels];
+    let mut a = vec![0.0; n_stats];
+    let mut b = vec![0.0; n_stats];
+    let mut count = vec![0.0; n_stats];
+    let row_len = x.rows.row_len() as f64;
+    for (r, &(sg, sgx)) in sums.iter().enumerate() {
+        let (c, s) = ((layout.channel_of_row)(r), (layout.stat_of_row)(r));
+        dbias[c] += sg;
+        dweight[c] += sgx;
+        let w = weight.map_or(1.0, |w| w[c]);
+        a[s] += w * sg;
+        b[s] += w * sgx;
+        count[s] += row_len;
+    }
+    // Pass 2: dx = rstd·(w·go − mean(g) − x̂·mean(g·x̂)), the means over each statistic's elements.
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        super::channels::affine_rows_with_grad(grad_out, x, dx, |row| {
+            let (c, s) = ((layout.channel_of_row)(row), (layout.stat_of_row)(row));
+            let w = weight.map_or(1.0, |w| w[c]);
+            let (ma, mb) = if training {
+                (a[s] / count[s], b[s] / count[s])
+            } else {
+                (0.0, 0.0)
+            };
+            let r = rstd[s];
+            // dx = go·(w·r) − ma·r − (x − mean)·r²·mb
+            (
+                RowAffine {
+                    mean: mean[s],
+                    scale: -r * r * mb,
+                    shift: -ma * r,
+                },
+                w * r,
+            )
+        })?;
+    }
+    Ok((dweight, dbias))
+}
+
+/// Weight-norm backward per row (slice along `dim`): with n = ‖v‖ and w = g·v/n,
+/// dg = Σ grad_w·v / n and dv = (g/n)·(grad_w − v·dg/n). Returns dg per row.
+///
+/// # Safety
+/// As [`map_rows`].
+pub unsafe fn weight_norm_backward<S: Element>(
+    grad_w: &RowsRef<S>,
+    v: &RowsRef<S>,
+    dv: &RowsMut<S>,
+    g: &[f64],
+) -> Result<Vec<f64>> {
+    check_same_rows(
+        "weight_norm_backward",
+        &v.rows,
+        &[("grad_w", &grad_w.rows), ("dv", &dv.rows)],
+    )?;
+    if g.len() != v.rows.n_rows() {
+        return Err(Error::ShapeMismatch(
+            "weight_norm_backward: g does not match v along dim".into(),
+        ));
+    }
+    let mut dg = vec![0.0; g.len()];
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        map_rows(
+            [grad_w, v],
+            [dv],
+            &mut dg,
+            #[inline(always)]
+            |row, [gw, v], [dv]| {
+                let norm = crate::reduce::sum_squares(v).sqrt();
+                let dot: f64 = gw.iter().zip(v).map(|(a, b)| (*a * *b).to_f64()).sum();
+                let dg = dot / norm;
+                let scale = <S::Compute as Float>::from_f64(g[row] / norm);
+                let coef = <S::Compute as Float>::from_f64(dg / norm);
+                for ((d, &gw), &v) in dv.iter_mut().zip(gw).zip(v) {
+                    *d = scale * (gw - v * coef);
+                }
+                dg
+            },
+        );
+    }
+    Ok(dg)
+}
+
+/// Backward of y = x / max(‖x‖, eps) per row: dx = (gy − y·Σ gy·y)/‖x‖ when ‖x‖ > eps, else gy/eps.
+///
+/// # Safety
+/// As [`map_rows`].
+pub unsafe fn l2_normalize_backward<S: Element>(
+    grad_y: &RowsRef<S>,
+    x: &RowsRef<S>,
+    dx: &RowsMut<S>,
+    eps: f64,
+) -> Result<()> {
+    check_same_rows(
+        "l2_normalize_backward",
+        &x.rows,
+        &[("grad", &grad_y.rows), ("dx", &dx.rows)],
+    )?;
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        map_rows(
+            [grad_y, x],
+            [dx],
+            &mut [],
+            #[inline(always)]
+            |_, [gy, x], [dx]| {
+                let norm = crate::reduce::sum_squares(x).sqrt();
+                if norm > eps {
+                    let dot: f64 = gy.iter().zip(x).map(|(a, b)| (*a * *b).to_f64()).sum();
+                    let inv = <S::Compute as Float>::from_f64(1.0 / norm);
+                    let coef = <S::Compute as Float>::from_f64(dot / (norm * norm * norm));
+                    for ((d, &g), &v) in dx.iter_mut().zip(gy).zip(x) {
+                        *d = g * inv - v * coef;
+                    }
+                } else {
+                    let inv = <S::Compute as Float>::from_f64(1.0 / eps);
+                    for (d, &g) in dx.iter_mut().zip(gy) {
+                        *d = g * inv;
+                    }
+                }
+            },
+        );
+    }
+    Ok(())
+}
+
+/// SELU backward: dx = go·λ for x > 0, go·λ·α·eˣ otherwise.
+///
+/// # Safety
+/// As [`map_rows`].
+pub unsafe fn selu_backward<S: Element>(
+    grad_out: &RowsRef<S>,
+    x: &RowsRef<S>,
+    dx: &RowsMut<S>,
+) -> Result<()> {
+    check_same_rows(
+        "selu_backward",
+        &x.rows,
+        &[("grad_out", &grad_out.rows), ("dx", &dx.rows)],
+    )?;
+    let scale = <S::Compute as Float>::from_f64(crate::act::SELU_SCALE);
+    let scaled_alpha =
+        <S::Compute as Float>::from_f64(crate::act::SELU_SCALE * crate::act::SELU_ALPHA);
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        map_rows(
+            [grad_out, x],
+            [dx],
+            &mut [],
+            #[inline(always)]
+            |_, [go, x], [dx]| {
+                for ((d, &g), &v) in dx.iter_mut().zip(go).zip(x) {
+                    // eˣ = expm1(x) + 1 keeps the shared exp_m1 of the forward.
+                    *d = if v > <S::Compute as Float>::ZERO {
+                        g * scale
+                    } else {
+                        g * scaled_alpha * (v.exp_m1() + <S::Compute as Float>::ONE)
+                    };
+                }
+            },
+        );
+    }
+    Ok(())
+}

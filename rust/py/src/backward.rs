@@ -1,0 +1,534 @@
+//! Bindings of the backward passes. Each takes grad_out plus what the forward returned with
+//! `return_stats=True` and returns PyTorch's autograd gradients (None for a parameter not given).
+
+use crate::dispatch::{
+    as_ndarray, channel_param, element_strides, float_array, output, param, param_slice, rows_mut,
+    rows_ref, rows_ref_as, shape_str, with_float_array, Storage,
+};
+use crate::errors::{compute, type_error, value_error};
+use numpy::{PyArray, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use rsnorm_core::layout::Rows;
+use rsnorm_core::norm::backward::{self as bw, GroupedRows};
+use rsnorm_core::rows::RowsMut;
+use rsnorm_core::Float;
+
+/// An array argument that must have x's dtype and shape (grad_out and the like).
+fn same_as_x<'py, S: Storage>(
+    op: &str,
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
+    let arr = with_float_array!(float_array(op, name, obj)?, a => a.into_any());
+    let Ok(typed) = arr.cast_into::<PyArrayDyn<S>>() else {
+        return Err(value_error(format!(
+            "{op}: {name} must have the dtype of x ({})",
+            S::NAME
+        )));
+    };
+    if typed.shape() != shape {
+        return Err(value_error(format!(
+            "{op}: {name} has shape {}, x has {}",
+            shape_str(typed.shape()),
+            shape_str(shape)
+        )));
+    }
+    Ok(typed)
+}
+
+/// Forward statistics (mean, rstd) as f64, `expected` values in any shape with that many elements.
+fn stats_values(
+    op: &str,
+    name: &str,
+    obj: &Bound<'_, PyAny>,
+    expected: usize,
+) -> PyResult<Vec<f64>> {
+    let arr = as_ndarray(obj)?;
+    if arr.dtype().kind() != b'f' {
+        return Err(type_error(format!(
+            "{op}: {name} has dtype {}; expected a floating dtype",
+            arr.dtype()
+        )));
+    }
+    if arr.len() != expected {
+        return Err(value_error(format!(
+            "{op}: {name} has {} values (shape {}), expected {expected}: statistics from another shape?",
+            arr.len(),
+            shape_str(arr.shape())
+        )));
+    }
+    let flat = arr
+        .call_method1("astype", (numpy::dtype::<f64>(obj.py()),))?
+        .call_method1("ravel", ())?;
+    Ok(flat.cast_into::<PyArrayDyn<f64>>()?.to_vec()?)
+}
+
+/// f64 values as an array of x's dtype and the given shape.
+fn array_of<'py, S: Storage>(
+    py: Python<'py>,
+    values: &[f64],
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyAny>> {
+    let data: Vec<S> = values
+        .iter()
+        .map(|&v| S::store(<S::Compute as Float>::from_f64(v)))
+        .collect();
+    Ok(PyArray::from_vec(py, data).reshape(shape)?.into_any())
+}
+
+/// As [`array_of`], with the dtype taken from `like` (for use inside dtype dispatch).
+fn array_like<'py, S: Storage>(
+    py: Python<'py>,
+    _like: &Bound<'py, PyArrayDyn<S>>,
+    values: &[f64],
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyAny>> {
+    array_of::<S>(py, values, shape)
+}
+
+fn tuple<'py>(
+    py: Python<'py>,
+    items: Vec<Option<Bound<'py, PyAny>>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let items: Vec<Bound<'py, PyAny>> = items
+        .into_iter()
+        .map(|i| i.unwrap_or_else(|| py.None().into_bound(py)))
+        .collect();
+    Ok(PyTuple::new(py, items)?.into_any())
+}
+
+/// Trailing dims named by normalized_shape (None: last dim), checked against x.
+fn trailing_dims(
+    op: &str,
+    shape: &[usize],
+    normalized_shape: Option<&Bound<'_, PyAny>>,
+) -> PyResult<usize> {
+    crate::norm::normalized_ndim(op, shape, normalized_shape)
+}
+
+/// Shared by layer_norm_backward / rms_norm_backward and their fused-add forms.
+struct RowBackward<'a, 'py> {
+    op: &'a str,
+    grad_out: &'a Bound<'py, PyAny>,
+    mean: Option<&'a Bound<'py, PyAny>>,
+    rstd: &'a Bound<'py, PyAny>,
+    weight: Option<&'a Bound<'py, PyAny>>,
+    bias: Option<&'a Bound<'py, PyAny>>,
+    normalized_shape: Option<&'a Bound<'py, PyAny>>,
+    grad_sum: Option<&'a Bound<'py, PyAny>>,
+}
+
+/// (dx, dweight, dbias) of a row norm; a parameter gradient is None when the parameter was.
+type RowGrads<'py> = (
+    Bound<'py, PyAny>,
+    Option<Bound<'py, PyAny>>,
+    Option<Bound<'py, PyAny>>,
+);
+
+/// Returns (dx, dweight, dbias) as PyTorch does for the row norms.
+fn row_backward_typed<'py, S: Storage>(
+    py: Python<'py>,
+    x: Bound<'py, PyArrayDyn<S>>,
+    a: &RowBackward<'_, 'py>,
+) -> PyResult<RowGrads<'py>> {
+    let op = a.op;
+    let shape = x.shape().to_vec();
+    let k = trailing_dims(op, &shape, a.normalized_shape)?;
+    let norm_shape = shape[shape.len() - k..].to_vec();
+    let go = same_as_x::<S>(op, "grad_out", a.grad_out, &shape)?;
+    let xv = rows_ref(&x, k);
+    let n_rows = xv.rows.n_rows();
+    let mean = a
+        .mean
+        .map(|m| stats_values(op, "mean", m, n_rows))
+        .transpose()?;
+    let rstd = stats_values(op, "rstd", a.rstd, n_rows)?;
+    let weight = param::<S>(py, op, "weight", a.weight, &norm_shape)?;
+    let bias_given = a.bias.is_some();
+    if let Some(b) = a.bias {
+        param::<S>(py, op, "bias", Some(b), &norm_shape)?;
+    }
+    let dx = output::<S>(py, op, "dx", None, &shape)?;
+    let (gv, dv) = (rows_ref(&go, k), rows_mut(&dx, k));
+    let w = param_slice(weight.as_ref());
+    let want_params = weight.is_some() || bias_given;
+    // SAFETY: views of live arrays; dx is fresh.
+    let sums = compute(py, || unsafe {
+        bw::row_norm_backward(&gv, &xv, &dv, mean.as_deref(), &rstd, w, want_params)
+    })?;
+    if let Some(extra) = a.grad_sum {
+        // The fused add's second output also received a gradient: it adds to d(x + residual).
+        let extra = same_as_x::<S>(op, "grad_residual_out", extra, &shape)?;
+        dx.call_method1("__iadd__", (extra,))?;
+    }
+    let dweight = weight
+        .is_some()
+        .then(|| array_of::<S>(py, &sums.dweight, &norm_shape))
+        .transpose()?;
+    let dbias = bias_given
+        .then(|| array_of::<S>(py, &sums.dbias, &norm_shape))
+        .transpose()?;
+    Ok((dx.into_any(), dweight, dbias))
+}
+
+/// LayerNorm backward: (dx, dweight, dbias) from grad_out, x and the forward's mean/rstd
+/// (`layer_norm(..., return_stats=True)`); dweight/dbias are None when weight/bias is None.
+#[pyfunction]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight=None, bias=None, *, normalized_shape=None))]
+pub(crate) fn layer_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: &Bound<'py, PyAny>,
+    x: &Bound<'py, PyAny>,
+    mean: &Bound<'py, PyAny>,
+    rstd: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    bias: Option<&Bound<'py, PyAny>>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let op = "layer_norm_backward";
+    let args = RowBackward {
+        op,
+        grad_out,
+        mean: Some(mean),
+        rstd,
+        weight,
+        bias,
+        normalized_shape,
+        grad_sum: None,
+    };
+    let (dx, dw, db) =
+        with_float_array!(float_array(op, "x", x)?, x => row_backward_typed(py, x, &args))?;
+    tuple(py, vec![Some(dx), dw, db])
+}
+
+/// RMSNorm backward: (dx, dweight) from grad_out, x and the forward's rstd.
+#[pyfunction]
+#[pyo3(signature = (grad_out, x, rstd, weight=None, *, normalized_shape=None))]
+pub(crate) fn rms_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: &Bound<'py, PyAny>,
+    x: &Bound<'py, PyAny>,
+    rstd: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let op = "rms_norm_backward";
+    let args = RowBackward {
+        op,
+        grad_out,
+        mean: None,
+        rstd,
+        weight,
+        bias: None,
+        normalized_shape,
+        grad_sum: None,
+    };
+    let (dx, dw, _) =
+        with_float_array!(float_array(op, "x", x)?, x => row_backward_typed(py, x, &args))?;
+    tuple(py, vec![Some(dx), dw])
+}
+
+/// Backward of add_layer_norm: from grad_out (of the normalized output), the forward's
+/// `x + residual` output, mean and rstd, and optionally grad_residual_out (gradient reaching the
+/// sum output), returns (dx, dresidual, dweight, dbias); dx and dresidual are equal (one array).
+#[pyfunction]
+#[pyo3(signature = (grad_out, residual_sum, mean, rstd, weight=None, bias=None, *, grad_residual_out=None,
+                    normalized_shape=None))]
+pub(crate) fn add_layer_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: &Bound<'py, PyAny>,
+    residual_sum: &Bound<'py, PyAny>,
+    mean: &Bound<'py, PyAny>,
+    rstd: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    bias: Option<&Bound<'py, PyAny>>,
+    grad_residual_out: Option<&Bound<'py, PyAny>>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let op = "add_layer_norm_backward";
+    let args = RowBackward {
+        op,
+        grad_out,
+        mean: Some(mean),
+        rstd,
+        weight,
+        bias,
+        normalized_shape,
+        grad_sum: grad_residual_out,
+    };
+    let (dx, dw, db) = with_float_array!(float_array(op, "residual_sum", residual_sum)?, s => row_backward_typed(py, s, &args))?;
+    tuple(py, vec![Some(dx.clone()), Some(dx), dw, db])
+}
+
+/// Backward of add_rms_norm: (dx, dresidual, dweight), see add_layer_norm_backward.
+#[pyfunction]
+#[pyo3(signature = (grad_out, residual_sum, rstd, weight=None, *, grad_residual_out=None, normalized_shape=None))]
+pub(crate) fn add_rms_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: &Bound<'py, PyAny>,
+    residual_sum: &Bound<'py, PyAny>,
+    rstd: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    grad_residual_out: Option<&Bound<'py, PyAny>>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let op = "add_rms_norm_backward";
+    let args = RowBackward {
+        op,
+        grad_out,
+        mean: None,
+        rstd,
+        weight,
+        bias: None,
+        normalized_shape,
+        grad_sum: grad_residual_out,
+    };
+    let (dx, dw, _) = with_float_array!(float_array(op, "residual_sum", residual_sum)?, s => row_backward_typed(py, s, &args))?;
+    tuple(py, vec![Some(dx.clone()), Some(dx), dw])
+}
+
+/// Which channel-wise norm a grouped backward is for.
+#[derive(Clone, Copy)]
+enum Grouping {
+    /// BatchNorm: statistics per channel at `axis`.
+    Batch { axis: usize, training: bool },
+    /// InstanceNorm: statistics per (n, c).
+    Instance,
+    /// GroupNorm: statistics per (n, g).
+    Group { groups: usize },
+}
+
+fn grouped_backward_typed<'py, S: Storage>(
+    py: Python<'py>,
+    op: &str,
+    x: Bound<'py, PyArrayDyn<S>>,
+    grad_out: &Bound<'py, PyAny>,
+    mean: &Bound<'py, PyAny>,
+    rstd: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    grouping: Grouping,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = x.shape().to_vec();
+    let go = same_as_x::<S>(op, "grad_out", grad_out, &shape)?;
+    let (inner_ndim, channels, n_stats, training) = match grouping {
+        Grouping::Batch { axis, training } => {
+            (shape.len() - axis - 1, shape[axis], shape[axis], training)
+        }
+        Grouping::Instance | Grouping::Group { .. } => {
+            if shape.len() < 2 {
+                return Err(value_error(format!(
+                    "{op}: x must be (N, C, ...), got shape {}",
+                    shape_str(&shape)
+                )));
+            }
+            let n_stats = match grouping {
+                Grouping::Group { groups } => shape[0] * groups,
+                _ => shape[0] * shape[1],
+            };
+            (shape.len() - 2, shape[1], n_stats, true)
+        }
+    };
+    if let Grouping::Group { groups } = grouping {
+        if groups == 0 || channels % groups != 0 {
+            return Err(value_error(format!(
+                "{op}: num_groups={groups} must be >= 1 and divide the {channels} channels"
+            )));
+        }
+    }
+    let mean = stats_values(op, "mean", mean, n_stats)?;
+    let rstd = stats_values(op, "rstd", rstd, n_stats)?;
+    let weight = channel_param::<S>(py, op, "weight", weight, channels)?;
+    let dx = output::<S>(py, op, "dx", None, &shape)?;
+    let (xv, gv, dv) = (
+        rows_ref(&x, inner_ndim),
+        rows_ref(&go, inner_ndim),
+        rows_mut(&dx, inner_ndim),
+    );
+    let per_group = match grouping {
+        Grouping::Group { groups } => channels / groups,
+        _ => 1,
+    };
+    let stat_of_row = move |r: usize| match grouping {
+        Grouping::Batch { .. } => r % channels,
+        Grouping::Instance => r,
+        Grouping::Group { groups } => (r / channels) * groups + (r % channels) / per_group,
+    };
+    let channel_of_row = move |r: usize| r % channels;
+    let layout = GroupedRows {
+        stat_of_row: &stat_of_row,
+        channel_of_row: &channel_of_row,
+        channels,
+    };
+    let w = weight.as_deref();
+    // SAFETY: views of live arrays; dx is fresh.
+    let (dweight, dbias) = compute(py, || unsafe {
+        bw::grouped_norm_backward(&gv, &xv, &dv, &mean, &rstd, w, training, &layout)
+    })?;
+    let dweight = weight
+        .is_some()
+        .then(|| array_of::<S>(py, &dweight, &[channels]))
+        .transpose()?;
+    tuple(
+        py,
+        vec![
+            Some(dx.into_any()),
+            dweight,
+            Some(array_of::<S>(py, &dbias, &[channels])?),
+        ],
+    )
+}
+
+/// BatchNorm backward: (dx, dweight, dbias) from grad_out, x and the statistics the forward used
+/// (`batch_norm(..., return_stats=True)`). `training=True` includes the terms through the batch
+/// mean and variance; `training=False` treats them as constants (eval mode). dweight is None when
+/// weight is None.
+#[pyfunction]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight=None, *, training=true, axis=1))]
+pub(crate) fn batch_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: &Bound<'py, PyAny>,
+    x: &Bound<'py, PyAny>,
+    mean: &Bound<'py, PyAny>,
+    rstd: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    training: bool,
+    axis: i64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let op = "batch_norm_backward";
+    with_float_array!(float_array(op, "x", x)?, x => {
+        let ndim = x.ndim();
+        let resolved = if axis < 0 { axis + ndim as i64 } else { axis };
+        if resolved < 0 || resolved >= ndim as i64 {
+            return Err(value_error(format!("{op}: axis {axis} is out of range for an array of {ndim} dims")));
+        }
+        let grouping = Grouping::Batch { axis: resolved as usize, training };
+        grouped_backward_typed(py, op, x, grad_out, mean, rstd, weight, grouping)
+    })
+}
+
+/// InstanceNorm backward: (dx, dweight, dbias); mean/rstd are the forward's (N, C) statistics.
+#[pyfunction]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight=None))]
+pub(crate) fn instance_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: &Bound<'py, PyAny>,
+    x: &Bound<'py, PyAny>,
+    mean: &Bound<'py, PyAny>,
+    rstd: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let op = "instance_norm_backward";
+    with_float_array!(float_array(op, "x", x)?, x => {
+        grouped_backward_typed(py, op, x, grad_out, mean, rstd, weight, Grouping::Instance)
+    })
+}
+
+/// GroupNorm backward: (dx, dweight, dbias); mean/rstd are the forward's (N, G) statistics.
+#[pyfunction]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight=None, *, num_groups))]
+pub(crate) fn group_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: &Bound<'py, PyAny>,
+    x: &Bound<'py, PyAny>,
+    mean: &Bound<'py, PyAny>,
+    rstd: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    num_groups: i64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let op = "group_norm_backward";
+    let groups = usize::try_from(num_groups).unwrap_or(0);
+    with_float_array!(float_array(op, "x", x)?, x => {
+        grouped_backward_typed(py, op, x, grad_out, mean, rstd, weight, Grouping::Group { groups })
+    })
+}
+
+/// Weight-norm backward: (dv, dg) from grad_w (gradient of w = g·v/‖v‖), v and g; dg has g's shape.
+#[pyfunction]
+#[pyo3(signature = (grad_w, v, g, *, dim=Some(0)))]
+#[pyo3(text_signature = "(grad_w, v, g, *, dim=0)")]
+pub(crate) fn weight_norm_backward<'py>(
+    py: Python<'py>,
+    grad_w: &Bound<'py, PyAny>,
+    v: &Bound<'py, PyAny>,
+    g: &Bound<'py, PyAny>,
+    dim: Option<i64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let op = "weight_norm_backward";
+    with_float_array!(float_array(op, "v", v)?, v => {
+        let shape = v.shape().to_vec();
+        let dim = dim.map(|d| {
+            let r = if d < 0 { d + shape.len() as i64 } else { d };
+            if r < 0 || r >= shape.len() as i64 {
+                Err(value_error(format!("{op}: axis {d} is out of range for an array of {} dims", shape.len())))
+            } else {
+                Ok(r as usize)
+            }
+        }).transpose()?;
+        let slices = dim.map_or(1, |d| shape[d]);
+        let g_arr = as_ndarray(g)?;
+        let g_values = stats_values(op, "g", g, slices)?;
+        let gw = same_as_x(op, "grad_w", grad_w, &shape)?;
+        let dv = output(py, op, "dv", None, &shape)?;
+        let leading: Vec<usize> = dim.into_iter().collect();
+        let permute = |strides: Vec<isize>| -> (Vec<usize>, Vec<isize>) {
+            let order: Vec<usize> = leading.iter().copied().chain((0..shape.len()).filter(|d| !leading.contains(d))).collect();
+            (order.iter().map(|&d| shape[d]).collect(), order.iter().map(|&d| strides[d]).collect())
+        };
+        let inner = shape.len() - leading.len();
+        let (vs, vst) = permute(element_strides(v.as_untyped()));
+        let (gs, gst) = permute(element_strides(gw.as_untyped()));
+        let (ds, dst) = permute(element_strides(dv.as_untyped()));
+        let (vv, gv) = (rows_ref_as(&v, &vs, &vst, inner), rows_ref_as(&gw, &gs, &gst, inner));
+        let dvv = RowsMut { ptr: dv.data(), rows: Rows::split(&ds, &dst, inner) };
+        // SAFETY: views of live arrays; dv is fresh.
+        let dg = compute(py, || unsafe { bw::weight_norm_backward(&gv, &vv, &dvv, &g_values) })?;
+        let g_shape = g_arr.shape().to_vec();
+        tuple(py, vec![Some(dv.into_any()), Some(array_like(py, &v, &dg, &g_shape)?)])
+    })
+}
+
+/// Backward of l2_normalize (rows over the last dim): dx from the output gradient and x.
+#[pyfunction]
+#[pyo3(signature = (grad, x, eps=1e-12))]
+pub(crate) fn l2_normalize_backward<'py>(
+    py: Python<'py>,
+    grad: &Bound<'py, PyAny>,
+    x: &Bound<'py, PyAny>,
+    eps: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let op = "l2_normalize_backward";
+    with_float_array!(float_array(op, "x", x)?, x => {
+        let shape = x.shape().to_vec();
+        if shape.is_empty() {
+            return Err(value_error(format!("{op}: x is 0-dimensional")));
+        }
+        let gy = same_as_x(op, "grad", grad, &shape)?;
+        let dx = output(py, op, "dx", None, &shape)?;
+        let (gv, xv, dv) = (rows_ref(&gy, 1), rows_ref(&x, 1), rows_mut(&dx, 1));
+        // SAFETY: views of live arrays; dx is fresh.
+        compute(py, || unsafe { bw::l2_normalize_backward(&gv, &xv, &dv, eps) })?;
+        Ok(dx.into_any())
+    })
+}
+
+/// SELU backward: dx = grad_out·λ for x > 0, grad_out·λ·α·eˣ otherwise.
+#[pyfunction]
+pub(crate) fn selu_backward<'py>(
+    py: Python<'py>,
+    grad_out: &Bound<'py, PyAny>,
+    x: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let op = "selu_backward";
+    with_float_array!(float_array(op, "x", x)?, x => {
+        let shape = x.shape().to_vec();
+        let go = same_as_x(op, "grad_out", grad_out, &shape)?;
+        let dx = output(py, op, "dx", None, &shape)?;
+        let inner = usize::from(!shape.is_empty());
+        let (gv, xv, dv) = (rows_ref(&go, inner), rows_ref(&x, inner), rows_mut(&dx, inner));
+        // SAFETY: views of live arrays; dx is fresh.
+        compute(py, || unsafe { bw::selu_backward(&gv, &xv, &dv) })?;
+        Ok(dx.into_any())
+    })
+}
