@@ -260,6 +260,86 @@ def channel_workloads(shape, dtype=np.float32, threads: int = 1) -> list[Workloa
     return [Workload(op, tuple(shape), np.dtype(dtype).name, moved, by_impl) for op, by_impl in impls.items()]
 
 
+BACKWARD_LN_SHAPE = (4096, 1024)
+BACKWARD_BN_SHAPE = (16, 64, 56, 56)
+QUICK_BACKWARD_LN_SHAPE = (256, 256)
+QUICK_BACKWARD_BN_SHAPE = (4, 16, 14, 14)
+
+
+def _rsnorm_layer_norm_train_step(x, w, b, go):
+    _, mean, rstd = _rsnorm.layer_norm(x, x.shape[-1], w, b, EPS, return_stats=True)
+    return _rsnorm.layer_norm_backward(go, x, mean, rstd, w, b)
+
+
+def _numpy_layer_norm_train_step(x, w, b, go):
+    mean = x.mean(-1, keepdims=True)
+    centered = x - mean
+    rstd = 1 / np.sqrt((centered * centered).mean(-1, keepdims=True) + EPS)
+    xhat = centered * rstd
+    _ = xhat * w + b
+    g = go * w
+    dx = rstd * (g - g.mean(-1, keepdims=True) - xhat * (g * xhat).mean(-1, keepdims=True))
+    return dx, (go * xhat).sum(0), go.sum(0)
+
+
+def _rsnorm_batch_norm_train_step(x, w, b, go):
+    _, mean, rstd = _rsnorm.batch_norm(x, None, None, w, b, True, 0.1, EPS, return_stats=True)
+    return _rsnorm.batch_norm_backward(go, x, mean, rstd, w)
+
+
+def _numpy_batch_norm_train_step(x, w, b, go):
+    axes = (0, *range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mean = x.mean(axis=axes, keepdims=True)
+    centered = x - mean
+    rstd = 1 / np.sqrt((centered * centered).mean(axis=axes, keepdims=True) + EPS)
+    xhat = centered * rstd
+    _ = xhat * w.reshape(shape) + b.reshape(shape)
+    g = go * w.reshape(shape)
+    dx = rstd * (g - g.mean(axis=axes, keepdims=True) - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+    return dx, (go * xhat).sum(axis=axes), go.sum(axis=axes)
+
+
+def _torch_layer_norm(torch, tx, tw, tb):
+    return torch.nn.functional.layer_norm(tx, (tx.shape[-1],), tw, tb, EPS)
+
+
+def _torch_batch_norm(torch, tx, tw, tb):
+    return torch.nn.functional.batch_norm(tx, None, None, tw, tb, True, 0.1, EPS)
+
+
+def _torch_train_step(torch, forward, x, w, b, go):
+    tx = torch.from_numpy(x).requires_grad_()
+    tw, tb = torch.from_numpy(w).requires_grad_(), torch.from_numpy(b).requires_grad_()
+    y = forward(tx, tw, tb)
+    return torch.autograd.grad(y, (tx, tw, tb), torch.from_numpy(go))
+
+
+def backward_workloads(ln_shape, bn_shape, dtype=np.float32) -> list[Workload]:
+    """Forward + backward (a training step's norm work) of LayerNorm and BatchNorm."""
+    rng = np.random.default_rng(2)
+    torch = _torch()
+    loads = []
+    for op, shape, ours, theirs in (
+        ("layer_norm fwd+bwd", ln_shape, _rsnorm_layer_norm_train_step, _numpy_layer_norm_train_step),
+        ("batch_norm fwd+bwd", bn_shape, _rsnorm_batch_norm_train_step, _numpy_batch_norm_train_step),
+    ):
+        x = rng.standard_normal(shape, dtype=np.float64).astype(dtype)
+        go = rng.standard_normal(shape, dtype=np.float64).astype(dtype)
+        c = shape[-1] if op.startswith("layer") else shape[1]
+        w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+        impls: dict[str, Callable[[], object]] = {
+            "rsnorm": partial(ours, x, w, b, go),
+            "numpy": partial(theirs, x, w, b, go),
+        }
+        if torch is not None:
+            forward = partial(_torch_layer_norm if op.startswith("layer") else _torch_batch_norm, torch)
+            impls["torch"] = partial(_torch_train_step, torch, forward, x, w, b, go)
+        # Forward reads x, writes y; backward reads grad_out and x, writes dx.
+        loads.append(Workload(op, tuple(shape), np.dtype(dtype).name, 5 * x.nbytes, impls))
+    return loads
+
+
 # ---------------------------------------------------------------- timing
 
 
@@ -318,11 +398,17 @@ class _Progress:
 
 
 def run(
-    shapes=None, channel_shape=CHANNEL_SHAPE, rounds: int = 11, target_s: float = 0.02, progress: bool = True
+    shapes=None,
+    channel_shape=CHANNEL_SHAPE,
+    backward_shapes=(BACKWARD_LN_SHAPE, BACKWARD_BN_SHAPE),
+    rounds: int = 11,
+    target_s: float = 0.02,
+    progress: bool = True,
 ) -> dict:
     shapes = shapes or DEFAULT_SHAPES
     threads = _rsnorm.get_num_threads()
     loads = workloads(shapes, threads=threads) + channel_workloads(channel_shape, threads=threads)
+    loads += backward_workloads(*backward_shapes)
     bar = _Progress(len(loads) + 1, progress)
     bar.step("copy bandwidth")
     ceiling = copy_bandwidth()
@@ -352,7 +438,7 @@ def format_table(report: dict) -> str:
         "",
     ]
     header = (
-        f"{'op':<17}{'shape':<18}{'dtype':<8}{'rsnorm':>9}{'GB/s':>7}{'%copy':>7}{'alloc':>9}"
+        f"{'op':<20}{'shape':<18}{'dtype':<8}{'rsnorm':>9}{'GB/s':>7}{'%copy':>7}{'alloc':>9}"
         + "".join(f"{p:>12}" for p in PEERS)
         + "".join(f"{'×' + p:>13}" for p in PEERS)
     )
@@ -362,8 +448,9 @@ def format_table(report: dict) -> str:
         ours = t["rsnorm"]
         gbps = r["bytes_moved"] / ours / 1e9
         row = (
-            f"{r['op']:<17}{tuple(r['shape'])!s:<18}{r['dtype']:<8}{ours * 1e3:>9.3f}{gbps:>7.1f}"
-            f"{100 * gbps / ceiling:>6.0f}%{t['rsnorm alloc'] * 1e3:>9.3f}"
+            f"{r['op']:<20}{tuple(r['shape'])!s:<18}{r['dtype']:<8}{ours * 1e3:>9.3f}{gbps:>7.1f}"
+            f"{100 * gbps / ceiling:>6.0f}%"
+            + (f"{t['rsnorm alloc'] * 1e3:>9.3f}" if "rsnorm alloc" in t else f"{'—':>9}")
         )
         row += "".join(f"{t[p] * 1e3:>12.3f}" if p in t else f"{'—':>12}" for p in PEERS)
         row += "".join(f"{t[p] / ours:>12.1f}×" if p in t else f"{'—':>13}" for p in PEERS)
@@ -386,6 +473,9 @@ def main(argv: list[str]) -> int:
     report = run(
         QUICK_SHAPES if args.quick else DEFAULT_SHAPES,
         QUICK_CHANNEL_SHAPE if args.quick else CHANNEL_SHAPE,
+        (QUICK_BACKWARD_LN_SHAPE, QUICK_BACKWARD_BN_SHAPE)
+        if args.quick
+        else (BACKWARD_LN_SHAPE, BACKWARD_BN_SHAPE),
         rounds=rounds,
         target_s=0.002 if args.quick else 0.02,
         progress=not args.json,

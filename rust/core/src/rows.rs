@@ -306,10 +306,10 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
     });
 }
 
-/// Rows per block of [`map_row_blocks`] for rows of `row_len`: about 16K elements, fixed by the
-/// shape alone so block sums are the same for every thread count.
-pub fn block_rows(row_len: usize) -> usize {
-    (16_384 / row_len.max(1)).max(1)
+/// Rows per block of [`map_row_blocks`]: at most 64 blocks (so per-block accumulators stay few
+/// and cheap to fold), fixed by the shape alone so block sums are the same for every thread count.
+pub fn block_rows(n_rows: usize) -> usize {
+    n_rows.div_ceil(64).max(1)
 }
 
 /// Like [`map_rows`], but rows are grouped in fixed blocks of [`block_rows`] rows; each block
@@ -332,7 +332,7 @@ where
     let Some((n_rows, row_len)) = shape_of(&inputs, &outputs) else {
         return Vec::new();
     };
-    let per_block = block_rows(row_len);
+    let per_block = block_rows(n_rows);
     let n_blocks = n_rows.div_ceil(per_block);
     let mut blocks: Vec<Option<A>> = (0..n_blocks).map(|_| None).collect();
     let slots = SharedMut(blocks.as_mut_ptr());
