@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os as _os
 
-from . import _rsnorm, nn
+from . import _rsnorm, nn, optim
 from ._config import show_config
 from ._rsnorm import (
     __version__,
@@ -64,6 +64,7 @@ __all__ = [
     "merge_moments",
     "moments",
     "nn",
+    "optim",
     "rms_norm",
     "rms_norm_backward",
     "selu",

@@ -20,6 +20,7 @@ __all__ = [
     "batch_norm",
     "batch_norm_backward",
     "get_num_threads",
+    "grad_norm",
     "group_norm",
     "group_norm_backward",
     "instance_norm",
@@ -31,6 +32,8 @@ __all__ = [
     "local_response_norm",
     "merge_moments",
     "moments",
+    "optim_step",
+    "optim_validate",
     "rms_norm",
     "rms_norm_backward",
     "selu",
@@ -230,6 +233,18 @@ def weight_norm_backward(
 ) -> tuple[_Array, _Array]: ...
 def l2_normalize_backward(grad: _ArrayLike, x: _ArrayLike, eps: float = 1e-12) -> _Array: ...
 def selu_backward(grad_out: _ArrayLike, x: _ArrayLike) -> _Array: ...
+def optim_validate(name: str, hyper: dict[str, float]) -> list[str]: ...
+def optim_step(
+    algorithm: str,
+    hyper: dict[str, float],
+    params: list[_Array],
+    grads: list[_Array],
+    states: list[list[_Array]],
+    steps: list[int],
+    fresh: list[bool],
+    grad_scale: float = 1.0,
+) -> None: ...
+def grad_norm(grads: list[_Array]) -> float: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def simd_level() -> str: ...

@@ -12,6 +12,7 @@ pub mod element;
 pub mod error;
 pub mod layout;
 pub mod norm;
+pub mod optim;
 pub mod parallel;
 pub mod reduce;
 pub mod rows;

@@ -7,6 +7,7 @@ mod dispatch;
 mod errors;
 mod misc;
 mod norm;
+mod optim;
 
 use dispatch::{float_array, with_float_array, Storage};
 use errors::{compute, value_error};
@@ -102,6 +103,9 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(backward::weight_norm_backward, m)?)?;
     m.add_function(wrap_pyfunction!(backward::l2_normalize_backward, m)?)?;
     m.add_function(wrap_pyfunction!(backward::selu_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::optim_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::optim_validate, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::grad_norm, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
