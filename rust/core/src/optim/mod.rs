@@ -444,33 +444,60 @@ fn update<T: Float>(
                 f(momentum),
             );
             let decay = weight_decay != 0.0;
-            let with_momentum = momentum > 0.0;
-            // State order: square_avg, [momentum_buffer], [grad_avg].
-            let (buf, grad_avg) = if centered && !with_momentum {
-                (s2, s1)
-            } else {
-                (s1, s2)
-            };
-            for (k, (p, &g)) in p.iter_mut().zip(g).enumerate() {
-                let mut g = read_grad(g, scale, clip, maximize);
+            let grad = |g: T, p: T| {
+                let g = read_grad(g, scale, clip, maximize);
                 if decay {
-                    g = g + wd * *p;
+                    g + wd * p
+                } else {
+                    g
                 }
-                let sq = &mut s0[k];
+            };
+            let square = |sq: &mut T, g: T| {
                 *sq = *sq * alpha_t + one_minus_alpha * g * g;
-                let avg = if centered {
-                    let ga = &mut grad_avg[k];
-                    *ga = *ga + one_minus_alpha * (g - *ga);
-                    (*sq - *ga * *ga).sqrt() + eps
-                } else {
-                    sq.sqrt() + eps
-                };
-                if with_momentum {
-                    let b = &mut buf[k];
-                    *b = *b * mom + g / avg;
-                    *p = *p - lr * *b;
-                } else {
-                    *p = *p - lr * (g / avg);
+            };
+            let centered_avg = |sq: T, ga: &mut T, g: T| {
+                *ga = *ga + one_minus_alpha * (g - *ga);
+                (sq - *ga * *ga).sqrt() + eps
+            };
+            // State order: square_avg, [momentum_buffer], [grad_avg]; one zip loop per layout so
+            // each vectorizes without bounds checks.
+            match (momentum > 0.0, centered) {
+                (false, false) => {
+                    for ((p, &g), sq) in p.iter_mut().zip(g).zip(s0.iter_mut()) {
+                        let g = grad(g, *p);
+                        square(sq, g);
+                        *p = *p - lr * (g / (sq.sqrt() + eps));
+                    }
+                }
+                (true, false) => {
+                    for (((p, &g), sq), buf) in
+                        p.iter_mut().zip(g).zip(s0.iter_mut()).zip(s1.iter_mut())
+                    {
+                        let g = grad(g, *p);
+                        square(sq, g);
+                        *buf = *buf * mom + g / (sq.sqrt() + eps);
+                        *p = *p - lr * *buf;
+                    }
+                }
+                (false, true) => {
+                    for (((p, &g), sq), ga) in
+                        p.iter_mut().zip(g).zip(s0.iter_mut()).zip(s1.iter_mut())
+                    {
+                        let g = grad(g, *p);
+                        square(sq, g);
+                        let avg = centered_avg(*sq, ga, g);
+                        *p = *p - lr * (g / avg);
+                    }
+                }
+                (true, true) => {
+                    let states = s0.iter_mut().zip(s1.iter_mut()).zip(s2.iter_mut());
+                    for ((p, &g), ((sq, buf), ga)) in p.iter_mut().zip(g).zip(states) {
+                        let g = grad(g, *p);
+                        square(sq, g);
+                        let avg = centered_avg(*sq, ga, g);
+                        *buf = *buf * mom + g / avg;
+                        *p = *p - lr * *buf;
+                    }
                 }
             }
         }
@@ -497,7 +524,8 @@ fn update<T: Float>(
                 f(weight_decay),
             );
             let decay = weight_decay != 0.0;
-            for (k, ((p, &g), m)) in p.iter_mut().zip(g).zip(s0.iter_mut()).enumerate() {
+            // Weight decay, then the two moments, in PyTorch's order.
+            let moments = |p: &mut T, g: T, m: &mut T, v: &mut T| {
                 let mut g = read_grad(g, scale, clip, maximize);
                 if decay {
                     if decoupled {
@@ -507,21 +535,27 @@ fn update<T: Float>(
                     }
                 }
                 *m = *m + w1 * (g - *m);
-                let v = &mut s1[k];
                 *v = *v * beta2_t + one_minus_beta2 * g * g;
-                let second = if amsgrad {
-                    let vmax = &mut s2[k];
+            };
+            let apply = |p: &mut T, m: T, second: T| {
+                *p = *p - step_size * (m / (second.sqrt() / bc2_sqrt + eps))
+            };
+            if amsgrad {
+                let states = s0.iter_mut().zip(s1.iter_mut()).zip(s2.iter_mut());
+                for ((p, &g), ((m, v), vmax)) in p.iter_mut().zip(g).zip(states) {
+                    moments(p, g, m, v);
                     // torch.maximum: NaN in either propagates.
                     let now = *v;
                     if now > *vmax || now.partial_cmp(&now).is_none() {
                         *vmax = now;
                     }
-                    *vmax
-                } else {
-                    *v
-                };
-                let denom = second.sqrt() / bc2_sqrt + eps;
-                *p = *p - step_size * (*m / denom);
+                    apply(p, *m, *vmax);
+                }
+            } else {
+                for ((p, &g), (m, v)) in p.iter_mut().zip(g).zip(s0.iter_mut().zip(s1.iter_mut())) {
+                    moments(p, g, m, v);
+                    apply(p, *m, *v);
+                }
             }
         }
     }
