@@ -538,7 +538,7 @@ fn update<T: Float>(
                 *v = *v * beta2_t + one_minus_beta2 * g * g;
             };
             let apply = |p: &mut T, m: T, second: T| {
-                *p = *p - step_size * (m / (second.sqrt() / bc2_sqrt + eps))
+                *p = *p - step_size * (m / (second.sqrt() / bc2_sqrt + eps));
             };
             if amsgrad {
                 let states = s0.iter_mut().zip(s1.iter_mut()).zip(s2.iter_mut());
