@@ -31,12 +31,19 @@ def test_bench_json_has_every_workload_with_positive_medians():
         ("layer_norm fwd+bwd", bench.QUICK_BACKWARD_LN_SHAPE),
         ("batch_norm fwd+bwd", bench.QUICK_BACKWARD_BN_SHAPE),
     }
-    assert seen == rows | {(op, bench.QUICK_CHANNEL_SHAPE) for op in channel_ops} | backward
+    optimizers = {
+        (f"{op} {label}", (sum(shapes),))
+        for label, shapes in bench.QUICK_OPTIM_SIZES.items()
+        for op in ("adam", "sgd momentum")
+    }
+    assert seen == rows | {(op, bench.QUICK_CHANNEL_SHAPE) for op in channel_ops} | backward | optimizers
     for r in report["results"]:
         assert {"rsnorm", "numpy"} <= set(r["median_s"])
         assert all(t > 0 for t in r["median_s"].values())
-        arrays = 5 if r["op"].endswith("fwd+bwd") else 2
-        assert r["bytes_moved"] == arrays * 4 * int(np.prod(r["shape"]))
+        per_element = {"adam": 28, "sgd": 20}.get(
+            r["op"].split()[0], 4 * (5 if r["op"].endswith("fwd+bwd") else 2)
+        )
+        assert r["bytes_moved"] == per_element * int(np.prod(r["shape"]))
 
 
 def test_table_lists_rows_ratios_and_ceiling():

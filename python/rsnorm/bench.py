@@ -340,6 +340,93 @@ def backward_workloads(ln_shape, bn_shape, dtype=np.float32) -> list[Workload]:
     return loads
 
 
+OPTIM_SIZES = {"10M": (10_000_000,), "200x50k": (50_000,) * 200}
+QUICK_OPTIM_SIZES = {"1M": (1_000_000,), "20x50k": (50_000,) * 20}
+
+
+class _NumpyAdam:
+    """Adam written as in-place NumPy, the everyday peer."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+
+    def step(self, grads):
+        self.t += 1
+        b1, b2 = self.betas
+        step_size = self.lr / (1 - b1**self.t)
+        bc2_sqrt = math.sqrt(1 - b2**self.t)
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            denom = np.sqrt(v)
+            denom /= bc2_sqrt
+            denom += self.eps
+            p -= step_size * m / denom
+
+
+class _NumpySgdMomentum:
+    def __init__(self, params, lr=1e-3, momentum=0.9):
+        self.params, self.lr, self.momentum = params, lr, momentum
+        self.buf = [np.zeros_like(p) for p in params]
+
+    def step(self, grads):
+        for p, g, b in zip(self.params, grads, self.buf):
+            b *= self.momentum
+            b += g
+            p -= self.lr * b
+
+
+def _torch_optimizer(torch, cls, params, grads, **options):
+    tensors = [torch.from_numpy(p) for p in params]
+    for t, g in zip(tensors, grads):
+        t.grad = torch.from_numpy(g)
+    try:
+        step = cls(tensors, **options).step
+        step()
+    except (RuntimeError, TypeError, ValueError):  # this torch lacks the variant (e.g. fused on CPU)
+        return None
+    return step
+
+
+def optimizer_workloads(sizes: dict[str, tuple[int, ...]], dtype=np.float32) -> list[Workload]:
+    """Adam and SGD-momentum steps over one large tensor and over many small ones."""
+    from . import optim
+
+    rng = np.random.default_rng(3)
+    torch = _torch()
+    loads = []
+    for label, shapes in sizes.items():
+        n = sum(shapes)
+        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        for op, ours, peer, bytes_per in (
+            ("adam", optim.Adam, _NumpyAdam, 28),
+            ("sgd momentum", partial(optim.SGD, momentum=0.9), _NumpySgdMomentum, 20),
+        ):
+            impls: dict[str, Callable[[], object]] = {
+                "rsnorm": partial(
+                    ours([rng.standard_normal(s).astype(dtype) for s in shapes], lr=1e-3).step, grads
+                ),
+                "numpy": partial(
+                    peer([rng.standard_normal(s).astype(dtype) for s in shapes], lr=1e-3).step, grads
+                ),
+            }
+            if torch is not None:
+                cls = torch.optim.Adam if op == "adam" else partial(torch.optim.SGD, momentum=0.9)
+                for variant, options in (("torch", {"foreach": True}), ("torch fused", {"fused": True})):
+                    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+                    stepper = _torch_optimizer(torch, cls, params, grads, lr=1e-3, **options)
+                    if stepper is not None:
+                        impls[variant] = stepper
+            # Adam reads p, g, m, v and writes p, m, v (28 bytes per f32 parameter); SGD with
+            # momentum reads p, g, buf and writes p, buf (20).
+            loads.append(Workload(f"{op} {label}", (n,), np.dtype(dtype).name, bytes_per * n, impls))
+    return loads
+
+
 # ---------------------------------------------------------------- timing
 
 
@@ -401,6 +488,7 @@ def run(
     shapes=None,
     channel_shape=CHANNEL_SHAPE,
     backward_shapes=(BACKWARD_LN_SHAPE, BACKWARD_BN_SHAPE),
+    optim_sizes=OPTIM_SIZES,
     rounds: int = 11,
     target_s: float = 0.02,
     progress: bool = True,
@@ -409,6 +497,7 @@ def run(
     threads = _rsnorm.get_num_threads()
     loads = workloads(shapes, threads=threads) + channel_workloads(channel_shape, threads=threads)
     loads += backward_workloads(*backward_shapes)
+    loads += optimizer_workloads(optim_sizes)
     bar = _Progress(len(loads) + 1, progress)
     bar.step("copy bandwidth")
     ceiling = copy_bandwidth()
@@ -424,7 +513,7 @@ def run(
 
 # ---------------------------------------------------------------- report
 
-PEERS = ("numpy", "torch", "onnxruntime")
+PEERS = ("numpy", "torch", "torch fused", "onnxruntime")
 
 
 def format_table(report: dict) -> str:
@@ -476,6 +565,7 @@ def main(argv: list[str]) -> int:
         (QUICK_BACKWARD_LN_SHAPE, QUICK_BACKWARD_BN_SHAPE)
         if args.quick
         else (BACKWARD_LN_SHAPE, BACKWARD_BN_SHAPE),
+        QUICK_OPTIM_SIZES if args.quick else OPTIM_SIZES,
         rounds=rounds,
         target_s=0.002 if args.quick else 0.02,
         progress=not args.json,

@@ -295,7 +295,13 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
                 let mut io = RowIo::new(inputs, outputs, row_len);
                 for row in range {
                     // SAFETY: forwarded from the caller; one task per row.
-                    let result = unsafe { io.run(row, |ins, outs| kernel(row, ins, outs)) };
+                    let result = unsafe {
+                        io.run(
+                            row,
+                            #[inline(always)]
+                            |ins, outs| kernel(row, ins, outs),
+                        )
+                    };
                     if keep_results {
                         // SAFETY: row < n_rows = results.len(); one writer per row.
                         unsafe { *results.at(row) = result };
@@ -345,7 +351,13 @@ where
                     let mut acc = init();
                     for row in block * per_block..((block + 1) * per_block).min(n_rows) {
                         // SAFETY: forwarded from the caller; one task per block.
-                        unsafe { io.run(row, |ins, outs| kernel(&mut acc, row, ins, outs)) };
+                        unsafe {
+                            io.run(
+                                row,
+                                #[inline(always)]
+                                |ins, outs| kernel(&mut acc, row, ins, outs),
+                            )
+                        };
                     }
                     // SAFETY: block < n_blocks; one writer per block.
                     unsafe { *slots.at(block) = Some(acc) };
