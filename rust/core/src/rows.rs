@@ -356,8 +356,8 @@ where
                                 row,
                                 #[inline(always)]
                                 |ins, outs| kernel(&mut acc, row, ins, outs),
-                            )
-                        };
+                            );
+                        }
                     }
                     // SAFETY: block < n_blocks; one writer per block.
                     unsafe { *slots.at(block) = Some(acc) };
