@@ -19,10 +19,12 @@ __all__ = [
     "add_rms_norm_backward",
     "batch_norm",
     "batch_norm_backward",
+    "cross_entropy_with_logits",
     "get_num_threads",
     "grad_norm",
     "group_norm",
     "group_norm_backward",
+    "information",
     "instance_norm",
     "instance_norm_backward",
     "l2_normalize",
@@ -30,6 +32,7 @@ __all__ = [
     "layer_norm",
     "layer_norm_backward",
     "local_response_norm",
+    "log_softmax",
     "merge_moments",
     "moments",
     "optim_step",
@@ -40,6 +43,8 @@ __all__ = [
     "selu_backward",
     "set_num_threads",
     "simd_level",
+    "softmax",
+    "wasserstein_1d",
     "weight_norm",
     "weight_norm_backward",
 ]
@@ -245,6 +250,26 @@ def optim_step(
     grad_scale: float = 1.0,
 ) -> None: ...
 def grad_norm(grads: list[_Array]) -> float: ...
+def softmax(x: _ArrayLike, axis: int = -1, *, out: _Array | None = None) -> _Array: ...
+def log_softmax(x: _ArrayLike, axis: int = -1, *, out: _Array | None = None) -> _Array: ...
+def information(
+    measure: str, p: _ArrayLike, q: _ArrayLike | None = None, axis: int = -1, base: float | None = None
+) -> Any: ...
+def cross_entropy_with_logits(
+    logits: _ArrayLike,
+    target: _ArrayLike,
+    *,
+    axis: int = -1,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+) -> Any: ...
+def wasserstein_1d(
+    u_values: _ArrayLike,
+    v_values: _ArrayLike,
+    u_weights: _ArrayLike | None = None,
+    v_weights: _ArrayLike | None = None,
+) -> float: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def simd_level() -> str: ...

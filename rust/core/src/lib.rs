@@ -8,6 +8,7 @@
 //! ([`simd`]).
 
 pub mod act;
+pub mod divergence;
 pub mod element;
 pub mod error;
 pub mod layout;

@@ -117,6 +117,17 @@ pub fn for_each_range(n_items: usize, work_per_item: usize, f: impl Fn(Range<usi
     pool().install(|| (0..chunks).into_par_iter().for_each(|c| f(chunk_range(c))));
 }
 
+/// Runs two closures, in parallel on the pool when there are threads to spare.
+pub fn join<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if num_threads() <= 1 {
+        return (a(), b());
+    }
+    pool().install(|| rayon::join(a, b))
+}
+
 /// Copies `src` into `dst` with the pool: the memory-bandwidth ceiling benchmarks compare
 /// kernels against (bytes read + written per second by the same threads).
 pub fn parallel_copy<T: Copy + Send + Sync>(src: &[T], dst: &mut [T]) {

@@ -4,6 +4,7 @@
 mod backward;
 mod channels;
 mod dispatch;
+mod divergence;
 mod errors;
 mod misc;
 mod norm;
@@ -106,6 +107,11 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(optim::optim_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::optim_validate, m)?)?;
     m.add_function(wrap_pyfunction!(optim::grad_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(divergence::softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(divergence::log_softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(divergence::information, m)?)?;
+    m.add_function(wrap_pyfunction!(divergence::cross_entropy_with_logits, m)?)?;
+    m.add_function(wrap_pyfunction!(divergence::wasserstein_1d, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;

@@ -93,7 +93,7 @@ fn lrn_typed<'py, S: Storage>(
 }
 
 /// Resolves an axis against `ndim` (negative counts from the end).
-fn resolve_axis(op: &str, axis: i64, ndim: usize) -> PyResult<usize> {
+pub(crate) fn resolve_axis(op: &str, axis: i64, ndim: usize) -> PyResult<usize> {
     let resolved = if axis < 0 { axis + ndim as i64 } else { axis };
     if resolved < 0 || resolved >= ndim as i64 {
         return Err(value_error(format!(
@@ -104,7 +104,11 @@ fn resolve_axis(op: &str, axis: i64, ndim: usize) -> PyResult<usize> {
 }
 
 /// Shape/strides with the `leading` dims first (in the given order) and the others after, in order.
-fn permuted(shape: &[usize], strides: &[isize], leading: &[usize]) -> (Vec<usize>, Vec<isize>) {
+pub(crate) fn permuted(
+    shape: &[usize],
+    strides: &[isize],
+    leading: &[usize],
+) -> (Vec<usize>, Vec<isize>) {
     let order: Vec<usize> = leading
         .iter()
         .copied()

@@ -1,0 +1,46 @@
+"""Model-selection criteria: AIC and BIC, for scalars or arrays (broadcasting like NumPy).
+
+Lower is better. Example, choosing a polynomial degree for noisy data with NumPy fits::
+
+    x = np.linspace(-1, 1, 200); y = 1 - 2 * x + 3 * x**3 + rng.normal(0, 0.1, 200)
+    ll = []
+    for degree in range(8):
+        resid = y - np.polyval(np.polyfit(x, y, degree), x)
+        sigma2 = resid.var()                       # maximum-likelihood noise variance
+        ll.append(-0.5 * len(x) * (np.log(2 * np.pi * sigma2) + 1))
+    k = np.arange(8) + 2                           # degree + 1 coefficients, plus the noise variance
+    best = int(np.argmin(rsnorm.bic(ll, k, len(x))))   # → 3
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["aic", "bic"]
+
+
+def _check(name: str, values: npt.ArrayLike, what: str, minimum: float, strict: bool) -> Any:
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name}: {what} has dtype {arr.dtype}; expected real numbers")
+    bad = arr <= minimum if strict else arr < minimum
+    if np.any(bad):
+        raise ValueError(
+            f"{name}: {what} must be {'>' if strict else '>='} {minimum}, got {arr[bad].ravel()[0]}"
+        )
+    return arr.astype(np.float64)
+
+
+def aic(log_likelihood: npt.ArrayLike, k: npt.ArrayLike) -> Any:
+    """Akaike information criterion 2k − 2 ln L̂ (k: number of estimated parameters)."""
+    ll = _check("aic", log_likelihood, "log_likelihood", -np.inf, False)
+    return 2.0 * _check("aic", k, "k", 0, False) - 2.0 * ll
+
+
+def bic(log_likelihood: npt.ArrayLike, k: npt.ArrayLike, n: npt.ArrayLike) -> Any:
+    """Bayesian information criterion k ln n − 2 ln L̂ (n: number of observations)."""
+    ll = _check("bic", log_likelihood, "log_likelihood", -np.inf, False)
+    return _check("bic", k, "k", 0, False) * np.log(_check("bic", n, "n", 0, True)) - 2.0 * ll
