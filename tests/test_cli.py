@@ -36,13 +36,18 @@ def test_bench_json_has_every_workload_with_positive_medians():
         for label, shapes in bench.QUICK_OPTIM_SIZES.items()
         for op in ("adam", "sgd momentum")
     }
-    assert seen == rows | {(op, bench.QUICK_CHANNEL_SHAPE) for op in channel_ops} | backward | optimizers
+    divergences = {(op, bench.QUICK_DIVERGENCE_SHAPE) for op in ("softmax", "kl_div", "js_distance")}
+    divergences.add(("wasserstein_1d", (bench.QUICK_W1_SAMPLES,)))
+    all_rows = (
+        rows | {(op, bench.QUICK_CHANNEL_SHAPE) for op in channel_ops} | backward | optimizers | divergences
+    )
+    assert seen == all_rows
     for r in report["results"]:
-        assert {"rsnorm", "numpy"} <= set(r["median_s"])
+        assert "rsnorm" in r["median_s"] and len(r["median_s"]) >= 2  # at least one peer
         assert all(t > 0 for t in r["median_s"].values())
-        per_element = {"adam": 28, "sgd": 20}.get(
-            r["op"].split()[0], 4 * (5 if r["op"].endswith("fwd+bwd") else 2)
-        )
+        itemsize = 8 if r["dtype"] == "float64" else 4
+        arrays = 5 if r["op"].endswith("fwd+bwd") else 2
+        per_element = {"adam": 28, "sgd": 20}.get(r["op"].split()[0], itemsize * arrays)
         assert r["bytes_moved"] == per_element * int(np.prod(r["shape"]))
 
 

@@ -427,6 +427,68 @@ def optimizer_workloads(sizes: dict[str, tuple[int, ...]], dtype=np.float32) -> 
     return loads
 
 
+DIVERGENCE_SHAPE = (4096, 1000)
+W1_SAMPLES = 1_000_000
+QUICK_DIVERGENCE_SHAPE = (256, 100)
+QUICK_W1_SAMPLES = 10_000
+
+
+def _scipy():
+    try:
+        import scipy.spatial.distance
+        import scipy.stats
+    except ImportError:
+        return None
+    return scipy
+
+
+def _numpy_softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _numpy_kl(p, q):
+    p = p / p.sum(-1, keepdims=True)
+    q = q / q.sum(-1, keepdims=True)
+    return (p * np.log(p / q)).sum(-1)
+
+
+def divergence_workloads(shape, w1_samples, dtype=np.float32) -> list[Workload]:
+    """softmax and KL/JS over rows, and Wasserstein-1 between two large samples."""
+    rng = np.random.default_rng(4)
+    torch, scipy = _torch(), _scipy()
+    x = rng.standard_normal(shape).astype(dtype)
+    p = rng.random(shape).astype(np.float64) + 1e-3
+    q = rng.random(shape).astype(np.float64) + 1e-3
+    y = np.empty_like(x)
+    soft: dict[str, Callable[[], object]] = {
+        "rsnorm": partial(_rsnorm.softmax, x, -1, out=y),
+        "rsnorm alloc": partial(_rsnorm.softmax, x, -1),
+        "numpy": partial(_numpy_softmax, x),
+    }
+    kl: dict[str, Callable[[], object]] = {
+        "rsnorm": partial(_rsnorm.information, "kl_div", p, q, -1, None),
+        "numpy": partial(_numpy_kl, p, q),
+    }
+    js: dict[str, Callable[[], object]] = {
+        "rsnorm": partial(_rsnorm.information, "js_distance", p, q, -1, None)
+    }
+    u, v = rng.standard_normal(w1_samples), rng.standard_normal(w1_samples) * 2 + 0.5
+    w1: dict[str, Callable[[], object]] = {"rsnorm": partial(_rsnorm.wasserstein_1d, u, v)}
+    if scipy is not None:
+        kl["scipy"] = partial(scipy.stats.entropy, p, q, axis=-1)
+        js["scipy"] = partial(scipy.spatial.distance.jensenshannon, p, q, axis=-1)
+        w1["scipy"] = partial(scipy.stats.wasserstein_distance, u, v)
+    if torch is not None:
+        soft["torch"] = partial(torch.softmax, torch.from_numpy(x), -1)
+    return [
+        Workload("softmax", tuple(shape), np.dtype(dtype).name, 2 * x.nbytes, soft),
+        Workload("kl_div", tuple(shape), "float64", 2 * p.nbytes, kl),
+        Workload("js_distance", tuple(shape), "float64", 2 * p.nbytes, js),
+        Workload("wasserstein_1d", (w1_samples,), "float64", u.nbytes + v.nbytes, w1),
+    ]
+
+
 # ---------------------------------------------------------------- timing
 
 
@@ -489,6 +551,7 @@ def run(
     channel_shape=CHANNEL_SHAPE,
     backward_shapes=(BACKWARD_LN_SHAPE, BACKWARD_BN_SHAPE),
     optim_sizes=OPTIM_SIZES,
+    divergence_sizes=(DIVERGENCE_SHAPE, W1_SAMPLES),
     rounds: int = 11,
     target_s: float = 0.02,
     progress: bool = True,
@@ -498,6 +561,7 @@ def run(
     loads = workloads(shapes, threads=threads) + channel_workloads(channel_shape, threads=threads)
     loads += backward_workloads(*backward_shapes)
     loads += optimizer_workloads(optim_sizes)
+    loads += divergence_workloads(*divergence_sizes)
     bar = _Progress(len(loads) + 1, progress)
     bar.step("copy bandwidth")
     ceiling = copy_bandwidth()
@@ -513,7 +577,7 @@ def run(
 
 # ---------------------------------------------------------------- report
 
-PEERS = ("numpy", "torch", "torch fused", "onnxruntime")
+PEERS = ("numpy", "scipy", "torch", "torch fused", "onnxruntime")
 
 
 def format_table(report: dict) -> str:
@@ -566,6 +630,7 @@ def main(argv: list[str]) -> int:
         if args.quick
         else (BACKWARD_LN_SHAPE, BACKWARD_BN_SHAPE),
         QUICK_OPTIM_SIZES if args.quick else OPTIM_SIZES,
+        (QUICK_DIVERGENCE_SHAPE, QUICK_W1_SAMPLES) if args.quick else (DIVERGENCE_SHAPE, W1_SAMPLES),
         rounds=rounds,
         target_s=0.002 if args.quick else 0.02,
         progress=not args.json,

@@ -88,7 +88,9 @@ pub enum Measure {
 /// x·ln(x/y) with SciPy's rel_entr conventions.
 #[inline(always)]
 fn rel_entr(x: f64, y: f64) -> f64 {
-    if x > 0.0 && y > 0.0 {
+    if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x > 0.0 && y > 0.0 {
         x * (x / y).ln()
     } else if x == 0.0 && y >= 0.0 {
         0.0

@@ -1,0 +1,216 @@
+"""softmax, cross-entropy with logits, information measures, Wasserstein-1, AIC/BIC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.spatial.distance
+import scipy.special
+import scipy.stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import rsnorm as rn
+from conftest import golden_cases
+
+
+def _tol(case):
+    return {"rtol": case["tol"]["rtol"], "atol": case["tol"]["atol"]}
+
+
+@pytest.mark.parametrize(("case", "i", "e"), golden_cases("softmax", "log_softmax"))
+def test_softmax_matches_recorded_pytorch(case, i, e):
+    y = getattr(rn, case["op"])(i["x"], axis=case["kwargs"]["axis"])
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, e["y"], **_tol(case))
+
+
+@pytest.mark.parametrize(("case", "i", "e"), golden_cases("cross_entropy_with_logits"))
+def test_cross_entropy_with_logits_matches_recorded_pytorch(case, i, e):
+    kw = {k: v for k, v in case["kwargs"].items() if k in ("reduction", "label_smoothing")}
+    loss = np.asarray(rn.cross_entropy_with_logits(i["logits"], i["target"], **kw))
+    assert loss.dtype == np.float32
+    np.testing.assert_allclose(loss.reshape(e["loss"].shape), e["loss"], **_tol(case))
+
+
+@pytest.mark.parametrize(
+    ("case", "i", "e"), golden_cases("entropy", "kl_div", "cross_entropy", "js_distance", "js_divergence")
+)
+def test_information_measures_match_recorded_scipy(case, i, e):
+    kw = {k: v for k, v in case["kwargs"].items() if k in ("axis", "base")}
+    args = [i[k] for k in ("p", "q") if k in i]
+    got = getattr(rn, case["op"])(*args, **kw)
+    np.testing.assert_allclose(got, next(iter(e.values())), **_tol(case))
+
+
+@pytest.mark.parametrize(("case", "i", "e"), golden_cases("wasserstein_1d", "aic", "bic"))
+def test_wasserstein_aic_bic_match_recorded_values(case, i, e):
+    if case["op"] == "wasserstein_1d":
+        got = rn.wasserstein_1d(i["u_values"], i["v_values"], i.get("u_weights"), i.get("v_weights"))
+    elif case["op"] == "aic":
+        got = rn.aic(i["log_likelihood"], i["k"])
+    else:
+        got = rn.bic(i["log_likelihood"], i["k"], i["n"])
+    np.testing.assert_allclose(np.asarray(got).reshape(-1), next(iter(e.values())).reshape(-1), **_tol(case))
+
+
+def test_softmax_axes_layouts_and_extremes(rng):
+    x = rng.standard_normal((4, 5, 6))
+    for axis in (0, 1, -1):
+        want = scipy.special.softmax(x, axis=axis)
+        np.testing.assert_allclose(rn.softmax(x, axis=axis), want, rtol=1e-13)
+        np.testing.assert_allclose(
+            rn.log_softmax(x.T, axis=axis), scipy.special.log_softmax(x.T, axis=axis), rtol=1e-13
+        )
+    big = np.array([[1e4, 1e4 - 1.0, -1e4]], np.float32)
+    y = rn.softmax(big)
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, scipy.special.softmax(big.astype(np.float64), axis=-1), rtol=1e-6)
+    np.testing.assert_allclose(
+        rn.log_softmax(big), scipy.special.log_softmax(big.astype(np.float64), axis=-1), rtol=1e-6
+    )
+    z = np.array([[0.0, -np.inf, 1.0], [np.nan, 0.0, 0.0], [np.inf, 0.0, 0.0]])
+    y = rn.softmax(z)
+    np.testing.assert_allclose(y[0], scipy.special.softmax([0.0, -np.inf, 1.0]))
+    assert np.isnan(y[1]).all() and np.isnan(y[2, 0])  # NaN row; inf − inf is NaN, as in PyTorch
+    buf = x.copy()
+    assert rn.softmax(buf, out=buf) is buf
+    np.testing.assert_allclose(buf.sum(-1), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(rn.softmax(np.array([3.0])), [1.0])
+
+
+def test_cross_entropy_with_logits_against_definition(rng):
+    logits = rng.standard_normal((6, 4)) * 3
+    target = np.array([0, 3, 1, -100, 2, 2])
+    logp = scipy.special.log_softmax(logits, axis=-1)
+    nll = -logp[np.arange(6), np.where(target < 0, 0, target)]
+    keep = target != -100
+    per_row = rn.cross_entropy_with_logits(logits, target, reduction="none")
+    np.testing.assert_allclose(per_row, np.where(keep, nll, 0.0), rtol=1e-13)
+    np.testing.assert_allclose(rn.cross_entropy_with_logits(logits, target), nll[keep].mean(), rtol=1e-13)
+    np.testing.assert_allclose(
+        rn.cross_entropy_with_logits(logits, target, reduction="sum"), nll[keep].sum(), rtol=1e-13
+    )
+    # Label smoothing ε: (1 − ε)·nll + ε·mean over classes of −log p.
+    smooth = rn.cross_entropy_with_logits(logits, target, reduction="none", label_smoothing=0.2)
+    want = 0.8 * nll + 0.2 * (-logp).mean(-1)
+    np.testing.assert_allclose(smooth[keep], want[keep], rtol=1e-13)
+    # Probability targets, and one-hot probabilities equal index targets.
+    probs = scipy.special.softmax(rng.standard_normal((6, 4)), axis=-1)
+    np.testing.assert_allclose(
+        rn.cross_entropy_with_logits(logits, probs, reduction="none"), -(probs * logp).sum(-1), rtol=1e-13
+    )
+    onehot = np.eye(4)[np.array([0, 3, 1, 1, 2, 2])]
+    np.testing.assert_allclose(
+        rn.cross_entropy_with_logits(logits, onehot),
+        rn.cross_entropy_with_logits(logits, np.array([0, 3, 1, 1, 2, 2])),
+    )
+
+
+@given(
+    hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 12)), elements=st.floats(0, 10)),
+    hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 12)), elements=st.floats(0, 10)),
+)
+@settings(max_examples=60, deadline=None)
+@pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt:RuntimeWarning")  # SciPy's, see below
+def test_information_properties_and_scipy_parity(p, q):
+    rows, cols = min(p.shape[0], q.shape[0]), min(p.shape[1], q.shape[1])
+    p, q = p[:rows, :cols] + 1e-3, q[:rows, :cols] + 1e-3  # strictly positive rows
+    kl = rn.kl_div(p, q)
+    assert (kl >= -1e-12).all()
+    np.testing.assert_allclose(kl, scipy.stats.entropy(p, q, axis=-1), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        rn.entropy(p, base=2), scipy.stats.entropy(p, base=2, axis=-1), rtol=1e-10, atol=1e-12
+    )
+    js = rn.js_divergence(p, q)
+    assert (js <= np.log(2) + 1e-12).all() and (js >= -1e-12).all()
+    np.testing.assert_allclose(js, rn.js_divergence(q, p), rtol=1e-12, atol=1e-15)
+    # Compare squared distances: near zero the square root turns 1e-16 rounding into 1e-8, and SciPy
+    # even returns NaN there (the square root of a -1e-17 residue) where rsnorm clamps at 0.
+    scipy_js = np.nan_to_num(scipy.spatial.distance.jensenshannon(p, q, axis=-1), nan=0.0)
+    np.testing.assert_allclose(rn.js_distance(p, q) ** 2, scipy_js**2, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(rn.cross_entropy(p, q), rn.entropy(p) + kl, rtol=1e-10, atol=1e-12)
+
+
+def test_information_edge_cases():
+    np.testing.assert_allclose(rn.entropy([[1.0, 0.0, 0.0]]), [0.0])  # all mass on one class
+    np.testing.assert_allclose(rn.entropy(np.array([5.0])), 0.0)  # one-element row
+    assert np.isinf(rn.kl_div([1.0, 1.0], [1.0, 0.0]))
+    np.testing.assert_allclose(rn.kl_div([0.0, 1.0], [0.5, 0.5]), np.log(2))  # 0·log 0 = 0
+    assert np.isnan(rn.entropy([np.nan, 1.0]))
+    np.testing.assert_allclose(rn.entropy(np.ones((2, 4)), axis=0), np.log(2) * np.ones(4))
+    assert rn.entropy(np.ones((2, 4), np.float32)).dtype == np.float32
+
+
+@given(
+    st.lists(st.floats(-100, 100), min_size=1, max_size=40),
+    st.lists(st.floats(-100, 100), min_size=1, max_size=40),
+)
+@settings(max_examples=60, deadline=None)
+def test_wasserstein_properties_and_scipy_parity(u, v):
+    d = rn.wasserstein_1d(u, v)
+    assert d == pytest.approx(rn.wasserstein_1d(v, u), rel=1e-12, abs=1e-12)
+    assert rn.wasserstein_1d(u, u) == 0.0
+    assert d == pytest.approx(scipy.stats.wasserstein_distance(u, v), rel=1e-9, abs=1e-9)
+
+
+def test_wasserstein_weighted_and_large(rng):
+    u, v = rng.standard_normal(3000), rng.standard_normal(2000) + 0.5
+    uw, vw = rng.random(3000), rng.random(2000)
+    assert rn.wasserstein_1d(u, v, uw, vw) == pytest.approx(
+        scipy.stats.wasserstein_distance(u, v, uw, vw), rel=1e-10
+    )
+    big_u, big_v = rng.standard_normal(200_000), rng.standard_normal(150_000) * 2
+    assert rn.wasserstein_1d(big_u, big_v) == pytest.approx(
+        scipy.stats.wasserstein_distance(big_u, big_v), rel=1e-8
+    )
+
+
+def test_aic_bic_choose_the_polynomial_degree(rng):
+    x = np.linspace(-1, 1, 200)
+    y = 1 - 2 * x + 3 * x**3 + rng.normal(0, 0.1, 200)
+    ll = []
+    for degree in range(8):
+        resid = y - np.polyval(np.polyfit(x, y, degree), x)
+        ll.append(-0.5 * len(x) * (np.log(2 * np.pi * resid.var()) + 1))
+    k = np.arange(8) + 2
+    assert int(np.argmin(rn.bic(ll, k, len(x)))) == 3
+    assert rn.aic(-10.0, 3) == 26.0
+    assert rn.bic(-10.0, 2, np.e) == pytest.approx(22.0)
+
+
+def test_errors(rng):
+    with pytest.raises(ValueError, match="entropy: probabilities must be non-negative"):
+        rn.entropy([0.5, -0.1])
+    with pytest.raises(ValueError, match=r"q has shape \(3,\), p has \(2,\)"):
+        rn.kl_div([0.5, 0.5], [0.2, 0.3, 0.5])
+    with pytest.raises(ValueError, match="base must be positive"):
+        rn.entropy([0.5, 0.5], base=1)
+    with pytest.raises(TypeError, match="entropy: p has dtype int64"):
+        rn.entropy(np.array([1, 2]))
+    with pytest.raises(ValueError, match="zero entries"):
+        rn.entropy(np.ones((2, 0)))
+    logits = rng.standard_normal((3, 4))
+    with pytest.raises(ValueError, match="reduction must be"):
+        rn.cross_entropy_with_logits(logits, np.array([0, 1, 2]), reduction="avg")
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        rn.cross_entropy_with_logits(logits, np.array([0, 1, 2]), label_smoothing=1.5)
+    with pytest.raises(ValueError, match="target 4 is out of range for 4 classes"):
+        rn.cross_entropy_with_logits(logits, np.array([0, 1, 4]))
+    with pytest.raises(ValueError, match=r"class-index target has shape \(2,\)"):
+        rn.cross_entropy_with_logits(logits, np.array([0, 1]))
+    with pytest.raises(ValueError, match="axis 2 is out of range"):
+        rn.softmax(logits, axis=2)
+    with pytest.raises(ValueError, match="u_weights must be non-negative"):
+        rn.wasserstein_1d([1.0, 2.0], [1.0], [1.0, -1.0])
+    with pytest.raises(ValueError, match="v_weights must have a positive sum"):
+        rn.wasserstein_1d([1.0], [1.0], None, [0.0])
+    with pytest.raises(ValueError, match="u_values is empty"):
+        rn.wasserstein_1d([], [1.0])
+    with pytest.raises(ValueError, match="must be 1-D"):
+        rn.wasserstein_1d(np.ones((2, 2)), [1.0])
+    with pytest.raises(ValueError, match="n must be > 0"):
+        rn.bic(-1.0, 2, 0)
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        rn.aic(-1.0, -2)
