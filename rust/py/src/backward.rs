@@ -2,41 +2,17 @@
 //! `return_stats=True` and returns PyTorch's autograd gradients (None for a parameter not given).
 
 use crate::dispatch::{
-    as_ndarray, channel_param, element_strides, float_array, output, param, param_slice, rows_mut,
-    rows_ref, rows_ref_as, shape_str, with_float_array, Storage,
+    as_ndarray, channel_param, element_strides, f64_array, f64_array_like, float_array, output,
+    param, param_slice, rows_mut, rows_ref, rows_ref_as, same_as_x, shape_str, with_float_array,
+    Storage,
 };
 use crate::errors::{compute, type_error, value_error};
-use numpy::{PyArray, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rsnorm_core::layout::Rows;
 use rsnorm_core::norm::backward::{self as bw, GroupedRows};
 use rsnorm_core::rows::RowsMut;
-use rsnorm_core::Float;
-
-/// An array argument that must have x's dtype and shape (grad_out and the like).
-fn same_as_x<'py, S: Storage>(
-    op: &str,
-    name: &str,
-    obj: &Bound<'py, PyAny>,
-    shape: &[usize],
-) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
-    let arr = with_float_array!(float_array(op, name, obj)?, a => a.into_any());
-    let Ok(typed) = arr.cast_into::<PyArrayDyn<S>>() else {
-        return Err(value_error(format!(
-            "{op}: {name} must have the dtype of x ({})",
-            S::NAME
-        )));
-    };
-    if typed.shape() != shape {
-        return Err(value_error(format!(
-            "{op}: {name} has shape {}, x has {}",
-            shape_str(typed.shape()),
-            shape_str(shape)
-        )));
-    }
-    Ok(typed)
-}
 
 /// Forward statistics (mean, rstd) as f64, `expected` values in any shape with that many elements.
 fn stats_values(
@@ -63,29 +39,6 @@ fn stats_values(
         .call_method1("astype", (numpy::dtype::<f64>(obj.py()),))?
         .call_method1("ravel", ())?;
     Ok(flat.cast_into::<PyArrayDyn<f64>>()?.to_vec()?)
-}
-
-/// f64 values as an array of x's dtype and the given shape.
-fn array_of<'py, S: Storage>(
-    py: Python<'py>,
-    values: &[f64],
-    shape: &[usize],
-) -> PyResult<Bound<'py, PyAny>> {
-    let data: Vec<S> = values
-        .iter()
-        .map(|&v| S::store(<S::Compute as Float>::from_f64(v)))
-        .collect();
-    Ok(PyArray::from_vec(py, data).reshape(shape)?.into_any())
-}
-
-/// As [`array_of`], with the dtype taken from `like` (for use inside dtype dispatch).
-fn array_like<'py, S: Storage>(
-    py: Python<'py>,
-    _like: &Bound<'py, PyArrayDyn<S>>,
-    values: &[f64],
-    shape: &[usize],
-) -> PyResult<Bound<'py, PyAny>> {
-    array_of::<S>(py, values, shape)
 }
 
 fn tuple<'py>(
@@ -165,10 +118,10 @@ fn row_backward_typed<'py, S: Storage>(
     }
     let dweight = weight
         .is_some()
-        .then(|| array_of::<S>(py, &sums.dweight, &norm_shape))
+        .then(|| f64_array::<S>(py, &sums.dweight, &norm_shape))
         .transpose()?;
     let dbias = bias_given
-        .then(|| array_of::<S>(py, &sums.dbias, &norm_shape))
+        .then(|| f64_array::<S>(py, &sums.dbias, &norm_shape))
         .transpose()?;
     Ok((dx.into_any(), dweight, dbias))
 }
@@ -368,14 +321,14 @@ fn grouped_backward_typed<'py, S: Storage>(
     })?;
     let dweight = weight
         .is_some()
-        .then(|| array_of::<S>(py, &dweight, &[channels]))
+        .then(|| f64_array::<S>(py, &dweight, &[channels]))
         .transpose()?;
     tuple(
         py,
         vec![
             Some(dx.into_any()),
             dweight,
-            Some(array_of::<S>(py, &dbias, &[channels])?),
+            Some(f64_array::<S>(py, &dbias, &[channels])?),
         ],
     )
 }
@@ -485,7 +438,7 @@ pub(crate) fn weight_norm_backward<'py>(
         // SAFETY: views of live arrays; dv is fresh.
         let dg = compute(py, || unsafe { bw::weight_norm_backward(&gv, &vv, &dvv, &g_values) })?;
         let g_shape = g_arr.shape().to_vec();
-        tuple(py, vec![Some(dv.into_any()), Some(array_like(py, &v, &dg, &g_shape)?)])
+        tuple(py, vec![Some(dv.into_any()), Some(f64_array_like(py, &v, &dg, &g_shape)?)])
     })
 }
 

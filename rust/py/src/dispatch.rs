@@ -316,3 +316,52 @@ pub(crate) fn unaliased<'py, S: Storage>(
     }
     Ok(input)
 }
+
+/// A second input that must have x's dtype and shape exactly (a residual, a gradient, q).
+pub(crate) fn same_as_x<'py, S: Storage>(
+    op: &str,
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
+    let arr = with_float_array!(float_array(op, name, obj)?, a => a.into_any());
+    let Ok(typed) = arr.cast_into::<PyArrayDyn<S>>() else {
+        return Err(value_error(format!(
+            "{op}: {name} must have the dtype of x ({})",
+            S::NAME
+        )));
+    };
+    if typed.shape() != shape {
+        return Err(value_error(format!(
+            "{op}: {name} has shape {}, x has {}",
+            shape_str(typed.shape()),
+            shape_str(shape)
+        )));
+    }
+    Ok(typed)
+}
+
+/// f64 results as an array of dtype `S` and the given shape (a 0-d array for `&[]`).
+pub(crate) fn f64_array<'py, S: Storage>(
+    py: Python<'py>,
+    values: &[f64],
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyAny>> {
+    let data: Vec<S> = values
+        .iter()
+        .map(|&v| S::store(<S::Compute as rsnorm_core::Float>::from_f64(v)))
+        .collect();
+    Ok(numpy::PyArray::from_vec(py, data)
+        .reshape(shape)?
+        .into_any())
+}
+
+/// As [`f64_array`], the dtype taken from `like` (for use inside a dtype dispatch).
+pub(crate) fn f64_array_like<'py, S: Storage>(
+    py: Python<'py>,
+    _like: &Bound<'py, PyArrayDyn<S>>,
+    values: &[f64],
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyAny>> {
+    f64_array::<S>(py, values, shape)
+}

@@ -1,13 +1,13 @@
 //! Bindings of softmax, the information measures, cross-entropy with logits and Wasserstein-1.
 
 use crate::dispatch::{
-    element_strides, float_array, output, rows_ref_as, shape_str, unaliased, with_float_array,
-    Storage,
+    element_strides, f64_array_like, float_array, output, rows_ref_as, shape_str, unaliased,
+    with_float_array, Storage,
 };
 use crate::errors::{compute, type_error, value_error};
 use crate::misc::{permuted, resolve_axis};
 use numpy::{
-    PyArray, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+    PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
 use rsnorm_core::divergence::{self as dv, Measure};
@@ -83,19 +83,6 @@ pub(crate) fn log_softmax<'py>(
     softmax_impl(py, "log_softmax", x, axis, out, true)
 }
 
-/// Per-row results as an array of the storage dtype and the given shape (a 0-d array for a scalar).
-fn results_array<'py, S: Storage>(
-    py: Python<'py>,
-    values: &[f64],
-    shape: &[usize],
-) -> PyResult<Bound<'py, PyAny>> {
-    let data: Vec<S> = values
-        .iter()
-        .map(|&v| S::store(<S::Compute as Float>::from_f64(v)))
-        .collect();
-    Ok(PyArray::from_vec(py, data).reshape(shape)?.into_any())
-}
-
 /// An information measure of p (and q) along `axis`: "entropy", "kl_div", "cross_entropy",
 /// "js_divergence" or "js_distance"; `base` divides by ln(base) (js_distance: of the divergence).
 #[pyfunction]
@@ -158,7 +145,7 @@ pub(crate) fn information<'py>(
             .collect::<Option<_>>()
             .ok_or_else(|| value_error(format!("{measure}: probabilities must be non-negative")))?;
         let out_shape: Vec<usize> = shape.iter().enumerate().filter(|&(d, _)| d != axis).map(|(_, &n)| n).collect();
-        results_array_like(py, &p, &values, &out_shape)
+        f64_array_like(py, &p, &values, &out_shape)
     })
 }
 
@@ -258,20 +245,11 @@ pub(crate) fn cross_entropy_with_logits<'py>(
         };
         let kept: Vec<f64> = losses.iter().flatten().copied().collect();
         match reduction {
-            "none" => results_array_like(py, &x, &losses.iter().map(|l| l.unwrap_or(0.0)).collect::<Vec<_>>(), &row_shape),
-            "sum" => results_array_like(py, &x, &[kept.iter().sum()], &[]),
-            _ => results_array_like(py, &x, &[kept.iter().sum::<f64>() / kept.len() as f64], &[]),
+            "none" => f64_array_like(py, &x, &losses.iter().map(|l| l.unwrap_or(0.0)).collect::<Vec<_>>(), &row_shape),
+            "sum" => f64_array_like(py, &x, &[kept.iter().sum()], &[]),
+            _ => f64_array_like(py, &x, &[kept.iter().sum::<f64>() / kept.len() as f64], &[]),
         }
     })
-}
-
-fn results_array_like<'py, S: Storage>(
-    py: Python<'py>,
-    _like: &Bound<'py, PyArrayDyn<S>>,
-    values: &[f64],
-    shape: &[usize],
-) -> PyResult<Bound<'py, PyAny>> {
-    results_array::<S>(py, values, shape)
 }
 
 fn f64_vector(op: &str, name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {

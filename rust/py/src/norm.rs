@@ -1,7 +1,7 @@
 //! Bindings of the row-wise normalizations: layer_norm, rms_norm and their fused residual adds.
 
 use crate::dispatch::{
-    float_array, output, param, param_slice, rows_mut, rows_ref, shape_str, unaliased,
+    float_array, output, param, param_slice, rows_mut, rows_ref, same_as_x, shape_str, unaliased,
     with_float_array, Storage,
 };
 use crate::errors::{compute, value_error};
@@ -69,30 +69,6 @@ fn stats_array<'py, S: Storage>(
 ) -> PyResult<Bound<'py, PyArrayDyn<S::Compute>>> {
     let data: Vec<S::Compute> = values.map(<S::Compute as Float>::from_f64).collect();
     PyArray::from_vec(py, data).reshape(shape)
-}
-
-/// A second input that must have x's dtype and shape (the residual of the fused adds).
-fn companion<'py, S: Storage>(
-    op: &str,
-    name: &str,
-    obj: &Bound<'py, PyAny>,
-    shape: &[usize],
-) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
-    let arr = with_float_array!(float_array(op, name, obj)?, a => a.into_any());
-    let Ok(typed) = arr.cast_into::<PyArrayDyn<S>>() else {
-        return Err(value_error(format!(
-            "{op}: {name} must have the dtype of x ({})",
-            S::NAME
-        )));
-    };
-    if typed.shape() != shape {
-        return Err(value_error(format!(
-            "{op}: {name} has shape {}, x has {}",
-            shape_str(typed.shape()),
-            shape_str(shape)
-        )));
-    }
-    Ok(typed)
 }
 
 fn no_overlap<S: Storage>(
@@ -303,7 +279,7 @@ fn add_norm_typed<'py, S: Storage>(
     let shape = x.shape().to_vec();
     let k = normalized_ndim(op, &shape, fused.normalized_shape)?;
     let norm_shape = &shape[shape.len() - k..];
-    let residual = companion::<S>(op, "residual", fused.residual, &shape)?;
+    let residual = same_as_x::<S>(op, "residual", fused.residual, &shape)?;
     let weight = param::<S>(py, op, "weight", weight, norm_shape)?;
     let bias = param::<S>(py, op, "bias", bias, norm_shape)?;
     let y = output::<S>(py, op, "out", fused.out, &shape)?;
