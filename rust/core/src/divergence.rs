@@ -7,16 +7,32 @@
 
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
+use crate::reduce::LANES;
 use crate::rows::{check_same_rows, map_rows, RowsMut, RowsRef};
 
-/// Largest element of a row (NaN if any is NaN, as a max that propagates).
+/// Largest element of a row (NaN if any is NaN, as a max that propagates), over independent
+/// lanes so the comparisons vectorize instead of forming one serial chain.
 #[inline(always)]
 fn row_max<T: Float>(x: &[T]) -> T {
-    let mut best = x[0];
-    for &v in &x[1..] {
+    #[inline(always)]
+    fn keep<T: Float>(best: T, v: T) -> T {
         if v > best || v.partial_cmp(&v).is_none() {
-            best = v;
+            v
+        } else {
+            best
         }
+    }
+    let mut lanes = [x[0]; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for j in 0..LANES {
+            lanes[j] = keep(lanes[j], chunk[j]);
+        }
+    }
+    let mut best = tail.iter().fold(x[0], |b, &v| keep(b, v));
+    for &lane in &lanes {
+        best = keep(best, lane);
     }
     best
 }
@@ -25,7 +41,10 @@ fn row_max<T: Float>(x: &[T]) -> T {
 #[inline(always)]
 pub fn logsumexp<T: Float>(x: &[T]) -> f64 {
     let max = row_max(x);
-    let sum: f64 = x.iter().map(|&v| (v - max).to_f64().exp()).sum();
+    let sum: f64 = x
+        .iter()
+        .map(|&v| (v - max).exp_nonpositive().to_f64())
+        .sum();
     max.to_f64() + sum.ln()
 }
 
@@ -49,21 +68,20 @@ pub unsafe fn softmax<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, log: bool) -> 
             #[inline(always)]
             |_, [x], [y]| {
                 let max = row_max(x);
-                let mut sum = 0.0f64;
                 for (o, &v) in y.iter_mut().zip(x) {
-                    let e = (v - max).to_f64().exp();
-                    sum += e;
-                    *o = <S::Compute as Float>::from_f64(e);
+                    *o = (v - max).exp_nonpositive();
                 }
+                // Positive terms: the lane sum in the row's type with f64 block totals is exact enough.
+                let sum = crate::reduce::sum(y);
                 if log {
                     let shift = <S::Compute as Float>::from_f64(sum.ln());
                     for (o, &v) in y.iter_mut().zip(x) {
                         *o = (v - max) - shift;
                     }
                 } else {
-                    let inv = 1.0 / sum;
+                    let inv = <S::Compute as Float>::from_f64(1.0 / sum);
                     for o in y.iter_mut() {
-                        *o = <S::Compute as Float>::from_f64(o.to_f64() * inv);
+                        *o = *o * inv;
                     }
                 }
             },

@@ -32,6 +32,38 @@ pub trait Float:
     fn exp_m1(self) -> Self;
     #[must_use]
     fn powf(self, exponent: Self) -> Self;
+    /// eˣ for x ≤ 0 (softmax's x − max), written so that loops over it vectorize; NaN stays NaN.
+    #[must_use]
+    fn exp_nonpositive(self) -> Self;
+}
+
+/// eˣ for x ≤ 0 in f32 without libm: x = n·ln2 + r with |r| ≤ ln2/2 (Cody-Waite split of ln2, so
+/// n·ln2 is exact), eʳ by its degree-6 Taylor polynomial (error < 2e-8 relative), 2ⁿ built in the
+/// exponent bits. Below −87.3, where eˣ leaves the normal f32 range, the result is 0 (denormals
+/// are flushed: an absolute error under 1.2e-38).
+#[inline(always)]
+fn exp_nonpositive_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // 1.5·2²³: adding and subtracting it rounds to the nearest integer in plain arithmetic.
+    const ROUND: f32 = 12_582_912.0;
+    let clamped = if x > -87.336_54 { x } else { -87.336_54 };
+    let n = (clamped * LOG2E + ROUND) - ROUND;
+    let r = (clamped - n * LN2_HI) - n * LN2_LO;
+    let poly = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // NaN compares false above, so it was clamped: put it back.
+    if x.is_nan() {
+        x
+    } else if x > -87.336_54 {
+        poly * scale
+    } else {
+        0.0
+    }
 }
 
 impl Float for f32 {
@@ -46,6 +78,10 @@ impl Float for f32 {
     #[inline(always)]
     fn powf(self, exponent: Self) -> Self {
         f32::powf(self, exponent)
+    }
+    #[inline(always)]
+    fn exp_nonpositive(self) -> Self {
+        exp_nonpositive_f32(self)
     }
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
@@ -72,6 +108,10 @@ impl Float for f64 {
     #[inline(always)]
     fn powf(self, exponent: Self) -> Self {
         f64::powf(self, exponent)
+    }
+    #[inline(always)]
+    fn exp_nonpositive(self) -> Self {
+        self.exp()
     }
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
@@ -131,5 +171,28 @@ impl Element for f16 {
     #[inline(always)]
     fn store(v: f32) -> f16 {
         f16::from_f32(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::float_cmp)] // exact zeros and ones are intended
+    fn fast_exp_matches_libm() {
+        let mut worst = 0.0f64;
+        for i in 0..=200_000 {
+            let x = -(i as f32) * 0.000_5; // 0 down to −100
+            let fast = f64::from(exp_nonpositive_f32(x));
+            let exact = f64::from(x).exp();
+            if exact > 1.2e-38 {
+                worst = worst.max((fast - exact).abs() / exact);
+            }
+        }
+        assert!(worst < 3e-7, "max relative error {worst}");
+        assert!(exp_nonpositive_f32(f32::NAN).is_nan());
+        assert!(exp_nonpositive_f32(f32::NEG_INFINITY) == 0.0 && exp_nonpositive_f32(-1e4) == 0.0);
+        assert!((exp_nonpositive_f32(0.0) - 1.0).abs() < f32::EPSILON);
     }
 }

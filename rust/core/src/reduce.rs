@@ -71,6 +71,12 @@ fn blocked_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> f64 {
     total
 }
 
+/// Σ f(x) for an f with f(0) = 0, in lanes of `T` per block and f64 across blocks.
+#[inline(always)]
+pub fn sum_map<T: Float>(x: &[T], f: impl Fn(T) -> T) -> f64 {
+    blocked_sum(x, f)
+}
+
 /// Σ x.
 #[inline(always)]
 pub fn sum<T: Float>(x: &[T]) -> f64 {
