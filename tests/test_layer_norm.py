@@ -209,3 +209,20 @@ def test_bad_arguments_are_value_errors(rng):
     overlapping = np.lib.stride_tricks.as_strided(np.empty(8, np.float32), (2, 3, 4), (0, 4, 4))
     with pytest.raises(ValueError, match="overlapping"):
         rn.layer_norm(x, out=overlapping)
+
+
+def test_large_outputs_use_streaming_stores_with_identical_results(rng):
+    """Outputs over 64 MB are written with non-temporal stores; rows of 4101 float32 are not 16-byte
+    aligned, so every row takes the unaligned head and tail paths too. Small pieces of the same
+    array stay below the threshold: results must be bitwise equal."""
+    x = rng.standard_normal((4100, 4101), dtype=np.float32)
+    w = rng.standard_normal(4101).astype(np.float32)
+    big = rn.layer_norm(x, 4101, w, w)
+    pieces = np.concatenate([rn.layer_norm(x[i : i + 256], 4101, w, w) for i in range(0, 4100, 256)])
+    np.testing.assert_array_equal(big, pieces)
+    rms_big = rn.rms_norm(x, 4101, w)
+    np.testing.assert_array_equal(
+        rms_big, np.concatenate([rn.rms_norm(x[i : i + 256], 4101, w) for i in range(0, 4100, 256)])
+    )
+    rn.layer_norm(x, 4101, w, w, out=x)  # in place, streamed
+    np.testing.assert_array_equal(x, big)
