@@ -1,11 +1,11 @@
 //! LayerNorm: each row normalized by its own mean and biased variance, then an optional
 //! elementwise affine (torch.nn.functional.layer_norm).
 
-use super::{check_param, check_row_len, normalize_into};
+use super::{check_row_norm, normalize_into};
 use crate::element::{Element, Float};
-use crate::error::{check_eps, Result};
+use crate::error::Result;
 use crate::reduce::Moments;
-use crate::rows::{check_same_rows, map_rows, RowsMut, RowsRef};
+use crate::rows::{map_rows, RowsMut, RowsRef};
 
 /// The statistics a row was normalized with: its mean and 1/sqrt(var + eps), in f64.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -45,13 +45,13 @@ pub unsafe fn layer_norm<S: Element>(
     eps: f64,
     stats: &mut [RowStats],
 ) -> Result<()> {
-    const OP: &str = "layer_norm";
-    check_eps(OP, eps)?;
-    check_same_rows(OP, &x.rows, &[("out", &y.rows)])?;
-    let row_len = x.rows.row_len();
-    check_row_len(OP, x.rows.n_rows(), row_len)?;
-    check_param(OP, "weight", weight, row_len)?;
-    check_param(OP, "bias", bias, row_len)?;
+    check_row_norm(
+        "layer_norm",
+        eps,
+        &x.rows,
+        &[("out", &y.rows)],
+        &[("weight", weight), ("bias", bias)],
+    )?;
     // SAFETY: forwarded from the caller.
     unsafe {
         map_rows(
@@ -80,21 +80,18 @@ pub unsafe fn add_layer_norm<S: Element>(
     eps: f64,
     stats: &mut [RowStats],
 ) -> Result<()> {
-    const OP: &str = "add_layer_norm";
-    check_eps(OP, eps)?;
-    check_same_rows(
-        OP,
+    let views = [
+        ("residual", &residual.rows),
+        ("out", &y.rows),
+        ("residual_out", &sum.rows),
+    ];
+    check_row_norm(
+        "add_layer_norm",
+        eps,
         &x.rows,
-        &[
-            ("residual", &residual.rows),
-            ("out", &y.rows),
-            ("residual_out", &sum.rows),
-        ],
+        &views,
+        &[("weight", weight), ("bias", bias)],
     )?;
-    let row_len = x.rows.row_len();
-    check_row_len(OP, x.rows.n_rows(), row_len)?;
-    check_param(OP, "weight", weight, row_len)?;
-    check_param(OP, "bias", bias, row_len)?;
     // SAFETY: forwarded from the caller.
     unsafe {
         map_rows(

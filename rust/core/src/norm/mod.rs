@@ -54,6 +54,24 @@ pub(crate) fn normalize_into<T: Float>(
     }
 }
 
+/// The checks every row norm shares: eps, the same rows in every view, a non-empty row when there
+/// are rows, and parameters (weight, bias) of the row's length.
+pub(crate) fn check_row_norm<T>(
+    op: &str,
+    eps: f64,
+    x: &crate::layout::Rows,
+    others: &[(&str, &crate::layout::Rows)],
+    params: &[(&str, Option<&[T]>)],
+) -> Result<()> {
+    crate::error::check_eps(op, eps)?;
+    crate::rows::check_same_rows(op, x, others)?;
+    check_row_len(op, x.n_rows(), x.row_len())?;
+    for (name, param) in params {
+        check_param(op, name, *param, x.row_len())?;
+    }
+    Ok(())
+}
+
 /// Checks an optional per-row-element parameter (weight, bias) against the row length.
 pub(crate) fn check_param<T>(
     op: &str,

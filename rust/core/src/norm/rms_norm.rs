@@ -2,11 +2,11 @@
 //! (torch.nn.functional.rms_norm; eps None there means the dtype's machine epsilon).
 
 use super::layer_norm::add_into;
-use super::{check_param, check_row_len, normalize_into};
+use super::{check_row_norm, normalize_into};
 use crate::element::{Element, Float};
-use crate::error::{check_eps, Result};
+use crate::error::Result;
 use crate::reduce::sum_squares;
-use crate::rows::{check_same_rows, map_rows, RowsMut, RowsRef};
+use crate::rows::{map_rows, RowsMut, RowsRef};
 
 /// Normalizes one contiguous row into `y`; returns its rstd = 1/sqrt(mean(x²) + eps).
 #[inline(always)]
@@ -28,12 +28,13 @@ pub unsafe fn rms_norm<S: Element>(
     eps: f64,
     rstd: &mut [f64],
 ) -> Result<()> {
-    const OP: &str = "rms_norm";
-    check_eps(OP, eps)?;
-    check_same_rows(OP, &x.rows, &[("out", &y.rows)])?;
-    let row_len = x.rows.row_len();
-    check_row_len(OP, x.rows.n_rows(), row_len)?;
-    check_param(OP, "weight", weight, row_len)?;
+    check_row_norm(
+        "rms_norm",
+        eps,
+        &x.rows,
+        &[("out", &y.rows)],
+        &[("weight", weight)],
+    )?;
     // SAFETY: forwarded from the caller.
     unsafe {
         map_rows(
@@ -60,20 +61,12 @@ pub unsafe fn add_rms_norm<S: Element>(
     eps: f64,
     rstd: &mut [f64],
 ) -> Result<()> {
-    const OP: &str = "add_rms_norm";
-    check_eps(OP, eps)?;
-    check_same_rows(
-        OP,
-        &x.rows,
-        &[
-            ("residual", &residual.rows),
-            ("out", &y.rows),
-            ("residual_out", &sum.rows),
-        ],
-    )?;
-    let row_len = x.rows.row_len();
-    check_row_len(OP, x.rows.n_rows(), row_len)?;
-    check_param(OP, "weight", weight, row_len)?;
+    let views = [
+        ("residual", &residual.rows),
+        ("out", &y.rows),
+        ("residual_out", &sum.rows),
+    ];
+    check_row_norm("add_rms_norm", eps, &x.rows, &views, &[("weight", weight)])?;
     // SAFETY: forwarded from the caller.
     unsafe {
         map_rows(
