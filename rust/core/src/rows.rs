@@ -157,13 +157,10 @@ struct RowIo<'v, S: Element, const NI: usize, const NO: usize> {
     in_scratch: [Vec<S::Compute>; NI],
     out_scratch: [Vec<S::Compute>; NO],
     row_len: usize,
-    /// Write contiguous outputs with non-temporal stores (see [`stream_outputs`]).
-    stream: bool,
 }
 
 impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
     fn new(inputs: [&'v RowsRef<S>; NI], outputs: [&'v RowsMut<S>; NO], row_len: usize) -> Self {
-        let n_rows = outputs.first().map_or(0, |o| o.rows.n_rows());
         RowIo {
             inputs,
             outputs,
@@ -173,7 +170,6 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
             in_scratch: std::array::from_fn(|_| Vec::new()),
             out_scratch: std::array::from_fn(|_| Vec::new()),
             row_len,
-            stream: stream_outputs(n_rows * row_len * NO * std::mem::size_of::<S>()),
         }
     }
 
@@ -194,10 +190,7 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
         let out_ptrs = self
             .outputs
             .map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
-        // Streaming: the kernel writes an L1-resident scratch row, copied out with non-temporal
-        // stores, so the destination's cache lines are never read in (no write-allocate).
-        let streamed = self.stream;
-        let out_direct_layout = self.out_direct_layout.map(|direct| direct && !streamed);
+        let out_direct_layout = self.out_direct_layout;
         // An input read in place while its own memory is a direct output would be overwritten
         // mid-kernel: such rows are copied first.
         let in_direct: [bool; NI] = std::array::from_fn(|i| {
@@ -246,10 +239,7 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
             kernel(ins, outs)
         };
         for o in 0..NO {
-            if self.out_direct_layout[o] && streamed {
-                // SAFETY: NATIVE contiguous row of `row_len` elements (direct layout).
-                unsafe { stream_copy(out_ptrs[o].cast::<S::Compute>(), &self.out_scratch[o]) };
-            } else if !out_direct_layout[o] {
+            if !out_direct_layout[o] {
                 let base = out_ptrs[o];
                 let buf = &self.out_scratch[o];
                 self.outputs[o].rows.inner.for_each_offset(|k, off| {
@@ -259,68 +249,6 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
             }
         }
         result
-    }
-}
-
-impl<S: Element, const NI: usize, const NO: usize> Drop for RowIo<'_, S, NI, NO> {
-    fn drop(&mut self) {
-        if self.stream {
-            stream_fence();
-        }
-    }
-}
-
-/// Bytes of output beyond which rows are written with non-temporal stores: well past the last-level
-/// cache, the output will not be read back soon, and skipping the read-for-ownership of every
-/// destination line saves a third of the memory traffic (measured: LayerNorm (8192, 4096) f32).
-const STREAM_MIN_BYTES: usize = 64 << 20;
-
-fn stream_outputs(bytes: usize) -> bool {
-    cfg!(target_arch = "x86_64") && bytes >= STREAM_MIN_BYTES
-}
-
-/// Copies `src` to `dst` (same length, `dst` valid for writes) with 16-byte non-temporal stores
-/// where `dst` is aligned, plain stores for the unaligned head and the tail.
-///
-/// # Safety
-/// `dst` must be valid for `src.len()` writes and not overlap `src`.
-#[inline(always)]
-#[allow(clippy::cast_ptr_alignment)] // stores go to 16-byte aligned addresses; loads are loadu
-unsafe fn stream_copy<T: Copy>(dst: *mut T, src: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
-        let bytes = std::mem::size_of_val(src);
-        let d = dst.cast::<u8>();
-        let s = src.as_ptr().cast::<u8>();
-        let head = d.align_offset(16).min(bytes);
-        // SAFETY: byte ranges inside dst/src; the vector stores hit 16-byte aligned addresses.
-        unsafe {
-            std::ptr::copy_nonoverlapping(s, d, head);
-            let mut k = head;
-            while k + 16 <= bytes {
-                _mm_stream_si128(
-                    d.add(k).cast::<__m128i>(),
-                    _mm_loadu_si128(s.add(k).cast::<__m128i>()),
-                );
-                k += 16;
-            }
-            std::ptr::copy_nonoverlapping(s.add(k), d.add(k), bytes - k);
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    // SAFETY: as documented.
-    unsafe {
-        std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len());
-    }
-}
-
-/// Orders this thread's non-temporal stores before anything after it (end of a task).
-fn stream_fence() {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: sfence has no preconditions.
-    unsafe {
-        std::arch::x86_64::_mm_sfence();
     }
 }
 
