@@ -77,3 +77,12 @@ def test_config_and_usage():
     assert out.returncode == 0 and "simd" in out.stdout and "threads" in out.stdout
     assert run_cli("help").returncode == 0
     assert run_cli("nonsense").returncode == 2
+
+
+def test_bench_writes_json_and_chart(tmp_path):
+    out = run_cli("bench", "--quick", "--rounds", "1", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["copy_gbps"] > 0 and report["results"]
+    png = (tmp_path / "bench.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000

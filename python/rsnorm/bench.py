@@ -611,6 +611,46 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def write_results(report: dict, folder: str) -> list[str]:
+    """Writes bench.json and, when matplotlib is installed, bench.png (each op's GB/s for rsnorm and
+    its peers, the copy ceiling as a line) into `folder`. Returns the paths written."""
+    import os
+
+    os.makedirs(folder, exist_ok=True)
+    paths = [os.path.join(folder, "bench.json")]
+    with open(paths[0], "w") as f:
+        json.dump(report, f, indent=2)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return paths
+    results = report["results"]
+    names = ["rsnorm", *(p for p in PEERS if any(p in r["median_s"] for r in results))]
+    labels = [f"{r['op']}\n{tuple(r['shape'])}" for r in results]
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.75 * len(results)), 5.5))
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        gbps = [
+            r["bytes_moved"] / r["median_s"][name] / 1e9 if name in r["median_s"] else 0.0 for r in results
+        ]
+        ax.bar([i + (k - (len(names) - 1) / 2) * width for i in range(len(results))], gbps, width, label=name)
+    ax.axhline(report["copy_gbps"], color="black", linestyle="--", linewidth=1, label="2-thread copy")
+    ax.set_xticks(range(len(results)))
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("GB/s (bytes read + written)")
+    cfg = report["config"]
+    ax.set_title(f"rsnorm {cfg['rsnorm']} · {cfg['simd']} · {cfg['threads']} threads (higher is better)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(os.path.join(folder, "bench.png"))
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
 def main(argv: list[str]) -> int:
     import argparse
 
@@ -619,6 +659,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--quick", action="store_true", help="small shapes and few rounds (a smoke test)")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per implementation")
     parser.add_argument("--threads", type=int, default=None, help="threads for rsnorm and the peers")
+    parser.add_argument("--out", default=None, help="folder for bench.json and bench.png (matplotlib)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         _rsnorm.set_num_threads(args.threads)
@@ -636,4 +677,7 @@ def main(argv: list[str]) -> int:
         progress=not args.json,
     )
     print(json.dumps(report, indent=2) if args.json else format_table(report))
+    if args.out:
+        for path in write_results(report, args.out):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
