@@ -3,8 +3,8 @@
 
 use crate::dispatch::{
     as_ndarray, channel_param, element_strides, f64_array, f64_array_like, float_array, output,
-    param, param_slice, rows_mut, rows_ref, rows_ref_as, same_as_x, shape_str, with_float_array,
-    Storage,
+    param, param_slice, permuted, resolve_axis, rows_mut, rows_ref, rows_ref_as, same_as_x,
+    shape_str, with_float_array, Storage,
 };
 use crate::errors::{compute, type_error, value_error};
 use numpy::{PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
@@ -351,12 +351,7 @@ pub(crate) fn batch_norm_backward<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let op = "batch_norm_backward";
     with_float_array!(float_array(op, "x", x)?, x => {
-        let ndim = x.ndim();
-        let resolved = if axis < 0 { axis + ndim as i64 } else { axis };
-        if resolved < 0 || resolved >= ndim as i64 {
-            return Err(value_error(format!("{op}: axis {axis} is out of range for an array of {ndim} dims")));
-        }
-        let grouping = Grouping::Batch { axis: resolved as usize, training };
+        let grouping = Grouping::Batch { axis: resolve_axis(op, axis, x.ndim())?, training };
         grouped_backward_typed(py, op, x, grad_out, mean, rstd, weight, grouping)
     })
 }
@@ -411,28 +406,17 @@ pub(crate) fn weight_norm_backward<'py>(
     let op = "weight_norm_backward";
     with_float_array!(float_array(op, "v", v)?, v => {
         let shape = v.shape().to_vec();
-        let dim = dim.map(|d| {
-            let r = if d < 0 { d + shape.len() as i64 } else { d };
-            if r < 0 || r >= shape.len() as i64 {
-                Err(value_error(format!("{op}: axis {d} is out of range for an array of {} dims", shape.len())))
-            } else {
-                Ok(r as usize)
-            }
-        }).transpose()?;
+        let dim = dim.map(|d| resolve_axis(op, d, shape.len())).transpose()?;
         let slices = dim.map_or(1, |d| shape[d]);
         let g_arr = as_ndarray(g)?;
         let g_values = stats_values(op, "g", g, slices)?;
         let gw = same_as_x(op, "grad_w", grad_w, &shape)?;
         let dv = output(py, op, "dv", None, &shape)?;
         let leading: Vec<usize> = dim.into_iter().collect();
-        let permute = |strides: Vec<isize>| -> (Vec<usize>, Vec<isize>) {
-            let order: Vec<usize> = leading.iter().copied().chain((0..shape.len()).filter(|d| !leading.contains(d))).collect();
-            (order.iter().map(|&d| shape[d]).collect(), order.iter().map(|&d| strides[d]).collect())
-        };
         let inner = shape.len() - leading.len();
-        let (vs, vst) = permute(element_strides(v.as_untyped()));
-        let (gs, gst) = permute(element_strides(gw.as_untyped()));
-        let (ds, dst) = permute(element_strides(dv.as_untyped()));
+        let (vs, vst) = permuted(&shape, &element_strides(v.as_untyped()), &leading);
+        let (gs, gst) = permuted(&shape, &element_strides(gw.as_untyped()), &leading);
+        let (ds, dst) = permuted(&shape, &element_strides(dv.as_untyped()), &leading);
         let (vv, gv) = (rows_ref_as(&v, &vs, &vst, inner), rows_ref_as(&gw, &gs, &gst, inner));
         let dvv = RowsMut { ptr: dv.data(), rows: Rows::split(&ds, &dst, inner) };
         // SAFETY: views of live arrays; dv is fresh.

@@ -1,8 +1,8 @@
 //! Bindings of the channel-wise norms: batch_norm, instance_norm, group_norm.
 
 use crate::dispatch::{
-    channel_param, element_strides, float_array, is_writeable, output, rows_mut, rows_ref,
-    rows_ref_as, shape_str, unaliased, with_float_array, Storage,
+    channel_param, element_strides, float_array, is_writeable, output, resolve_axis, rows_mut,
+    rows_ref, rows_ref_as, shape_str, unaliased, with_float_array, Storage,
 };
 use crate::errors::{compute, type_error, value_error};
 use numpy::{
@@ -74,16 +74,6 @@ impl<'py> Running<'py> {
             .call_method1("copyto", (&self.array, new, "unsafe"))?;
         Ok(())
     }
-}
-
-fn normalize_axis(op: &str, axis: i64, ndim: usize) -> PyResult<usize> {
-    let resolved = if axis < 0 { axis + ndim as i64 } else { axis };
-    if resolved < 0 || resolved >= ndim as i64 {
-        return Err(value_error(format!(
-            "{op}: axis {axis} is out of range for an array of {ndim} dims"
-        )));
-    }
-    Ok(resolved as usize)
 }
 
 fn stats_pair<'py, S: Storage>(
@@ -197,7 +187,7 @@ fn batch_norm_typed<'py, S: Storage>(
             "{OP}: x is 0-dimensional; it needs a channel axis"
         )));
     }
-    let axis = normalize_axis(OP, a.axis, shape.len())?;
+    let axis = resolve_axis(OP, a.axis, shape.len())?;
     let channels = shape[axis];
     let weight = channel_param::<S>(py, OP, "weight", a.weight, channels)?;
     let bias = channel_param::<S>(py, OP, "bias", a.bias, channels)?;

@@ -365,3 +365,31 @@ pub(crate) fn f64_array_like<'py, S: Storage>(
 ) -> PyResult<Bound<'py, PyAny>> {
     f64_array::<S>(py, values, shape)
 }
+
+/// Resolves an axis against `ndim` (negative counts from the end).
+pub(crate) fn resolve_axis(op: &str, axis: i64, ndim: usize) -> PyResult<usize> {
+    let resolved = if axis < 0 { axis + ndim as i64 } else { axis };
+    if resolved < 0 || resolved >= ndim as i64 {
+        return Err(value_error(format!(
+            "{op}: axis {axis} is out of range for an array of {ndim} dims"
+        )));
+    }
+    Ok(resolved as usize)
+}
+
+/// Shape/strides with the `leading` dims first (in the given order) and the others after, in order.
+pub(crate) fn permuted(
+    shape: &[usize],
+    strides: &[isize],
+    leading: &[usize],
+) -> (Vec<usize>, Vec<isize>) {
+    let order: Vec<usize> = leading
+        .iter()
+        .copied()
+        .chain((0..shape.len()).filter(|d| !leading.contains(d)))
+        .collect();
+    (
+        order.iter().map(|&d| shape[d]).collect(),
+        order.iter().map(|&d| strides[d]).collect(),
+    )
+}

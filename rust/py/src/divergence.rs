@@ -1,11 +1,11 @@
 //! Bindings of softmax, the information measures, cross-entropy with logits and Wasserstein-1.
 
 use crate::dispatch::{
-    element_strides, f64_array_like, float_array, output, rows_ref_as, shape_str, unaliased,
-    with_float_array, Storage,
+    element_strides, f64_array_like, float_array, output, permuted, resolve_axis, rows_ref_as,
+    shape_str, unaliased, with_float_array, Storage,
 };
 use crate::errors::{compute, type_error, value_error};
-use crate::misc::{permuted, resolve_axis};
+
 use numpy::{
     PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };

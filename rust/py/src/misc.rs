@@ -2,8 +2,8 @@
 //! and the mergeable statistics moments / merge_moments.
 
 use crate::dispatch::{
-    element_strides, float_array, output, param, param_slice, rows_mut, rows_ref, rows_ref_as,
-    shape_str, unaliased, with_float_array, Storage,
+    element_strides, float_array, output, param, param_slice, permuted, resolve_axis, rows_mut,
+    rows_ref, rows_ref_as, shape_str, unaliased, with_float_array, Storage,
 };
 use crate::errors::{compute, core_error, value_error};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
@@ -90,34 +90,6 @@ fn lrn_typed<'py, S: Storage>(
         lrn::local_response_norm(&xv, &yv, channels, params)
     })?;
     Ok(y.into_any())
-}
-
-/// Resolves an axis against `ndim` (negative counts from the end).
-pub(crate) fn resolve_axis(op: &str, axis: i64, ndim: usize) -> PyResult<usize> {
-    let resolved = if axis < 0 { axis + ndim as i64 } else { axis };
-    if resolved < 0 || resolved >= ndim as i64 {
-        return Err(value_error(format!(
-            "{op}: axis {axis} is out of range for an array of {ndim} dims"
-        )));
-    }
-    Ok(resolved as usize)
-}
-
-/// Shape/strides with the `leading` dims first (in the given order) and the others after, in order.
-pub(crate) fn permuted(
-    shape: &[usize],
-    strides: &[isize],
-    leading: &[usize],
-) -> (Vec<usize>, Vec<isize>) {
-    let order: Vec<usize> = leading
-        .iter()
-        .copied()
-        .chain((0..shape.len()).filter(|d| !leading.contains(d)))
-        .collect();
-    (
-        order.iter().map(|&d| shape[d]).collect(),
-        order.iter().map(|&d| strides[d]).collect(),
-    )
 }
 
 /// Weight normalization: w = g · v / ‖v‖, the norm over every dim but `dim` (None: over all of v).
