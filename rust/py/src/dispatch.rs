@@ -276,6 +276,17 @@ pub(crate) fn output<'py, S: Storage>(
     Ok(typed)
 }
 
+/// Whether two arrays' byte ranges intersect (empty arrays overlap nothing).
+pub(crate) fn memory_overlaps<S: Storage>(
+    a: &Bound<'_, PyArrayDyn<S>>,
+    b: &Bound<'_, PyArrayDyn<S>>,
+) -> bool {
+    match (byte_range(a), byte_range(b)) {
+        (Some((alo, ahi)), Some((blo, bhi))) => alo <= bhi && blo <= ahi,
+        _ => false,
+    }
+}
+
 /// Byte range `[lo, hi]` an array touches (`None` when empty).
 fn byte_range<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>) -> Option<(usize, usize)> {
     let view = rows_ref(arr, 0);
@@ -297,14 +308,8 @@ pub(crate) fn unaliased<'py, S: Storage>(
     input: Bound<'py, PyArrayDyn<S>>,
     outputs: &[&Bound<'py, PyArrayDyn<S>>],
 ) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
-    let Some((ilo, ihi)) = byte_range(&input) else {
-        return Ok(input);
-    };
     for out in outputs {
-        let Some((olo, ohi)) = byte_range(out) else {
-            continue;
-        };
-        if ilo > ohi || olo > ihi {
+        if !memory_overlaps(&input, out) {
             continue;
         }
         let same_view = input.data() == out.data()

@@ -1,8 +1,8 @@
 //! Bindings of the row-wise normalizations: layer_norm, rms_norm and their fused residual adds.
 
 use crate::dispatch::{
-    float_array, output, param, param_slice, rows_mut, rows_ref, same_as_x, shape_str, unaliased,
-    with_float_array, Storage,
+    float_array, memory_overlaps, output, param, param_slice, rows_mut, rows_ref, same_as_x,
+    shape_str, unaliased, with_float_array, Storage,
 };
 use crate::errors::{compute, value_error};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
@@ -76,14 +76,7 @@ fn no_overlap<S: Storage>(
     a: &Bound<'_, PyArrayDyn<S>>,
     b: &Bound<'_, PyArrayDyn<S>>,
 ) -> PyResult<()> {
-    let (alo, ahi) = rows_ref(a, 0).rows.extent();
-    let (blo, bhi) = rows_ref(b, 0).rows.extent();
-    let size = std::mem::size_of::<S>() as isize;
-    let (a0, b0) = (a.data() as isize, b.data() as isize);
-    let disjoint = ahi < alo
-        || bhi < blo
-        || a0 + ahi * size < b0 + blo * size
-        || b0 + bhi * size < a0 + alo * size;
+    let disjoint = !memory_overlaps(a, b);
     if disjoint {
         Ok(())
     } else {
