@@ -55,7 +55,7 @@ class Optimizer(ABC):
             merged = {**self.defaults, **group, "params": list(group["params"])}
             for p in merged["params"]:
                 self._check_param(p)
-            self._hyper(merged)  # validates the group's options
+            self._validated(merged)  # invalid options fail at construction, naming the value
             self.param_groups.append(merged)
         ids = [id(p) for g in self.param_groups for p in g["params"]]
         if len(set(ids)) != len(ids):
@@ -76,7 +76,13 @@ class Optimizer(ABC):
 
     @abstractmethod
     def _hyper(self, group: dict[str, Any]) -> dict[str, float]:
-        """The group's options as the floats the kernel takes (validated there)."""
+        """The group's options as the floats the kernel takes."""
+
+    def _validated(self, group: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
+        """The group's kernel options, checked by the kernel (ValueError naming a bad value), and the
+        names of the state arrays they need."""
+        hyper = self._hyper(group)
+        return hyper, _rsnorm.optim_validate(self.algorithm, hyper)
 
     def _initial_state(self, name: str, p: Array, group: dict[str, Any]) -> Array:
         return np.zeros_like(p)
@@ -119,8 +125,7 @@ class Optimizer(ABC):
             scale = min(1.0, clip_grad_norm / (norm + 1e-6))
         index = 0
         for group in self.param_groups:
-            hyper = self._hyper(group)
-            names = _rsnorm.optim_validate(self.algorithm, hyper)
+            hyper, names = self._validated(group)
             states, steps, fresh = [], [], []
             for p in group["params"]:
                 st = self.state.setdefault(index, {"step": 0})
@@ -234,11 +239,9 @@ class SGD(Optimizer):
         )
 
     def _hyper(self, g: dict[str, Any]) -> dict[str, float]:
-        hyper = {
+        return {
             k: float(g[k]) for k in ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
         }
-        _rsnorm.optim_validate(self.algorithm, hyper)
-        return hyper
 
     def _tracks_step(self) -> bool:
         return False
@@ -275,9 +278,7 @@ class Adagrad(Optimizer):
         )
 
     def _hyper(self, g: dict[str, Any]) -> dict[str, float]:
-        hyper = {k: float(g[k]) for k in ("lr", "lr_decay", "weight_decay", "eps", "maximize")}
-        _rsnorm.optim_validate(self.algorithm, hyper)
-        return hyper
+        return {k: float(g[k]) for k in ("lr", "lr_decay", "weight_decay", "eps", "maximize")}
 
     def _initial_state(self, name: str, p: Array, group: dict[str, Any]) -> Array:
         return np.full_like(p, group["initial_accumulator_value"])
@@ -301,9 +302,7 @@ class Adadelta(Optimizer):
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
 
     def _hyper(self, g: dict[str, Any]) -> dict[str, float]:
-        hyper = {k: float(g[k]) for k in ("lr", "rho", "eps", "weight_decay", "maximize")}
-        _rsnorm.optim_validate(self.algorithm, hyper)
-        return hyper
+        return {k: float(g[k]) for k in ("lr", "rho", "eps", "weight_decay", "maximize")}
 
 
 class RMSprop(Optimizer):
@@ -338,9 +337,7 @@ class RMSprop(Optimizer):
 
     def _hyper(self, g: dict[str, Any]) -> dict[str, float]:
         keys = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
-        hyper = {k: float(g[k]) for k in keys}
-        _rsnorm.optim_validate(self.algorithm, hyper)
-        return hyper
+        return {k: float(g[k]) for k in keys}
 
 
 class Adam(Optimizer):
@@ -373,7 +370,7 @@ class Adam(Optimizer):
 
     def _hyper(self, g: dict[str, Any]) -> dict[str, float]:
         beta1, beta2 = g["betas"]
-        hyper = {
+        return {
             "lr": float(g["lr"]),
             "beta1": float(beta1),
             "beta2": float(beta2),
@@ -382,8 +379,6 @@ class Adam(Optimizer):
             "amsgrad": float(g["amsgrad"]),
             "maximize": float(g["maximize"]),
         }
-        _rsnorm.optim_validate(self.algorithm, hyper)
-        return hyper
 
 
 class AdamW(Adam):
