@@ -370,3 +370,66 @@ where
         .map(|b| b.expect("every block is computed"))
         .collect()
 }
+
+/// Memory a kernel may prefetch while it works on a row: the next row's input, so that its load
+/// from DRAM overlaps this row's arithmetic instead of following it.
+#[derive(Clone, Copy, Debug)]
+pub struct Ahead {
+    ptr: *const u8,
+    bytes: usize,
+}
+
+impl Ahead {
+    pub const NONE: Ahead = Ahead {
+        ptr: std::ptr::null(),
+        bytes: 0,
+    };
+
+    /// Bytes per prefetch: one cache line.
+    pub const LINE: usize = 64;
+
+    /// Prefetches the line at `offset` bytes (ignored past the end). Prefetches never fault.
+    #[inline(always)]
+    pub fn touch(self, offset: usize) {
+        if offset < self.bytes {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch is a hint; it does not fault on any address.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    self.ptr.wrapping_add(offset).cast(),
+                );
+            }
+        }
+    }
+
+    /// Prefetches the lines of `len` bytes from `offset`.
+    #[inline(always)]
+    pub fn touch_span(self, offset: usize, len: usize) {
+        let mut at = offset;
+        while at < offset + len {
+            self.touch(at);
+            at += Self::LINE;
+        }
+    }
+
+    pub fn bytes(self) -> usize {
+        self.bytes
+    }
+}
+
+impl<S> RowsRef<S> {
+    /// The row after `row` as prefetch target, when rows are contiguous runs of memory.
+    #[inline(always)]
+    pub fn ahead(&self, row: usize) -> Ahead {
+        if row + 1 >= self.rows.n_rows() || self.rows.inner.single_stride() != Some(1) {
+            return Ahead::NONE;
+        }
+        Ahead {
+            ptr: self
+                .ptr
+                .wrapping_offset(self.rows.row_offset(row + 1))
+                .cast(),
+            bytes: self.rows.row_len() * std::mem::size_of::<S>(),
+        }
+    }
+}

@@ -6,7 +6,7 @@ use super::normalize_into;
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
 use crate::reduce::Moments;
-use crate::rows::{check_same_rows, map_rows, RowsMut, RowsRef};
+use crate::rows::{check_same_rows, map_rows, Ahead, RowsMut, RowsRef};
 
 /// y = (x − mean) · scale + shift for one row.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -68,9 +68,9 @@ pub unsafe fn affine_rows<S: Element>(
             [y],
             &mut [],
             #[inline(always)]
-            |row, [x], [y]| {
+            |row, [x_row], [y]| {
                 let p = affine(row);
-                normalize_into(x, y, p.mean, p.scale, None, None);
+                normalize_into(x_row, y, p.mean, p.scale, None, None, x.ahead(row));
                 let shift = <S::Compute as Float>::from_f64(p.shift);
                 if p.shift != 0.0 {
                     for v in y.iter_mut() {
@@ -108,7 +108,7 @@ pub unsafe fn affine_rows_with_grad<S: Element>(
             #[inline(always)]
             |row, [g, x], [dx]| {
                 let (p, grad_scale) = params(row);
-                normalize_into(x, dx, p.mean, p.scale, None, None);
+                normalize_into(x, dx, p.mean, p.scale, None, None, Ahead::NONE);
                 let shift = <S::Compute as Float>::from_f64(p.shift);
                 let grad_scale = <S::Compute as Float>::from_f64(grad_scale);
                 for (d, &g) in dx.iter_mut().zip(g) {

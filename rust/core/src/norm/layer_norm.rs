@@ -5,7 +5,7 @@ use super::{check_row_norm, normalize_into};
 use crate::element::{Element, Float};
 use crate::error::Result;
 use crate::reduce::Moments;
-use crate::rows::{map_rows, RowsMut, RowsRef};
+use crate::rows::{map_rows, Ahead, RowsMut, RowsRef};
 
 /// The statistics a row was normalized with: its mean and 1/sqrt(var + eps), in f64.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -22,10 +22,11 @@ pub fn layer_norm_row<T: Float>(
     weight: Option<&[T]>,
     bias: Option<&[T]>,
     eps: f64,
+    ahead: Ahead,
 ) -> RowStats {
     let moments = Moments::of_slice(x);
     let rstd = 1.0 / (moments.variance() + eps).sqrt();
-    normalize_into(x, y, moments.mean, rstd, weight, bias);
+    normalize_into(x, y, moments.mean, rstd, weight, bias, ahead);
     RowStats {
         mean: moments.mean,
         rstd,
@@ -59,7 +60,7 @@ pub unsafe fn layer_norm<S: Element>(
             [y],
             stats,
             #[inline(always)]
-            |_, [x], [y]| layer_norm_row(x, y, weight, bias, eps),
+            |row, [x_row], [y]| layer_norm_row(x_row, y, weight, bias, eps, x.ahead(row)),
         );
     }
     Ok(())
@@ -101,7 +102,7 @@ pub unsafe fn add_layer_norm<S: Element>(
             #[inline(always)]
             |_, [x, residual], [y, sum]| {
                 add_into(x, residual, sum);
-                layer_norm_row(sum, y, weight, bias, eps)
+                layer_norm_row(sum, y, weight, bias, eps, Ahead::NONE)
             },
         );
     }

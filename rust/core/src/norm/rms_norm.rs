@@ -6,14 +6,20 @@ use super::{check_row_norm, normalize_into};
 use crate::element::{Element, Float};
 use crate::error::Result;
 use crate::reduce::sum_squares;
-use crate::rows::{map_rows, RowsMut, RowsRef};
+use crate::rows::{map_rows, Ahead, RowsMut, RowsRef};
 
 /// Normalizes one contiguous row into `y`; returns its rstd = 1/sqrt(mean(x²) + eps).
 #[inline(always)]
-pub fn rms_norm_row<T: Float>(x: &[T], y: &mut [T], weight: Option<&[T]>, eps: f64) -> f64 {
+pub fn rms_norm_row<T: Float>(
+    x: &[T],
+    y: &mut [T],
+    weight: Option<&[T]>,
+    eps: f64,
+    ahead: Ahead,
+) -> f64 {
     let mean_square = sum_squares(x) / x.len() as f64;
     let rstd = 1.0 / (mean_square + eps).sqrt();
-    normalize_into(x, y, 0.0, rstd, weight, None);
+    normalize_into(x, y, 0.0, rstd, weight, None, ahead);
     rstd
 }
 
@@ -42,7 +48,7 @@ pub unsafe fn rms_norm<S: Element>(
             [y],
             rstd,
             #[inline(always)]
-            |_, [x], [y]| rms_norm_row(x, y, weight, eps),
+            |row, [x_row], [y]| rms_norm_row(x_row, y, weight, eps, x.ahead(row)),
         );
     }
     Ok(())
@@ -76,7 +82,7 @@ pub unsafe fn add_rms_norm<S: Element>(
             #[inline(always)]
             |_, [x, residual], [y, sum]| {
                 add_into(x, residual, sum);
-                rms_norm_row(sum, y, weight, eps)
+                rms_norm_row(sum, y, weight, eps, Ahead::NONE)
             },
         );
     }
