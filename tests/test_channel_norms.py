@@ -102,6 +102,60 @@ def test_batch_norm_training_reference_and_running_update(rng, axis):
     np.testing.assert_allclose(rv, 0.8 + 0.2 * bvar * n / (n - 1), rtol=1e-13)
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [(1009, 7), (64, 56, 3), (2, 5, 6, 31), (12, 40, 64), (3, 1)],  # 1009 rows: prime, no grouping
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_channels_last_column_path(rng, shape, dtype):
+    """Channel on the last axis (NHWC, (batch, features)): statistics run down columns."""
+    x = (rng.standard_normal(shape) * 0.5 + 1e4).astype(dtype)  # a large offset must not matter
+    c = shape[-1]
+    axes = tuple(range(x.ndim - 1))
+    x64 = x.astype(np.float64)
+    bmean, bvar = x64.mean(axis=axes), x64.var(axis=axes)
+    w, b = rng.standard_normal(c), rng.standard_normal(c)
+    rm, rv = np.zeros(c), np.ones(c)
+    y, mean, rstd = rn.batch_norm(
+        x, rm, rv, w.astype(dtype), b.astype(dtype), training=True, axis=-1, return_stats=True
+    )
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(
+        y, bn_ref(x64, bmean, bvar, w.astype(dtype), b.astype(dtype), axis=-1), atol=tol
+    )
+    single = dtype == np.float32  # stats come back in x's dtype
+    np.testing.assert_allclose(mean, bmean, rtol=1e-7 if single else 1e-12)
+    np.testing.assert_allclose(rstd, 1 / np.sqrt(bvar + 1e-5), rtol=1e-5 if single else 1e-10)
+    n = x.size // c
+    np.testing.assert_allclose(rv, 0.9 + 0.1 * bvar * n / (n - 1), rtol=1e-5)
+    # In place, eval with the running statistics, and a transposed (non-contiguous) view agree.
+    z = x.copy()
+    rn.batch_norm(z, rm, rv, w, b, axis=-1, out=z)
+    np.testing.assert_allclose(
+        z, bn_ref(x64, rm, rv, w, b, axis=-1), rtol=1e-6 if single else 1e-12, atol=tol
+    )
+    xt = np.asfortranarray(x)
+    # (Not bitwise: grouped rows fold their f64 block sums at other boundaries.)
+    np.testing.assert_allclose(
+        rn.batch_norm(xt, training=True, axis=-1), rn.batch_norm(x, training=True, axis=-1), atol=tol
+    )
+
+
+def test_batch_norm_columns_same_for_any_thread_count(rng):
+    x = rng.standard_normal((4096, 48)).astype(np.float32)
+    before = rn.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            rn.set_num_threads(threads)
+            results.append(rn.batch_norm(x, training=True, axis=-1, return_stats=True))
+    finally:
+        rn.set_num_threads(before)
+    for got in results[1:]:
+        for a, b in zip(got, results[0]):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_batch_norm_eval_float32_running_stats_and_mean_only(rng):
     x = rng.standard_normal((16, 4)).astype(np.float32)
     rm, rv = rng.standard_normal(4).astype(np.float32), rng.random(4).astype(np.float32) + 0.5
@@ -233,4 +287,9 @@ def test_float16_and_empty(rng):
     assert y.dtype == np.float16
     np.testing.assert_allclose(y, group_ref(x, 3), atol=1e-2)
     assert rn.batch_norm(np.zeros((0, 3)), np.zeros(3), np.ones(3)).shape == (0, 3)
+    xh = rng.standard_normal((40, 6)).astype(np.float16)  # the column path gathers f16
+    yh = rn.batch_norm(xh, training=True, axis=-1)
+    assert yh.dtype == np.float16
+    ref = bn_ref(xh.astype(np.float64), xh.astype(np.float64).mean(0), xh.astype(np.float64).var(0), axis=-1)
+    np.testing.assert_allclose(yh, ref, atol=1e-2)
     assert rn.group_norm(np.zeros((0, 4, 2)), 2).shape == (0, 4, 2)

@@ -102,9 +102,24 @@ def test_simd_paths_give_identical_results():
     """Every SIMD level the CPU has computes bitwise the same results as the scalar path."""
     code = """
 import numpy as np, rsnorm as rn, sys
-x = np.random.default_rng(5).standard_normal((64, 1000)).astype(np.float32) * 3 + 1e3
+rng = np.random.default_rng(5)
+x = rng.standard_normal((64, 1000)).astype(np.float32) * 3 + 1e3
 w = np.linspace(-1, 1, 1000, dtype=np.float32)
-np.save(sys.argv[1], np.stack([rn.layer_norm(x, 1000, w, w), rn.rms_norm(x, 1000, w)]))
+img = rng.standard_normal((8, 16, 12, 12)).astype(np.float32) * 2 + 5
+nhwc = np.ascontiguousarray(np.moveaxis(img, 1, -1))
+p = [rng.standard_normal(10_000).astype(np.float32)]
+rn.optim.Adam(p, lr=1e-2).step([rng.standard_normal(10_000).astype(np.float32)])
+outputs = {
+    "layer_norm": rn.layer_norm(x, 1000, w, w),
+    "rms_norm": rn.rms_norm(x, 1000, w),
+    "batch_norm": rn.batch_norm(img, training=True),
+    "batch_norm_nhwc": rn.batch_norm(nhwc, training=True, axis=-1),
+    "group_norm": rn.group_norm(img, 4),
+    "softmax": rn.softmax(x / 100),
+    "selu": rn.selu(x - 1e3),
+    "adam": p[0],
+}
+np.savez(sys.argv[1], **outputs)
 print(rn.simd_level())
 """
     import tempfile
@@ -112,7 +127,7 @@ print(rn.simd_level())
     outputs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for level in ("scalar", "avx2", "avx512"):
-            path = os.path.join(tmp, f"{level}.npy")
+            path = os.path.join(tmp, f"{level}.npz")
             run = subprocess.run(
                 [sys.executable, "-c", code, path],
                 env={**os.environ, "RSNORM_SIMD": level},
@@ -121,7 +136,9 @@ print(rn.simd_level())
                 timeout=60,
                 check=True,
             )
-            outputs[run.stdout.strip()] = np.load(path)
+            with np.load(path) as saved:
+                outputs[run.stdout.strip()] = dict(saved)
     assert "scalar" in outputs
-    for level, result in outputs.items():
-        np.testing.assert_array_equal(result, outputs["scalar"], err_msg=level)
+    for level, results in outputs.items():
+        for op, result in results.items():
+            np.testing.assert_array_equal(result, outputs["scalar"][op], err_msg=f"{level} {op}")

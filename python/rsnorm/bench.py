@@ -2,8 +2,9 @@
 
 Every implementation of a workload is timed in the same run, interleaved round by round so
 machine noise hits all of them alike; the table reports medians. Bandwidth is bytes read plus
-bytes written per second, against the copy ceiling: rsnorm's threads copying a large buffer,
-measured in the same run.
+bytes written per second. Each workload is also timed against a copy of the same number of bytes
+by rsnorm's threads, interleaved with it: "% copy" is that copy's time over rsnorm's, so a busy
+moment on a shared machine moves both alike. The header also gives a large-buffer copy ceiling.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import numpy as np
 from . import _rsnorm
 from ._config import config
 
-DEFAULT_SHAPES = [(64, 768), (4096, 1024), (8192, 4096)]
-QUICK_SHAPES = [(64, 768), (512, 1024)]
+DEFAULT_SHAPES = [(1, 64), (64, 768), (4096, 1024), (8192, 4096)]
+QUICK_SHAPES = [(1, 64), (64, 768), (512, 1024)]
 EPS = 1e-5
 
 
@@ -155,8 +156,6 @@ def workloads(shapes, dtype=np.float32, threads: int = 1) -> list[Workload]:
     return out
 
 
-CHANNEL_SHAPE = (32, 64, 56, 56)
-QUICK_CHANNEL_SHAPE = (4, 16, 28, 28)
 GROUPS = 32
 LRN_SIZE = 5
 
@@ -257,13 +256,50 @@ def channel_workloads(shape, dtype=np.float32, threads: int = 1) -> list[Workloa
     for op, call in ort_calls.items():
         if call is not None:
             impls[op]["onnxruntime"] = call
-    return [Workload(op, tuple(shape), np.dtype(dtype).name, moved, by_impl) for op, by_impl in impls.items()]
+    loads = [
+        Workload(op, tuple(shape), np.dtype(dtype).name, moved, by_impl) for op, by_impl in impls.items()
+    ]
+    return loads + channels_last_workloads(x, w, b, mean, var)
 
 
-BACKWARD_LN_SHAPE = (4096, 1024)
-BACKWARD_BN_SHAPE = (16, 64, 56, 56)
-QUICK_BACKWARD_LN_SHAPE = (256, 256)
-QUICK_BACKWARD_BN_SHAPE = (4, 16, 14, 14)
+def channels_last_workloads(x_nchw, w, b, mean, var) -> list[Workload]:
+    """BatchNorm over the last axis of an NHWC array (Keras' layout, or a (rows, features) table)."""
+    x = np.ascontiguousarray(np.moveaxis(x_nchw, 1, -1))
+    y = np.empty_like(x)
+    rm, rv = mean.copy(), var.copy()
+    axes = tuple(range(x.ndim - 1))
+    train: dict[str, Callable[[], object]] = {
+        "rsnorm": partial(_rsnorm.batch_norm, x, rm, rv, w, b, True, 0.1, EPS, axis=-1, out=y),
+        "rsnorm alloc": partial(_rsnorm.batch_norm, x, rm, rv, w, b, True, 0.1, EPS, axis=-1),
+        "numpy": partial(_numpy_channels_last_train, x, w, b, axes),
+    }
+    evaluate: dict[str, Callable[[], object]] = {
+        "rsnorm": partial(_rsnorm.batch_norm, x, mean, var, w, b, False, 0.1, EPS, axis=-1, out=y),
+        "rsnorm alloc": partial(_rsnorm.batch_norm, x, mean, var, w, b, False, 0.1, EPS, axis=-1),
+        "numpy": partial(_numpy_channels_last, x, mean, var, w, b),
+    }
+    torch = _torch()
+    if torch is not None:
+        f = torch.nn.functional
+        tx = torch.from_numpy(x_nchw).contiguous(memory_format=torch.channels_last)
+        tw, tb = torch.from_numpy(w), torch.from_numpy(b)
+        tm, tv, trm, trv = (torch.from_numpy(a.copy()) for a in (mean, var, mean, var))
+        train["torch"] = partial(f.batch_norm, tx, trm, trv, tw, tb, True, 0.1, EPS)
+        evaluate["torch"] = partial(f.batch_norm, tx, tm, tv, tw, tb, False, 0.1, EPS)
+    dtype, moved = x.dtype.name, 2 * x.nbytes
+    return [
+        Workload("batch_norm train nhwc", x.shape, dtype, moved, train),
+        Workload("batch_norm eval nhwc", x.shape, dtype, moved, evaluate),
+    ]
+
+
+def _numpy_channels_last(x, mean, var, w, b):
+    scale = w / np.sqrt(var + EPS)
+    return (x - mean) * scale + b
+
+
+def _numpy_channels_last_train(x, w, b, axes):
+    return _numpy_channels_last(x, x.mean(axis=axes), x.var(axis=axes), w, b)
 
 
 def _rsnorm_layer_norm_train_step(x, w, b, go):
@@ -338,10 +374,6 @@ def backward_workloads(ln_shape, bn_shape, dtype=np.float32) -> list[Workload]:
         # Forward reads x, writes y; backward reads grad_out and x, writes dx.
         loads.append(Workload(op, tuple(shape), np.dtype(dtype).name, 5 * x.nbytes, impls))
     return loads
-
-
-OPTIM_SIZES = {"10M": (10_000_000,), "200x50k": (50_000,) * 200}
-QUICK_OPTIM_SIZES = {"1M": (1_000_000,), "20x50k": (50_000,) * 20}
 
 
 class _NumpyAdam:
@@ -427,12 +459,6 @@ def optimizer_workloads(sizes: dict[str, tuple[int, ...]], dtype=np.float32) -> 
     return loads
 
 
-DIVERGENCE_SHAPE = (4096, 1000)
-W1_SAMPLES = 1_000_000
-QUICK_DIVERGENCE_SHAPE = (256, 100)
-QUICK_W1_SAMPLES = 10_000
-
-
 def _scipy():
     try:
         import scipy.spatial.distance
@@ -453,8 +479,8 @@ def _numpy_kl(p, q):
     return (p * np.log(p / q)).sum(-1)
 
 
-def divergence_workloads(shape, w1_samples, dtype=np.float32) -> list[Workload]:
-    """softmax and KL/JS over rows, and Wasserstein-1 between two large samples."""
+def divergence_workloads(shape, w1_samples: int | None, dtype=np.float32) -> list[Workload]:
+    """softmax and KL/JS over rows, and (w1_samples given) Wasserstein-1 between two samples."""
     rng = np.random.default_rng(4)
     torch, scipy = _torch(), _scipy()
     x = rng.standard_normal(shape).astype(dtype)
@@ -473,20 +499,76 @@ def divergence_workloads(shape, w1_samples, dtype=np.float32) -> list[Workload]:
     js: dict[str, Callable[[], object]] = {
         "rsnorm": partial(_rsnorm.information, "js_distance", p, q, -1, None)
     }
-    u, v = rng.standard_normal(w1_samples), rng.standard_normal(w1_samples) * 2 + 0.5
-    w1: dict[str, Callable[[], object]] = {"rsnorm": partial(_rsnorm.wasserstein_1d, u, v)}
     if scipy is not None:
         kl["scipy"] = partial(scipy.stats.entropy, p, q, axis=-1)
         js["scipy"] = partial(scipy.spatial.distance.jensenshannon, p, q, axis=-1)
-        w1["scipy"] = partial(scipy.stats.wasserstein_distance, u, v)
     if torch is not None:
         soft["torch"] = partial(torch.softmax, torch.from_numpy(x), -1)
-    return [
+    loads = [
         Workload("softmax", tuple(shape), np.dtype(dtype).name, 2 * x.nbytes, soft),
         Workload("kl_div", tuple(shape), "float64", 2 * p.nbytes, kl),
         Workload("js_distance", tuple(shape), "float64", 2 * p.nbytes, js),
-        Workload("wasserstein_1d", (w1_samples,), "float64", u.nbytes + v.nbytes, w1),
     ]
+    if w1_samples:
+        u, v = rng.standard_normal(w1_samples), rng.standard_normal(w1_samples) * 2 + 0.5
+        w1: dict[str, Callable[[], object]] = {"rsnorm": partial(_rsnorm.wasserstein_1d, u, v)}
+        if scipy is not None:
+            w1["scipy"] = partial(scipy.stats.wasserstein_distance, u, v)
+        loads.append(Workload("wasserstein_1d", (w1_samples,), "float64", u.nbytes + v.nbytes, w1))
+    return loads
+
+
+@dataclass(frozen=True)
+class Suite:
+    """The shapes a run covers: small ones (per-call latency) and large ones (bandwidth)."""
+
+    row_shapes: tuple[tuple[int, ...], ...]
+    channel_shapes: tuple[tuple[int, ...], ...]
+    backward_ln_shapes: tuple[tuple[int, ...], ...]
+    backward_bn_shapes: tuple[tuple[int, ...], ...]
+    optim_sizes: dict[str, tuple[int, ...]]
+    divergence_shapes: tuple[tuple[int, ...], ...]
+    w1_samples: int
+    rounds: int
+    target_s: float
+
+    def workloads(self, threads: int) -> list[Workload]:
+        loads = workloads(self.row_shapes, threads=threads)
+        for shape in self.channel_shapes:
+            loads += channel_workloads(shape, threads=threads)
+        for ln_shape, bn_shape in zip(self.backward_ln_shapes, self.backward_bn_shapes):
+            loads += backward_workloads(ln_shape, bn_shape)
+        loads += optimizer_workloads(self.optim_sizes)
+        for k, shape in enumerate(self.divergence_shapes):
+            last = k == len(self.divergence_shapes) - 1
+            loads += divergence_workloads(shape, self.w1_samples if last else None)
+        return loads
+
+
+SUITES = {
+    "full": Suite(
+        row_shapes=((1, 64), (64, 768), (4096, 1024), (8192, 4096)),
+        channel_shapes=((4, 32, 16, 16), (32, 64, 56, 56)),
+        backward_ln_shapes=((64, 768), (4096, 1024)),
+        backward_bn_shapes=((4, 32, 16, 16), (16, 64, 56, 56)),
+        optim_sizes={"100k": (100_000,), "10M": (10_000_000,), "200x50k": (50_000,) * 200},
+        divergence_shapes=((64, 1000), (4096, 1000)),
+        w1_samples=1_000_000,
+        rounds=11,
+        target_s=0.02,
+    ),
+    "quick": Suite(
+        row_shapes=((1, 64), (64, 768), (512, 1024)),
+        channel_shapes=((4, 16, 28, 28),),
+        backward_ln_shapes=((256, 256),),
+        backward_bn_shapes=((4, 16, 14, 14),),
+        optim_sizes={"1M": (1_000_000,), "20x50k": (50_000,) * 20},
+        divergence_shapes=((256, 100),),
+        w1_samples=10_000,
+        rounds=3,
+        target_s=0.002,
+    ),
+}
 
 
 # ---------------------------------------------------------------- timing
@@ -546,30 +628,35 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _copy_reference(nbytes: int) -> Callable[[], object]:
+    """rsnorm's threads copying nbytes / 2 bytes into another buffer: the same bytes read plus
+    written as a workload that moves nbytes."""
+    src = np.ones(max(nbytes // 8, 1), dtype=np.float32)
+    return partial(_rsnorm._parallel_copy, src, np.empty_like(src))
+
+
 def run(
-    shapes=None,
-    channel_shape=CHANNEL_SHAPE,
-    backward_shapes=(BACKWARD_LN_SHAPE, BACKWARD_BN_SHAPE),
-    optim_sizes=OPTIM_SIZES,
-    divergence_sizes=(DIVERGENCE_SHAPE, W1_SAMPLES),
-    rounds: int = 11,
-    target_s: float = 0.02,
+    suite: Suite | str = "full",
+    rounds: int | None = None,
+    only: str | None = None,
     progress: bool = True,
 ) -> dict:
-    shapes = shapes or DEFAULT_SHAPES
+    """Times every workload of `suite` (those whose op contains `only`, if given) against its peers
+    and a same-bytes copy, interleaved; returns the report (config, ceiling, per-workload medians)."""
+    suite = SUITES[suite] if isinstance(suite, str) else suite
+    rounds = rounds or suite.rounds
     threads = _rsnorm.get_num_threads()
-    loads = workloads(shapes, threads=threads) + channel_workloads(channel_shape, threads=threads)
-    loads += backward_workloads(*backward_shapes)
-    loads += optimizer_workloads(optim_sizes)
-    loads += divergence_workloads(*divergence_sizes)
+    loads = [w for w in suite.workloads(threads) if only is None or only in w.op]
     bar = _Progress(len(loads) + 1, progress)
     bar.step("copy bandwidth")
     ceiling = copy_bandwidth()
     results = []
     for load in loads:
         bar.step(f"{load.op} {load.shape}")
-        timings = _time_interleaved(load.impls, rounds, target_s)
+        impls = {**load.impls, "copy": _copy_reference(load.bytes_moved)}
+        timings = _time_interleaved(impls, rounds, suite.target_s)
         results.append(Result(load.op, load.shape, load.dtype, load.bytes_moved, timings))
+        del impls
     bar.step("done")
     bar.close()
     return {"config": config(), "copy_gbps": ceiling, "results": [asdict(r) for r in results]}
@@ -580,46 +667,96 @@ def run(
 PEERS = ("numpy", "scipy", "torch", "torch fused", "onnxruntime")
 
 
-def format_table(report: dict) -> str:
-    ceiling = report["copy_gbps"]
-    cfg = report["config"]
-    lines = [
-        f"rsnorm {cfg['rsnorm']} · simd {cfg['simd']} · {cfg['threads']} threads · numpy {cfg['numpy']}",
-        f"copy ceiling ({cfg['threads']} threads, read + write): {ceiling:.1f} GB/s",
-        "times are medians in ms; 'rsnorm' writes into a preallocated out=, 'alloc' returns a new array;",
-        "speed-up = peer time / rsnorm time",
-        "",
-    ]
-    header = (
-        f"{'op':<20}{'shape':<18}{'dtype':<8}{'rsnorm':>9}{'GB/s':>7}{'%copy':>7}{'alloc':>9}"
-        + "".join(f"{p:>12}" for p in PEERS)
-        + "".join(f"{'×' + p:>13}" for p in PEERS)
-    )
-    lines += [header, "-" * len(header)]
+def summarize(report: dict) -> list[dict]:
+    """Per workload: rsnorm's median, GB/s, share of the same-bytes copy, each peer's speed-up and
+    the speed-up over the fastest peer (None where no peer ran)."""
+    rows = []
     for r in report["results"]:
         t = r["median_s"]
         ours = t["rsnorm"]
-        gbps = r["bytes_moved"] / ours / 1e9
-        row = (
-            f"{r['op']:<20}{tuple(r['shape'])!s:<18}{r['dtype']:<8}{ours * 1e3:>9.3f}{gbps:>7.1f}"
-            f"{100 * gbps / ceiling:>6.0f}%"
-            + (f"{t['rsnorm alloc'] * 1e3:>9.3f}" if "rsnorm alloc" in t else f"{'—':>9}")
+        peers = {p: t[p] / ours for p in PEERS if p in t}
+        rows.append(
+            {
+                "op": r["op"],
+                "shape": tuple(r["shape"]),
+                "dtype": r["dtype"],
+                "ms": ours * 1e3,
+                "alloc_ms": t["rsnorm alloc"] * 1e3 if "rsnorm alloc" in t else None,
+                "gbps": r["bytes_moved"] / ours / 1e9,
+                "copy_share": t["copy"] / ours
+                if "copy" in t
+                else r["bytes_moved"] / ours / 1e9 / report["copy_gbps"],
+                "peer_ms": {p: t[p] * 1e3 for p in PEERS if p in t},
+                "speedup": peers,
+                "vs_fastest": min(peers.values()) if peers else None,
+            }
         )
-        row += "".join(f"{t[p] * 1e3:>12.3f}" if p in t else f"{'—':>12}" for p in PEERS)
-        row += "".join(f"{t[p] / ours:>12.1f}×" if p in t else f"{'—':>13}" for p in PEERS)
-        lines.append(row)
+    return rows
+
+
+def _header(report: dict) -> list[str]:
+    cfg = report["config"]
+    return [
+        f"rsnorm {cfg['rsnorm']} · simd {cfg['simd']} · {cfg['threads']} threads · numpy {cfg['numpy']}",
+        f"copy ceiling ({cfg['threads']} threads, 256 MB, read + write): {report['copy_gbps']:.1f} GB/s",
+        "times are medians in ms; 'rsnorm' writes into a preallocated out=, 'alloc' returns a new array;",
+        "% copy = time of a same-bytes copy (interleaved with the workload) / rsnorm's time;",
+        "speed-up = peer time / rsnorm time; 'fastest' is against the fastest peer",
+    ]
+
+
+def format_table(report: dict) -> str:
+    lines = [*_header(report), ""]
+    header = (
+        f"{'op':<24}{'shape':<20}{'dtype':<8}{'rsnorm':>9}{'GB/s':>7}{'%copy':>7}{'alloc':>9}"
+        + "".join(f"{p:>12}" for p in PEERS)
+        + "".join(f"{'×' + p:>13}" for p in PEERS)
+        + f"{'×fastest':>10}"
+    )
+    lines += [header, "-" * len(header)]
+    for row in summarize(report):
+        alloc = f"{row['alloc_ms']:>9.3f}" if row["alloc_ms"] is not None else f"{'—':>9}"
+        line = (
+            f"{row['op']:<24}{row['shape']!s:<20}{row['dtype']:<8}{row['ms']:>9.3f}{row['gbps']:>7.1f}"
+            f"{100 * row['copy_share']:>6.0f}%{alloc}"
+        )
+        line += "".join(f"{row['peer_ms'][p]:>12.3f}" if p in row["peer_ms"] else f"{'—':>12}" for p in PEERS)
+        line += "".join(
+            f"{row['speedup'][p]:>12.1f}×" if p in row["speedup"] else f"{'—':>13}" for p in PEERS
+        )
+        line += f"{row['vs_fastest']:>9.1f}×" if row["vs_fastest"] is not None else f"{'—':>10}"
+        lines.append(line)
     return "\n".join(lines)
 
 
+def format_markdown(report: dict) -> str:
+    """The table as Markdown (for README.md): only the peer columns that have a value somewhere."""
+    rows = summarize(report)
+    peers = [p for p in PEERS if any(p in row["peer_ms"] for row in rows)]
+    head = ["op", "shape", "rsnorm ms", "GB/s", "% copy", *(f"{p} ms" for p in peers), "× fastest peer"]
+    lines = ["\n".join(f"> {line}" for line in _header(report)), ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for row in rows:
+        cells = [row["op"], str(row["shape"]), f"{row['ms']:.3f}", f"{row['gbps']:.1f}"]
+        cells.append(f"{100 * row['copy_share']:.0f}%")
+        cells += [f"{row['peer_ms'][p]:.3f}" if p in row["peer_ms"] else "—" for p in peers]
+        cells.append(f"{row['vs_fastest']:.1f}×" if row["vs_fastest"] is not None else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_results(report: dict, folder: str) -> list[str]:
-    """Writes bench.json and, when matplotlib is installed, bench.png (each op's GB/s for rsnorm and
-    its peers, the copy ceiling as a line) into `folder`. Returns the paths written."""
+    """Writes bench.json, bench.md and, when matplotlib is installed, bench.png (each workload's GB/s
+    for rsnorm and its peers on a log scale, the same-bytes copy as a tick) into `folder`. Returns
+    the paths written."""
     import os
 
     os.makedirs(folder, exist_ok=True)
-    paths = [os.path.join(folder, "bench.json")]
+    paths = [os.path.join(folder, "bench.json"), os.path.join(folder, "bench.md")]
     with open(paths[0], "w") as f:
         json.dump(report, f, indent=2)
+    with open(paths[1], "w") as f:
+        f.write(format_markdown(report))
     try:
         import matplotlib
 
@@ -630,23 +767,30 @@ def write_results(report: dict, folder: str) -> list[str]:
     results = report["results"]
     names = ["rsnorm", *(p for p in PEERS if any(p in r["median_s"] for r in results))]
     labels = [f"{r['op']}\n{tuple(r['shape'])}" for r in results]
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.75 * len(results)), 5.5))
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(results)), 6.0))
     width = 0.8 / len(names)
     for k, name in enumerate(names):
-        gbps = [
-            r["bytes_moved"] / r["median_s"][name] / 1e9 if name in r["median_s"] else 0.0 for r in results
-        ]
-        ax.bar([i + (k - (len(names) - 1) / 2) * width for i in range(len(results))], gbps, width, label=name)
-    ax.axhline(report["copy_gbps"], color="black", linestyle="--", linewidth=1, label="2-thread copy")
+        xs = [i + (k - (len(names) - 1) / 2) * width for i, r in enumerate(results) if name in r["median_s"]]
+        gbps = [r["bytes_moved"] / r["median_s"][name] / 1e9 for r in results if name in r["median_s"]]
+        ax.bar(xs, gbps, width, label=name)
+    copies = [
+        (i, r["bytes_moved"] / r["median_s"]["copy"] / 1e9)
+        for i, r in enumerate(results)
+        if "copy" in r["median_s"]
+    ]
+    if copies:
+        ticks, copy_gbps = zip(*copies)
+        ax.scatter(ticks, copy_gbps, marker="_", s=300, color="black", zorder=3, label="same-bytes copy")
+    ax.set_yscale("log")
     ax.set_xticks(range(len(results)))
-    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("GB/s (bytes read + written)")
+    ax.set_xticklabels(labels, rotation=70, ha="right", fontsize=6)
+    ax.set_ylabel("GB/s (bytes read + written), log scale")
     cfg = report["config"]
     ax.set_title(f"rsnorm {cfg['rsnorm']} · {cfg['simd']} · {cfg['threads']} threads (higher is better)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(os.path.join(folder, "bench.png"))
-    fig.savefig(paths[1], dpi=110)
+    fig.savefig(paths[2], dpi=110)
     plt.close(fig)
     return paths
 
@@ -655,28 +799,29 @@ def main(argv: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m rsnorm bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--suite", choices=sorted(SUITES), default="full", help="shapes to run (default full)"
+    )
+    parser.add_argument("--quick", action="store_true", help="the same as --suite quick (a smoke test)")
+    parser.add_argument("--only", default=None, help="only workloads whose op contains this text")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    parser.add_argument("--quick", action="store_true", help="small shapes and few rounds (a smoke test)")
+    parser.add_argument("--markdown", action="store_true", help="print the results as a Markdown table")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per implementation")
     parser.add_argument("--threads", type=int, default=None, help="threads for rsnorm and the peers")
-    parser.add_argument("--out", default=None, help="folder for bench.json and bench.png (matplotlib)")
+    parser.add_argument(
+        "--out", default=None, help="folder for bench.json, bench.md and bench.png (matplotlib)"
+    )
     args = parser.parse_args(argv)
     if args.threads is not None:
         _rsnorm.set_num_threads(args.threads)
-    rounds = args.rounds or (3 if args.quick else 11)
-    report = run(
-        QUICK_SHAPES if args.quick else DEFAULT_SHAPES,
-        QUICK_CHANNEL_SHAPE if args.quick else CHANNEL_SHAPE,
-        (QUICK_BACKWARD_LN_SHAPE, QUICK_BACKWARD_BN_SHAPE)
-        if args.quick
-        else (BACKWARD_LN_SHAPE, BACKWARD_BN_SHAPE),
-        QUICK_OPTIM_SIZES if args.quick else OPTIM_SIZES,
-        (QUICK_DIVERGENCE_SHAPE, QUICK_W1_SAMPLES) if args.quick else (DIVERGENCE_SHAPE, W1_SAMPLES),
-        rounds=rounds,
-        target_s=0.002 if args.quick else 0.02,
-        progress=not args.json,
-    )
-    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    suite = "quick" if args.quick else args.suite
+    report = run(suite, rounds=args.rounds, only=args.only, progress=not (args.json or args.markdown))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif args.markdown:
+        print(format_markdown(report))
+    else:
+        print(format_table(report))
     if args.out:
         for path in write_results(report, args.out):
             print(f"wrote {path}", file=sys.stderr)

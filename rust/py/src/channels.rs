@@ -16,6 +16,7 @@ use rsnorm_core::norm::channels::{
     affine_rows, channel_affine, check_groups, check_momentum, merge_rows, row_moments,
     update_running, RowAffine,
 };
+use rsnorm_core::norm::columns::{affine_columns, column_moments};
 use rsnorm_core::reduce::Moments;
 use rsnorm_core::Float;
 
@@ -171,6 +172,10 @@ struct BatchNormArgs<'a, 'py> {
     return_stats: bool,
 }
 
+/// Below this many values per (sample, channel) slice, BatchNorm runs down columns (see
+/// `rsnorm_core::norm::columns`) instead of over rows that short.
+const COLUMN_PATH_BELOW: usize = 32;
+
 fn batch_norm_typed<'py, S: Storage>(
     py: Python<'py>,
     x: Bound<'py, PyArrayDyn<S>>,
@@ -207,14 +212,29 @@ fn batch_norm_typed<'py, S: Storage>(
     let y = output::<S>(py, OP, "out", a.out, &shape)?;
     let x = unaliased(x, &[&y])?;
     let inner_ndim = shape.len() - axis - 1;
-    let (xv, yv) = (rows_ref(&x, inner_ndim), rows_mut(&y, inner_ndim));
+    let inner_len: usize = shape[axis + 1..].iter().product();
+    // Channel last (or nearly): rows of (channel, inner) values, statistics down the columns.
+    let by_columns = inner_len < COLUMN_PATH_BELOW;
+    let row_dims = if by_columns {
+        inner_ndim + 1
+    } else {
+        inner_ndim
+    };
+    let (xv, yv) = (rows_ref(&x, row_dims), rows_mut(&y, row_dims));
+    let columns = channels * inner_len;
 
     // Batch statistics when training, or when there are no running statistics to use.
     let use_batch = a.training || running_mean.is_none();
     let (mean, var): (Vec<f64>, Vec<f64>) = if use_batch {
-        // SAFETY: `xv` describes the live array `x`.
-        let per_row = compute(py, || Ok(unsafe { row_moments(&xv) }))?;
-        let per_channel = merge_rows(&per_row, channels, |r| r % channels);
+        let per_channel = if by_columns {
+            // SAFETY: `xv` describes the live array `x`, rows of `columns` values.
+            let per_column = compute(py, || Ok(unsafe { column_moments(&xv, columns) }))?;
+            merge_rows(&per_column, channels, |k| k / inner_len.max(1))
+        } else {
+            // SAFETY: `xv` describes the live array `x`.
+            let per_row = compute(py, || Ok(unsafe { row_moments(&xv) }))?;
+            merge_rows(&per_row, channels, |r| r % channels)
+        };
         let count = per_channel.first().map_or(0.0, |m| m.count);
         if count == 0.0 && xv.rows.n_rows() > 0 {
             return Err(value_error(format!(
@@ -273,19 +293,26 @@ fn batch_norm_typed<'py, S: Storage>(
     let rstd: Vec<f64> = var.iter().map(|&v| rstd_of(v, a.eps)).collect();
     let (w, b) = (weight.as_deref(), bias.as_deref());
     let mean_only = a.mean_only;
+    let channel_params = |c: usize| {
+        let (w, b) = channel_affine(w, b, c);
+        let scale = if mean_only { w } else { rstd[c] * w };
+        RowAffine {
+            mean: mean[c],
+            scale,
+            shift: b,
+        }
+    };
     compute(py, || {
         // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
         unsafe {
-            affine_rows(&xv, &yv, |row| {
-                let c = row % channels;
-                let (w, b) = channel_affine(w, b, c);
-                let scale = if mean_only { w } else { rstd[c] * w };
-                RowAffine {
-                    mean: mean[c],
-                    scale,
-                    shift: b,
-                }
-            })
+            if by_columns {
+                let params: Vec<RowAffine> = (0..columns)
+                    .map(|k| channel_params(k / inner_len.max(1)))
+                    .collect();
+                affine_columns(&xv, &yv, &params)
+            } else {
+                affine_rows(&xv, &yv, |row| channel_params(row % channels))
+            }
         }
     })?;
     let stats = if a.return_stats {

@@ -2,6 +2,7 @@
 
 pub mod backward;
 pub mod channels;
+pub mod columns;
 pub mod layer_norm;
 pub mod lrn;
 pub mod rms_norm;

@@ -1,0 +1,368 @@
+//! Column statistics and a per-column affine map, for channel-wise norms whose channel is (nearly)
+//! the innermost axis: BatchNorm of NHWC activations (`axis=-1`) or of (batch, features) tables.
+//!
+//! The row path (one row per channel slice) would hand the kernels rows of one element there.
+//! Instead the array is seen as rows of `columns` values, each column being one channel (or one
+//! (channel, inner index) pair, merged by the caller), and the sums run down the columns with
+//! vector lanes across them. Statistics are the corrected two-pass sums of [`crate::reduce`] around
+//! a per-column center (the mean of the first rows), so a training step reads x twice: once here,
+//! once to normalize.
+//!
+//! When the whole array is one contiguous run, consecutive rows are grouped into longer rows (up
+//! to [`GROUP_LEN`] elements) so the per-row bookkeeping of the row driver is paid once per group.
+
+use crate::element::{Element, Float};
+use crate::layout::Rows;
+use crate::reduce::Moments;
+use crate::rows::{map_row_blocks, map_rows, RowsMut, RowsRef};
+
+use super::channels::RowAffine;
+
+/// Target elements per grouped row.
+const GROUP_LEN: usize = 4096;
+/// Rows each column's lanes sum in the row's type before they are flushed into f64 (as the
+/// row path's 1024-element blocks over 32 lanes).
+const FLUSH_ROWS: usize = 32;
+/// Leading rows whose mean is the first center.
+const PROBE_ROWS: usize = 64;
+
+/// Rows of `columns` values per grouped row when `rows` (rows of `columns` values) is one
+/// contiguous run of native values: the largest divisor of the row count up to `GROUP_LEN`
+/// elements. 1 otherwise.
+fn group_size<S: Element>(rows: &Rows, columns: usize) -> usize {
+    let n_rows = rows.n_rows();
+    let flat = S::NATIVE
+        && rows.inner.single_stride() == Some(1)
+        && rows.row_len() == columns
+        && (n_rows <= 1 || rows.outer.single_stride() == Some(columns as isize));
+    if !flat || n_rows == 0 {
+        return 1;
+    }
+    let most = (GROUP_LEN / columns.max(1)).clamp(1, n_rows);
+    (1..=most).rev().find(|g| n_rows % g == 0).unwrap_or(1)
+}
+
+fn grouped(rows: &Rows, group: usize) -> Rows {
+    if group == 1 {
+        return rows.clone();
+    }
+    Rows::contiguous(rows.n_rows() / group, rows.row_len() * group)
+}
+
+/// Per-column sums of one block of rows: lanes in `T`, flushed into f64 every `FLUSH_ROWS` rows.
+struct ColumnSums<T> {
+    lane_dev: Vec<T>,
+    lane_sq: Vec<T>,
+    dev: Vec<f64>,
+    sq: Vec<f64>,
+    pending: usize,
+}
+
+impl<T: Float> ColumnSums<T> {
+    fn new(columns: usize) -> Self {
+        ColumnSums {
+            lane_dev: vec![T::ZERO; columns],
+            lane_sq: vec![T::ZERO; columns],
+            dev: vec![0.0; columns],
+            sq: vec![0.0; columns],
+            pending: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn add_row(&mut self, row: &[T], center: &[T]) {
+        for (((dev, sq), &x), &c) in self
+            .lane_dev
+            .iter_mut()
+            .zip(self.lane_sq.iter_mut())
+            .zip(row)
+            .zip(center)
+        {
+            let d = x - c;
+            *dev = *dev + d;
+            *sq = *sq + d * d;
+        }
+        self.pending += 1;
+        if self.pending == FLUSH_ROWS {
+            self.flush();
+        }
+    }
+
+    #[inline(always)]
+    fn flush(&mut self) {
+        for (total, lane) in self.dev.iter_mut().zip(self.lane_dev.iter_mut()) {
+            *total += lane.to_f64();
+            *lane = T::ZERO;
+        }
+        for (total, lane) in self.sq.iter_mut().zip(self.lane_sq.iter_mut()) {
+            *total += lane.to_f64();
+            *lane = T::ZERO;
+        }
+        self.pending = 0;
+    }
+}
+
+/// Σ(x − center) and Σ(x − center)² per column, blocks folded in order (thread-count independent).
+///
+/// # Safety
+/// As [`map_row_blocks`].
+unsafe fn deviation_sums<S: Element>(
+    x: &RowsRef<S>,
+    columns: usize,
+    center: &[S::Compute],
+) -> (Vec<f64>, Vec<f64>) {
+    let outputs: [&RowsMut<S>; 0] = [];
+    // SAFETY: forwarded from the caller.
+    let blocks = unsafe {
+        map_row_blocks(
+            [x],
+            outputs,
+            || ColumnSums::<S::Compute>::new(columns),
+            #[inline(always)]
+            |acc, _, [group], []| {
+                for row in group.chunks_exact(columns) {
+                    acc.add_row(row, center);
+                }
+            },
+        )
+    };
+    let (mut dev, mut sq) = (vec![0.0; columns], vec![0.0; columns]);
+    for mut block in blocks {
+        block.flush();
+        for (total, part) in dev.iter_mut().zip(&block.dev) {
+            *total += part;
+        }
+        for (total, part) in sq.iter_mut().zip(&block.sq) {
+            *total += part;
+        }
+    }
+    (dev, sq)
+}
+
+/// Mean of each column over the first `PROBE_ROWS` rows, read serially (a few KB).
+///
+/// # Safety
+/// `x` describes valid memory; it has at least one row.
+unsafe fn probe_center<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<f64> {
+    let mut sums = vec![0.0f64; columns];
+    let mut rows = 0usize;
+    let row_len = x.rows.row_len();
+    let mut values = Vec::with_capacity(row_len);
+    for group in 0..x.rows.n_rows() {
+        values.clear();
+        let base = x.ptr.wrapping_offset(x.rows.row_offset(group));
+        // SAFETY: offsets stay inside the view (caller's contract).
+        x.rows
+            .inner
+            .for_each_offset(|_, off| values.push(unsafe { *base.offset(off) }.load().to_f64()));
+        for row in values.chunks_exact(columns) {
+            for (s, v) in sums.iter_mut().zip(row) {
+                *s += v;
+            }
+            rows += 1;
+        }
+        if rows >= PROBE_ROWS {
+            break;
+        }
+    }
+    sums.iter().map(|s| s / rows.max(1) as f64).collect()
+}
+
+/// Moments of each of the `columns` columns of `x`, whose rows hold `columns` values each.
+///
+/// # Safety
+/// `x` describes valid memory (see [`map_rows`]).
+pub unsafe fn column_moments<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<Moments> {
+    debug_assert_eq!(x.rows.row_len(), columns);
+    let n = x.rows.n_rows();
+    if n == 0 || columns == 0 {
+        return vec![Moments::default(); columns];
+    }
+    let x = RowsRef {
+        ptr: x.ptr,
+        rows: grouped(&x.rows, group_size::<S>(&x.rows, columns)),
+    };
+    let count = n as f64;
+    let to_compute =
+        |c: &[f64]| -> Vec<S::Compute> { c.iter().map(|&v| Float::from_f64(v)).collect() };
+    // SAFETY: forwarded from the caller; n > 0.
+    let mut center = to_compute(&unsafe { probe_center(&x, columns) });
+    // SAFETY: as above.
+    let (mut dev, mut sq) = unsafe { deviation_sums(&x, columns, &center) };
+    // As `Moments::of_slice`: a center far from some column's mean costs that column's M2 its
+    // precision, so the pass is repeated around the means just found.
+    if dev.iter().zip(&sq).any(|(&d, &s)| d * d / count > 0.25 * s) {
+        let means: Vec<f64> = center
+            .iter()
+            .zip(&dev)
+            .map(|(c, d)| c.to_f64() + d / count)
+            .collect();
+        center = to_compute(&means);
+        // SAFETY: as above.
+        (dev, sq) = unsafe { deviation_sums(&x, columns, &center) };
+    }
+    center
+        .iter()
+        .zip(dev.iter().zip(&sq))
+        .map(|(c, (&d, &s))| {
+            let m2 = s - d * d / count;
+            Moments {
+                count,
+                mean: c.to_f64() + d / count,
+                // NaN must stay NaN (no `max`); rounding can leave a hair below zero.
+                m2: if m2 < 0.0 { 0.0 } else { m2 },
+            }
+        })
+        .collect()
+}
+
+/// Writes `y = (x − mean)·scale + shift` with each column's parameters from `params[column]`,
+/// forming x − mean from a hi/lo split of the f64 mean as the row path does.
+///
+/// # Safety
+/// As [`map_rows`]: `y` may be `x` itself but not otherwise overlap it; both have rows of
+/// `params.len()` values.
+pub unsafe fn affine_columns<S: Element>(
+    x: &RowsRef<S>,
+    y: &RowsMut<S>,
+    params: &[RowAffine],
+) -> crate::error::Result<()> {
+    crate::rows::check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
+    let columns = params.len();
+    debug_assert_eq!(x.rows.row_len(), columns);
+    let group = group_size::<S>(&x.rows, columns).min(group_size::<S>(&y.rows, columns));
+    let group = if x.rows.n_rows() % group == 0 {
+        group
+    } else {
+        1
+    };
+    let x = RowsRef {
+        ptr: x.ptr,
+        rows: grouped(&x.rows, group),
+    };
+    let y = RowsMut {
+        ptr: y.ptr,
+        rows: grouped(&y.rows, group),
+    };
+    let convert = |f: fn(&RowAffine) -> f64| -> Vec<S::Compute> {
+        params.iter().map(|p| Float::from_f64(f(p))).collect()
+    };
+    let mean_hi = convert(|p| p.mean);
+    let mean_lo: Vec<S::Compute> = params
+        .iter()
+        .zip(&mean_hi)
+        .map(|(p, hi)| Float::from_f64(p.mean - hi.to_f64()))
+        .collect();
+    let scale = convert(|p| p.scale);
+    let shift = convert(|p| p.shift);
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        map_rows(
+            [&x],
+            [&y],
+            &mut [],
+            #[inline(always)]
+            |_, [x], [y]| {
+                for (x, y) in x.chunks_exact(columns).zip(y.chunks_exact_mut(columns)) {
+                    for (((((y, &x), &hi), &lo), &s), &b) in y
+                        .iter_mut()
+                        .zip(x)
+                        .zip(&mean_hi)
+                        .zip(&mean_lo)
+                        .zip(&scale)
+                        .zip(&shift)
+                    {
+                        *y = ((x - hi) - lo) * s + b;
+                    }
+                }
+            },
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(x: &[f64], columns: usize) -> Vec<(f64, f64)> {
+        let n = (x.len() / columns) as f64;
+        (0..columns)
+            .map(|c| {
+                let col: Vec<f64> = x.iter().skip(c).step_by(columns).copied().collect();
+                let mean = col.iter().sum::<f64>() / n;
+                (mean, col.iter().map(|v| (v - mean).powi(2)).sum::<f64>())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn moments_match_reference_grouped_and_strided() {
+        for (rows, columns) in [(1usize, 3usize), (7, 5), (1000, 64), (4099, 3), (130, 17)] {
+            let x: Vec<f32> = (0..rows * columns)
+                .map(|i| 1.0e4 + ((i * 7919) % 1013) as f32 / 1013.0 + (i % columns) as f32)
+                .collect();
+            let exact: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+            let want = reference(&exact, columns);
+            let view = RowsRef::from_slice(&x, columns);
+            let got = unsafe { column_moments(&view, columns) };
+            for ((m, (mean, m2)), c) in got.iter().zip(&want).zip(0..) {
+                assert!((m.mean - mean).abs() < 1e-6, "{rows}x{columns} col {c}");
+                assert!(
+                    (m.m2 - m2).abs() <= 1e-5 * m2.max(1e-3),
+                    "{rows}x{columns} col {c}: {} vs {m2}",
+                    m.m2
+                );
+            }
+            // The same values read through a transposed (column-major) layout: no grouping.
+            let xt: Vec<f32> = (0..rows * columns)
+                .map(|i| x[(i % rows) * columns + i / rows])
+                .collect();
+            let strided = RowsRef {
+                ptr: xt.as_ptr(),
+                rows: Rows::split(&[rows, columns], &[1, rows as isize], 1),
+            };
+            let got_strided = unsafe { column_moments(&strided, columns) };
+            for (a, b) in got.iter().zip(&got_strided) {
+                assert!(
+                    (a.mean - b.mean).abs() < 1e-9 && (a.m2 - b.m2).abs() <= 1e-9 * a.m2.max(1.0)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sorted_columns_take_the_second_pass() {
+        // A drifting column: its first rows are far from its mean.
+        let rows = 5000i32;
+        let x: Vec<f64> = (0..rows).map(f64::from).collect();
+        let got = unsafe { column_moments(&RowsRef::from_slice(&x, 1), 1) };
+        let (mean, m2) = reference(&x, 1)[0];
+        assert!((got[0].mean - mean).abs() < 1e-9 && (got[0].m2 - m2).abs() < 1e-9 * m2);
+    }
+
+    #[test]
+    fn affine_columns_applies_column_parameters() {
+        let x: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        let mut y = vec![0.0f32; 12];
+        let params: Vec<RowAffine> = (0..3)
+            .map(|c| RowAffine {
+                mean: f64::from(c),
+                scale: 2.0,
+                shift: 0.5,
+            })
+            .collect();
+        unsafe {
+            affine_columns(
+                &RowsRef::from_slice(&x, 3),
+                &RowsMut::from_slice(&mut y, 3),
+                &params,
+            )
+            .unwrap();
+        }
+        let want: Vec<f32> = (0..12)
+            .map(|i| (i as f32 - (i % 3) as f32) * 2.0 + 0.5)
+            .collect();
+        assert_eq!(y, want);
+    }
+}
