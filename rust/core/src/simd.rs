@@ -4,8 +4,11 @@
 //! explicit lane accumulators so LLVM vectorizes them; [`dispatch`] runs a closure inside a
 //! function compiled with `#[target_feature]` so that the inlined kernels are vectorized for
 //! AVX2/FMA or AVX-512 when the CPU has them. std::arch detection is used rather than a crate
-//! because the kernels need no intrinsics — only the codegen target — and the level must be
-//! forceable (`RSNORM_SIMD`) for tests that compare paths.
+//! (pulp, multiversion) because the kernels need no intrinsics — only the codegen target — and
+//! the level must be forceable (`RSNORM_SIMD`) for tests that compare paths.
+//!
+//! On aarch64, NEON is part of the baseline target: the same loops compile to NEON with no
+//! dispatch, and that is the only level there (`RSNORM_SIMD` cannot lower it).
 //!
 //! Results are bitwise identical across levels: kernels never call `mul_add` and fix the order
 //! of every reduction through their lane arrays, so wider vectors do the same operations.
@@ -15,6 +18,7 @@ use std::sync::OnceLock;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Scalar,
+    Neon,
     Avx2,
     Avx512,
 }
@@ -23,6 +27,7 @@ impl Level {
     pub fn name(self) -> &'static str {
         match self {
             Level::Scalar => "scalar",
+            Level::Neon => "neon",
             Level::Avx2 => "avx2",
             Level::Avx512 => "avx512",
         }
@@ -44,6 +49,11 @@ pub fn detected() -> Level {
             return Level::Avx2;
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    {
+        return Level::Neon;
+    }
+    #[allow(unreachable_code)]
     Level::Scalar
 }
 
@@ -59,6 +69,9 @@ pub fn level() -> Level {
             Some("avx512") => Level::Avx512,
             _ => best,
         };
+        if best == Level::Neon {
+            return best; // baseline: nothing to lower it to
+        }
         wanted.min(best)
     })
 }
@@ -73,7 +86,7 @@ pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
             // SAFETY: the level never exceeds what `detected()` found on this CPU.
             Level::Avx512 => return unsafe { run_avx512(f) },
             Level::Avx2 => return unsafe { run_avx2(f) },
-            Level::Scalar => {}
+            Level::Scalar | Level::Neon => {}
         }
     }
     f()
@@ -89,4 +102,18 @@ unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
 unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_never_exceeds_the_cpu_and_names_itself() {
+        assert!(level() <= detected());
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(level(), Level::Neon);
+        assert!(["scalar", "neon", "avx2", "avx512"].contains(&level().name()));
+        assert_eq!(dispatch(|| 41 + 1), 42);
+    }
 }
