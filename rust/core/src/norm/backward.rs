@@ -9,7 +9,7 @@
 use super::channels::RowAffine;
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
-use crate::reduce::LANES;
+use crate::reduce::{ColumnSums, LANES};
 use crate::rows::{check_same_rows, map_row_blocks, map_rows, RowsMut, RowsRef};
 
 /// x − mean in `T` from a hi/lo split of the f64 mean (see `normalize_into`).
@@ -107,13 +107,8 @@ pub unsafe fn row_norm_backward<S: Element>(
         )));
     }
     let centered = mean.is_some();
-    let init = || {
-        let len = if param_grads { row_len } else { 0 };
-        ParamGradSums {
-            dweight: vec![0.0; len],
-            dbias: vec![0.0; len],
-        }
-    };
+    let sums_len = if param_grads { row_len } else { 0 };
+    let init = || ColumnSums::<S::Compute>::new(sums_len);
     // SAFETY: forwarded from the caller.
     let blocks = unsafe {
         map_row_blocks(
@@ -121,45 +116,63 @@ pub unsafe fn row_norm_backward<S: Element>(
             [dx],
             init,
             #[inline(always)]
-            |acc: &mut ParamGradSums, row, [go, x], [dx]| {
+            |acc: &mut ColumnSums<S::Compute>, row, [go, x], [dx]| {
                 let (hi, lo) = centering::<S::Compute>(mean.map_or(0.0, |m| m[row]));
                 let r = <S::Compute as Float>::from_f64(rstd[row]);
                 let (sg, sgx) = grad_sums(go, x, weight, hi, lo, r);
                 let n = row_len as f64;
                 let a = <S::Compute as Float>::from_f64(if centered { sg / n } else { 0.0 });
                 let b = <S::Compute as Float>::from_f64(sgx / n);
-                match weight {
-                    Some(w) => {
+                let x_hat = |xv: S::Compute| ((xv - hi) - lo) * r;
+                let dx_of = |g: S::Compute, xh: S::Compute| (g - a - xh * b) * r;
+                // Parameter sums ride along in the same pass over go and x (while they are in
+                // registers) instead of a second pass.
+                match (weight, param_grads) {
+                    (Some(w), true) => acc.add_row(
+                        #[inline(always)]
+                        |dw, db| {
+                            let sums = dw.iter_mut().zip(db.iter_mut());
+                            let values = go.iter().zip(x).zip(w);
+                            for ((d, ((&g0, &xv), &wv)), (dw, db)) in
+                                dx.iter_mut().zip(values).zip(sums)
+                            {
+                                let xh = x_hat(xv);
+                                *d = dx_of(g0 * wv, xh);
+                                *dw = *dw + g0 * xh;
+                                *db = *db + g0;
+                            }
+                        },
+                    ),
+                    (None, true) => acc.add_row(
+                        #[inline(always)]
+                        |dw, db| {
+                            let sums = dw.iter_mut().zip(db.iter_mut());
+                            for ((d, (&g0, &xv)), (dw, db)) in
+                                dx.iter_mut().zip(go.iter().zip(x)).zip(sums)
+                            {
+                                let xh = x_hat(xv);
+                                *d = dx_of(g0, xh);
+                                *dw = *dw + g0 * xh;
+                                *db = *db + g0;
+                            }
+                        },
+                    ),
+                    (Some(w), false) => {
                         for (((d, &g0), &xv), &wv) in dx.iter_mut().zip(go).zip(x).zip(w) {
-                            *d = (g0 * wv - a - ((xv - hi) - lo) * r * b) * r;
+                            *d = dx_of(g0 * wv, x_hat(xv));
                         }
                     }
-                    None => {
+                    (None, false) => {
                         for ((d, &g0), &xv) in dx.iter_mut().zip(go).zip(x) {
-                            *d = (g0 - a - ((xv - hi) - lo) * r * b) * r;
+                            *d = dx_of(g0, x_hat(xv));
                         }
-                    }
-                }
-                if param_grads {
-                    let sums = acc.dweight.iter_mut().zip(acc.dbias.iter_mut());
-                    for ((&g0, &xv), (dw, db)) in go.iter().zip(x).zip(sums) {
-                        *dw += (g0 * (((xv - hi) - lo) * r)).to_f64();
-                        *db += g0.to_f64();
                     }
                 }
             },
         )
     };
-    let mut total = init();
-    for block in blocks {
-        for (t, b) in total.dweight.iter_mut().zip(&block.dweight) {
-            *t += b;
-        }
-        for (t, b) in total.dbias.iter_mut().zip(&block.dbias) {
-            *t += b;
-        }
-    }
-    Ok(total)
+    let (dweight, dbias) = ColumnSums::fold_in_order(blocks, sums_len);
+    Ok(ParamGradSums { dweight, dbias })
 }
 
 /// How rows of a channel-wise norm map to statistics and parameters.

@@ -13,16 +13,13 @@
 
 use crate::element::{Element, Float};
 use crate::layout::Rows;
-use crate::reduce::Moments;
+use crate::reduce::{ColumnSums, Moments};
 use crate::rows::{map_row_blocks, map_rows, RowsMut, RowsRef};
 
 use super::channels::RowAffine;
 
 /// Target elements per grouped row.
 const GROUP_LEN: usize = 4096;
-/// Rows each column's lanes sum in the row's type before they are flushed into f64 (as the
-/// row path's 1024-element blocks over 32 lanes).
-const FLUSH_ROWS: usize = 32;
 /// Leading rows whose mean is the first center.
 const PROBE_ROWS: usize = 64;
 
@@ -49,59 +46,6 @@ fn grouped(rows: &Rows, group: usize) -> Rows {
     Rows::contiguous(rows.n_rows() / group, rows.row_len() * group)
 }
 
-/// Per-column sums of one block of rows: lanes in `T`, flushed into f64 every `FLUSH_ROWS` rows.
-struct ColumnSums<T> {
-    lane_dev: Vec<T>,
-    lane_sq: Vec<T>,
-    dev: Vec<f64>,
-    sq: Vec<f64>,
-    pending: usize,
-}
-
-impl<T: Float> ColumnSums<T> {
-    fn new(columns: usize) -> Self {
-        ColumnSums {
-            lane_dev: vec![T::ZERO; columns],
-            lane_sq: vec![T::ZERO; columns],
-            dev: vec![0.0; columns],
-            sq: vec![0.0; columns],
-            pending: 0,
-        }
-    }
-
-    #[inline(always)]
-    fn add_row(&mut self, row: &[T], center: &[T]) {
-        for (((dev, sq), &x), &c) in self
-            .lane_dev
-            .iter_mut()
-            .zip(self.lane_sq.iter_mut())
-            .zip(row)
-            .zip(center)
-        {
-            let d = x - c;
-            *dev = *dev + d;
-            *sq = *sq + d * d;
-        }
-        self.pending += 1;
-        if self.pending == FLUSH_ROWS {
-            self.flush();
-        }
-    }
-
-    #[inline(always)]
-    fn flush(&mut self) {
-        for (total, lane) in self.dev.iter_mut().zip(self.lane_dev.iter_mut()) {
-            *total += lane.to_f64();
-            *lane = T::ZERO;
-        }
-        for (total, lane) in self.sq.iter_mut().zip(self.lane_sq.iter_mut()) {
-            *total += lane.to_f64();
-            *lane = T::ZERO;
-        }
-        self.pending = 0;
-    }
-}
-
 /// Σ(x − center) and Σ(x − center)² per column, blocks folded in order (thread-count independent).
 ///
 /// # Safety
@@ -121,22 +65,23 @@ unsafe fn deviation_sums<S: Element>(
             #[inline(always)]
             |acc, _, [group], []| {
                 for row in group.chunks_exact(columns) {
-                    acc.add_row(row, center);
+                    acc.add_row(
+                        #[inline(always)]
+                        |dev, sq| {
+                            for (((dev, sq), &x), &c) in
+                                dev.iter_mut().zip(sq.iter_mut()).zip(row).zip(center)
+                            {
+                                let d = x - c;
+                                *dev = *dev + d;
+                                *sq = *sq + d * d;
+                            }
+                        },
+                    );
                 }
             },
         )
     };
-    let (mut dev, mut sq) = (vec![0.0; columns], vec![0.0; columns]);
-    for mut block in blocks {
-        block.flush();
-        for (total, part) in dev.iter_mut().zip(&block.dev) {
-            *total += part;
-        }
-        for (total, part) in sq.iter_mut().zip(&block.sq) {
-            *total += part;
-        }
-    }
-    (dev, sq)
+    ColumnSums::fold_in_order(blocks, columns)
 }
 
 /// Mean of each column over the first `PROBE_ROWS` rows, read serially (a few KB).
