@@ -531,6 +531,7 @@ class Suite:
     w1_samples: int
     rounds: int
     target_s: float
+    settle_s: float
 
     def workloads(self, threads: int) -> list[Workload]:
         loads = workloads(self.row_shapes, threads=threads)
@@ -556,6 +557,7 @@ SUITES = {
         w1_samples=1_000_000,
         rounds=11,
         target_s=0.02,
+        settle_s=0.005,
     ),
     "quick": Suite(
         row_shapes=((1, 64), (64, 768), (512, 1024)),
@@ -567,6 +569,7 @@ SUITES = {
         w1_samples=10_000,
         rounds=3,
         target_s=0.002,
+        settle_s=0.0,
     ),
 }
 
@@ -584,8 +587,12 @@ def _calls_per_sample(fn, target_s: float) -> int:
 
 
 def _time_interleaved(
-    impls: dict[str, Callable[[], object]], rounds: int, target_s: float
+    impls: dict[str, Callable[[], object]], rounds: int, target_s: float, settle_s: float = 0.0
 ) -> dict[str, float]:
+    """Median seconds per call of each implementation. Each round times a sample of every
+    implementation in turn; after each sample the machine idles `settle_s`, so a peer's worker
+    threads that spin after a call (PyTorch's OpenMP pool) stop before the next sample starts. Within
+    its own sample each implementation runs as it would in a loop, spinning included."""
     calls = {name: _calls_per_sample(fn, target_s) for name, fn in impls.items()}
     samples: dict[str, list[float]] = {name: [] for name in impls}
     for _ in range(rounds):
@@ -595,6 +602,8 @@ def _time_interleaved(
             for _ in range(k):
                 fn()
             samples[name].append((time.perf_counter() - t0) / k)
+            if settle_s:
+                time.sleep(settle_s)
     return {name: float(np.median(s)) for name, s in samples.items()}
 
 
@@ -654,7 +663,7 @@ def run(
     for load in loads:
         bar.step(f"{load.op} {load.shape}")
         impls = {**load.impls, "copy": _copy_reference(load.bytes_moved)}
-        timings = _time_interleaved(impls, rounds, suite.target_s)
+        timings = _time_interleaved(impls, rounds, suite.target_s, suite.settle_s)
         results.append(Result(load.op, load.shape, load.dtype, load.bytes_moved, timings))
         del impls
     bar.step("done")

@@ -7,17 +7,11 @@
 //! and Σ grad_out (bias), summed in f64 in a fixed block order: the same for every thread count.
 
 use super::channels::RowAffine;
+use super::split_mean;
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
 use crate::reduce::{ColumnSums, LANES};
 use crate::rows::{check_same_rows, map_row_blocks, map_rows, RowsMut, RowsRef};
-
-/// x − mean in `T` from a hi/lo split of the f64 mean (see `normalize_into`).
-#[inline(always)]
-fn centering<T: Float>(mean: f64) -> (T, T) {
-    let hi = T::from_f64(mean);
-    (hi, T::from_f64(mean - hi.to_f64()))
-}
 
 /// (Σ g, Σ g·x̂) over a row with g = go·w, x̂ = ((x − hi) − lo)·rstd: lanes of `T` indexed by
 /// constants (so they stay in registers), folded to f64 every 1024 elements; the tail in f64.
@@ -117,7 +111,7 @@ pub unsafe fn row_norm_backward<S: Element>(
             init,
             #[inline(always)]
             |acc: &mut ColumnSums<S::Compute>, row, [go, x], [dx]| {
-                let (hi, lo) = centering::<S::Compute>(mean.map_or(0.0, |m| m[row]));
+                let (hi, lo) = split_mean::<S::Compute>(mean.map_or(0.0, |m| m[row]));
                 let r = <S::Compute as Float>::from_f64(rstd[row]);
                 let (sg, sgx) = grad_sums(go, x, weight, hi, lo, r);
                 let n = row_len as f64;
@@ -227,7 +221,7 @@ pub unsafe fn grouped_norm_backward<S: Element>(
             #[inline(always)]
             |row, [go, x], []| {
                 let s = (layout.stat_of_row)(row);
-                let (hi, lo) = centering::<S::Compute>(mean[s]);
+                let (hi, lo) = split_mean::<S::Compute>(mean[s]);
                 grad_sums(
                     go,
                     x,

@@ -2,7 +2,7 @@
 //! array seen as rows: per-row moments, and a per-row affine map whose mean/scale/shift come
 //! from the row's channel, instance or group. Which statistics a row uses is the only difference.
 
-use super::normalize_into;
+use super::{in_segments, normalize_into, split_mean};
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
 use crate::reduce::Moments;
@@ -70,13 +70,19 @@ pub unsafe fn affine_rows<S: Element>(
             #[inline(always)]
             |row, [x_row], [y]| {
                 let p = affine(row);
-                normalize_into(x_row, y, p.mean, p.scale, None, None, x.ahead(row));
+                let (hi, lo) = split_mean::<S::Compute>(p.mean);
+                let scale = <S::Compute as Float>::from_f64(p.scale);
                 let shift = <S::Compute as Float>::from_f64(p.shift);
-                if p.shift != 0.0 {
-                    for v in y.iter_mut() {
-                        *v = *v + shift;
-                    }
-                }
+                in_segments(
+                    x.ahead(row),
+                    y,
+                    #[inline(always)]
+                    |at, y| {
+                        for (y, &x) in y.iter_mut().zip(&x_row[at..]) {
+                            *y = ((x - hi) - lo) * scale + shift;
+                        }
+                    },
+                );
             },
         );
     }

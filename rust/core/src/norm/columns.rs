@@ -17,6 +17,7 @@ use crate::reduce::{ColumnSums, Moments};
 use crate::rows::{map_row_blocks, map_rows, RowsMut, RowsRef};
 
 use super::channels::RowAffine;
+use super::split_mean;
 
 /// Target elements per grouped row.
 const GROUP_LEN: usize = 4096;
@@ -189,17 +190,12 @@ pub unsafe fn affine_columns<S: Element>(
         ptr: y.ptr,
         rows: grouped(&y.rows, group),
     };
-    let convert = |f: fn(&RowAffine) -> f64| -> Vec<S::Compute> {
-        params.iter().map(|p| Float::from_f64(f(p))).collect()
-    };
-    let mean_hi = convert(|p| p.mean);
-    let mean_lo: Vec<S::Compute> = params
+    let (mean_hi, mean_lo): (Vec<S::Compute>, Vec<S::Compute>) = params
         .iter()
-        .zip(&mean_hi)
-        .map(|(p, hi)| Float::from_f64(p.mean - hi.to_f64()))
-        .collect();
-    let scale = convert(|p| p.scale);
-    let shift = convert(|p| p.shift);
+        .map(|p| split_mean::<S::Compute>(p.mean))
+        .unzip();
+    let scale: Vec<S::Compute> = params.iter().map(|p| Float::from_f64(p.scale)).collect();
+    let shift: Vec<S::Compute> = params.iter().map(|p| Float::from_f64(p.shift)).collect();
     // SAFETY: forwarded from the caller.
     unsafe {
         map_rows(

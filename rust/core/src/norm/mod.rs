@@ -29,8 +29,7 @@ pub(crate) fn normalize_into<T: Float>(
     bias: Option<&[T]>,
     ahead: Ahead,
 ) {
-    let mean_hi = T::from_f64(mean);
-    let mean_lo = T::from_f64(mean - mean_hi.to_f64());
+    let (mean_hi, mean_lo) = split_mean::<T>(mean);
     let scale = T::from_f64(scale);
     let norm = |v: T| ((v - mean_hi) - mean_lo) * scale;
     in_segments(
@@ -63,6 +62,14 @@ pub(crate) fn normalize_into<T: Float>(
             }
         },
     );
+}
+
+/// The f64 mean as hi + lo in `T`: x − hi is exact near the mean (Sterbenz), lo restores the
+/// rest (0 for f64).
+#[inline(always)]
+pub(crate) fn split_mean<T: Float>(mean: f64) -> (T, T) {
+    let hi = T::from_f64(mean);
+    (hi, T::from_f64(mean - hi.to_f64()))
 }
 
 /// Calls `body(start, segment)` on consecutive segments of `y`; before each, the matching share of
