@@ -68,11 +68,8 @@ pub unsafe fn softmax<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, log: bool) -> 
             #[inline(always)]
             |_, [x], [y]| {
                 let max = row_max(x);
-                for (o, &v) in y.iter_mut().zip(x) {
-                    *o = (v - max).exp_nonpositive();
-                }
                 // Positive terms: the lane sum in the row's type with f64 block totals is exact enough.
-                let sum = crate::reduce::sum(y);
+                let sum = crate::reduce::sum_map_into(x, y, |v| (v - max).exp_nonpositive());
                 if log {
                     let shift = <S::Compute as Float>::from_f64(sum.ln());
                     for (o, &v) in y.iter_mut().zip(x) {

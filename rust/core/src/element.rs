@@ -49,13 +49,20 @@ fn exp_nonpositive_f32(x: f32) -> f32 {
     // 1.5·2²³: adding and subtracting it rounds to the nearest integer in plain arithmetic.
     const ROUND: f32 = 12_582_912.0;
     let clamped = if x > -87.336_54 { x } else { -87.336_54 };
-    let n = (clamped * LOG2E + ROUND) - ROUND;
+    let shifted = clamped * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = (clamped - n * LN2_HI) - n * LN2_LO;
     let poly = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n sits in the low mantissa bits of `shifted` (bits(ROUND) + n): integer lanes, where
+    // `n as i32` would be a saturating cast that LLVM does one lane at a time.
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    let scale = f32::from_bits(biased << 23);
     // NaN compares false above, so it was clamped: put it back.
     if x.is_nan() {
         x
