@@ -5,9 +5,9 @@
 //! [`MIN_PARALLEL_WORK`] elements they run on the caller's thread, where a (1, 64) LayerNorm
 //! costs well under a microsecond instead of a cross-thread wake-up.
 
-use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 /// Elements of work below which a call stays on the caller's thread. Waking a pool worker costs
@@ -103,6 +103,10 @@ fn pool() -> Arc<ThreadPool> {
 /// Splits `0..n_items` into contiguous ranges and calls `f` on each, in parallel when the total
 /// work (`n_items * work_per_item` elements) is worth it, else once on the caller's thread.
 /// Every item is processed by exactly one call, so per-item results do not depend on the split.
+///
+/// The calling thread takes part: it and `threads − 1` pool workers pull ranges from a shared
+/// counter. Only the workers must be woken (on a VM, waking an idle vCPU costs tens of µs), and
+/// the caller's thread, already running, starts at once.
 pub fn for_each_range(n_items: usize, work_per_item: usize, f: impl Fn(Range<usize>) + Sync) {
     let total_work = n_items.saturating_mul(work_per_item.max(1));
     let threads = num_threads();
@@ -114,10 +118,24 @@ pub fn for_each_range(n_items: usize, work_per_item: usize, f: impl Fn(Range<usi
         .min(total_work / MIN_CHUNK_WORK)
         .clamp(2, n_items);
     let chunk_range = |c: usize| (c * n_items / chunks)..((c + 1) * n_items / chunks);
-    pool().install(|| (0..chunks).into_par_iter().for_each(|c| f(chunk_range(c))));
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let c = next.fetch_add(1, Ordering::Relaxed);
+        if c >= chunks {
+            break;
+        }
+        f(chunk_range(c));
+    };
+    pool().in_place_scope(|scope| {
+        for _ in 1..threads.min(chunks) {
+            scope.spawn(|_| work());
+        }
+        work();
+    });
 }
 
-/// Runs two closures, in parallel on the pool when there are threads to spare.
+/// Runs two closures in parallel on the pool (inside it, so rayon's parallel iterators they use,
+/// such as `par_sort`, run on rsnorm's threads too) when there are threads to spare.
 pub fn join<A: Send, B: Send>(
     a: impl FnOnce() -> A + Send,
     b: impl FnOnce() -> B + Send,
