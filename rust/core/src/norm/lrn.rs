@@ -75,54 +75,142 @@ pub unsafe fn local_response_norm<S: Element>(
     }
     let batch = n_rows / channels;
     let spatial = x.rows.row_len();
-    let half_before = p.size / 2;
-    let half_after = (p.size - 1) / 2;
+    // Rows read and written where they lie when they are contiguous native memory and y is not
+    // x; otherwise a sample is gathered first (which also makes in place safe) and scattered after.
+    let direct = |rows: &crate::layout::Rows| S::NATIVE && rows.inner.single_stride() == Some(1);
+    let in_place = x.ptr.cast::<u8>() == y.ptr.cast::<u8>().cast_const();
+    let direct_x = direct(&x.rows) && !in_place;
+    let direct_y = direct(&y.rows) && !in_place;
     let (xp, yp) = (x.ptr as usize, y.ptr as usize);
     parallel::for_each_range(batch, channels * spatial * 2, |range| {
         crate::simd::dispatch(
             #[inline(always)]
             || {
-                let mut sample = vec![<S::Compute as Float>::ZERO; channels * spatial];
-                let mut sums = vec![<S::Compute as Float>::ZERO; spatial];
-                let mut out_row = vec![<S::Compute as Float>::ZERO; spatial];
-                let scale = <S::Compute as Float>::from_f64(p.alpha / p.size as f64);
-                let k = <S::Compute as Float>::from_f64(p.k);
+                let mut gathered: Vec<S::Compute> = Vec::new();
+                let mut results: Vec<S::Compute> = Vec::new();
+                let mut squares = vec![<S::Compute as Float>::ZERO; channels * TILE];
                 for n in range {
-                    for c in 0..channels {
-                        let base =
-                            (xp as *const S).wrapping_offset(x.rows.row_offset(n * channels + c));
-                        let row = &mut sample[c * spatial..(c + 1) * spatial];
-                        // SAFETY: offsets inside the view (caller's contract).
-                        x.rows
-                            .inner
-                            .for_each_offset(|s, off| row[s] = unsafe { *base.offset(off) }.load());
+                    let row_ptr = |base: usize, rows: &crate::layout::Rows, c: usize| {
+                        (base as *const S).wrapping_offset(rows.row_offset(n * channels + c))
+                    };
+                    if !direct_x {
+                        gathered.resize(channels * spatial, <S::Compute as Float>::ZERO);
+                        for c in 0..channels {
+                            let base = row_ptr(xp, &x.rows, c);
+                            let row = &mut gathered[c * spatial..(c + 1) * spatial];
+                            // SAFETY: offsets inside the view (caller's contract).
+                            x.rows.inner.for_each_offset(|s, off| {
+                                row[s] = unsafe { *base.offset(off) }.load();
+                            });
+                        }
                     }
-                    for c in 0..channels {
-                        sums.fill(<S::Compute as Float>::ZERO);
-                        let lo = c.saturating_sub(half_before);
-                        let hi = (c + half_after).min(channels - 1);
-                        for window in lo..=hi {
-                            for (acc, &v) in sums
-                                .iter_mut()
-                                .zip(&sample[window * spatial..(window + 1) * spatial])
-                            {
-                                *acc = *acc + v * v;
+                    if !direct_y {
+                        results.resize(channels * spatial, <S::Compute as Float>::ZERO);
+                    }
+                    let input = |c: usize| -> &[S::Compute] {
+                        if direct_x {
+                            // SAFETY: NATIVE (S is the compute type) and the row is contiguous.
+                            unsafe {
+                                std::slice::from_raw_parts(row_ptr(xp, &x.rows, c).cast(), spatial)
                             }
+                        } else {
+                            &gathered[c * spatial..(c + 1) * spatial]
                         }
-                        let xs = &sample[c * spatial..(c + 1) * spatial];
-                        for ((o, &v), &sq) in out_row.iter_mut().zip(xs).zip(&sums) {
-                            *o = v * p.inverse_power(k + scale * sq);
-                        }
-                        let base =
-                            (yp as *mut S).wrapping_offset(y.rows.row_offset(n * channels + c));
-                        // SAFETY: offsets inside the view; rows of one sample belong to one task.
-                        y.rows.inner.for_each_offset(|s, off| unsafe {
-                            *base.offset(off) = S::store(out_row[s]);
+                    };
+                    let inputs: Vec<&[S::Compute]> = (0..channels).map(input).collect();
+                    for start in (0..spatial).step_by(TILE) {
+                        let width = TILE.min(spatial - start);
+                        lrn_tile(&inputs, start, width, &mut squares, &p, |c, values| {
+                            if direct_y {
+                                let at = row_ptr(yp, &y.rows, c).cast_mut().cast::<S::Compute>();
+                                // SAFETY: as above for y; rows of one sample belong to one task
+                                // and do not overlap x (not in place).
+                                let out =
+                                    unsafe { std::slice::from_raw_parts_mut(at.add(start), width) };
+                                out.copy_from_slice(values);
+                            } else {
+                                results[c * spatial + start..c * spatial + start + width]
+                                    .copy_from_slice(values);
+                            }
                         });
+                    }
+                    if !direct_y {
+                        for c in 0..channels {
+                            let base = row_ptr(yp, &y.rows, c).cast_mut();
+                            let row = &results[c * spatial..(c + 1) * spatial];
+                            // SAFETY: offsets inside the view; one task per sample.
+                            y.rows.inner.for_each_offset(|s, off| unsafe {
+                                *base.offset(off) = S::store(row[s]);
+                            });
+                        }
                     }
                 }
             },
         );
     });
     Ok(())
+}
+
+/// Spatial positions per tile: the tile's squares for every channel stay in L2.
+const TILE: usize = 512;
+/// Positions summed together in registers.
+const STEP: usize = 16;
+
+/// LRN of one spatial tile `[start, start + width)` of a sample whose channel rows are `inputs`:
+/// squares once per element, window sums by adding the `size` squares rows, then
+/// `emit(c, values)` with channel c's outputs.
+#[inline(always)]
+fn lrn_tile<T: Float>(
+    inputs: &[&[T]],
+    start: usize,
+    width: usize,
+    squares: &mut [T],
+    p: &Lrn,
+    mut emit: impl FnMut(usize, &[T]),
+) {
+    let channels = inputs.len();
+    let (before, after) = (p.size / 2, (p.size - 1) / 2);
+    for (c, row) in inputs.iter().enumerate() {
+        let sq = &mut squares[c * TILE..c * TILE + width];
+        for (s, &v) in sq.iter_mut().zip(&row[start..start + width]) {
+            *s = v * v;
+        }
+    }
+    let scale = T::from_f64(p.alpha / p.size as f64);
+    let k = T::from_f64(p.k);
+    let mut out = [T::ZERO; TILE];
+    for (c, row) in inputs.iter().enumerate() {
+        let window = c.saturating_sub(before)..=(c + after).min(channels - 1);
+        let x = &row[start..start + width];
+        let out = &mut out[..width];
+        // Lane-sized steps with the window summed in registers (a sums buffer re-stored once per
+        // window row was the bottleneck); the additions keep their order, ascending channels.
+        let body = width / STEP * STEP;
+        for (i, (o, xv)) in out[..body]
+            .chunks_exact_mut(STEP)
+            .zip(x[..body].chunks_exact(STEP))
+            .enumerate()
+        {
+            let at = i * STEP;
+            let mut sums = [T::ZERO; STEP];
+            for w in window.clone() {
+                let sq: &[T; STEP] = squares[w * TILE + at..w * TILE + at + STEP]
+                    .try_into()
+                    .expect("STEP long");
+                for (acc, &v) in sums.iter_mut().zip(sq) {
+                    *acc = *acc + v;
+                }
+            }
+            for ((o, &v), &sq) in o.iter_mut().zip(xv).zip(&sums) {
+                *o = v * p.inverse_power(k + scale * sq);
+            }
+        }
+        for j in body..width {
+            let sum = window
+                .clone()
+                .fold(T::ZERO, |acc, w| acc + squares[w * TILE + j]);
+            out[j] = x[j] * p.inverse_power(k + scale * sum);
+        }
+        emit(c, out);
+    }
 }
