@@ -1,11 +1,13 @@
-"""Side-by-side benchmark of the normalization kernels (the same runner as ``python -m rsnorm bench``).
+"""Side-by-side benchmark of every rsnorm op (the same runner as ``python -m rsnorm bench``).
 
-    python benches/bench_norms.py [--json] [--quick] [--rounds N] [--threads N]
+    python benches/bench_norms.py [--suite full|quick] [--only TEXT] [--json | --markdown]
+                                  [--rounds N] [--threads N] [--out DIR]
 
-Peers are timed when importable: NumPy always, PyTorch CPU (``pip install torch``) and ONNX Runtime
-(``pip install ".[bench]"``). All implementations of a workload are interleaved round by round in one
-run; the table shows medians, GB/s (bytes read + written) and the share of the copy ceiling
-measured in the same run.
+Peers are timed when importable: NumPy always, SciPy, PyTorch CPU (``pip install torch``) and ONNX
+Runtime (``pip install ".[bench]"``). All implementations of a workload, and a copy of the same bytes,
+are interleaved round by round in one run; the table shows medians, GB/s (bytes read + written), the
+share of that copy's speed and the speed-up over each peer and the fastest. ``--out DIR`` writes
+bench.json, bench.md (the README table) and bench.png (the chart).
 """
 
 from __future__ import annotations
