@@ -134,7 +134,8 @@ def test_layer_and_rms_norm_gradients(rows, cols, affine, seed, k):
 
 
 @given(
-    st.sampled_from([(4, 3), (3, 2, 4), (2, 3, 2, 2)]),
+    # Fewer than 32 values after the channel run down columns; (2, 3, 40) with axis 1 runs by rows.
+    st.sampled_from([(4, 3), (3, 2, 4), (2, 3, 2, 2), (2, 3, 40)]),
     st.sampled_from([1, -1]),
     st.booleans(),
     st.integers(0, 2**31),
@@ -348,3 +349,24 @@ def test_sequence_batch_norm_backward(rng):
         rn.nn.LayerNorm(3).backward(np.ones((1, 3)))
     with pytest.raises(TypeError, match="LocalResponseNorm has no backward"):
         rn.nn.LocalResponseNorm(3).backward(np.ones((1, 3, 2)))
+
+
+def test_batch_norm_backward_channels_last_equals_channels_first(rng):
+    """The column path (NHWC) and the row path (NCHW, 49 values per slice) agree."""
+    x = rng.standard_normal((6, 5, 7, 7)) * 3 + 2
+    go = rng.standard_normal(x.shape)
+    w = rng.standard_normal(5)
+    last = lambda a: np.ascontiguousarray(np.moveaxis(a, 1, -1))  # noqa: E731
+    for training in (True, False):
+        _, mean, rstd = rn.batch_norm(x, None, None, w, training=True, return_stats=True)
+        first = rn.batch_norm_backward(go, x, mean, rstd, w, training=training)
+        nhwc = rn.batch_norm_backward(last(go), last(x), mean, rstd, w, training=training, axis=-1)
+        np.testing.assert_allclose(nhwc[0], last(first[0]), rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(nhwc[1], first[1], rtol=1e-11)
+        np.testing.assert_allclose(nhwc[2], first[2], rtol=1e-11)
+    xf = last(x).astype(np.float32)  # float32 through the grouped contiguous rows
+    _, mean, rstd = rn.batch_norm(xf, training=True, axis=-1, return_stats=True)
+    dx, _, db = rn.batch_norm_backward(last(go).astype(np.float32), xf, mean, rstd, axis=-1)
+    assert dx.dtype == np.float32
+    np.testing.assert_allclose(db, last(go).sum(axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(dx.sum(axis=(0, 1, 2)), 0.0, atol=1e-3)  # dx of a batch norm sums to 0

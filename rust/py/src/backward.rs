@@ -1,6 +1,7 @@
 //! Bindings of the backward passes. Each takes grad_out plus what the forward returned with
 //! `return_stats=True` and returns PyTorch's autograd gradients (None for a parameter not given).
 
+use crate::channels::COLUMN_PATH_BELOW;
 use crate::dispatch::{
     as_ndarray, channel_param, element_strides, f64_array, f64_array_like, float_array, output,
     param, param_slice, permuted, resolve_axis, rows_mut, rows_ref, rows_ref_as, same_as_x,
@@ -315,9 +316,21 @@ fn grouped_backward_typed<'py, S: Storage>(
         channels,
     };
     let w = weight.as_deref();
+    let inner_len: usize = shape[shape.len() - inner_ndim..].iter().product();
+    let by_columns = matches!(grouping, Grouping::Batch { .. }) && inner_len < COLUMN_PATH_BELOW;
+    // Channel last (as the forward): rows of (channel, inner) values, sums down columns.
+    let (xc, gc, dc) = (
+        rows_ref(&x, inner_ndim + 1),
+        rows_ref(&go, inner_ndim + 1),
+        rows_mut(&dx, inner_ndim + 1),
+    );
     // SAFETY: views of live arrays; dx is fresh.
     let (dweight, dbias) = compute(py, || unsafe {
-        bw::grouped_norm_backward(&gv, &xv, &dv, &mean, &rstd, w, training, &layout)
+        if by_columns {
+            bw::column_batch_norm_backward(&gc, &xc, &dc, inner_len, &mean, &rstd, w, training)
+        } else {
+            bw::grouped_norm_backward(&gv, &xv, &dv, &mean, &rstd, w, training, &layout)
+        }
     })?;
     let dweight = weight
         .is_some()

@@ -174,7 +174,7 @@ struct BatchNormArgs<'a, 'py> {
 
 /// Below this many values per (sample, channel) slice, BatchNorm runs down columns (see
 /// `rsnorm_core::norm::columns`) instead of over rows that short.
-const COLUMN_PATH_BELOW: usize = 32;
+pub(crate) const COLUMN_PATH_BELOW: usize = 32;
 
 fn batch_norm_typed<'py, S: Storage>(
     py: Python<'py>,

@@ -274,6 +274,83 @@ pub unsafe fn grouped_norm_backward<S: Element>(
     Ok((dweight, dbias))
 }
 
+/// BatchNorm backward over channel-last data: `x` seen as rows of `mean.len() · inner` columns,
+/// column k belonging to channel k / inner (see [`super::columns`]). The same arithmetic as
+/// [`grouped_norm_backward`], with the sums run down columns. Returns (dweight, dbias).
+///
+/// # Safety
+/// As [`map_rows`]; `dx` may be `grad_out` itself.
+pub unsafe fn column_batch_norm_backward<S: Element>(
+    grad_out: &RowsRef<S>,
+    x: &RowsRef<S>,
+    dx: &RowsMut<S>,
+    inner: usize,
+    mean: &[f64],
+    rstd: &[f64],
+    weight: Option<&[f64]>,
+    training: bool,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    const OP: &str = "norm backward";
+    let channels = mean.len();
+    let columns = channels * inner;
+    check_same_rows(
+        OP,
+        &x.rows,
+        &[("grad_out", &grad_out.rows), ("dx", &dx.rows)],
+    )?;
+    if rstd.len() != channels || x.rows.row_len() != columns {
+        return Err(Error::ShapeMismatch(format!(
+            "{OP}: mean/rstd have {}/{} values, which does not fit x (statistics from another shape?)",
+            mean.len(),
+            rstd.len()
+        )));
+    }
+    let channel = |k: usize| k / inner.max(1);
+    let (hi, lo): (Vec<S::Compute>, Vec<S::Compute>) = (0..columns)
+        .map(|k| split_mean::<S::Compute>(mean[channel(k)]))
+        .unzip();
+    let r: Vec<S::Compute> = (0..columns)
+        .map(|k| Float::from_f64(rstd[channel(k)]))
+        .collect();
+    // SAFETY: forwarded from the caller.
+    let (sg, sgx) = unsafe { super::columns::column_grad_sums(grad_out, x, &hi, &lo, &r) };
+    let mut dweight = vec![0.0; channels];
+    let mut dbias = vec![0.0; channels];
+    let (mut a, mut b) = (vec![0.0; channels], vec![0.0; channels]);
+    for k in 0..columns {
+        let c = channel(k);
+        dbias[c] += sg[k];
+        dweight[c] += sgx[k];
+        let w = weight.map_or(1.0, |w| w[c]);
+        a[c] += w * sg[k];
+        b[c] += w * sgx[k];
+    }
+    let count = (x.rows.n_rows() * inner) as f64;
+    let params: Vec<(RowAffine, f64)> = (0..columns)
+        .map(|k| {
+            let c = channel(k);
+            let w = weight.map_or(1.0, |w| w[c]);
+            let (ma, mb) = if training {
+                (a[c] / count, b[c] / count)
+            } else {
+                (0.0, 0.0)
+            };
+            let r = rstd[c];
+            (
+                RowAffine {
+                    mean: mean[c],
+                    scale: -r * r * mb,
+                    shift: -ma * r,
+                },
+                w * r,
+            )
+        })
+        .collect();
+    // SAFETY: forwarded from the caller.
+    unsafe { super::columns::affine_columns_with_grad(grad_out, x, dx, &params)? };
+    Ok((dweight, dbias))
+}
+
 /// Weight-norm backward per row (slice along `dim`): with n = ‖v‖ and w = g·v/n,
 /// dg = Σ grad_w·v / n and dv = (g/n)·(grad_w − v·dg/n). Returns dg per row.
 ///

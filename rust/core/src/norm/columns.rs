@@ -222,6 +222,141 @@ pub unsafe fn affine_columns<S: Element>(
     Ok(())
 }
 
+/// The group size usable by every view (each either contiguous, with the largest divisor found,
+/// or 1): the smallest, itself a divisor of the row count.
+fn common_group<S: Element>(views: &[&Rows], columns: usize) -> usize {
+    views
+        .iter()
+        .map(|rows| group_size::<S>(rows, columns))
+        .min()
+        .unwrap_or(1)
+}
+
+/// Per column: Σ go and Σ go·x̂ with x̂ = ((x − hi) − lo)·rstd from the column's statistics (the
+/// sums BatchNorm's backward needs), folded in block order.
+///
+/// # Safety
+/// As [`map_row_blocks`]; both views have rows of `hi.len()` values.
+pub unsafe fn column_grad_sums<S: Element>(
+    grad_out: &RowsRef<S>,
+    x: &RowsRef<S>,
+    hi: &[S::Compute],
+    lo: &[S::Compute],
+    rstd: &[S::Compute],
+) -> (Vec<f64>, Vec<f64>) {
+    let columns = hi.len();
+    let group = common_group::<S>(&[&grad_out.rows, &x.rows], columns);
+    let go = RowsRef {
+        ptr: grad_out.ptr,
+        rows: grouped(&grad_out.rows, group),
+    };
+    let x = RowsRef {
+        ptr: x.ptr,
+        rows: grouped(&x.rows, group),
+    };
+    let outputs: [&RowsMut<S>; 0] = [];
+    // SAFETY: forwarded from the caller.
+    let blocks = unsafe {
+        map_row_blocks(
+            [&go, &x],
+            outputs,
+            || ColumnSums::<S::Compute>::new(columns),
+            #[inline(always)]
+            |acc, _, [go, x], []| {
+                for (go, x) in go.chunks_exact(columns).zip(x.chunks_exact(columns)) {
+                    acc.add_row(
+                        #[inline(always)]
+                        |sg, sgx| {
+                            let stats = hi.iter().zip(lo).zip(rstd);
+                            for (((sg, sgx), (&g, &xv)), ((&hi, &lo), &r)) in sg
+                                .iter_mut()
+                                .zip(sgx.iter_mut())
+                                .zip(go.iter().zip(x))
+                                .zip(stats)
+                            {
+                                *sg = *sg + g;
+                                *sgx = *sgx + g * (((xv - hi) - lo) * r);
+                            }
+                        },
+                    );
+                }
+            },
+        )
+    };
+    ColumnSums::fold_in_order(blocks, columns)
+}
+
+/// `dx = (x − mean)·scale + shift + go·grad_scale` with each column's parameters: the input
+/// gradient of BatchNorm over channel-last data.
+///
+/// # Safety
+/// As [`map_rows`]; `dx` may be `grad_out` itself; all views have rows of `params.len()` values.
+pub unsafe fn affine_columns_with_grad<S: Element>(
+    grad_out: &RowsRef<S>,
+    x: &RowsRef<S>,
+    dx: &RowsMut<S>,
+    params: &[(RowAffine, f64)],
+) -> crate::error::Result<()> {
+    crate::rows::check_same_rows(
+        "normalization backward",
+        &x.rows,
+        &[("grad", &grad_out.rows), ("dx", &dx.rows)],
+    )?;
+    let columns = params.len();
+    let group = common_group::<S>(&[&grad_out.rows, &x.rows, &dx.rows], columns);
+    let (go, x) = (
+        RowsRef {
+            ptr: grad_out.ptr,
+            rows: grouped(&grad_out.rows, group),
+        },
+        RowsRef {
+            ptr: x.ptr,
+            rows: grouped(&x.rows, group),
+        },
+    );
+    let dx = RowsMut {
+        ptr: dx.ptr,
+        rows: grouped(&dx.rows, group),
+    };
+    let (hi, lo): (Vec<S::Compute>, Vec<S::Compute>) = params
+        .iter()
+        .map(|(p, _)| split_mean::<S::Compute>(p.mean))
+        .unzip();
+    let convert = |f: &dyn Fn(&(RowAffine, f64)) -> f64| -> Vec<S::Compute> {
+        params.iter().map(|p| Float::from_f64(f(p))).collect()
+    };
+    let scale = convert(&|p| p.0.scale);
+    let shift = convert(&|p| p.0.shift);
+    let grad_scale = convert(&|p| p.1);
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        map_rows(
+            [&go, &x],
+            [&dx],
+            &mut [],
+            #[inline(always)]
+            |_, [go, x], [dx]| {
+                let rows = dx
+                    .chunks_exact_mut(columns)
+                    .zip(go.chunks_exact(columns).zip(x.chunks_exact(columns)));
+                for (dx, (go, x)) in rows {
+                    let per_column = hi
+                        .iter()
+                        .zip(&lo)
+                        .zip(scale.iter().zip(&shift))
+                        .zip(&grad_scale);
+                    for ((d, (&g, &xv)), (((&hi, &lo), (&s, &b)), &gs)) in
+                        dx.iter_mut().zip(go.iter().zip(x)).zip(per_column)
+                    {
+                        *d = ((xv - hi) - lo) * s + b + g * gs;
+                    }
+                }
+            },
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
