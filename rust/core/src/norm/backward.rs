@@ -253,25 +253,25 @@ pub unsafe fn grouped_norm_backward<S: Element>(
     unsafe {
         super::channels::affine_rows_with_grad(grad_out, x, dx, |row| {
             let (c, s) = ((layout.channel_of_row)(row), (layout.stat_of_row)(row));
-            let w = weight.map_or(1.0, |w| w[c]);
-            let (ma, mb) = if training {
-                (a[s] / count[s], b[s] / count[s])
-            } else {
-                (0.0, 0.0)
-            };
-            let r = rstd[s];
-            // dx = go·(w·r) − ma·r − (x − mean)·r²·mb
-            (
-                RowAffine {
-                    mean: mean[s],
-                    scale: -r * r * mb,
-                    shift: -ma * r,
-                },
-                w * r,
-            )
+            let means = training.then(|| (a[s] / count[s], b[s] / count[s]));
+            dx_params(mean[s], rstd[s], weight.map_or(1.0, |w| w[c]), means)
         })?;
     }
     Ok((dweight, dbias))
+}
+
+/// The per-slice form of a channel-wise norm's input gradient, dx = go·(w·r) − ma·r − (x − mean)·r²·mb,
+/// as (affine on x, factor on go); `means` = (mean(g), mean(g·x̂)), None in eval mode (constants).
+fn dx_params(mean: f64, r: f64, w: f64, means: Option<(f64, f64)>) -> (RowAffine, f64) {
+    let (ma, mb) = means.unwrap_or((0.0, 0.0));
+    (
+        RowAffine {
+            mean,
+            scale: -r * r * mb,
+            shift: -ma * r,
+        },
+        w * r,
+    )
 }
 
 /// BatchNorm backward over channel-last data: `x` seen as rows of `mean.len() · inner` columns,
@@ -329,21 +329,8 @@ pub unsafe fn column_batch_norm_backward<S: Element>(
     let params: Vec<(RowAffine, f64)> = (0..columns)
         .map(|k| {
             let c = channel(k);
-            let w = weight.map_or(1.0, |w| w[c]);
-            let (ma, mb) = if training {
-                (a[c] / count, b[c] / count)
-            } else {
-                (0.0, 0.0)
-            };
-            let r = rstd[c];
-            (
-                RowAffine {
-                    mean: mean[c],
-                    scale: -r * r * mb,
-                    shift: -ma * r,
-                },
-                w * r,
-            )
+            let means = training.then(|| (a[c] / count, b[c] / count));
+            dx_params(mean[c], rstd[c], weight.map_or(1.0, |w| w[c]), means)
         })
         .collect();
     // SAFETY: forwarded from the caller.

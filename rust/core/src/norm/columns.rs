@@ -47,6 +47,20 @@ fn grouped(rows: &Rows, group: usize) -> Rows {
     Rows::contiguous(rows.n_rows() / group, rows.row_len() * group)
 }
 
+fn regroup_ref<S>(view: &RowsRef<S>, group: usize) -> RowsRef<S> {
+    RowsRef {
+        ptr: view.ptr,
+        rows: grouped(&view.rows, group),
+    }
+}
+
+fn regroup_mut<S>(view: &RowsMut<S>, group: usize) -> RowsMut<S> {
+    RowsMut {
+        ptr: view.ptr,
+        rows: grouped(&view.rows, group),
+    }
+}
+
 /// Σ(x − center) and Σ(x − center)² per column, blocks folded in order (thread-count independent).
 ///
 /// # Safety
@@ -124,10 +138,7 @@ pub unsafe fn column_moments<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<
     if n == 0 || columns == 0 {
         return vec![Moments::default(); columns];
     }
-    let x = RowsRef {
-        ptr: x.ptr,
-        rows: grouped(&x.rows, group_size::<S>(&x.rows, columns)),
-    };
+    let x = regroup_ref(x, group_size::<S>(&x.rows, columns));
     let count = n as f64;
     let to_compute =
         |c: &[f64]| -> Vec<S::Compute> { c.iter().map(|&v| Float::from_f64(v)).collect() };
@@ -176,20 +187,8 @@ pub unsafe fn affine_columns<S: Element>(
     crate::rows::check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
     let columns = params.len();
     debug_assert_eq!(x.rows.row_len(), columns);
-    let group = group_size::<S>(&x.rows, columns).min(group_size::<S>(&y.rows, columns));
-    let group = if x.rows.n_rows() % group == 0 {
-        group
-    } else {
-        1
-    };
-    let x = RowsRef {
-        ptr: x.ptr,
-        rows: grouped(&x.rows, group),
-    };
-    let y = RowsMut {
-        ptr: y.ptr,
-        rows: grouped(&y.rows, group),
-    };
+    let group = common_group::<S>(&[&x.rows, &y.rows], columns);
+    let (x, y) = (regroup_ref(x, group), regroup_mut(y, group));
     let (mean_hi, mean_lo): (Vec<S::Compute>, Vec<S::Compute>) = params
         .iter()
         .map(|p| split_mean::<S::Compute>(p.mean))
@@ -246,14 +245,7 @@ pub unsafe fn column_grad_sums<S: Element>(
 ) -> (Vec<f64>, Vec<f64>) {
     let columns = hi.len();
     let group = common_group::<S>(&[&grad_out.rows, &x.rows], columns);
-    let go = RowsRef {
-        ptr: grad_out.ptr,
-        rows: grouped(&grad_out.rows, group),
-    };
-    let x = RowsRef {
-        ptr: x.ptr,
-        rows: grouped(&x.rows, group),
-    };
+    let (go, x) = (regroup_ref(grad_out, group), regroup_ref(x, group));
     let outputs: [&RowsMut<S>; 0] = [];
     // SAFETY: forwarded from the caller.
     let blocks = unsafe {
@@ -304,20 +296,8 @@ pub unsafe fn affine_columns_with_grad<S: Element>(
     )?;
     let columns = params.len();
     let group = common_group::<S>(&[&grad_out.rows, &x.rows, &dx.rows], columns);
-    let (go, x) = (
-        RowsRef {
-            ptr: grad_out.ptr,
-            rows: grouped(&grad_out.rows, group),
-        },
-        RowsRef {
-            ptr: x.ptr,
-            rows: grouped(&x.rows, group),
-        },
-    );
-    let dx = RowsMut {
-        ptr: dx.ptr,
-        rows: grouped(&dx.rows, group),
-    };
+    let (go, x) = (regroup_ref(grad_out, group), regroup_ref(x, group));
+    let dx = regroup_mut(dx, group);
     let (hi, lo): (Vec<S::Compute>, Vec<S::Compute>) = params
         .iter()
         .map(|(p, _)| split_mean::<S::Compute>(p.mean))
