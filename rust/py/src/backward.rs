@@ -295,10 +295,18 @@ fn grouped_backward_typed<'py, S: Storage>(
     let rstd = stats_values(op, "rstd", rstd, n_stats)?;
     let weight = channel_param::<S>(py, op, "weight", weight, channels)?;
     let dx = output::<S>(py, op, "dx", None, &shape)?;
+    let inner_len: usize = shape[shape.len() - inner_ndim..].iter().product();
+    // Channel last (as the forward): rows of (channel, inner) values, sums down columns.
+    let by_columns = matches!(grouping, Grouping::Batch { .. }) && inner_len < COLUMN_PATH_BELOW;
+    let row_dims = if by_columns {
+        inner_ndim + 1
+    } else {
+        inner_ndim
+    };
     let (xv, gv, dv) = (
-        rows_ref(&x, inner_ndim),
-        rows_ref(&go, inner_ndim),
-        rows_mut(&dx, inner_ndim),
+        rows_ref(&x, row_dims),
+        rows_ref(&go, row_dims),
+        rows_mut(&dx, row_dims),
     );
     let per_group = match grouping {
         Grouping::Group { groups } => channels / groups,
@@ -316,18 +324,10 @@ fn grouped_backward_typed<'py, S: Storage>(
         channels,
     };
     let w = weight.as_deref();
-    let inner_len: usize = shape[shape.len() - inner_ndim..].iter().product();
-    let by_columns = matches!(grouping, Grouping::Batch { .. }) && inner_len < COLUMN_PATH_BELOW;
-    // Channel last (as the forward): rows of (channel, inner) values, sums down columns.
-    let (xc, gc, dc) = (
-        rows_ref(&x, inner_ndim + 1),
-        rows_ref(&go, inner_ndim + 1),
-        rows_mut(&dx, inner_ndim + 1),
-    );
     // SAFETY: views of live arrays; dx is fresh.
     let (dweight, dbias) = compute(py, || unsafe {
         if by_columns {
-            bw::column_batch_norm_backward(&gc, &xc, &dc, inner_len, &mean, &rstd, w, training)
+            bw::column_batch_norm_backward(&gv, &xv, &dv, inner_len, &mean, &rstd, w, training)
         } else {
             bw::grouped_norm_backward(&gv, &xv, &dv, &mean, &rstd, w, training, &layout)
         }
