@@ -142,3 +142,32 @@ print(rn.simd_level())
     for level, results in outputs.items():
         for op, result in results.items():
             np.testing.assert_array_equal(result, outputs["scalar"][op], err_msg=f"{level} {op}")
+
+
+def test_channel_norms_identical_across_thread_counts(rng, restore_threads):
+    # Few threads take whole channels / groups per task (one sweep over memory), many threads split
+    # rows (two sweeps); the (4, 48, 48) channels exceed the one-sweep cache budget at any count.
+    x = (rng.standard_normal((16, 24, 20, 20)) * 3 + 1e4).astype(np.float32)
+    big = rng.standard_normal((32, 4, 48, 48)).astype(np.float32)
+    w = rng.standard_normal(24).astype(np.float32)
+    results = []
+    for n in (1, 2, 16):
+        rn.set_num_threads(n)
+        results.append(
+            (
+                *rn.batch_norm(x, None, None, w, w, training=True, return_stats=True),
+                *rn.group_norm(x, 6, w, w, return_stats=True),
+                *rn.instance_norm(x, weight=w, bias=w, return_stats=True),
+                *rn.batch_norm(big, training=True, return_stats=True),
+            )
+        )
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+    # And right: per-channel batch statistics of the 1e4 + noise data, in float64.
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=(0, 2, 3))
+    np.testing.assert_allclose(results[0][1], mean, rtol=1e-7)  # float32 stats
+    np.testing.assert_allclose(results[0][2], 1 / np.sqrt(x64.var(axis=(0, 2, 3)) + 1e-5), rtol=1e-6)
+    z = (x64 - mean[:, None, None]) * results[0][2][:, None, None] * w[:, None, None] + w[:, None, None]
+    np.testing.assert_allclose(results[0][0], z, atol=2e-4 * np.abs(w).max())

@@ -312,6 +312,89 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
     });
 }
 
+/// Row access for one group's task in [`map_row_groups`]: each call gathers and scatters one row
+/// as [`map_rows`] does, reusing this task's scratch.
+pub struct GroupRows<'v, S: Element, const NI: usize, const NO: usize> {
+    reader: RowIo<'v, S, NI, 0>,
+    writer: RowIo<'v, S, NI, NO>,
+}
+
+impl<S: Element, const NI: usize, const NO: usize> GroupRows<'_, S, NI, NO> {
+    /// Calls `kernel` on the inputs of row `row` (outputs untouched).
+    ///
+    /// # Safety
+    /// `row` is in range and belongs to the calling task's group.
+    #[inline(always)]
+    pub unsafe fn read<R>(
+        &mut self,
+        row: usize,
+        kernel: impl FnOnce([&[S::Compute]; NI]) -> R,
+    ) -> R {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.reader.run(
+                row,
+                #[inline(always)]
+                |ins, []| kernel(ins),
+            )
+        }
+    }
+
+    /// Calls `kernel` on the inputs and outputs of row `row`.
+    ///
+    /// # Safety
+    /// As [`GroupRows::read`].
+    #[inline(always)]
+    pub unsafe fn write<R>(
+        &mut self,
+        row: usize,
+        kernel: impl FnOnce([&[S::Compute]; NI], [&mut [S::Compute]; NO]) -> R,
+    ) -> R {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.writer.run(row, kernel) }
+    }
+}
+
+/// Calls `kernel(group, rows)` for each of `results.len()` groups of `rows_per_group` rows, in
+/// parallel over groups, and stores its result in `results[group]`. The kernel reaches its rows
+/// through `rows` ([`GroupRows::read`], [`GroupRows::write`]) and may visit each several times,
+/// so a group small enough for cache is read from memory once.
+///
+/// # Safety
+/// As [`map_rows`]; besides, the kernel of group `g` touches only rows no other group touches.
+pub unsafe fn map_row_groups<S, R, const NI: usize, const NO: usize>(
+    inputs: [&RowsRef<S>; NI],
+    outputs: [&RowsMut<S>; NO],
+    results: &mut [R],
+    rows_per_group: usize,
+    kernel: impl Fn(usize, &mut GroupRows<'_, S, NI, NO>) -> R + Sync,
+) where
+    S: Element,
+    R: Send,
+{
+    let Some((_, row_len)) = shape_of(&inputs, &outputs) else {
+        return;
+    };
+    let slots = SharedMut(results.as_mut_ptr());
+    let work = rows_per_group * row_len * (NI + NO);
+    parallel::for_each_range(results.len(), work, |range| {
+        simd::dispatch(
+            #[inline(always)]
+            || {
+                let mut rows = GroupRows {
+                    reader: RowIo::new(inputs, [], row_len),
+                    writer: RowIo::new(inputs, outputs, row_len),
+                };
+                for group in range {
+                    let result = kernel(group, &mut rows);
+                    // SAFETY: group < results.len(); one writer per group.
+                    unsafe { *slots.at(group) = result };
+                }
+            },
+        );
+    });
+}
+
 /// Rows per block of [`map_row_blocks`]: at most 64 blocks (so per-block accumulators stay few
 /// and cheap to fold), fixed by the shape alone so block sums are the same for every thread count.
 pub fn block_rows(n_rows: usize) -> usize {
@@ -427,14 +510,17 @@ impl<S> RowsRef<S> {
     /// The row after `row` as prefetch target, when rows are contiguous runs of memory.
     #[inline(always)]
     pub fn ahead(&self, row: usize) -> Ahead {
-        if row + 1 >= self.rows.n_rows() || self.rows.inner.single_stride() != Some(1) {
+        self.prefetch_target(row + 1)
+    }
+
+    /// Row `row` as prefetch target (nothing when out of range or not a contiguous run).
+    #[inline(always)]
+    pub fn prefetch_target(&self, row: usize) -> Ahead {
+        if row >= self.rows.n_rows() || self.rows.inner.single_stride() != Some(1) {
             return Ahead::NONE;
         }
         Ahead {
-            ptr: self
-                .ptr
-                .wrapping_offset(self.rows.row_offset(row + 1))
-                .cast(),
+            ptr: self.ptr.wrapping_offset(self.rows.row_offset(row)).cast(),
             bytes: self.rows.row_len() * std::mem::size_of::<S>(),
         }
     }

@@ -1,8 +1,8 @@
 //! Bindings of the channel-wise norms: batch_norm, instance_norm, group_norm.
 
 use crate::dispatch::{
-    channel_param, element_strides, float_array, is_writeable, output, resolve_axis, rows_mut,
-    rows_ref, rows_ref_as, shape_str, unaliased, with_float_array, Storage,
+    channel_param, float_array, is_writeable, output, resolve_axis, rows_mut, rows_ref, shape_str,
+    unaliased, with_float_array, Storage,
 };
 use crate::errors::{compute, type_error, value_error};
 use numpy::{
@@ -13,8 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rsnorm_core::error::check_eps;
 use rsnorm_core::norm::channels::{
-    affine_rows, channel_affine, check_groups, check_momentum, merge_rows, row_moments,
-    update_running, RowAffine,
+    affine_rows, channel_affine, check_groups, check_momentum, merge_rows, normalize_row_groups,
+    update_running, RowAffine, RowGrouping,
 };
 use rsnorm_core::norm::columns::{affine_columns, column_moments};
 use rsnorm_core::reduce::Moments;
@@ -225,40 +225,65 @@ fn batch_norm_typed<'py, S: Storage>(
 
     // Batch statistics when training, or when there are no running statistics to use.
     let use_batch = a.training || running_mean.is_none();
+    let (w, b) = (weight.as_deref(), bias.as_deref());
+    let (eps, mean_only) = (a.eps, a.mean_only);
+    let channel_params = |c: usize, mean: f64, var: f64| {
+        let (w, b) = channel_affine(w, b, c);
+        let scale = if mean_only { w } else { rstd_of(var, eps) * w };
+        RowAffine {
+            mean,
+            scale,
+            shift: b,
+        }
+    };
     let (mean, var): (Vec<f64>, Vec<f64>) = if use_batch {
-        let per_channel = if by_columns {
-            // SAFETY: `xv` describes the live array `x`, rows of `columns` values.
-            let per_column = compute(py, || Ok(unsafe { column_moments(&xv, columns) }))?;
-            merge_rows(&per_column, channels, |k| k / inner_len.max(1))
-        } else {
-            // SAFETY: `xv` describes the live array `x`.
-            let per_row = compute(py, || Ok(unsafe { row_moments(&xv) }))?;
-            merge_rows(&per_row, channels, |r| r % channels)
-        };
-        let count = per_channel.first().map_or(0.0, |m| m.count);
-        if count == 0.0 && xv.rows.n_rows() > 0 {
+        let total: usize = shape.iter().product();
+        let count = total.checked_div(channels).unwrap_or(0);
+        if count == 0 && xv.rows.n_rows() > 0 {
             return Err(value_error(format!(
                 "{OP}: no values per channel in x of shape {}",
                 shape_str(&shape)
             )));
         }
-        if a.training && count <= 1.0 && !a.mean_only && !shape.contains(&0) {
+        if a.training && count <= 1 && !a.mean_only && total > 0 {
             return Err(value_error(format!(
                 "{OP}: expected more than 1 value per channel when training, got x of shape {}",
                 shape_str(&shape)
             )));
         }
+        let factor = match (a.momentum, a.num_batches_tracked) {
+            (Some(m), _) => m,
+            (None, Some(n)) => 1.0 / (n as f64 + 1.0),
+            (None, None) if a.training && running_mean.is_some() => {
+                return Err(value_error(format!(
+                    "{OP}: momentum=None (cumulative average) needs num_batches_tracked, the batches seen before"
+                )))
+            }
+            (None, None) => 0.0,
+        };
+        let per_channel = if by_columns {
+            // SAFETY: `xv` describes the live array `x`, rows of `columns` values.
+            let per_column = compute(py, || Ok(unsafe { column_moments(&xv, columns) }))?;
+            let per_channel = merge_rows(&per_column, channels, |k| k / inner_len.max(1));
+            let params: Vec<RowAffine> = (0..columns)
+                .map(|k| {
+                    let m = &per_channel[k / inner_len.max(1)];
+                    channel_params(k / inner_len.max(1), m.mean, m.variance())
+                })
+                .collect();
+            // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
+            compute(py, || unsafe { affine_columns(&xv, &yv, &params) })?;
+            per_channel
+        } else {
+            let grouping = RowGrouping::Interleaved { groups: channels };
+            // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
+            compute(py, || unsafe {
+                normalize_row_groups(&xv, &yv, grouping, |r, m| {
+                    channel_params(r % channels, m.mean, m.variance())
+                })
+            })?
+        };
         if a.training {
-            let factor = match (a.momentum, a.num_batches_tracked) {
-                (Some(m), _) => m,
-                (None, Some(n)) => 1.0 / (n as f64 + 1.0),
-                (None, None) if running_mean.is_some() => {
-                    return Err(value_error(format!(
-                        "{OP}: momentum=None (cumulative average) needs num_batches_tracked, the batches seen before"
-                    )))
-                }
-                (None, None) => 0.0,
-            };
             if let Some(rm) = &running_mean {
                 let mut values = rm.values.clone();
                 update_running(
@@ -288,33 +313,22 @@ fn batch_norm_typed<'py, S: Storage>(
         let var = running_var
             .as_ref()
             .map_or_else(|| vec![1.0; channels], |r| r.values.clone());
+        let params = |c: usize| channel_params(c, mean[c], var[c]);
+        compute(py, || {
+            // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
+            unsafe {
+                if by_columns {
+                    let params: Vec<RowAffine> =
+                        (0..columns).map(|k| params(k / inner_len.max(1))).collect();
+                    affine_columns(&xv, &yv, &params)
+                } else {
+                    affine_rows(&xv, &yv, |row| params(row % channels))
+                }
+            }
+        })?;
         (mean, var)
     };
     let rstd: Vec<f64> = var.iter().map(|&v| rstd_of(v, a.eps)).collect();
-    let (w, b) = (weight.as_deref(), bias.as_deref());
-    let mean_only = a.mean_only;
-    let channel_params = |c: usize| {
-        let (w, b) = channel_affine(w, b, c);
-        let scale = if mean_only { w } else { rstd[c] * w };
-        RowAffine {
-            mean: mean[c],
-            scale,
-            shift: b,
-        }
-    };
-    compute(py, || {
-        // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-        unsafe {
-            if by_columns {
-                let params: Vec<RowAffine> = (0..columns)
-                    .map(|k| channel_params(k / inner_len.max(1)))
-                    .collect();
-                affine_columns(&xv, &yv, &params)
-            } else {
-                affine_rows(&xv, &yv, |row| channel_params(row % channels))
-            }
-        }
-    })?;
     let stats = if a.return_stats {
         Some(stats_pair::<S>(
             py,
@@ -415,6 +429,16 @@ fn instance_norm_typed<'py, S: Storage>(
     let inner_ndim = shape.len() - 2;
     let (xv, yv) = (rows_ref(&x, inner_ndim), rows_mut(&y, inner_ndim));
     let n_rows = batch * channels;
+    let (w, b) = (weight.as_deref(), bias.as_deref());
+    let eps = a.eps;
+    let row_params = |row: usize, mean: f64, var: f64| {
+        let (w, b) = channel_affine(w, b, row % channels);
+        RowAffine {
+            mean,
+            scale: rstd_of(var, eps) * w,
+            shift: b,
+        }
+    };
     let (mean, var): (Vec<f64>, Vec<f64>) = if a.use_input_stats {
         if spatial <= 1 && n_rows > 0 {
             return Err(value_error(format!(
@@ -422,8 +446,13 @@ fn instance_norm_typed<'py, S: Storage>(
                 shape_str(&shape)
             )));
         }
-        // SAFETY: `xv` describes the live array `x`.
-        let per_row = compute(py, || Ok(unsafe { row_moments(&xv) }))?;
+        let grouping = RowGrouping::Consecutive { len: 1 };
+        // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
+        let per_row = compute(py, || unsafe {
+            normalize_row_groups(&xv, &yv, grouping, |r, m| {
+                row_params(r, m.mean, m.variance())
+            })
+        })?;
         if let (Some(rm), Some(rv)) = (&running_mean, &running_var) {
             // PyTorch: each instance updates its channel's statistics; the N results are averaged.
             let n = batch.max(1) as f64;
@@ -445,30 +474,21 @@ fn instance_norm_typed<'py, S: Storage>(
             running_mean.as_ref().map(|r| &r.values),
             running_var.as_ref().map(|r| &r.values),
         );
-        (0..n_rows)
+        let (mean, var): (Vec<f64>, Vec<f64>) = (0..n_rows)
             .map(|r| {
                 (
                     rm.map_or(0.0, |v| v[r % channels]),
                     rv.map_or(1.0, |v| v[r % channels]),
                 )
             })
-            .unzip()
+            .unzip();
+        // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
+        compute(py, || unsafe {
+            affine_rows(&xv, &yv, |r| row_params(r, mean[r], var[r]))
+        })?;
+        (mean, var)
     };
     let rstd: Vec<f64> = var.iter().map(|&v| rstd_of(v, a.eps)).collect();
-    let (w, b) = (weight.as_deref(), bias.as_deref());
-    compute(py, || {
-        // SAFETY: as in batch_norm.
-        unsafe {
-            affine_rows(&xv, &yv, |row| {
-                let (w, b) = channel_affine(w, b, row % channels);
-                RowAffine {
-                    mean: mean[row],
-                    scale: rstd[row] * w,
-                    shift: b,
-                }
-            })
-        }
-    })?;
     let stats = if a.return_stats {
         Some(stats_pair::<S>(
             py,
@@ -535,38 +555,27 @@ fn group_norm_typed<'py, S: Storage>(
     let bias = channel_param::<S>(py, OP, "bias", bias, channels)?;
     let y = output::<S>(py, OP, "out", out, &shape)?;
     let x = unaliased(x, &[&y])?;
-    // Statistics view: the channel dim split into (groups, channels per group), rows (n, g).
-    let strides = element_strides(x.as_untyped());
-    let mut group_shape = vec![batch, groups, per_group];
-    group_shape.extend(&shape[2..]);
-    let mut group_strides = vec![strides[0], strides[1] * per_group as isize, strides[1]];
-    group_strides.extend(&strides[2..]);
-    let stats_view = rows_ref_as(&x, &group_shape, &group_strides, group_shape.len() - 2);
     let inner_ndim = shape.len() - 2;
     let (xv, yv) = (rows_ref(&x, inner_ndim), rows_mut(&y, inner_ndim));
-    // SAFETY: `stats_view` describes the live array `x`.
-    let per_group_moments = compute(py, || Ok(unsafe { row_moments(&stats_view) }))?;
+    let (w, b) = (weight.as_deref(), bias.as_deref());
+    // Rows (sample, channel); a group is `per_group` consecutive rows.
+    let grouping = RowGrouping::Consecutive { len: per_group };
+    // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
+    let per_group_moments = compute(py, || unsafe {
+        normalize_row_groups(&xv, &yv, grouping, |row, m| {
+            let (w, b) = channel_affine(w, b, row % channels);
+            RowAffine {
+                mean: m.mean,
+                scale: rstd_of(m.variance(), eps) * w,
+                shift: b,
+            }
+        })
+    })?;
     let mean: Vec<f64> = per_group_moments.iter().map(|m| m.mean).collect();
     let rstd: Vec<f64> = per_group_moments
         .iter()
         .map(|m| rstd_of(m.variance(), eps))
         .collect();
-    let (w, b) = (weight.as_deref(), bias.as_deref());
-    compute(py, || {
-        // SAFETY: as in batch_norm.
-        unsafe {
-            affine_rows(&xv, &yv, |row| {
-                let (n, c) = (row / channels, row % channels);
-                let g = n * groups + c / per_group;
-                let (w, b) = channel_affine(w, b, c);
-                RowAffine {
-                    mean: mean[g],
-                    scale: rstd[g] * w,
-                    shift: b,
-                }
-            })
-        }
-    })?;
     let stats = if return_stats {
         Some(stats_pair::<S>(
             py,

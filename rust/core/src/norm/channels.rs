@@ -5,8 +5,9 @@
 use super::{in_segments, normalize_into, split_mean};
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
+use crate::parallel;
 use crate::reduce::Moments;
-use crate::rows::{check_same_rows, map_rows, Ahead, RowsMut, RowsRef};
+use crate::rows::{check_same_rows, map_row_groups, map_rows, Ahead, RowsMut, RowsRef};
 
 /// y = (x − mean) · scale + shift for one row.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -68,25 +69,155 @@ pub unsafe fn affine_rows<S: Element>(
             [y],
             &mut [],
             #[inline(always)]
-            |row, [x_row], [y]| {
-                let p = affine(row);
-                let (hi, lo) = split_mean::<S::Compute>(p.mean);
-                let scale = <S::Compute as Float>::from_f64(p.scale);
-                let shift = <S::Compute as Float>::from_f64(p.shift);
-                in_segments(
-                    x.ahead(row),
-                    y,
-                    #[inline(always)]
-                    |at, y| {
-                        for (y, &x) in y.iter_mut().zip(&x_row[at..]) {
-                            *y = ((x - hi) - lo) * scale + shift;
-                        }
-                    },
-                );
-            },
+            |row, [x_row], [y]| affine_row(x_row, y, affine(row), x.ahead(row)),
         );
     }
     Ok(())
+}
+
+/// `y = (x − mean) · scale + shift` for one row, prefetching `ahead` as it goes.
+#[inline(always)]
+fn affine_row<T: Float>(x: &[T], y: &mut [T], p: RowAffine, ahead: Ahead) {
+    let (hi, lo) = split_mean::<T>(p.mean);
+    let scale = T::from_f64(p.scale);
+    let shift = T::from_f64(p.shift);
+    in_segments(
+        ahead,
+        y,
+        #[inline(always)]
+        |at, y| {
+            for (y, &x) in y.iter_mut().zip(&x[at..]) {
+                *y = ((x - hi) - lo) * scale + shift;
+            }
+        },
+    );
+}
+
+/// Which rows share statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowGrouping {
+    /// Group g is rows g·len .. (g+1)·len: InstanceNorm (len 1), GroupNorm (len = channels
+    /// per group), with rows (sample, channel).
+    Consecutive { len: usize },
+    /// Group c is rows c, c + groups, c + 2·groups, …: BatchNorm's channel c of every sample.
+    Interleaved { groups: usize },
+}
+
+impl RowGrouping {
+    pub fn n_groups(self, n_rows: usize) -> usize {
+        match self {
+            RowGrouping::Consecutive { len } => n_rows.checked_div(len).unwrap_or(0),
+            RowGrouping::Interleaved { groups } => groups,
+        }
+    }
+
+    fn rows_per_group(self, n_rows: usize) -> usize {
+        match self {
+            RowGrouping::Consecutive { len } => len,
+            RowGrouping::Interleaved { groups } => n_rows.checked_div(groups).unwrap_or(0),
+        }
+    }
+
+    /// The `k`-th row of group `group`.
+    #[inline(always)]
+    fn row(self, group: usize, k: usize) -> usize {
+        match self {
+            RowGrouping::Consecutive { len } => group * len + k,
+            RowGrouping::Interleaved { groups } => k * groups + group,
+        }
+    }
+
+    fn group_of(self, row: usize) -> usize {
+        match self {
+            RowGrouping::Consecutive { len } => row / len,
+            RowGrouping::Interleaved { groups } => row % groups,
+        }
+    }
+}
+
+/// Groups per thread below which [`normalize_row_groups`] splits rows, not groups, across threads.
+const GROUPS_PER_THREAD: usize = 4;
+/// Largest group [`normalize_row_groups`] reads twice from cache: its x and y together stay
+/// within half of a 1 MB L2. Measured at 2 threads: groups of 25 and 100 KB ran 10–20% faster
+/// in one sweep than in two; BatchNorm's 400 KB channels of (32, 64, 56, 56) did not.
+const CACHED_GROUP_BYTES: usize = 256 << 10;
+
+/// Normalizes rows by the moments of their group: `y_row = (x_row − mean) · scale + shift` with
+/// `affine(row, group_moments)`. Returns each group's moments, merged from its rows' in row order.
+///
+/// With enough groups to keep every thread busy, and groups small enough for cache, each task
+/// takes whole groups and reads a group for its moments, then again for y while it is still in
+/// cache: x comes from memory once. Otherwise (a BatchNorm of 2 channels, or of 400 KB channels)
+/// rows are split across threads in two sweeps.
+/// Both give the same bits: the merge order and the arithmetic are the same.
+///
+/// # Safety
+/// As [`map_rows`]: `y` may be `x` itself but not otherwise overlap it.
+pub unsafe fn normalize_row_groups<S: Element>(
+    x: &RowsRef<S>,
+    y: &RowsMut<S>,
+    grouping: RowGrouping,
+    affine: impl Fn(usize, &Moments) -> RowAffine + Sync,
+) -> Result<Vec<Moments>> {
+    check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
+    let n_rows = x.rows.n_rows();
+    let mut groups = vec![Moments::default(); grouping.n_groups(n_rows)];
+    let per_group = grouping.rows_per_group(n_rows);
+    let group_bytes = per_group * x.rows.row_len() * std::mem::size_of::<S>();
+    if groups.len() < GROUPS_PER_THREAD * parallel::num_threads()
+        || group_bytes > CACHED_GROUP_BYTES
+    {
+        // SAFETY: forwarded from the caller.
+        let rows = unsafe { row_moments(x) };
+        for (g, merged) in groups.iter_mut().enumerate() {
+            for k in 0..per_group {
+                *merged = merged.merge(rows[grouping.row(g, k)]);
+            }
+        }
+        let groups = &groups;
+        // SAFETY: forwarded from the caller.
+        unsafe { affine_rows(x, y, |r| affine(r, &groups[grouping.group_of(r)]))? };
+        return Ok(groups.clone());
+    }
+    // SAFETY: forwarded from the caller; group g touches only its own rows.
+    unsafe {
+        map_row_groups(
+            [x],
+            [y],
+            &mut groups,
+            per_group,
+            #[inline(always)]
+            |g, rows| {
+                let mut merged = Moments::default();
+                for k in 0..per_group {
+                    let m = rows.read(
+                        grouping.row(g, k),
+                        #[inline(always)]
+                        |[x]| Moments::of_slice(x),
+                    );
+                    merged = merged.merge(m);
+                }
+                let n_groups = grouping.n_groups(n_rows);
+                for k in 0..per_group {
+                    let r = grouping.row(g, k);
+                    let p = affine(r, &merged);
+                    // The next group's matching row streams in while this one is written.
+                    let ahead = if g + 1 < n_groups {
+                        x.prefetch_target(grouping.row(g + 1, k))
+                    } else {
+                        Ahead::NONE
+                    };
+                    rows.write(
+                        r,
+                        #[inline(always)]
+                        |[x], [y]| affine_row(x, y, p, ahead),
+                    );
+                }
+                merged
+            },
+        );
+    }
+    Ok(groups)
 }
 
 /// Writes `dx_row = (x_row − mean)·scale + shift + grad_row·grad_scale`, the form of a
@@ -201,6 +332,75 @@ mod tests {
             .unwrap();
         }
         assert_eq!(y, vec![2.5, 4.5, 4.5, 6.5]);
+    }
+
+    #[test]
+    fn row_groups_in_one_sweep_match_two_sweeps_bitwise() {
+        // (4 samples, 12 channels, 50 values) of 1e4 + noise: BatchNorm's interleaved channels,
+        // GroupNorm's groups of 3 channels, InstanceNorm's single rows.
+        let (n, c, len) = (4usize, 12usize, 50usize);
+        let x: Vec<f32> = (0..n * c * len)
+            .map(|i| 1e4 + ((i as f32) * 0.61).sin() * (1.0 + (i / len) as f32))
+            .collect();
+        let view = RowsRef::from_slice(&x, len);
+        // One thread: every grouping here then has groups enough for the one-sweep path.
+        crate::parallel::set_num_threads(1);
+        for grouping in [
+            RowGrouping::Interleaved { groups: c },
+            RowGrouping::Consecutive { len: 3 },
+            RowGrouping::Consecutive { len: 1 },
+        ] {
+            let affine = |r: usize, m: &Moments| RowAffine {
+                mean: m.mean,
+                scale: 1.0 / (m.variance() + 1e-5).sqrt(),
+                shift: (r % c) as f64,
+            };
+            let mut fused = vec![0.0f32; x.len()];
+            let groups = unsafe {
+                normalize_row_groups(
+                    &view,
+                    &RowsMut::from_slice(&mut fused, len),
+                    grouping,
+                    affine,
+                )
+            }
+            .unwrap();
+            // The two sweeps spelled out: row moments, merged per group in row order, then rows.
+            let rows = unsafe { row_moments(&view) };
+            let want = merge_rows(&rows, grouping.n_groups(n * c), |r| grouping.group_of(r));
+            assert_eq!(groups, want);
+            let mut swept = vec![0.0f32; x.len()];
+            unsafe {
+                affine_rows(&view, &RowsMut::from_slice(&mut swept, len), |r| {
+                    affine(r, &want[grouping.group_of(r)])
+                })
+                .unwrap();
+            }
+            assert_eq!(fused, swept);
+            // And the values are right: each group standardized (shift removed).
+            for (g, m) in groups.iter().enumerate() {
+                assert!((m.count - (n * c * len / groups.len()) as f64).abs() < 1e-9);
+                let mut sum = 0.0f64;
+                let mut sq = 0.0f64;
+                for r in (0..n * c).filter(|&r| grouping.group_of(r) == g) {
+                    for &v in &fused[r * len..(r + 1) * len] {
+                        let z = f64::from(v) - (r % c) as f64;
+                        sum += z;
+                        sq += z * z;
+                    }
+                }
+                assert!(
+                    (sum / m.count).abs() < 1e-4,
+                    "group {g}: mean {}",
+                    sum / m.count
+                );
+                assert!(
+                    (sq / m.count - 1.0).abs() < 1e-3,
+                    "group {g}: var {}",
+                    sq / m.count
+                );
+            }
+        }
     }
 
     #[test]
