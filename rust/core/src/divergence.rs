@@ -66,7 +66,13 @@ pub unsafe fn softmax<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, log: bool) -> 
             [y],
             &mut [],
             #[inline(always)]
-            |_, [x], [y]| {
+            |row, [x_row], [y]| {
+                // The next row (its first 32 KB, within L1) streams in while this one's
+                // exponentials are computed; its max pass would otherwise wait on memory with
+                // nothing to overlap. (4096, 1000) one thread: 1.13x.
+                let next = x.ahead(row);
+                next.touch_span(0, next.bytes().min(32 << 10));
+                let x = x_row;
                 let max = row_max(x);
                 // Positive terms: the lane sum in the row's type with f64 block totals is exact enough.
                 let sum = crate::reduce::sum_map_into(x, y, |v| (v - max).exp_nonpositive());

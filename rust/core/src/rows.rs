@@ -66,8 +66,10 @@ pub unsafe fn map_elements<S: Element>(
     if let (true, Some(len), Some(_)) = (S::NATIVE, flat_x, flat_y) {
         let (xp, yp) = (SharedMut(x.ptr.cast_mut()), SharedMut(y.ptr));
         let chunks = len.div_ceil(ELEMENTWISE_CHUNK);
+        let level = simd::active_level();
         parallel::for_each_range(chunks, ELEMENTWISE_CHUNK * 2, |range| {
-            simd::dispatch(
+            simd::dispatch_at(
+                level,
                 #[inline(always)]
                 || {
                     let mut scratch: Vec<S::Compute> = Vec::new();
@@ -288,8 +290,10 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
     debug_assert!(results.is_empty() || results.len() == n_rows);
     let keep_results = !results.is_empty();
     let results = SharedMut(results.as_mut_ptr());
+    let level = simd::active_level();
     parallel::for_each_range(n_rows, row_len * (NI + NO), |range| {
-        simd::dispatch(
+        simd::dispatch_at(
+            level,
             #[inline(always)]
             || {
                 let mut io = RowIo::new(inputs, outputs, row_len);
@@ -377,8 +381,10 @@ pub unsafe fn map_row_groups<S, R, const NI: usize, const NO: usize>(
     };
     let slots = SharedMut(results.as_mut_ptr());
     let work = rows_per_group * row_len * (NI + NO);
+    let level = simd::active_level();
     parallel::for_each_range(results.len(), work, |range| {
-        simd::dispatch(
+        simd::dispatch_at(
+            level,
             #[inline(always)]
             || {
                 let mut rows = GroupRows {
@@ -425,8 +431,10 @@ where
     let n_blocks = n_rows.div_ceil(per_block);
     let mut blocks: Vec<Option<A>> = (0..n_blocks).map(|_| None).collect();
     let slots = SharedMut(blocks.as_mut_ptr());
+    let level = simd::active_level();
     parallel::for_each_range(n_blocks, per_block * row_len * (NI + NO), |range| {
-        simd::dispatch(
+        simd::dispatch_at(
+            level,
             #[inline(always)]
             || {
                 let mut io = RowIo::new(inputs, outputs, row_len);

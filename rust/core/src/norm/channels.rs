@@ -22,19 +22,22 @@ pub struct RowAffine {
 /// # Safety
 /// `x` describes valid memory (see [`map_rows`]).
 pub unsafe fn row_moments<S: Element>(x: &RowsRef<S>) -> Vec<Moments> {
-    let mut moments = vec![Moments::default(); x.rows.n_rows()];
-    let outputs: [&RowsMut<S>; 0] = [];
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_rows(
-            [x],
-            outputs,
-            &mut moments,
-            #[inline(always)]
-            |_, [x], []| Moments::of_slice(x),
-        );
-    }
-    moments
+    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
+    crate::simd::streaming(|| {
+        let mut moments = vec![Moments::default(); x.rows.n_rows()];
+        let outputs: [&RowsMut<S>; 0] = [];
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            map_rows(
+                [x],
+                outputs,
+                &mut moments,
+                #[inline(always)]
+                |_, [x], []| Moments::of_slice(x),
+            );
+        }
+        moments
+    })
 }
 
 /// Merges row moments into `groups` totals, row `r` going to `group_of(r)`, in row order (so
@@ -61,18 +64,21 @@ pub unsafe fn affine_rows<S: Element>(
     y: &RowsMut<S>,
     affine: impl Fn(usize) -> RowAffine + Sync,
 ) -> Result<()> {
-    check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_rows(
-            [x],
-            [y],
-            &mut [],
-            #[inline(always)]
-            |row, [x_row], [y]| affine_row(x_row, y, affine(row), x.ahead(row)),
-        );
-    }
-    Ok(())
+    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
+    crate::simd::streaming(|| {
+        check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            map_rows(
+                [x],
+                [y],
+                &mut [],
+                #[inline(always)]
+                |row, [x_row], [y]| affine_row(x_row, y, affine(row), x.ahead(row)),
+            );
+        }
+        Ok(())
+    })
 }
 
 /// `y = (x − mean) · scale + shift` for one row, prefetching `ahead` as it goes.
@@ -159,65 +165,68 @@ pub unsafe fn normalize_row_groups<S: Element>(
     grouping: RowGrouping,
     affine: impl Fn(usize, &Moments) -> RowAffine + Sync,
 ) -> Result<Vec<Moments>> {
-    check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
-    let n_rows = x.rows.n_rows();
-    let mut groups = vec![Moments::default(); grouping.n_groups(n_rows)];
-    let per_group = grouping.rows_per_group(n_rows);
-    let group_bytes = per_group * x.rows.row_len() * std::mem::size_of::<S>();
-    if groups.len() < GROUPS_PER_THREAD * parallel::num_threads()
-        || group_bytes > CACHED_GROUP_BYTES
-    {
-        // SAFETY: forwarded from the caller.
-        let rows = unsafe { row_moments(x) };
-        for (g, merged) in groups.iter_mut().enumerate() {
-            for k in 0..per_group {
-                *merged = merged.merge(rows[grouping.row(g, k)]);
+    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
+    crate::simd::streaming(|| {
+        check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
+        let n_rows = x.rows.n_rows();
+        let mut groups = vec![Moments::default(); grouping.n_groups(n_rows)];
+        let per_group = grouping.rows_per_group(n_rows);
+        let group_bytes = per_group * x.rows.row_len() * std::mem::size_of::<S>();
+        if groups.len() < GROUPS_PER_THREAD * parallel::num_threads()
+            || group_bytes > CACHED_GROUP_BYTES
+        {
+            // SAFETY: forwarded from the caller.
+            let rows = unsafe { row_moments(x) };
+            for (g, merged) in groups.iter_mut().enumerate() {
+                for k in 0..per_group {
+                    *merged = merged.merge(rows[grouping.row(g, k)]);
+                }
             }
+            let groups = &groups;
+            // SAFETY: forwarded from the caller.
+            unsafe { affine_rows(x, y, |r| affine(r, &groups[grouping.group_of(r)]))? };
+            return Ok(groups.clone());
         }
-        let groups = &groups;
-        // SAFETY: forwarded from the caller.
-        unsafe { affine_rows(x, y, |r| affine(r, &groups[grouping.group_of(r)]))? };
-        return Ok(groups.clone());
-    }
-    // SAFETY: forwarded from the caller; group g touches only its own rows.
-    unsafe {
-        map_row_groups(
-            [x],
-            [y],
-            &mut groups,
-            per_group,
-            #[inline(always)]
-            |g, rows| {
-                let mut merged = Moments::default();
-                for k in 0..per_group {
-                    let m = rows.read(
-                        grouping.row(g, k),
-                        #[inline(always)]
-                        |[x]| Moments::of_slice(x),
-                    );
-                    merged = merged.merge(m);
-                }
-                let n_groups = grouping.n_groups(n_rows);
-                for k in 0..per_group {
-                    let r = grouping.row(g, k);
-                    let p = affine(r, &merged);
-                    // The next group's matching row streams in while this one is written.
-                    let ahead = if g + 1 < n_groups {
-                        x.prefetch_target(grouping.row(g + 1, k))
-                    } else {
-                        Ahead::NONE
-                    };
-                    rows.write(
-                        r,
-                        #[inline(always)]
-                        |[x], [y]| affine_row(x, y, p, ahead),
-                    );
-                }
-                merged
-            },
-        );
-    }
-    Ok(groups)
+        // SAFETY: forwarded from the caller; group g touches only its own rows.
+        unsafe {
+            map_row_groups(
+                [x],
+                [y],
+                &mut groups,
+                per_group,
+                #[inline(always)]
+                |g, rows| {
+                    let mut merged = Moments::default();
+                    for k in 0..per_group {
+                        let m = rows.read(
+                            grouping.row(g, k),
+                            #[inline(always)]
+                            |[x]| Moments::of_slice(x),
+                        );
+                        merged = merged.merge(m);
+                    }
+                    let n_groups = grouping.n_groups(n_rows);
+                    for k in 0..per_group {
+                        let r = grouping.row(g, k);
+                        let p = affine(r, &merged);
+                        // The next group's matching row streams in while this one is written.
+                        let ahead = if g + 1 < n_groups {
+                            x.prefetch_target(grouping.row(g + 1, k))
+                        } else {
+                            Ahead::NONE
+                        };
+                        rows.write(
+                            r,
+                            #[inline(always)]
+                            |[x], [y]| affine_row(x, y, p, ahead),
+                        );
+                    }
+                    merged
+                },
+            );
+        }
+        Ok(groups)
+    })
 }
 
 /// Writes `dx_row = (x_row − mean)·scale + shift + grad_row·grad_scale`, the form of a
@@ -231,30 +240,33 @@ pub unsafe fn affine_rows_with_grad<S: Element>(
     dx: &RowsMut<S>,
     params: impl Fn(usize) -> (RowAffine, f64) + Sync,
 ) -> Result<()> {
-    check_same_rows(
-        "normalization backward",
-        &x.rows,
-        &[("grad", &grad.rows), ("dx", &dx.rows)],
-    )?;
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_rows(
-            [grad, x],
-            [dx],
-            &mut [],
-            #[inline(always)]
-            |row, [g, x], [dx]| {
-                let (p, grad_scale) = params(row);
-                normalize_into(x, dx, p.mean, p.scale, None, None, Ahead::NONE);
-                let shift = <S::Compute as Float>::from_f64(p.shift);
-                let grad_scale = <S::Compute as Float>::from_f64(grad_scale);
-                for (d, &g) in dx.iter_mut().zip(g) {
-                    *d = *d + shift + g * grad_scale;
-                }
-            },
-        );
-    }
-    Ok(())
+    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
+    crate::simd::streaming(|| {
+        check_same_rows(
+            "normalization backward",
+            &x.rows,
+            &[("grad", &grad.rows), ("dx", &dx.rows)],
+        )?;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            map_rows(
+                [grad, x],
+                [dx],
+                &mut [],
+                #[inline(always)]
+                |row, [g, x], [dx]| {
+                    let (p, grad_scale) = params(row);
+                    normalize_into(x, dx, p.mean, p.scale, None, None, Ahead::NONE);
+                    let shift = <S::Compute as Float>::from_f64(p.shift);
+                    let grad_scale = <S::Compute as Float>::from_f64(grad_scale);
+                    for (d, &g) in dx.iter_mut().zip(g) {
+                        *d = *d + shift + g * grad_scale;
+                    }
+                },
+            );
+        }
+        Ok(())
+    })
 }
 
 /// Per-channel weight (default 1) and bias (default 0) of channel `c`.

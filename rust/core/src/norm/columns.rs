@@ -133,44 +133,47 @@ unsafe fn probe_center<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<f64> {
 /// # Safety
 /// `x` describes valid memory (see [`map_rows`]).
 pub unsafe fn column_moments<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<Moments> {
-    debug_assert_eq!(x.rows.row_len(), columns);
-    let n = x.rows.n_rows();
-    if n == 0 || columns == 0 {
-        return vec![Moments::default(); columns];
-    }
-    let x = regroup_ref(x, group_size::<S>(&x.rows, columns));
-    let count = n as f64;
-    let to_compute =
-        |c: &[f64]| -> Vec<S::Compute> { c.iter().map(|&v| Float::from_f64(v)).collect() };
-    // SAFETY: forwarded from the caller; n > 0.
-    let mut center = to_compute(&unsafe { probe_center(&x, columns) });
-    // SAFETY: as above.
-    let (mut dev, mut sq) = unsafe { deviation_sums(&x, columns, &center) };
-    // As `Moments::of_slice`: a center far from some column's mean costs that column's M2 its
-    // precision, so the pass is repeated around the means just found.
-    if dev.iter().zip(&sq).any(|(&d, &s)| d * d / count > 0.25 * s) {
-        let means: Vec<f64> = center
-            .iter()
-            .zip(&dev)
-            .map(|(c, d)| c.to_f64() + d / count)
-            .collect();
-        center = to_compute(&means);
+    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
+    crate::simd::streaming(|| {
+        debug_assert_eq!(x.rows.row_len(), columns);
+        let n = x.rows.n_rows();
+        if n == 0 || columns == 0 {
+            return vec![Moments::default(); columns];
+        }
+        let x = regroup_ref(x, group_size::<S>(&x.rows, columns));
+        let count = n as f64;
+        let to_compute =
+            |c: &[f64]| -> Vec<S::Compute> { c.iter().map(|&v| Float::from_f64(v)).collect() };
+        // SAFETY: forwarded from the caller; n > 0.
+        let mut center = to_compute(&unsafe { probe_center(&x, columns) });
         // SAFETY: as above.
-        (dev, sq) = unsafe { deviation_sums(&x, columns, &center) };
-    }
-    center
-        .iter()
-        .zip(dev.iter().zip(&sq))
-        .map(|(c, (&d, &s))| {
-            let m2 = s - d * d / count;
-            Moments {
-                count,
-                mean: c.to_f64() + d / count,
-                // NaN must stay NaN (no `max`); rounding can leave a hair below zero.
-                m2: if m2 < 0.0 { 0.0 } else { m2 },
-            }
-        })
-        .collect()
+        let (mut dev, mut sq) = unsafe { deviation_sums(&x, columns, &center) };
+        // As `Moments::of_slice`: a center far from some column's mean costs that column's M2 its
+        // precision, so the pass is repeated around the means just found.
+        if dev.iter().zip(&sq).any(|(&d, &s)| d * d / count > 0.25 * s) {
+            let means: Vec<f64> = center
+                .iter()
+                .zip(&dev)
+                .map(|(c, d)| c.to_f64() + d / count)
+                .collect();
+            center = to_compute(&means);
+            // SAFETY: as above.
+            (dev, sq) = unsafe { deviation_sums(&x, columns, &center) };
+        }
+        center
+            .iter()
+            .zip(dev.iter().zip(&sq))
+            .map(|(c, (&d, &s))| {
+                let m2 = s - d * d / count;
+                Moments {
+                    count,
+                    mean: c.to_f64() + d / count,
+                    // NaN must stay NaN (no `max`); rounding can leave a hair below zero.
+                    m2: if m2 < 0.0 { 0.0 } else { m2 },
+                }
+            })
+            .collect()
+    })
 }
 
 /// Writes `y = (x − mean)·scale + shift` with each column's parameters from `params[column]`,
@@ -184,41 +187,44 @@ pub unsafe fn affine_columns<S: Element>(
     y: &RowsMut<S>,
     params: &[RowAffine],
 ) -> crate::error::Result<()> {
-    crate::rows::check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
-    let columns = params.len();
-    debug_assert_eq!(x.rows.row_len(), columns);
-    let group = common_group::<S>(&[&x.rows, &y.rows], columns);
-    let (x, y) = (regroup_ref(x, group), regroup_mut(y, group));
-    let (mean_hi, mean_lo): (Vec<S::Compute>, Vec<S::Compute>) = params
-        .iter()
-        .map(|p| split_mean::<S::Compute>(p.mean))
-        .unzip();
-    let scale: Vec<S::Compute> = params.iter().map(|p| Float::from_f64(p.scale)).collect();
-    let shift: Vec<S::Compute> = params.iter().map(|p| Float::from_f64(p.shift)).collect();
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_rows(
-            [&x],
-            [&y],
-            &mut [],
-            #[inline(always)]
-            |_, [x], [y]| {
-                for (x, y) in x.chunks_exact(columns).zip(y.chunks_exact_mut(columns)) {
-                    for (((((y, &x), &hi), &lo), &s), &b) in y
-                        .iter_mut()
-                        .zip(x)
-                        .zip(&mean_hi)
-                        .zip(&mean_lo)
-                        .zip(&scale)
-                        .zip(&shift)
-                    {
-                        *y = ((x - hi) - lo) * s + b;
+    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
+    crate::simd::streaming(|| {
+        crate::rows::check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
+        let columns = params.len();
+        debug_assert_eq!(x.rows.row_len(), columns);
+        let group = common_group::<S>(&[&x.rows, &y.rows], columns);
+        let (x, y) = (regroup_ref(x, group), regroup_mut(y, group));
+        let (mean_hi, mean_lo): (Vec<S::Compute>, Vec<S::Compute>) = params
+            .iter()
+            .map(|p| split_mean::<S::Compute>(p.mean))
+            .unzip();
+        let scale: Vec<S::Compute> = params.iter().map(|p| Float::from_f64(p.scale)).collect();
+        let shift: Vec<S::Compute> = params.iter().map(|p| Float::from_f64(p.shift)).collect();
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            map_rows(
+                [&x],
+                [&y],
+                &mut [],
+                #[inline(always)]
+                |_, [x], [y]| {
+                    for (x, y) in x.chunks_exact(columns).zip(y.chunks_exact_mut(columns)) {
+                        for (((((y, &x), &hi), &lo), &s), &b) in y
+                            .iter_mut()
+                            .zip(x)
+                            .zip(&mean_hi)
+                            .zip(&mean_lo)
+                            .zip(&scale)
+                            .zip(&shift)
+                        {
+                            *y = ((x - hi) - lo) * s + b;
+                        }
                     }
-                }
-            },
-        );
-    }
-    Ok(())
+                },
+            );
+        }
+        Ok(())
+    })
 }
 
 /// The group size usable by every view (each either contiguous, with the largest divisor found,
@@ -243,39 +249,42 @@ pub unsafe fn column_grad_sums<S: Element>(
     lo: &[S::Compute],
     rstd: &[S::Compute],
 ) -> (Vec<f64>, Vec<f64>) {
-    let columns = hi.len();
-    let group = common_group::<S>(&[&grad_out.rows, &x.rows], columns);
-    let (go, x) = (regroup_ref(grad_out, group), regroup_ref(x, group));
-    let outputs: [&RowsMut<S>; 0] = [];
-    // SAFETY: forwarded from the caller.
-    let blocks = unsafe {
-        map_row_blocks(
-            [&go, &x],
-            outputs,
-            || ColumnSums::<S::Compute>::new(columns),
-            #[inline(always)]
-            |acc, _, [go, x], []| {
-                for (go, x) in go.chunks_exact(columns).zip(x.chunks_exact(columns)) {
-                    acc.add_row(
-                        #[inline(always)]
-                        |sg, sgx| {
-                            let stats = hi.iter().zip(lo).zip(rstd);
-                            for (((sg, sgx), (&g, &xv)), ((&hi, &lo), &r)) in sg
-                                .iter_mut()
-                                .zip(sgx.iter_mut())
-                                .zip(go.iter().zip(x))
-                                .zip(stats)
-                            {
-                                *sg = *sg + g;
-                                *sgx = *sgx + g * (((xv - hi) - lo) * r);
-                            }
-                        },
-                    );
-                }
-            },
-        )
-    };
-    ColumnSums::fold_in_order(blocks, columns)
+    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
+    crate::simd::streaming(|| {
+        let columns = hi.len();
+        let group = common_group::<S>(&[&grad_out.rows, &x.rows], columns);
+        let (go, x) = (regroup_ref(grad_out, group), regroup_ref(x, group));
+        let outputs: [&RowsMut<S>; 0] = [];
+        // SAFETY: forwarded from the caller.
+        let blocks = unsafe {
+            map_row_blocks(
+                [&go, &x],
+                outputs,
+                || ColumnSums::<S::Compute>::new(columns),
+                #[inline(always)]
+                |acc, _, [go, x], []| {
+                    for (go, x) in go.chunks_exact(columns).zip(x.chunks_exact(columns)) {
+                        acc.add_row(
+                            #[inline(always)]
+                            |sg, sgx| {
+                                let stats = hi.iter().zip(lo).zip(rstd);
+                                for (((sg, sgx), (&g, &xv)), ((&hi, &lo), &r)) in sg
+                                    .iter_mut()
+                                    .zip(sgx.iter_mut())
+                                    .zip(go.iter().zip(x))
+                                    .zip(stats)
+                                {
+                                    *sg = *sg + g;
+                                    *sgx = *sgx + g * (((xv - hi) - lo) * r);
+                                }
+                            },
+                        );
+                    }
+                },
+            )
+        };
+        ColumnSums::fold_in_order(blocks, columns)
+    })
 }
 
 /// `dx = (x − mean)·scale + shift + go·grad_scale` with each column's parameters: the input
@@ -289,52 +298,55 @@ pub unsafe fn affine_columns_with_grad<S: Element>(
     dx: &RowsMut<S>,
     params: &[(RowAffine, f64)],
 ) -> crate::error::Result<()> {
-    crate::rows::check_same_rows(
-        "normalization backward",
-        &x.rows,
-        &[("grad", &grad_out.rows), ("dx", &dx.rows)],
-    )?;
-    let columns = params.len();
-    let group = common_group::<S>(&[&grad_out.rows, &x.rows, &dx.rows], columns);
-    let (go, x) = (regroup_ref(grad_out, group), regroup_ref(x, group));
-    let dx = regroup_mut(dx, group);
-    let (hi, lo): (Vec<S::Compute>, Vec<S::Compute>) = params
-        .iter()
-        .map(|(p, _)| split_mean::<S::Compute>(p.mean))
-        .unzip();
-    let convert = |f: &dyn Fn(&(RowAffine, f64)) -> f64| -> Vec<S::Compute> {
-        params.iter().map(|p| Float::from_f64(f(p))).collect()
-    };
-    let scale = convert(&|p| p.0.scale);
-    let shift = convert(&|p| p.0.shift);
-    let grad_scale = convert(&|p| p.1);
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_rows(
-            [&go, &x],
-            [&dx],
-            &mut [],
-            #[inline(always)]
-            |_, [go, x], [dx]| {
-                let rows = dx
-                    .chunks_exact_mut(columns)
-                    .zip(go.chunks_exact(columns).zip(x.chunks_exact(columns)));
-                for (dx, (go, x)) in rows {
-                    let per_column = hi
-                        .iter()
-                        .zip(&lo)
-                        .zip(scale.iter().zip(&shift))
-                        .zip(&grad_scale);
-                    for ((d, (&g, &xv)), (((&hi, &lo), (&s, &b)), &gs)) in
-                        dx.iter_mut().zip(go.iter().zip(x)).zip(per_column)
-                    {
-                        *d = ((xv - hi) - lo) * s + b + g * gs;
+    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
+    crate::simd::streaming(|| {
+        crate::rows::check_same_rows(
+            "normalization backward",
+            &x.rows,
+            &[("grad", &grad_out.rows), ("dx", &dx.rows)],
+        )?;
+        let columns = params.len();
+        let group = common_group::<S>(&[&grad_out.rows, &x.rows, &dx.rows], columns);
+        let (go, x) = (regroup_ref(grad_out, group), regroup_ref(x, group));
+        let dx = regroup_mut(dx, group);
+        let (hi, lo): (Vec<S::Compute>, Vec<S::Compute>) = params
+            .iter()
+            .map(|(p, _)| split_mean::<S::Compute>(p.mean))
+            .unzip();
+        let convert = |f: &dyn Fn(&(RowAffine, f64)) -> f64| -> Vec<S::Compute> {
+            params.iter().map(|p| Float::from_f64(f(p))).collect()
+        };
+        let scale = convert(&|p| p.0.scale);
+        let shift = convert(&|p| p.0.shift);
+        let grad_scale = convert(&|p| p.1);
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            map_rows(
+                [&go, &x],
+                [&dx],
+                &mut [],
+                #[inline(always)]
+                |_, [go, x], [dx]| {
+                    let rows = dx
+                        .chunks_exact_mut(columns)
+                        .zip(go.chunks_exact(columns).zip(x.chunks_exact(columns)));
+                    for (dx, (go, x)) in rows {
+                        let per_column = hi
+                            .iter()
+                            .zip(&lo)
+                            .zip(scale.iter().zip(&shift))
+                            .zip(&grad_scale);
+                        for ((d, (&g, &xv)), (((&hi, &lo), (&s, &b)), &gs)) in
+                            dx.iter_mut().zip(go.iter().zip(x)).zip(per_column)
+                        {
+                            *d = ((xv - hi) - lo) * s + b + g * gs;
+                        }
                     }
-                }
-            },
-        );
-    }
-    Ok(())
+                },
+            );
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

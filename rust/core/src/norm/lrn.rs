@@ -82,8 +82,10 @@ pub unsafe fn local_response_norm<S: Element>(
     let direct_x = direct(&x.rows) && !in_place;
     let direct_y = direct(&y.rows) && !in_place;
     let (xp, yp) = (x.ptr as usize, y.ptr as usize);
+    let level = crate::simd::active_level();
     parallel::for_each_range(batch, channels * spatial * 2, |range| {
-        crate::simd::dispatch(
+        crate::simd::dispatch_at(
+            level,
             #[inline(always)]
             || {
                 let mut gathered: Vec<S::Compute> = Vec::new();

@@ -304,8 +304,10 @@ pub fn step<T: Float>(
     // Exactly 1.0 reads gradients unchanged, bitwise equal to an unclipped step.
     #[allow(clippy::float_cmp)]
     let clip = grad_scale != 1.0;
+    let level = crate::simd::active_level();
     parallel::for_each_range(items.len(), CHUNK * (2 + states) * 2, |range| {
-        crate::simd::dispatch(
+        crate::simd::dispatch_at(
+            level,
             #[inline(always)]
             || {
                 for &(i, start, end) in &items[range] {
