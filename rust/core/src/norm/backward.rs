@@ -461,11 +461,14 @@ pub unsafe fn selu_backward<S: Element>(
             #[inline(always)]
             |_, [go, x], [dx]| {
                 for ((d, &g), &v) in dx.iter_mut().zip(go).zip(x) {
-                    // eˣ = expm1(x) + 1 keeps the shared exp_m1 of the forward.
+                    // eˣ = expm1(x) + 1 keeps the shared expm1 of the forward; both sides
+                    // computed, then selected, so the loop vectorizes.
+                    let negative =
+                        g * scaled_alpha * (v.expm1_nonpositive() + <S::Compute as Float>::ONE);
                     *d = if v > <S::Compute as Float>::ZERO {
                         g * scale
                     } else {
-                        g * scaled_alpha * (v.exp_m1() + <S::Compute as Float>::ONE)
+                        negative
                     };
                 }
             },
