@@ -39,32 +39,38 @@ pub trait Float:
     fn expm1_nonpositive(self) -> Self;
 }
 
-/// eˣ for x ≤ 0 in f32 without libm: x = n·ln2 + r with |r| ≤ ln2/2 (Cody-Waite split of ln2, so
-/// n·ln2 is exact), eʳ by its degree-6 Taylor polynomial (error < 2e-8 relative), 2ⁿ built in the
-/// exponent bits. Below −87.3, where eˣ leaves the normal f32 range, the result is 0 (denormals
-/// are flushed: an absolute error under 1.2e-38).
+/// x = n·ln2 + r with |r| ≤ ln2/2, for x in [−127·ln2, 0]: returns (r, 2ⁿ). Cody-Waite split of
+/// ln2, so n·ln2 is exact; 2ⁿ is built in the exponent bits (2⁻¹²⁷ comes out as 0).
 #[inline(always)]
-fn exp_nonpositive_f32(x: f32) -> f32 {
+fn split_ln2_f32(x: f32) -> (f32, f32) {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     // 1.5·2²³: adding and subtracting it rounds to the nearest integer in plain arithmetic.
     const ROUND: f32 = 12_582_912.0;
-    let clamped = if x > -87.336_54 { x } else { -87.336_54 };
-    let shifted = clamped * LOG2E + ROUND;
+    let shifted = x * LOG2E + ROUND;
     let n = shifted - ROUND;
-    let r = (clamped - n * LN2_HI) - n * LN2_LO;
-    let poly = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let r = (x - n * LN2_HI) - n * LN2_LO;
     // n sits in the low mantissa bits of `shifted` (bits(ROUND) + n): integer lanes, where
     // `n as i32` would be a saturating cast that LLVM does one lane at a time.
     let biased = shifted
         .to_bits()
         .wrapping_sub(ROUND.to_bits())
         .wrapping_add(127);
-    let scale = f32::from_bits(biased << 23);
+    (r, f32::from_bits(biased << 23))
+}
+
+/// eˣ for x ≤ 0 in f32 without libm: x = n·ln2 + r ([`split_ln2_f32`]), eʳ by its degree-6
+/// Taylor polynomial (error < 2e-8 relative) times 2ⁿ. Below −87.3, where eˣ leaves the normal
+/// f32 range, the result is 0 (denormals are flushed: an absolute error under 1.2e-38).
+#[inline(always)]
+fn exp_nonpositive_f32(x: f32) -> f32 {
+    let clamped = if x > -87.336_54 { x } else { -87.336_54 };
+    let (r, scale) = split_ln2_f32(clamped);
+    let poly = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     // NaN compares false above, so it was clamped: put it back.
     if x.is_nan() {
         x
@@ -76,31 +82,20 @@ fn exp_nonpositive_f32(x: f32) -> f32 {
 }
 
 /// eˣ − 1 for x ≤ 0 in f32 without libm (libm's expm1f is a call per element, 8 ns each): with
-/// x = n·ln2 + r as in [`exp_nonpositive_f32`], eˣ − 1 = 2ⁿ·expm1(r) + (2ⁿ − 1), where expm1(r)
-/// is its degree-7 Taylor polynomial (|r| ≤ ln2/2: error < 2e-8 relative) and 2ⁿ·p and 2ⁿ − 1 are
-/// exact, so one rounding remains; n = 0 keeps expm1's relative precision near 0.
+/// x = n·ln2 + r ([`split_ln2_f32`]), eˣ − 1 = 2ⁿ·expm1(r) + (2ⁿ − 1), where expm1(r) is its
+/// degree-7 Taylor polynomial (|r| ≤ ln2/2: error < 2e-8 relative) and 2ⁿ·p and 2ⁿ − 1 are exact,
+/// so one rounding remains; n = 0 keeps expm1's relative precision near 0.
 #[inline(always)]
 fn expm1_nonpositive_f32(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    const ROUND: f32 = 12_582_912.0;
-    // Below −88, eˣ − 1 rounds to −1; the clamp keeps 2ⁿ's biased exponent ≥ 0.
+    // Below −88, eˣ − 1 rounds to −1; positive x are clamped to 0 (their value is unused).
     let clamped = if x > -88.0 { x } else { -88.0 };
     let clamped = if clamped < 0.0 { clamped } else { 0.0 };
-    let shifted = clamped * LOG2E + ROUND;
-    let n = shifted - ROUND;
-    let r = (clamped - n * LN2_HI) - n * LN2_LO;
+    let (r, scale) = split_ln2_f32(clamped);
     let poly = r + r
         * r
         * (0.5
             + r * (1.0 / 6.0
                 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0))))));
-    let biased = shifted
-        .to_bits()
-        .wrapping_sub(ROUND.to_bits())
-        .wrapping_add(127);
-    let scale = f32::from_bits(biased << 23);
     if x.is_nan() {
         x
     } else {
