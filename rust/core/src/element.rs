@@ -39,6 +39,17 @@ pub trait Float:
     fn expm1_nonpositive(self) -> Self;
 }
 
+/// c[0] + x·(c[1] + x·(c[2] + …)): a polynomial in Horner form, without FMA (so every SIMD level
+/// and the scalar path compute the same bits). Over a constant array the loop unrolls; written
+/// out as nested parentheses, the 11-term series of `divergence::ln` took rustfmt 3 minutes.
+#[inline(always)]
+pub(crate) fn horner<T: Float>(x: T, coeffs: &[T]) -> T {
+    let (last, rest) = coeffs
+        .split_last()
+        .expect("a polynomial has at least one coefficient");
+    rest.iter().rev().fold(*last, |acc, &c| c + x * acc)
+}
+
 /// x = n·ln2 + r with |r| ≤ ln2/2, for x in [−127·ln2, 0]: returns (r, 2ⁿ). Cody-Waite split of
 /// ln2, so n·ln2 is exact; 2ⁿ is built in the exponent bits (2⁻¹²⁷ comes out as 0).
 #[inline(always)]
@@ -67,10 +78,18 @@ fn split_ln2_f32(x: f32) -> (f32, f32) {
 fn exp_nonpositive_f32(x: f32) -> f32 {
     let clamped = if x > -87.336_54 { x } else { -87.336_54 };
     let (r, scale) = split_ln2_f32(clamped);
-    let poly = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let poly = horner(
+        r,
+        &[
+            1.0,
+            1.0,
+            0.5,
+            1.0 / 6.0,
+            1.0 / 24.0,
+            1.0 / 120.0,
+            1.0 / 720.0,
+        ],
+    );
     // NaN compares false above, so it was clamped: put it back.
     if x.is_nan() {
         x
@@ -93,9 +112,17 @@ fn expm1_nonpositive_f32(x: f32) -> f32 {
     let (r, scale) = split_ln2_f32(clamped);
     let poly = r + r
         * r
-        * (0.5
-            + r * (1.0 / 6.0
-                + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0))))));
+        * horner(
+            r,
+            &[
+                0.5,
+                1.0 / 6.0,
+                1.0 / 24.0,
+                1.0 / 120.0,
+                1.0 / 720.0,
+                1.0 / 5040.0,
+            ],
+        );
     if x.is_nan() {
         x
     } else {
