@@ -108,13 +108,14 @@ pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
     dispatch_at(active_level(), f)
 }
 
-/// Runs `f` compiled for `level` (at most [`level()`]: callers pass [`active_level`]).
+/// Runs `f` compiled for `level`, lowered to [`level()`] if above it (callers pass
+/// [`active_level`]); the lowering keeps a safe call from running instructions the CPU lacks.
 #[inline(always)]
 pub fn dispatch_at<R>(level: Level, f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
-        match level {
-            // SAFETY: `level` never exceeds what `detected()` found on this CPU.
+        match level.min(self::level()) {
+            // SAFETY: the level never exceeds what `detected()` found on this CPU.
             Level::Avx512 => return unsafe { run_avx512(f) },
             Level::Avx2 => return unsafe { run_avx2(f) },
             Level::Scalar | Level::Neon => {}

@@ -177,16 +177,13 @@ pub unsafe fn normalize_row_groups<S: Element>(
         {
             // SAFETY: forwarded from the caller.
             let rows = unsafe { row_moments(x) };
-            for (g, merged) in groups.iter_mut().enumerate() {
-                for k in 0..per_group {
-                    *merged = merged.merge(rows[grouping.row(g, k)]);
-                }
-            }
+            let groups = merge_rows(&rows, groups.len(), |r| grouping.group_of(r));
             let groups = &groups;
             // SAFETY: forwarded from the caller.
             unsafe { affine_rows(x, y, |r| affine(r, &groups[grouping.group_of(r)]))? };
             return Ok(groups.clone());
         }
+        let n_groups = groups.len();
         // SAFETY: forwarded from the caller; group g touches only its own rows.
         unsafe {
             map_row_groups(
@@ -205,7 +202,6 @@ pub unsafe fn normalize_row_groups<S: Element>(
                         );
                         merged = merged.merge(m);
                     }
-                    let n_groups = grouping.n_groups(n_rows);
                     for k in 0..per_group {
                         let r = grouping.row(g, k);
                         let p = affine(r, &merged);
