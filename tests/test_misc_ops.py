@@ -83,6 +83,32 @@ def test_lrn_reference_3d_4d_5d_and_edges(rng, shape, size):
     )
 
 
+@pytest.mark.parametrize("size", [3, 5, 8])
+def test_lrn_long_rows_in_tiles_across_threads_and_in_place(rng, size):
+    """Rows longer than a tile (1024 positions) with a tail past the 64-wide steps; a batch of one
+    splits its tiles across threads, which must not change a bit."""
+    x = (rng.standard_normal((1, 6, 3, 700)) * 4).astype(np.float32)  # 2100 positions per channel
+    want = lrn_ref(x, size, 1e-2, 0.75, 1.0)
+    before = rn.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 5):
+            rn.set_num_threads(n)
+            results.append(rn.local_response_norm(x, size, 1e-2, 0.75, 1.0))
+    finally:
+        rn.set_num_threads(before)
+    np.testing.assert_allclose(results[0], want, rtol=2e-6)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    buf = x.copy()
+    assert rn.local_response_norm(buf, size, 1e-2, 0.75, 1.0, out=buf) is buf
+    np.testing.assert_array_equal(buf, results[0])
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(
+        rn.local_response_norm(x64, size, 1e-2, 0.6, 1.0), lrn_ref(x64, size, 1e-2, 0.6), rtol=1e-12
+    )
+
+
 def test_lrn_tensorflow_convention_by_scaling_alpha(rng):
     """TF: x / (bias + alpha_tf · Σ_{|d|≤r} x²)^beta; rsnorm with size = 2r+1, alpha = alpha_tf · size."""
     x = rng.standard_normal((2, 8, 3, 3))

@@ -117,6 +117,7 @@ outputs = {
     "group_norm": rn.group_norm(img, 4),
     "softmax": rn.softmax(x / 100),
     "selu": rn.selu(x - 1e3),
+    "lrn": rn.local_response_norm(x.reshape(2, 8, 4000)[:, :, :1100], 5),
     "adam": p[0],
 }
 np.savez(sys.argv[1], **outputs)

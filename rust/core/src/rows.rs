@@ -479,6 +479,15 @@ impl Ahead {
     /// Bytes per prefetch: one cache line.
     pub const LINE: usize = 64;
 
+    /// The `len` values from `ptr` (any address: prefetches never fault).
+    #[inline(always)]
+    pub fn of<T>(ptr: *const T, len: usize) -> Ahead {
+        Ahead {
+            ptr: ptr.cast(),
+            bytes: len * std::mem::size_of::<T>(),
+        }
+    }
+
     /// Prefetches the line at `offset` bytes (ignored past the end). Prefetches never fault.
     #[inline(always)]
     pub fn touch(self, offset: usize) {

@@ -7,7 +7,7 @@
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
 use crate::parallel;
-use crate::rows::{RowsMut, RowsRef};
+use crate::rows::{Ahead, RowsMut, RowsRef};
 
 /// LRN parameters, checked by [`Lrn::new`].
 #[derive(Clone, Copy, Debug)]
@@ -40,20 +40,27 @@ impl Lrn {
         })
     }
 
-    /// base^(−β) — with β = 0.75 (AlexNet) and 0.5 as square roots, which vectorize where
-    /// `powf` does not.
-    #[inline(always)]
+    /// How base^(−β) is computed: β = 0.75 (AlexNet) and 0.5 as square roots, which vectorize
+    /// where `powf` does not.
     #[allow(clippy::float_cmp)] // exactly these exponents have the square-root forms
-    fn inverse_power<T: Float>(&self, base: T) -> T {
+    fn exponent(&self) -> Exponent {
         if self.beta == 0.75 {
-            let root = base.sqrt();
-            T::ONE / (root * root.sqrt())
+            Exponent::ThreeQuarters
         } else if self.beta == 0.5 {
-            T::ONE / base.sqrt()
+            Exponent::Half
         } else {
-            T::ONE / base.powf(T::from_f64(self.beta))
+            Exponent::Other(self.beta)
         }
     }
+}
+
+/// The exponent's form, chosen once per call so that each kernel loop is compiled for one of them
+/// (a branch on β per element kept the compiler from vectorizing the β = 0.5 loop).
+#[derive(Clone, Copy)]
+enum Exponent {
+    ThreeQuarters,
+    Half,
+    Other(f64),
 }
 
 /// LRN of `x` viewed as rows (n, c) over the spatial dims, for `channels` channels.
@@ -81,17 +88,34 @@ pub unsafe fn local_response_norm<S: Element>(
     let in_place = x.ptr.cast::<u8>() == y.ptr.cast::<u8>().cast_const();
     let direct_x = direct(&x.rows) && !in_place;
     let direct_y = direct(&y.rows) && !in_place;
+    // A task is one spatial tile of one sample when rows are used where they lie (so a batch of
+    // one still spreads over the threads), a whole sample when it is gathered.
+    let tiles_per_sample = if direct_x && direct_y {
+        spatial.div_ceil(TILE).max(1)
+    } else {
+        1
+    };
     let (xp, yp) = (x.ptr as usize, y.ptr as usize);
     let level = crate::simd::active_level();
-    parallel::for_each_range(batch, channels * spatial * 2, |range| {
+    let work_per_task = channels * spatial.div_ceil(tiles_per_sample) * 2;
+    parallel::for_each_range(batch * tiles_per_sample, work_per_task, |tasks| {
         crate::simd::dispatch_at(
             level,
             #[inline(always)]
             || {
                 let mut gathered: Vec<S::Compute> = Vec::new();
                 let mut results: Vec<S::Compute> = Vec::new();
-                let mut squares = vec![<S::Compute as Float>::ZERO; channels * TILE];
-                for n in range {
+                let mut ring = SquaresRing::new(p.size.min(channels));
+                let mut inputs: Vec<*const S::Compute> = Vec::with_capacity(channels);
+                let mut outputs: Vec<*mut S::Compute> = Vec::with_capacity(channels);
+                for task in tasks {
+                    let n = task / tiles_per_sample;
+                    let positions = if tiles_per_sample == 1 {
+                        0..spatial
+                    } else {
+                        let tile = task % tiles_per_sample;
+                        tile * TILE..((tile + 1) * TILE).min(spatial)
+                    };
                     let row_ptr = |base: usize, rows: &crate::layout::Rows, c: usize| {
                         (base as *const S).wrapping_offset(rows.row_offset(n * channels + c))
                     };
@@ -109,32 +133,42 @@ pub unsafe fn local_response_norm<S: Element>(
                     if !direct_y {
                         results.resize(channels * spatial, <S::Compute as Float>::ZERO);
                     }
-                    let input = |c: usize| -> &[S::Compute] {
-                        if direct_x {
-                            // SAFETY: NATIVE (S is the compute type) and the row is contiguous.
-                            unsafe {
-                                std::slice::from_raw_parts(row_ptr(xp, &x.rows, c).cast(), spatial)
-                            }
+                    // Row starts: where the rows lie (NATIVE: S is the compute type, contiguous
+                    // rows), or in the gathered and results buffers.
+                    inputs.clear();
+                    outputs.clear();
+                    for c in 0..channels {
+                        inputs.push(if direct_x {
+                            row_ptr(xp, &x.rows, c).cast()
                         } else {
-                            &gathered[c * spatial..(c + 1) * spatial]
-                        }
-                    };
-                    let inputs: Vec<&[S::Compute]> = (0..channels).map(input).collect();
-                    for start in (0..spatial).step_by(TILE) {
-                        let width = TILE.min(spatial - start);
-                        lrn_tile(&inputs, start, width, &mut squares, &p, |c, values| {
-                            if direct_y {
-                                let at = row_ptr(yp, &y.rows, c).cast_mut().cast::<S::Compute>();
-                                // SAFETY: as above for y; rows of one sample belong to one task
-                                // and do not overlap x (not in place).
-                                let out =
-                                    unsafe { std::slice::from_raw_parts_mut(at.add(start), width) };
-                                out.copy_from_slice(values);
-                            } else {
-                                results[c * spatial + start..c * spatial + start + width]
-                                    .copy_from_slice(values);
-                            }
+                            gathered[c * spatial..].as_ptr()
                         });
+                        outputs.push(if direct_y {
+                            row_ptr(yp, &y.rows, c).cast_mut().cast()
+                        } else {
+                            results[c * spatial..].as_mut_ptr()
+                        });
+                    }
+                    for start in positions.clone().step_by(TILE) {
+                        let width = TILE.min(positions.end - start);
+                        let (ins, outs, ring) = (&inputs[..], &outputs[..], &mut ring);
+                        // SAFETY (each arm): every row has `spatial` values from its start; a
+                        // task's positions of a sample are written by that task only, and y is
+                        // not x (in place goes through the buffers).
+                        match p.exponent() {
+                            Exponent::ThreeQuarters => unsafe {
+                                lrn_tile(ins, outs, start, width, ring, &p, inverse_three_quarters);
+                            },
+                            Exponent::Half => unsafe {
+                                lrn_tile(ins, outs, start, width, ring, &p, inverse_sqrt);
+                            },
+                            Exponent::Other(beta) => {
+                                let beta = <S::Compute as Float>::from_f64(beta);
+                                let power =
+                                    |base: S::Compute| <S::Compute as Float>::ONE / base.powf(beta);
+                                unsafe { lrn_tile(ins, outs, start, width, ring, &p, power) };
+                            }
+                        }
                     }
                     if !direct_y {
                         for c in 0..channels {
@@ -153,66 +187,125 @@ pub unsafe fn local_response_norm<S: Element>(
     Ok(())
 }
 
-/// Spatial positions per tile: the tile's squares for every channel stay in L2.
-const TILE: usize = 512;
-/// Positions summed together in registers.
-const STEP: usize = 16;
-
-/// LRN of one spatial tile `[start, start + width)` of a sample whose channel rows are `inputs`:
-/// squares once per element, window sums by adding the `size` squares rows, then
-/// `emit(c, values)` with channel c's outputs.
 #[inline(always)]
-fn lrn_tile<T: Float>(
-    inputs: &[&[T]],
-    start: usize,
-    width: usize,
-    squares: &mut [T],
-    p: &Lrn,
-    mut emit: impl FnMut(usize, &[T]),
-) {
-    let channels = inputs.len();
-    let (before, after) = (p.size / 2, (p.size - 1) / 2);
-    for (c, row) in inputs.iter().enumerate() {
-        let sq = &mut squares[c * TILE..c * TILE + width];
-        for (s, &v) in sq.iter_mut().zip(&row[start..start + width]) {
+fn inverse_three_quarters<T: Float>(base: T) -> T {
+    let root = base.sqrt();
+    T::ONE / (root * root.sqrt())
+}
+
+#[inline(always)]
+fn inverse_sqrt<T: Float>(base: T) -> T {
+    T::ONE / base.sqrt()
+}
+
+/// Spatial positions per tile: a tile's window of squared rows stays in L1 (5 × 4 KB at the usual
+/// size 5), while each row is still read in 4 KB runs the hardware prefetcher can follow.
+const TILE: usize = 1024;
+/// Positions summed together in registers (four AVX-512 vectors of f32).
+const STEP: usize = 64;
+
+/// The squares of the last channels of a tile, one row per channel in a ring: a channel's squares
+/// are computed once, when it enters the window, and dropped when it leaves.
+struct SquaresRing<T> {
+    slots: usize,
+    squares: Vec<T>,
+    window: Vec<usize>,
+}
+
+impl<T: Float> SquaresRing<T> {
+    /// `slots` ≥ the channels one window spans (min(size, channels)).
+    fn new(slots: usize) -> Self {
+        SquaresRing {
+            slots,
+            squares: vec![T::ZERO; slots * TILE],
+            window: Vec::with_capacity(slots),
+        }
+    }
+
+    /// Squares `row[..width]` into channel `c`'s slot.
+    #[inline(always)]
+    fn enter(&mut self, c: usize, row: &[T]) {
+        let at = c % self.slots * TILE;
+        for (s, &v) in self.squares[at..at + row.len()].iter_mut().zip(row) {
             *s = v * v;
         }
     }
+}
+
+/// LRN of positions `[start, start + width)` of a sample with channel rows starting at `inputs`,
+/// written to the rows at `outputs`. Channels are taken in order with their window's squares
+/// in the ring, so x and y are each one sequential run per channel.
+///
+/// # Safety
+/// Each pointer is the start of a row with at least `start + width` values; the outputs do not
+/// overlap the inputs or each other.
+#[inline(always)]
+unsafe fn lrn_tile<T: Float>(
+    inputs: &[*const T],
+    outputs: &[*mut T],
+    start: usize,
+    width: usize,
+    ring: &mut SquaresRing<T>,
+    p: &Lrn,
+    inverse_power: impl Fn(T) -> T,
+) {
+    let channels = inputs.len();
+    let (before, after) = (p.size / 2, (p.size - 1) / 2);
+    // SAFETY: the caller's contract.
+    let row = |c: usize| unsafe { std::slice::from_raw_parts(inputs[c].add(start), width) };
+    for c in 0..after.min(channels) {
+        ring.enter(c, row(c));
+    }
     let scale = T::from_f64(p.alpha / p.size as f64);
     let k = T::from_f64(p.k);
-    let mut out = [T::ZERO; TILE];
-    for (c, row) in inputs.iter().enumerate() {
+    for (c, &output) in outputs.iter().enumerate() {
+        if c + after < channels {
+            ring.enter(c + after, row(c + after));
+        }
+        ring.window.clear();
         let window = c.saturating_sub(before)..=(c + after).min(channels - 1);
-        let x = &row[start..start + width];
-        let out = &mut out[..width];
-        // Lane-sized steps with the window summed in registers (a sums buffer re-stored once per
-        // window row was the bottleneck); the additions keep their order, ascending channels.
+        ring.window.extend(window.map(|w| w % ring.slots * TILE));
+        let (window, squares) = (&ring.window[..], &ring.squares[..]);
+        // The row entering next is the one read from memory: its runs are too short (4 KB, over
+        // two pages) for the hardware prefetcher to follow, so it is prefetched while this
+        // channel computes, in step with the positions.
+        let next = match inputs.get(c + after + 1) {
+            // Only an address (prefetches never fault); in bounds by the caller's contract.
+            Some(&row) => Ahead::of(row.wrapping_add(start), width),
+            None => Ahead::NONE,
+        };
+        let prefetch_bytes = STEP * std::mem::size_of::<T>();
+        let x = row(c);
+        // SAFETY: the caller's contract.
+        let y = unsafe { std::slice::from_raw_parts_mut(output.add(start), width) };
+        // The window summed in registers, STEP positions at a time; additions in ascending
+        // channel order.
         let body = width / STEP * STEP;
-        for (i, (o, xv)) in out[..body]
+        for (i, (ys, xs)) in y[..body]
             .chunks_exact_mut(STEP)
             .zip(x[..body].chunks_exact(STEP))
             .enumerate()
         {
             let at = i * STEP;
+            next.touch_span(at * std::mem::size_of::<T>(), prefetch_bytes);
             let mut sums = [T::ZERO; STEP];
-            for w in window.clone() {
-                let sq: &[T; STEP] = squares[w * TILE + at..w * TILE + at + STEP]
+            for &slot in window {
+                let sq: &[T; STEP] = squares[slot + at..slot + at + STEP]
                     .try_into()
                     .expect("STEP long");
                 for (acc, &v) in sums.iter_mut().zip(sq) {
                     *acc = *acc + v;
                 }
             }
-            for ((o, &v), &sq) in o.iter_mut().zip(xv).zip(&sums) {
-                *o = v * p.inverse_power(k + scale * sq);
+            for ((o, &v), &sq) in ys.iter_mut().zip(xs).zip(&sums) {
+                *o = v * inverse_power(k + scale * sq);
             }
         }
         for j in body..width {
             let sum = window
-                .clone()
-                .fold(T::ZERO, |acc, w| acc + squares[w * TILE + j]);
-            out[j] = x[j] * p.inverse_power(k + scale * sum);
+                .iter()
+                .fold(T::ZERO, |acc, &slot| acc + squares[slot + j]);
+            y[j] = x[j] * inverse_power(k + scale * sum);
         }
-        emit(c, out);
     }
 }
