@@ -207,6 +207,24 @@ def test_cosine_linear_and_selu_gradients(rng):
     check(rn.selu_backward(gs, xs), numeric_grad(loss, xs), "selu dx")
 
 
+def test_selu_backward_large_and_strided_in_float32(rng):
+    """Contiguous arrays go through parallel chunks (with a tail), strided ones row by row; both
+    against float64 closed form dx = go·λ (x > 0), go·λ·α·eˣ (x ≤ 0)."""
+    lam, alpha = 1.0507009873554805, 1.6732632423543772
+    x = (rng.standard_normal(300_001) * 4).astype(np.float32)
+    go = rng.standard_normal(x.shape).astype(np.float32)
+    x64, go64 = x.astype(np.float64), go.astype(np.float64)
+    want = np.where(x64 > 0, go64 * lam, go64 * lam * alpha * np.exp(x64))
+    np.testing.assert_allclose(rn.selu_backward(go, x), want, rtol=2e-6, atol=1e-30)
+    xs, gs = x[:300_000].reshape(600, 500)[:, ::3], go[:300_000].reshape(600, 500)[:, ::3]
+    np.testing.assert_allclose(
+        rn.selu_backward(gs, xs), want[:300_000].reshape(600, 500)[:, ::3], rtol=2e-6, atol=1e-30
+    )
+    edges = np.tile(np.array([np.nan, np.inf, -np.inf, 3e38, -3e38, -1e-8], np.float32), 1000)
+    got = rn.selu_backward(np.ones_like(edges), edges)[:6]
+    np.testing.assert_allclose(got, [np.nan, lam, 0, lam, 0, lam * alpha], rtol=1e-6)
+
+
 def test_fused_add_backward(rng):
     x, r, go = rng.standard_normal((3, 6)), rng.standard_normal((3, 6)), rng.standard_normal((3, 6))
     gs = rng.standard_normal((3, 6))

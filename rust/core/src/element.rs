@@ -29,7 +29,8 @@ pub trait Float:
     fn sqrt(self) -> Self;
     #[must_use]
     fn powf(self, exponent: Self) -> Self;
-    /// eˣ for x ≤ 0 (softmax's x − max), written so that loops over it vectorize; NaN stays NaN.
+    /// eˣ for x ≤ 0 (softmax's x − max, SELU's negative side), written so that loops over it
+    /// vectorize; NaN stays NaN. Positive x give an unspecified value (callers select it away).
     #[must_use]
     fn exp_nonpositive(self) -> Self;
     /// eˣ − 1 for x ≤ 0 (SELU's negative side), with full relative precision near 0 and written

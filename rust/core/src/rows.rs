@@ -49,47 +49,57 @@ impl<'a, S> RowsMut<S> {
     }
 }
 
-/// Calls `kernel(x_chunk, y_chunk)` over all elements, for elementwise ops: contiguous native
+/// Calls `kernel(input_chunks, y_chunk)` over all elements, for elementwise ops: contiguous native
 /// arrays in parallel chunks of `ELEMENTWISE_CHUNK`, anything else row by row (last dim) through
-/// [`map_rows`]. `x` and `y` must have the same shape (given as rows over their last dim).
+/// [`map_rows`]. Every view must have the shape of `y` (given as rows over their last dim).
 ///
 /// # Safety
-/// As [`map_rows`].
-pub unsafe fn map_elements<S: Element>(
-    x: &RowsRef<S>,
+/// As [`map_rows`]; an input may also be `y` itself (in place).
+pub unsafe fn map_elements<S: Element, const NI: usize>(
+    inputs: [&RowsRef<S>; NI],
     y: &RowsMut<S>,
-    kernel: impl Fn(&[S::Compute], &mut [S::Compute]) + Sync,
+    kernel: impl Fn([&[S::Compute]; NI], &mut [S::Compute]) + Sync,
 ) -> Result<()> {
-    check_same_rows("elementwise", &x.rows, &[("out", &y.rows)])?;
-    let flat_x = flat_unit_stride(&x.rows);
-    let flat_y = flat_unit_stride(&y.rows);
-    if let (true, Some(len), Some(_)) = (S::NATIVE, flat_x, flat_y) {
-        let (xp, yp) = (SharedMut(x.ptr.cast_mut()), SharedMut(y.ptr));
+    for input in inputs {
+        check_same_rows("elementwise", &y.rows, &[("input", &input.rows)])?;
+    }
+    let flat_len = flat_unit_stride(&y.rows);
+    let all_flat = inputs.iter().all(|v| flat_unit_stride(&v.rows).is_some());
+    if let (true, Some(len), true) = (S::NATIVE, flat_len, all_flat) {
+        let in_ptrs = inputs.map(|v| SharedMut(v.ptr.cast_mut()));
+        let yp = SharedMut(y.ptr);
         let chunks = len.div_ceil(ELEMENTWISE_CHUNK);
         let level = simd::active_level();
-        parallel::for_each_range(chunks, ELEMENTWISE_CHUNK * 2, |range| {
+        parallel::for_each_range(chunks, ELEMENTWISE_CHUNK * (NI + 1), |range| {
             simd::dispatch_at(
                 level,
                 #[inline(always)]
                 || {
-                    let mut scratch: Vec<S::Compute> = Vec::new();
+                    let mut scratch: [Vec<S::Compute>; NI] = std::array::from_fn(|_| Vec::new());
                     for c in range {
                         let start = c * ELEMENTWISE_CHUNK;
                         let n = ELEMENTWISE_CHUNK.min(len - start);
-                        let (x_at, y_at) = (xp.at(start).cast_const(), yp.at(start));
-                        // SAFETY: NATIVE: S == Compute; chunks are disjoint and in bounds. In
-                        // place (x and y the same memory) the chunk is copied first, so no two
-                        // slices alias.
+                        let y_at = yp.at(start);
+                        // SAFETY: NATIVE: S == Compute; chunks are disjoint and in bounds. An
+                        // input that is y (in place) is copied first, so no two slices alias.
                         unsafe {
                             let ys: &mut [S::Compute] =
                                 std::slice::from_raw_parts_mut(y_at.cast(), n);
-                            if x_at == y_at.cast_const() {
-                                scratch.clear();
-                                scratch.extend_from_slice(ys);
-                                kernel(&scratch, ys);
-                            } else {
-                                kernel(std::slice::from_raw_parts(x_at.cast(), n), ys);
+                            for (i, p) in in_ptrs.iter().enumerate() {
+                                if p.at(start) == y_at {
+                                    scratch[i].clear();
+                                    scratch[i].extend_from_slice(ys);
+                                }
                             }
+                            let xs: [&[S::Compute]; NI] = std::array::from_fn(|i| {
+                                let at = in_ptrs[i].at(start);
+                                if at == y_at {
+                                    &scratch[i][..]
+                                } else {
+                                    std::slice::from_raw_parts(at.cast_const().cast(), n)
+                                }
+                            });
+                            kernel(xs, ys);
                         }
                     }
                 },
@@ -100,13 +110,13 @@ pub unsafe fn map_elements<S: Element>(
     // SAFETY: forwarded from the caller.
     unsafe {
         map_rows(
-            [x],
+            inputs,
             [y],
             &mut [],
             #[inline(always)]
-            |_, [x], [y]| kernel(x, y),
+            |_, xs, [y]| kernel(xs, y),
         );
-    };
+    }
     Ok(())
 }
 
