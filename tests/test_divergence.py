@@ -55,6 +55,23 @@ def test_wasserstein_aic_bic_match_recorded_values(case, i, e):
     np.testing.assert_allclose(np.asarray(got).reshape(-1), next(iter(e.values())).reshape(-1), **_tol(case))
 
 
+def test_cross_entropy_with_logits_many_classes_float32(rng):
+    """50k classes (the exponentials summed in blocks) and 1e4-offset logits, against float64."""
+    logits = (rng.standard_normal((8, 50_000)) * 4 + 1e4).astype(np.float32)
+    target = rng.integers(0, 50_000, 8)
+    logp = scipy.special.log_softmax(logits.astype(np.float64), axis=-1)
+    got = rn.cross_entropy_with_logits(logits, target, reduction="none")
+    np.testing.assert_allclose(got, -logp[np.arange(8), target], rtol=1e-5)
+    probs = scipy.special.softmax(rng.standard_normal((8, 50_000)), axis=-1).astype(np.float32)
+    np.testing.assert_allclose(
+        rn.cross_entropy_with_logits(logits, probs, reduction="none"),
+        -(probs.astype(np.float64) * logp).sum(-1),
+        rtol=1e-5,
+    )
+    with pytest.raises(ValueError, match="class axis has zero elements"):
+        rn.cross_entropy_with_logits(np.zeros((3, 0), np.float32), np.zeros((3, 0), np.float32))
+
+
 def test_softmax_axes_layouts_and_extremes(rng):
     x = rng.standard_normal((4, 5, 6))
     for axis in (0, 1, -1):

@@ -7,7 +7,7 @@
 
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
-use crate::reduce::LANES;
+use crate::reduce::{sum_pairs, LANES};
 use crate::rows::{check_same_rows, map_rows, RowsMut, RowsRef};
 
 /// Largest element of a row (NaN if any is NaN, as a max that propagates), over independent
@@ -37,15 +37,108 @@ fn row_max<T: Float>(x: &[T]) -> T {
     best
 }
 
-/// log Σ exp(x) of a row, stable for any magnitude: max + ln Σ exp(x − max).
+/// log Σ exp(x) of a non-empty row, stable for any magnitude: max + ln Σ exp(x − max), the
+/// exponentials summed in lanes of the row's type with f64 block totals (as softmax sums them).
 #[inline(always)]
 pub fn logsumexp<T: Float>(x: &[T]) -> f64 {
     let max = row_max(x);
-    let sum: f64 = x
-        .iter()
-        .map(|&v| (v - max).exp_nonpositive().to_f64())
-        .sum();
-    max.to_f64() + sum.ln()
+    max.to_f64() + crate::reduce::sum_map(x, |v| (v - max).exp_nonpositive()).ln()
+}
+
+/// What [`cross_entropy_with_logits`] compares each row of logits with.
+pub enum LogitTarget<'a, S> {
+    /// One class index per row; rows whose index is `ignore` give no loss (None).
+    Classes { index: &'a [i64], ignore: i64 },
+    /// Class probabilities, rows like the logits'.
+    Probabilities(&'a RowsRef<S>),
+}
+
+/// torch.nn.functional.cross_entropy of each row of logits (reduction 'none'): the cross-entropy
+/// of softmax(x) against the target smoothed to (1 − ε)·target + ε/classes. With a class index t,
+/// lse − (1 − ε)·x_t − ε·mean(x); with probabilities s, Σ s·(lse − x) in f64.
+///
+/// # Safety
+/// As [`map_rows`].
+pub unsafe fn cross_entropy_with_logits<S: Element>(
+    x: &RowsRef<S>,
+    target: &LogitTarget<'_, S>,
+    label_smoothing: f64,
+) -> Result<Vec<Option<f64>>> {
+    const OP: &str = "cross_entropy_with_logits";
+    if !(0.0..=1.0).contains(&label_smoothing) {
+        return Err(Error::InvalidArgument(format!(
+            "{OP}: label_smoothing must be in [0, 1], got {label_smoothing}"
+        )));
+    }
+    let (n_rows, classes) = (x.rows.n_rows(), x.rows.row_len());
+    if classes == 0 && n_rows > 0 {
+        return Err(Error::EmptyReduction(format!(
+            "{OP}: the class axis has zero elements"
+        )));
+    }
+    let eps = label_smoothing;
+    let mut out = vec![None; n_rows];
+    let outputs: [&RowsMut<S>; 0] = [];
+    match *target {
+        LogitTarget::Classes { index, ignore } => {
+            if index.len() != n_rows {
+                return Err(Error::ShapeMismatch(format!(
+                    "{OP}: {} class indices for {n_rows} rows",
+                    index.len()
+                )));
+            }
+            if let Some(bad) = index
+                .iter()
+                .find(|&&t| t != ignore && !(0..classes as i64).contains(&t))
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "{OP}: target {bad} is out of range for {classes} classes"
+                )));
+            }
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                map_rows(
+                    [x],
+                    outputs,
+                    &mut out,
+                    #[inline(always)]
+                    |row, [x], []| {
+                        // Not `bool::then`: its closure would be compiled outside the SIMD
+                        // dispatch (without the target features), as a plain call.
+                        let t = index[row];
+                        if t == ignore {
+                            return None;
+                        }
+                        let mean = crate::reduce::sum(x) / classes as f64;
+                        Some(logsumexp(x) - (1.0 - eps) * x[t as usize].to_f64() - eps * mean)
+                    },
+                );
+            }
+        }
+        LogitTarget::Probabilities(probs) => {
+            check_same_rows(OP, &x.rows, &[("target", &probs.rows)])?;
+            let uniform = eps / classes as f64;
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                map_rows(
+                    [x, probs],
+                    outputs,
+                    &mut out,
+                    #[inline(always)]
+                    |_, [x, t], []| {
+                        let lse = logsumexp(x);
+                        Some(sum_pairs(
+                            x,
+                            t,
+                            #[inline(always)]
+                            |xv, tv| (tv * (1.0 - eps) + uniform) * (lse - xv),
+                        ))
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// softmax (or log_softmax) of each row into `y`.
@@ -174,28 +267,6 @@ fn rel_entr(x: f64, y: f64) -> f64 {
     } else {
         f64::INFINITY
     }
-}
-
-/// Σ f(a, b) over paired entries as f64, in `LANES` independent lanes (a serial f64 sum would be
-/// one dependency chain, 4 cycles an element).
-#[inline(always)]
-fn sum_pairs<T: Float>(p: &[T], q: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
-    let mut lanes = [0.0f64; LANES];
-    let full = p.len().min(q.len()) / LANES * LANES;
-    for (pc, qc) in p[..full]
-        .chunks_exact(LANES)
-        .zip(q[..full].chunks_exact(LANES))
-    {
-        for ((lane, &a), &b) in lanes.iter_mut().zip(pc).zip(qc) {
-            *lane += f(a.to_f64(), b.to_f64());
-        }
-    }
-    let tail: f64 = p[full..]
-        .iter()
-        .zip(&q[full..])
-        .map(|(&a, &b)| f(a.to_f64(), b.to_f64()))
-        .sum();
-    lanes.iter().sum::<f64>() + tail
 }
 
 /// The measure of one row pair (p, q), both normalized to sum 1 first; NaN propagates. Returns

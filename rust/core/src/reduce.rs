@@ -85,23 +85,36 @@ fn for_each_chunk<T: Float>(block: &[T], pad: T, mut f: impl FnMut(&[T; LANES]))
     }
 }
 
-/// Σ f(x) over a slice (with f(0) = 0): lanes in `T` per block, blocks in f64.
+/// Σ f(x) over a slice: lanes in `T` per block, blocks in f64. The tail's f values are padded
+/// with zeros into one more full chunk (for f(0) = 0 the same as padding x with zeros).
 #[inline(always)]
 fn blocked_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> f64 {
     let mut total = 0.0f64;
     for block in x.chunks(BLOCK) {
         let mut acc = [T::ZERO; LANES];
-        for_each_chunk(block, T::ZERO, |chunk| {
+        let chunks = block.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for chunk in chunks {
             for (a, &v) in acc.iter_mut().zip(chunk) {
                 *a = *a + f(v);
             }
-        });
+        }
+        if !tail.is_empty() {
+            // A separate array for the dynamically indexed tail keeps `acc` in registers.
+            let mut last = [T::ZERO; LANES];
+            for (l, &v) in last.iter_mut().zip(tail) {
+                *l = f(v);
+            }
+            for (a, &l) in acc.iter_mut().zip(&last) {
+                *a = *a + l;
+            }
+        }
         total += fold(acc);
     }
     total
 }
 
-/// Σ f(x) for an f with f(0) = 0, in lanes of `T` per block and f64 across blocks.
+/// Σ f(x), in lanes of `T` per block and f64 across blocks.
 #[inline(always)]
 pub fn sum_map<T: Float>(x: &[T], f: impl Fn(T) -> T) -> f64 {
     blocked_sum(x, f)
@@ -138,6 +151,28 @@ pub fn sum_map_into<T: Float>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) -> f64 {
         total += fold(acc);
     }
     total
+}
+
+/// Σ f(a, b) over paired entries as f64, in `LANES` independent lanes (a serial f64 sum would be
+/// one dependency chain, 4 cycles an element).
+#[inline(always)]
+pub fn sum_pairs<T: Float>(p: &[T], q: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let full = p.len().min(q.len()) / LANES * LANES;
+    for (pc, qc) in p[..full]
+        .chunks_exact(LANES)
+        .zip(q[..full].chunks_exact(LANES))
+    {
+        for ((lane, &a), &b) in lanes.iter_mut().zip(pc).zip(qc) {
+            *lane += f(a.to_f64(), b.to_f64());
+        }
+    }
+    let tail: f64 = p[full..]
+        .iter()
+        .zip(&q[full..])
+        .map(|(&a, &b)| f(a.to_f64(), b.to_f64()))
+        .sum();
+    lanes.iter().sum::<f64>() + tail
 }
 
 /// Σ x.

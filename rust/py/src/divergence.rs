@@ -12,7 +12,6 @@ use numpy::{
 use pyo3::prelude::*;
 use rsnorm_core::divergence::{self as dv, Measure};
 use rsnorm_core::rows::{RowsMut, RowsRef};
-use rsnorm_core::Float;
 
 /// `arr` as rows along `axis` (that dim moved innermost, the others in order).
 fn rows_along<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>, axis: usize) -> RowsRef<S> {
@@ -173,49 +172,23 @@ pub(crate) fn cross_entropy_with_logits<'py>(
             "{OP}: reduction must be 'none', 'mean' or 'sum', got {reduction:?}"
         )));
     }
-    if !(0.0..=1.0).contains(&label_smoothing) {
-        return Err(value_error(format!(
-            "{OP}: label_smoothing must be in [0, 1], got {label_smoothing}"
-        )));
-    }
     with_float_array!(float_array(OP, "logits", logits)?, x => {
         let shape = x.shape().to_vec();
         let axis = axis_of(OP, &shape, axis)?;
-        let classes = shape[axis];
         let row_shape: Vec<usize> = shape.iter().enumerate().filter(|&(d, _)| d != axis).map(|(_, &n)| n).collect();
         let xv = rows_along(&x, axis);
         let target_arr = crate::dispatch::as_ndarray(target)?;
-        let eps = label_smoothing;
-        let c = classes as f64;
-        let losses: Vec<Option<f64>> = if target_arr.dtype().kind() == b'i' || target_arr.dtype().kind() == b'u' {
+        let losses = if target_arr.dtype().kind() == b'i' || target_arr.dtype().kind() == b'u' {
             if target_arr.shape() != row_shape.as_slice() {
                 return Err(value_error(format!(
                     "{OP}: class-index target has shape {}, expected {} (logits without the class axis)",
                     shape_str(target_arr.shape()), shape_str(&row_shape))));
             }
-            let idx: Vec<i64> = target_arr.call_method1("astype", (numpy::dtype::<i64>(py),))?
+            let index: Vec<i64> = target_arr.call_method1("astype", (numpy::dtype::<i64>(py),))?
                 .call_method0("ravel")?.cast_into::<PyArrayDyn<i64>>()?.to_vec()?;
-            if let Some(bad) = idx.iter().find(|&&t| t != ignore_index && !(0..classes as i64).contains(&t)) {
-                return Err(value_error(format!("{OP}: target {bad} is out of range for {classes} classes")));
-            }
-            let mut out = vec![None; idx.len()];
-            let outputs: [&RowsMut<_>; 0] = [];
+            let target = dv::LogitTarget::Classes { index: &index, ignore: ignore_index };
             // SAFETY: `xv` describes the live logits, only read.
-            compute(py, || {
-                unsafe {
-                    rsnorm_core::rows::map_rows([&xv], outputs, &mut out, |row, [x], []| {
-                        let t = idx[row];
-                        if t == ignore_index {
-                            return None;
-                        }
-                        let lse = dv::logsumexp(x);
-                        let mean_logit = x.iter().map(|v| v.to_f64()).sum::<f64>() / c;
-                        Some(lse - (1.0 - eps) * x[t as usize].to_f64() - eps * mean_logit)
-                    });
-                }
-                Ok(())
-            })?;
-            out
+            compute(py, || unsafe { dv::cross_entropy_with_logits(&xv, &target, label_smoothing) })?
         } else {
             let probs = with_float_array!(float_array(OP, "target", target)?, a => a.into_any());
             let Ok(probs) = probs.cast_into::<PyArrayDyn<_>>() else {
@@ -226,22 +199,9 @@ pub(crate) fn cross_entropy_with_logits<'py>(
                     "{OP}: probability target has shape {}, logits have {}", shape_str(probs.shape()), shape_str(&shape))));
             }
             let tv = rows_along(&probs, axis);
-            let mut out = vec![None; xv.rows.n_rows()];
-            let outputs: [&RowsMut<_>; 0] = [];
-            compute(py, || {
-                // SAFETY: views of live arrays, only read.
-                unsafe {
-                    rsnorm_core::rows::map_rows([&xv, &tv], outputs, &mut out, |_, [x, t], []| {
-                        let lse = dv::logsumexp(x);
-                        Some(x.iter().zip(t).map(|(&xv, &tv)| {
-                            let smoothed = tv.to_f64() * (1.0 - eps) + eps / c;
-                            smoothed * (lse - xv.to_f64())
-                        }).sum::<f64>())
-                    });
-                }
-                Ok(())
-            })?;
-            out
+            let target = dv::LogitTarget::Probabilities(&tv);
+            // SAFETY: views of live arrays, only read.
+            compute(py, || unsafe { dv::cross_entropy_with_logits(&xv, &target, label_smoothing) })?
         };
         let kept: Vec<f64> = losses.iter().flatten().copied().collect();
         match reduction {

@@ -378,7 +378,7 @@ pub unsafe fn weight_norm_backward<S: Element>(
             #[inline(always)]
             |row, [gw, v], [dv]| {
                 let norm = crate::reduce::sum_squares(v).sqrt();
-                let dot: f64 = gw.iter().zip(v).map(|(a, b)| (*a * *b).to_f64()).sum();
+                let dot = crate::reduce::sum_pairs(gw, v, |a, b| a * b);
                 let dg = dot / norm;
                 let scale = <S::Compute as Float>::from_f64(g[row] / norm);
                 let coef = <S::Compute as Float>::from_f64(dg / norm);
@@ -417,7 +417,7 @@ pub unsafe fn l2_normalize_backward<S: Element>(
             |_, [gy, x], [dx]| {
                 let norm = crate::reduce::sum_squares(x).sqrt();
                 if norm > eps {
-                    let dot: f64 = gy.iter().zip(x).map(|(a, b)| (*a * *b).to_f64()).sum();
+                    let dot = crate::reduce::sum_pairs(gy, x, |a, b| a * b);
                     let inv = <S::Compute as Float>::from_f64(1.0 / norm);
                     let coef = <S::Compute as Float>::from_f64(dot / (norm * norm * norm));
                     for ((d, &g), &v) in dx.iter_mut().zip(gy).zip(x) {

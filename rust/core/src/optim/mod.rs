@@ -576,13 +576,21 @@ pub fn sum_squares_all<T: Float>(grads: &[&[T]]) -> f64 {
     }
     let mut partial = vec![0.0f64; items.len()];
     let partial_ptr = partial.as_mut_ptr() as usize;
+    let level = crate::simd::active_level();
     parallel::for_each_range(items.len(), CHUNK, |range| {
-        for k in range {
-            let (i, start, end) = items[k];
-            let s = crate::reduce::sum_squares(&grads[i][start..end]);
-            // SAFETY: one writer per item index.
-            unsafe { *(partial_ptr as *mut f64).add(k) = s };
-        }
+        // Dispatched like every kernel: without it the sums ran at the baseline (SSE2) width.
+        crate::simd::dispatch_at(
+            level,
+            #[inline(always)]
+            || {
+                for k in range {
+                    let (i, start, end) = items[k];
+                    let s = crate::reduce::sum_squares(&grads[i][start..end]);
+                    // SAFETY: one writer per item index.
+                    unsafe { *(partial_ptr as *mut f64).add(k) = s };
+                }
+            },
+        );
     });
     partial.iter().sum()
 }
