@@ -72,6 +72,42 @@ def test_cross_entropy_with_logits_many_classes_float32(rng):
         rn.cross_entropy_with_logits(np.zeros((3, 0), np.float32), np.zeros((3, 0), np.float32))
 
 
+@pytest.mark.parametrize(("shape", "axis"), [((4, 21, 16, 16), 1), ((300, 100), 0), ((2, 5, 9, 2), 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_over_a_non_last_axis(rng, shape, axis, dtype):
+    """Channel softmax of NCHW and axis 0 of a table run down contiguous columns."""
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    for fn, ref in ((rn.softmax, scipy.special.softmax), (rn.log_softmax, scipy.special.log_softmax)):
+        want = ref(x.astype(np.float64), axis=axis)
+        got = fn(x, axis=axis)
+        # log-probabilities near 0 carry the absolute error of x − max − log Σ.
+        atol = tol if fn is rn.log_softmax else tol * 1e-3
+        np.testing.assert_allclose(got, want, rtol=tol, atol=atol)
+        buf = x.copy()
+        assert fn(buf, axis=axis, out=buf) is buf
+        np.testing.assert_array_equal(buf, got)
+        # An out= of another layout takes the row path: same values to rounding.
+        other = np.asfortranarray(np.empty_like(x))
+        np.testing.assert_allclose(fn(x, axis=axis, out=other), want, rtol=tol, atol=atol)
+    before = rn.get_num_threads()
+    try:
+        rn.set_num_threads(1)
+        one = rn.softmax(x, axis=axis)
+    finally:
+        rn.set_num_threads(before)
+    np.testing.assert_array_equal(one, rn.softmax(x, axis=axis))
+    # NaN spreads over its own column only; a column of equal 1e4 logits is uniform.
+    moved = np.moveaxis(x, axis, 0).copy()
+    n = moved.shape[0]
+    flat = moved.reshape(n, -1)
+    flat[0, 0], flat[:, 1] = np.nan, 1e4
+    y = rn.softmax(np.ascontiguousarray(np.moveaxis(moved, 0, axis)), axis=axis)
+    y_cols = np.moveaxis(y, axis, 0).reshape(n, -1)
+    assert np.isnan(y_cols[:, 0]).all() and np.isfinite(y_cols[:, 1:]).all()
+    np.testing.assert_allclose(y_cols[:, 1], 1 / n, rtol=tol)
+
+
 def test_softmax_axes_layouts_and_extremes(rng):
     x = rng.standard_normal((4, 5, 6))
     for axis in (0, 1, -1):
