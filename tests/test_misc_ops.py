@@ -209,6 +209,22 @@ def test_moments_exact_in_float64_for_float32_data(rng):
         rn.merge_moments((-1, 0.0, 0.0), (1, 0.0, 0.0))
 
 
+@pytest.mark.parametrize(("shape", "axis"), [((3000, 20), 0), ((6, 50, 9), (0, 1)), ((40, 7), 0)])
+def test_column_moments_of_tables(rng, shape, axis):
+    """Leading axes of a C-contiguous array (feature statistics of a table) run down the columns;
+    a transposed copy of the same data takes the row path; both exact in float64."""
+    x = (rng.standard_normal(shape) * 3 + 1e4).astype(np.float32)
+    xd = x.astype(np.float64)
+    count, mean, m2 = rn.moments(x, axis=axis)
+    assert (count == np.prod([shape[a] for a in np.atleast_1d(axis)])).all()
+    np.testing.assert_allclose(mean, xd.mean(axis=axis), rtol=1e-13)
+    want_m2 = ((xd - xd.mean(axis=axis, keepdims=True)) ** 2).sum(axis=axis)
+    np.testing.assert_allclose(m2, want_m2, rtol=1e-12)
+    _, mean_f, m2_f = rn.moments(np.asfortranarray(x), axis=axis)
+    np.testing.assert_allclose(mean_f, mean, rtol=1e-14)
+    np.testing.assert_allclose(m2_f, m2, rtol=1e-12)
+
+
 def test_layers(rng):
     x = rng.standard_normal((128, 10)).astype(np.float32)
     layer = rn.nn.WeightNormLinear(10, 6, seed=1)

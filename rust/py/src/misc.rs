@@ -11,10 +11,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rsnorm_core::layout::Rows;
 use rsnorm_core::norm::channels::row_moments;
+use rsnorm_core::norm::columns::column_moments;
 use rsnorm_core::norm::lrn::{self, Lrn};
 use rsnorm_core::norm::weight_norm as wn;
 use rsnorm_core::reduce::Moments;
-use rsnorm_core::rows::RowsMut;
+use rsnorm_core::rows::{RowsMut, RowsRef};
 use rsnorm_core::Float;
 
 /// SELU, elementwise: λ·x for x > 0, λ·α·(eˣ − 1) otherwise (torch.nn.functional.selu).
@@ -229,10 +230,23 @@ fn moments_typed<'py, S: Storage>(
             shape_str(&shape)
         )));
     }
-    let (ps, pst) = permuted(&shape, &element_strides(x.as_untyped()), &kept);
-    let view = rows_ref_as(&x, &ps, &pst, reduced.len());
-    // SAFETY: `view` describes the live array `x`.
-    let rows = compute(py, || Ok(unsafe { row_moments(&view) }))?;
+    let columns: usize = kept_shape.iter().product();
+    let leading = reduced.iter().enumerate().all(|(i, &d)| i == d);
+    let rows = if leading && columns >= 8 && x.is_c_contiguous() {
+        // Column statistics of a table (leading axes reduced): down the contiguous columns;
+        // gathering each strided column as a row was 6x slower.
+        let view = RowsRef {
+            ptr: x.data().cast_const(),
+            rows: Rows::contiguous(count, columns),
+        };
+        // SAFETY: `view` describes the live, C-contiguous array `x`.
+        compute(py, || Ok(unsafe { column_moments(&view, columns) }))?
+    } else {
+        let (ps, pst) = permuted(&shape, &element_strides(x.as_untyped()), &kept);
+        let view = rows_ref_as(&x, &ps, &pst, reduced.len());
+        // SAFETY: `view` describes the live array `x`.
+        compute(py, || Ok(unsafe { row_moments(&view) }))?
+    };
     let counts =
         PyArray::from_vec(py, vec![count as i64; rows.len()]).reshape(kept_shape.as_slice())?;
     let mean = PyArray::from_vec(py, rows.iter().map(|m| m.mean).collect())
