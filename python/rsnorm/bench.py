@@ -473,6 +473,17 @@ def _numpy_softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _numpy_channel_softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _numpy_cross_entropy(x, target):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    log_sum = np.log(np.exp(shifted).sum(axis=-1))
+    return (log_sum - shifted[np.arange(len(x)), target]).mean()
+
+
 def _numpy_kl(p, q):
     p = p / p.sum(-1, keepdims=True)
     q = q / q.sum(-1, keepdims=True)
@@ -504,12 +515,33 @@ def divergence_workloads(shape, w1_samples: int | None, dtype=np.float32) -> lis
         js["scipy"] = partial(scipy.spatial.distance.jensenshannon, p, q, axis=-1)
     if torch is not None:
         soft["torch"] = partial(torch.softmax, torch.from_numpy(x), -1)
+    target = rng.integers(0, shape[-1], shape[0])
+    xent: dict[str, Callable[[], object]] = {
+        "rsnorm": partial(_rsnorm.cross_entropy_with_logits, x, target),
+        "numpy": partial(_numpy_cross_entropy, x, target),
+    }
+    if torch is not None:
+        xent["torch"] = partial(
+            torch.nn.functional.cross_entropy, torch.from_numpy(x), torch.from_numpy(target)
+        )
     loads = [
         Workload("softmax", tuple(shape), np.dtype(dtype).name, 2 * x.nbytes, soft),
+        Workload("cross_entropy logits", tuple(shape), np.dtype(dtype).name, x.nbytes, xent),
         Workload("kl_div", tuple(shape), "float64", 2 * p.nbytes, kl),
         Workload("js_distance", tuple(shape), "float64", 2 * p.nbytes, js),
     ]
     if w1_samples:
+        # Softmax over the channels of a segmentation output (N, classes, H, W).
+        seg = rng.standard_normal((8, 21, 128, 128)).astype(dtype)
+        seg_out = np.empty_like(seg)
+        channel: dict[str, Callable[[], object]] = {
+            "rsnorm": partial(_rsnorm.softmax, seg, 1, out=seg_out),
+            "rsnorm alloc": partial(_rsnorm.softmax, seg, 1),
+            "numpy": partial(_numpy_channel_softmax, seg),
+        }
+        if torch is not None:
+            channel["torch"] = partial(torch.softmax, torch.from_numpy(seg), 1)
+        loads.append(Workload("softmax axis=1", seg.shape, np.dtype(dtype).name, 2 * seg.nbytes, channel))
         u, v = rng.standard_normal(w1_samples), rng.standard_normal(w1_samples) * 2 + 0.5
         w1: dict[str, Callable[[], object]] = {"rsnorm": partial(_rsnorm.wasserstein_1d, u, v)}
         if scipy is not None:
