@@ -41,7 +41,12 @@ def test_bench_json_has_every_workload_with_positive_medians():
         for label, shapes in suite.optim_sizes.items()
         for op in ("adam", "sgd momentum")
     }
-    divergences = {(op, s) for s in suite.divergence_shapes for op in ("softmax", "kl_div", "js_distance")}
+    divergences = {
+        (op, s)
+        for s in suite.divergence_shapes
+        for op in ("softmax", "cross_entropy logits", "kl_div", "js_distance")
+    }
+    divergences.add(("softmax axis=1", suite.segmentation_shape))
     divergences.add(("wasserstein_1d", (suite.w1_samples,)))
     assert seen == rows | channels | backward | optimizers | divergences
     for r in report["results"]:
@@ -49,7 +54,7 @@ def test_bench_json_has_every_workload_with_positive_medians():
         assert {"rsnorm", "copy"} <= set(r["median_s"]) and len(r["median_s"]) >= 3
         assert all(t > 0 for t in r["median_s"].values())
         itemsize = 8 if r["dtype"] == "float64" else 4
-        arrays = 5 if r["op"].endswith("fwd+bwd") else 2
+        arrays = 5 if r["op"].endswith("fwd+bwd") else 1 if r["op"] == "cross_entropy logits" else 2
         per_element = {"adam": 28, "sgd": 20}.get(r["op"].split()[0], itemsize * arrays)
         assert r["bytes_moved"] == per_element * int(np.prod(r["shape"]))
 

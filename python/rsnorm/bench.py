@@ -490,8 +490,11 @@ def _numpy_kl(p, q):
     return (p * np.log(p / q)).sum(-1)
 
 
-def divergence_workloads(shape, w1_samples: int | None, dtype=np.float32) -> list[Workload]:
-    """softmax and KL/JS over rows, and (w1_samples given) Wasserstein-1 between two samples."""
+def divergence_workloads(
+    shape, w1_samples: int | None, segmentation_shape=None, dtype=np.float32
+) -> list[Workload]:
+    """softmax, cross-entropy of logits and KL/JS over rows; (given) softmax over the channels of a
+    segmentation output (N, classes, H, W) and Wasserstein-1 between two samples."""
     rng = np.random.default_rng(4)
     torch, scipy = _torch(), _scipy()
     x = rng.standard_normal(shape).astype(dtype)
@@ -530,9 +533,8 @@ def divergence_workloads(shape, w1_samples: int | None, dtype=np.float32) -> lis
         Workload("kl_div", tuple(shape), "float64", 2 * p.nbytes, kl),
         Workload("js_distance", tuple(shape), "float64", 2 * p.nbytes, js),
     ]
-    if w1_samples:
-        # Softmax over the channels of a segmentation output (N, classes, H, W).
-        seg = rng.standard_normal((8, 21, 128, 128)).astype(dtype)
+    if segmentation_shape:
+        seg = rng.standard_normal(segmentation_shape).astype(dtype)
         seg_out = np.empty_like(seg)
         channel: dict[str, Callable[[], object]] = {
             "rsnorm": partial(_rsnorm.softmax, seg, 1, out=seg_out),
@@ -542,6 +544,7 @@ def divergence_workloads(shape, w1_samples: int | None, dtype=np.float32) -> lis
         if torch is not None:
             channel["torch"] = partial(torch.softmax, torch.from_numpy(seg), 1)
         loads.append(Workload("softmax axis=1", seg.shape, np.dtype(dtype).name, 2 * seg.nbytes, channel))
+    if w1_samples:
         u, v = rng.standard_normal(w1_samples), rng.standard_normal(w1_samples) * 2 + 0.5
         w1: dict[str, Callable[[], object]] = {"rsnorm": partial(_rsnorm.wasserstein_1d, u, v)}
         if scipy is not None:
@@ -560,6 +563,7 @@ class Suite:
     backward_bn_shapes: tuple[tuple[int, ...], ...]
     optim_sizes: dict[str, tuple[int, ...]]
     divergence_shapes: tuple[tuple[int, ...], ...]
+    segmentation_shape: tuple[int, ...]
     w1_samples: int
     rounds: int
     target_s: float
@@ -574,7 +578,9 @@ class Suite:
         loads += optimizer_workloads(self.optim_sizes)
         for k, shape in enumerate(self.divergence_shapes):
             last = k == len(self.divergence_shapes) - 1
-            loads += divergence_workloads(shape, self.w1_samples if last else None)
+            loads += divergence_workloads(
+                shape, self.w1_samples if last else None, self.segmentation_shape if last else None
+            )
         return loads
 
 
@@ -586,6 +592,7 @@ SUITES = {
         backward_bn_shapes=((4, 32, 16, 16), (16, 64, 56, 56)),
         optim_sizes={"100k": (100_000,), "10M": (10_000_000,), "200x50k": (50_000,) * 200},
         divergence_shapes=((64, 1000), (4096, 1000)),
+        segmentation_shape=(8, 21, 128, 128),
         w1_samples=1_000_000,
         rounds=11,
         target_s=0.02,
@@ -598,6 +605,7 @@ SUITES = {
         backward_bn_shapes=((4, 16, 14, 14),),
         optim_sizes={"1M": (1_000_000,), "20x50k": (50_000,) * 20},
         divergence_shapes=((256, 100),),
+        segmentation_shape=(2, 21, 32, 32),
         w1_samples=10_000,
         rounds=3,
         target_s=0.002,
