@@ -192,6 +192,10 @@ def test_information_edge_cases():
     assert np.isinf(rn.kl_div([1.0, 1.0], [1.0, 0.0]))
     np.testing.assert_allclose(rn.kl_div([0.0, 1.0], [0.5, 0.5]), np.log(2))  # 0·log 0 = 0
     assert np.isnan(rn.entropy([np.nan, 1.0]))
+    # Cross-entropy's cases: 0·log 0 = 0, mass where q = 0 is inf, NaN propagates.
+    np.testing.assert_allclose(rn.cross_entropy([0.5, 0.5, 0.0], [0.25, 0.25, 0.5]), np.log(4))
+    assert np.isinf(rn.cross_entropy([0.2, 0.8], [1.0, 0.0]))
+    assert np.isnan(rn.cross_entropy([np.nan, 1.0], [0.5, 0.5]))
     np.testing.assert_allclose(rn.entropy(np.ones((2, 4)), axis=0), np.log(2) * np.ones(4))
     assert rn.entropy(np.ones((2, 4), np.float32)).dtype == np.float32
 
