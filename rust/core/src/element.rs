@@ -201,6 +201,21 @@ pub trait Element: Copy + Send + Sync + 'static {
     const NAME: &'static str;
     fn load(self) -> Self::Compute;
     fn store(v: Self::Compute) -> Self;
+    /// `dst[i] = src[i].load()` over a contiguous run (types with a faster bulk conversion
+    /// override it).
+    #[inline(always)]
+    fn load_slice(src: &[Self], dst: &mut [Self::Compute]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = s.load();
+        }
+    }
+    /// `dst[i] = store(src[i])` over a contiguous run.
+    #[inline(always)]
+    fn store_slice(src: &[Self::Compute], dst: &mut [Self]) {
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = Self::store(s);
+        }
+    }
 }
 
 macro_rules! native_element {
@@ -237,11 +252,45 @@ impl Element for f16 {
     fn store(v: f32) -> f16 {
         f16::from_f32(v)
     }
+    /// `half`'s slice conversion: F16C eight at a time where the CPU has it (detected once per
+    /// call), the same round-to-nearest-even bits as one at a time. Per element, the conversion
+    /// was a call with its own feature check: f16 LayerNorm ran at 2.2 ns per element.
+    fn load_slice(src: &[f16], dst: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        src.convert_to_f32_slice(dst);
+    }
+    fn store_slice(src: &[f32], dst: &mut [f16]) {
+        use half::slice::HalfFloatSliceExt;
+        dst.convert_from_f32_slice(src);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16_slice_conversions_match_one_at_a_time() {
+        // Every f16 bit pattern one way; the other way f32 values around every f16 step
+        // (ties, subnormals, overflow to inf, NaN), lengths not a multiple of the 8-wide chunks.
+        let halves: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+        let mut wide = vec![0.0f32; halves.len()];
+        f16::load_slice(&halves, &mut wide);
+        for (h, w) in halves.iter().zip(&wide) {
+            assert_eq!(h.to_f32().to_bits(), w.to_bits(), "{h}");
+        }
+        let singles: Vec<f32> = wide
+            .iter()
+            .flat_map(|&w| [w, w * (1.0 + 1.0 / 2048.0), w * (1.0 - 1.0 / 4096.0), w * 7.0e4])
+            .take(262_139)
+            .collect();
+        let mut narrow = vec![f16::ZERO; singles.len()];
+        f16::store_slice(&singles, &mut narrow);
+        for (s, n) in singles.iter().zip(&narrow) {
+            let one = f16::from_f32(*s);
+            assert!(one.to_bits() == n.to_bits() || (one.is_nan() && n.is_nan()), "{s}");
+        }
+    }
 
     #[test]
     #[allow(clippy::float_cmp)] // exact zeros and ones are intended

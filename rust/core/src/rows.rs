@@ -214,10 +214,15 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
                 let buf = &mut self.in_scratch[i];
                 buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
                 let base = in_ptrs[i];
-                // SAFETY: offsets stay inside the view (caller's contract).
-                self.inputs[i].rows.inner.for_each_offset(|k, off| {
-                    buf[k] = unsafe { *base.offset(off) }.load();
-                });
+                if self.inputs[i].rows.inner.single_stride() == Some(1) {
+                    // SAFETY: a contiguous row inside the view (caller's contract).
+                    S::load_slice(unsafe { std::slice::from_raw_parts(base, row_len) }, buf);
+                } else {
+                    // SAFETY: offsets stay inside the view (caller's contract).
+                    self.inputs[i].rows.inner.for_each_offset(|k, off| {
+                        buf[k] = unsafe { *base.offset(off) }.load();
+                    });
+                }
             }
         }
         for (o, buf) in self.out_scratch.iter_mut().enumerate() {
@@ -254,10 +259,17 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
             if !out_direct_layout[o] {
                 let base = out_ptrs[o];
                 let buf = &self.out_scratch[o];
-                self.outputs[o].rows.inner.for_each_offset(|k, off| {
-                    // SAFETY: offsets stay inside the view (caller's contract).
-                    unsafe { *base.offset(off) = S::store(buf[k]) };
-                });
+                if self.outputs[o].rows.inner.single_stride() == Some(1) {
+                    // SAFETY: a contiguous row inside the view; one task per row.
+                    S::store_slice(buf, unsafe {
+                        std::slice::from_raw_parts_mut(base, row_len)
+                    });
+                } else {
+                    self.outputs[o].rows.inner.for_each_offset(|k, off| {
+                        // SAFETY: offsets stay inside the view (caller's contract).
+                        unsafe { *base.offset(off) = S::store(buf[k]) };
+                    });
+                }
             }
         }
         result
