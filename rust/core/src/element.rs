@@ -281,14 +281,24 @@ mod tests {
         }
         let singles: Vec<f32> = wide
             .iter()
-            .flat_map(|&w| [w, w * (1.0 + 1.0 / 2048.0), w * (1.0 - 1.0 / 4096.0), w * 7.0e4])
+            .flat_map(|&w| {
+                [
+                    w,
+                    w * (1.0 + 1.0 / 2048.0),
+                    w * (1.0 - 1.0 / 4096.0),
+                    w * 7.0e4,
+                ]
+            })
             .take(262_139)
             .collect();
         let mut narrow = vec![f16::ZERO; singles.len()];
         f16::store_slice(&singles, &mut narrow);
         for (s, n) in singles.iter().zip(&narrow) {
             let one = f16::from_f32(*s);
-            assert!(one.to_bits() == n.to_bits() || (one.is_nan() && n.is_nan()), "{s}");
+            assert!(
+                one.to_bits() == n.to_bits() || (one.is_nan() && n.is_nan()),
+                "{s}"
+            );
         }
     }
 
