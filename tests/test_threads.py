@@ -116,6 +116,7 @@ outputs = {
     "batch_norm_nhwc": rn.batch_norm(nhwc, training=True, axis=-1),
     "group_norm": rn.group_norm(img, 4),
     "softmax": rn.softmax(x / 100),
+    "softmax_f64": rn.softmax(x.astype(np.float64) / 100),
     "softmax_columns": rn.log_softmax(x[:, :100] / 100, axis=0),
     "selu": rn.selu(x - 1e3),
     "lrn": rn.local_response_norm(x.reshape(2, 8, 4000)[:, :, :1100], 5),
