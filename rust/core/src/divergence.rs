@@ -424,10 +424,10 @@ pub fn ln(x: f64) -> f64 {
     }
 }
 
-/// x·ln(x/y) with SciPy's rel_entr conventions, branch-free (selects) so rows vectorize.
+/// `value` (a term of x and y) where x > 0 and y > 0, else SciPy's rel_entr cases: 0 for
+/// x = 0 ≤ y, NaN for NaN, inf otherwise. Selects, not branches, so rows vectorize.
 #[inline(always)]
-fn rel_entr(x: f64, y: f64) -> f64 {
-    let value = x * ln(x / y);
+fn with_entropy_cases(x: f64, y: f64, value: f64) -> f64 {
     if x > 0.0 && y > 0.0 {
         value
     } else if x == 0.0 && y >= 0.0 {
@@ -439,20 +439,17 @@ fn rel_entr(x: f64, y: f64) -> f64 {
     }
 }
 
-/// −x·ln y, the cross-entropy term, with the cases of `rel_entr(x, y) − rel_entr(x, 1)`
-/// (0 for x = 0, inf for x > 0 = y, NaN for NaN) in one logarithm instead of two.
+/// x·ln(x/y) with SciPy's rel_entr conventions.
+#[inline(always)]
+fn rel_entr(x: f64, y: f64) -> f64 {
+    with_entropy_cases(x, y, x * ln(x / y))
+}
+
+/// −x·ln y, the cross-entropy term, with the cases of `rel_entr(x, y) − rel_entr(x, 1)` in one
+/// logarithm instead of two.
 #[inline(always)]
 fn cross_term(x: f64, y: f64) -> f64 {
-    let value = -x * ln(y);
-    if x > 0.0 && y > 0.0 {
-        value
-    } else if x == 0.0 && y >= 0.0 {
-        0.0
-    } else if x.is_nan() || y.is_nan() {
-        f64::NAN
-    } else {
-        f64::INFINITY
-    }
+    with_entropy_cases(x, y, -x * ln(y))
 }
 
 /// The measure of one row pair (p, q), both normalized to sum 1 first; NaN propagates. Returns
