@@ -119,6 +119,7 @@ outputs = {
     "softmax_f64": rn.softmax(x.astype(np.float64) / 100),
     "softmax_columns": rn.log_softmax(x[:, :100] / 100, axis=0),
     "selu": rn.selu(x - 1e3),
+    "selu_f64": rn.selu(x.astype(np.float64) - 1e3),
     "lrn": rn.local_response_norm(x.reshape(2, 8, 4000)[:, :, :1100], 5),
     "adam": p[0],
 }

@@ -101,23 +101,35 @@ fn exp_nonpositive_f32(x: f32) -> f32 {
     }
 }
 
-/// eˣ for x ≤ 0 in f64 without libm (softmax of float64 rows: libm's exp is a call per element).
-/// x = n·ln2 + r with fdlibm's Cody-Waite split of ln2 (n·ln2_hi exact), |r| ≤ ln2/2, eʳ by its
-/// degree-13 Taylor polynomial (truncation < 5e-18 relative), times 2ⁿ built in the exponent
-/// bits. Below −708.39, where eˣ leaves the normal range, the result is 0 (absolute error under
-/// 2.3e-308). Within 1 ulp of libm over [−708.4, 0] (tested).
+/// x = n·ln2 + r with |r| ≤ ln2/2, for x in [−708.39, 0]: returns (r, 2ⁿ), 2ⁿ normal. fdlibm's
+/// Cody-Waite split of ln2 (n·ln2_hi exact); 2ⁿ is built in the exponent bits.
 #[inline(always)]
-fn exp_nonpositive_f64(x: f64) -> f64 {
+fn split_ln2_f64(x: f64) -> (f64, f64) {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
     const LN2_HI: f64 = 6.931_471_803_691_238e-1; // ln 2 with its low 32 bits zero
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     // 1.5·2⁵²: adding and subtracting it rounds to the nearest integer in plain arithmetic.
     const ROUND: f64 = 6_755_399_441_055_744.0;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    // n sits in the low mantissa bits of `shifted`; n + 1023 is in [1, 1023] here.
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(1023);
+    (r, f64::from_bits(biased << 52))
+}
+
+/// eˣ for x ≤ 0 in f64 without libm (softmax of float64 rows: libm's exp is a call per element):
+/// x = n·ln2 + r ([`split_ln2_f64`]), eʳ by its degree-13 Taylor polynomial (truncation < 5e-18
+/// relative), times 2ⁿ. Below −708.39, where eˣ leaves the normal range, the result is 0
+/// (absolute error under 2.3e-308). Within 1 ulp of libm over [−708.4, 0] (tested).
+#[inline(always)]
+fn exp_nonpositive_f64(x: f64) -> f64 {
     const LOWEST: f64 = -708.39;
     let clamped = if x > LOWEST { x } else { LOWEST };
-    let shifted = clamped * LOG2E + ROUND;
-    let n = shifted - ROUND;
-    let r = (clamped - n * LN2_HI) - n * LN2_LO;
+    let (r, scale) = split_ln2_f64(clamped);
     let poly = horner(
         r,
         &[
@@ -137,12 +149,6 @@ fn exp_nonpositive_f64(x: f64) -> f64 {
             1.0 / 6_227_020_800.0,
         ],
     );
-    // n sits in the low mantissa bits of `shifted`; n + 1023 is in [1, 1023] here.
-    let biased = shifted
-        .to_bits()
-        .wrapping_sub(ROUND.to_bits())
-        .wrapping_add(1023);
-    let scale = f64::from_bits(biased << 52);
     // NaN compares false above, so it was clamped: put it back.
     if x.is_nan() {
         x
@@ -150,6 +156,40 @@ fn exp_nonpositive_f64(x: f64) -> f64 {
         poly * scale
     } else {
         0.0
+    }
+}
+
+/// eˣ − 1 for x ≤ 0 in f64, as [`expm1_nonpositive_f32`]: 2ⁿ·expm1(r) + (2ⁿ − 1) with expm1(r)
+/// by its degree-13 Taylor polynomial; n = 0 keeps the relative precision near 0. Below −40,
+/// eˣ − 1 rounds to −1. Within 1 ulp of libm, down to tiny |x| (tested).
+#[inline(always)]
+fn expm1_nonpositive_f64(x: f64) -> f64 {
+    let clamped = if x > -40.0 { x } else { -40.0 };
+    let clamped = if clamped < 0.0 { clamped } else { 0.0 };
+    let (r, scale) = split_ln2_f64(clamped);
+    let poly = r + r
+        * r
+        * horner(
+            r,
+            &[
+                1.0 / 2.0,
+                1.0 / 6.0,
+                1.0 / 24.0,
+                1.0 / 120.0,
+                1.0 / 720.0,
+                1.0 / 5040.0,
+                1.0 / 40_320.0,
+                1.0 / 362_880.0,
+                1.0 / 3_628_800.0,
+                1.0 / 39_916_800.0,
+                1.0 / 479_001_600.0,
+                1.0 / 6_227_020_800.0,
+            ],
+        );
+    if x.is_nan() {
+        x
+    } else {
+        scale * poly + (scale - 1.0)
     }
 }
 
@@ -228,7 +268,7 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn expm1_nonpositive(self) -> Self {
-        f64::exp_m1(self)
+        expm1_nonpositive_f64(self)
     }
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
@@ -388,6 +428,23 @@ mod tests {
         assert!(exp_nonpositive_f64(f64::NAN).is_nan());
         assert!(exp_nonpositive_f64(f64::NEG_INFINITY) == 0.0 && exp_nonpositive_f64(-1e4) == 0.0);
         assert!(exp_nonpositive_f64(0.0) == 1.0 && exp_nonpositive_f64(-0.0) == 1.0);
+    }
+
+    #[test]
+    fn fast_expm1_f64_matches_libm_with_relative_precision_near_zero() {
+        let mut worst_ulps = 0.0f64;
+        let even = (0..=1_000_000).map(|i| -f64::from(i) * 0.000_05); // 0 down to −50
+        let tiny = (0..400).map(|k| -(2.0f64).powi(-(k % 300)) * (1.0 + f64::from(k) / 500.0));
+        for x in even.chain(tiny) {
+            let (fast, exact) = (expm1_nonpositive_f64(x), x.exp_m1());
+            if exact != 0.0 {
+                let ulp = f64::from_bits(exact.abs().to_bits() + 1) - exact.abs();
+                worst_ulps = worst_ulps.max((fast - exact).abs() / ulp);
+            }
+        }
+        assert!(worst_ulps <= 1.0, "max error {worst_ulps} ulp");
+        assert!(expm1_nonpositive_f64(f64::NAN).is_nan());
+        assert!((expm1_nonpositive_f64(-1e4) + 1.0).abs() < f64::EPSILON);
     }
 
     #[test]
