@@ -51,177 +51,130 @@ pub(crate) fn horner<T: Float>(x: T, coeffs: &[T]) -> T {
     rest.iter().rev().fold(*last, |acc, &c| c + x * acc)
 }
 
-/// x = n·ln2 + r with |r| ≤ ln2/2, for x in [−127·ln2, 0]: returns (r, 2ⁿ). Cody-Waite split of
-/// ln2, so n·ln2 is exact; 2ⁿ is built in the exponent bits (2⁻¹²⁷ comes out as 0).
-#[inline(always)]
-fn split_ln2_f32(x: f32) -> (f32, f32) {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    // 1.5·2²³: adding and subtracting it rounds to the nearest integer in plain arithmetic.
-    const ROUND: f32 = 12_582_912.0;
-    let shifted = x * LOG2E + ROUND;
-    let n = shifted - ROUND;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    // n sits in the low mantissa bits of `shifted` (bits(ROUND) + n): integer lanes, where
-    // `n as i32` would be a saturating cast that LLVM does one lane at a time.
-    let biased = shifted
-        .to_bits()
-        .wrapping_sub(ROUND.to_bits())
-        .wrapping_add(127);
-    (r, f32::from_bits(biased << 23))
+/// The exponentials of x ≤ 0 without libm (libm's exp and expm1 are a call per element), one
+/// definition for f32 and f64 (`$bits` is the type's bit pattern, `$exp_bias` and `$mantissa`
+/// its exponent layout). Per type: the Cody-Waite split of ln2 (`$ln2_hi` has zero low bits, so
+/// n·ln2_hi is exact), the Taylor coefficients 1/k! (`$factorials`; eʳ takes the first
+/// `$exp_terms`, (expm1(r) − r)/r² those from k = 2), the input below which eˣ leaves the normal range (`$exp_lowest`: the result
+/// is 0, an absolute error under the smallest normal) and the one below which eˣ − 1 rounds to −1
+/// (`$expm1_lowest`).
+macro_rules! nonpositive_exponentials {
+    ($t:ty, $bits:ty, $exp_bias:expr, $mantissa:expr, $log2e:expr, $ln2_hi:expr, $ln2_lo:expr,
+     $exp_lowest:expr, $expm1_lowest:expr, $factorials:expr, $exp_terms:expr,
+     $split:ident, $exp:ident, $expm1:ident) => {
+        /// x = n·ln2 + r with |r| ≤ ln2/2, for x from the lowest input up to 0: returns
+        /// (r, 2ⁿ), 2ⁿ built in the exponent bits.
+        #[inline(always)]
+        fn $split(x: $t) -> ($t, $t) {
+            // 1.5·2^mantissa: adding and subtracting it rounds to the nearest integer in plain
+            // arithmetic.
+            const ROUND: $t = 1.5 * (1u64 << $mantissa) as $t;
+            let shifted = x * $log2e + ROUND;
+            let n = shifted - ROUND;
+            let r = (x - n * $ln2_hi) - n * $ln2_lo;
+            // n sits in the low mantissa bits of `shifted` (bits(ROUND) + n): integer lanes,
+            // where `n as i32` would be a saturating cast that LLVM does one lane at a time.
+            let biased: $bits = shifted
+                .to_bits()
+                .wrapping_sub(ROUND.to_bits())
+                .wrapping_add($exp_bias);
+            (r, <$t>::from_bits(biased << $mantissa))
+        }
+
+        /// eˣ for x ≤ 0: eʳ by its Taylor polynomial times 2ⁿ; 0 below the normal range.
+        #[inline(always)]
+        fn $exp(x: $t) -> $t {
+            let clamped = if x > $exp_lowest { x } else { $exp_lowest };
+            let (r, scale) = $split(clamped);
+            let poly = horner(r, &$factorials[..$exp_terms]);
+            // NaN compares false above, so it was clamped: put it back.
+            if x.is_nan() {
+                x
+            } else if x > $exp_lowest {
+                poly * scale
+            } else {
+                0.0
+            }
+        }
+
+        /// eˣ − 1 for x ≤ 0: 2ⁿ·expm1(r) + (2ⁿ − 1), where 2ⁿ·p and 2ⁿ − 1 are exact, so one
+        /// rounding remains; n = 0 keeps expm1's relative precision near 0. Positive x are
+        /// clamped to 0 (callers select their value away).
+        #[inline(always)]
+        fn $expm1(x: $t) -> $t {
+            let clamped = if x > $expm1_lowest { x } else { $expm1_lowest };
+            let clamped = if clamped < 0.0 { clamped } else { 0.0 };
+            let (r, scale) = $split(clamped);
+            let poly = r + r * r * horner(r, &$factorials[2..]);
+            if x.is_nan() {
+                x
+            } else {
+                scale * poly + (scale - 1.0)
+            }
+        }
+    };
 }
 
-/// eˣ for x ≤ 0 in f32 without libm: x = n·ln2 + r ([`split_ln2_f32`]), eʳ by its degree-6
-/// Taylor polynomial (error < 2e-8 relative) times 2ⁿ. Below −87.3, where eˣ leaves the normal
-/// f32 range, the result is 0 (denormals are flushed: an absolute error under 1.2e-38).
-#[inline(always)]
-fn exp_nonpositive_f32(x: f32) -> f32 {
-    let clamped = if x > -87.336_54 { x } else { -87.336_54 };
-    let (r, scale) = split_ln2_f32(clamped);
-    let poly = horner(
-        r,
-        &[
-            1.0,
-            1.0,
-            0.5,
-            1.0 / 6.0,
-            1.0 / 24.0,
-            1.0 / 120.0,
-            1.0 / 720.0,
-        ],
-    );
-    // NaN compares false above, so it was clamped: put it back.
-    if x.is_nan() {
-        x
-    } else if x > -87.336_54 {
-        poly * scale
-    } else {
-        0.0
-    }
-}
+// f32: degree-6 eʳ and degree-7 expm1(r) (error < 2e-8 relative for |r| ≤ ln2/2).
+nonpositive_exponentials!(
+    f32,
+    u32,
+    127,
+    23,
+    std::f32::consts::LOG2_E,
+    0.693_145_75,
+    1.428_606_8e-6,
+    -87.336_54,
+    -88.0,
+    [
+        1.0,
+        1.0,
+        0.5,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5040.0
+    ],
+    7,
+    split_ln2_f32,
+    exp_nonpositive_f32,
+    expm1_nonpositive_f32
+);
 
-/// x = n·ln2 + r with |r| ≤ ln2/2, for x in [−708.39, 0]: returns (r, 2ⁿ), 2ⁿ normal. fdlibm's
-/// Cody-Waite split of ln2 (n·ln2_hi exact); 2ⁿ is built in the exponent bits.
-#[inline(always)]
-fn split_ln2_f64(x: f64) -> (f64, f64) {
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.931_471_803_691_238e-1; // ln 2 with its low 32 bits zero
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    // 1.5·2⁵²: adding and subtracting it rounds to the nearest integer in plain arithmetic.
-    const ROUND: f64 = 6_755_399_441_055_744.0;
-    let shifted = x * LOG2E + ROUND;
-    let n = shifted - ROUND;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    // n sits in the low mantissa bits of `shifted`; n + 1023 is in [1, 1023] here.
-    let biased = shifted
-        .to_bits()
-        .wrapping_sub(ROUND.to_bits())
-        .wrapping_add(1023);
-    (r, f64::from_bits(biased << 52))
-}
-
-/// eˣ for x ≤ 0 in f64 without libm (softmax of float64 rows: libm's exp is a call per element):
-/// x = n·ln2 + r ([`split_ln2_f64`]), eʳ by its degree-13 Taylor polynomial (truncation < 5e-18
-/// relative), times 2ⁿ. Below −708.39, where eˣ leaves the normal range, the result is 0
-/// (absolute error under 2.3e-308). Within 1 ulp of libm over [−708.4, 0] (tested).
-#[inline(always)]
-fn exp_nonpositive_f64(x: f64) -> f64 {
-    const LOWEST: f64 = -708.39;
-    let clamped = if x > LOWEST { x } else { LOWEST };
-    let (r, scale) = split_ln2_f64(clamped);
-    let poly = horner(
-        r,
-        &[
-            1.0,
-            1.0,
-            1.0 / 2.0,
-            1.0 / 6.0,
-            1.0 / 24.0,
-            1.0 / 120.0,
-            1.0 / 720.0,
-            1.0 / 5040.0,
-            1.0 / 40_320.0,
-            1.0 / 362_880.0,
-            1.0 / 3_628_800.0,
-            1.0 / 39_916_800.0,
-            1.0 / 479_001_600.0,
-            1.0 / 6_227_020_800.0,
-        ],
-    );
-    // NaN compares false above, so it was clamped: put it back.
-    if x.is_nan() {
-        x
-    } else if x > LOWEST {
-        poly * scale
-    } else {
-        0.0
-    }
-}
-
-/// eˣ − 1 for x ≤ 0 in f64, as [`expm1_nonpositive_f32`]: 2ⁿ·expm1(r) + (2ⁿ − 1) with expm1(r)
-/// by its degree-13 Taylor polynomial; n = 0 keeps the relative precision near 0. Below −40,
-/// eˣ − 1 rounds to −1. Within 1 ulp of libm, down to tiny |x| (tested).
-#[inline(always)]
-fn expm1_nonpositive_f64(x: f64) -> f64 {
-    let clamped = if x > -40.0 { x } else { -40.0 };
-    let clamped = if clamped < 0.0 { clamped } else { 0.0 };
-    let (r, scale) = split_ln2_f64(clamped);
-    let poly = r + r
-        * r
-        * horner(
-            r,
-            &[
-                1.0 / 2.0,
-                1.0 / 6.0,
-                1.0 / 24.0,
-                1.0 / 120.0,
-                1.0 / 720.0,
-                1.0 / 5040.0,
-                1.0 / 40_320.0,
-                1.0 / 362_880.0,
-                1.0 / 3_628_800.0,
-                1.0 / 39_916_800.0,
-                1.0 / 479_001_600.0,
-                1.0 / 6_227_020_800.0,
-            ],
-        );
-    if x.is_nan() {
-        x
-    } else {
-        scale * poly + (scale - 1.0)
-    }
-}
-
-/// eˣ − 1 for x ≤ 0 in f32 without libm (libm's expm1f is a call per element, 8 ns each): with
-/// x = n·ln2 + r ([`split_ln2_f32`]), eˣ − 1 = 2ⁿ·expm1(r) + (2ⁿ − 1), where expm1(r) is its
-/// degree-7 Taylor polynomial (|r| ≤ ln2/2: error < 2e-8 relative) and 2ⁿ·p and 2ⁿ − 1 are exact,
-/// so one rounding remains; n = 0 keeps expm1's relative precision near 0.
-#[inline(always)]
-fn expm1_nonpositive_f32(x: f32) -> f32 {
-    // Below −88, eˣ − 1 rounds to −1; positive x are clamped to 0 (their value is unused).
-    let clamped = if x > -88.0 { x } else { -88.0 };
-    let clamped = if clamped < 0.0 { clamped } else { 0.0 };
-    let (r, scale) = split_ln2_f32(clamped);
-    let poly = r + r
-        * r
-        * horner(
-            r,
-            &[
-                0.5,
-                1.0 / 6.0,
-                1.0 / 24.0,
-                1.0 / 120.0,
-                1.0 / 720.0,
-                1.0 / 5040.0,
-            ],
-        );
-    if x.is_nan() {
-        x
-    } else {
-        scale * poly + (scale - 1.0)
-    }
-}
+// f64: degree-13 polynomials (truncation < 5e-18 relative); fdlibm's ln2 split. Both within 1 ulp
+// of libm (tested).
+nonpositive_exponentials!(
+    f64,
+    u64,
+    1023,
+    52,
+    std::f64::consts::LOG2_E,
+    6.931_471_803_691_238e-1,
+    1.908_214_929_270_587_7e-10,
+    -708.39,
+    -40.0,
+    [
+        1.0,
+        1.0,
+        1.0 / 2.0,
+        1.0 / 6.0,
+        1.0 / 24.0,
+        1.0 / 120.0,
+        1.0 / 720.0,
+        1.0 / 5040.0,
+        1.0 / 40_320.0,
+        1.0 / 362_880.0,
+        1.0 / 3_628_800.0,
+        1.0 / 39_916_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 6_227_020_800.0
+    ],
+    14,
+    split_ln2_f64,
+    exp_nonpositive_f64,
+    expm1_nonpositive_f64
+);
 
 impl Float for f32 {
     #[inline(always)]
