@@ -257,31 +257,41 @@ unsafe fn softmax_columns<S: Element>(
     let n_runs = layout.runs.0.len();
     let n = layout.axis_len;
     let (xp, yp) = (x.ptr as usize, y.ptr as usize);
-    let level = crate::simd::active_level();
-    crate::parallel::for_each_range(n_runs * blocks_per_run, n * COLUMN_BLOCK * 3, |tasks| {
-        crate::simd::dispatch_at(
-            level,
-            #[inline(always)]
-            || {
-                for task in tasks {
-                    let (run, block) = (task / blocks_per_run, task % blocks_per_run);
-                    let first = block * COLUMN_BLOCK;
-                    let width = COLUMN_BLOCK.min(layout.width - first);
-                    let at = |base: usize, dims: &crate::layout::Dims, stride: isize, k: usize| {
-                        (base as *mut S::Compute)
-                            .wrapping_offset(dims.offset(run) + k as isize * stride)
-                            .wrapping_add(first)
-                    };
-                    let x_at = |k: usize| at(xp, &layout.runs.0, layout.axis_stride.0, k);
-                    let y_at = |k: usize| at(yp, &layout.runs.1, layout.axis_stride.1, k);
-                    // SAFETY: NATIVE (S is the compute type); `width` contiguous values from
-                    // each position are inside the views; a task's columns are its own; y is x
-                    // itself or disjoint from it.
-                    unsafe { column_block(n, width, x_at, y_at, log) };
-                }
-            },
-        );
-    });
+    crate::simd::for_each_range(
+        n_runs * blocks_per_run,
+        n * COLUMN_BLOCK * 3,
+        #[inline(always)]
+        |tasks| {
+            for task in tasks {
+                let (run, block) = (task / blocks_per_run, task % blocks_per_run);
+                let first = block * COLUMN_BLOCK;
+                let width = COLUMN_BLOCK.min(layout.width - first);
+                let at = |base: usize, dims: &crate::layout::Dims, stride: isize, k: usize| {
+                    (base as *mut S::Compute)
+                        .wrapping_offset(dims.offset(run) + k as isize * stride)
+                        .wrapping_add(first)
+                };
+                let x_at = |k: usize| at(xp, &layout.runs.0, layout.axis_stride.0, k);
+                let y_at = |k: usize| at(yp, &layout.runs.1, layout.axis_stride.1, k);
+                // SAFETY: NATIVE (S is the compute type); `width` contiguous values from
+                // each position are inside the views; a task's columns are its own; y is x
+                // itself or disjoint from it.
+                unsafe { column_block(n, width, x_at, y_at, log) };
+            }
+        },
+    );
+}
+
+/// `row`, or (in place, where y is x) a copy of it in `copy`, so reading it does not alias the
+/// y row being written.
+#[inline(always)]
+fn readable<'a, T: Copy>(row: &'a [T], copy: &'a mut [T], in_place: bool) -> &'a [T] {
+    if in_place {
+        copy[..row.len()].copy_from_slice(row);
+        &copy[..row.len()]
+    } else {
+        row
+    }
 }
 
 /// The three passes of [`softmax_columns`] over one block of `width` ≤ `COLUMN_BLOCK` columns,
@@ -300,7 +310,7 @@ unsafe fn column_block<T: Float>(
     // SAFETY (both): the caller's contract; a row of x is only read while no row of y is borrowed.
     let x_row = |k: usize| unsafe { std::slice::from_raw_parts(x_at(k).cast_const(), width) };
     let y_row = |k: usize| unsafe { std::slice::from_raw_parts_mut(y_at(k), width) };
-    // In place, the passes that read x while writing y read a copy of the row.
+    // In place, the passes that read x while writing y read a copy of the row ([`readable`]).
     let in_place = x_at(0) == y_at(0);
     let mut copy = [T::ZERO; COLUMN_BLOCK];
     let mut max = [T::ZERO; COLUMN_BLOCK];
@@ -320,12 +330,7 @@ unsafe fn column_block<T: Float>(
             }
         } else {
             // y holds the exponentials until they are scaled.
-            let x = if in_place {
-                copy[..width].copy_from_slice(x_row(k));
-                &copy[..width]
-            } else {
-                x_row(k)
-            };
+            let x = readable(x_row(k), &mut copy, in_place);
             for (((s, o), &v), &m) in sums.iter_mut().zip(y_row(k)).zip(x).zip(&*max) {
                 *o = (v - m).exp_nonpositive();
                 *s += o.to_f64();
@@ -339,12 +344,7 @@ unsafe fn column_block<T: Float>(
     }
     for k in 0..n {
         if log {
-            let x = if in_place {
-                copy[..width].copy_from_slice(x_row(k));
-                &copy[..width]
-            } else {
-                x_row(k)
-            };
+            let x = readable(x_row(k), &mut copy, in_place);
             for (((o, &v), &m), &shift) in y_row(k).iter_mut().zip(x).zip(&*max).zip(&*factor) {
                 *o = (v - m) - shift;
             }

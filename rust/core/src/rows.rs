@@ -4,7 +4,7 @@
 use crate::element::Element;
 use crate::error::{Error, Result};
 use crate::layout::Rows;
-use crate::{parallel, simd};
+use crate::simd;
 
 /// A read-only strided array seen as rows.
 #[derive(Clone, Debug)]
@@ -69,42 +69,39 @@ pub unsafe fn map_elements<S: Element, const NI: usize>(
         let in_ptrs = inputs.map(|v| SharedMut(v.ptr.cast_mut()));
         let yp = SharedMut(y.ptr);
         let chunks = len.div_ceil(ELEMENTWISE_CHUNK);
-        let level = simd::active_level();
-        parallel::for_each_range(chunks, ELEMENTWISE_CHUNK * (NI + 1), |range| {
-            simd::dispatch_at(
-                level,
-                #[inline(always)]
-                || {
-                    let mut scratch: [Vec<S::Compute>; NI] = std::array::from_fn(|_| Vec::new());
-                    for c in range {
-                        let start = c * ELEMENTWISE_CHUNK;
-                        let n = ELEMENTWISE_CHUNK.min(len - start);
-                        let y_at = yp.at(start);
-                        // SAFETY: NATIVE: S == Compute; chunks are disjoint and in bounds. An
-                        // input that is y (in place) is copied first, so no two slices alias.
-                        unsafe {
-                            let ys: &mut [S::Compute] =
-                                std::slice::from_raw_parts_mut(y_at.cast(), n);
-                            for (i, p) in in_ptrs.iter().enumerate() {
-                                if p.at(start) == y_at {
-                                    scratch[i].clear();
-                                    scratch[i].extend_from_slice(ys);
-                                }
+        simd::for_each_range(
+            chunks,
+            ELEMENTWISE_CHUNK * (NI + 1),
+            #[inline(always)]
+            |range| {
+                let mut scratch: [Vec<S::Compute>; NI] = std::array::from_fn(|_| Vec::new());
+                for c in range {
+                    let start = c * ELEMENTWISE_CHUNK;
+                    let n = ELEMENTWISE_CHUNK.min(len - start);
+                    let y_at = yp.at(start);
+                    // SAFETY: NATIVE: S == Compute; chunks are disjoint and in bounds. An
+                    // input that is y (in place) is copied first, so no two slices alias.
+                    unsafe {
+                        let ys: &mut [S::Compute] = std::slice::from_raw_parts_mut(y_at.cast(), n);
+                        for (i, p) in in_ptrs.iter().enumerate() {
+                            if p.at(start) == y_at {
+                                scratch[i].clear();
+                                scratch[i].extend_from_slice(ys);
                             }
-                            let xs: [&[S::Compute]; NI] = std::array::from_fn(|i| {
-                                let at = in_ptrs[i].at(start);
-                                if at == y_at {
-                                    &scratch[i][..]
-                                } else {
-                                    std::slice::from_raw_parts(at.cast_const().cast(), n)
-                                }
-                            });
-                            kernel(xs, ys);
                         }
+                        let xs: [&[S::Compute]; NI] = std::array::from_fn(|i| {
+                            let at = in_ptrs[i].at(start);
+                            if at == y_at {
+                                &scratch[i][..]
+                            } else {
+                                std::slice::from_raw_parts(at.cast_const().cast(), n)
+                            }
+                        });
+                        kernel(xs, ys);
                     }
-                },
-            );
-        });
+                }
+            },
+        );
         return Ok(());
     }
     // SAFETY: forwarded from the caller.
@@ -164,8 +161,9 @@ pub fn check_same_rows(op: &str, reference: &Rows, others: &[(&str, &Rows)]) -> 
 struct RowIo<'v, S: Element, const NI: usize, const NO: usize> {
     inputs: [&'v RowsRef<S>; NI],
     outputs: [&'v RowsMut<S>; NO],
-    in_direct_layout: [bool; NI],
-    out_direct_layout: [bool; NO],
+    /// Rows that are one contiguous run (used in place when also native, converted in bulk when not).
+    in_contiguous: [bool; NI],
+    out_contiguous: [bool; NO],
     in_scratch: [Vec<S::Compute>; NI],
     out_scratch: [Vec<S::Compute>; NO],
     row_len: usize,
@@ -176,9 +174,8 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
         RowIo {
             inputs,
             outputs,
-            in_direct_layout: inputs.map(|v| S::NATIVE && v.rows.inner.single_stride() == Some(1)),
-            out_direct_layout: outputs
-                .map(|v| S::NATIVE && v.rows.inner.single_stride() == Some(1)),
+            in_contiguous: inputs.map(|v| v.rows.inner.single_stride() == Some(1)),
+            out_contiguous: outputs.map(|v| v.rows.inner.single_stride() == Some(1)),
             in_scratch: std::array::from_fn(|_| Vec::new()),
             out_scratch: std::array::from_fn(|_| Vec::new()),
             row_len,
@@ -202,19 +199,20 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
         let out_ptrs = self
             .outputs
             .map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
-        let out_direct_layout = self.out_direct_layout;
+        let out_direct = self.out_contiguous.map(|c| S::NATIVE && c);
         // An input read in place while its own memory is a direct output would be overwritten
         // mid-kernel: such rows are copied first.
         let in_direct: [bool; NI] = std::array::from_fn(|i| {
-            self.in_direct_layout[i]
-                && !(0..NO).any(|o| out_direct_layout[o] && out_ptrs[o].cast_const() == in_ptrs[i])
+            S::NATIVE
+                && self.in_contiguous[i]
+                && !(0..NO).any(|o| out_direct[o] && out_ptrs[o].cast_const() == in_ptrs[i])
         });
         for i in 0..NI {
             if !in_direct[i] {
                 let buf = &mut self.in_scratch[i];
                 buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
                 let base = in_ptrs[i];
-                if self.inputs[i].rows.inner.single_stride() == Some(1) {
+                if self.in_contiguous[i] {
                     // SAFETY: a contiguous row inside the view (caller's contract).
                     S::load_slice(unsafe { std::slice::from_raw_parts(base, row_len) }, buf);
                 } else {
@@ -226,7 +224,7 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
             }
         }
         for (o, buf) in self.out_scratch.iter_mut().enumerate() {
-            if !out_direct_layout[o] {
+            if !out_direct[o] {
                 buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
             }
         }
@@ -244,7 +242,7 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
             });
             let mut o = 0;
             let outs = self.out_scratch.each_mut().map(|buf| {
-                let slice: &mut [S::Compute] = if out_direct_layout[o] {
+                let slice: &mut [S::Compute] = if out_direct[o] {
                     // SAFETY: as above; rows of one output are disjoint.
                     unsafe { std::slice::from_raw_parts_mut(out_ptrs[o].cast(), row_len) }
                 } else {
@@ -256,10 +254,10 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
             kernel(ins, outs)
         };
         for o in 0..NO {
-            if !out_direct_layout[o] {
+            if !out_direct[o] {
                 let base = out_ptrs[o];
                 let buf = &self.out_scratch[o];
-                if self.outputs[o].rows.inner.single_stride() == Some(1) {
+                if self.out_contiguous[o] {
                     // SAFETY: a contiguous row inside the view; one task per row.
                     S::store_slice(buf, unsafe {
                         std::slice::from_raw_parts_mut(base, row_len)
@@ -288,7 +286,7 @@ fn shape_of<S, const NI: usize, const NO: usize>(
 }
 
 /// Calls `kernel(row, inputs, outputs)` for each row (mark it `#[inline(always)]` so it is compiled
-/// for the SIMD level [`simd::dispatch`] picks) and stores its result in `results[row]`
+/// for the SIMD level [`simd::for_each_range`] picks) and stores its result in `results[row]`
 /// (`results` empty: results dropped). Contiguous native rows are passed in place; strided or
 /// f16 rows go through per-task scratch (gather before, scatter after).
 ///
@@ -312,30 +310,28 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
     debug_assert!(results.is_empty() || results.len() == n_rows);
     let keep_results = !results.is_empty();
     let results = SharedMut(results.as_mut_ptr());
-    let level = simd::active_level();
-    parallel::for_each_range(n_rows, row_len * (NI + NO), |range| {
-        simd::dispatch_at(
-            level,
-            #[inline(always)]
-            || {
-                let mut io = RowIo::new(inputs, outputs, row_len);
-                for row in range {
-                    // SAFETY: forwarded from the caller; one task per row.
-                    let result = unsafe {
-                        io.run(
-                            row,
-                            #[inline(always)]
-                            |ins, outs| kernel(row, ins, outs),
-                        )
-                    };
-                    if keep_results {
-                        // SAFETY: row < n_rows = results.len(); one writer per row.
-                        unsafe { *results.at(row) = result };
-                    }
+    simd::for_each_range(
+        n_rows,
+        row_len * (NI + NO),
+        #[inline(always)]
+        |range| {
+            let mut io = RowIo::new(inputs, outputs, row_len);
+            for row in range {
+                // SAFETY: forwarded from the caller; one task per row.
+                let result = unsafe {
+                    io.run(
+                        row,
+                        #[inline(always)]
+                        |ins, outs| kernel(row, ins, outs),
+                    )
+                };
+                if keep_results {
+                    // SAFETY: row < n_rows = results.len(); one writer per row.
+                    unsafe { *results.at(row) = result };
                 }
-            },
-        );
-    });
+            }
+        },
+    );
 }
 
 /// Row access for one group's task in [`map_row_groups`]: each call gathers and scatters one row
@@ -403,24 +399,22 @@ pub unsafe fn map_row_groups<S, R, const NI: usize, const NO: usize>(
     };
     let slots = SharedMut(results.as_mut_ptr());
     let work = rows_per_group * row_len * (NI + NO);
-    let level = simd::active_level();
-    parallel::for_each_range(results.len(), work, |range| {
-        simd::dispatch_at(
-            level,
-            #[inline(always)]
-            || {
-                let mut rows = GroupRows {
-                    reader: RowIo::new(inputs, [], row_len),
-                    writer: RowIo::new(inputs, outputs, row_len),
-                };
-                for group in range {
-                    let result = kernel(group, &mut rows);
-                    // SAFETY: group < results.len(); one writer per group.
-                    unsafe { *slots.at(group) = result };
-                }
-            },
-        );
-    });
+    simd::for_each_range(
+        results.len(),
+        work,
+        #[inline(always)]
+        |range| {
+            let mut rows = GroupRows {
+                reader: RowIo::new(inputs, [], row_len),
+                writer: RowIo::new(inputs, outputs, row_len),
+            };
+            for group in range {
+                let result = kernel(group, &mut rows);
+                // SAFETY: group < results.len(); one writer per group.
+                unsafe { *slots.at(group) = result };
+            }
+        },
+    );
 }
 
 /// Rows per block of [`map_row_blocks`]: at most 64 blocks (so per-block accumulators stay few
@@ -462,31 +456,29 @@ where
     let n_blocks = n_rows.div_ceil(per_block);
     let mut blocks: Vec<Option<A>> = (0..n_blocks).map(|_| None).collect();
     let slots = SharedMut(blocks.as_mut_ptr());
-    let level = simd::active_level();
-    parallel::for_each_range(n_blocks, per_block * row_len * (NI + NO), |range| {
-        simd::dispatch_at(
-            level,
-            #[inline(always)]
-            || {
-                let mut io = RowIo::new(inputs, outputs, row_len);
-                for block in range {
-                    let mut acc = init();
-                    for row in block * per_block..((block + 1) * per_block).min(n_rows) {
-                        // SAFETY: forwarded from the caller; one task per block.
-                        unsafe {
-                            io.run(
-                                row,
-                                #[inline(always)]
-                                |ins, outs| kernel(&mut acc, row, ins, outs),
-                            );
-                        }
+    simd::for_each_range(
+        n_blocks,
+        per_block * row_len * (NI + NO),
+        #[inline(always)]
+        |range| {
+            let mut io = RowIo::new(inputs, outputs, row_len);
+            for block in range {
+                let mut acc = init();
+                for row in block * per_block..((block + 1) * per_block).min(n_rows) {
+                    // SAFETY: forwarded from the caller; one task per block.
+                    unsafe {
+                        io.run(
+                            row,
+                            #[inline(always)]
+                            |ins, outs| kernel(&mut acc, row, ins, outs),
+                        );
                     }
-                    // SAFETY: block < n_blocks; one writer per block.
-                    unsafe { *slots.at(block) = Some(acc) };
                 }
-            },
-        );
-    });
+                // SAFETY: block < n_blocks; one writer per block.
+                unsafe { *slots.at(block) = Some(acc) };
+            }
+        },
+    );
     blocks
         .into_iter()
         .map(|b| b.expect("every block is computed"))
@@ -567,9 +559,9 @@ impl<S> RowsRef<S> {
         if row >= self.rows.n_rows() || self.rows.inner.single_stride() != Some(1) {
             return Ahead::NONE;
         }
-        Ahead {
-            ptr: self.ptr.wrapping_offset(self.rows.row_offset(row)).cast(),
-            bytes: self.rows.row_len() * std::mem::size_of::<S>(),
-        }
+        Ahead::of(
+            self.ptr.wrapping_offset(self.rows.row_offset(row)),
+            self.rows.row_len(),
+        )
     }
 }

@@ -1,7 +1,7 @@
 //! Run-time choice of the instruction set for hot loops.
 //!
 //! Wheels are built for baseline x86-64 (SSE2). The kernels are plain Rust loops written with
-//! explicit lane accumulators so LLVM vectorizes them; [`dispatch`] runs a closure inside a
+//! explicit lane accumulators so LLVM vectorizes them; [`for_each_range`] runs closures inside a
 //! function compiled with `#[target_feature]` so that the inlined kernels are vectorized for
 //! AVX2/FMA or AVX-512 when the CPU has them. std::arch detection is used rather than a crate
 //! (pulp, multiversion) because the kernels need no intrinsics — only the codegen target — and
@@ -96,22 +96,35 @@ pub fn streaming<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// The level kernels dispatched from this thread run at now. Drivers read it on the calling
-/// thread and hand it to their tasks ([`dispatch_at`]), so a [`streaming`] scope reaches them.
+/// thread and hand it to their tasks ([`for_each_range`]), so a [`streaming`] scope reaches them.
 pub fn active_level() -> Level {
     level().min(CAP.with(Cell::get))
 }
 
-/// Runs `f` compiled for the active level. `f` should call `#[inline(always)]` kernels so they
-/// are generated inside the target-feature function.
+/// [`crate::parallel::for_each_range`] with every range run compiled for the calling thread's
+/// active level (read here, on the caller, so a [`streaming`] cap reaches the tasks). Mark `f`
+/// `#[inline(always)]`: the kernels it calls are then generated inside the target-feature
+/// function.
 #[inline(always)]
-pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
-    dispatch_at(active_level(), f)
+pub fn for_each_range(
+    n_items: usize,
+    work_per_item: usize,
+    f: impl Fn(std::ops::Range<usize>) + Sync,
+) {
+    let level = active_level();
+    crate::parallel::for_each_range(n_items, work_per_item, |range| {
+        dispatch_at(
+            level,
+            #[inline(always)]
+            || f(range),
+        );
+    });
 }
 
 /// Runs `f` compiled for `level`, lowered to [`level()`] if above it (callers pass
 /// [`active_level`]); the lowering keeps a safe call from running instructions the CPU lacks.
 #[inline(always)]
-pub fn dispatch_at<R>(level: Level, f: impl FnOnce() -> R) -> R {
+fn dispatch_at<R>(level: Level, f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         match level.min(self::level()) {
@@ -148,7 +161,7 @@ mod tests {
         #[cfg(target_arch = "aarch64")]
         assert_eq!(level(), Level::Neon);
         assert!(["scalar", "neon", "avx2", "avx512"].contains(&level().name()));
-        assert_eq!(dispatch(|| 41 + 1), 42);
+        assert_eq!(dispatch_at(active_level(), || 41 + 1), 42);
         // A streaming scope caps the level at AVX2 and restores it after.
         let outside = active_level();
         let inside = streaming(active_level);

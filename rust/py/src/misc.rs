@@ -41,7 +41,12 @@ fn selu_typed<'py, S: Storage>(
     let (xv, yv) = (rows_ref(&x, inner), rows_mut(&y, inner));
     // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
     compute(py, || unsafe {
-        rsnorm_core::rows::map_elements([&xv], &yv, |[x], y| rsnorm_core::act::selu_into(x, y))
+        rsnorm_core::rows::map_elements(
+            [&xv],
+            &yv,
+            #[inline(always)]
+            |[x], y| rsnorm_core::act::selu_into(x, y),
+        )
     })?;
     Ok(y.into_any())
 }

@@ -178,10 +178,9 @@ pub unsafe fn normalize_row_groups<S: Element>(
             // SAFETY: forwarded from the caller.
             let rows = unsafe { row_moments(x) };
             let groups = merge_rows(&rows, groups.len(), |r| grouping.group_of(r));
-            let groups = &groups;
             // SAFETY: forwarded from the caller.
             unsafe { affine_rows(x, y, |r| affine(r, &groups[grouping.group_of(r)]))? };
-            return Ok(groups.clone());
+            return Ok(groups);
         }
         let n_groups = groups.len();
         // SAFETY: forwarded from the caller; group g touches only its own rows.

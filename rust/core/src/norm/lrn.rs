@@ -6,7 +6,6 @@
 
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
-use crate::parallel;
 use crate::rows::{Ahead, RowsMut, RowsRef};
 
 /// LRN parameters, checked by [`Lrn::new`].
@@ -96,94 +95,92 @@ pub unsafe fn local_response_norm<S: Element>(
         1
     };
     let (xp, yp) = (x.ptr as usize, y.ptr as usize);
-    let level = crate::simd::active_level();
     let work_per_task = channels * spatial.div_ceil(tiles_per_sample) * 2;
-    parallel::for_each_range(batch * tiles_per_sample, work_per_task, |tasks| {
-        crate::simd::dispatch_at(
-            level,
-            #[inline(always)]
-            || {
-                let mut gathered: Vec<S::Compute> = Vec::new();
-                let mut results: Vec<S::Compute> = Vec::new();
-                let mut ring = SquaresRing::new(p.size.min(channels));
-                let mut inputs: Vec<*const S::Compute> = Vec::with_capacity(channels);
-                let mut outputs: Vec<*mut S::Compute> = Vec::with_capacity(channels);
-                for task in tasks {
-                    let n = task / tiles_per_sample;
-                    let positions = if tiles_per_sample == 1 {
-                        0..spatial
-                    } else {
-                        let tile = task % tiles_per_sample;
-                        tile * TILE..((tile + 1) * TILE).min(spatial)
-                    };
-                    let row_ptr = |base: usize, rows: &crate::layout::Rows, c: usize| {
-                        (base as *const S).wrapping_offset(rows.row_offset(n * channels + c))
-                    };
-                    if !direct_x {
-                        gathered.resize(channels * spatial, <S::Compute as Float>::ZERO);
-                        for c in 0..channels {
-                            let base = row_ptr(xp, &x.rows, c);
-                            let row = &mut gathered[c * spatial..(c + 1) * spatial];
-                            // SAFETY: offsets inside the view (caller's contract).
-                            x.rows.inner.for_each_offset(|s, off| {
-                                row[s] = unsafe { *base.offset(off) }.load();
-                            });
-                        }
-                    }
-                    if !direct_y {
-                        results.resize(channels * spatial, <S::Compute as Float>::ZERO);
-                    }
-                    // Row starts: where the rows lie (NATIVE: S is the compute type, contiguous
-                    // rows), or in the gathered and results buffers.
-                    inputs.clear();
-                    outputs.clear();
+    crate::simd::for_each_range(
+        batch * tiles_per_sample,
+        work_per_task,
+        #[inline(always)]
+        |tasks| {
+            let mut gathered: Vec<S::Compute> = Vec::new();
+            let mut results: Vec<S::Compute> = Vec::new();
+            let mut ring = SquaresRing::new(p.size.min(channels));
+            let mut inputs: Vec<*const S::Compute> = Vec::with_capacity(channels);
+            let mut outputs: Vec<*mut S::Compute> = Vec::with_capacity(channels);
+            for task in tasks {
+                let n = task / tiles_per_sample;
+                let positions = if tiles_per_sample == 1 {
+                    0..spatial
+                } else {
+                    let tile = task % tiles_per_sample;
+                    tile * TILE..((tile + 1) * TILE).min(spatial)
+                };
+                let row_ptr = |base: usize, rows: &crate::layout::Rows, c: usize| {
+                    (base as *const S).wrapping_offset(rows.row_offset(n * channels + c))
+                };
+                if !direct_x {
+                    gathered.resize(channels * spatial, <S::Compute as Float>::ZERO);
                     for c in 0..channels {
-                        inputs.push(if direct_x {
-                            row_ptr(xp, &x.rows, c).cast()
-                        } else {
-                            gathered[c * spatial..].as_ptr()
-                        });
-                        outputs.push(if direct_y {
-                            row_ptr(yp, &y.rows, c).cast_mut().cast()
-                        } else {
-                            results[c * spatial..].as_mut_ptr()
+                        let base = row_ptr(xp, &x.rows, c);
+                        let row = &mut gathered[c * spatial..(c + 1) * spatial];
+                        // SAFETY: offsets inside the view (caller's contract).
+                        x.rows.inner.for_each_offset(|s, off| {
+                            row[s] = unsafe { *base.offset(off) }.load();
                         });
                     }
-                    for start in positions.clone().step_by(TILE) {
-                        let width = TILE.min(positions.end - start);
-                        let (ins, outs, ring) = (&inputs[..], &outputs[..], &mut ring);
-                        // SAFETY (each arm): every row has `spatial` values from its start; a
-                        // task's positions of a sample are written by that task only, and y is
-                        // not x (in place goes through the buffers).
-                        match p.exponent() {
-                            Exponent::ThreeQuarters => unsafe {
-                                lrn_tile(ins, outs, start, width, ring, &p, inverse_three_quarters);
-                            },
-                            Exponent::Half => unsafe {
-                                lrn_tile(ins, outs, start, width, ring, &p, inverse_sqrt);
-                            },
-                            Exponent::Other(beta) => {
-                                let beta = <S::Compute as Float>::from_f64(beta);
-                                let power =
-                                    |base: S::Compute| <S::Compute as Float>::ONE / base.powf(beta);
-                                unsafe { lrn_tile(ins, outs, start, width, ring, &p, power) };
-                            }
-                        }
-                    }
-                    if !direct_y {
-                        for c in 0..channels {
-                            let base = row_ptr(yp, &y.rows, c).cast_mut();
-                            let row = &results[c * spatial..(c + 1) * spatial];
-                            // SAFETY: offsets inside the view; one task per sample.
-                            y.rows.inner.for_each_offset(|s, off| unsafe {
-                                *base.offset(off) = S::store(row[s]);
-                            });
+                }
+                if !direct_y {
+                    results.resize(channels * spatial, <S::Compute as Float>::ZERO);
+                }
+                // Row starts: where the rows lie (NATIVE: S is the compute type, contiguous
+                // rows), or in the gathered and results buffers.
+                inputs.clear();
+                outputs.clear();
+                for c in 0..channels {
+                    inputs.push(if direct_x {
+                        row_ptr(xp, &x.rows, c).cast()
+                    } else {
+                        gathered[c * spatial..].as_ptr()
+                    });
+                    outputs.push(if direct_y {
+                        row_ptr(yp, &y.rows, c).cast_mut().cast()
+                    } else {
+                        results[c * spatial..].as_mut_ptr()
+                    });
+                }
+                for start in positions.clone().step_by(TILE) {
+                    let width = TILE.min(positions.end - start);
+                    let (ins, outs, ring) = (&inputs[..], &outputs[..], &mut ring);
+                    // SAFETY (each arm): every row has `spatial` values from its start; a
+                    // task's positions of a sample are written by that task only, and y is
+                    // not x (in place goes through the buffers).
+                    match p.exponent() {
+                        Exponent::ThreeQuarters => unsafe {
+                            lrn_tile(ins, outs, start, width, ring, &p, inverse_three_quarters);
+                        },
+                        Exponent::Half => unsafe {
+                            lrn_tile(ins, outs, start, width, ring, &p, inverse_sqrt);
+                        },
+                        Exponent::Other(beta) => {
+                            let beta = <S::Compute as Float>::from_f64(beta);
+                            let power =
+                                |base: S::Compute| <S::Compute as Float>::ONE / base.powf(beta);
+                            unsafe { lrn_tile(ins, outs, start, width, ring, &p, power) };
                         }
                     }
                 }
-            },
-        );
-    });
+                if !direct_y {
+                    for c in 0..channels {
+                        let base = row_ptr(yp, &y.rows, c).cast_mut();
+                        let row = &results[c * spatial..(c + 1) * spatial];
+                        // SAFETY: offsets inside the view; one task per sample.
+                        y.rows.inner.for_each_offset(|s, off| unsafe {
+                            *base.offset(off) = S::store(row[s]);
+                        });
+                    }
+                }
+            }
+        },
+    );
     Ok(())
 }
 

@@ -12,7 +12,6 @@
 
 use crate::element::Float;
 use crate::error::{Error, Result};
-use crate::parallel;
 
 /// Elements per task: 256 KB of f32 across p, g and state, cache-friendly, many tasks per step.
 const CHUNK: usize = 1 << 14;
@@ -304,37 +303,34 @@ pub fn step<T: Float>(
     // Exactly 1.0 reads gradients unchanged, bitwise equal to an unclipped step.
     #[allow(clippy::float_cmp)]
     let clip = grad_scale != 1.0;
-    let level = crate::simd::active_level();
     // Work from the actual sizes: a few small tensors are each one short item, and counting them
     // as full chunks sent 5K parameters to the pool (SGD on four small tensors 6 -> 18 us).
     let elements: usize = items.iter().map(|&(_, start, end)| end - start).sum();
     let work_per_item = elements.div_ceil(items.len().max(1)) * (2 + states) * 2;
-    parallel::for_each_range(items.len(), work_per_item, |range| {
-        crate::simd::dispatch_at(
-            level,
-            #[inline(always)]
-            || {
-                for &(i, start, end) in &items[range] {
-                    let raw = &raws[i];
-                    let n = end - start;
-                    // SAFETY: [start, end) is inside tensor i and owned by this item alone.
-                    let (p, g) = unsafe {
-                        (
-                            std::slice::from_raw_parts_mut(raw.param.add(start), n),
-                            std::slice::from_raw_parts(raw.grad.add(start), n),
-                        )
-                    };
-                    let mut s: [&mut [T]; 3] = [&mut [], &mut [], &mut []];
-                    for (k, slot) in s.iter_mut().enumerate().take(states) {
-                        // SAFETY: as above, for state array k.
-                        *slot =
-                            unsafe { std::slice::from_raw_parts_mut(raw.state[k].add(start), n) };
-                    }
-                    update(alg, raw.scalars, raw.fresh, p, g, s, scale, clip);
+    crate::simd::for_each_range(
+        items.len(),
+        work_per_item,
+        #[inline(always)]
+        |range| {
+            for &(i, start, end) in &items[range] {
+                let raw = &raws[i];
+                let n = end - start;
+                // SAFETY: [start, end) is inside tensor i and owned by this item alone.
+                let (p, g) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(raw.param.add(start), n),
+                        std::slice::from_raw_parts(raw.grad.add(start), n),
+                    )
+                };
+                let mut s: [&mut [T]; 3] = [&mut [], &mut [], &mut []];
+                for (k, slot) in s.iter_mut().enumerate().take(states) {
+                    // SAFETY: as above, for state array k.
+                    *slot = unsafe { std::slice::from_raw_parts_mut(raw.state[k].add(start), n) };
                 }
-            },
-        );
-    });
+                update(alg, raw.scalars, raw.fresh, p, g, s, scale, clip);
+            }
+        },
+    );
     Ok(())
 }
 
@@ -580,25 +576,19 @@ pub fn sum_squares_all<T: Float>(grads: &[&[T]]) -> f64 {
     }
     let mut partial = vec![0.0f64; items.len()];
     let partial_ptr = partial.as_mut_ptr() as usize;
-    let level = crate::simd::active_level();
     let elements: usize = grads.iter().map(|g| g.len()).sum();
-    parallel::for_each_range(
+    // Dispatched like every kernel: without it the sums ran at the baseline (SSE2) width.
+    crate::simd::for_each_range(
         items.len(),
         elements.div_ceil(items.len().max(1)),
+        #[inline(always)]
         |range| {
-            // Dispatched like every kernel: without it the sums ran at the baseline (SSE2) width.
-            crate::simd::dispatch_at(
-                level,
-                #[inline(always)]
-                || {
-                    for k in range {
-                        let (i, start, end) = items[k];
-                        let s = crate::reduce::sum_squares(&grads[i][start..end]);
-                        // SAFETY: one writer per item index.
-                        unsafe { *(partial_ptr as *mut f64).add(k) = s };
-                    }
-                },
-            );
+            for k in range {
+                let (i, start, end) = items[k];
+                let s = crate::reduce::sum_squares(&grads[i][start..end]);
+                // SAFETY: one writer per item index.
+                unsafe { *(partial_ptr as *mut f64).add(k) = s };
+            }
         },
     );
     partial.iter().sum()
