@@ -156,6 +156,49 @@ def test_batch_norm_columns_same_for_any_thread_count(rng):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("shape", [(96, 6, 7, 7), (70, 5, 32), (40, 3, 300), (3, 4, 5000)])
+def test_channel_norms_over_short_and_long_rows(rng, shape):
+    """Channel-first statistics over many short rows (shared lanes), long rows, and a first sample
+    far from the rest (the units' first center is off); bitwise the same on 1 to 3 threads."""
+    x = (rng.standard_normal(shape) * 0.5 + 1e4).astype(np.float32)
+    x[0] += 30.0
+    x64 = x.astype(np.float64)
+    axes = (0, *range(2, x.ndim))
+    c = shape[1]
+    w, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    before = rn.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            rn.set_num_threads(threads)
+            results.append(
+                (
+                    rn.batch_norm(x, training=True, weight=w, bias=b, return_stats=True),
+                    rn.group_norm(x, 1, w, b, return_stats=True),
+                )
+            )
+    finally:
+        rn.set_num_threads(before)
+    for got in results[1:]:
+        for a, ref in zip(got, results[0]):
+            for u, v in zip(a, ref):
+                np.testing.assert_array_equal(u, v)
+    (y, mean, rstd), (gy, gmean, grstd) = results[0]
+    bmean, bvar = x64.mean(axis=axes), x64.var(axis=axes)
+    np.testing.assert_allclose(mean, bmean, rtol=1e-7)  # stats come back as float32
+    np.testing.assert_allclose(rstd, 1 / np.sqrt(bvar + 1e-5), rtol=1e-4)
+    np.testing.assert_allclose(y, bn_ref(x64, bmean, bvar, w, b), atol=2e-3)
+    np.testing.assert_allclose(gy, group_ref(x, 1, w, b), atol=2e-3)
+    flat = x64.reshape(shape[0], -1)
+    np.testing.assert_allclose(gmean.ravel(), flat.mean(axis=1), rtol=1e-7)
+    np.testing.assert_allclose(grstd.ravel(), 1 / np.sqrt(flat.var(axis=1) + 1e-5), rtol=1e-4)
+    # A strided view (every other sample) takes the gathered-row path to the same values.
+    view = x[::2]
+    np.testing.assert_allclose(
+        rn.batch_norm(view, training=True), rn.batch_norm(view.copy(), training=True), atol=1e-6
+    )
+
+
 def test_batch_norm_eval_float32_running_stats_and_mean_only(rng):
     x = rng.standard_normal((16, 4)).astype(np.float32)
     rm, rv = rng.standard_normal(4).astype(np.float32), rng.random(4).astype(np.float32) + 0.5

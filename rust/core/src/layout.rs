@@ -86,8 +86,13 @@ impl Dims {
     }
 
     /// Offset (in elements) of the element with C-order linear index `linear`.
-    #[inline]
+    #[inline(always)]
     pub fn offset(&self, mut linear: usize) -> isize {
+        // One dim (any C-contiguous block, after `simplify`): no division, which cost more than
+        // a short row's arithmetic.
+        if let [stride] = self.strides.as_slice() {
+            return linear as isize * stride;
+        }
         let mut off = 0isize;
         for (&len, &stride) in self.shape.iter().zip(&self.strides).rev() {
             off += (linear % len) as isize * stride;
@@ -201,7 +206,7 @@ impl Rows {
     }
 
     /// Offset of the first element of row `row`.
-    #[inline]
+    #[inline(always)]
     pub fn row_offset(&self, row: usize) -> isize {
         self.outer.offset(row)
     }

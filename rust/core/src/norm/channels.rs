@@ -7,7 +7,7 @@ use crate::element::{Element, Float};
 use crate::error::{Error, Result};
 use crate::parallel;
 use crate::reduce::Moments;
-use crate::rows::{check_same_rows, map_row_groups, map_rows, Ahead, RowsMut, RowsRef};
+use crate::rows::{check_same_rows, map_row_groups, map_rows, Ahead, GroupRows, RowsMut, RowsRef};
 
 /// y = (x − mean) · scale + shift for one row.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -147,15 +147,134 @@ const GROUPS_PER_THREAD: usize = 4;
 /// within half of a 1 MB L2. Measured at 2 threads: groups of 25 and 100 KB ran 10–20% faster
 /// in one sweep than in two; BatchNorm's 400 KB channels of (32, 64, 56, 56) did not.
 const CACHED_GROUP_BYTES: usize = 256 << 10;
+/// Values per statistics unit of a group (below): rows shorter than this share their lanes.
+const UNIT_VALUES: usize = 4096;
+
+/// A group's statistics are computed over units of consecutive rows of the group (of at least
+/// [`UNIT_VALUES`] values, or one row when rows are that long), each unit's moments in one set of
+/// lanes, then merged in unit order. Per-row moments of short rows cost more in folds and merges
+/// than in values: a 7×7 BatchNorm spent 70 ns of its rows' ~90 there. Units depend on the shape
+/// alone, so the one-sweep and two-sweep paths, and every thread count, give the same bits.
+#[derive(Clone, Copy, Debug)]
+struct StatUnits {
+    grouping: RowGrouping,
+    rows_per_group: usize,
+    rows_per_unit: usize,
+    units_per_group: usize,
+}
+
+impl StatUnits {
+    fn new(grouping: RowGrouping, n_rows: usize, row_len: usize) -> Self {
+        let rows_per_group = grouping.rows_per_group(n_rows);
+        let rows_per_unit = UNIT_VALUES
+            .div_ceil(row_len.max(1))
+            .clamp(1, rows_per_group.max(1));
+        StatUnits {
+            grouping,
+            rows_per_group,
+            rows_per_unit,
+            units_per_group: rows_per_group.div_ceil(rows_per_unit),
+        }
+    }
+
+    /// Moments of unit `unit` of group `group`, its rows read through `rows`.
+    ///
+    /// # Safety
+    /// As [`GroupRows::read`]: the calling task may read these rows.
+    #[inline(always)]
+    unsafe fn moments<S: Element, const NO: usize>(
+        &self,
+        rows: &mut GroupRows<'_, S, 1, NO>,
+        group: usize,
+        unit: usize,
+    ) -> Moments {
+        let first = unit * self.rows_per_unit;
+        let members = first..(first + self.rows_per_unit).min(self.rows_per_group);
+        let row = |k: usize| self.grouping.row(group, k);
+        if members.len() == 1 {
+            // One read instead of a probe read and a sum read (the same bits).
+            // SAFETY: forwarded from the caller.
+            return unsafe {
+                rows.read(
+                    row(first),
+                    #[inline(always)]
+                    |[x]| Moments::of_slice(x),
+                )
+            };
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            let center = rows.read(
+                row(first),
+                #[inline(always)]
+                |[x]| Moments::probe_center(x),
+            );
+            Moments::of_runs(
+                center,
+                #[inline(always)]
+                |sums| {
+                    for k in members.clone() {
+                        rows.read(
+                            row(k),
+                            #[inline(always)]
+                            |[x]| sums.add(x),
+                        );
+                    }
+                },
+            )
+        }
+    }
+
+    /// (group, unit) of the `index`-th unit in memory order: for interleaved groups, the units
+    /// of every group at one depth come before the next depth, so the sweep reads x in order.
+    fn unit_at(&self, index: usize, n_groups: usize) -> (usize, usize) {
+        match self.grouping {
+            RowGrouping::Interleaved { .. } => (index % n_groups, index / n_groups),
+            RowGrouping::Consecutive { .. } => {
+                (index / self.units_per_group, index % self.units_per_group)
+            }
+        }
+    }
+
+    /// Moments of every group, each merged from its units in order.
+    ///
+    /// # Safety
+    /// `x` describes valid memory (see [`map_rows`]).
+    unsafe fn all_groups<S: Element>(&self, x: &RowsRef<S>, n_groups: usize) -> Vec<Moments> {
+        let mut units = vec![Moments::default(); n_groups * self.units_per_group];
+        let outputs: [&RowsMut<S>; 0] = [];
+        // SAFETY: forwarded from the caller; tasks only read.
+        unsafe {
+            map_row_groups(
+                [x],
+                outputs,
+                &mut units,
+                self.rows_per_unit,
+                #[inline(always)]
+                |index, rows| {
+                    let (group, unit) = self.unit_at(index, n_groups);
+                    self.moments(rows, group, unit)
+                },
+            );
+        }
+        let mut groups = vec![Moments::default(); n_groups];
+        for (index, unit) in units.iter().enumerate() {
+            // Indices run through each group's units in unit order (whatever the grouping).
+            let (group, _) = self.unit_at(index, n_groups);
+            groups[group] = groups[group].merge(*unit);
+        }
+        groups
+    }
+}
 
 /// Normalizes rows by the moments of their group: `y_row = (x_row − mean) · scale + shift` with
-/// `affine(row, group_moments)`. Returns each group's moments, merged from its rows' in row order.
+/// `affine(row, group_moments)`. Returns each group's moments (see [`StatUnits`]).
 ///
 /// With enough groups to keep every thread busy, and groups small enough for cache, each task
 /// takes whole groups and reads a group for its moments, then again for y while it is still in
 /// cache: x comes from memory once. Otherwise (a BatchNorm of 2 channels, or of 400 KB channels)
-/// rows are split across threads in two sweeps.
-/// Both give the same bits: the merge order and the arithmetic are the same.
+/// statistics units, then rows, are split across threads in two sweeps.
+/// Both give the same bits: the units, their merge order and the arithmetic are the same.
 ///
 /// # Safety
 /// As [`map_rows`]: `y` may be `x` itself but not otherwise overlap it.
@@ -169,20 +288,20 @@ pub unsafe fn normalize_row_groups<S: Element>(
     crate::simd::streaming(|| {
         check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
         let n_rows = x.rows.n_rows();
-        let mut groups = vec![Moments::default(); grouping.n_groups(n_rows)];
-        let per_group = grouping.rows_per_group(n_rows);
+        let n_groups = grouping.n_groups(n_rows);
+        let units = StatUnits::new(grouping, n_rows, x.rows.row_len());
+        let per_group = units.rows_per_group;
         let group_bytes = per_group * x.rows.row_len() * std::mem::size_of::<S>();
-        if groups.len() < GROUPS_PER_THREAD * parallel::num_threads()
+        if n_groups < GROUPS_PER_THREAD * parallel::num_threads()
             || group_bytes > CACHED_GROUP_BYTES
         {
             // SAFETY: forwarded from the caller.
-            let rows = unsafe { row_moments(x) };
-            let groups = merge_rows(&rows, groups.len(), |r| grouping.group_of(r));
+            let groups = unsafe { units.all_groups(x, n_groups) };
             // SAFETY: forwarded from the caller.
             unsafe { affine_rows(x, y, |r| affine(r, &groups[grouping.group_of(r)]))? };
             return Ok(groups);
         }
-        let n_groups = groups.len();
+        let mut groups = vec![Moments::default(); n_groups];
         // SAFETY: forwarded from the caller; group g touches only its own rows.
         unsafe {
             map_row_groups(
@@ -193,13 +312,8 @@ pub unsafe fn normalize_row_groups<S: Element>(
                 #[inline(always)]
                 |g, rows| {
                     let mut merged = Moments::default();
-                    for k in 0..per_group {
-                        let m = rows.read(
-                            grouping.row(g, k),
-                            #[inline(always)]
-                            |[x]| Moments::of_slice(x),
-                        );
-                        merged = merged.merge(m);
+                    for unit in 0..units.units_per_group {
+                        merged = merged.merge(units.moments(rows, g, unit));
                     }
                     for k in 0..per_group {
                         let r = grouping.row(g, k);
@@ -348,10 +462,11 @@ mod tests {
         let (n, c, len) = (4usize, 12usize, 50usize);
         let x: Vec<f32> = (0..n * c * len)
             .map(|i| 1e4 + ((i as f32) * 0.61).sin() * (1.0 + (i / len) as f32))
+            // Sample 0 sits 100 above the rest: its rows are the units' probe, far from the mean.
+            .enumerate()
+            .map(|(i, v)| if i < c * len { v + 100.0 } else { v })
             .collect();
         let view = RowsRef::from_slice(&x, len);
-        // One thread: every grouping here then has groups enough for the one-sweep path.
-        crate::parallel::set_num_threads(1);
         for grouping in [
             RowGrouping::Interleaved { groups: c },
             RowGrouping::Consecutive { len: 3 },
@@ -362,31 +477,42 @@ mod tests {
                 scale: 1.0 / (m.variance() + 1e-5).sqrt(),
                 shift: (r % c) as f64,
             };
-            let mut fused = vec![0.0f32; x.len()];
-            let groups = unsafe {
-                normalize_row_groups(
-                    &view,
-                    &RowsMut::from_slice(&mut fused, len),
-                    grouping,
-                    affine,
-                )
-            }
-            .unwrap();
-            // The two sweeps spelled out: row moments, merged per group in row order, then rows.
-            let rows = unsafe { row_moments(&view) };
-            let want = merge_rows(&rows, grouping.n_groups(n * c), |r| grouping.group_of(r));
-            assert_eq!(groups, want);
-            let mut swept = vec![0.0f32; x.len()];
-            unsafe {
-                affine_rows(&view, &RowsMut::from_slice(&mut swept, len), |r| {
-                    affine(r, &want[grouping.group_of(r)])
-                })
+            // One thread: every grouping here has groups enough for the one-sweep path; 64
+            // threads: too few groups, two sweeps (the work is small enough to run serially).
+            let run = |threads: usize| {
+                crate::parallel::set_num_threads(threads);
+                let mut y = vec![0.0f32; x.len()];
+                let groups = unsafe {
+                    normalize_row_groups(&view, &RowsMut::from_slice(&mut y, len), grouping, affine)
+                }
                 .unwrap();
-            }
+                (groups, y)
+            };
+            let (groups, fused) = run(1);
+            let (swept_groups, swept) = run(64);
+            crate::parallel::set_num_threads(0);
+            assert_eq!(groups, swept_groups);
             assert_eq!(fused, swept);
-            // And the values are right: each group standardized (shift removed).
+            // And the values are right: the moments those of the group's values in f64, each
+            // group standardized (shift removed).
             for (g, m) in groups.iter().enumerate() {
                 assert!((m.count - (n * c * len / groups.len()) as f64).abs() < 1e-9);
+                let values: Vec<f64> = (0..n * c)
+                    .filter(|&r| grouping.group_of(r) == g)
+                    .flat_map(|r| x[r * len..(r + 1) * len].iter().map(|&v| f64::from(v)))
+                    .collect();
+                let mean = values.iter().sum::<f64>() / values.len() as f64;
+                let m2: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+                assert!(
+                    (m.mean - mean).abs() < 1e-9 * mean.abs(),
+                    "group {g}: mean {}",
+                    m.mean
+                );
+                assert!(
+                    (m.m2 - m2).abs() < 1e-5 * m2,
+                    "group {g}: m2 {} vs {m2}",
+                    m.m2
+                );
                 let mut sum = 0.0f64;
                 let mut sq = 0.0f64;
                 for r in (0..n * c).filter(|&r| grouping.group_of(r) == g) {
