@@ -192,11 +192,12 @@ def test_channel_norms_over_short_and_long_rows(rng, shape):
     flat = x64.reshape(shape[0], -1)
     np.testing.assert_allclose(gmean.ravel(), flat.mean(axis=1), rtol=1e-7)
     np.testing.assert_allclose(grstd.ravel(), 1 / np.sqrt(flat.var(axis=1) + 1e-5), rtol=1e-4)
-    # A strided view (every other sample) takes the gathered-row path to the same values.
+    # A strided view (every other sample) takes the row-by-row path to the same values.
     view = x[::2]
     np.testing.assert_allclose(
         rn.batch_norm(view, training=True), rn.batch_norm(view.copy(), training=True), atol=1e-6
     )
+    np.testing.assert_allclose(rn.group_norm(view, 1), rn.group_norm(view.copy(), 1), atol=1e-6)
 
 
 def test_batch_norm_eval_float32_running_stats_and_mean_only(rng):

@@ -79,8 +79,10 @@ fn for_each_chunk<T: Float>(block: &[T], pad: T, mut f: impl FnMut(&[T; LANES]))
             .expect("chunks_exact yields LANES elements"));
     }
     if !tail.is_empty() {
-        let mut last = [pad; LANES];
-        last[..tail.len()].copy_from_slice(tail);
+        // Selected lane by lane, not `copy_from_slice`: that is a memcpy call whose small stores
+        // the vector loads of `last` then wait on (store forwarding fails), a stall per row
+        // that dominated rows of 49 values.
+        let last: [T; LANES] = std::array::from_fn(|j| tail.get(j).copied().unwrap_or(pad));
         f(&last);
     }
 }

@@ -14,7 +14,7 @@ use pyo3::types::PyTuple;
 use rsnorm_core::error::check_eps;
 use rsnorm_core::norm::channels::{
     affine_rows, channel_affine, check_groups, check_momentum, merge_rows, normalize_row_groups,
-    update_running, RowAffine, RowGrouping,
+    rstd, update_running, RowAffine, RowGrouping,
 };
 use rsnorm_core::norm::columns::{affine_columns, column_moments};
 use rsnorm_core::reduce::Moments;
@@ -103,10 +103,6 @@ fn result<'py>(
         None => Ok(y),
         Some((mean, rstd)) => Ok(PyTuple::new(py, [y, mean, rstd])?.into_any()),
     }
-}
-
-fn rstd_of(var: f64, eps: f64) -> f64 {
-    1.0 / (var + eps).sqrt()
 }
 
 /// BatchNorm with channels at `axis` (1: NCHW/NCL/(N, C); -1: channel-last), as
@@ -229,7 +225,7 @@ fn batch_norm_typed<'py, S: Storage>(
     let (eps, mean_only) = (a.eps, a.mean_only);
     let channel_params = |c: usize, mean: f64, var: f64| {
         let (w, b) = channel_affine(w, b, c);
-        let scale = if mean_only { w } else { rstd_of(var, eps) * w };
+        let scale = if mean_only { w } else { rstd(var, eps) * w };
         RowAffine {
             mean,
             scale,
@@ -278,8 +274,13 @@ fn batch_norm_typed<'py, S: Storage>(
             let grouping = RowGrouping::Interleaved { groups: channels };
             // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
             compute(py, || unsafe {
-                normalize_row_groups(&xv, &yv, grouping, |r, m| {
-                    channel_params(r % channels, m.mean, m.variance())
+                normalize_row_groups(&xv, &yv, grouping, eps, |_, g| {
+                    let (w, b) = channel_affine(w, b, g.group);
+                    RowAffine {
+                        mean: g.mean,
+                        scale: if mean_only { w } else { g.rstd * w },
+                        shift: b,
+                    }
                 })
             })?
         };
@@ -313,22 +314,25 @@ fn batch_norm_typed<'py, S: Storage>(
         let var = running_var
             .as_ref()
             .map_or_else(|| vec![1.0; channels], |r| r.values.clone());
-        let params = |c: usize| channel_params(c, mean[c], var[c]);
+        // Once per channel: a short row's own square root and division cost more than its values.
+        let params: Vec<RowAffine> = (0..channels)
+            .map(|c| channel_params(c, mean[c], var[c]))
+            .collect();
         compute(py, || {
             // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
             unsafe {
                 if by_columns {
                     let params: Vec<RowAffine> =
-                        (0..columns).map(|k| params(k / inner_len.max(1))).collect();
+                        (0..columns).map(|k| params[k / inner_len.max(1)]).collect();
                     affine_columns(&xv, &yv, &params)
                 } else {
-                    affine_rows(&xv, &yv, |row| params(row % channels))
+                    affine_rows(&xv, &yv, |row| params[row % channels])
                 }
             }
         })?;
         (mean, var)
     };
-    let rstd: Vec<f64> = var.iter().map(|&v| rstd_of(v, a.eps)).collect();
+    let rstd: Vec<f64> = var.iter().map(|&v| rstd(v, a.eps)).collect();
     let stats = if a.return_stats {
         Some(stats_pair::<S>(
             py,
@@ -435,7 +439,7 @@ fn instance_norm_typed<'py, S: Storage>(
         let (w, b) = channel_affine(w, b, row % channels);
         RowAffine {
             mean,
-            scale: rstd_of(var, eps) * w,
+            scale: rstd(var, eps) * w,
             shift: b,
         }
     };
@@ -449,8 +453,13 @@ fn instance_norm_typed<'py, S: Storage>(
         let grouping = RowGrouping::Consecutive { len: 1 };
         // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
         let per_row = compute(py, || unsafe {
-            normalize_row_groups(&xv, &yv, grouping, |r, m| {
-                row_params(r, m.mean, m.variance())
+            normalize_row_groups(&xv, &yv, grouping, eps, |r, g| {
+                let (w, b) = channel_affine(w, b, r % channels);
+                RowAffine {
+                    mean: g.mean,
+                    scale: g.rstd * w,
+                    shift: b,
+                }
             })
         })?;
         if let (Some(rm), Some(rv)) = (&running_mean, &running_var) {
@@ -488,7 +497,7 @@ fn instance_norm_typed<'py, S: Storage>(
         })?;
         (mean, var)
     };
-    let rstd: Vec<f64> = var.iter().map(|&v| rstd_of(v, a.eps)).collect();
+    let rstd: Vec<f64> = var.iter().map(|&v| rstd(v, a.eps)).collect();
     let stats = if a.return_stats {
         Some(stats_pair::<S>(
             py,
@@ -562,11 +571,11 @@ fn group_norm_typed<'py, S: Storage>(
     let grouping = RowGrouping::Consecutive { len: per_group };
     // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
     let per_group_moments = compute(py, || unsafe {
-        normalize_row_groups(&xv, &yv, grouping, |row, m| {
+        normalize_row_groups(&xv, &yv, grouping, eps, |row, g| {
             let (w, b) = channel_affine(w, b, row % channels);
             RowAffine {
-                mean: m.mean,
-                scale: rstd_of(m.variance(), eps) * w,
+                mean: g.mean,
+                scale: g.rstd * w,
                 shift: b,
             }
         })
@@ -574,7 +583,7 @@ fn group_norm_typed<'py, S: Storage>(
     let mean: Vec<f64> = per_group_moments.iter().map(|m| m.mean).collect();
     let rstd: Vec<f64> = per_group_moments
         .iter()
-        .map(|m| rstd_of(m.variance(), eps))
+        .map(|m| rstd(m.variance(), eps))
         .collect();
     let stats = if return_stats {
         Some(stats_pair::<S>(

@@ -155,25 +155,37 @@ const UNIT_VALUES: usize = 4096;
 /// lanes, then merged in unit order. Per-row moments of short rows cost more in folds and merges
 /// than in values: a 7×7 BatchNorm spent 70 ns of its rows' ~90 there. Units depend on the shape
 /// alone, so the one-sweep and two-sweep paths, and every thread count, give the same bits.
+/// When a unit's rows are one contiguous span of native values (GroupNorm's channels of a
+/// C-contiguous array), the span is summed as one slice instead of row by row.
 #[derive(Clone, Copy, Debug)]
 struct StatUnits {
     grouping: RowGrouping,
     rows_per_group: usize,
     rows_per_unit: usize,
     units_per_group: usize,
+    row_len: usize,
+    /// Consecutive groups of native rows that follow each other in memory.
+    spans: bool,
 }
 
 impl StatUnits {
-    fn new(grouping: RowGrouping, n_rows: usize, row_len: usize) -> Self {
+    fn new<S: Element>(grouping: RowGrouping, x: &RowsRef<S>) -> Self {
+        let (n_rows, row_len) = (x.rows.n_rows(), x.rows.row_len());
         let rows_per_group = grouping.rows_per_group(n_rows);
         let rows_per_unit = UNIT_VALUES
             .div_ceil(row_len.max(1))
             .clamp(1, rows_per_group.max(1));
+        let spans = S::NATIVE
+            && matches!(grouping, RowGrouping::Consecutive { .. })
+            && x.rows.inner.single_stride() == Some(1)
+            && x.rows.outer.single_stride() == Some(row_len as isize);
         StatUnits {
             grouping,
             rows_per_group,
             rows_per_unit,
             units_per_group: rows_per_group.div_ceil(rows_per_unit),
+            row_len,
+            spans,
         }
     }
 
@@ -184,6 +196,7 @@ impl StatUnits {
     #[inline(always)]
     unsafe fn moments<S: Element, const NO: usize>(
         &self,
+        x: &RowsRef<S>,
         rows: &mut GroupRows<'_, S, 1, NO>,
         group: usize,
         unit: usize,
@@ -191,6 +204,19 @@ impl StatUnits {
         let first = unit * self.rows_per_unit;
         let members = first..(first + self.rows_per_unit).min(self.rows_per_group);
         let row = |k: usize| self.grouping.row(group, k);
+        if self.spans {
+            // SAFETY: `spans`: native rows (S is S::Compute) that follow each other in memory,
+            // all inside the view (caller's contract).
+            let span = unsafe {
+                std::slice::from_raw_parts(
+                    x.ptr
+                        .wrapping_offset(x.rows.row_offset(row(first)))
+                        .cast::<S::Compute>(),
+                    members.len() * self.row_len,
+                )
+            };
+            return Moments::of_slice(span);
+        }
         if members.len() == 1 {
             // One read instead of a probe read and a sum read (the same bits).
             // SAFETY: forwarded from the caller.
@@ -253,7 +279,7 @@ impl StatUnits {
                 #[inline(always)]
                 |index, rows| {
                     let (group, unit) = self.unit_at(index, n_groups);
-                    self.moments(rows, group, unit)
+                    self.moments(x, rows, group, unit)
                 },
             );
         }
@@ -268,7 +294,8 @@ impl StatUnits {
 }
 
 /// Normalizes rows by the moments of their group: `y_row = (x_row − mean) · scale + shift` with
-/// `affine(row, group_moments)`. Returns each group's moments (see [`StatUnits`]).
+/// `affine(row, group_stats)` (`eps` enters the group's rstd). Returns each group's moments (see
+/// [`StatUnits`]).
 ///
 /// With enough groups to keep every thread busy, and groups small enough for cache, each task
 /// takes whole groups and reads a group for its moments, then again for y while it is still in
@@ -282,14 +309,15 @@ pub unsafe fn normalize_row_groups<S: Element>(
     x: &RowsRef<S>,
     y: &RowsMut<S>,
     grouping: RowGrouping,
-    affine: impl Fn(usize, &Moments) -> RowAffine + Sync,
+    eps: f64,
+    affine: impl Fn(usize, &GroupStats) -> RowAffine + Sync,
 ) -> Result<Vec<Moments>> {
     // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
     crate::simd::streaming(|| {
         check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
         let n_rows = x.rows.n_rows();
         let n_groups = grouping.n_groups(n_rows);
-        let units = StatUnits::new(grouping, n_rows, x.rows.row_len());
+        let units = StatUnits::new(grouping, x);
         let per_group = units.rows_per_group;
         let group_bytes = per_group * x.rows.row_len() * std::mem::size_of::<S>();
         if n_groups < GROUPS_PER_THREAD * parallel::num_threads()
@@ -297,8 +325,11 @@ pub unsafe fn normalize_row_groups<S: Element>(
         {
             // SAFETY: forwarded from the caller.
             let groups = unsafe { units.all_groups(x, n_groups) };
+            let stats: Vec<GroupStats> = (groups.iter().enumerate())
+                .map(|(g, m)| GroupStats::of(g, m, eps))
+                .collect();
             // SAFETY: forwarded from the caller.
-            unsafe { affine_rows(x, y, |r| affine(r, &groups[grouping.group_of(r)]))? };
+            unsafe { affine_rows(x, y, |r| affine(r, &stats[grouping.group_of(r)]))? };
             return Ok(groups);
         }
         let mut groups = vec![Moments::default(); n_groups];
@@ -313,11 +344,12 @@ pub unsafe fn normalize_row_groups<S: Element>(
                 |g, rows| {
                     let mut merged = Moments::default();
                     for unit in 0..units.units_per_group {
-                        merged = merged.merge(units.moments(rows, g, unit));
+                        merged = merged.merge(units.moments(x, rows, g, unit));
                     }
+                    let stats = GroupStats::of(g, &merged, eps);
                     for k in 0..per_group {
                         let r = grouping.row(g, k);
-                        let p = affine(r, &merged);
+                        let p = affine(r, &stats);
                         // The next group's matching row streams in while this one is written.
                         let ahead = if g + 1 < n_groups {
                             x.prefetch_target(grouping.row(g + 1, k))
@@ -376,6 +408,31 @@ pub unsafe fn affine_rows_with_grad<S: Element>(
         }
         Ok(())
     })
+}
+
+/// 1 / √(var + eps): a norm's scale before its weight.
+pub fn rstd(var: f64, eps: f64) -> f64 {
+    1.0 / (var + eps).sqrt()
+}
+
+/// A group's statistics as its rows' affine maps use them: computed once per group, so a short
+/// row pays no square root or division of its own.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GroupStats {
+    pub group: usize,
+    pub mean: f64,
+    /// 1 / √(biased variance + eps).
+    pub rstd: f64,
+}
+
+impl GroupStats {
+    fn of(group: usize, m: &Moments, eps: f64) -> Self {
+        GroupStats {
+            group,
+            mean: m.mean,
+            rstd: rstd(m.variance(), eps),
+        }
+    }
 }
 
 /// Per-channel weight (default 1) and bias (default 0) of channel `c`.
@@ -472,9 +529,9 @@ mod tests {
             RowGrouping::Consecutive { len: 3 },
             RowGrouping::Consecutive { len: 1 },
         ] {
-            let affine = |r: usize, m: &Moments| RowAffine {
-                mean: m.mean,
-                scale: 1.0 / (m.variance() + 1e-5).sqrt(),
+            let affine = |r: usize, g: &GroupStats| RowAffine {
+                mean: g.mean,
+                scale: g.rstd,
                 shift: (r % c) as f64,
             };
             // One thread: every grouping here has groups enough for the one-sweep path; 64
@@ -483,7 +540,13 @@ mod tests {
                 crate::parallel::set_num_threads(threads);
                 let mut y = vec![0.0f32; x.len()];
                 let groups = unsafe {
-                    normalize_row_groups(&view, &RowsMut::from_slice(&mut y, len), grouping, affine)
+                    normalize_row_groups(
+                        &view,
+                        &RowsMut::from_slice(&mut y, len),
+                        grouping,
+                        1e-5,
+                        affine,
+                    )
                 }
                 .unwrap();
                 (groups, y)

@@ -80,7 +80,13 @@ pub(crate) fn in_segments<T>(ahead: Ahead, y: &mut [T], mut body: impl FnMut(usi
     /// Elements per segment: 2 KB of f32, so each burst is 32 prefetches (512 measured a little
     /// faster than 256 and 1024 at (8192, 4096)).
     const SEGMENT: usize = 512;
-    let step = ahead.bytes().div_ceil(y.len().div_ceil(SEGMENT).max(1));
+    let segments = y.len().div_ceil(SEGMENT);
+    // A short row is one segment: no division (it cost more than a 49-value row's arithmetic).
+    let step = if segments <= 1 {
+        ahead.bytes()
+    } else {
+        ahead.bytes().div_ceil(segments)
+    };
     for (k, segment) in y.chunks_mut(SEGMENT).enumerate() {
         ahead.touch_span(k * step, step);
         body(k * SEGMENT, segment);
