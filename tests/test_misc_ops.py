@@ -71,7 +71,9 @@ def test_selu_values_layouts_and_in_place(rng):
     assert rn.selu(np.zeros((0, 3), np.float16)).shape == (0, 3)
 
 
-@pytest.mark.parametrize("shape", [(2, 7, 5), (2, 9, 3, 4), (1, 4, 2, 3, 2)])
+@pytest.mark.parametrize(
+    "shape", [(2, 7, 5), (2, 9, 3, 4), (1, 4, 2, 3, 2), (2, 9, 7, 7)]
+)  # 7x7: a padded step
 @pytest.mark.parametrize("size", [1, 2, 5, 12])
 def test_lrn_reference_3d_4d_5d_and_edges(rng, shape, size):
     x = rng.standard_normal(shape) * 10
