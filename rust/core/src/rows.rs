@@ -502,6 +502,11 @@ impl Ahead {
     /// Bytes per prefetch: one cache line.
     pub const LINE: usize = 64;
 
+    /// Rows shorter than this are not prefetched a row ahead: the hardware prefetcher follows
+    /// such rows anyway, and the prefetch's setup cost more than it saved (BatchNorm eval on
+    /// 7×7 rows 15% faster without it, LayerNorm on 49-value rows 6%).
+    pub const MIN_ROW_BYTES: usize = 1024;
+
     /// The `len` values from `ptr` (any address: prefetches never fault).
     #[inline(always)]
     pub fn of<T>(ptr: *const T, len: usize) -> Ahead {
@@ -547,9 +552,13 @@ impl Ahead {
 }
 
 impl<S> RowsRef<S> {
-    /// The row after `row` as prefetch target, when rows are contiguous runs of memory.
+    /// The row after `row` as prefetch target, when rows are contiguous runs of memory of at
+    /// least [`Ahead::MIN_ROW_BYTES`].
     #[inline(always)]
     pub fn ahead(&self, row: usize) -> Ahead {
+        if self.rows.row_len() * std::mem::size_of::<S>() < Ahead::MIN_ROW_BYTES {
+            return Ahead::NONE;
+        }
         self.prefetch_target(row + 1)
     }
 
