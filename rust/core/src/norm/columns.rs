@@ -107,14 +107,22 @@ unsafe fn probe_center<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<f64> {
     let mut sums = vec![0.0f64; columns];
     let mut rows = 0usize;
     let row_len = x.rows.row_len();
-    let mut values = Vec::with_capacity(row_len);
+    let mut values = vec![0.0f64; row_len];
+    let contiguous = x.rows.inner.single_stride() == Some(1);
     for group in 0..x.rows.n_rows() {
-        values.clear();
         let base = x.ptr.wrapping_offset(x.rows.row_offset(group));
-        // SAFETY: offsets stay inside the view (caller's contract).
-        x.rows
-            .inner
-            .for_each_offset(|_, off| values.push(unsafe { *base.offset(off) }.load().to_f64()));
+        if contiguous {
+            // SAFETY: a contiguous row inside the view (caller's contract).
+            let row = unsafe { std::slice::from_raw_parts(base, row_len) };
+            for (v, &s) in values.iter_mut().zip(row) {
+                *v = s.load().to_f64();
+            }
+        } else {
+            // SAFETY: offsets stay inside the view (caller's contract).
+            x.rows.inner.for_each_offset(|k, off| {
+                values[k] = unsafe { *base.offset(off) }.load().to_f64();
+            });
+        }
         for row in values.chunks_exact(columns) {
             for (s, v) in sums.iter_mut().zip(row) {
                 *s += v;

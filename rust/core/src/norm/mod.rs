@@ -149,7 +149,7 @@ mod tests {
             let x: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
             let w: Vec<f32> = (0..len).map(|i| 1.0 + i as f32 * 1e-3).collect();
             let next = vec![0.0f32; 2 * len];
-            let ahead = RowsRef::from_slice(&next, len).ahead(0);
+            let ahead = RowsRef::from_slice(&next, len).prefetch_target(1);
             assert_eq!(ahead.bytes(), len * 4);
             let (mut plain, mut fetched) = (vec![0.0f32; len], vec![0.0f32; len]);
             normalize_into(&x, &mut plain, 0.25, 1.5, Some(&w), None, Ahead::NONE);
@@ -162,8 +162,11 @@ mod tests {
                 .collect();
             assert_eq!(plain, want);
         }
-        // The last row has nothing after it.
-        let data = vec![0.0f32; 8];
-        assert_eq!(RowsRef::from_slice(&data, 4).ahead(1).bytes(), 0);
+        // The last row has nothing after it; rows under `Ahead::MIN_ROW_BYTES` are not
+        // prefetched, longer ones are.
+        let data = vec![0.0f32; 1024];
+        assert_eq!(RowsRef::from_slice(&data, 256).ahead(3).bytes(), 0);
+        assert_eq!(RowsRef::from_slice(&data, 4).ahead(0).bytes(), 0);
+        assert_eq!(RowsRef::from_slice(&data, 256).ahead(0).bytes(), 1024);
     }
 }
