@@ -192,6 +192,18 @@ def test_channel_norms_over_short_and_long_rows(rng, shape):
     flat = x64.reshape(shape[0], -1)
     np.testing.assert_allclose(gmean.ravel(), flat.mean(axis=1), rtol=1e-7)
     np.testing.assert_allclose(grstd.ravel(), 1 / np.sqrt(flat.var(axis=1) + 1e-5), rtol=1e-4)
+    # In place (y is x) gives the same bits, training and eval.
+    z = x.copy()
+    assert rn.batch_norm(z, training=True, weight=w, bias=b, out=z) is z
+    np.testing.assert_array_equal(z, y)
+    z = x.copy()
+    rn.group_norm(z, 1, w, b, out=z)
+    np.testing.assert_array_equal(z, gy)
+    z = x.copy()
+    want = rn.batch_norm(x, bmean, bvar, w, b)
+    rn.batch_norm(z, bmean, bvar, w, b, out=z)
+    np.testing.assert_array_equal(z, want)
+    np.testing.assert_allclose(want, bn_ref(x64, bmean, bvar, w, b), atol=2e-3)
     # A strided view (every other sample) takes the row-by-row path to the same values.
     view = x[::2]
     np.testing.assert_allclose(

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::parallel;
 use crate::reduce::Moments;
 use crate::rows::{check_same_rows, map_row_groups, map_rows, Ahead, GroupRows, RowsMut, RowsRef};
+use crate::simd;
 
 /// y = (x − mean) · scale + shift for one row.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,6 +68,21 @@ pub unsafe fn affine_rows<S: Element>(
     // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
     crate::simd::streaming(|| {
         check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
+        if let Some(direct) = DirectRows::of(x, y) {
+            let row_len = x.rows.row_len();
+            simd::for_each_range(
+                x.rows.n_rows(),
+                2 * row_len,
+                #[inline(always)]
+                |range| {
+                    for row in range {
+                        // SAFETY: forwarded from the caller; one task per row.
+                        unsafe { direct.affine::<S::Compute>(row, affine(row), x.ahead(row)) };
+                    }
+                },
+            );
+            return Ok(());
+        }
         // SAFETY: forwarded from the caller.
         unsafe {
             map_rows(
@@ -79,6 +95,111 @@ pub unsafe fn affine_rows<S: Element>(
         }
         Ok(())
     })
+}
+
+/// How a statistics unit reaches its rows: the row driver's [`GroupRows`], or [`DirectRows`].
+trait ReadRows<T> {
+    /// Calls `f` on row `row` of x.
+    ///
+    /// # Safety
+    /// The calling task may read this row (see [`GroupRows::read`]).
+    unsafe fn read_row<R>(&mut self, row: usize, f: impl FnOnce(&[T]) -> R) -> R;
+}
+
+impl<S: Element, const NO: usize> ReadRows<S::Compute> for GroupRows<'_, S, 1, NO> {
+    #[inline(always)]
+    unsafe fn read_row<R>(&mut self, row: usize, f: impl FnOnce(&[S::Compute]) -> R) -> R {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.read(
+                row,
+                #[inline(always)]
+                |[x]| f(x),
+            )
+        }
+    }
+}
+
+impl<T> ReadRows<T> for DirectRows {
+    #[inline(always)]
+    unsafe fn read_row<R>(&mut self, row: usize, f: impl FnOnce(&[T]) -> R) -> R {
+        // SAFETY: forwarded from the caller (`T` is the views' native type where built).
+        f(unsafe { self.x_row(row) })
+    }
+}
+
+/// Native rows that follow each other in memory, in x and in y (y may be x itself): reached by
+/// pointer arithmetic instead of the row driver's per-row gather bookkeeping, which cost more
+/// than a short row's work (BatchNorm eval on 7×7 rows: 0.18 → 0.10 ms on one thread).
+#[derive(Clone, Copy)]
+struct DirectRows {
+    x: usize,
+    y: usize,
+    row_len: usize,
+}
+
+impl DirectRows {
+    /// `Some` when both views are native rows that follow each other in memory.
+    fn of<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>) -> Option<Self> {
+        let consecutive = |rows: &crate::layout::Rows| {
+            rows.inner.single_stride() == Some(1)
+                && (rows.n_rows() <= 1
+                    || rows.outer.single_stride() == Some(rows.row_len() as isize))
+        };
+        (S::NATIVE && consecutive(&x.rows) && consecutive(&y.rows)).then(|| DirectRows {
+            x: x.ptr as usize,
+            y: y.ptr as usize,
+            row_len: x.rows.row_len(),
+        })
+    }
+
+    /// Row `row` of x.
+    ///
+    /// # Safety
+    /// `T` is the views' (native) type; `row` is in range; not written while the slice lives.
+    #[inline(always)]
+    unsafe fn x_row<'a, T>(self, row: usize) -> &'a [T] {
+        // SAFETY: the caller's contract.
+        unsafe {
+            std::slice::from_raw_parts((self.x as *const T).add(row * self.row_len), self.row_len)
+        }
+    }
+
+    /// Writes row `row` of y from row `row` of x.
+    ///
+    /// # Safety
+    /// As [`DirectRows::x_row`]; no other task touches the row.
+    #[inline(always)]
+    unsafe fn affine<T: Float>(self, row: usize, p: RowAffine, ahead: Ahead) {
+        let start = row * self.row_len;
+        // SAFETY: the caller's contract; in place only y is formed.
+        unsafe {
+            let y = std::slice::from_raw_parts_mut((self.y as *mut T).add(start), self.row_len);
+            if self.x == self.y {
+                affine_row_in_place(y, p, ahead);
+            } else {
+                affine_row(self.x_row(row), y, p, ahead);
+            }
+        }
+    }
+}
+
+/// [`affine_row`] with y as its own input.
+#[inline(always)]
+fn affine_row_in_place<T: Float>(y: &mut [T], p: RowAffine, ahead: Ahead) {
+    let (hi, lo) = split_mean::<T>(p.mean);
+    let scale = T::from_f64(p.scale);
+    let shift = T::from_f64(p.shift);
+    in_segments(
+        ahead,
+        y,
+        #[inline(always)]
+        |_, y| {
+            for v in y.iter_mut() {
+                *v = ((*v - hi) - lo) * scale + shift;
+            }
+        },
+    );
 }
 
 /// `y = (x − mean) · scale + shift` for one row, prefetching `ahead` as it goes.
@@ -194,10 +315,10 @@ impl StatUnits {
     /// # Safety
     /// As [`GroupRows::read`]: the calling task may read these rows.
     #[inline(always)]
-    unsafe fn moments<S: Element, const NO: usize>(
+    unsafe fn moments<S: Element>(
         &self,
         x: &RowsRef<S>,
-        rows: &mut GroupRows<'_, S, 1, NO>,
+        rows: &mut impl ReadRows<S::Compute>,
         group: usize,
         unit: usize,
     ) -> Moments {
@@ -220,30 +341,20 @@ impl StatUnits {
         if members.len() == 1 {
             // One read instead of a probe read and a sum read (the same bits).
             // SAFETY: forwarded from the caller.
-            return unsafe {
-                rows.read(
-                    row(first),
-                    #[inline(always)]
-                    |[x]| Moments::of_slice(x),
-                )
-            };
+            return unsafe { rows.read_row(row(first), Moments::of_slice) };
         }
         // SAFETY: forwarded from the caller.
         unsafe {
-            let center = rows.read(
-                row(first),
-                #[inline(always)]
-                |[x]| Moments::probe_center(x),
-            );
+            let center = rows.read_row(row(first), Moments::probe_center);
             Moments::of_runs(
                 center,
                 #[inline(always)]
                 |sums| {
                     for k in members.clone() {
-                        rows.read(
+                        rows.read_row(
                             row(k),
                             #[inline(always)]
-                            |[x]| sums.add(x),
+                            |x| sums.add(x),
                         );
                     }
                 },
@@ -333,6 +444,8 @@ pub unsafe fn normalize_row_groups<S: Element>(
             return Ok(groups);
         }
         let mut groups = vec![Moments::default(); n_groups];
+        let direct = DirectRows::of(x, y);
+        let prefetch = x.rows.row_len() * std::mem::size_of::<S>() >= Ahead::MIN_ROW_BYTES;
         // SAFETY: forwarded from the caller; group g touches only its own rows.
         unsafe {
             map_row_groups(
@@ -344,23 +457,29 @@ pub unsafe fn normalize_row_groups<S: Element>(
                 |g, rows| {
                     let mut merged = Moments::default();
                     for unit in 0..units.units_per_group {
-                        merged = merged.merge(units.moments(x, rows, g, unit));
+                        merged = merged.merge(match direct {
+                            Some(mut direct) => units.moments(x, &mut direct, g, unit),
+                            None => units.moments(x, rows, g, unit),
+                        });
                     }
                     let stats = GroupStats::of(g, &merged, eps);
                     for k in 0..per_group {
                         let r = grouping.row(g, k);
                         let p = affine(r, &stats);
                         // The next group's matching row streams in while this one is written.
-                        let ahead = if g + 1 < n_groups {
+                        let ahead = if g + 1 < n_groups && prefetch {
                             x.prefetch_target(grouping.row(g + 1, k))
                         } else {
                             Ahead::NONE
                         };
-                        rows.write(
-                            r,
-                            #[inline(always)]
-                            |[x], [y]| affine_row(x, y, p, ahead),
-                        );
+                        match direct {
+                            Some(direct) => direct.affine::<S::Compute>(r, p, ahead),
+                            None => rows.write(
+                                r,
+                                #[inline(always)]
+                                |[x], [y]| affine_row(x, y, p, ahead),
+                            ),
+                        }
                     }
                     merged
                 },
