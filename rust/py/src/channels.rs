@@ -453,14 +453,7 @@ fn instance_norm_typed<'py, S: Storage>(
         let grouping = RowGrouping::Consecutive { len: 1 };
         // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
         let per_row = compute(py, || unsafe {
-            normalize_row_groups(&xv, &yv, grouping, eps, |r, g| {
-                let (w, b) = channel_affine(w, b, r % channels);
-                RowAffine {
-                    mean: g.mean,
-                    scale: g.rstd * w,
-                    shift: b,
-                }
-            })
+            normalize_row_groups(&xv, &yv, grouping, eps, |r, g| g.affine(w, b, r % channels))
         })?;
         if let (Some(rm), Some(rv)) = (&running_mean, &running_var) {
             // PyTorch: each instance updates its channel's statistics; the N results are averaged.
@@ -572,12 +565,7 @@ fn group_norm_typed<'py, S: Storage>(
     // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
     let per_group_moments = compute(py, || unsafe {
         normalize_row_groups(&xv, &yv, grouping, eps, |row, g| {
-            let (w, b) = channel_affine(w, b, row % channels);
-            RowAffine {
-                mean: g.mean,
-                scale: g.rstd * w,
-                shift: b,
-            }
+            g.affine(w, b, row % channels)
         })
     })?;
     let mean: Vec<f64> = per_group_moments.iter().map(|m| m.mean).collect();

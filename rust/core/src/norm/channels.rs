@@ -187,34 +187,26 @@ impl DirectRows {
 /// [`affine_row`] with y as its own input.
 #[inline(always)]
 fn affine_row_in_place<T: Float>(y: &mut [T], p: RowAffine, ahead: Ahead) {
-    let (hi, lo) = split_mean::<T>(p.mean);
-    let scale = T::from_f64(p.scale);
-    let shift = T::from_f64(p.shift);
+    let map = p.in_type::<T>();
     in_segments(
         ahead,
         y,
         #[inline(always)]
-        |_, y| {
-            for v in y.iter_mut() {
-                *v = ((*v - hi) - lo) * scale + shift;
-            }
-        },
+        |_, y| y.iter_mut().for_each(|v| *v = map(*v)),
     );
 }
 
 /// `y = (x − mean) · scale + shift` for one row, prefetching `ahead` as it goes.
 #[inline(always)]
 fn affine_row<T: Float>(x: &[T], y: &mut [T], p: RowAffine, ahead: Ahead) {
-    let (hi, lo) = split_mean::<T>(p.mean);
-    let scale = T::from_f64(p.scale);
-    let shift = T::from_f64(p.shift);
+    let map = p.in_type::<T>();
     in_segments(
         ahead,
         y,
         #[inline(always)]
         |at, y| {
             for (y, &x) in y.iter_mut().zip(&x[at..]) {
-                *y = ((x - hi) - lo) * scale + shift;
+                *y = map(x);
             }
         },
     );
@@ -529,6 +521,18 @@ pub unsafe fn affine_rows_with_grad<S: Element>(
     })
 }
 
+impl RowAffine {
+    /// The map in `T`, x − mean formed from the hi/lo split of the mean (see [`split_mean`]).
+    #[inline(always)]
+    fn in_type<T: Float>(self) -> impl Fn(T) -> T {
+        let (hi, lo) = split_mean::<T>(self.mean);
+        let scale = T::from_f64(self.scale);
+        let shift = T::from_f64(self.shift);
+        #[inline(always)]
+        move |x| ((x - hi) - lo) * scale + shift
+    }
+}
+
 /// 1 / √(var + eps): a norm's scale before its weight.
 pub fn rstd(var: f64, eps: f64) -> f64 {
     1.0 / (var + eps).sqrt()
@@ -545,6 +549,21 @@ pub struct GroupStats {
 }
 
 impl GroupStats {
+    /// The map standardizing a row of channel `channel`, then applying its weight and bias.
+    pub fn affine(
+        &self,
+        weight: Option<&[f64]>,
+        bias: Option<&[f64]>,
+        channel: usize,
+    ) -> RowAffine {
+        let (w, b) = channel_affine(weight, bias, channel);
+        RowAffine {
+            mean: self.mean,
+            scale: self.rstd * w,
+            shift: b,
+        }
+    }
+
     fn of(group: usize, m: &Moments, eps: f64) -> Self {
         GroupStats {
             group,
