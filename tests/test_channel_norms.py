@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rsnorm as rn
 from conftest import golden_cases
@@ -210,6 +212,44 @@ def test_channel_norms_over_short_and_long_rows(rng, shape):
         rn.batch_norm(view, training=True), rn.batch_norm(view.copy(), training=True), atol=1e-6
     )
     np.testing.assert_allclose(rn.group_norm(view, 1), rn.group_norm(view.copy(), 1), atol=1e-6)
+
+
+@given(
+    st.integers(1, 70),
+    st.integers(1, 8),
+    st.integers(2, 300),
+    st.sampled_from([0.0, 1e4]),
+    st.sampled_from([np.float32, np.float64]),
+    st.sampled_from(["contiguous", "strided", "in place"]),
+    st.integers(0, 2**31),
+)
+@settings(max_examples=60, deadline=None)
+def test_property_channel_norms_match_reference(n, c, length, offset, dtype, layout, seed):
+    """BatchNorm train/eval, GroupNorm and InstanceNorm on (n, c, length) over short rows (lanes
+    shared across rows and flushes), long rows, large offsets, strided views and in place."""
+    rng = np.random.default_rng(seed)
+    base = (offset + rng.standard_normal((n, c, 2 * length))).astype(dtype)
+    x = base[:, :, ::2] if layout == "strided" else np.ascontiguousarray(base[:, :, :length])
+    x64 = x.astype(np.float64)
+    w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    groups = next(g for g in (4, 3, 2, 1) if c % g == 0)
+    tol = 2e-4 if dtype == np.float32 else 1e-9
+
+    def run(op, *args, **kwargs):
+        if layout != "in place":
+            return op(x, *args, **kwargs)
+        z = x.copy()
+        assert op(z, *args, out=z, **kwargs) is z
+        return z
+
+    mean, var = x64.mean(axis=(0, 2)), x64.var(axis=(0, 2))
+    if n * length > 1:
+        np.testing.assert_allclose(
+            run(rn.batch_norm, training=True, weight=w, bias=b), bn_ref(x64, mean, var, w, b), atol=tol
+        )
+    np.testing.assert_allclose(run(rn.batch_norm, mean, var, w, b), bn_ref(x64, mean, var, w, b), atol=tol)
+    np.testing.assert_allclose(run(rn.group_norm, groups, w, b), group_ref(x64, groups, w, b), atol=tol)
+    np.testing.assert_allclose(run(rn.instance_norm, weight=w, bias=b), group_ref(x64, c, w, b), atol=tol)
 
 
 def test_batch_norm_eval_float32_running_stats_and_mean_only(rng):
