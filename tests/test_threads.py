@@ -107,6 +107,7 @@ x = rng.standard_normal((64, 1000)).astype(np.float32) * 3 + 1e3
 w = np.linspace(-1, 1, 1000, dtype=np.float32)
 img = rng.standard_normal((8, 16, 12, 12)).astype(np.float32) * 2 + 5
 nhwc = np.ascontiguousarray(np.moveaxis(img, 1, -1))
+img7 = np.ascontiguousarray(img[:, :, :7, :7])
 p = [rng.standard_normal(10_000).astype(np.float32)]
 rn.optim.Adam(p, lr=1e-2).step([rng.standard_normal(10_000).astype(np.float32)])
 outputs = {
@@ -118,6 +119,12 @@ outputs = {
     "instance_norm_7x7": rn.instance_norm(np.ascontiguousarray(img[:, :, :7, :7])),
     "batch_norm_7x7": rn.batch_norm(np.ascontiguousarray(img[:, :, :7, :7]), training=True),
     "layer_norm_49": rn.layer_norm(x[:, :49], 49),
+    "batch_norm_backward_7x7": rn.batch_norm_backward(
+        img7 * 0.5, img7, *rn.batch_norm(img7, training=True, return_stats=True)[1:]
+    )[0],
+    "layer_norm_backward": rn.layer_norm_backward(
+        x / 7, x, *rn.layer_norm(x, 1000, return_stats=True)[1:], w
+    )[0],
     "softmax": rn.softmax(x / 100),
     "softmax_f64": rn.softmax(x.astype(np.float64) / 100),
     "softmax_columns": rn.log_softmax(x[:, :100] / 100, axis=0),

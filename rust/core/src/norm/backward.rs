@@ -14,7 +14,9 @@ use crate::reduce::{ColumnSums, LANES};
 use crate::rows::{check_same_rows, map_elements, map_row_blocks, map_rows, RowsMut, RowsRef};
 
 /// (Σ g, Σ g·x̂) over a row with g = go·w, x̂ = ((x − hi) − lo)·rstd: lanes of `T` indexed by
-/// constants (so they stay in registers), folded to f64 every 1024 elements; the tail in f64.
+/// constants (so they stay in registers), folded to f64 every 1024 elements by a fixed tree; the
+/// tail joins the lanes as one more chunk padded with g = 0. (The tail had been a serial f64
+/// chain and the fold a serial f64 sum of 32 lanes: most of a 49-value row's time.)
 #[inline(always)]
 fn grad_sums<T: Float>(go: &[T], x: &[T], w: Option<&[T]>, hi: T, lo: T, rstd: T) -> (f64, f64) {
     const BLOCK: usize = 1024;
@@ -26,38 +28,65 @@ fn grad_sums<T: Float>(go: &[T], x: &[T], w: Option<&[T]>, hi: T, lo: T, rstd: T
         let full = start + (end - start) / LANES * LANES;
         let mut sg = [T::ZERO; LANES];
         let mut sgx = [T::ZERO; LANES];
-        let chunks = go[start..full]
+        let mut add = |g: &[T; LANES], xv: &[T; LANES]| {
+            for j in 0..LANES {
+                sg[j] = sg[j] + g[j];
+                sgx[j] = sgx[j] + g[j] * (((xv[j] - hi) - lo) * rstd);
+            }
+        };
+        for (k, (g, xv)) in go[start..full]
             .chunks_exact(LANES)
-            .zip(x[start..full].chunks_exact(LANES));
-        match w {
-            Some(w) => {
-                for ((g, xv), wv) in chunks.zip(w[start..full].chunks_exact(LANES)) {
-                    for j in 0..LANES {
-                        let gw = g[j] * wv[j];
-                        sg[j] = sg[j] + gw;
-                        sgx[j] = sgx[j] + gw * (((xv[j] - hi) - lo) * rstd);
-                    }
+            .zip(x[start..full].chunks_exact(LANES))
+            .enumerate()
+        {
+            let g: &[T; LANES] = g.try_into().expect("LANES long");
+            let xv: &[T; LANES] = xv.try_into().expect("LANES long");
+            match w {
+                Some(w) => {
+                    let at = start + k * LANES;
+                    let gw: [T; LANES] = std::array::from_fn(|j| g[j] * w[at + j]);
+                    add(&gw, xv);
                 }
-            }
-            None => {
-                for (g, xv) in chunks {
-                    for j in 0..LANES {
-                        sg[j] = sg[j] + g[j];
-                        sgx[j] = sgx[j] + g[j] * (((xv[j] - hi) - lo) * rstd);
-                    }
-                }
+                None => add(g, xv),
             }
         }
-        total_g += sg.iter().map(|v| v.to_f64()).sum::<f64>();
-        total_gx += sgx.iter().map(|v| v.to_f64()).sum::<f64>();
-        for k in full..end {
-            let gw = w.map_or(go[k], |w| go[k] * w[k]);
-            total_g += gw.to_f64();
-            total_gx += (gw * (((x[k] - hi) - lo) * rstd)).to_f64();
+        if full < end {
+            // g = 0 in the padding adds nothing to either sum (x̂ there is finite).
+            let g: [T; LANES] = std::array::from_fn(|j| {
+                let k = full + j;
+                if k < end {
+                    w.map_or(go[k], |w| go[k] * w[k])
+                } else {
+                    T::ZERO
+                }
+            });
+            let xv: [T; LANES] = std::array::from_fn(|j| {
+                x.get(full + j)
+                    .filter(|_| full + j < end)
+                    .copied()
+                    .unwrap_or(hi)
+            });
+            add(&g, &xv);
         }
+        total_g += lanes_total(&sg);
+        total_gx += lanes_total(&sgx);
         start = end;
     }
     (total_g, total_gx)
+}
+
+/// The lanes' f64 sum by a fixed halving tree (a serial sum would be a 32-add dependency chain).
+#[inline(always)]
+fn lanes_total<T: Float>(lanes: &[T; LANES]) -> f64 {
+    let mut wide: [f64; LANES] = std::array::from_fn(|j| lanes[j].to_f64());
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for j in 0..width {
+            wide[j] += wide[j + width];
+        }
+    }
+    wide[0]
 }
 
 /// Partial parameter gradients of a block of rows: Σ go·x̂ and Σ go per element of the row.
@@ -207,7 +236,12 @@ pub unsafe fn grouped_norm_backward<S: Element>(
         )?;
         let n_rows = x.rows.n_rows();
         let n_stats = mean.len();
-        if rstd.len() != n_stats || (0..n_rows).any(|r| (layout.stat_of_row)(r) >= n_stats) {
+        // (statistic, channel) of every row, looked up once: the layout's closures are dynamic
+        // calls, several per row in the passes below, which cost more than a 49-value row.
+        let row_map: Vec<(usize, usize)> = (0..n_rows)
+            .map(|r| ((layout.stat_of_row)(r), (layout.channel_of_row)(r)))
+            .collect();
+        if rstd.len() != n_stats || row_map.iter().any(|&(s, _)| s >= n_stats) {
             return Err(Error::ShapeMismatch(format!(
                 "{OP}: mean/rstd have {}/{} values, which does not fit x (statistics from another shape?)",
                 mean.len(),
@@ -225,7 +259,7 @@ pub unsafe fn grouped_norm_backward<S: Element>(
                 &mut sums,
                 #[inline(always)]
                 |row, [go, x], []| {
-                    let s = (layout.stat_of_row)(row);
+                    let (s, _) = row_map[row];
                     let (hi, lo) = split_mean::<S::Compute>(mean[s]);
                     grad_sums(
                         go,
@@ -244,8 +278,7 @@ pub unsafe fn grouped_norm_backward<S: Element>(
         let mut b = vec![0.0; n_stats];
         let mut count = vec![0.0; n_stats];
         let row_len = x.rows.row_len() as f64;
-        for (r, &(sg, sgx)) in sums.iter().enumerate() {
-            let (c, s) = ((layout.channel_of_row)(r), (layout.stat_of_row)(r));
+        for (&(sg, sgx), &(s, c)) in sums.iter().zip(&row_map) {
             dbias[c] += sg;
             dweight[c] += sgx;
             let w = weight.map_or(1.0, |w| w[c]);
@@ -257,7 +290,7 @@ pub unsafe fn grouped_norm_backward<S: Element>(
         // SAFETY: forwarded from the caller.
         unsafe {
             super::channels::affine_rows_with_grad(grad_out, x, dx, |row| {
-                let (c, s) = ((layout.channel_of_row)(row), (layout.stat_of_row)(row));
+                let (s, c) = row_map[row];
                 let means = training.then(|| (a[s] / count[s], b[s] / count[s]));
                 dx_params(mean[s], rstd[s], weight.map_or(1.0, |w| w[c]), means)
             })?;
