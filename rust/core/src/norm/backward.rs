@@ -28,45 +28,41 @@ fn grad_sums<T: Float>(go: &[T], x: &[T], w: Option<&[T]>, hi: T, lo: T, rstd: T
         let full = start + (end - start) / LANES * LANES;
         let mut sg = [T::ZERO; LANES];
         let mut sgx = [T::ZERO; LANES];
-        let mut add = |g: &[T; LANES], xv: &[T; LANES]| {
-            for j in 0..LANES {
-                sg[j] = sg[j] + g[j];
-                sgx[j] = sgx[j] + g[j] * (((xv[j] - hi) - lo) * rstd);
-            }
-        };
-        for (k, (g, xv)) in go[start..full]
+        let chunks = go[start..full]
             .chunks_exact(LANES)
-            .zip(x[start..full].chunks_exact(LANES))
-            .enumerate()
-        {
-            let g: &[T; LANES] = g.try_into().expect("LANES long");
-            let xv: &[T; LANES] = xv.try_into().expect("LANES long");
-            match w {
-                Some(w) => {
-                    let at = start + k * LANES;
-                    let gw: [T; LANES] = std::array::from_fn(|j| g[j] * w[at + j]);
-                    add(&gw, xv);
+            .zip(x[start..full].chunks_exact(LANES));
+        match w {
+            Some(w) => {
+                for ((g, xv), wv) in chunks.zip(w[start..full].chunks_exact(LANES)) {
+                    for j in 0..LANES {
+                        let gw = g[j] * wv[j];
+                        sg[j] = sg[j] + gw;
+                        sgx[j] = sgx[j] + gw * (((xv[j] - hi) - lo) * rstd);
+                    }
                 }
-                None => add(g, xv),
+            }
+            None => {
+                for (g, xv) in chunks {
+                    for j in 0..LANES {
+                        sg[j] = sg[j] + g[j];
+                        sgx[j] = sgx[j] + g[j] * (((xv[j] - hi) - lo) * rstd);
+                    }
+                }
             }
         }
         if full < end {
             // g = 0 in the padding adds nothing to either sum (x̂ there is finite).
-            let g: [T; LANES] = std::array::from_fn(|j| {
-                let k = full + j;
-                if k < end {
-                    w.map_or(go[k], |w| go[k] * w[k])
-                } else {
-                    T::ZERO
-                }
+            let len = end - full;
+            let g: [T; LANES] = std::array::from_fn(|j| match (j < len, w) {
+                (false, _) => T::ZERO,
+                (true, Some(w)) => go[full + j] * w[full + j],
+                (true, None) => go[full + j],
             });
-            let xv: [T; LANES] = std::array::from_fn(|j| {
-                x.get(full + j)
-                    .filter(|_| full + j < end)
-                    .copied()
-                    .unwrap_or(hi)
-            });
-            add(&g, &xv);
+            let xv: [T; LANES] = std::array::from_fn(|j| if j < len { x[full + j] } else { hi });
+            for j in 0..LANES {
+                sg[j] = sg[j] + g[j];
+                sgx[j] = sgx[j] + g[j] * (((xv[j] - hi) - lo) * rstd);
+            }
         }
         total_g += lanes_total(&sg);
         total_gx += lanes_total(&sgx);
