@@ -437,7 +437,6 @@ pub unsafe fn normalize_row_groups<S: Element>(
         }
         let mut groups = vec![Moments::default(); n_groups];
         let direct = DirectRows::of(x, y);
-        let prefetch = x.rows.row_len() * std::mem::size_of::<S>() >= Ahead::MIN_ROW_BYTES;
         // SAFETY: forwarded from the caller; group g touches only its own rows.
         unsafe {
             map_row_groups(
@@ -459,7 +458,7 @@ pub unsafe fn normalize_row_groups<S: Element>(
                         let r = grouping.row(g, k);
                         let p = affine(r, &stats);
                         // The next group's matching row streams in while this one is written.
-                        let ahead = if g + 1 < n_groups && prefetch {
+                        let ahead = if g + 1 < n_groups {
                             x.prefetch_target(grouping.row(g + 1, k))
                         } else {
                             Ahead::NONE

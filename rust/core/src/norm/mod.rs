@@ -85,13 +85,7 @@ pub(crate) fn in_segments<T>(ahead: Ahead, y: &mut [T], mut body: impl FnMut(usi
         body(0, y);
         return;
     }
-    let segments = y.len().div_ceil(SEGMENT);
-    // A short row is one segment: no division (it cost more than a 49-value row's arithmetic).
-    let step = if segments <= 1 {
-        ahead.bytes()
-    } else {
-        ahead.bytes().div_ceil(segments)
-    };
+    let step = ahead.bytes().div_ceil(y.len().div_ceil(SEGMENT).max(1));
     for (k, segment) in y.chunks_mut(SEGMENT).enumerate() {
         ahead.touch_span(k * step, step);
         body(k * SEGMENT, segment);
@@ -154,7 +148,7 @@ mod tests {
             let x: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
             let w: Vec<f32> = (0..len).map(|i| 1.0 + i as f32 * 1e-3).collect();
             let next = vec![0.0f32; 2 * len];
-            let ahead = RowsRef::from_slice(&next, len).prefetch_target(1);
+            let ahead = Ahead::of(next[len..].as_ptr(), len);
             assert_eq!(ahead.bytes(), len * 4);
             let (mut plain, mut fetched) = (vec![0.0f32; len], vec![0.0f32; len]);
             normalize_into(&x, &mut plain, 0.25, 1.5, Some(&w), None, Ahead::NONE);
@@ -172,6 +166,7 @@ mod tests {
         let data = vec![0.0f32; 1024];
         assert_eq!(RowsRef::from_slice(&data, 256).ahead(3).bytes(), 0);
         assert_eq!(RowsRef::from_slice(&data, 4).ahead(0).bytes(), 0);
+        assert_eq!(RowsRef::from_slice(&data, 4).prefetch_target(1).bytes(), 0);
         assert_eq!(RowsRef::from_slice(&data, 256).ahead(0).bytes(), 1024);
     }
 }
