@@ -40,6 +40,12 @@ fn fold<T: Float>(mut acc: [T; LANES]) -> f64 {
     acc[0].to_f64()
 }
 
+/// The lanes' sum in f64: each lane widened, then [`fold`]'s fixed halving tree.
+#[inline(always)]
+pub fn widened_sum<T: Float>(lanes: &[T; LANES]) -> f64 {
+    fold(lanes.map(Float::to_f64))
+}
+
 /// Per-lane f64 totals of a row's blocks, for the deviation sums (two lane sets per block): each
 /// block's lanes are widened and added lane by lane in registers, and folded once per row.
 /// Passing both sets to [`fold`] every block stalled on store forwarding (the lanes go through
@@ -258,9 +264,7 @@ impl<T: Float> DeviationSums<T> {
         if self.chunks > 0 {
             // A long run starts its own blocks (so one run is blocked exactly like a slice).
             let (dev, sq) = (self.dev, self.sq);
-            self.dev_total.add(&dev);
-            self.sq_total.add(&sq);
-            (self.dev, self.sq, self.chunks) = ([T::ZERO; LANES], [T::ZERO; LANES], 0);
+            self.flush(&dev, &sq);
         }
         // Whole blocks in fresh local lanes, as `blocked_sum` does: lanes carried across blocks
         // in `self` stayed in memory, and rows of LayerNorm length ran 30% slower.
@@ -295,20 +299,26 @@ impl<T: Float> DeviationSums<T> {
     fn keep(&mut self, added: usize, dev: [T; LANES], sq: [T; LANES]) {
         self.chunks += added.div_ceil(LANES);
         if self.chunks == Self::FLUSH_CHUNKS {
-            self.dev_total.add(&dev);
-            self.sq_total.add(&sq);
-            (self.dev, self.sq, self.chunks) = ([T::ZERO; LANES], [T::ZERO; LANES], 0);
+            self.flush(&dev, &sq);
         } else {
             (self.dev, self.sq) = (dev, sq);
         }
+    }
+
+    /// Adds lanes into the f64 totals and starts empty ones.
+    #[inline(always)]
+    fn flush(&mut self, dev: &[T; LANES], sq: &[T; LANES]) {
+        self.dev_total.add(dev);
+        self.sq_total.add(sq);
+        (self.dev, self.sq, self.chunks) = ([T::ZERO; LANES], [T::ZERO; LANES], 0);
     }
 
     /// (values added, Σ (x−c), Σ (x−c)²).
     #[inline(always)]
     fn totals(mut self) -> (usize, f64, f64) {
         if self.chunks > 0 {
-            self.dev_total.add(&self.dev);
-            self.sq_total.add(&self.sq);
+            let (dev, sq) = (self.dev, self.sq);
+            self.flush(&dev, &sq);
         }
         (self.count, self.dev_total.sum(), self.sq_total.sum())
     }

@@ -10,7 +10,7 @@ use super::channels::RowAffine;
 use super::split_mean;
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
-use crate::reduce::{ColumnSums, LANES};
+use crate::reduce::{widened_sum, ColumnSums, LANES};
 use crate::rows::{check_same_rows, map_elements, map_row_blocks, map_rows, RowsMut, RowsRef};
 
 /// (Σ g, Σ g·x̂) over a row with g = go·w, x̂ = ((x − hi) − lo)·rstd: lanes of `T` indexed by
@@ -64,25 +64,11 @@ fn grad_sums<T: Float>(go: &[T], x: &[T], w: Option<&[T]>, hi: T, lo: T, rstd: T
                 sgx[j] = sgx[j] + g[j] * (((xv[j] - hi) - lo) * rstd);
             }
         }
-        total_g += lanes_total(&sg);
-        total_gx += lanes_total(&sgx);
+        total_g += widened_sum(&sg);
+        total_gx += widened_sum(&sgx);
         start = end;
     }
     (total_g, total_gx)
-}
-
-/// The lanes' f64 sum by a fixed halving tree (a serial sum would be a 32-add dependency chain).
-#[inline(always)]
-fn lanes_total<T: Float>(lanes: &[T; LANES]) -> f64 {
-    let mut wide: [f64; LANES] = std::array::from_fn(|j| lanes[j].to_f64());
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for j in 0..width {
-            wide[j] += wide[j + width];
-        }
-    }
-    wide[0]
 }
 
 /// Partial parameter gradients of a block of rows: Σ go·x̂ and Σ go per element of the row.
