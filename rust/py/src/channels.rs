@@ -13,8 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rsnorm_core::error::check_eps;
 use rsnorm_core::norm::channels::{
-    affine_rows, channel_affine, check_groups, check_momentum, merge_rows, normalize_row_groups,
-    rstd, update_running, RowAffine, RowGrouping,
+    affine_rows, check_groups, check_momentum, merge_rows, normalize_row_groups, rstd,
+    update_running, RowAffine, RowGrouping,
 };
 use rsnorm_core::norm::columns::{affine_columns, column_moments};
 use rsnorm_core::reduce::Moments;
@@ -223,14 +223,9 @@ fn batch_norm_typed<'py, S: Storage>(
     let use_batch = a.training || running_mean.is_none();
     let (w, b) = (weight.as_deref(), bias.as_deref());
     let (eps, mean_only) = (a.eps, a.mean_only);
-    let channel_params = |c: usize, mean: f64, var: f64| {
-        let (w, b) = channel_affine(w, b, c);
-        let scale = if mean_only { w } else { rstd(var, eps) * w };
-        RowAffine {
-            mean,
-            scale,
-            shift: b,
-        }
+    // Mean-only subtracts the mean and applies weight and bias: an rstd of 1.
+    let channel_params = |c: usize, mean: f64, rstd: f64| {
+        RowAffine::standardize(mean, if mean_only { 1.0 } else { rstd }, w, b, c)
     };
     let (mean, var): (Vec<f64>, Vec<f64>) = if use_batch {
         let total: usize = shape.iter().product();
@@ -264,7 +259,7 @@ fn batch_norm_typed<'py, S: Storage>(
             let params: Vec<RowAffine> = (0..columns)
                 .map(|k| {
                     let m = &per_channel[k / inner_len.max(1)];
-                    channel_params(k / inner_len.max(1), m.mean, m.variance())
+                    channel_params(k / inner_len.max(1), m.mean, rstd(m.variance(), eps))
                 })
                 .collect();
             // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
@@ -275,12 +270,7 @@ fn batch_norm_typed<'py, S: Storage>(
             // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
             compute(py, || unsafe {
                 normalize_row_groups(&xv, &yv, grouping, eps, |_, g| {
-                    let (w, b) = channel_affine(w, b, g.group);
-                    RowAffine {
-                        mean: g.mean,
-                        scale: if mean_only { w } else { g.rstd * w },
-                        shift: b,
-                    }
+                    channel_params(g.group, g.mean, g.rstd)
                 })
             })?
         };
@@ -316,7 +306,7 @@ fn batch_norm_typed<'py, S: Storage>(
             .map_or_else(|| vec![1.0; channels], |r| r.values.clone());
         // Once per channel: a short row's own square root and division cost more than its values.
         let params: Vec<RowAffine> = (0..channels)
-            .map(|c| channel_params(c, mean[c], var[c]))
+            .map(|c| channel_params(c, mean[c], rstd(var[c], eps)))
             .collect();
         compute(py, || {
             // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
@@ -435,14 +425,6 @@ fn instance_norm_typed<'py, S: Storage>(
     let n_rows = batch * channels;
     let (w, b) = (weight.as_deref(), bias.as_deref());
     let eps = a.eps;
-    let row_params = |row: usize, mean: f64, var: f64| {
-        let (w, b) = channel_affine(w, b, row % channels);
-        RowAffine {
-            mean,
-            scale: rstd(var, eps) * w,
-            shift: b,
-        }
-    };
     let (mean, var): (Vec<f64>, Vec<f64>) = if a.use_input_stats {
         if spatial <= 1 && n_rows > 0 {
             return Err(value_error(format!(
@@ -486,7 +468,9 @@ fn instance_norm_typed<'py, S: Storage>(
             .unzip();
         // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
         compute(py, || unsafe {
-            affine_rows(&xv, &yv, |r| row_params(r, mean[r], var[r]))
+            affine_rows(&xv, &yv, |r| {
+                RowAffine::standardize(mean[r], rstd(var[r], eps), w, b, r % channels)
+            })
         })?;
         (mean, var)
     };

@@ -521,6 +521,22 @@ pub unsafe fn affine_rows_with_grad<S: Element>(
 }
 
 impl RowAffine {
+    /// (x − mean)·rstd, then channel `channel`'s weight (default 1) and bias (default 0).
+    pub fn standardize(
+        mean: f64,
+        rstd: f64,
+        weight: Option<&[f64]>,
+        bias: Option<&[f64]>,
+        channel: usize,
+    ) -> RowAffine {
+        let (w, b) = channel_affine(weight, bias, channel);
+        RowAffine {
+            mean,
+            scale: rstd * w,
+            shift: b,
+        }
+    }
+
     /// The map in `T`, x − mean formed from the hi/lo split of the mean (see [`split_mean`]).
     #[inline(always)]
     fn in_type<T: Float>(self) -> impl Fn(T) -> T {
@@ -555,12 +571,7 @@ impl GroupStats {
         bias: Option<&[f64]>,
         channel: usize,
     ) -> RowAffine {
-        let (w, b) = channel_affine(weight, bias, channel);
-        RowAffine {
-            mean: self.mean,
-            scale: self.rstd * w,
-            shift: b,
-        }
+        RowAffine::standardize(self.mean, self.rstd, weight, bias, channel)
     }
 
     fn of(group: usize, m: &Moments, eps: f64) -> Self {
@@ -573,7 +584,7 @@ impl GroupStats {
 }
 
 /// Per-channel weight (default 1) and bias (default 0) of channel `c`.
-pub fn channel_affine(weight: Option<&[f64]>, bias: Option<&[f64]>, c: usize) -> (f64, f64) {
+fn channel_affine(weight: Option<&[f64]>, bias: Option<&[f64]>, c: usize) -> (f64, f64) {
     (weight.map_or(1.0, |w| w[c]), bias.map_or(0.0, |b| b[c]))
 }
 
