@@ -263,14 +263,19 @@ unsafe fn lrn_tile<T: Float>(
         let window = c.saturating_sub(before)..=(c + after).min(channels - 1);
         ring.window.extend(window.map(|w| w % ring.slots * TILE));
         let (window, squares) = (&ring.window[..], &ring.squares[..]);
-        // The row entering next is the one read from memory: its runs are too short (4 KB, over
-        // two pages) for the hardware prefetcher to follow, so it is prefetched while this
-        // channel computes, in step with the positions.
-        let next = match inputs.get(c + after + 1) {
+        // Rows are read and written in runs too short (4 KB, over two pages) for the hardware
+        // prefetcher to follow, so while this channel computes, in step with its positions, the
+        // input row entering two channels on and the output row written next are prefetched.
+        // Without the output row the stores waited on memory: (32, 64, 56, 56) ran at 45% of
+        // copy speed, 1.4× slower. Two channels ahead for the input, rather than one, gained only
+        // together with it.
+        let ahead = |row: Option<*const T>| match row {
             // Only an address (prefetches never fault); in bounds by the caller's contract.
-            Some(&row) => Ahead::of(row.wrapping_add(start), width),
+            Some(row) => Ahead::of(row.wrapping_add(start), width),
             None => Ahead::NONE,
         };
+        let next_in = ahead(inputs.get(c + after + 2).copied());
+        let next_out = ahead(outputs.get(c + 1).map(|&row| row.cast_const()));
         let prefetch_bytes = STEP * std::mem::size_of::<T>();
         let x = row(c);
         // SAFETY: the caller's contract.
@@ -299,7 +304,8 @@ unsafe fn lrn_tile<T: Float>(
             .enumerate()
         {
             let at = i * STEP;
-            next.touch_span(at * std::mem::size_of::<T>(), prefetch_bytes);
+            next_in.touch_span(at * std::mem::size_of::<T>(), prefetch_bytes);
+            next_out.touch_span(at * std::mem::size_of::<T>(), prefetch_bytes);
             for ((o, &v), &f) in ys.iter_mut().zip(xs).zip(&step_values(at)) {
                 *o = v * f;
             }
