@@ -462,21 +462,34 @@ impl Moments {
                 return Moments::default();
             }
             let count = count as f64;
-            if !recentered && dev * dev / count > 0.25 * sq {
+            if !recentered && Moments::off_center(count, dev, sq) {
                 center = T::from_f64(center.to_f64() + dev / count);
                 recentered = true;
                 continue;
             }
-            // A non-finite center (inf/NaN in the values) makes every statistic NaN/inf, as it
-            // should.
-            let m2 = sq - dev * dev / count;
-            // Rounding can leave a hair below zero for constant rows; NaN must stay NaN (no `max`).
-            let m2 = if m2 < 0.0 { 0.0 } else { m2 };
-            return Moments {
-                count,
-                mean: center.to_f64() + dev / count,
-                m2,
-            };
+            return Moments::around(count, center.to_f64(), dev, sq);
+        }
+    }
+
+    /// Whether a center is too far from the mean for sums around it: M2 = Σ(x−c)² − (Σ(x−c))²/n
+    /// then cancels, and loses its precision, so the sums are taken again around the mean.
+    #[inline(always)]
+    pub fn off_center(count: f64, dev: f64, sq: f64) -> bool {
+        dev * dev / count > 0.25 * sq
+    }
+
+    /// The moments of `count` values from their sums around `center`: Σ(x−c) and Σ(x−c)².
+    #[inline(always)]
+    pub fn around(count: f64, center: f64, dev: f64, sq: f64) -> Moments {
+        // A non-finite center (inf/NaN in the values) makes every statistic NaN/inf, as it
+        // should.
+        let m2 = sq - dev * dev / count;
+        // Rounding can leave a hair below zero for constant rows; NaN must stay NaN (no `max`).
+        let m2 = if m2 < 0.0 { 0.0 } else { m2 };
+        Moments {
+            count,
+            mean: center + dev / count,
+            m2,
         }
     }
 

@@ -158,7 +158,11 @@ pub unsafe fn column_moments<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<
         let (mut dev, mut sq) = unsafe { deviation_sums(&x, columns, &center) };
         // As `Moments::of_slice`: a center far from some column's mean costs that column's M2 its
         // precision, so the pass is repeated around the means just found.
-        if dev.iter().zip(&sq).any(|(&d, &s)| d * d / count > 0.25 * s) {
+        if dev
+            .iter()
+            .zip(&sq)
+            .any(|(&d, &s)| Moments::off_center(count, d, s))
+        {
             let means: Vec<f64> = center
                 .iter()
                 .zip(&dev)
@@ -171,15 +175,7 @@ pub unsafe fn column_moments<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<
         center
             .iter()
             .zip(dev.iter().zip(&sq))
-            .map(|(c, (&d, &s))| {
-                let m2 = s - d * d / count;
-                Moments {
-                    count,
-                    mean: c.to_f64() + d / count,
-                    // NaN must stay NaN (no `max`); rounding can leave a hair below zero.
-                    m2: if m2 < 0.0 { 0.0 } else { m2 },
-                }
-            })
+            .map(|(c, (&d, &s))| Moments::around(count, c.to_f64(), d, s))
             .collect()
     })
 }
