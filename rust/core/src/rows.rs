@@ -377,8 +377,9 @@ impl<S: Element, const NI: usize, const NO: usize> GroupRows<'_, S, NI, NO> {
     }
 }
 
-/// Calls `kernel(group, rows)` for each of `results.len()` groups of `rows_per_group` rows, in
-/// parallel over groups, and stores its result in `results[group]`. The kernel reaches its rows
+/// Calls `kernel(first, slots, rows)` for each step of `groups_per_step` consecutive groups
+/// (the last step may have fewer) of `rows_per_group` rows, in parallel over steps; `slots` is
+/// `results[first..]` for the step's groups, which the kernel fills. The kernel reaches its rows
 /// through `rows` ([`GroupRows::read`], [`GroupRows::write`]) and may visit each several times,
 /// so a group small enough for cache is read from memory once.
 ///
@@ -389,7 +390,8 @@ pub unsafe fn map_row_groups<S, R, const NI: usize, const NO: usize>(
     outputs: [&RowsMut<S>; NO],
     results: &mut [R],
     rows_per_group: usize,
-    kernel: impl Fn(usize, &mut GroupRows<'_, S, NI, NO>) -> R + Sync,
+    groups_per_step: usize,
+    kernel: impl Fn(usize, &mut [R], &mut GroupRows<'_, S, NI, NO>) + Sync,
 ) where
     S: Element,
     R: Send,
@@ -397,10 +399,12 @@ pub unsafe fn map_row_groups<S, R, const NI: usize, const NO: usize>(
     let Some((_, row_len)) = shape_of(&inputs, &outputs) else {
         return;
     };
+    let n_groups = results.len();
+    let per_step = groups_per_step.max(1);
     let slots = SharedMut(results.as_mut_ptr());
-    let work = rows_per_group * row_len * (NI + NO);
+    let work = per_step * rows_per_group * row_len * (NI + NO);
     simd::for_each_range(
-        results.len(),
+        n_groups.div_ceil(per_step),
         work,
         #[inline(always)]
         |range| {
@@ -408,10 +412,13 @@ pub unsafe fn map_row_groups<S, R, const NI: usize, const NO: usize>(
                 reader: RowIo::new(inputs, [], row_len),
                 writer: RowIo::new(inputs, outputs, row_len),
             };
-            for group in range {
-                let result = kernel(group, &mut rows);
-                // SAFETY: group < results.len(); one writer per group.
-                unsafe { *slots.at(group) = result };
+            for step in range {
+                let first = step * per_step;
+                // SAFETY: in range of `results`; each step's slots belong to its task alone.
+                let step_slots = unsafe {
+                    std::slice::from_raw_parts_mut(slots.at(first), per_step.min(n_groups - first))
+                };
+                kernel(first, step_slots, &mut rows);
             }
         },
     );
