@@ -322,12 +322,13 @@ fn batch_norm_typed<'py, S: Storage>(
         })?;
         (mean, var)
     };
-    let rstd: Vec<f64> = var.iter().map(|&v| rstd(v, a.eps)).collect();
+    // rstd only when returned: a square root and a division per statistic, which for the 16384
+    // instances of a 7×7 InstanceNorm cost 4% of the call.
     let stats = if a.return_stats {
         Some(stats_pair::<S>(
             py,
             mean.iter().copied(),
-            rstd.iter().copied(),
+            var.iter().map(|&v| rstd(v, a.eps)),
             &[channels],
         )?)
     } else {
@@ -474,12 +475,12 @@ fn instance_norm_typed<'py, S: Storage>(
         })?;
         (mean, var)
     };
-    let rstd: Vec<f64> = var.iter().map(|&v| rstd(v, a.eps)).collect();
+    // rstd only when returned (see batch_norm).
     let stats = if a.return_stats {
         Some(stats_pair::<S>(
             py,
             mean.iter().copied(),
-            rstd.iter().copied(),
+            var.iter().map(|&v| rstd(v, a.eps)),
             &[batch, channels],
         )?)
     } else {
@@ -552,16 +553,12 @@ fn group_norm_typed<'py, S: Storage>(
             g.affine(w, b, row % channels)
         })
     })?;
-    let mean: Vec<f64> = per_group_moments.iter().map(|m| m.mean).collect();
-    let rstd: Vec<f64> = per_group_moments
-        .iter()
-        .map(|m| rstd(m.variance(), eps))
-        .collect();
+    // Statistics only when returned (see batch_norm).
     let stats = if return_stats {
         Some(stats_pair::<S>(
             py,
-            mean.iter().copied(),
-            rstd.iter().copied(),
+            per_group_moments.iter().map(|m| m.mean),
+            per_group_moments.iter().map(|m| rstd(m.variance(), eps)),
             &[batch, groups],
         )?)
     } else {
