@@ -193,7 +193,15 @@ fn affine_row_in_place<T: Float>(y: &mut [T], p: RowAffine, ahead: Ahead) {
         ahead,
         y,
         #[inline(always)]
-        |_, y| y.iter_mut().for_each(|v| *v = map(*v)),
+        |_, y| {
+            if (CHUNK..CHUNKED_BELOW).contains(&y.len()) {
+                map_short_run(None, y, &map);
+                return;
+            }
+            for v in y.iter_mut() {
+                *v = map(*v);
+            }
+        },
     );
 }
 
@@ -206,11 +214,42 @@ fn affine_row<T: Float>(x: &[T], y: &mut [T], p: RowAffine, ahead: Ahead) {
         y,
         #[inline(always)]
         |at, y| {
-            for (y, &x) in y.iter_mut().zip(&x[at..]) {
+            let x = &x[at..at + y.len()];
+            if (CHUNK..CHUNKED_BELOW).contains(&y.len()) {
+                map_short_run(Some(x), y, &map);
+                return;
+            }
+            for (y, &x) in y.iter_mut().zip(x) {
                 *y = map(x);
             }
         },
     );
+}
+
+/// Values per step of [`map_short_run`]: one 256-bit vector of f32.
+const CHUNK: usize = 8;
+/// Runs from this long take LLVM's own loop: unrolled 4 vectors deep, with epilogues that are
+/// a small part of a long run. In chunks, (32, 64, 56, 56) BatchNorm eval ran at 0.75–0.85×.
+const CHUNKED_BELOW: usize = 64;
+
+/// `y = map(x)` (x is y itself when `None`) for a run of at least `CHUNK` values, a chunk at a
+/// time. A ragged end is one more chunk over the run's last `CHUNK` values, mapped before any
+/// chunk is written (so y may be x) and stored last over the same values: one vector step
+/// instead of LLVM's narrower and scalar epilogues, which a 49-value row ran 4 + 1 times.
+#[inline(always)]
+fn map_short_run<T: Float>(x: Option<&[T]>, y: &mut [T], map: &impl Fn(T) -> T) {
+    #[inline(always)]
+    fn chunk_at<T: Float>(x: Option<&[T]>, y: &[T], start: usize) -> [T; CHUNK] {
+        let values = &x.unwrap_or(y)[start..start + CHUNK];
+        values.try_into().expect("a whole chunk")
+    }
+    let last = y.len() - CHUNK;
+    let end = chunk_at(x, y, last).map(map);
+    for start in (0..last).step_by(CHUNK) {
+        let values = chunk_at(x, y, start).map(map);
+        y[start..start + CHUNK].copy_from_slice(&values);
+    }
+    y[last..].copy_from_slice(&end);
 }
 
 /// Which rows share statistics.
@@ -821,6 +860,23 @@ mod tests {
                     sq / m.count
                 );
             }
+        }
+    }
+
+    #[test]
+    fn short_runs_map_every_value_once_in_place_or_not() {
+        // Every length the chunked loop takes, ragged or whole, against a plain map; in place
+        // the ragged end must come from the values before any chunk was written.
+        let map = |v: f32| v * 3.0 - 1.0;
+        for len in CHUNK..CHUNKED_BELOW {
+            let x: Vec<f32> = (0..len).map(|i| i as f32 * 0.5).collect();
+            let expected: Vec<f32> = x.iter().map(|&v| map(v)).collect();
+            let mut y = vec![f32::NAN; len];
+            map_short_run(Some(&x), &mut y, &map);
+            assert_eq!(y, expected, "len {len}");
+            let mut in_place = x.clone();
+            map_short_run(None, &mut in_place, &map);
+            assert_eq!(in_place, expected, "len {len} in place");
         }
     }
 
