@@ -453,6 +453,10 @@ fn instance_norm_typed<'py, S: Storage>(
             rm.store(&new_mean)?;
             rv.store(&new_var)?;
         }
+        if !a.return_stats {
+            // The per-instance mean and variance below only feed the returned statistics.
+            return result(py, y.into_any(), None);
+        }
         per_row.iter().map(|m| (m.mean, m.variance())).unzip()
     } else {
         let (rm, rv) = (
