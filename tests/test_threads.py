@@ -65,6 +65,26 @@ def test_concurrent_python_threads_get_correct_results(rng):
     assert not errors, errors[0]
 
 
+def test_mid_size_calls_while_workers_are_awake_match_one_thread(rng, restore_threads):
+    # Calls of 2**15 to 2**18 elements of work use the workers only while they are awake, right
+    # after a large call; either way each row must come out as one thread computes it.
+    big = rng.standard_normal((1024, 1024)).astype(np.float32)
+    xs = [(rng.standard_normal((rows, 1000)) * 3 + 1e3).astype(np.float32) for rows in (40, 64, 130)]
+    calls = [
+        lambda x: rn.layer_norm(x, 1000),
+        lambda x: rn.softmax(x / 100),
+        lambda x: rn.log_softmax(x / 100, axis=0),
+    ]
+    rn.set_num_threads(1)
+    want = [[call(x) for x in xs] for call in calls]
+    rn.set_num_threads(2)
+    for _ in range(5):
+        for call, expected in zip(calls, want):
+            for x, w in zip(xs, expected):
+                rn.layer_norm(big, 1024)
+                np.testing.assert_array_equal(call(x), w)
+
+
 def test_environment_variable_sets_default():
     code = "import rsnorm; print(rsnorm.get_num_threads())"
     out = subprocess.run(

@@ -1,32 +1,266 @@
 //! The thread pool and how work is split.
 //!
-//! rsnorm owns one rayon pool (not rayon's global one) so `set_num_threads` can resize it at run
-//! time and a forked child can drop the parent's pool. Small calls never touch the pool: below
-//! [`MIN_PARALLEL_WORK`] elements they run on the caller's thread, where a (1, 64) LayerNorm
-//! costs well under a microsecond instead of a cross-thread wake-up.
+//! Row and element kernels run on rsnorm's own workers ([`for_each_range`]): `threads − 1`
+//! threads that, after a call, spin a while ([`SPIN_WHILE_BUSY`], [`SPIN_AFTER_WAKE`]) waiting
+//! for the next one before they sleep. Back-to-back calls from a Python loop then hand work over through one cache line
+//! instead of waking a sleeping thread (a futex wake plus an idle vCPU's wake-up, 10–30 µs on a
+//! VM, which rayon's scope had paid on every call: a 1 MB copy took longer on 2 threads than on
+//! 1). A caller never waits for a worker that has not started: it takes every chunk left itself.
+//! rayon remains for `join` and the parallel sort of `divergence::wasserstein_1d`, in a pool of
+//! rsnorm's own (not rayon's global one). Both pools are rebuilt on the next use after
+//! `set_num_threads`, and a forked child drops the parent's. Small calls never touch a pool: below
+//! [`MIN_AWAKE_PARALLEL_WORK`] elements (or [`MIN_PARALLEL_WORK`] when every worker sleeps) they
+//! run on the caller's thread, where a (1, 64) LayerNorm costs well under a microsecond.
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
+use std::any::Any;
+use std::cell::UnsafeCell;
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
-/// Elements of work below which a call stays on the caller's thread. Waking a pool worker costs
-/// ~5-10 µs: measured on 2 cores, (64, 768) LayerNorm (98K elements of work) ran 13 µs serial
-/// and 19 µs split; (256, 768) ran 55 µs serial and 42 µs split.
+/// Elements of work from which a call wakes sleeping workers. Waking one costs the caller 20–30
+/// µs on this VM (the futex wake of an idle vCPU), as much as the serial run of a 1 MB copy; below
+/// this a call uses only workers that are awake (see [`MIN_AWAKE_PARALLEL_WORK`]).
 pub const MIN_PARALLEL_WORK: usize = 1 << 18;
+/// Elements of work from which a call shares its chunks with workers that are awake (spinning
+/// after a recent call). Handing work to a spinning worker costs about a microsecond.
+pub const MIN_AWAKE_PARALLEL_WORK: usize = 1 << 15;
 /// Smallest chunk handed to one task, in elements of work.
 const MIN_CHUNK_WORK: usize = 1 << 14;
 /// Chunks per thread: enough to balance uneven progress, few enough to keep overhead low.
 const CHUNKS_PER_THREAD: usize = 4;
+/// How long a worker that found its last call while spinning polls for the next one before it
+/// sleeps: calls are coming in a loop, and this spans the Python between two of them. OpenMP
+/// runtimes spin far longer by default.
+const SPIN_WHILE_BUSY: Duration = Duration::from_micros(200);
+/// How long a worker that had to be woken polls after its part. A woken vCPU can share a core
+/// with the caller for a while, and its spinning then slows the caller: with 200 µs here, calls
+/// ~0.1–1 ms apart ran a 1 MB copy in 45–220 µs instead of 25–45 (serial: 23). Long enough to
+/// catch the next call of a tight loop, which makes the worker busy.
+const SPIN_AFTER_WAKE: Duration = Duration::from_micros(20);
+
+/// A call's work as the workers see it: a closure they all run, which pulls chunks until none are
+/// left. The lifetime is erased; [`Workers::run`] keeps the closure alive until no worker is in it.
+type Task = dyn Fn() + Sync + 'static;
+
+/// What the calling thread and the workers share.
+struct Board {
+    /// `(epoch << 1) | open`: a call opens a new epoch, and closes it once its chunks are done.
+    state: AtomicU64,
+    /// The open call's task. Written only by the owner while closed; read by a worker only after
+    /// it registered in `active` and then saw the call open (see [`Workers::run`]).
+    task: UnsafeCell<*const Task>,
+    /// Workers inside the check-and-run step; the owner waits for zero before the task dies.
+    active: AtomicUsize,
+    /// A call owns the board; another call meanwhile (another Python thread, or a nested call)
+    /// runs serially on its own thread.
+    owned: AtomicBool,
+    /// Workers asleep, or about to be, on `wake`.
+    sleepers: AtomicUsize,
+    sleep_lock: Mutex<()>,
+    wake: Condvar,
+    stop: AtomicBool,
+    /// Whether idle workers spin at all: not when there are more threads than CPUs to run them,
+    /// where a spinning worker takes the CPU from the thread with the work (4 threads on one CPU:
+    /// LayerNorm (256, 1024) at 0.75× with spinning).
+    spin: bool,
+    /// A panic from a worker's part of the task, rethrown on the owner's thread.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+// SAFETY: `task` is only written by the owning call while no worker can read it, and read under the
+// `state`/`active` protocol described at `Workers::run`; everything else is atomics and mutexes.
+unsafe impl Sync for Board {}
+unsafe impl Send for Board {}
+
+impl Board {
+    fn opened_after(&self, last_epoch: u64) -> Option<u64> {
+        let state = self.state.load(Ordering::SeqCst);
+        (state & 1 == 1 && state >> 1 != last_epoch).then_some(state >> 1)
+    }
+}
+
+/// rsnorm's worker threads for [`for_each_range`].
+struct Workers {
+    board: Arc<Board>,
+    threads: usize,
+}
+
+impl Workers {
+    fn start(threads: usize) -> Workers {
+        let board = Arc::new(Board {
+            state: AtomicU64::new(0),
+            task: UnsafeCell::new(std::ptr::null::<fn()>() as *const Task),
+            active: AtomicUsize::new(0),
+            owned: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
+            sleep_lock: Mutex::new(()),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            spin: std::thread::available_parallelism().is_ok_and(|cpus| threads <= cpus.get()),
+            panic: Mutex::new(None),
+        });
+        for i in 1..threads {
+            let board = board.clone();
+            std::thread::Builder::new()
+                .name(format!("rsnorm-{i}"))
+                .spawn(move || work_loop(&board))
+                .expect("rsnorm: cannot start worker threads");
+        }
+        Workers { board, threads }
+    }
+
+    /// Whether a worker is awake (working or spinning), so that work handed over now is taken up
+    /// without a wake-up.
+    fn any_awake(&self) -> bool {
+        self.board.sleepers.load(Ordering::Relaxed) + 1 < self.threads
+    }
+
+    /// Runs `task` on the calling thread and on every worker that arrives while it is open,
+    /// waking sleeping workers if `wake`; returns `false` without running it when another call
+    /// owns the workers.
+    ///
+    /// Protocol: the owner writes the task, then opens a new epoch; a worker registers in
+    /// `active`, then reads `state`, and runs the task only if it saw an epoch open that it has
+    /// not run. After its own part the owner closes the epoch, then waits for `active` to reach
+    /// zero. All four accesses are SeqCst, so either the owner sees a worker registered (and waits
+    /// for it), or that worker sees the epoch closed (and leaves the task alone).
+    fn run(&self, task: &(dyn Fn() + Sync), wake: bool) -> bool {
+        let board = &*self.board;
+        if board
+            .owned
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        // SAFETY: only the lifetime changes (an `as` cast may not lengthen a trait object's); the
+        // task is not used after `active` is zero below.
+        #[allow(clippy::transmute_ptr_to_ptr)]
+        let erased: *const Task =
+            unsafe { std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const Task>(task) };
+        // SAFETY: the epoch is closed and `active` was zero when the last call returned, so no
+        // worker reads `task` now.
+        unsafe { *board.task.get() = erased };
+        let epoch = (board.state.load(Ordering::Relaxed) >> 1) + 1;
+        board.state.store(epoch << 1 | 1, Ordering::SeqCst);
+        if wake && board.sleepers.load(Ordering::SeqCst) > 0 {
+            drop(
+                board
+                    .sleep_lock
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            board.wake.notify_all();
+        }
+        let own = catch_unwind(AssertUnwindSafe(task));
+        board.state.store(epoch << 1, Ordering::SeqCst);
+        let mut polls = 0u32;
+        while board.active.load(Ordering::SeqCst) != 0 {
+            polls += 1;
+            if polls < 1 << 12 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        let worker_panic = board
+            .panic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        board.owned.store(false, Ordering::Release);
+        if let Err(payload) = own {
+            resume_unwind(payload);
+        }
+        if let Some(payload) = worker_panic {
+            resume_unwind(payload);
+        }
+        true
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.board.stop.store(true, Ordering::SeqCst);
+        drop(
+            self.board
+                .sleep_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        self.board.wake.notify_all();
+    }
+}
+
+/// A worker: waits for an epoch it has not run (spinning, then asleep), runs its part, repeats.
+fn work_loop(board: &Board) {
+    let mut last_epoch = 0;
+    let (after_wake, while_busy) = if board.spin {
+        (SPIN_AFTER_WAKE, SPIN_WHILE_BUSY)
+    } else {
+        (Duration::ZERO, Duration::ZERO)
+    };
+    let mut spin_for = after_wake;
+    loop {
+        let spin_start = Instant::now();
+        let mut polls = 0u32;
+        let mut slept = false;
+        while board.opened_after(last_epoch).is_none() {
+            if board.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            polls = polls.wrapping_add(1);
+            if polls % 256 == 0 && spin_start.elapsed() > spin_for {
+                sleep_until_opened(board, last_epoch);
+                slept = true;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        spin_for = if slept { after_wake } else { while_busy };
+        board.active.fetch_add(1, Ordering::SeqCst);
+        if let Some(epoch) = board.opened_after(last_epoch) {
+            last_epoch = epoch;
+            // SAFETY: registered in `active` before seeing the epoch open, so the owner keeps the
+            // task alive until this worker leaves (see `Workers::run`).
+            let task = unsafe { &**board.task.get() };
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(task)) {
+                *board.panic.lock().unwrap_or_else(PoisonError::into_inner) = Some(payload);
+            }
+        }
+        board.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn sleep_until_opened(board: &Board, last_epoch: u64) {
+    let mut guard = board
+        .sleep_lock
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    board.sleepers.fetch_add(1, Ordering::SeqCst);
+    while board.opened_after(last_epoch).is_none() && !board.stop.load(Ordering::SeqCst) {
+        guard = board
+            .wake
+            .wait(guard)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+    board.sleepers.fetch_sub(1, Ordering::SeqCst);
+}
 
 struct PoolState {
     threads: usize,
-    pool: Option<Arc<ThreadPool>>,
+    workers: Option<Arc<Workers>>,
+    rayon: Option<Arc<ThreadPool>>,
 }
 
 static POOL: RwLock<PoolState> = RwLock::new(PoolState {
     threads: 0,
-    pool: None,
+    workers: None,
+    rayon: None,
 });
 
 /// Threads used when nothing was set: `RSNORM_NUM_THREADS`, else the number of logical CPUs.
@@ -44,77 +278,98 @@ fn default_threads() -> usize {
     })
 }
 
-/// Number of threads compute calls use.
-pub fn num_threads() -> usize {
-    let threads = POOL.read().map_or(0, |state| state.threads);
-    if threads == 0 {
+fn configured_threads(state: &PoolState) -> usize {
+    if state.threads == 0 {
         default_threads()
     } else {
-        threads
+        state.threads
     }
 }
 
-/// Sets the number of threads; `0` restores the default. The pool is rebuilt on next use.
-pub fn set_num_threads(threads: usize) {
-    let mut state = POOL
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    state.threads = threads;
-    state.pool = None;
+/// Number of threads compute calls use.
+pub fn num_threads() -> usize {
+    POOL.read()
+        .map_or_else(|_| default_threads(), |state| configured_threads(&state))
 }
 
-/// Forgets the pool without joining it. For a forked child, where the parent's worker threads
-/// do not exist: joining them would hang, so the pool is leaked and a new one built on demand.
+/// Sets the number of threads; `0` restores the default. The pools are rebuilt on next use.
+pub fn set_num_threads(threads: usize) {
+    let mut state = POOL.write().unwrap_or_else(PoisonError::into_inner);
+    state.threads = threads;
+    state.workers = None;
+    state.rayon = None;
+}
+
+/// Forgets the pools without stopping or joining them. For a forked child, where the parent's
+/// worker threads do not exist (and their locks may be held forever): the pools are leaked and
+/// new ones built on demand.
 pub fn forget_pool_after_fork() {
-    let mut state = POOL
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(pool) = state.pool.take() {
+    let mut state = POOL.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(workers) = state.workers.take() {
+        std::mem::forget(workers);
+    }
+    if let Some(pool) = state.rayon.take() {
         std::mem::forget(pool);
     }
 }
 
-fn pool() -> Arc<ThreadPool> {
-    if let Some(pool) = POOL.read().ok().and_then(|state| state.pool.clone()) {
+/// The pool `slot` picks out of the state, built by `build` on first use.
+fn pooled<P>(
+    slot: impl Fn(&mut PoolState) -> &mut Option<Arc<P>>,
+    peek: impl Fn(&PoolState) -> Option<Arc<P>>,
+    build: impl FnOnce(usize) -> P,
+) -> Arc<P> {
+    if let Some(pool) = POOL.read().ok().and_then(|state| peek(&state)) {
         return pool;
     }
-    let mut state = POOL
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(pool) = &state.pool {
-        return pool.clone();
-    }
-    let threads = if state.threads == 0 {
-        default_threads()
-    } else {
-        state.threads
-    };
-    let pool = Arc::new(
-        ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("rsnorm-{i}"))
-            .build()
-            .expect("rsnorm: cannot start worker threads"),
-    );
-    state.pool = Some(pool.clone());
-    pool
+    let mut state = POOL.write().unwrap_or_else(PoisonError::into_inner);
+    let threads = configured_threads(&state);
+    slot(&mut state)
+        .get_or_insert_with(|| Arc::new(build(threads)))
+        .clone()
+}
+
+fn workers() -> Arc<Workers> {
+    pooled(
+        |state| &mut state.workers,
+        |state| state.workers.clone(),
+        Workers::start,
+    )
+}
+
+fn rayon_pool() -> Arc<ThreadPool> {
+    pooled(
+        |state| &mut state.rayon,
+        |state| state.rayon.clone(),
+        |threads| {
+            ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("rsnorm-rayon-{i}"))
+                .build()
+                .expect("rsnorm: cannot start worker threads")
+        },
+    )
 }
 
 /// Splits `0..n_items` into contiguous ranges and calls `f` on each, in parallel when the total
 /// work (`n_items * work_per_item` elements) is worth it, else once on the caller's thread.
 /// Every item is processed by exactly one call, so per-item results do not depend on the split.
 ///
-/// The calling thread takes part: it and `threads − 1` pool workers pull ranges from a shared
-/// counter. Only the workers must be woken (on a VM, waking an idle vCPU costs tens of µs), and
-/// the caller's thread, already running, starts at once.
+/// The calling thread takes part: it and the workers pull ranges from a shared counter, and the
+/// caller, already running, starts at once.
 pub fn for_each_range(n_items: usize, work_per_item: usize, f: impl Fn(Range<usize>) + Sync) {
     let total_work = n_items.saturating_mul(work_per_item.max(1));
-    let threads = num_threads();
-    if n_items <= 1 || threads <= 1 || total_work < MIN_PARALLEL_WORK {
+    if n_items <= 1 || total_work < MIN_AWAKE_PARALLEL_WORK || num_threads() <= 1 {
         f(0..n_items);
         return;
     }
-    let chunks = (threads * CHUNKS_PER_THREAD)
+    let workers = workers();
+    let wake = total_work >= MIN_PARALLEL_WORK;
+    if !wake && !workers.any_awake() {
+        f(0..n_items);
+        return;
+    }
+    let chunks = (workers.threads * CHUNKS_PER_THREAD)
         .min(total_work / MIN_CHUNK_WORK)
         .clamp(2, n_items);
     let chunk_range = |c: usize| (c * n_items / chunks)..((c + 1) * n_items / chunks);
@@ -126,12 +381,9 @@ pub fn for_each_range(n_items: usize, work_per_item: usize, f: impl Fn(Range<usi
         }
         f(chunk_range(c));
     };
-    pool().in_place_scope(|scope| {
-        for _ in 1..threads.min(chunks) {
-            scope.spawn(|_| work());
-        }
-        work();
-    });
+    if !workers.run(&work, wake) {
+        f(0..n_items);
+    }
 }
 
 /// Runs two closures in parallel on the pool (inside it, so rayon's parallel iterators they use,
@@ -143,7 +395,7 @@ pub fn join<A: Send, B: Send>(
     if num_threads() <= 1 {
         return (a(), b());
     }
-    pool().install(|| rayon::join(a, b))
+    rayon_pool().install(|| rayon::join(a, b))
 }
 
 /// Copies `src` into `dst` with the pool: the memory-bandwidth ceiling benchmarks compare
@@ -181,6 +433,81 @@ mod tests {
                 }
             });
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        }
+    }
+
+    /// Callers on several threads at once (one owns the workers, the others run serially), calls
+    /// that wake the workers and calls that only use awake ones, and calls nested in a task.
+    #[test]
+    fn concurrent_and_nested_callers_visit_every_item_once() {
+        std::thread::scope(|scope| {
+            for caller in 0..4usize {
+                scope.spawn(move || {
+                    for call in 0..300usize {
+                        let (n, work) = if (call + caller) % 2 == 0 {
+                            (64, MIN_PARALLEL_WORK / 64)
+                        } else {
+                            (16, MIN_AWAKE_PARALLEL_WORK / 8)
+                        };
+                        let nested = call % 7 == 0;
+                        let hits: Vec<AtomicUsize> =
+                            (0..n * 4).map(|_| AtomicUsize::new(0)).collect();
+                        for_each_range(n, work, |range| {
+                            for i in range {
+                                if nested {
+                                    for_each_range(4, MIN_PARALLEL_WORK, |inner| {
+                                        for j in inner {
+                                            hits[i * 4 + j].fetch_add(1, Ordering::Relaxed);
+                                        }
+                                    });
+                                } else {
+                                    for j in 0..4 {
+                                        hits[i * 4 + j].fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                            }
+                        });
+                        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+                    }
+                });
+            }
+        });
+    }
+
+    /// A panic in a worker's task or the caller's own reaches the caller; the workers are released
+    /// and serve the next call.
+    #[test]
+    fn a_panic_in_a_task_reaches_the_caller_and_the_workers_stay_usable() {
+        let on_worker = || {
+            std::thread::current()
+                .name()
+                .is_some_and(|name| name.starts_with("rsnorm-"))
+        };
+        let mut worker_panics = 0;
+        for call in 0..200 {
+            let everywhere = call % 2 == 0;
+            let result = std::panic::catch_unwind(|| {
+                for_each_range(64, MIN_PARALLEL_WORK / 16, |_| {
+                    assert!(!(everywhere || on_worker()), "task failed");
+                    // Slow enough for a worker to take some ranges.
+                    std::thread::sleep(std::time::Duration::from_micros(20));
+                });
+            });
+            if everywhere {
+                assert!(result.is_err());
+            } else if result.is_err() {
+                worker_panics += 1;
+            }
+            let mut out = vec![0u32; 1 << 16];
+            let src: Vec<u32> = (0..1 << 16).collect();
+            parallel_copy(&src, &mut out);
+            assert_eq!(out, src);
+            if worker_panics >= 3 {
+                break;
+            }
+        }
+        if num_threads() > 1 {
+            assert!(worker_panics > 0, "no task ran on a worker");
         }
     }
 
