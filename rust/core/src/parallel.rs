@@ -87,6 +87,14 @@ impl Board {
 struct Workers {
     board: Arc<Board>,
     threads: usize,
+    /// When the last mid-size call run serially ended ([`nanos_since_start`]; 0: none yet).
+    last_serial_end: AtomicU64,
+}
+
+/// Nanoseconds since the first call of this (at least 1).
+fn nanos_since_start() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1
 }
 
 impl Workers {
@@ -110,13 +118,32 @@ impl Workers {
                 .spawn(move || work_loop(&board))
                 .expect("rsnorm: cannot start worker threads");
         }
-        Workers { board, threads }
+        Workers {
+            board,
+            threads,
+            last_serial_end: AtomicU64::new(0),
+        }
     }
 
     /// Whether a worker is awake (working or spinning), so that work handed over now is taken up
     /// without a wake-up.
     fn any_awake(&self) -> bool {
         self.board.sleepers.load(Ordering::Relaxed) + 1 < self.threads
+    }
+
+    /// Whether a mid-size call that ran serially (every worker asleep) ended less than
+    /// [`SPIN_AFTER_WAKE`] ago: calls are coming in a tight loop, where one wake-up keeps the
+    /// workers spinning from call to call and pays for itself.
+    fn in_tight_loop(&self) -> bool {
+        let ended = self.last_serial_end.load(Ordering::Relaxed);
+        self.board.spin
+            && ended != 0
+            && nanos_since_start().saturating_sub(ended) < SPIN_AFTER_WAKE.as_nanos() as u64
+    }
+
+    fn serial_call_ended(&self) {
+        self.last_serial_end
+            .store(nanos_since_start(), Ordering::Relaxed);
     }
 
     /// Runs `task` on the calling thread and on every worker that arrives while it is open,
@@ -364,10 +391,14 @@ pub fn for_each_range(n_items: usize, work_per_item: usize, f: impl Fn(Range<usi
         return;
     }
     let workers = workers();
-    let wake = total_work >= MIN_PARALLEL_WORK;
+    let mut wake = total_work >= MIN_PARALLEL_WORK;
     if !wake && !workers.any_awake() {
-        f(0..n_items);
-        return;
+        if !workers.in_tight_loop() {
+            f(0..n_items);
+            workers.serial_call_ended();
+            return;
+        }
+        wake = true;
     }
     let chunks = (workers.threads * CHUNKS_PER_THREAD)
         .min(total_work / MIN_CHUNK_WORK)
