@@ -2,10 +2,11 @@
 //!
 //! Row and element kernels run on rsnorm's own workers ([`for_each_range`]): `threads − 1`
 //! threads that, after a call, spin a while ([`SPIN_WHILE_BUSY`], [`SPIN_AFTER_WAKE`]) waiting
-//! for the next one before they sleep. Back-to-back calls from a Python loop then hand work over through one cache line
-//! instead of waking a sleeping thread (a futex wake plus an idle vCPU's wake-up, 10–30 µs on a
-//! VM, which rayon's scope had paid on every call: a 1 MB copy took longer on 2 threads than on
-//! 1). A caller never waits for a worker that has not started: it takes every chunk left itself.
+//! for the next one before they sleep. Back-to-back calls from a Python loop then hand work over
+//! through one cache line instead of waking a sleeping thread (a futex wake plus an idle vCPU's
+//! wake-up, 10–30 µs on a VM, which rayon's scope had paid on every call: a 1 MB copy took longer
+//! on 2 threads than on 1). A caller never waits for a worker that has not started: it takes
+//! every chunk left itself.
 //! rayon remains for `join` and the parallel sort of `divergence::wasserstein_1d`, in a pool of
 //! rsnorm's own (not rayon's global one). Both pools are rebuilt on the next use after
 //! `set_num_threads`, and a forked child drops the parent's. Small calls never touch a pool: below
@@ -111,16 +112,19 @@ impl Workers {
             spin: std::thread::available_parallelism().is_ok_and(|cpus| threads <= cpus.get()),
             panic: Mutex::new(None),
         });
-        for i in 1..threads {
-            let board = board.clone();
-            std::thread::Builder::new()
-                .name(format!("rsnorm-{i}"))
-                .spawn(move || work_loop(&board))
-                .expect("rsnorm: cannot start worker threads");
-        }
+        // A thread the system refuses (a process limit) leaves fewer workers, not a panic.
+        let started = (1..threads)
+            .take_while(|i| {
+                let board = board.clone();
+                std::thread::Builder::new()
+                    .name(format!("rsnorm-{i}"))
+                    .spawn(move || work_loop(&board))
+                    .is_ok()
+            })
+            .count();
         Workers {
             board,
-            threads,
+            threads: 1 + started,
             last_serial_end: AtomicU64::new(0),
         }
     }
@@ -391,6 +395,10 @@ pub fn for_each_range(n_items: usize, work_per_item: usize, f: impl Fn(Range<usi
         return;
     }
     let workers = workers();
+    if workers.threads <= 1 {
+        f(0..n_items);
+        return;
+    }
     let mut wake = total_work >= MIN_PARALLEL_WORK;
     if !wake && !workers.any_awake() {
         if !workers.in_tight_loop() {
