@@ -78,6 +78,17 @@ unsafe impl Sync for Board {}
 unsafe impl Send for Board {}
 
 impl Board {
+    /// Wakes every sleeping worker. Taking the lock first means a worker between its last check
+    /// of `state`/`stop` and its wait (it holds the lock there) is already waiting when notified.
+    fn wake_sleepers(&self) {
+        drop(
+            self.sleep_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        self.wake.notify_all();
+    }
+
     fn opened_after(&self, last_epoch: u64) -> Option<u64> {
         let state = self.state.load(Ordering::SeqCst);
         (state & 1 == 1 && state >> 1 != last_epoch).then_some(state >> 1)
@@ -179,13 +190,7 @@ impl Workers {
         let epoch = (board.state.load(Ordering::Relaxed) >> 1) + 1;
         board.state.store(epoch << 1 | 1, Ordering::SeqCst);
         if wake && board.sleepers.load(Ordering::SeqCst) > 0 {
-            drop(
-                board
-                    .sleep_lock
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner),
-            );
-            board.wake.notify_all();
+            board.wake_sleepers();
         }
         let own = catch_unwind(AssertUnwindSafe(task));
         board.state.store(epoch << 1, Ordering::SeqCst);
@@ -217,13 +222,7 @@ impl Workers {
 impl Drop for Workers {
     fn drop(&mut self) {
         self.board.stop.store(true, Ordering::SeqCst);
-        drop(
-            self.board
-                .sleep_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        self.board.wake.notify_all();
+        self.board.wake_sleepers();
     }
 }
 
@@ -390,10 +389,12 @@ fn rayon_pool() -> Arc<ThreadPool> {
 /// caller, already running, starts at once.
 pub fn for_each_range(n_items: usize, work_per_item: usize, f: impl Fn(Range<usize>) + Sync) {
     let total_work = n_items.saturating_mul(work_per_item.max(1));
-    if n_items <= 1 || total_work < MIN_AWAKE_PARALLEL_WORK || num_threads() <= 1 {
+    if n_items <= 1 || total_work < MIN_AWAKE_PARALLEL_WORK {
         f(0..n_items);
         return;
     }
+    // One thread configured builds workers with none started: one read of the pool state serves
+    // both checks.
     let workers = workers();
     if workers.threads <= 1 {
         f(0..n_items);

@@ -482,7 +482,7 @@ pub unsafe fn normalize_row_groups<S: Element>(
         // Steps of a few small groups: every group's statistics in a step are taken before any
         // is applied, so their divisions and square roots (some 50 cycles of latency a group)
         // overlap instead of stalling each short group's normalize.
-        let step = (STEP_BYTES / group_bytes.max(1)).clamp(1, STEP_GROUPS);
+        let groups_per_step = (STEP_BYTES / group_bytes.max(1)).clamp(1, STEP_GROUPS);
         let mut groups = vec![Moments::default(); n_groups];
         let direct = DirectRows::of(x, y);
         // SAFETY: forwarded from the caller; a step touches only its own groups' rows.
@@ -492,7 +492,7 @@ pub unsafe fn normalize_row_groups<S: Element>(
                 [y],
                 &mut groups,
                 per_group,
-                step,
+                groups_per_step,
                 #[inline(always)]
                 |first, moments, rows| {
                     let step = OneSweepStep {
@@ -502,7 +502,7 @@ pub unsafe fn normalize_row_groups<S: Element>(
                         grouping,
                         eps,
                         affine: &affine,
-                        next: first + step,
+                        next: first + groups_per_step,
                         n_groups,
                     };
                     // A step of one group gets its own code: the 8-group form measured 3% slower
