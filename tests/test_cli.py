@@ -34,36 +34,62 @@ def test_bench_json_has_every_workload_with_positive_medians():
         for (n, c, h, w) in suite.channel_shapes
         for mode in ("train", "eval")
     }
-    backward = {("layer_norm fwd+bwd", s) for s in suite.backward_ln_shapes}
-    backward |= {("batch_norm fwd+bwd", s) for s in suite.backward_bn_shapes}
+    row_backward_ops = ("layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm", "l2_normalize")
+    row_backward_ops += ("weight_norm", "selu", "cosine_linear")
+    backward = {(f"{op} fwd+bwd", s) for s in suite.backward_ln_shapes for op in row_backward_ops}
+    backward |= {
+        (f"{op} fwd+bwd", s)
+        for s in suite.backward_bn_shapes
+        for op in ("batch_norm", "group_norm", "instance_norm")
+    }
+    more_rows = ("add_layer_norm", "add_rms_norm", "l2_normalize", "weight_norm", "selu", "log_softmax")
+    more_rows += ("moments", "merge_moments", "cosine_linear")
+    rows |= {(op, s) for s in suite.more_row_shapes for op in more_rows}
+    optimizer_ops = ("adam", "adamw", "sgd", "sgd momentum", "sgd nesterov", "adagrad", "adadelta", "rmsprop")
     optimizers = {
         (f"{op} {label}", (sum(shapes),))
         for label, shapes in suite.optim_sizes.items()
-        for op in ("adam", "sgd momentum")
+        for op in optimizer_ops
     }
-    divergences = {
-        (op, s)
-        for s in suite.divergence_shapes
-        for op in ("softmax", "cross_entropy logits", "kl_div", "js_distance")
-    }
+    divergence_ops = ("softmax", "cross_entropy logits", "kl_div", "js_distance", "entropy", "cross_entropy")
+    divergences = {(op, s) for s in suite.divergence_shapes for op in (*divergence_ops, "js_divergence")}
     divergences.add(("softmax axis=1", suite.segmentation_shape))
-    divergences.add(("wasserstein_1d", (suite.w1_samples,)))
+    for op in ("wasserstein_1d", "aic", "bic"):
+        divergences.add((op, (suite.w1_samples,)))
     assert seen == rows | channels | backward | optimizers | divergences
+    # Bytes read + written per element, by op (x-sized arrays times the item size, or per
+    # parameter for the optimizers); cosine_linear and the moments also count other arrays.
+    arrays = {"cross_entropy logits": 1, "entropy": 1, "add_layer_norm": 4, "add_rms_norm": 4}
+    arrays |= {"add_layer_norm fwd+bwd": 7, "add_rms_norm fwd+bwd": 7, "aic": 3, "bic": 4}
+    per_parameter = {"adam": 28, "adamw": 28, "sgd": 12, "sgd momentum": 20, "sgd nesterov": 20}
+    per_parameter |= {"adagrad": 20, "adadelta": 28, "rmsprop": 20}
     for r in report["results"]:
         # rsnorm, the same-bytes copy and at least one peer
         assert {"rsnorm", "copy"} <= set(r["median_s"]) and len(r["median_s"]) >= 3
         assert all(t > 0 for t in r["median_s"].values())
+        op, n = r["op"], int(np.prod(r["shape"]))
         itemsize = 8 if r["dtype"] == "float64" else 4
-        arrays = 5 if r["op"].endswith("fwd+bwd") else 1 if r["op"] == "cross_entropy logits" else 2
-        per_element = {"adam": 28, "sgd": 20}.get(r["op"].split()[0], itemsize * arrays)
-        assert r["bytes_moved"] == per_element * int(np.prod(r["shape"]))
+        optimizer = op.rsplit(" ", 1)[0]
+        if op.startswith(("cosine_linear", "moments", "merge_moments")):
+            continue
+        if optimizer in per_parameter:
+            assert r["bytes_moved"] == per_parameter[optimizer] * n, op
+        else:
+            default = 5 if op.endswith("fwd+bwd") else 2
+            assert r["bytes_moved"] == itemsize * arrays.get(op, default) * n, op
+    cosine = next(r for r in report["results"] if r["op"] == "cosine_linear")
+    rows_, features = cosine["shape"]
+    out_features = bench.COSINE_OUT_FEATURES
+    assert cosine["bytes_moved"] == 4 * (rows_ * features + out_features * features + rows_ * out_features)
+    moments = next(r for r in report["results"] if r["op"] == "moments")
+    assert moments["bytes_moved"] == 4 * int(np.prod(moments["shape"])) + 3 * 8 * moments["shape"][0]
 
 
 def test_bench_only_filters_workloads():
     out = run_cli("bench", "--quick", "--json", "--rounds", "1", "--only", "rms_norm")
     assert out.returncode == 0, out.stderr
     ops = {r["op"] for r in json.loads(out.stdout)["results"]}
-    assert ops == {"rms_norm"}
+    assert ops == {"rms_norm", "add_rms_norm", "rms_norm fwd+bwd", "add_rms_norm fwd+bwd"}
 
 
 REPORT = {

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -412,6 +412,67 @@ class _NumpySgdMomentum:
             p -= self.lr * b
 
 
+class _NumpyOptimizer:
+    """torch.optim's single-tensor updates for the optimizers without a class above, written as
+    in-place NumPy."""
+
+    STATE_ARRAYS: ClassVar[dict[str, int]] = {
+        "adamw": 2,
+        "sgd": 0,
+        "sgd nesterov": 1,
+        "adagrad": 1,
+        "adadelta": 2,
+        "rmsprop": 1,
+    }
+
+    def __init__(self, kind, params, lr=1e-3):
+        self.kind, self.params, self.lr, self.t = kind, params, lr, 0
+        self.state = [[np.zeros_like(p) for _ in range(self.STATE_ARRAYS[kind])] for p in params]
+
+    def step(self, grads):
+        self.t += 1
+        update = getattr(self, "_" + self.kind.replace(" ", "_"))
+        for p, g, state in zip(self.params, grads, self.state):
+            update(p, g, *state)
+
+    def _adamw(self, p, g, m, v, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        p *= 1 - self.lr * weight_decay
+        b1, b2 = betas
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        denom = np.sqrt(v)
+        denom /= math.sqrt(1 - b2**self.t)
+        denom += eps
+        p -= self.lr / (1 - b1**self.t) * m / denom
+
+    def _sgd(self, p, g):
+        p -= self.lr * g
+
+    def _sgd_nesterov(self, p, g, buf, momentum=0.9):
+        buf *= momentum
+        buf += g
+        p -= self.lr * (g + momentum * buf)
+
+    def _adagrad(self, p, g, total, eps=1e-10):
+        total += g * g
+        p -= self.lr * g / (np.sqrt(total) + eps)
+
+    def _adadelta(self, p, g, square_avg, acc_delta, rho=0.9, eps=1e-6):
+        square_avg *= rho
+        square_avg += (1 - rho) * g * g
+        delta = np.sqrt(acc_delta + eps) / np.sqrt(square_avg + eps) * g
+        acc_delta *= rho
+        acc_delta += (1 - rho) * delta * delta
+        p -= self.lr * delta
+
+    def _rmsprop(self, p, g, square_avg, alpha=0.99, eps=1e-8):
+        square_avg *= alpha
+        square_avg += (1 - alpha) * g * g
+        p -= self.lr * g / (np.sqrt(square_avg) + eps)
+
+
 def _torch_optimizer(torch, cls, params, grads, **options):
     tensors = [torch.from_numpy(p) for p in params]
     for t, g in zip(tensors, grads):
@@ -424,8 +485,25 @@ def _torch_optimizer(torch, cls, params, grads, **options):
     return step
 
 
-def optimizer_workloads(sizes: dict[str, tuple[int, ...]], dtype=np.float32) -> list[Workload]:
-    """Adam and SGD-momentum steps over one large tensor and over many small ones."""
+# (op, rsnorm / torch options, NumPy peer kind or class, bytes per float32 parameter: the
+# parameter and gradient read, the parameter and each state array read and written).
+OPTIMIZERS = (
+    ("adam", "Adam", {}, _NumpyAdam, 28),
+    ("adamw", "AdamW", {}, "adamw", 28),
+    ("sgd", "SGD", {}, "sgd", 12),
+    ("sgd momentum", "SGD", {"momentum": 0.9}, _NumpySgdMomentum, 20),
+    ("sgd nesterov", "SGD", {"momentum": 0.9, "nesterov": True}, "sgd nesterov", 20),
+    ("adagrad", "Adagrad", {}, "adagrad", 20),
+    ("adadelta", "Adadelta", {}, "adadelta", 28),
+    ("rmsprop", "RMSprop", {}, "rmsprop", 20),
+)
+
+
+def optimizer_workloads(
+    sizes: dict[str, tuple[int, ...]], dtype=np.float32, ops: tuple[str, ...] | None = None
+) -> list[Workload]:
+    """Optimizer steps (all of them, or those in `ops`) over one large tensor and over many small
+    ones, at lr 1e-3 and otherwise default settings."""
     from . import optim
 
     rng = np.random.default_rng(3)
@@ -434,27 +512,25 @@ def optimizer_workloads(sizes: dict[str, tuple[int, ...]], dtype=np.float32) -> 
     for label, shapes in sizes.items():
         n = sum(shapes)
         grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
-        for op, ours, peer, bytes_per in (
-            ("adam", optim.Adam, _NumpyAdam, 28),
-            ("sgd momentum", partial(optim.SGD, momentum=0.9), _NumpySgdMomentum, 20),
-        ):
+        for op, cls_name, options, peer, bytes_per in OPTIMIZERS:
+            if ops is not None and op not in ops:
+                continue
+
+            def params(shapes=shapes):
+                return [rng.standard_normal(s).astype(dtype) for s in shapes]
+
+            ours = getattr(optim, cls_name)(params(), lr=1e-3, **options)
+            theirs = peer(params(), lr=1e-3) if not isinstance(peer, str) else _NumpyOptimizer(peer, params())
             impls: dict[str, Callable[[], object]] = {
-                "rsnorm": partial(
-                    ours([rng.standard_normal(s).astype(dtype) for s in shapes], lr=1e-3).step, grads
-                ),
-                "numpy": partial(
-                    peer([rng.standard_normal(s).astype(dtype) for s in shapes], lr=1e-3).step, grads
-                ),
+                "rsnorm": partial(ours.step, grads),
+                "numpy": partial(theirs.step, grads),
             }
             if torch is not None:
-                cls = torch.optim.Adam if op == "adam" else partial(torch.optim.SGD, momentum=0.9)
-                for variant, options in (("torch", {"foreach": True}), ("torch fused", {"fused": True})):
-                    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
-                    stepper = _torch_optimizer(torch, cls, params, grads, lr=1e-3, **options)
+                cls = getattr(torch.optim, cls_name)
+                for variant, extra in (("torch", {"foreach": True}), ("torch fused", {"fused": True})):
+                    stepper = _torch_optimizer(torch, cls, params(), grads, lr=1e-3, **options, **extra)
                     if stepper is not None:
                         impls[variant] = stepper
-            # Adam reads p, g, m, v and writes p, m, v (28 bytes per f32 parameter); SGD with
-            # momentum reads p, g, buf and writes p, buf (20).
             loads.append(Workload(f"{op} {label}", (n,), np.dtype(dtype).name, bytes_per * n, impls))
     return loads
 
@@ -553,6 +629,422 @@ def divergence_workloads(
     return loads
 
 
+# ---------------------------------------------------------------- the rest of the API
+# Ops the workloads above leave out, so every public op is timed: fused residual norms,
+# l2 / weight / cosine normalization, SELU, log-softmax, moments, the backward of every norm, the
+# other optimizers, and the information measures. Each has a NumPy peer (the reference a user
+# would otherwise write) and, where they have the op, PyTorch and ONNX Runtime.
+
+
+def _numpy_row_train_step(x, w, go, center: bool):
+    """LayerNorm (center) or RMSNorm forward and backward over the last axis, with weight."""
+    centered = x - x.mean(-1, keepdims=True) if center else x
+    rstd = 1 / np.sqrt((centered * centered).mean(-1, keepdims=True) + EPS)
+    xhat = centered * rstd
+    _ = xhat * w
+    g = go * w
+    mean_g = g.mean(-1, keepdims=True) if center else 0
+    dx = rstd * (g - mean_g - xhat * (g * xhat).mean(-1, keepdims=True))
+    return dx, (go * xhat).sum(0)
+
+
+def _numpy_add_norm_train_step(x, residual, w, go, center: bool):
+    return _numpy_row_train_step(x + residual, w, go, center)
+
+
+def _numpy_group_norm_train_step(x, groups, w, go):
+    n, c = x.shape[:2]
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    xg = x.reshape(n, groups, -1)
+    centered = xg - xg.mean(-1, keepdims=True)
+    rstd = 1 / np.sqrt((centered * centered).mean(-1, keepdims=True) + EPS)
+    xhat = (centered * rstd).reshape(x.shape)
+    _ = xhat * w.reshape(shape)
+    g = (go * w.reshape(shape)).reshape(n, groups, -1)
+    xh = xhat.reshape(n, groups, -1)
+    dx = rstd * (g - g.mean(-1, keepdims=True) - xh * (g * xh).mean(-1, keepdims=True))
+    axes = (0, *range(2, x.ndim))
+    return dx.reshape(x.shape), (go * xhat).sum(axis=axes), go.sum(axis=axes)
+
+
+def _numpy_l2_normalize(x):
+    return x / np.maximum(np.sqrt((x * x).sum(-1, keepdims=True)), 1e-12)
+
+
+def _numpy_l2_normalize_train_step(x, go):
+    norm = np.maximum(np.sqrt((x * x).sum(-1, keepdims=True)), 1e-12)
+    y = x / norm
+    return (go - y * (go * y).sum(-1, keepdims=True)) / norm
+
+
+def _numpy_weight_norm(v, g):
+    return v * (g / np.sqrt((v * v).sum(-1)))[:, None]
+
+
+def _numpy_weight_norm_train_step(v, g, go):
+    norm = np.sqrt((v * v).sum(-1, keepdims=True))
+    direction = v / norm
+    _ = direction * g[:, None]
+    grad_g = (go * direction).sum(-1)
+    return g[:, None] / norm * (go - direction * grad_g[:, None]), grad_g
+
+
+SELU_ALPHA = 1.6732632423543772
+SELU_SCALE = 1.0507009873554805
+
+
+def _numpy_selu(x):
+    return SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0)))
+
+
+def _numpy_selu_train_step(x, go):
+    _ = _numpy_selu(x)
+    return go * SELU_SCALE * np.where(x > 0, 1, SELU_ALPHA * np.exp(np.minimum(x, 0)))
+
+
+def _numpy_log_softmax(x):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _numpy_moments(x):
+    mean = x.mean(-1, dtype=np.float64)
+    return x.shape[-1], mean, ((x - mean[:, None]) ** 2).sum(-1, dtype=np.float64)
+
+
+def _numpy_merge_moments(a, b):
+    (na, ma, m2a), (nb, mb, m2b) = a, b
+    n = na + nb
+    delta = mb - ma
+    return n, ma + delta * (nb / n), m2a + m2b + delta * delta * (na * nb / n)
+
+
+def _numpy_cosine_linear(x, w):
+    return _numpy_l2_normalize(x) @ _numpy_l2_normalize(w).T
+
+
+def _numpy_cosine_linear_train_step(x, w, go):
+    x_norm = np.maximum(np.sqrt((x * x).sum(-1, keepdims=True)), 1e-8)
+    w_norm = np.maximum(np.sqrt((w * w).sum(-1, keepdims=True)), 1e-8)
+    xu, wu = x / x_norm, w / w_norm
+    _ = xu @ wu.T
+    gx, gw = go @ wu, go.T @ xu
+    dx = (gx - xu * (gx * xu).sum(-1, keepdims=True)) / x_norm
+    dw = (gw - wu * (gw * wu).sum(-1, keepdims=True)) / w_norm
+    return dx, dw
+
+
+def _rsnorm_rms_norm_train_step(x, w, go):
+    _, rstd = _rsnorm.rms_norm(x, x.shape[-1], w, EPS, return_stats=True)
+    return _rsnorm.rms_norm_backward(go, x, rstd, w)
+
+
+def _rsnorm_add_layer_norm_train_step(x, residual, w, b, go):
+    _, total, mean, rstd = _rsnorm.add_layer_norm(x, residual, w, b, EPS, return_stats=True)
+    return _rsnorm.add_layer_norm_backward(go, total, mean, rstd, w, b)
+
+
+def _rsnorm_add_rms_norm_train_step(x, residual, w, go):
+    _, total, rstd = _rsnorm.add_rms_norm(x, residual, w, EPS, return_stats=True)
+    return _rsnorm.add_rms_norm_backward(go, total, rstd, w)
+
+
+def _rsnorm_group_norm_train_step(x, groups, w, b, go):
+    _, mean, rstd = _rsnorm.group_norm(x, groups, w, b, EPS, return_stats=True)
+    return _rsnorm.group_norm_backward(go, x, mean, rstd, w, num_groups=groups)
+
+
+def _rsnorm_instance_norm_train_step(x, w, b, go):
+    _, mean, rstd = _rsnorm.instance_norm(x, None, None, w, b, True, 0.1, EPS, return_stats=True)
+    return _rsnorm.instance_norm_backward(go, x, mean, rstd, w)
+
+
+def _rsnorm_l2_normalize_train_step(x, go):
+    _rsnorm.l2_normalize(x)
+    return _rsnorm.l2_normalize_backward(go, x)
+
+
+def _rsnorm_weight_norm_train_step(v, g, go):
+    _rsnorm.weight_norm(v, g, 0)
+    return _rsnorm.weight_norm_backward(go, v, g, dim=0)
+
+
+def _rsnorm_selu_train_step(x, go):
+    _rsnorm.selu(x)
+    return _rsnorm.selu_backward(go, x)
+
+
+def _rsnorm_cosine_linear_train_step(x, w, go):
+    from .functional import cosine_linear, cosine_linear_backward
+
+    cosine_linear(x, w)
+    return cosine_linear_backward(go, x, w)
+
+
+def _torch_train_step_of(torch, forward, inputs, go):
+    """PyTorch autograd over `forward(*inputs)`: gradients of every input."""
+    tensors = [torch.from_numpy(a).requires_grad_() for a in inputs]
+    y = forward(*tensors)
+    return torch.autograd.grad(y, tensors, torch.from_numpy(go))
+
+
+COSINE_OUT_FEATURES = 256
+
+
+def more_row_workloads(shape, dtype=np.float32, threads: int = 1) -> list[Workload]:
+    """The rest of the row ops on (rows, features): residual-add norms, l2 / weight / cosine
+    normalization, SELU, log-softmax, row moments and their merge."""
+    rng = np.random.default_rng(5)
+    torch = _torch()
+    n = shape[-1]
+    x, residual = (rng.standard_normal(shape, dtype=np.float64).astype(dtype) for _ in range(2))
+    w, b = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    g = (rng.random(shape[0]) + 0.5).astype(dtype)
+    weight = rng.standard_normal((COSINE_OUT_FEATURES, n)).astype(dtype)
+    y, total = np.empty_like(x), np.empty_like(x)
+    stats = _rsnorm.moments(x, -1)
+    impls: dict[str, dict[str, Callable[[], object]]] = {
+        "add_layer_norm": {
+            "rsnorm": partial(_rsnorm.add_layer_norm, x, residual, w, b, EPS, out=y, residual_out=total),
+            "numpy": lambda: (_numpy_layer_norm(x + residual, w, b), x + residual),
+        },
+        "add_rms_norm": {
+            "rsnorm": partial(_rsnorm.add_rms_norm, x, residual, w, EPS, out=y, residual_out=total),
+            "numpy": lambda: (_numpy_rms_norm(x + residual, w), x + residual),
+        },
+        "l2_normalize": {
+            "rsnorm": partial(_rsnorm.l2_normalize, x, out=y),
+            "numpy": partial(_numpy_l2_normalize, x),
+        },
+        "weight_norm": {
+            "rsnorm": partial(_rsnorm.weight_norm, x, g, 0, out=y),
+            "numpy": partial(_numpy_weight_norm, x, g),
+        },
+        "selu": {"rsnorm": partial(_rsnorm.selu, x, out=y), "numpy": partial(_numpy_selu, x)},
+        "log_softmax": {
+            "rsnorm": partial(_rsnorm.log_softmax, x, -1, out=y),
+            "numpy": partial(_numpy_log_softmax, x),
+        },
+        "moments": {"rsnorm": partial(_rsnorm.moments, x, -1), "numpy": partial(_numpy_moments, x)},
+        "merge_moments": {
+            "rsnorm": partial(_rsnorm.merge_moments, stats, stats),
+            "numpy": partial(_numpy_merge_moments, stats, stats),
+        },
+        "cosine_linear": {
+            "rsnorm": partial(_cosine_linear, x, weight),
+            "numpy": partial(_numpy_cosine_linear, x, weight),
+        },
+    }
+    if torch is not None:
+        f = torch.nn.functional
+        tx, tr, tw, tb = (torch.from_numpy(a) for a in (x, residual, w, b))
+        tg, tweight = torch.from_numpy(g), torch.from_numpy(weight)
+        impls["add_layer_norm"]["torch"] = lambda: (f.layer_norm(tx + tr, (n,), tw, tb, EPS), tx + tr)
+        if hasattr(f, "rms_norm"):
+            impls["add_rms_norm"]["torch"] = lambda: (f.rms_norm(tx + tr, (n,), tw, EPS), tx + tr)
+        impls["l2_normalize"]["torch"] = partial(f.normalize, tx, 2.0, -1)
+        impls["weight_norm"]["torch"] = partial(torch._weight_norm, tx, tg[:, None], 0)
+        impls["selu"]["torch"] = partial(torch.selu, tx)
+        impls["log_softmax"]["torch"] = partial(torch.log_softmax, tx, -1)
+        impls["moments"]["torch"] = partial(torch.var_mean, tx, -1)
+        impls["cosine_linear"]["torch"] = lambda: f.linear(
+            f.normalize(tx, dim=-1), f.normalize(tweight, dim=-1)
+        )
+    ort_calls = {
+        "l2_normalize": _ort_call("LpNormalization", {"X": x}, {"axis": -1, "p": 2}, 1, threads),
+        "selu": _ort_call("Selu", {"X": x}, {}, 6, threads),
+        "log_softmax": _ort_call("LogSoftmax", {"X": x}, {"axis": -1}, 13, threads),
+    }
+    for op, call in ort_calls.items():
+        if call is not None:
+            impls[op]["onnxruntime"] = call
+    rows = shape[0]
+    # Bytes read + written: x-sized arrays, the per-row statistics, and for cosine_linear the
+    # matmul's operands and output.
+    moved = {
+        "add_layer_norm": 4 * x.nbytes,
+        "add_rms_norm": 4 * x.nbytes,
+        "moments": x.nbytes + 3 * 8 * rows,
+        "merge_moments": 9 * 8 * rows,
+        "cosine_linear": x.nbytes + weight.nbytes + rows * COSINE_OUT_FEATURES * x.itemsize,
+    }
+    return [
+        Workload(op, tuple(shape), np.dtype(dtype).name, moved.get(op, 2 * x.nbytes), by_impl)
+        for op, by_impl in impls.items()
+    ]
+
+
+def _cosine_linear(x, weight):
+    from .functional import cosine_linear
+
+    return cosine_linear(x, weight)
+
+
+def more_backward_workloads(row_shape, channel_shape, dtype=np.float32) -> list[Workload]:
+    """Forward + backward of every norm the backward workloads above leave out."""
+    rng = np.random.default_rng(6)
+    torch = _torch()
+    dt = np.dtype(dtype).name
+    n = row_shape[-1]
+    x, residual, go = (rng.standard_normal(row_shape, dtype=np.float64).astype(dtype) for _ in range(3))
+    w, b = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+    g = (rng.random(row_shape[0]) + 0.5).astype(dtype)
+    weight = rng.standard_normal((COSINE_OUT_FEATURES, n)).astype(dtype)
+    go_cos = rng.standard_normal((row_shape[0], COSINE_OUT_FEATURES)).astype(dtype)
+    row: dict[str, dict[str, Callable[[], object]]] = {
+        "rms_norm fwd+bwd": {
+            "rsnorm": partial(_rsnorm_rms_norm_train_step, x, w, go),
+            "numpy": partial(_numpy_row_train_step, x, w, go, False),
+        },
+        "add_layer_norm fwd+bwd": {
+            "rsnorm": partial(_rsnorm_add_layer_norm_train_step, x, residual, w, b, go),
+            "numpy": partial(_numpy_add_norm_train_step, x, residual, w, go, True),
+        },
+        "add_rms_norm fwd+bwd": {
+            "rsnorm": partial(_rsnorm_add_rms_norm_train_step, x, residual, w, go),
+            "numpy": partial(_numpy_add_norm_train_step, x, residual, w, go, False),
+        },
+        "l2_normalize fwd+bwd": {
+            "rsnorm": partial(_rsnorm_l2_normalize_train_step, x, go),
+            "numpy": partial(_numpy_l2_normalize_train_step, x, go),
+        },
+        "weight_norm fwd+bwd": {
+            "rsnorm": partial(_rsnorm_weight_norm_train_step, x, g, go),
+            "numpy": partial(_numpy_weight_norm_train_step, x, g, go),
+        },
+        "selu fwd+bwd": {
+            "rsnorm": partial(_rsnorm_selu_train_step, x, go),
+            "numpy": partial(_numpy_selu_train_step, x, go),
+        },
+        "cosine_linear fwd+bwd": {
+            "rsnorm": partial(_rsnorm_cosine_linear_train_step, x, weight, go_cos),
+            "numpy": partial(_numpy_cosine_linear_train_step, x, weight, go_cos),
+        },
+    }
+    c = channel_shape[1]
+    groups = math.gcd(GROUPS, max(c // 2, 1))
+    xc, goc = (rng.standard_normal(channel_shape, dtype=np.float64).astype(dtype) for _ in range(2))
+    wc, bc = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    channel: dict[str, dict[str, Callable[[], object]]] = {
+        "group_norm fwd+bwd": {
+            "rsnorm": partial(_rsnorm_group_norm_train_step, xc, groups, wc, bc, goc),
+            "numpy": partial(_numpy_group_norm_train_step, xc, groups, wc, goc),
+        },
+        "instance_norm fwd+bwd": {
+            "rsnorm": partial(_rsnorm_instance_norm_train_step, xc, wc, bc, goc),
+            "numpy": partial(_numpy_group_norm_train_step, xc, c, wc, goc),
+        },
+    }
+    if torch is not None:
+        f = torch.nn.functional
+        step = partial(_torch_train_step_of, torch)
+        row["rms_norm fwd+bwd"]["torch"] = partial(step, lambda x, w: f.rms_norm(x, (n,), w, EPS), (x, w), go)
+        row["add_layer_norm fwd+bwd"]["torch"] = partial(
+            step, lambda x, r, w, b: f.layer_norm(x + r, (n,), w, b, EPS), (x, residual, w, b), go
+        )
+        row["add_rms_norm fwd+bwd"]["torch"] = partial(
+            step, lambda x, r, w: f.rms_norm(x + r, (n,), w, EPS), (x, residual, w), go
+        )
+        row["l2_normalize fwd+bwd"]["torch"] = partial(step, lambda x: f.normalize(x, dim=-1), (x,), go)
+        row["weight_norm fwd+bwd"]["torch"] = partial(
+            step, lambda v, g: torch._weight_norm(v, g[:, None], 0), (x, g), go
+        )
+        row["selu fwd+bwd"]["torch"] = partial(step, torch.selu, (x,), go)
+        row["cosine_linear fwd+bwd"]["torch"] = partial(
+            step,
+            lambda x, w: f.linear(f.normalize(x, dim=-1), f.normalize(w, dim=-1)),
+            (x, weight),
+            go_cos,
+        )
+        channel["group_norm fwd+bwd"]["torch"] = partial(
+            step, lambda x, w, b: f.group_norm(x, groups, w, b, EPS), (xc, wc, bc), goc
+        )
+        channel["instance_norm fwd+bwd"]["torch"] = partial(
+            step, lambda x, w, b: f.instance_norm(x, weight=w, bias=b, eps=EPS), (xc, wc, bc), goc
+        )
+        if not hasattr(f, "rms_norm"):
+            del row["rms_norm fwd+bwd"]["torch"], row["add_rms_norm fwd+bwd"]["torch"]
+    # Forward: read x (and the residual), write y (and the sum); backward: read grad_out and x (or
+    # the sum), write dx. cosine_linear: the matmuls' operands and outputs, both passes.
+    cos_bytes = 3 * x.nbytes + 3 * weight.nbytes + 2 * go_cos.nbytes
+    moved = {"add_layer_norm fwd+bwd": 7 * x.nbytes, "add_rms_norm fwd+bwd": 7 * x.nbytes}
+    moved["cosine_linear fwd+bwd"] = cos_bytes
+    loads = [Workload(op, tuple(row_shape), dt, moved.get(op, 5 * x.nbytes), i) for op, i in row.items()]
+    loads += [Workload(op, tuple(channel_shape), dt, 5 * xc.nbytes, i) for op, i in channel.items()]
+    return loads
+
+
+def _numpy_entropy(p):
+    p = p / p.sum(-1, keepdims=True)
+    return -(p * np.log(p)).sum(-1)
+
+
+def _numpy_cross_entropy_probs(p, q):
+    return -(p * np.log(q)).sum(-1)
+
+
+def _numpy_js_divergence(p, q):
+    p = p / p.sum(-1, keepdims=True)
+    q = q / q.sum(-1, keepdims=True)
+    m = (p + q) / 2
+    return ((p * np.log(p / m)).sum(-1) + (q * np.log(q / m)).sum(-1)) / 2
+
+
+def more_divergence_workloads(shape, selection_size: int | None) -> list[Workload]:
+    """Entropy, cross-entropy of probabilities and the JS divergence over float64 rows; (given)
+    AIC and BIC of a vector of fitted models."""
+    from .divergence import cross_entropy, entropy, js_divergence
+    from .selection import aic, bic
+
+    rng = np.random.default_rng(7)
+    scipy = _scipy()
+    p = rng.random(shape) + 1e-3
+    q = rng.random(shape) + 1e-3
+    impls: dict[str, dict[str, Callable[[], object]]] = {
+        "entropy": {"rsnorm": partial(entropy, p), "numpy": partial(_numpy_entropy, p)},
+        "cross_entropy": {
+            "rsnorm": partial(cross_entropy, p, q),
+            "numpy": partial(_numpy_cross_entropy_probs, p, q),
+        },
+        "js_divergence": {
+            "rsnorm": partial(js_divergence, p, q),
+            "numpy": partial(_numpy_js_divergence, p, q),
+        },
+    }
+    if scipy is not None:
+        impls["entropy"]["scipy"] = partial(scipy.stats.entropy, p, axis=-1)
+        impls["js_divergence"]["scipy"] = lambda: scipy.spatial.distance.jensenshannon(p, q, axis=-1) ** 2
+    arrays = {"entropy": 1, "cross_entropy": 2, "js_divergence": 2}
+    loads = [Workload(op, tuple(shape), "float64", arrays[op] * p.nbytes, i) for op, i in impls.items()]
+    if selection_size:
+        log_likelihood = -rng.random(selection_size) * 1e3
+        k = rng.integers(1, 20, selection_size)
+        samples = rng.integers(100, 10_000, selection_size)
+        # Read the log-likelihoods, parameter counts (and sample sizes); write the criterion.
+        loads.append(
+            Workload(
+                "aic",
+                (selection_size,),
+                "float64",
+                3 * 8 * selection_size,
+                {"rsnorm": partial(aic, log_likelihood, k), "numpy": lambda: 2 * k - 2 * log_likelihood},
+            )
+        )
+        loads.append(
+            Workload(
+                "bic",
+                (selection_size,),
+                "float64",
+                4 * 8 * selection_size,
+                {
+                    "rsnorm": partial(bic, log_likelihood, k, samples),
+                    "numpy": lambda: k * np.log(samples) - 2 * log_likelihood,
+                },
+            )
+        )
+    return loads
+
+
 @dataclass(frozen=True)
 class Suite:
     """The shapes a run covers: small ones (per-call latency) and large ones (bandwidth)."""
@@ -561,6 +1053,7 @@ class Suite:
     channel_shapes: tuple[tuple[int, ...], ...]
     backward_ln_shapes: tuple[tuple[int, ...], ...]
     backward_bn_shapes: tuple[tuple[int, ...], ...]
+    more_row_shapes: tuple[tuple[int, ...], ...]
     optim_sizes: dict[str, tuple[int, ...]]
     divergence_shapes: tuple[tuple[int, ...], ...]
     segmentation_shape: tuple[int, ...]
@@ -575,12 +1068,16 @@ class Suite:
             loads += channel_workloads(shape, threads=threads)
         for ln_shape, bn_shape in zip(self.backward_ln_shapes, self.backward_bn_shapes):
             loads += backward_workloads(ln_shape, bn_shape)
+            loads += more_backward_workloads(ln_shape, bn_shape)
+        for shape in self.more_row_shapes:
+            loads += more_row_workloads(shape, threads=threads)
         loads += optimizer_workloads(self.optim_sizes)
         for k, shape in enumerate(self.divergence_shapes):
             last = k == len(self.divergence_shapes) - 1
             loads += divergence_workloads(
                 shape, self.w1_samples if last else None, self.segmentation_shape if last else None
             )
+            loads += more_divergence_workloads(shape, self.w1_samples if last else None)
         return loads
 
 
@@ -590,6 +1087,7 @@ SUITES = {
         channel_shapes=((4, 32, 16, 16), (32, 512, 7, 7), (32, 64, 56, 56)),
         backward_ln_shapes=((64, 768), (4096, 1024)),
         backward_bn_shapes=((4, 32, 16, 16), (16, 64, 56, 56)),
+        more_row_shapes=((64, 768), (4096, 1024)),
         optim_sizes={"100k": (100_000,), "10M": (10_000_000,), "200x50k": (50_000,) * 200},
         divergence_shapes=((64, 1000), (4096, 1000)),
         segmentation_shape=(8, 21, 128, 128),
@@ -603,6 +1101,7 @@ SUITES = {
         channel_shapes=((4, 16, 28, 28),),
         backward_ln_shapes=((256, 256),),
         backward_bn_shapes=((4, 16, 14, 14),),
+        more_row_shapes=((64, 256),),
         optim_sizes={"1M": (1_000_000,), "20x50k": (50_000,) * 20},
         divergence_shapes=((256, 100),),
         segmentation_shape=(2, 21, 32, 32),
