@@ -485,9 +485,10 @@ def _torch_optimizer(torch, cls, params, grads, **options):
     return step
 
 
-# (op, rsnorm / torch options, NumPy peer kind or class, bytes per float32 parameter: the
-# parameter and gradient read, the parameter and each state array read and written).
-OPTIMIZERS = (
+# (op, class name in rsnorm.optim and torch.optim, its options, the NumPy peer's class or
+# `_NumpyOptimizer` kind, bytes per float32 parameter: the parameter and gradient read, the
+# parameter and each state array read and written).
+OPTIMIZERS: tuple[tuple[str, str, dict[str, object], type | str, int], ...] = (
     ("adam", "Adam", {}, _NumpyAdam, 28),
     ("adamw", "AdamW", {}, "adamw", 28),
     ("sgd", "SGD", {}, "sgd", 12),
@@ -1293,6 +1294,9 @@ def format_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+CHART_PANEL = 40
+
+
 def write_results(report: dict, folder: str) -> list[str]:
     """Writes bench.json, bench.md and, when matplotlib is installed, bench.png (each workload's GB/s
     for rsnorm and its peers on a log scale, the same-bytes copy as a tick) into `folder`. Returns
@@ -1314,28 +1318,43 @@ def write_results(report: dict, folder: str) -> list[str]:
         return paths
     results = report["results"]
     names = ["rsnorm", *(p for p in PEERS if any(p in r["median_s"] for r in results))]
-    labels = [f"{r['op']}\n{tuple(r['shape'])}" for r in results]
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(results)), 6.0))
+    # Panels of at most CHART_PANEL workloads, stacked, so a full run stays readable.
+    panels = [results[i : i + CHART_PANEL] for i in range(0, len(results), CHART_PANEL)]
+    width_in = max(8.0, 0.55 * max(len(p) for p in panels))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(width_in, 6.0 * len(panels)), squeeze=False)
     width = 0.8 / len(names)
-    for k, name in enumerate(names):
-        xs = [i + (k - (len(names) - 1) / 2) * width for i, r in enumerate(results) if name in r["median_s"]]
-        gbps = [r["bytes_moved"] / r["median_s"][name] / 1e9 for r in results if name in r["median_s"]]
-        ax.bar(xs, gbps, width, label=name)
-    copies = [
-        (i, r["bytes_moved"] / r["median_s"]["copy"] / 1e9)
-        for i, r in enumerate(results)
-        if "copy" in r["median_s"]
-    ]
-    if copies:
-        ticks, copy_gbps = zip(*copies)
-        ax.scatter(ticks, copy_gbps, marker="_", s=300, color="black", zorder=3, label="same-bytes copy")
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(results)))
-    ax.set_xticklabels(labels, rotation=70, ha="right", fontsize=6)
-    ax.set_ylabel("GB/s (bytes read + written), log scale")
+    for ax, panel in zip(axes[:, 0], panels):
+        for k, name in enumerate(names):
+            xs = [
+                i + (k - (len(names) - 1) / 2) * width for i, r in enumerate(panel) if name in r["median_s"]
+            ]
+            gbps = [r["bytes_moved"] / r["median_s"][name] / 1e9 for r in panel if name in r["median_s"]]
+            ax.bar(xs, gbps, width, label=name, color=f"C{k}")
+        copies = [
+            (i, r["bytes_moved"] / r["median_s"]["copy"] / 1e9)
+            for i, r in enumerate(panel)
+            if "copy" in r["median_s"]
+        ]
+        if copies:
+            ticks, copy_gbps = zip(*copies)
+            ax.scatter(ticks, copy_gbps, marker="_", s=300, color="black", zorder=3, label="same-bytes copy")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(panel)))
+        ax.set_xticklabels(
+            [f"{r['op']}\n{tuple(r['shape'])}" for r in panel], rotation=70, ha="right", fontsize=6
+        )
+        ax.set_ylabel("GB/s (bytes read + written), log scale")
     cfg = report["config"]
-    ax.set_title(f"rsnorm {cfg['rsnorm']} · {cfg['simd']} · {cfg['threads']} threads (higher is better)")
-    ax.legend(fontsize=8)
+    axes[0, 0].set_title(
+        f"rsnorm {cfg['rsnorm']} · {cfg['simd']} · {cfg['threads']} threads (higher is better)"
+    )
+    # Handles of every series (a panel may lack some, whose empty bars carry no colour).
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles: list[Patch | Line2D] = [Patch(color=f"C{k}", label=name) for k, name in enumerate(names)]
+    handles.append(Line2D([], [], color="black", marker="_", linestyle="", label="same-bytes copy"))
+    axes[0, 0].legend(handles=handles, fontsize=8)
     fig.tight_layout()
     paths.append(os.path.join(folder, "bench.png"))
     fig.savefig(paths[2], dpi=110)
