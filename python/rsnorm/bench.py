@@ -15,12 +15,15 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from . import _rsnorm
+from . import _rsnorm, optim
 from ._config import config
+from .divergence import cross_entropy, entropy, js_divergence
+from .functional import cosine_linear, cosine_linear_backward
+from .selection import aic, bic
 
 DEFAULT_SHAPES = [(1, 64), (64, 768), (4096, 1024), (8192, 4096)]
 QUICK_SHAPES = [(1, 64), (64, 768), (512, 1024)]
@@ -379,8 +382,10 @@ def backward_workloads(ln_shape, bn_shape, dtype=np.float32) -> list[Workload]:
 class _NumpyAdam:
     """Adam written as in-place NumPy, the everyday peer."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        """`weight_decay` is AdamW's decoupled decay (0: Adam)."""
         self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
+        self.weight_decay = weight_decay
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
 
@@ -390,6 +395,8 @@ class _NumpyAdam:
         step_size = self.lr / (1 - b1**self.t)
         bc2_sqrt = math.sqrt(1 - b2**self.t)
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            if self.weight_decay:
+                p *= 1 - self.lr * self.weight_decay
             m *= b1
             m += (1 - b1) * g
             v *= b2
@@ -401,29 +408,22 @@ class _NumpyAdam:
 
 
 class _NumpySgdMomentum:
-    def __init__(self, params, lr=1e-3, momentum=0.9):
-        self.params, self.lr, self.momentum = params, lr, momentum
+    def __init__(self, params, lr=1e-3, momentum=0.9, nesterov=False):
+        self.params, self.lr, self.momentum, self.nesterov = params, lr, momentum, nesterov
         self.buf = [np.zeros_like(p) for p in params]
 
     def step(self, grads):
         for p, g, b in zip(self.params, grads, self.buf):
             b *= self.momentum
             b += g
-            p -= self.lr * b
+            p -= self.lr * (g + self.momentum * b if self.nesterov else b)
 
 
 class _NumpyOptimizer:
     """torch.optim's single-tensor updates for the optimizers without a class above, written as
     in-place NumPy."""
 
-    STATE_ARRAYS: ClassVar[dict[str, int]] = {
-        "adamw": 2,
-        "sgd": 0,
-        "sgd nesterov": 1,
-        "adagrad": 1,
-        "adadelta": 2,
-        "rmsprop": 1,
-    }
+    STATE_ARRAYS: ClassVar[dict[str, int]] = {"sgd": 0, "adagrad": 1, "adadelta": 2, "rmsprop": 1}
 
     def __init__(self, kind, params, lr=1e-3):
         self.kind, self.params, self.lr, self.t = kind, params, lr, 0
@@ -435,25 +435,8 @@ class _NumpyOptimizer:
         for p, g, state in zip(self.params, grads, self.state):
             update(p, g, *state)
 
-    def _adamw(self, p, g, m, v, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        p *= 1 - self.lr * weight_decay
-        b1, b2 = betas
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * g * g
-        denom = np.sqrt(v)
-        denom /= math.sqrt(1 - b2**self.t)
-        denom += eps
-        p -= self.lr / (1 - b1**self.t) * m / denom
-
     def _sgd(self, p, g):
         p -= self.lr * g
-
-    def _sgd_nesterov(self, p, g, buf, momentum=0.9):
-        buf *= momentum
-        buf += g
-        p -= self.lr * (g + momentum * buf)
 
     def _adagrad(self, p, g, total, eps=1e-10):
         total += g * g
@@ -485,41 +468,41 @@ def _torch_optimizer(torch, cls, params, grads, **options):
     return step
 
 
-# (op, class name in rsnorm.optim and torch.optim, its options, the NumPy peer's class or
+# (op, class name in rsnorm.optim and torch.optim, its options, the NumPy peer's constructor or
 # `_NumpyOptimizer` kind, bytes per float32 parameter: the parameter and gradient read, the
 # parameter and each state array read and written).
-OPTIMIZERS: tuple[tuple[str, str, dict[str, object], type | str, int], ...] = (
+OPTIMIZERS: tuple[tuple[str, str, dict[str, object], Callable[..., Any] | str, int], ...] = (
     ("adam", "Adam", {}, _NumpyAdam, 28),
-    ("adamw", "AdamW", {}, "adamw", 28),
+    ("adamw", "AdamW", {}, partial(_NumpyAdam, weight_decay=0.01), 28),
     ("sgd", "SGD", {}, "sgd", 12),
     ("sgd momentum", "SGD", {"momentum": 0.9}, _NumpySgdMomentum, 20),
-    ("sgd nesterov", "SGD", {"momentum": 0.9, "nesterov": True}, "sgd nesterov", 20),
+    (
+        "sgd nesterov",
+        "SGD",
+        {"momentum": 0.9, "nesterov": True},
+        partial(_NumpySgdMomentum, nesterov=True),
+        20,
+    ),
     ("adagrad", "Adagrad", {}, "adagrad", 20),
     ("adadelta", "Adadelta", {}, "adadelta", 28),
     ("rmsprop", "RMSprop", {}, "rmsprop", 20),
 )
 
 
-def optimizer_workloads(
-    sizes: dict[str, tuple[int, ...]], dtype=np.float32, ops: tuple[str, ...] | None = None
-) -> list[Workload]:
-    """Optimizer steps (all of them, or those in `ops`) over one large tensor and over many small
-    ones, at lr 1e-3 and otherwise default settings."""
-    from . import optim
-
+def optimizer_workloads(sizes: dict[str, tuple[int, ...]], dtype=np.float32) -> list[Workload]:
+    """Every optimizer's step over one large tensor and over many small ones, at lr 1e-3 and
+    otherwise default settings."""
     rng = np.random.default_rng(3)
     torch = _torch()
     loads = []
     for label, shapes in sizes.items():
         n = sum(shapes)
         grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+
+        def params(shapes=shapes):
+            return [rng.standard_normal(s).astype(dtype) for s in shapes]
+
         for op, cls_name, options, peer, bytes_per in OPTIMIZERS:
-            if ops is not None and op not in ops:
-                continue
-
-            def params(shapes=shapes):
-                return [rng.standard_normal(s).astype(dtype) for s in shapes]
-
             ours = getattr(optim, cls_name)(params(), lr=1e-3, **options)
             theirs = peer(params(), lr=1e-3) if not isinstance(peer, str) else _NumpyOptimizer(peer, params())
             impls: dict[str, Callable[[], object]] = {
@@ -637,20 +620,13 @@ def divergence_workloads(
 # would otherwise write) and, where they have the op, PyTorch and ONNX Runtime.
 
 
-def _numpy_row_train_step(x, w, go, center: bool):
-    """LayerNorm (center) or RMSNorm forward and backward over the last axis, with weight."""
-    centered = x - x.mean(-1, keepdims=True) if center else x
-    rstd = 1 / np.sqrt((centered * centered).mean(-1, keepdims=True) + EPS)
-    xhat = centered * rstd
+def _numpy_rms_norm_train_step(x, w, go):
+    rstd = 1 / np.sqrt((x * x).mean(-1, keepdims=True) + EPS)
+    xhat = x * rstd
     _ = xhat * w
     g = go * w
-    mean_g = g.mean(-1, keepdims=True) if center else 0
-    dx = rstd * (g - mean_g - xhat * (g * xhat).mean(-1, keepdims=True))
+    dx = rstd * (g - xhat * (g * xhat).mean(-1, keepdims=True))
     return dx, (go * xhat).sum(0)
-
-
-def _numpy_add_norm_train_step(x, residual, w, go, center: bool):
-    return _numpy_row_train_step(x + residual, w, go, center)
 
 
 def _numpy_group_norm_train_step(x, groups, w, go):
@@ -776,8 +752,6 @@ def _rsnorm_selu_train_step(x, go):
 
 
 def _rsnorm_cosine_linear_train_step(x, w, go):
-    from .functional import cosine_linear, cosine_linear_backward
-
     cosine_linear(x, w)
     return cosine_linear_backward(go, x, w)
 
@@ -790,6 +764,12 @@ def _torch_train_step_of(torch, forward, inputs, go):
 
 
 COSINE_OUT_FEATURES = 256
+
+
+def _add_then_norm(norm, x, residual):
+    """A residual-add norm as a peer runs it: the sum once, then its norm; returns both."""
+    total = x + residual
+    return norm(total), total
 
 
 def more_row_workloads(shape, dtype=np.float32, threads: int = 1) -> list[Workload]:
@@ -807,11 +787,11 @@ def more_row_workloads(shape, dtype=np.float32, threads: int = 1) -> list[Worklo
     impls: dict[str, dict[str, Callable[[], object]]] = {
         "add_layer_norm": {
             "rsnorm": partial(_rsnorm.add_layer_norm, x, residual, w, b, EPS, out=y, residual_out=total),
-            "numpy": lambda: (_numpy_layer_norm(x + residual, w, b), x + residual),
+            "numpy": partial(_add_then_norm, partial(_numpy_layer_norm, w=w, b=b), x, residual),
         },
         "add_rms_norm": {
             "rsnorm": partial(_rsnorm.add_rms_norm, x, residual, w, EPS, out=y, residual_out=total),
-            "numpy": lambda: (_numpy_rms_norm(x + residual, w), x + residual),
+            "numpy": partial(_add_then_norm, partial(_numpy_rms_norm, w=w), x, residual),
         },
         "l2_normalize": {
             "rsnorm": partial(_rsnorm.l2_normalize, x, out=y),
@@ -832,7 +812,7 @@ def more_row_workloads(shape, dtype=np.float32, threads: int = 1) -> list[Worklo
             "numpy": partial(_numpy_merge_moments, stats, stats),
         },
         "cosine_linear": {
-            "rsnorm": partial(_cosine_linear, x, weight),
+            "rsnorm": partial(cosine_linear, x, weight),
             "numpy": partial(_numpy_cosine_linear, x, weight),
         },
     }
@@ -840,9 +820,13 @@ def more_row_workloads(shape, dtype=np.float32, threads: int = 1) -> list[Worklo
         f = torch.nn.functional
         tx, tr, tw, tb = (torch.from_numpy(a) for a in (x, residual, w, b))
         tg, tweight = torch.from_numpy(g), torch.from_numpy(weight)
-        impls["add_layer_norm"]["torch"] = lambda: (f.layer_norm(tx + tr, (n,), tw, tb, EPS), tx + tr)
+        impls["add_layer_norm"]["torch"] = partial(
+            _add_then_norm, partial(f.layer_norm, normalized_shape=(n,), weight=tw, bias=tb, eps=EPS), tx, tr
+        )
         if hasattr(f, "rms_norm"):
-            impls["add_rms_norm"]["torch"] = lambda: (f.rms_norm(tx + tr, (n,), tw, EPS), tx + tr)
+            impls["add_rms_norm"]["torch"] = partial(
+                _add_then_norm, partial(f.rms_norm, normalized_shape=(n,), weight=tw, eps=EPS), tx, tr
+            )
         impls["l2_normalize"]["torch"] = partial(f.normalize, tx, 2.0, -1)
         impls["weight_norm"]["torch"] = partial(torch._weight_norm, tx, tg[:, None], 0)
         impls["selu"]["torch"] = partial(torch.selu, tx)
@@ -875,12 +859,6 @@ def more_row_workloads(shape, dtype=np.float32, threads: int = 1) -> list[Worklo
     ]
 
 
-def _cosine_linear(x, weight):
-    from .functional import cosine_linear
-
-    return cosine_linear(x, weight)
-
-
 def more_backward_workloads(row_shape, channel_shape, dtype=np.float32) -> list[Workload]:
     """Forward + backward of every norm the backward workloads above leave out."""
     rng = np.random.default_rng(6)
@@ -895,15 +873,15 @@ def more_backward_workloads(row_shape, channel_shape, dtype=np.float32) -> list[
     row: dict[str, dict[str, Callable[[], object]]] = {
         "rms_norm fwd+bwd": {
             "rsnorm": partial(_rsnorm_rms_norm_train_step, x, w, go),
-            "numpy": partial(_numpy_row_train_step, x, w, go, False),
+            "numpy": partial(_numpy_rms_norm_train_step, x, w, go),
         },
         "add_layer_norm fwd+bwd": {
             "rsnorm": partial(_rsnorm_add_layer_norm_train_step, x, residual, w, b, go),
-            "numpy": partial(_numpy_add_norm_train_step, x, residual, w, go, True),
+            "numpy": lambda: _numpy_layer_norm_train_step(x + residual, w, b, go),
         },
         "add_rms_norm fwd+bwd": {
             "rsnorm": partial(_rsnorm_add_rms_norm_train_step, x, residual, w, go),
-            "numpy": partial(_numpy_add_norm_train_step, x, residual, w, go, False),
+            "numpy": lambda: _numpy_rms_norm_train_step(x + residual, w, go),
         },
         "l2_normalize fwd+bwd": {
             "rsnorm": partial(_rsnorm_l2_normalize_train_step, x, go),
@@ -939,12 +917,8 @@ def more_backward_workloads(row_shape, channel_shape, dtype=np.float32) -> list[
     if torch is not None:
         f = torch.nn.functional
         step = partial(_torch_train_step_of, torch)
-        row["rms_norm fwd+bwd"]["torch"] = partial(step, lambda x, w: f.rms_norm(x, (n,), w, EPS), (x, w), go)
         row["add_layer_norm fwd+bwd"]["torch"] = partial(
             step, lambda x, r, w, b: f.layer_norm(x + r, (n,), w, b, EPS), (x, residual, w, b), go
-        )
-        row["add_rms_norm fwd+bwd"]["torch"] = partial(
-            step, lambda x, r, w: f.rms_norm(x + r, (n,), w, EPS), (x, residual, w), go
         )
         row["l2_normalize fwd+bwd"]["torch"] = partial(step, lambda x: f.normalize(x, dim=-1), (x,), go)
         row["weight_norm fwd+bwd"]["torch"] = partial(
@@ -963,8 +937,13 @@ def more_backward_workloads(row_shape, channel_shape, dtype=np.float32) -> list[
         channel["instance_norm fwd+bwd"]["torch"] = partial(
             step, lambda x, w, b: f.instance_norm(x, weight=w, bias=b, eps=EPS), (xc, wc, bc), goc
         )
-        if not hasattr(f, "rms_norm"):
-            del row["rms_norm fwd+bwd"]["torch"], row["add_rms_norm fwd+bwd"]["torch"]
+        if hasattr(f, "rms_norm"):
+            row["rms_norm fwd+bwd"]["torch"] = partial(
+                step, lambda x, w: f.rms_norm(x, (n,), w, EPS), (x, w), go
+            )
+            row["add_rms_norm fwd+bwd"]["torch"] = partial(
+                step, lambda x, r, w: f.rms_norm(x + r, (n,), w, EPS), (x, residual, w), go
+            )
     # Forward: read x (and the residual), write y (and the sum); backward: read grad_out and x (or
     # the sum), write dx. cosine_linear: the matmuls' operands and outputs, both passes.
     cos_bytes = 3 * x.nbytes + 3 * weight.nbytes + 2 * go_cos.nbytes
@@ -994,9 +973,6 @@ def _numpy_js_divergence(p, q):
 def more_divergence_workloads(shape, selection_size: int | None) -> list[Workload]:
     """Entropy, cross-entropy of probabilities and the JS divergence over float64 rows; (given)
     AIC and BIC of a vector of fitted models."""
-    from .divergence import cross_entropy, entropy, js_divergence
-    from .selection import aic, bic
-
     rng = np.random.default_rng(7)
     scipy = _scipy()
     p = rng.random(shape) + 1e-3
