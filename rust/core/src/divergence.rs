@@ -446,7 +446,13 @@ fn with_entropy_cases(x: f64, y: f64, value: f64) -> f64 {
 /// x·ln(x/y) with SciPy's rel_entr conventions.
 #[inline(always)]
 fn rel_entr(x: f64, y: f64) -> f64 {
-    with_entropy_cases(x, y, x * ln(x / y))
+    rel_entr_of_ratio(x, y, x / y)
+}
+
+/// [`rel_entr`] given x/y already formed (JS divergence multiplies by one reciprocal of its m).
+#[inline(always)]
+fn rel_entr_of_ratio(x: f64, y: f64, ratio: f64) -> f64 {
+    with_entropy_cases(x, y, x * ln(ratio))
 }
 
 /// −x·ln y, the cross-entropy term, with the cases of `rel_entr(x, y) − rel_entr(x, 1)` in one
@@ -466,27 +472,27 @@ pub fn measure_row<T: Float>(measure: Measure, p: &[T], q: Option<&[T]>) -> Opti
     if negative(p) || q.is_some_and(negative) {
         return None;
     }
-    let (p_scale, p_inverse) = normalizer(crate::reduce::sum(p));
-    let (q_scale, q_inverse) = q.map_or((1.0, 1.0), |q| normalizer(crate::reduce::sum(q)));
+    let p_share = Share::of_total(crate::reduce::sum(p));
+    let q_share = q.map_or(Share::IDENTITY, |q| Share::of_total(crate::reduce::sum(q)));
     let q = q.unwrap_or(p);
     Some(match measure {
         Measure::Entropy => -sum_pairs(
             p,
             p,
             #[inline(always)]
-            |a, _| rel_entr(a * p_scale * p_inverse, 1.0),
+            |a, _| rel_entr(p_share.of(a), 1.0),
         ),
         Measure::KlDivergence => sum_pairs(
             p,
             q,
             #[inline(always)]
-            |a, b| rel_entr(a * p_scale * p_inverse, b * q_scale * q_inverse),
+            |a, b| rel_entr(p_share.of(a), q_share.of(b)),
         ),
         Measure::CrossEntropy => sum_pairs(
             p,
             q,
             #[inline(always)]
-            |a, b| cross_term(a * p_scale * p_inverse, b * q_scale * q_inverse),
+            |a, b| cross_term(p_share.of(a), q_share.of(b)),
         ),
         Measure::JsDivergence => {
             0.5 * sum_pairs(
@@ -494,27 +500,51 @@ pub fn measure_row<T: Float>(measure: Measure, p: &[T], q: Option<&[T]>) -> Opti
                 q,
                 #[inline(always)]
                 |a, b| {
-                    let (a, b) = (a * p_scale * p_inverse, b * q_scale * q_inverse);
+                    let (a, b) = (p_share.of(a), q_share.of(b));
                     let m = 0.5 * (a + b);
                     let to_m = 1.0 / m;
-                    with_entropy_cases(a, m, a * ln(a * to_m))
-                        + with_entropy_cases(b, m, b * ln(b * to_m))
+                    rel_entr_of_ratio(a, m, a * to_m) + rel_entr_of_ratio(b, m, b * to_m)
                 },
             )
         }
     })
 }
 
-/// (scale, inverse) with x · scale · inverse = x / sum: entries are normalized by multiplying
-/// (an f64 division per entry had cost as much as the logarithm); `scale` is 2⁵⁴ for a
-/// subnormal sum, whose inverse alone would overflow, and exact either way.
-#[inline(always)]
-fn normalizer(sum: f64) -> (f64, f64) {
-    const TWO_54: f64 = 18_014_398_509_481_984.0;
-    if sum < f64::MIN_POSITIVE {
-        (TWO_54, 1.0 / (sum * TWO_54))
-    } else {
-        (1.0, 1.0 / sum)
+/// An entry's share of its row's total, x · scale · inverse = x / total: entries are normalized
+/// by multiplying (an f64 division per entry had cost as much as the logarithm); `scale` is 2⁵⁴
+/// for a subnormal total, whose inverse alone would overflow, and exact either way.
+#[derive(Clone, Copy)]
+struct Share {
+    scale: f64,
+    inverse: f64,
+}
+
+impl Share {
+    /// Entries as they are (q absent: entropy).
+    const IDENTITY: Share = Share {
+        scale: 1.0,
+        inverse: 1.0,
+    };
+
+    #[inline(always)]
+    fn of_total(total: f64) -> Self {
+        const TWO_54: f64 = 18_014_398_509_481_984.0;
+        if total < f64::MIN_POSITIVE {
+            Share {
+                scale: TWO_54,
+                inverse: 1.0 / (total * TWO_54),
+            }
+        } else {
+            Share {
+                scale: 1.0,
+                inverse: 1.0 / total,
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn of(self, x: f64) -> f64 {
+        x * self.scale * self.inverse
     }
 }
 
