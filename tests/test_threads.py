@@ -25,9 +25,11 @@ def test_set_and_get(restore_threads):
     assert rn.get_num_threads() == 1
     rn.set_num_threads(3)
     assert rn.get_num_threads() == 3
-    for bad in (0, -2):
-        with pytest.raises(ValueError, match=f"n must be >= 1, got {bad}"):
+    for bad in (0, -2, 1025):
+        with pytest.raises(ValueError, match=f"n must be between 1 and 1024, got {bad}"):
             rn.set_num_threads(bad)
+    with pytest.raises(ValueError, match=r"set_num_threads: n = \d+ is out of range"):
+        rn.set_num_threads(2**70)
 
 
 def test_results_identical_across_thread_counts(rng, restore_threads):

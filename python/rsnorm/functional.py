@@ -8,10 +8,12 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _rsnorm
+from ._errors import named_errors
 
 __all__ = ["cosine_linear", "cosine_linear_backward"]
 
 
+@named_errors
 def cosine_linear(
     x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | None = None, eps: float = 1e-8
 ) -> npt.NDArray[Any]:
@@ -33,12 +35,15 @@ def cosine_linear(
     y = x_unit @ w_unit.T
     if bias is not None:
         bias = np.asarray(bias)
+        if bias.dtype.kind not in "fiu":
+            raise TypeError(f"cosine_linear: bias has dtype {bias.dtype}; expected real numbers")
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"cosine_linear: bias has shape {bias.shape}, expected ({weight.shape[0]},)")
         y += bias.astype(y.dtype, copy=False)
     return y
 
 
+@named_errors
 def cosine_linear_backward(
     grad_out: npt.ArrayLike, x: npt.ArrayLike, weight: npt.ArrayLike, eps: float = 1e-8
 ) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
@@ -47,7 +52,10 @@ def cosine_linear_backward(
     weight = np.asarray(weight)
     x_unit = _rsnorm.l2_normalize(x, eps)
     w_unit = _rsnorm.l2_normalize(weight.astype(x_unit.dtype, copy=False), eps)
-    grad = np.asarray(grad_out, dtype=x_unit.dtype)
+    grad = np.asarray(grad_out)
+    if grad.dtype.kind != "f":
+        raise TypeError(f"cosine_linear_backward: grad_out has dtype {grad.dtype}; expected a floating dtype")
+    grad = grad.astype(x_unit.dtype, copy=False)
     expected = (*x.shape[:-1], weight.shape[0])
     if grad.shape != expected:
         raise ValueError(f"cosine_linear_backward: grad_out has shape {grad.shape}, expected {expected}")

@@ -471,6 +471,9 @@ class CosineLinear(Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"CosineLinear: {name} must be a positive int, got {value!r}")
         bound = 1.0 / np.sqrt(in_features)
         rng = np.random.default_rng(seed)
         self.eps = eps

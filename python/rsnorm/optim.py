@@ -27,15 +27,69 @@ def clip_grad_norm(grads: Sequence[Array], max_norm: float) -> float:
     """Scales the gradients in place so their global L2 norm is at most max_norm (as
     ``torch.nn.utils.clip_grad_norm_``: coefficient max_norm / (norm + 1e-6), capped at 1).
     Returns the norm before clipping."""
-    if max_norm < 0:
+    if not max_norm >= 0:
         raise ValueError(f"clip_grad_norm: max_norm must be >= 0, got {max_norm}")
-    norm = _rsnorm.grad_norm(list(grads))
+    grads = list(grads)
+    for i, g in enumerate(grads):
+        if not isinstance(g, np.ndarray):
+            raise TypeError(
+                f"clip_grad_norm: grads[{i}] must be a numpy.ndarray (scaled in place), "
+                f"got {type(g).__name__}"
+            )
+        if not g.flags.writeable:
+            raise ValueError(f"clip_grad_norm: grads[{i}] is read-only")
+    norm = _rsnorm.grad_norm(grads)
     coef = min(1.0, max_norm / (norm + 1e-6))
     for g in grads:
-        if not g.flags.writeable:
-            raise ValueError("clip_grad_norm: a gradient is read-only")
         np.multiply(g, coef, out=g, casting="unsafe")
     return norm
+
+
+def _bad_option(group: dict[str, Any], exc: Exception) -> str:
+    """Which option of a group is not a number (or, for betas, not a pair of numbers)."""
+    for key, value in group.items():
+        if key == "params":
+            continue
+        if key == "betas" and not (isinstance(value, (tuple, list)) and len(value) == 2):
+            return f"betas must be a pair (beta1, beta2), got {value!r:.80}"
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            try:
+                float(v)
+            except (TypeError, ValueError, OverflowError):
+                shown = f"an int of {v.bit_length()} bits" if isinstance(v, int) else f"{v!r:.80}"
+                return f"{key} must be a finite number, got {shown}"
+    return f"invalid options: {exc}"
+
+
+def _byte_range(a: Array) -> tuple[int, int]:
+    """[start, end) of the bytes a C-contiguous array holds."""
+    start = a.__array_interface__["data"][0]
+    return start, start + a.nbytes
+
+
+def _check_no_overlap(name: str, params: Sequence[Array], grads: Sequence[Array]) -> None:
+    """Parameters are updated in place, once each: no two may share memory (the overlap would be
+    updated twice), nor may a gradient share memory with a parameter (it would change while read).
+    One sort of the byte ranges; NumPy's exact test decides where ranges touch."""
+    spans = sorted(
+        [(*_byte_range(p), "parameter", i) for i, p in enumerate(params) if p.size]
+        + [(*_byte_range(g), "gradient", i) for i, g in enumerate(grads) if g.size]
+    )
+    arrays = {"parameter": params, "gradient": grads}
+    open_spans: list[tuple[int, int, str, int]] = []
+    for span in spans:
+        open_spans = [o for o in open_spans if o[1] > span[0]]
+        for other in open_spans:
+            if "parameter" not in (span[2], other[2]):
+                continue  # gradients are only read: they may overlap each other
+            a, b = arrays[other[2]][other[3]], arrays[span[2]][span[3]]
+            if np.shares_memory(a, b):
+                raise ValueError(
+                    f"{name}: {other[2]} {other[3]} (shape {a.shape}) and {span[2]} {span[3]} "
+                    f"(shape {b.shape}) share memory; parameters are updated in place, so each must "
+                    "have memory of its own"
+                )
+        open_spans.append(span)
 
 
 class Optimizer(ABC):
@@ -51,7 +105,12 @@ class Optimizer(ABC):
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         self.param_groups: list[dict[str, Any]] = []
-        for group in groups:
+        for i, group in enumerate(groups):
+            if not isinstance(group, dict) or "params" not in group:
+                raise ValueError(
+                    f"{type(self).__name__}: parameter group {i} must be a dict with a 'params' list, "
+                    f"got {type(group).__name__}{' without params' if isinstance(group, dict) else ''}"
+                )
             merged = {**self.defaults, **group, "params": list(group["params"])}
             for p in merged["params"]:
                 self._check_param(p)
@@ -60,6 +119,11 @@ class Optimizer(ABC):
         ids = [id(p) for g in self.param_groups for p in g["params"]]
         if len(set(ids)) != len(ids):
             raise ValueError(f"{type(self).__name__}: a parameter appears in more than one group")
+        params = self._all_params()
+        _check_no_overlap(type(self).__name__, params, [])
+        # Fresh (data-owning) gradients cannot overlap parameters that own their data either:
+        # then step() needs no overlap check.
+        self._params_own_data = all(p.flags.owndata for p in params)
         self.state: dict[int, dict[str, Any]] = {}
 
     def _check_param(self, p: Any) -> None:
@@ -81,8 +145,15 @@ class Optimizer(ABC):
     def _validated(self, group: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
         """The group's kernel options, checked by the kernel (ValueError naming a bad value), and the
         names of the state arrays they need."""
-        hyper = self._hyper(group)
-        return hyper, _rsnorm.optim_validate(self.algorithm, hyper)
+        name = type(self).__name__
+        try:
+            hyper = self._hyper(group)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"{name}: {_bad_option(group, exc)}") from None
+        try:
+            return hyper, _rsnorm.optim_validate(self.algorithm, hyper)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
 
     def _initial_state(self, name: str, p: Array, group: dict[str, Any]) -> Array:
         return np.zeros_like(p)
@@ -114,6 +185,8 @@ class Optimizer(ABC):
                     f"{type(self).__name__}.step: grads[{i}] has dtype {g.dtype}, parameter has {p.dtype}"
                 )
             checked.append(np.ascontiguousarray(g))
+        if not (self._params_own_data and all(g.flags.owndata for g in checked)):
+            _check_no_overlap(f"{type(self).__name__}.step", params, checked)
         norm = None
         scale = 1.0
         if clip_grad_norm is not None:
@@ -170,7 +243,18 @@ class Optimizer(ABC):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Loads a state dict from :meth:`state_dict` or from PyTorch (tensors converted to arrays)."""
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
+            raise ValueError(
+                f"{name}: expected a dict with 'state' and 'param_groups', got {state_dict!r:.80}"
+            )
         groups = state_dict["param_groups"]
+        if not isinstance(groups, (list, tuple)) or not all(
+            isinstance(g, dict) and "params" in g for g in groups
+        ):
+            raise ValueError(f"{name}: param_groups must be a list of dicts with 'params'")
+        if not isinstance(state_dict["state"], dict):
+            raise ValueError(f"{name}: state must be a dict of per-parameter dicts")
         if len(groups) != len(self.param_groups) or any(
             len(g["params"]) != len(own["params"]) for g, own in zip(groups, self.param_groups)
         ):
@@ -178,7 +262,14 @@ class Optimizer(ABC):
         params = self._all_params()
         new_state: dict[int, dict[str, Any]] = {}
         for key, entry in state_dict["state"].items():
-            i = int(key)
+            try:
+                i = int(key)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}: state key {key!r} is not a parameter index") from None
+            if not isinstance(entry, dict):
+                raise ValueError(
+                    f"{name}: state of parameter {key} must be a dict, got {type(entry).__name__}"
+                )
             if not 0 <= i < len(params):
                 raise ValueError(f"{type(self).__name__}.load_state_dict: state for unknown parameter {key}")
             p = params[i]

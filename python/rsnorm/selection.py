@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._errors import named_errors
+
 __all__ = ["aic", "bic"]
 
 
@@ -40,6 +42,8 @@ def _check(name: str, values: npt.ArrayLike, what: str, minimum: float, strict: 
     if lowest is not None and not (lowest > minimum or (lowest == minimum and not strict)):
         # Out of range, or NaN somewhere (the min is then NaN): find the first bad value.
         bad = arr <= minimum if strict else arr < minimum
+        if not np.any(bad):
+            bad = np.isnan(arr)
         if np.any(bad):
             raise ValueError(
                 f"{name}: {what} must be {'>' if strict else '>='} {minimum}, got {arr[bad].ravel()[0]}"
@@ -52,12 +56,14 @@ def _log_likelihood(name: str, values: npt.ArrayLike) -> Any:
     return _real(name, values, "log_likelihood").astype(np.float64, copy=False)
 
 
+@named_errors
 def aic(log_likelihood: npt.ArrayLike, k: npt.ArrayLike) -> Any:
     """Akaike information criterion 2k − 2 ln L̂ (k: number of estimated parameters)."""
     ll = _log_likelihood("aic", log_likelihood)
     return 2.0 * _check("aic", k, "k", 0, False) - 2.0 * ll
 
 
+@named_errors
 def bic(log_likelihood: npt.ArrayLike, k: npt.ArrayLike, n: npt.ArrayLike) -> Any:
     """Bayesian information criterion k ln n − 2 ln L̂ (n: number of observations)."""
     ll = _log_likelihood("bic", log_likelihood)

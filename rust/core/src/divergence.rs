@@ -597,7 +597,6 @@ pub fn wasserstein_1d(
     u_weights: Option<&[f64]>,
     v_weights: Option<&[f64]>,
 ) -> Result<f64> {
-    use rayon::prelude::*;
     for (name, values, weights) in [("u", u, u_weights), ("v", v, v_weights)] {
         if values.is_empty() {
             return Err(Error::EmptyReduction(format!(
@@ -624,6 +623,10 @@ pub fn wasserstein_1d(
             }
         }
     }
+    // NaN anywhere makes the distance NaN (as SciPy's); the sweep below also assumes ordered values.
+    if u.iter().chain(v).any(|x| x.is_nan()) {
+        return Ok(f64::NAN);
+    }
     // Each sample as (value, weight) sorted by value; cumulative weight fractions give the CDFs.
     let sorted = |values: &[f64], weights: Option<&[f64]>| -> Vec<(f64, f64)> {
         let mut pairs: Vec<(f64, f64)> = values
@@ -631,7 +634,7 @@ pub fn wasserstein_1d(
             .enumerate()
             .map(|(i, &x)| (x, weights.map_or(1.0, |w| w[i])))
             .collect();
-        pairs.par_sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        crate::parallel::sort_unstable_by(&mut pairs, |a, b| a.0.total_cmp(&b.0));
         pairs
     };
     let (us, vs) = crate::parallel::join(|| sorted(u, u_weights), || sorted(v, v_weights));
@@ -654,6 +657,7 @@ pub fn wasserstein_1d(
         if let Some(prev) = previous {
             distance += (u_cdf - v_cdf).abs() * (next - prev);
         }
+        let (i0, j0) = (i, j);
         while i < us.len() && us[i].0 <= next {
             u_cdf += us[i].1 / u_total;
             i += 1;
@@ -661,6 +665,11 @@ pub fn wasserstein_1d(
         while j < vs.len() && vs[j].0 <= next {
             v_cdf += vs[j].1 / v_total;
             j += 1;
+        }
+        // SciPy steps through the merged values one by one: a repeated ±inf there is a step of
+        // inf − inf, which makes the distance NaN.
+        if next.is_infinite() && (i - i0) + (j - j0) > 1 {
+            return Ok(f64::NAN);
         }
         previous = Some(next);
     }

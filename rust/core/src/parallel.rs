@@ -18,8 +18,8 @@ use std::any::Any;
 use std::cell::UnsafeCell;
 use std::ops::Range;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// Elements of work from which a call wakes sleeping workers. Waking one costs the caller 20–30
@@ -99,14 +99,10 @@ impl Board {
 struct Workers {
     board: Arc<Board>,
     threads: usize,
-    /// When the last mid-size call run serially ended ([`nanos_since_start`]; 0: none yet).
+    /// When the last mid-size call run serially ended ([`Workers::nanos_since_start`]; 0: none
+    /// yet).
     last_serial_end: AtomicU64,
-}
-
-/// Nanoseconds since the first call of this (at least 1).
-fn nanos_since_start() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1
+    started: Instant,
 }
 
 impl Workers {
@@ -137,7 +133,13 @@ impl Workers {
             board,
             threads: 1 + started,
             last_serial_end: AtomicU64::new(0),
+            started: Instant::now(),
         }
+    }
+
+    /// Nanoseconds since these workers started (at least 1).
+    fn nanos_since_start(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64 + 1
     }
 
     /// Whether a worker is awake (working or spinning), so that work handed over now is taken up
@@ -153,12 +155,12 @@ impl Workers {
         let ended = self.last_serial_end.load(Ordering::Relaxed);
         self.board.spin
             && ended != 0
-            && nanos_since_start().saturating_sub(ended) < SPIN_AFTER_WAKE.as_nanos() as u64
+            && self.nanos_since_start().saturating_sub(ended) < SPIN_AFTER_WAKE.as_nanos() as u64
     }
 
     fn serial_call_ended(&self) {
         self.last_serial_end
-            .store(nanos_since_start(), Ordering::Relaxed);
+            .store(self.nanos_since_start(), Ordering::Relaxed);
     }
 
     /// Runs `task` on the calling thread and on every worker that arrives while it is open,
@@ -284,28 +286,68 @@ fn sleep_until_opened(board: &Board, last_epoch: u64) {
 struct PoolState {
     threads: usize,
     workers: Option<Arc<Workers>>,
-    rayon: Option<Arc<ThreadPool>>,
+    rayon: Option<Arc<Option<ThreadPool>>>,
 }
 
-static POOL: RwLock<PoolState> = RwLock::new(PoolState {
-    threads: 0,
-    workers: None,
-    rayon: None,
-});
+/// The pool state behind a lock that is itself replaceable: a forked child cannot use the
+/// parent's lock, which a parent thread that does not exist in the child may hold forever (a
+/// thread building the pool, or in `set_num_threads`, at the moment of the fork). The child
+/// swaps in a fresh lock without touching the old one ([`forget_pool_after_fork`]).
+static POOL: AtomicPtr<RwLock<PoolState>> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Threads used when nothing was set: `RSNORM_NUM_THREADS`, else the number of logical CPUs.
-/// Read once: `available_parallelism` reads cgroup files, ~35 µs, more than a small call's work.
+/// The current pool lock, allocated on first use.
+fn pool_state() -> &'static RwLock<PoolState> {
+    let current = POOL.load(Ordering::Acquire);
+    if !current.is_null() {
+        // SAFETY: a published lock is leaked, never freed.
+        return unsafe { &*current };
+    }
+    let fresh = Box::into_raw(Box::new(RwLock::new(PoolState {
+        threads: 0,
+        workers: None,
+        rayon: None,
+    })));
+    match POOL.compare_exchange(
+        std::ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        // SAFETY: just leaked, and published for good.
+        Ok(_) => unsafe { &*fresh },
+        Err(existing) => {
+            // SAFETY: `fresh` was never published; `existing` is leaked like every published one.
+            drop(unsafe { Box::from_raw(fresh) });
+            unsafe { &*existing }
+        }
+    }
+}
+
+/// Most threads [`set_num_threads`] accepts. Each worker reserves a stack (2 MiB of address space
+/// for rayon's), so a count far beyond the CPUs buys nothing and can exhaust a process's
+/// address-space limit, where the allocation failure aborts instead of erring.
+pub const MAX_THREADS: usize = 1024;
+
+/// Threads used when nothing was set: `RSNORM_NUM_THREADS` (capped at [`MAX_THREADS`]), else
+/// the number of logical CPUs. Read once: `available_parallelism` reads cgroup files, ~35 µs, more
+/// than a small call's work. An atomic, not a `OnceLock`: a child forked while another thread
+/// was initializing a `OnceLock` would wait for that thread forever.
 fn default_threads() -> usize {
-    static DEFAULT: OnceLock<usize> = OnceLock::new();
-    *DEFAULT.get_or_init(|| {
-        std::env::var("RSNORM_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            })
-    })
+    static DEFAULT: AtomicUsize = AtomicUsize::new(0);
+    let known = DEFAULT.load(Ordering::Relaxed);
+    if known != 0 {
+        return known;
+    }
+    let threads = std::env::var("RSNORM_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+        .min(MAX_THREADS);
+    DEFAULT.store(threads, Ordering::Relaxed);
+    threads
 }
 
 fn configured_threads(state: &PoolState) -> usize {
@@ -318,29 +360,26 @@ fn configured_threads(state: &PoolState) -> usize {
 
 /// Number of threads compute calls use.
 pub fn num_threads() -> usize {
-    POOL.read()
+    pool_state()
+        .read()
         .map_or_else(|_| default_threads(), |state| configured_threads(&state))
 }
 
-/// Sets the number of threads; `0` restores the default. The pools are rebuilt on next use.
+/// Sets the number of threads (at most [`MAX_THREADS`]; more is capped there); `0` restores the
+/// default. The pools are rebuilt on next use.
 pub fn set_num_threads(threads: usize) {
-    let mut state = POOL.write().unwrap_or_else(PoisonError::into_inner);
-    state.threads = threads;
+    let mut state = pool_state().write().unwrap_or_else(PoisonError::into_inner);
+    state.threads = threads.min(MAX_THREADS);
     state.workers = None;
     state.rayon = None;
 }
 
-/// Forgets the pools without stopping or joining them. For a forked child, where the parent's
-/// worker threads do not exist (and their locks may be held forever): the pools are leaked and
-/// new ones built on demand.
+/// Forgets the pools without stopping, joining or even locking them. For a forked child, where
+/// the parent's worker threads do not exist and the parent's pool lock may be held by a thread
+/// that does not exist either: the old lock and pools are leaked untouched, and new ones built on
+/// demand.
 pub fn forget_pool_after_fork() {
-    let mut state = POOL.write().unwrap_or_else(PoisonError::into_inner);
-    if let Some(workers) = state.workers.take() {
-        std::mem::forget(workers);
-    }
-    if let Some(pool) = state.rayon.take() {
-        std::mem::forget(pool);
-    }
+    POOL.store(std::ptr::null_mut(), Ordering::SeqCst);
 }
 
 /// The pool `slot` picks out of the state, built by `build` on first use.
@@ -349,10 +388,11 @@ fn pooled<P>(
     peek: impl Fn(&PoolState) -> Option<Arc<P>>,
     build: impl FnOnce(usize) -> P,
 ) -> Arc<P> {
-    if let Some(pool) = POOL.read().ok().and_then(|state| peek(&state)) {
+    let lock = pool_state();
+    if let Some(pool) = lock.read().ok().and_then(|state| peek(&state)) {
         return pool;
     }
-    let mut state = POOL.write().unwrap_or_else(PoisonError::into_inner);
+    let mut state = lock.write().unwrap_or_else(PoisonError::into_inner);
     let threads = configured_threads(&state);
     slot(&mut state)
         .get_or_insert_with(|| Arc::new(build(threads)))
@@ -367,7 +407,8 @@ fn workers() -> Arc<Workers> {
     )
 }
 
-fn rayon_pool() -> Arc<ThreadPool> {
+/// rsnorm's rayon pool; `None` when the system refuses its threads (then work runs serially).
+fn rayon_pool() -> Arc<Option<ThreadPool>> {
     pooled(
         |state| &mut state.rayon,
         |state| state.rayon.clone(),
@@ -376,7 +417,7 @@ fn rayon_pool() -> Arc<ThreadPool> {
                 .num_threads(threads)
                 .thread_name(|i| format!("rsnorm-rayon-{i}"))
                 .build()
-                .expect("rsnorm: cannot start worker threads")
+                .ok()
         },
     )
 }
@@ -426,8 +467,8 @@ pub fn for_each_range(n_items: usize, work_per_item: usize, f: impl Fn(Range<usi
     }
 }
 
-/// Runs two closures in parallel on the pool (inside it, so rayon's parallel iterators they use,
-/// such as `par_sort`, run on rsnorm's threads too) when there are threads to spare.
+/// Runs two closures in parallel on the pool (inside it, so the sorts they run with
+/// [`sort_unstable_by`] are parallel on rsnorm's threads too) when there are threads to spare.
 pub fn join<A: Send, B: Send>(
     a: impl FnOnce() -> A + Send,
     b: impl FnOnce() -> B + Send,
@@ -435,7 +476,25 @@ pub fn join<A: Send, B: Send>(
     if num_threads() <= 1 {
         return (a(), b());
     }
-    rayon_pool().install(|| rayon::join(a, b))
+    match rayon_pool().as_ref() {
+        Some(pool) => pool.install(|| rayon::join(a, b)),
+        None => (a(), b()),
+    }
+}
+
+/// Sorts in parallel when called on one of rsnorm's pool threads (inside [`join`]), serially
+/// otherwise: never on rayon's global pool, whose threads a forked child does not have (a
+/// parallel sort there waits for them forever).
+pub fn sort_unstable_by<T: Send>(
+    values: &mut [T],
+    compare: impl Fn(&T, &T) -> std::cmp::Ordering + Sync,
+) {
+    use rayon::slice::ParallelSliceMut;
+    if rayon::current_thread_index().is_some() {
+        values.par_sort_unstable_by(compare);
+    } else {
+        values.sort_unstable_by(compare);
+    }
 }
 
 /// Copies `src` into `dst` with the pool: the memory-bandwidth ceiling benchmarks compare

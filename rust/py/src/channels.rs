@@ -1,8 +1,8 @@
 //! Bindings of the channel-wise norms: batch_norm, instance_norm, group_norm.
 
 use crate::dispatch::{
-    channel_param, float_array, is_writeable, output, resolve_axis, rows_mut, rows_ref, shape_str,
-    unaliased, with_float_array, Storage,
+    channel_param, check_disjoint, float_array, is_writeable, output, resolve_axis, rows_mut,
+    rows_ref, shape_str, unaliased, with_float_array, Storage,
 };
 use crate::errors::{compute, type_error, value_error};
 use numpy::{
@@ -77,6 +77,25 @@ impl<'py> Running<'py> {
     }
 }
 
+/// Running statistics the call updates in place share no memory with each other, the output or
+/// x: the update would overwrite results already written (or values still to be read).
+fn check_running_disjoint<S: Storage>(
+    op: &str,
+    running_mean: Option<&Running<'_>>,
+    running_var: Option<&Running<'_>>,
+    y: &Bound<'_, PyArrayDyn<S>>,
+    x: &Bound<'_, PyArrayDyn<S>>,
+) -> PyResult<()> {
+    check_disjoint(
+        op,
+        &[
+            ("running_mean", running_mean.map(|r| &r.array)),
+            ("running_var", running_var.map(|r| &r.array)),
+        ],
+        &[("out", Some(y.as_untyped())), ("x", Some(x.as_untyped()))],
+    )
+}
+
 fn stats_pair<'py, S: Storage>(
     py: Python<'py>,
     mean: impl Iterator<Item = f64>,
@@ -133,7 +152,7 @@ pub(crate) fn batch_norm<'py>(
     axis: i64,
     out: Option<&Bound<'py, PyAny>>,
     mean_only: bool,
-    num_batches_tracked: Option<u64>,
+    num_batches_tracked: Option<i64>,
     return_stats: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let args = BatchNormArgs {
@@ -164,7 +183,7 @@ struct BatchNormArgs<'a, 'py> {
     axis: i64,
     out: Option<&'a Bound<'py, PyAny>>,
     mean_only: bool,
-    num_batches_tracked: Option<u64>,
+    num_batches_tracked: Option<i64>,
     return_stats: bool,
 }
 
@@ -179,6 +198,11 @@ fn batch_norm_typed<'py, S: Storage>(
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "batch_norm";
     check_eps(OP, a.eps).map_err(crate::errors::core_error)?;
+    if let Some(n) = a.num_batches_tracked.filter(|&n| n < 0) {
+        return Err(value_error(format!(
+            "{OP}: num_batches_tracked must be >= 0, got {n}"
+        )));
+    }
     if let Some(m) = a.momentum {
         check_momentum(OP, m).map_err(crate::errors::core_error)?;
     }
@@ -206,6 +230,13 @@ fn batch_norm_typed<'py, S: Storage>(
         )));
     }
     let y = output::<S>(py, OP, "out", a.out, &shape)?;
+    check_running_disjoint(
+        OP,
+        running_mean.as_ref().filter(|_| a.training),
+        running_var.as_ref().filter(|_| a.training && !a.mean_only),
+        &y,
+        &x,
+    )?;
     let x = unaliased(x, &[&y])?;
     let inner_ndim = shape.len() - axis - 1;
     let inner_len: usize = shape[axis + 1..].iter().product();
@@ -420,6 +451,13 @@ fn instance_norm_typed<'py, S: Storage>(
         )));
     }
     let y = output::<S>(py, OP, "out", a.out, &shape)?;
+    check_running_disjoint(
+        OP,
+        running_mean.as_ref().filter(|_| updates),
+        running_var.as_ref().filter(|_| updates),
+        &y,
+        &x,
+    )?;
     let x = unaliased(x, &[&y])?;
     let inner_ndim = shape.len() - 2;
     let (xv, yv) = (rows_ref(&x, inner_ndim), rows_mut(&y, inner_ndim));

@@ -66,11 +66,17 @@ fn well_behaved(arr: Bound<'_, PyUntypedArray>) -> PyResult<Bound<'_, PyUntypedA
         return Ok(arr);
     }
     let dtype = arr.dtype().call_method1("newbyteorder", ("=",))?;
-    let kwargs = PyDict::new(arr.py());
-    kwargs.set_item("dtype", dtype)?;
-    Ok(numpy(arr.py())?
-        .call_method("ascontiguousarray", (&arr,), Some(&kwargs))?
-        .cast_into()?)
+    Ok(aligned_copy(&arr, &dtype)?.cast_into()?)
+}
+
+/// `obj` as a C-contiguous, aligned array of `dtype`, copied only when it is not one already.
+/// Unlike `np.ascontiguousarray` this keeps a 0-d array 0-d, and unlike `np.asarray` it copies an
+/// unaligned array.
+pub(crate) fn aligned_copy<'py>(
+    obj: &Bound<'py, PyAny>,
+    dtype: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    numpy(obj.py())?.call_method1("require", (obj, dtype, "CA"))
 }
 
 /// The input `x` of `op` as a float array; any other dtype is a `TypeError` naming it.
@@ -134,14 +140,11 @@ pub(crate) fn param<'py, S: Storage>(
         )));
     }
     if let Ok(typed) = arr.cast::<PyArrayDyn<S::Compute>>() {
-        if S::NATIVE && typed.is_c_contiguous() {
+        if S::NATIVE && typed.is_c_contiguous() && typed.as_untyped().is_aligned() {
             return Ok(Some(typed.clone()));
         }
     }
-    let np = numpy(py)?;
-    let kwargs = PyDict::new(py);
-    kwargs.set_item("dtype", numpy::dtype::<S>(py))?;
-    let mut cast = np.call_method("ascontiguousarray", (&arr,), Some(&kwargs))?;
+    let mut cast = aligned_copy(&arr, numpy::dtype::<S>(py).as_any())?;
     if !S::NATIVE {
         cast = cast.call_method1("astype", (numpy::dtype::<S::Compute>(py),))?;
     }
@@ -397,4 +400,80 @@ pub(crate) fn permuted(
         order.iter().map(|&d| shape[d]).collect(),
         order.iter().map(|&d| strides[d]).collect(),
     )
+}
+
+/// Byte range `[lo, hi]` any array touches (`None` when empty).
+fn untyped_byte_range(arr: &Bound<'_, PyUntypedArray>) -> Option<(usize, usize)> {
+    if arr.shape().contains(&0) {
+        return None;
+    }
+    // SAFETY: only the data pointer is read, which is the same whatever the element type.
+    let base = unsafe { arr.cast_unchecked::<PyArrayDyn<u8>>() }.data() as usize;
+    let (mut lo, mut hi) = (base, base + arr.dtype().itemsize() - 1);
+    for (&len, &stride) in arr.shape().iter().zip(arr.strides()) {
+        let reach = (len as isize - 1) * stride;
+        if reach < 0 {
+            lo = lo.wrapping_add_signed(reach);
+        } else {
+            hi = hi.wrapping_add_signed(reach);
+        }
+    }
+    Some((lo, hi))
+}
+
+/// Whether two arrays share memory: their byte ranges intersect, and (for interleaved views,
+/// whose ranges can intersect without a common element) NumPy's exact test agrees.
+pub(crate) fn shares_memory(
+    a: &Bound<'_, PyUntypedArray>,
+    b: &Bound<'_, PyUntypedArray>,
+) -> PyResult<bool> {
+    match (untyped_byte_range(a), untyped_byte_range(b)) {
+        (Some((alo, ahi)), Some((blo, bhi))) if alo <= bhi && blo <= ahi => {
+            // Bounded work: an undecided case counts as sharing.
+            let kwargs = PyDict::new(a.py());
+            kwargs.set_item("max_work", 1 << 16)?;
+            match numpy(a.py())?.call_method("shares_memory", (a, b), Some(&kwargs)) {
+                Ok(shared) => shared.is_truthy(),
+                Err(_) => Ok(true),
+            }
+        }
+        _ => Ok(false),
+    }
+}
+
+/// A parameter that shares memory with an output is copied first: the kernels read parameters
+/// for every row, and rows written earlier would change them for the rows after.
+pub(crate) fn detached<'py, T: NpElement>(
+    param: Option<Bound<'py, PyArrayDyn<T>>>,
+    outputs: &[&Bound<'py, PyUntypedArray>],
+) -> PyResult<Option<Bound<'py, PyArrayDyn<T>>>> {
+    let Some(param) = param else { return Ok(None) };
+    for out in outputs {
+        if shares_memory(param.as_untyped(), out)? {
+            return Ok(Some(param.call_method0("copy")?.cast_into()?));
+        }
+    }
+    Ok(Some(param))
+}
+
+/// Arrays the call writes in place (`written`) may share no memory with any other argument:
+/// `ValueError` naming both. Absent arguments are skipped.
+pub(crate) fn check_disjoint(
+    op: &str,
+    written: &[(&str, Option<&Bound<'_, PyUntypedArray>>)],
+    others: &[(&str, Option<&Bound<'_, PyUntypedArray>>)],
+) -> PyResult<()> {
+    for (i, &(name, arr)) in written.iter().enumerate() {
+        let Some(arr) = arr else { continue };
+        for &(other_name, other) in written[i + 1..].iter().chain(others) {
+            let Some(other) = other else { continue };
+            if shares_memory(arr, other)? {
+                return Err(value_error(format!(
+                    "{op}: {name} and {other_name} share memory; {name} is written in place, so \
+                     pass arrays that do not overlap"
+                )));
+            }
+        }
+    }
+    Ok(())
 }

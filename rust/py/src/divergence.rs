@@ -10,6 +10,7 @@ use numpy::{
     PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 use rsnorm_core::divergence::{self as dv, Measure};
 use rsnorm_core::rows::{RowsMut, RowsRef};
 
@@ -46,7 +47,30 @@ fn softmax_impl<'py>(
     out: Option<&Bound<'py, PyAny>>,
     log: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    with_float_array!(float_array(op, "x", x)?, x => {
+    let x = float_array(op, "x", x)?;
+    if with_float_array!(&x, a => a.ndim() == 0) {
+        // A 0-d input is one value along axis 0 (or -1), as torch.softmax takes it: softmax 1,
+        // log_softmax 0, returned 0-d.
+        if axis != 0 && axis != -1 {
+            return Err(value_error(format!(
+                "{op}: axis {axis} is out of range for a 0-dimensional input (0 or -1)"
+            )));
+        }
+        let one = with_float_array!(x, a => a.reshape([1usize])?.into_any());
+        // A non-array `out` goes on as it is, for `output` to reject.
+        let out_one = out
+            .map(|o| match o.cast::<PyUntypedArray>() {
+                Ok(arr) if arr.ndim() == 0 => o.call_method1("reshape", (1,)),
+                _ => Ok(o.clone()),
+            })
+            .transpose()?;
+        let y = softmax_impl(py, op, &one, 0, out_one.as_ref(), log)?;
+        return match out {
+            Some(o) => Ok(o.clone()),
+            None => y.call_method1("reshape", (PyTuple::empty(py),)),
+        };
+    }
+    with_float_array!(x, x => {
         let shape = x.shape().to_vec();
         let axis = axis_of(op, &shape, axis)?;
         let y = output(py, op, "out", out, &shape)?;

@@ -15,12 +15,14 @@ use errors::{compute, value_error};
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-/// Sets the number of threads rsnorm computes with (≥ 1).
+/// Sets the number of threads rsnorm computes with (1 to 1024; `RSNORM_NUM_THREADS` or the CPU
+/// count when never set).
 #[pyfunction]
 fn set_num_threads(n: i64) -> PyResult<()> {
-    if n < 1 {
+    let most = rsnorm_core::parallel::MAX_THREADS;
+    if n < 1 || n > most as i64 {
         return Err(value_error(format!(
-            "set_num_threads: n must be >= 1, got {n}"
+            "set_num_threads: n must be between 1 and {most}, got {n}"
         )));
     }
     rsnorm_core::parallel::set_num_threads(n as usize);

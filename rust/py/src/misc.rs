@@ -2,8 +2,8 @@
 //! and the mergeable statistics moments / merge_moments.
 
 use crate::dispatch::{
-    element_strides, float_array, output, param, param_slice, permuted, resolve_axis, rows_mut,
-    rows_ref, rows_ref_as, shape_str, unaliased, with_float_array, Storage,
+    aligned_copy, element_strides, float_array, output, param, param_slice, permuted, resolve_axis,
+    rows_mut, rows_ref, rows_ref_as, shape_str, unaliased, with_float_array, Storage,
 };
 use crate::errors::{compute, core_error, value_error};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
@@ -290,7 +290,7 @@ pub(crate) fn merge_moments<'py>(
     let arrays: Vec<Bound<'py, PyArrayDyn<f64>>> = broadcast
         .try_iter()?
         .map(|arr| {
-            let arr = np.call_method1("ascontiguousarray", (arr?, numpy::dtype::<f64>(py)))?;
+            let arr = aligned_copy(&arr?, numpy::dtype::<f64>(py).as_any())?;
             Ok(arr.cast_into::<PyArrayDyn<f64>>()?)
         })
         .collect::<PyResult<_>>()?;

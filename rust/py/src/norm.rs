@@ -1,8 +1,8 @@
 //! Bindings of the row-wise normalizations: layer_norm, rms_norm and their fused residual adds.
 
 use crate::dispatch::{
-    float_array, memory_overlaps, output, param, param_slice, rows_mut, rows_ref, same_as_x,
-    shape_str, unaliased, with_float_array, Storage,
+    detached, float_array, memory_overlaps, output, param, param_slice, rows_mut, rows_ref,
+    same_as_x, shape_str, unaliased, with_float_array, Storage,
 };
 use crate::errors::{compute, value_error};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
@@ -124,6 +124,8 @@ fn layer_norm_typed<'py, S: Storage>(
     let weight = param::<S>(py, OP, "weight", weight, norm_shape)?;
     let bias = param::<S>(py, OP, "bias", bias, norm_shape)?;
     let y = output::<S>(py, OP, "out", out, &shape)?;
+    let outputs = [y.as_untyped()];
+    let (weight, bias) = (detached(weight, &outputs)?, detached(bias, &outputs)?);
     let x = unaliased(x, &[&y])?;
     let (xv, yv) = (rows_ref(&x, k), rows_mut(&y, k));
     let (w, b) = (param_slice(weight.as_ref()), param_slice(bias.as_ref()));
@@ -175,6 +177,7 @@ fn rms_norm_typed<'py, S: Storage>(
     let k = normalized_ndim(OP, &shape, normalized_shape)?;
     let weight = param::<S>(py, OP, "weight", weight, &shape[shape.len() - k..])?;
     let y = output::<S>(py, OP, "out", out, &shape)?;
+    let weight = detached(weight, &[y.as_untyped()])?;
     let x = unaliased(x, &[&y])?;
     let (xv, yv) = (rows_ref(&x, k), rows_mut(&y, k));
     let w = param_slice(weight.as_ref());
@@ -278,6 +281,8 @@ fn add_norm_typed<'py, S: Storage>(
     let y = output::<S>(py, op, "out", fused.out, &shape)?;
     let sum = output::<S>(py, op, "residual_out", fused.residual_out, &shape)?;
     no_overlap(op, &y, &sum)?;
+    let outputs = [y.as_untyped(), sum.as_untyped()];
+    let (weight, bias) = (detached(weight, &outputs)?, detached(bias, &outputs)?);
     let x = unaliased(x, &[&y, &sum])?;
     let residual = unaliased(residual, &[&y, &sum])?;
     let (xv, rv, yv, sv) = (

@@ -417,6 +417,7 @@ pub unsafe fn l2_normalize_backward<S: Element>(
     dx: &RowsMut<S>,
     eps: f64,
 ) -> Result<()> {
+    crate::error::check_eps("l2_normalize_backward", eps)?;
     check_same_rows(
         "l2_normalize_backward",
         &x.rows,
@@ -431,7 +432,9 @@ pub unsafe fn l2_normalize_backward<S: Element>(
             #[inline(always)]
             |_, [gy, x], [dx]| {
                 let norm = crate::reduce::sum_squares(x).sqrt();
-                if norm > eps {
+                // A NaN norm takes the first branch, whose 1/norm is NaN: NaN across the row,
+                // as in the forward (not gy/eps).
+                if norm > eps || norm.is_nan() {
                     let dot = crate::reduce::sum_pairs(gy, x, |a, b| a * b);
                     let inv = <S::Compute as Float>::from_f64(1.0 / norm);
                     let coef = <S::Compute as Float>::from_f64(dot / (norm * norm * norm));

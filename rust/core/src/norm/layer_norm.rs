@@ -101,7 +101,7 @@ pub unsafe fn add_layer_norm<S: Element>(
             stats,
             #[inline(always)]
             |_, [x, residual], [y, sum]| {
-                add_into(x, residual, sum);
+                add_into::<S>(x, residual, sum);
                 layer_norm_row(sum, y, weight, bias, eps, Ahead::NONE)
             },
         );
@@ -109,10 +109,16 @@ pub unsafe fn add_layer_norm<S: Element>(
     Ok(())
 }
 
+/// `sum = a + b` rounded to the storage type `S`: the normalized values must be those of the sum
+/// that is returned (for f16, computing in f32 and normalizing the unrounded sum made
+/// `y != layer_norm(sum)` by up to 4e-3).
 #[inline(always)]
-pub(crate) fn add_into<T: Float>(a: &[T], b: &[T], sum: &mut [T]) {
+pub(crate) fn add_into<S: Element>(a: &[S::Compute], b: &[S::Compute], sum: &mut [S::Compute]) {
     for ((s, &a), &b) in sum.iter_mut().zip(a).zip(b) {
         *s = a + b;
+        if !S::NATIVE {
+            *s = S::store(*s).load();
+        }
     }
 }
 

@@ -81,7 +81,7 @@ pub unsafe fn add_rms_norm<S: Element>(
             rstd,
             #[inline(always)]
             |_, [x, residual], [y, sum]| {
-                add_into(x, residual, sum);
+                add_into::<S>(x, residual, sum);
                 rms_norm_row(sum, y, weight, eps, Ahead::NONE)
             },
         );

@@ -60,7 +60,11 @@ pub unsafe fn l2_normalize<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, eps: f64)
             &mut [],
             #[inline(always)]
             |_, [x], [y]| {
-                let scale = <S::Compute as Float>::from_f64(1.0 / sum_squares(x).sqrt().max(eps));
+                // `f64::max` would turn a NaN norm into eps and scale the row's other entries by
+                // 1/eps; a NaN stays NaN across its row (PyTorch's clamp_min keeps it too).
+                let norm = sum_squares(x).sqrt();
+                let divisor = if norm < eps { eps } else { norm };
+                let scale = <S::Compute as Float>::from_f64(1.0 / divisor);
                 for (y, &x) in y.iter_mut().zip(x) {
                     *y = x * scale;
                 }
