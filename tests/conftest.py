@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,23 @@ def layouts(x):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fuzz-calls",
+        type=int,
+        default=int(os.environ.get("RSNORM_FUZZ_CALLS", "20000")),
+        help="calls the fuzz campaign makes (env RSNORM_FUZZ_CALLS; default 20000)",
+    )
+    parser.addoption("--fuzz-seed", type=int, default=int(os.environ.get("RSNORM_FUZZ_SEED", "1")))
+
+
+@pytest.fixture
+def fuzz_calls(request):
+    return request.config.getoption("--fuzz-calls")
+
+
+@pytest.fixture
+def fuzz_seed(request):
+    return request.config.getoption("--fuzz-seed")

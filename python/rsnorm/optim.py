@@ -184,7 +184,7 @@ class Optimizer(ABC):
                 raise ValueError(
                     f"{type(self).__name__}.step: grads[{i}] has dtype {g.dtype}, parameter has {p.dtype}"
                 )
-            checked.append(np.ascontiguousarray(g))
+            checked.append(np.require(g, requirements=["C", "A"]))  # contiguous and aligned (a copy if not)
         if not (self._params_own_data and all(g.flags.owndata for g in checked)):
             _check_no_overlap(f"{type(self).__name__}.step", params, checked)
         norm = None
