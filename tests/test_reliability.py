@@ -35,8 +35,8 @@ def run_python(code: str, timeout: float) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_wasserstein_non_finite_returns_like_scipy(u, v, expected):
-    code = f"import numpy as np, rsnorm; print(rsnorm.wasserstein_1d({u!r}, {v!r}))".replace("nan", "np.nan")
-    code = code.replace("inf", "np.inf").replace("np.np.", "np.")
+    # repr writes NaN and infinities as nan and inf: name them in the child.
+    code = f"import rsnorm; nan, inf = float('nan'), float('inf'); print(rsnorm.wasserstein_1d({u!r}, {v!r}))"
     out = run_python(code, timeout=30)
     assert out.returncode == 0, out.stderr
     got = float(out.stdout)
@@ -228,6 +228,10 @@ def test_optimizer_misuse_errors():
         optim.SGD([a]).load_state_dict({})
     with pytest.raises(ValueError, match="state of parameter 0 must be a dict, got NoneType"):
         optim.SGD([a]).load_state_dict({"state": {0: None}, "param_groups": [{"params": [0]}]})
+    b = np.zeros(2)
+    state = {"state": {0: {"momentum_buffer": np.zeros(3)}, 1: None}, "param_groups": [{"params": [0, 1]}]}
+    with pytest.raises(ValueError, match=r"SGD\.load_state_dict: state of parameter 1 must be a dict"):
+        optim.SGD([a, b], momentum=0.9).load_state_dict(state)
     with pytest.raises(TypeError, match=r"clip_grad_norm: grads\[0\] must be a numpy.ndarray"):
         optim.clip_grad_norm([[1.0, 2.0]], 1.0)  # type: ignore[list-item]
     with pytest.raises(ValueError, match=r"Adam: betas must be a pair"):

@@ -243,35 +243,35 @@ class Optimizer(ABC):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Loads a state dict from :meth:`state_dict` or from PyTorch (tensors converted to arrays)."""
-        name = f"{type(self).__name__}.load_state_dict"
+        where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
             raise ValueError(
-                f"{name}: expected a dict with 'state' and 'param_groups', got {state_dict!r:.80}"
+                f"{where}: expected a dict with 'state' and 'param_groups', got {state_dict!r:.80}"
             )
         groups = state_dict["param_groups"]
         if not isinstance(groups, (list, tuple)) or not all(
             isinstance(g, dict) and "params" in g for g in groups
         ):
-            raise ValueError(f"{name}: param_groups must be a list of dicts with 'params'")
+            raise ValueError(f"{where}: param_groups must be a list of dicts with 'params'")
         if not isinstance(state_dict["state"], dict):
-            raise ValueError(f"{name}: state must be a dict of per-parameter dicts")
+            raise ValueError(f"{where}: state must be a dict of per-parameter dicts")
         if len(groups) != len(self.param_groups) or any(
             len(g["params"]) != len(own["params"]) for g, own in zip(groups, self.param_groups)
         ):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: parameter groups do not match")
+            raise ValueError(f"{where}: parameter groups do not match")
         params = self._all_params()
         new_state: dict[int, dict[str, Any]] = {}
         for key, entry in state_dict["state"].items():
             try:
                 i = int(key)
             except (TypeError, ValueError):
-                raise ValueError(f"{name}: state key {key!r} is not a parameter index") from None
+                raise ValueError(f"{where}: state key {key!r} is not a parameter index") from None
             if not isinstance(entry, dict):
                 raise ValueError(
-                    f"{name}: state of parameter {key} must be a dict, got {type(entry).__name__}"
+                    f"{where}: state of parameter {key} must be a dict, got {type(entry).__name__}"
                 )
             if not 0 <= i < len(params):
-                raise ValueError(f"{type(self).__name__}.load_state_dict: state for unknown parameter {key}")
+                raise ValueError(f"{where}: state for unknown parameter {key}")
             p = params[i]
             st: dict[str, Any] = {
                 "step": int(np.asarray(entry.get("step", 0)).reshape(-1)[0]) if "step" in entry else 0
@@ -284,8 +284,7 @@ class Optimizer(ABC):
                 arr = np.asarray(value)
                 if arr.shape != p.shape:
                     raise ValueError(
-                        f"{type(self).__name__}.load_state_dict: {name} of parameter {i} has shape "
-                        f"{arr.shape}, expected {p.shape}"
+                        f"{where}: {name} of parameter {i} has shape {arr.shape}, expected {p.shape}"
                     )
                 st[name] = np.array(arr, dtype=p.dtype, order="C")
             if not self._tracks_step() and "momentum_buffer" in st:
