@@ -95,35 +95,39 @@ __all__ = [
 ]
 
 # The extension's functions, held to the error contract (function and argument named, no
-# OverflowError); the Python-level ones raise their own messages.
-add_layer_norm = _named_errors(add_layer_norm)
-add_layer_norm_backward = _named_errors(add_layer_norm_backward)
-add_rms_norm = _named_errors(add_rms_norm)
-add_rms_norm_backward = _named_errors(add_rms_norm_backward)
-batch_norm = _named_errors(batch_norm)
-batch_norm_backward = _named_errors(batch_norm_backward)
-cross_entropy_with_logits = _named_errors(cross_entropy_with_logits)
-group_norm = _named_errors(group_norm)
-group_norm_backward = _named_errors(group_norm_backward)
-instance_norm = _named_errors(instance_norm)
-instance_norm_backward = _named_errors(instance_norm_backward)
-l2_normalize = _named_errors(l2_normalize)
-l2_normalize_backward = _named_errors(l2_normalize_backward)
-layer_norm = _named_errors(layer_norm)
-layer_norm_backward = _named_errors(layer_norm_backward)
-local_response_norm = _named_errors(local_response_norm)
-log_softmax = _named_errors(log_softmax)
-merge_moments = _named_errors(merge_moments)
-moments = _named_errors(moments)
-rms_norm = _named_errors(rms_norm)
-rms_norm_backward = _named_errors(rms_norm_backward)
-selu = _named_errors(selu)
-selu_backward = _named_errors(selu_backward)
-set_num_threads = _named_errors(set_num_threads)
-softmax = _named_errors(softmax)
-wasserstein_1d = _named_errors(wasserstein_1d)
-weight_norm = _named_errors(weight_norm)
-weight_norm_backward = _named_errors(weight_norm_backward)
+# OverflowError); the Python-level ones are wrapped where they are defined.
+for _name in (
+    "add_layer_norm",
+    "add_layer_norm_backward",
+    "add_rms_norm",
+    "add_rms_norm_backward",
+    "batch_norm",
+    "batch_norm_backward",
+    "cross_entropy_with_logits",
+    "group_norm",
+    "group_norm_backward",
+    "instance_norm",
+    "instance_norm_backward",
+    "l2_normalize",
+    "l2_normalize_backward",
+    "layer_norm",
+    "layer_norm_backward",
+    "local_response_norm",
+    "log_softmax",
+    "merge_moments",
+    "moments",
+    "rms_norm",
+    "rms_norm_backward",
+    "selu",
+    "selu_backward",
+    "set_num_threads",
+    "softmax",
+    "wasserstein_1d",
+    "weight_norm",
+    "weight_norm_backward",
+):
+    globals()[_name] = _named_errors(getattr(_rsnorm, _name))
+del _name
 
 # A forked child inherits the parent's pool object but none of its threads: drop it there.
 if hasattr(_os, "register_at_fork"):

@@ -48,9 +48,9 @@ def _culprit(
     return names[0] if len(names) == 1 else None
 
 
-def named_errors(fn: F, name: str | None = None) -> F:
+def named_errors(fn: F) -> F:
     """``fn`` with its errors held to the contract above."""
-    op = name or fn.__name__
+    op = fn.__name__
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:

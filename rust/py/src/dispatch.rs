@@ -284,22 +284,26 @@ pub(crate) fn memory_overlaps<S: Storage>(
     a: &Bound<'_, PyArrayDyn<S>>,
     b: &Bound<'_, PyArrayDyn<S>>,
 ) -> bool {
+    ranges_meet(a.as_untyped(), b.as_untyped())
+}
+
+fn ranges_meet(a: &Bound<'_, PyUntypedArray>, b: &Bound<'_, PyUntypedArray>) -> bool {
     match (byte_range(a), byte_range(b)) {
         (Some((alo, ahi)), Some((blo, bhi))) => alo <= bhi && blo <= ahi,
         _ => false,
     }
 }
 
-/// Byte range `[lo, hi]` an array touches (`None` when empty).
-fn byte_range<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>) -> Option<(usize, usize)> {
-    let view = rows_ref(arr, 0);
-    let (lo, hi) = view.rows.extent();
+/// Byte range `[lo, hi]` an array of any dtype and strides touches (`None` when empty): the
+/// layout's extent taken with byte strides.
+fn byte_range(arr: &Bound<'_, PyUntypedArray>) -> Option<(usize, usize)> {
+    let (lo, hi) = Rows::split(arr.shape(), arr.strides(), 0).extent();
     (hi >= lo).then(|| {
-        let base = arr.data() as usize;
-        let size = std::mem::size_of::<S>();
+        // SAFETY: only the data pointer is read, which is the same whatever the element type.
+        let base = unsafe { arr.cast_unchecked::<PyArrayDyn<u8>>() }.data() as usize;
         (
-            base.wrapping_add_signed(lo * size as isize),
-            base.wrapping_add_signed(hi * size as isize) + size - 1,
+            base.wrapping_add_signed(lo),
+            base.wrapping_add_signed(hi) + arr.dtype().itemsize() - 1,
         )
     })
 }
@@ -402,42 +406,21 @@ pub(crate) fn permuted(
     )
 }
 
-/// Byte range `[lo, hi]` any array touches (`None` when empty).
-fn untyped_byte_range(arr: &Bound<'_, PyUntypedArray>) -> Option<(usize, usize)> {
-    if arr.shape().contains(&0) {
-        return None;
-    }
-    // SAFETY: only the data pointer is read, which is the same whatever the element type.
-    let base = unsafe { arr.cast_unchecked::<PyArrayDyn<u8>>() }.data() as usize;
-    let (mut lo, mut hi) = (base, base + arr.dtype().itemsize() - 1);
-    for (&len, &stride) in arr.shape().iter().zip(arr.strides()) {
-        let reach = (len as isize - 1) * stride;
-        if reach < 0 {
-            lo = lo.wrapping_add_signed(reach);
-        } else {
-            hi = hi.wrapping_add_signed(reach);
-        }
-    }
-    Some((lo, hi))
-}
-
 /// Whether two arrays share memory: their byte ranges intersect, and (for interleaved views,
 /// whose ranges can intersect without a common element) NumPy's exact test agrees.
 pub(crate) fn shares_memory(
     a: &Bound<'_, PyUntypedArray>,
     b: &Bound<'_, PyUntypedArray>,
 ) -> PyResult<bool> {
-    match (untyped_byte_range(a), untyped_byte_range(b)) {
-        (Some((alo, ahi)), Some((blo, bhi))) if alo <= bhi && blo <= ahi => {
-            // Bounded work: an undecided case counts as sharing.
-            let kwargs = PyDict::new(a.py());
-            kwargs.set_item("max_work", 1 << 16)?;
-            match numpy(a.py())?.call_method("shares_memory", (a, b), Some(&kwargs)) {
-                Ok(shared) => shared.is_truthy(),
-                Err(_) => Ok(true),
-            }
-        }
-        _ => Ok(false),
+    if !ranges_meet(a, b) {
+        return Ok(false);
+    }
+    // Bounded work: an undecided case counts as sharing.
+    let kwargs = PyDict::new(a.py());
+    kwargs.set_item("max_work", 1 << 16)?;
+    match numpy(a.py())?.call_method("shares_memory", (a, b), Some(&kwargs)) {
+        Ok(shared) => shared.is_truthy(),
+        Err(_) => Ok(true),
     }
 }
 

@@ -39,6 +39,15 @@ impl Lrn {
         })
     }
 
+    /// The channels `[lo, hi]` in channel `c`'s window: n//2 before, (n−1)//2 after, cut at the
+    /// edges.
+    fn window(&self, c: usize, channels: usize) -> (usize, usize) {
+        (
+            c.saturating_sub(self.size / 2),
+            c.saturating_add((self.size - 1) / 2).min(channels - 1),
+        )
+    }
+
     /// How base^(−β) is computed: β = 0.75 (AlexNet) and 0.5 as square roots, which vectorize
     /// where `powf` does not.
     #[allow(clippy::float_cmp)] // exactly these exponents have the square-root forms
@@ -268,7 +277,7 @@ unsafe fn lrn_tile<T: Float>(
         }
         return;
     }
-    let (before, after) = (p.size / 2, (p.size - 1) / 2);
+    let after = (p.size - 1) / 2;
     // SAFETY: the caller's contract.
     let row = |c: usize| unsafe { std::slice::from_raw_parts(inputs[c].add(start), width) };
     for c in 0..after.min(channels) {
@@ -281,8 +290,8 @@ unsafe fn lrn_tile<T: Float>(
             ring.enter(c + after, row(c + after));
         }
         ring.window.clear();
-        let window = c.saturating_sub(before)..=(c + after).min(channels - 1);
-        ring.window.extend(window.map(|w| w % ring.slots * TILE));
+        let (lo, hi) = p.window(c, channels);
+        ring.window.extend((lo..=hi).map(|w| w % ring.slots * TILE));
         let (window, squares) = (&ring.window[..], &ring.squares[..]);
         // Rows are read and written in runs too short (4 KB, over two pages) for the hardware
         // prefetcher to follow, so while this channel computes, in step with its positions, the
@@ -425,20 +434,13 @@ unsafe fn lrn_tile_running<T: Float>(
     inverse_power: impl Fn(T) -> T,
 ) {
     let channels = inputs.len();
-    let (before, after) = (p.size / 2, (p.size - 1) / 2);
     // SAFETY: the caller's contract.
     let row = |c: usize| unsafe { std::slice::from_raw_parts(inputs[c].add(start), width) };
-    let window = |c: usize| {
-        (
-            c.saturating_sub(before),
-            c.saturating_add(after).min(channels - 1),
-        )
-    };
     let span = p.size.min(channels);
     let scale = p.alpha / p.size as f64;
     let mut previous = (0, 0);
     for (c, &output) in outputs.iter().enumerate() {
-        let (lo, hi) = window(c);
+        let (lo, hi) = p.window(c, channels);
         if c % span == 0 {
             sums.reset(width);
             for w in lo..=hi {
