@@ -335,3 +335,224 @@ def test_messages_name_function_and_argument():
         rn.softmax()  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="entropy: argument 'axis'"):
         rn.entropy(x, axis="0")  # type: ignore[arg-type]
+
+
+# --- 6. finite inputs whose squares overflow (or underflow) the row's type ---------------------
+
+
+def _row_norm_reference(x: np.ndarray, rms: bool) -> np.ndarray:
+    """LayerNorm/RMSNorm of each row without eps, in float64 after scaling each row by a power of
+    two (so no square overflows even for float64 input)."""
+    x64 = x.astype(np.float64)
+    scale = 2.0 ** -np.floor(np.log2(np.abs(x64).max(axis=-1, keepdims=True)))
+    z = x64 * scale
+    if not rms:
+        z = z - z.mean(axis=-1, keepdims=True)
+    return z / np.sqrt((z * z).mean(axis=-1, keepdims=True))
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float32, 1e20), (np.float64, 1e200), (np.float64, 1e-200)])
+@pytest.mark.parametrize("n", [3, 64, 65, 1000, 5000])
+def test_row_norms_of_huge_or_tiny_values_are_right_for_any_row_length(dtype, big, n):
+    # Row 0: one huge value among ones (for tiny: all tiny); row 1: a ramp with a huge first value.
+    unit = big if big < 1 else 1.0
+    x = np.ones((2, n), np.float64)
+    x[1] = np.linspace(-1, 1, n)
+    x[:, 0] = [big, -big] if big > 1 else [3.0, -3.0]
+    x = (x * unit).astype(dtype)
+    for op, rms in [(rn.layer_norm, False), (rn.rms_norm, True)]:
+        y = op(x, eps=0.0)
+        np.testing.assert_allclose(y, _row_norm_reference(x, rms), rtol=1e-5, atol=1e-6, err_msg=op.__name__)
+    # The fused add norms normalize the (finite) sum exactly so.
+    half = x / 2
+    y, s = rn.add_layer_norm(half, half, eps=0.0)
+    np.testing.assert_array_equal(s, x)
+    np.testing.assert_allclose(y, _row_norm_reference(x, False), rtol=1e-5, atol=1e-6)
+    y, _ = rn.add_rms_norm(half, half, eps=0.0)
+    np.testing.assert_allclose(y, _row_norm_reference(x, True), rtol=1e-5, atol=1e-6)
+    # l2_normalize: x / ‖x‖ is RMSNorm / √n.
+    want = _row_norm_reference(x, True) / np.sqrt(n)
+    np.testing.assert_allclose(rn.l2_normalize(x, eps=0.0), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float32, 1e20), (np.float64, 1e200)])
+def test_channel_norms_and_moments_of_huge_values(dtype, big, rng):
+    x = (rng.standard_normal((3, 4, 9, 9)) * big).astype(dtype)
+    x64 = x.astype(np.float64)
+
+    def standardized(values: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+        scale = 2.0 ** -np.floor(np.log2(np.abs(values).max()))
+        z = values * scale
+        z = z - z.mean(axis=axes, keepdims=True)
+        return z / np.sqrt((z * z).mean(axis=axes, keepdims=True))
+
+    checks = {
+        "batch_norm": (rn.batch_norm(x, training=True, eps=0.0), standardized(x64, (0, 2, 3))),
+        "batch_norm channel-last": (
+            rn.batch_norm(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), training=True, eps=0.0, axis=-1),
+            standardized(x64, (0, 2, 3)).transpose(0, 2, 3, 1),
+        ),
+        "instance_norm": (rn.instance_norm(x, eps=0.0), standardized(x64, (2, 3))),
+        "group_norm": (
+            rn.group_norm(x, 2, eps=0.0),
+            standardized(x64.reshape(3, 2, 2, 9, 9), (2, 3, 4)).reshape(x.shape),
+        ),
+    }
+    for name, (got, want) in checks.items():
+        assert np.isfinite(got).all(), name
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
+    # moments: float32 values' M2 is representable in float64, and right; float64's overflows.
+    _, mean, m2 = rn.moments(x, axis=(0, 2, 3))
+    np.testing.assert_allclose(mean, x64.mean(axis=(0, 2, 3)), rtol=1e-9, atol=big * 1e-12)
+    if dtype == np.float32:
+        deviations = x64 - x64.mean(axis=(0, 2, 3), keepdims=True)
+        np.testing.assert_allclose(m2, (deviations**2).sum(axis=(0, 2, 3)), rtol=1e-9)
+    else:
+        assert np.isinf(m2).all()
+
+
+def test_merged_moments_of_far_apart_means_stay_finite_where_they_can():
+    # Two constant halves 1e200 apart: M2 = n/4 · 1e400 overflows, the mean does not.
+    count, mean, m2 = rn.merge_moments((2, 1e200, 0.0), (2, -1e200, 0.0))
+    assert (count, mean) == (4, 0.0) and np.isinf(m2)
+    x = np.array([1e200, 1e200, -1e200, -1e200])
+    np.testing.assert_allclose(rn.layer_norm(x, eps=0.0), [1, 1, -1, -1])
+    np.testing.assert_allclose(rn.group_norm(x.reshape(1, 4, 1), 1, eps=0.0).ravel(), [1, 1, -1, -1])
+
+
+# --- 7. results do not depend on the layout, non-finite values included ---------------------------
+
+
+def test_non_finite_statistics_do_not_depend_on_the_layout():
+    # Column statistics of a C-ordered table and row statistics of its Fortran-ordered copy.
+    x = np.arange(160, dtype=np.float32).reshape(20, 8)
+    x[7, 1] = -np.inf
+    f = np.asfortranarray(x)
+    for axis in (0, 1, None):
+        for a, b in zip(rn.moments(x, axis=axis), rn.moments(f, axis=axis)):
+            np.testing.assert_array_equal(a, b)
+    # NumPy's answer: the mean is -inf, the M2 NaN, the other columns untouched.
+    _, mean, m2 = rn.moments(x, axis=0)
+    assert mean[1] == -np.inf and np.isnan(m2[1])
+    np.testing.assert_array_equal(np.delete(m2, 1), np.full(7, 64 * 665.0))  # 64 · Σ(k − 9.5)², k < 20
+    # A group whose infinity is in the first values of a contiguous span but not of its first row.
+    g = np.ones((1, 32, 6), np.float32)
+    g[0, 3, 2] = np.inf
+    wide = np.zeros((1, 32, 12), np.float32)
+    wide[..., ::2] = g
+    for a, b in zip(
+        rn.group_norm(g, 1, return_stats=True), rn.group_norm(wide[..., ::2], 1, return_stats=True)
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert rn.group_norm(g, 1, return_stats=True)[1][0, 0] == np.inf
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_and_contiguous_layouts_give_the_same_bits(dtype, rng):
+    x = (1e4 + rng.standard_normal((6, 12, 5, 7))).astype(dtype)
+    wide = np.zeros((*x.shape[:-1], 14), dtype)
+    wide[..., ::2] = x
+    strided = wide[..., ::2]
+    for fn in (
+        lambda v: rn.group_norm(v, 3, return_stats=True),
+        lambda v: rn.batch_norm(v, training=True, return_stats=True),
+        lambda v: rn.batch_norm(v.transpose(0, 2, 3, 1), training=True, axis=-1, return_stats=True),
+        lambda v: rn.moments(v, axis=0),
+        lambda v: rn.moments(v.transpose(0, 2, 3, 1), axis=(0, 1, 2)),
+        lambda v: rn.softmax(v, axis=0),
+        lambda v: rn.log_softmax(v, axis=1),
+    ):
+        for a, b in zip(fn(x), fn(strided)):
+            np.testing.assert_array_equal(a, b)
+    # Softmax down a leading axis equals softmax of the transposed rows, bit for bit.
+    t = (rng.standard_normal((1500, 40)) * 5).astype(dtype)
+    np.testing.assert_array_equal(rn.softmax(t, axis=0), rn.softmax(np.ascontiguousarray(t.T)).T)
+    np.testing.assert_array_equal(rn.log_softmax(t, axis=0), rn.log_softmax(np.ascontiguousarray(t.T)).T)
+
+
+# --- leaks: RSS flat over many calls of a success path and an error path ------------------------
+
+LEAK_LOOP = """
+import sys, numpy as np, rsnorm as rn
+
+def rss_kb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4
+
+x = np.random.default_rng(0).standard_normal((4, 33)).astype(np.float32)
+w = np.ones(33, np.float32)
+bad = np.ones(32, np.float32)
+
+def success():
+    rn.layer_norm(x, 33, w, w, return_stats=True)
+
+def error():
+    try:
+        rn.layer_norm(x, 33, bad)
+    except ValueError:
+        pass
+
+for path in (success, error):
+    for _ in range(20_000):
+        path()
+    before = rss_kb()
+    for _ in range(200_000):
+        path()
+    print(path.__name__, rss_kb() - before)
+"""
+
+
+def test_no_memory_growth_over_200k_calls():
+    done = run_python(LEAK_LOOP, timeout=300)
+    assert done.returncode == 0, done.stderr
+    growth = dict(line.split() for line in done.stdout.split("\n") if line)
+    assert set(growth) == {"success", "error"}
+    for path, kb in growth.items():
+        assert int(kb) < 1024, f"{path}: RSS grew {kb} KB over 200,000 calls"
+
+
+# --- 18. float16 rows: bounded scratch --------------------------------------------------------
+
+F16_PEAK = """
+import resource, numpy as np, rsnorm as rn
+x = np.ones((1, 1 << 24), np.float16)
+x[0, ::3] = 2
+rn.layer_norm(x[:, :100], out=x[:, :100])
+rn.rms_norm(x[:, :100], out=x[:, :100])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rn.layer_norm(x, out=x)
+rn.rms_norm(x, out=x)
+rn.l2_normalize(x, out=x)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, x.nbytes >> 20)
+"""
+
+
+def test_float16_long_rows_need_bounded_scratch():
+    # One row of 2^24 float16 values (32 MB) normalized in place: converting the whole row to
+    # float32 and back had needed 128 MB of scratch.
+    done = run_python(F16_PEAK, timeout=120)
+    assert done.returncode == 0, done.stderr
+    growth_mb, size_mb = map(int, done.stdout.split())
+    assert growth_mb < size_mb // 4, f"peak RSS grew {growth_mb} MB for a {size_mb} MB row"
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_float16_long_rows_equal_the_float32_computation(layout, rng):
+    # Chunked float16 rows compute exactly what float32 rows of the same values do.
+    x = (1e3 + 20 * rng.standard_normal((2, 150_001))).astype(np.float16)
+    if layout == "strided":
+        wide = np.zeros((2, 300_002), np.float16)
+        wide[:, ::2] = x
+        x = wide[:, ::2]
+    w = rng.standard_normal(x.shape[-1]).astype(np.float16)
+    x32, w32 = x.astype(np.float32), w.astype(np.float32)
+    y, mean, rstd = rn.layer_norm(x, w.shape, w, w, return_stats=True)
+    y32, mean32, rstd32 = rn.layer_norm(x32, w.shape, w32, w32, return_stats=True)
+    np.testing.assert_array_equal(y, y32.astype(np.float16))
+    np.testing.assert_array_equal(mean, mean32)
+    np.testing.assert_array_equal(rstd, rstd32)
+    y, rstd = rn.rms_norm(x, w.shape, w, return_stats=True)
+    y32, rstd32 = rn.rms_norm(x32, w.shape, w32, return_stats=True)
+    np.testing.assert_array_equal(y, y32.astype(np.float16))
+    np.testing.assert_array_equal(rstd, rstd32)
+    np.testing.assert_array_equal(rn.l2_normalize(x), rn.l2_normalize(x32).astype(np.float16))

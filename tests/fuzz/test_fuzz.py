@@ -4,12 +4,9 @@ so that a crash or a hang is reported with the call that caused it. ``--fuzz-cal
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 CAMPAIGN = Path(__file__).with_name("campaign.py")
 BATCH = 2500
@@ -36,19 +33,4 @@ def test_fuzz_campaign_finds_nothing(fuzz_calls: int, fuzz_seed: int, tmp_path: 
     report = "\n".join(findings[:20])
     replay = f"replay one: python {CAMPAIGN} --seed {fuzz_seed} --start CALL --calls 1 --show"
     message = f"{len(findings)} findings in {fuzz_calls} calls ({replay}):\n{report}"
-    if findings and all(is_open_layout_finding(line) for line in findings):
-        pytest.xfail("only the open layout findings (reliability issue, item 7): " + message)
     assert not findings, message
-
-
-# Open item 7 of the reliability issue: these ops still round a strided layout differently from a
-# contiguous copy in some shapes (softmax along a non-last axis, GroupNorm backward). Reported as
-# xfail (visible in every run) until fixed; any other finding fails the suite.
-OPEN_LAYOUT_FINDINGS = {"softmax", "log_softmax", "group_norm_backward/group_norm"}
-
-
-def is_open_layout_finding(line: str) -> bool:
-    if not line.startswith("{"):
-        return False
-    finding = json.loads(line)
-    return finding["fn"] in OPEN_LAYOUT_FINDINGS and finding["finding"].startswith("result differs")

@@ -7,7 +7,7 @@
 
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
-use crate::reduce::{sum_pairs, LANES};
+use crate::reduce::{sum_pairs, BLOCK, LANES};
 use crate::rows::{check_same_rows, map_rows, RowsMut, RowsRef};
 
 /// The larger of a running maximum and `v`, NaN winning (a max that propagates NaN).
@@ -321,21 +321,30 @@ unsafe fn column_block<T: Float>(
             *m = keep(*m, v);
         }
     }
+    // Each column summed as `sum_map_into` sums a row, so a column gives the bits its row would
+    // (the contract: results do not depend on the layout): value k into lane k % LANES in T,
+    // the lanes folded by the same halving tree into an f64 total every BLOCK values.
     let mut sums = [0.0f64; COLUMN_BLOCK];
     let sums = &mut sums[..width];
-    for k in 0..n {
-        if log {
-            for ((s, &v), &m) in sums.iter_mut().zip(x_row(k)).zip(&*max) {
-                *s += (v - m).exp_nonpositive().to_f64();
-            }
-        } else {
-            // y holds the exponentials until they are scaled.
-            let x = readable(x_row(k), &mut copy, in_place);
-            for (((s, o), &v), &m) in sums.iter_mut().zip(y_row(k)).zip(x).zip(&*max) {
-                *o = (v - m).exp_nonpositive();
-                *s += o.to_f64();
+    let mut lanes = [[T::ZERO; COLUMN_BLOCK]; LANES];
+    for start in (0..n).step_by(BLOCK) {
+        let len = BLOCK.min(n - start);
+        for k in start..start + len {
+            let lane = &mut lanes[k % LANES][..width];
+            if log {
+                for ((s, &v), &m) in lane.iter_mut().zip(x_row(k)).zip(&*max) {
+                    *s = *s + (v - m).exp_nonpositive();
+                }
+            } else {
+                // y holds the exponentials until they are scaled.
+                let x = readable(x_row(k), &mut copy, in_place);
+                for (((s, o), &v), &m) in lane.iter_mut().zip(y_row(k)).zip(x).zip(&*max) {
+                    *o = (v - m).exp_nonpositive();
+                    *s = *s + *o;
+                }
             }
         }
+        fold_columns(&mut lanes, len.min(LANES), sums);
     }
     let mut factor = [T::ZERO; COLUMN_BLOCK];
     let factor = &mut factor[..width];
@@ -353,6 +362,31 @@ unsafe fn column_block<T: Float>(
                 *o = *o * inv;
             }
         }
+    }
+}
+
+/// Adds each column's lanes (the first `active` hold values, the rest zeros) into `sums` by
+/// [`crate::reduce`]'s halving tree, lane j taking lane j + width at each level, and empties
+/// them. Zero lanes are skipped: adding +0 to a sum of exponentials changes no bit, and a
+/// 10-class softmax would otherwise fold 32 lanes for 10 values.
+#[inline(always)]
+fn fold_columns<T: Float>(lanes: &mut [[T; COLUMN_BLOCK]; LANES], active: usize, sums: &mut [f64]) {
+    let width = sums.len();
+    let mut half = LANES;
+    while half > 1 {
+        half /= 2;
+        for j in 0..half.min(active.saturating_sub(half)) {
+            let (low, high) = lanes.split_at_mut(half);
+            for (a, &b) in low[j][..width].iter_mut().zip(&high[j][..width]) {
+                *a = *a + b;
+            }
+        }
+    }
+    for (s, &lane) in sums.iter_mut().zip(&lanes[0][..width]) {
+        *s += lane.to_f64();
+    }
+    for lane in &mut lanes[..active] {
+        lane[..width].fill(T::ZERO);
     }
 }
 

@@ -23,6 +23,9 @@ pub trait Float:
     const ONE: Self;
     /// Machine epsilon (the default RMSNorm eps, as `torch.finfo(dtype).eps`).
     const EPSILON: f64;
+    /// The smallest positive normal value: squares below it lose precision, and sums of them
+    /// their meaning (see [`crate::reduce::Moments::exact`]).
+    const MIN_NORMAL: f64;
     fn to_f64(self) -> f64;
     fn from_f64(v: f64) -> Self;
     #[must_use]
@@ -196,6 +199,7 @@ impl Float for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const EPSILON: f64 = f32::EPSILON as f64;
+    const MIN_NORMAL: f64 = f32::MIN_POSITIVE as f64;
     #[inline(always)]
     fn to_f64(self) -> f64 {
         f64::from(self)
@@ -226,6 +230,7 @@ impl Float for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
     const EPSILON: f64 = f64::EPSILON;
+    const MIN_NORMAL: f64 = f64::MIN_POSITIVE;
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self

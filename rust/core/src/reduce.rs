@@ -97,7 +97,14 @@ fn for_each_chunk<T: Float>(block: &[T], pad: T, mut f: impl FnMut(&[T; LANES]))
 /// with zeros into one more full chunk (for f(0) = 0 the same as padding x with zeros).
 #[inline(always)]
 fn blocked_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> f64 {
-    let mut total = 0.0f64;
+    blocked_sum_onto(0.0, x, f)
+}
+
+/// `total` + Σ f(x), each block added to the running total in turn: runs that are whole blocks
+/// (all but the last) continue a sum exactly as the blocks of one slice do.
+#[inline(always)]
+fn blocked_sum_onto<T: Float>(total: f64, x: &[T], f: impl Fn(T) -> T) -> f64 {
+    let mut total = total;
     for block in x.chunks(BLOCK) {
         let mut acc = [T::ZERO; LANES];
         let chunks = block.chunks_exact(LANES);
@@ -249,6 +256,8 @@ pub struct DeviationSums<T> {
     count: usize,
     dev_total: LaneTotals,
     sq_total: LaneTotals,
+    /// Set for [`Moments::exact`]'s passes: runs go to it instead of the lanes.
+    exact: Option<ExactPass>,
 }
 
 impl<T: Float> DeviationSums<T> {
@@ -264,12 +273,25 @@ impl<T: Float> DeviationSums<T> {
             count: 0,
             dev_total: LaneTotals::new(),
             sq_total: LaneTotals::new(),
+            exact: None,
+        }
+    }
+
+    /// Sums that hand every run to `pass` (one of [`Moments::exact`]'s passes).
+    fn exact(pass: ExactPass) -> Self {
+        DeviationSums {
+            exact: Some(pass),
+            ..DeviationSums::new(T::ZERO)
         }
     }
 
     /// Adds one run of values.
     #[inline(always)]
     pub fn add(&mut self, run: &[T]) {
+        if let Some(pass) = &mut self.exact {
+            pass.add(run);
+            return;
+        }
         self.count += run.len();
         if self.chunks + run.len().div_ceil(LANES) <= Self::FLUSH_CHUNKS {
             // A short run joins the lanes earlier runs left part-filled.
@@ -412,16 +434,120 @@ impl<T: Float> ColumnSums<T> {
     }
 }
 
+/// One f64 pass of [`Moments::exact`] over a stream of values: Σ d and Σ d² of
+/// d = x·scale − center, the largest |x|, and whether every x was finite.
+#[derive(Clone, Copy, Debug)]
+pub struct ExactPass {
+    scale: f64,
+    center: f64,
+    count: usize,
+    max: f64,
+    finite: bool,
+    dev: f64,
+    sq: f64,
+}
+
+impl ExactPass {
+    fn new(scale: f64, center: f64) -> Self {
+        ExactPass {
+            scale,
+            center,
+            count: 0,
+            max: 0.0,
+            finite: true,
+            dev: 0.0,
+            sq: 0.0,
+        }
+    }
+
+    /// Adds a run of values.
+    pub fn add<T: Float>(&mut self, run: &[T]) {
+        for &v in run {
+            self.add_value(v.to_f64());
+        }
+    }
+
+    #[inline]
+    pub fn add_value(&mut self, v: f64) {
+        self.count += 1;
+        self.finite &= v.is_finite();
+        self.max = self.max.max(v.abs());
+        let d = v * self.scale - self.center;
+        self.dev += d;
+        self.sq += d * d;
+    }
+}
+
+/// 2^k, for k from −1074 to 1023, built from its bits (powi(2, k) overflows on its way to 2^−1024).
+fn pow2(k: i32) -> f64 {
+    let k = k.clamp(-1074, 1023);
+    if k >= -1022 {
+        f64::from_bits(((k + 1023) as u64) << 52)
+    } else {
+        f64::from_bits(1u64 << (k + 1074))
+    }
+}
+
+/// A power of two s with `max`·s near 1 (in [1/4, 2), whatever log2's rounding): values times s
+/// are exact (short of underflow) and their squares cannot overflow.
+fn scale_for(max: f64) -> f64 {
+    if max == 0.0 || !max.is_finite() {
+        return 1.0;
+    }
+    pow2(-(max.log2().floor() as i32) - 1)
+}
+
 /// Partial statistics of a set of values: count, mean and M2 = Σ(x−mean)².
 /// Mergeable (Chan et al.), the building block of chunked and distributed statistics.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+///
+/// M2 is held as `scaled_m2` = M2 · scale² for a power of two `scale`, which is 1 except where M2
+/// itself overflows f64 (values beyond ~1e154): the normalization of such values is still finite
+/// and right ([`Moments::rstd`]), though their variance is not representable.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Moments {
     pub count: f64,
     pub mean: f64,
-    pub m2: f64,
+    pub scaled_m2: f64,
+    pub scale: f64,
+}
+
+impl Default for Moments {
+    fn default() -> Self {
+        Moments::new(0.0, 0.0, 0.0)
+    }
 }
 
 impl Moments {
+    /// Moments with an unscaled M2.
+    pub fn new(count: f64, mean: f64, m2: f64) -> Self {
+        Moments {
+            count,
+            mean,
+            scaled_m2: m2,
+            scale: 1.0,
+        }
+    }
+
+    /// Moments whose M2 at `scale` is `m2`, unscaled where that stays finite and normal.
+    fn at_scale(count: f64, mean: f64, m2: f64, scale: f64) -> Self {
+        let plain = m2 / scale / scale;
+        if plain.is_finite() && (plain >= f64::MIN_POSITIVE || m2 == 0.0) {
+            Moments::new(count, mean, plain)
+        } else {
+            Moments {
+                count,
+                mean,
+                scaled_m2: m2,
+                scale,
+            }
+        }
+    }
+
+    /// Σ(x − mean)² (infinite where it overflows f64).
+    pub fn m2(&self) -> f64 {
+        self.scaled_m2 / self.scale / self.scale
+    }
+
     /// Moments of a slice by the corrected two-pass algorithm (plain two-pass in f64 for a
     /// slice of at most [`SHORT`] values).
     #[inline(always)]
@@ -446,11 +572,17 @@ impl Moments {
         }
         let count = x.len() as f64;
         let mean = short_sum(x, |v| v) / count;
-        Moments {
-            count,
-            mean,
-            m2: short_sum(x, |v| (v - mean) * (v - mean)),
+        let m2 = short_sum(x, |v| (v - mean) * (v - mean));
+        let moments = Moments::new(count, mean, m2);
+        // Squares that overflowed or underflowed f64 (values beyond 1e154 or below 1e-154) are
+        // summed again, scaled; a row of equal values (zero padding) keeps its M2 of 0.
+        if moments.is_finite()
+            && (m2 >= count * f64::MIN_POSITIVE / f64::EPSILON
+                || x.iter().all(|v| v.to_f64().to_bits() == mean.to_bits()))
+        {
+            return moments;
         }
+        Moments::exact(|pass| pass.add(x))
     }
 
     /// The first center for values that start with `x`: the mean of its first elements (lane
@@ -466,7 +598,8 @@ impl Moments {
 
     /// Moments of all the values `feed` adds (in runs) to the deviation sums it is given, around
     /// `center` (from [`Moments::probe_center`] of the first run), fed a second time around the
-    /// mean when `center` was too far from it.
+    /// mean when `center` was too far from it, and again through [`Moments::exact`] when the
+    /// sums in `T` overflowed or underflowed.
     #[inline(always)]
     pub fn of_runs<T: Float>(center: T, mut feed: impl FnMut(&mut DeviationSums<T>)) -> Self {
         let mut center = center;
@@ -484,8 +617,73 @@ impl Moments {
                 recentered = true;
                 continue;
             }
-            return Moments::around(count, center.to_f64(), dev, sq);
+            let moments = Moments::around(count, center.to_f64(), dev, sq);
+            if !Moments::lost::<T>(&moments, dev, sq) {
+                return moments;
+            }
+            return Moments::exact(|pass| {
+                let mut sums = DeviationSums::exact(*pass);
+                feed(&mut sums);
+                *pass = sums.exact.expect("exact sums stay exact");
+            });
         }
+    }
+
+    /// Whether moments from sums in `T` lost their meaning: a square overflowed `T` (or a value
+    /// was not finite), or the squares underflowed where the values still differ.
+    #[inline(always)]
+    pub fn lost<T: Float>(moments: &Moments, dev: f64, sq: f64) -> bool {
+        !moments.is_finite()
+            || (moments.scaled_m2 < moments.count * T::MIN_NORMAL / T::EPSILON
+                && (dev != 0.0 || sq != 0.0))
+    }
+
+    /// Whether the mean and M2 are finite.
+    pub fn is_finite(&self) -> bool {
+        self.mean.is_finite() && self.scaled_m2.is_finite()
+    }
+
+    /// The moments of one stream of values in f64, whatever their magnitude: `pass(p)` adds every
+    /// value to `p` (in any order, the same each time). See [`Moments::exact_each`].
+    pub fn exact(mut pass: impl FnMut(&mut ExactPass)) -> Moments {
+        Moments::exact_each(1, |passes| pass(&mut passes[0]))[0]
+    }
+
+    /// The moments of `streams` streams of values in f64, whatever their magnitude: `pass(p)`
+    /// adds stream i's values to `p[i]` (in any order, the same each time). A first pass finds
+    /// each stream's largest |x|; its values are then taken times a power of two that brings it
+    /// near 1, so no square overflows or underflows, for their mean and then M2 around it. A
+    /// stream holding NaN or ±inf gets NumPy's answer, whatever the order or layout of its
+    /// values: their plain mean, and M2 NaN. The slow path of sums that failed in the row's
+    /// type: three passes, but only over such values.
+    pub fn exact_each(streams: usize, mut pass: impl FnMut(&mut [ExactPass])) -> Vec<Moments> {
+        let mut run = |scale: &dyn Fn(usize) -> f64, center: &dyn Fn(usize) -> f64| {
+            let mut passes: Vec<ExactPass> = (0..streams)
+                .map(|i| ExactPass::new(scale(i), center(i)))
+                .collect();
+            pass(&mut passes);
+            passes
+        };
+        let scans = run(&|_| 1.0, &|_| 0.0);
+        let count = |i: usize| scans[i].count.max(1) as f64;
+        let scale = |i: usize| scale_for(scans[i].max);
+        let sums = run(&scale, &|_| 0.0);
+        let center = |i: usize| sums[i].dev / count(i);
+        let devs = run(&scale, &center);
+        (0..streams)
+            .map(|i| {
+                let (scan, p) = (&scans[i], &devs[i]);
+                if scan.count == 0 {
+                    return Moments::default();
+                }
+                if !scan.finite {
+                    return Moments::new(count(i), scan.dev / count(i), f64::NAN);
+                }
+                let m2 = p.sq - p.dev * p.dev / count(i);
+                let mean = (center(i) + p.dev / count(i)) / p.scale;
+                Moments::at_scale(count(i), mean, if m2 < 0.0 { 0.0 } else { m2 }, p.scale)
+            })
+            .collect()
     }
 
     /// Whether a center is too far from the mean for sums around it: M2 = Σ(x−c)² − (Σ(x−c))²/n
@@ -503,14 +701,11 @@ impl Moments {
         let m2 = sq - dev * dev / count;
         // Rounding can leave a hair below zero for constant rows; NaN must stay NaN (no `max`).
         let m2 = if m2 < 0.0 { 0.0 } else { m2 };
-        Moments {
-            count,
-            mean: center + dev / count,
-            m2,
-        }
+        Moments::new(count, center + dev / count, m2)
     }
 
-    /// Moments of the union of two disjoint sets (Chan, Golub & LeVeque's pairwise update).
+    /// Moments of the union of two disjoint sets (Chan, Golub & LeVeque's pairwise update), at
+    /// a common scale when M2 or the squared distance of the means would overflow.
     #[must_use]
     pub fn merge(self, other: Moments) -> Moments {
         if other.count == 0.0 {
@@ -520,18 +715,112 @@ impl Moments {
             return other;
         }
         let count = self.count + other.count;
-        let delta = other.mean - self.mean;
-        Moments {
-            count,
-            mean: self.mean + delta * (other.count / count),
-            m2: self.m2 + other.m2 + delta * delta * (self.count * other.count / count),
+        // Exact compares: 1 is the unscaled form (powers of two are exact).
+        if self.scale.to_bits() == 1f64.to_bits() && other.scale.to_bits() == 1f64.to_bits() {
+            let delta = other.mean - self.mean;
+            let merged = Moments::new(
+                count,
+                self.mean + delta * (other.count / count),
+                self.scaled_m2
+                    + other.scaled_m2
+                    + delta * delta * (self.count * other.count / count),
+            );
+            if merged.is_finite() || !(self.is_finite() && other.is_finite()) {
+                return merged;
+            }
         }
+        let spread = |m: &Moments| m.mean.abs().max((m.scaled_m2 / m.count).sqrt() / m.scale);
+        let scale = scale_for(spread(&self).max(spread(&other)));
+        let m2_at = |m: &Moments| m.scaled_m2 * (scale / m.scale) * (scale / m.scale);
+        let (a, b) = (self.mean * scale, other.mean * scale);
+        let delta = b - a;
+        let m2 = m2_at(&self) + m2_at(&other) + delta * delta * (self.count * other.count / count);
+        Moments::at_scale(
+            count,
+            (a + delta * (other.count / count)) / scale,
+            m2,
+            scale,
+        )
     }
 
-    /// Biased (population) variance, the one normalization layers divide by.
+    /// Biased (population) variance, the one normalization layers divide by (infinite where it
+    /// overflows f64).
     pub fn variance(&self) -> f64 {
-        self.m2 / self.count
+        self.scaled_m2 / self.count / self.scale / self.scale
     }
+
+    /// 1 / √(variance + eps), finite for any finite values (from the scaled M2 where the
+    /// variance overflows).
+    pub fn rstd(&self, eps: f64) -> f64 {
+        self.scale / (self.scaled_m2 / self.count + eps * self.scale * self.scale).sqrt()
+    }
+}
+
+/// Running Σ x² over values fed in runs (all but the last whole blocks), as [`sum_squares`] sums
+/// one slice; or, for [`scaled_sum_squares_runs`]'s slow path, one of its f64 passes.
+pub struct SquareSums {
+    total: f64,
+    count: usize,
+    exact: Option<ExactPass>,
+}
+
+impl SquareSums {
+    /// Adds one run of values.
+    #[inline(always)]
+    pub fn add<T: Float>(&mut self, run: &[T]) {
+        if let Some(pass) = &mut self.exact {
+            pass.add(run);
+            return;
+        }
+        self.total = blocked_sum_onto(self.total, run, |v| v * v);
+        self.count += run.len();
+    }
+}
+
+/// Σ x² as (Σ (x·scale)², scale) for a power of two `scale`: 1 (and the plain [`sum_squares`])
+/// unless that sum overflowed or underflowed `T`, when the values are summed scaled in f64
+/// (see [`Moments::exact`]). Infinite or NaN values give the plain sum.
+#[inline(always)]
+pub fn scaled_sum_squares<T: Float>(x: &[T]) -> (f64, f64) {
+    scaled_sum_squares_runs::<T>(
+        #[inline(always)]
+        |sums| sums.add(x),
+    )
+}
+
+/// [`scaled_sum_squares`] of the values `feed` adds, in runs, to the sums it is given.
+#[inline(always)]
+pub fn scaled_sum_squares_runs<T: Float>(mut feed: impl FnMut(&mut SquareSums)) -> (f64, f64) {
+    let mut run = |exact: Option<ExactPass>| {
+        let mut sums = SquareSums {
+            total: 0.0,
+            count: 0,
+            exact,
+        };
+        feed(&mut sums);
+        sums
+    };
+    let plain = run(None);
+    if plain.total.is_finite() && plain.total >= plain.count as f64 * T::MIN_NORMAL / T::EPSILON {
+        return (plain.total, 1.0);
+    }
+    let scan = run(Some(ExactPass::new(1.0, 0.0)))
+        .exact
+        .expect("an exact pass");
+    if !scan.finite || scan.max == 0.0 {
+        return (plain.total, 1.0);
+    }
+    let scaled = run(Some(ExactPass::new(scale_for(scan.max), 0.0)))
+        .exact
+        .expect("an exact pass");
+    (scaled.sq, scaled.scale)
+}
+
+/// √(Σ x²), overflowing only where the norm itself does.
+#[inline(always)]
+pub fn l2_norm<T: Float>(x: &[T]) -> f64 {
+    let (sq, scale) = scaled_sum_squares(x);
+    sq.sqrt() / scale
 }
 
 #[cfg(test)]
@@ -564,7 +853,7 @@ mod tests {
             let m = Moments::of_slice(&x);
             let (mean, m2) = naive_two_pass(&x);
             assert!((m.mean - mean).abs() < 1e-14, "n={n}");
-            assert!((m.m2 - m2).abs() < 1e-12 * m2.max(1.0), "n={n}");
+            assert!((m.m2() - m2).abs() < 1e-12 * m2.max(1.0), "n={n}");
         }
     }
 
@@ -601,9 +890,9 @@ mod tests {
             m.mean - mean
         );
         assert!(
-            (m.m2 - m2).abs() / m2 < 1e-5,
+            (m.m2() - m2).abs() / m2 < 1e-5,
             "m2 off by {}",
-            (m.m2 - m2) / m2
+            (m.m2() - m2) / m2
         );
         // One run is summed exactly as a slice.
         let long = &runs[7];
@@ -628,9 +917,9 @@ mod tests {
                 m.mean - mean
             );
             assert!(
-                (m.m2 - m2).abs() <= 1e-12 * m2.max(1e-300),
+                (m.m2() - m2).abs() <= 1e-12 * m2.max(1e-300),
                 "n={n}: m2 {} vs {m2}",
-                m.m2
+                m.m2()
             );
         }
     }
@@ -649,9 +938,9 @@ mod tests {
                 m.mean - mean
             );
             assert!(
-                (m.m2 - m2).abs() / m2 < 1e-5,
+                (m.m2() - m2).abs() / m2 < 1e-5,
                 "n={n}: m2 off by {}",
-                (m.m2 - m2) / m2
+                (m.m2() - m2) / m2
             );
         }
     }
@@ -667,7 +956,7 @@ mod tests {
         let (mean, m2) = naive_two_pass(&exact);
         let m = Moments::of_slice(&x);
         assert!((m.mean - mean).abs() < 1e-6);
-        assert!((m.m2 - m2).abs() / m2 < 1e-5);
+        assert!((m.m2() - m2).abs() / m2 < 1e-5);
     }
 
     #[test]
@@ -681,7 +970,7 @@ mod tests {
             .fold(Moments::default(), Moments::merge);
         assert_eq!(merged.count, whole.count);
         assert!((merged.mean - whole.mean).abs() < 1e-15);
-        assert!((merged.m2 - whole.m2).abs() / whole.m2 < 1e-12);
+        assert!((merged.m2() - whole.m2()).abs() / whole.m2() < 1e-12);
     }
 
     #[test]

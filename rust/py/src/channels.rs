@@ -258,7 +258,8 @@ fn batch_norm_typed<'py, S: Storage>(
     let channel_params = |c: usize, mean: f64, rstd: f64| {
         RowAffine::standardize(mean, if mean_only { 1.0 } else { rstd }, w, b, c)
     };
-    let (mean, var): (Vec<f64>, Vec<f64>) = if use_batch {
+    // Each channel's statistics (the running ones as a count of 1 whose M2 is the variance).
+    let moments: Vec<Moments> = if use_batch {
         let total: usize = shape.iter().product();
         let count = total.checked_div(channels).unwrap_or(0);
         if count == 0 && xv.rows.n_rows() > 0 {
@@ -290,7 +291,7 @@ fn batch_norm_typed<'py, S: Storage>(
             let params: Vec<RowAffine> = (0..columns)
                 .map(|k| {
                     let m = &per_channel[k / inner_len.max(1)];
-                    channel_params(k / inner_len.max(1), m.mean, rstd(m.variance(), eps))
+                    channel_params(k / inner_len.max(1), m.mean, m.rstd(eps))
                 })
                 .collect();
             // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
@@ -316,17 +317,16 @@ fn batch_norm_typed<'py, S: Storage>(
                 rm.store(&values)?;
             }
             if let (Some(rv), false) = (&running_var, a.mean_only) {
-                let unbiased: Vec<f64> =
-                    per_channel.iter().map(|m| m.m2 / (m.count - 1.0)).collect();
+                let unbiased: Vec<f64> = per_channel
+                    .iter()
+                    .map(|m| m.m2() / (m.count - 1.0))
+                    .collect();
                 let mut values = rv.values.clone();
                 update_running(&mut values, &unbiased, factor);
                 rv.store(&values)?;
             }
         }
         per_channel
-            .iter()
-            .map(|m: &Moments| (m.mean, m.variance()))
-            .unzip()
     } else {
         let mean = running_mean
             .as_ref()
@@ -351,15 +351,17 @@ fn batch_norm_typed<'py, S: Storage>(
                 }
             }
         })?;
-        (mean, var)
+        (mean.iter().zip(&var))
+            .map(|(&mean, &var)| Moments::new(1.0, mean, var))
+            .collect()
     };
     // rstd only when returned: a square root and a division per statistic, which for the 16384
     // instances of a 7×7 InstanceNorm cost 4% of the call.
     let stats = if a.return_stats {
         Some(stats_pair::<S>(
             py,
-            mean.iter().copied(),
-            var.iter().map(|&v| rstd(v, a.eps)),
+            moments.iter().map(|m| m.mean),
+            moments.iter().map(|m| m.rstd(a.eps)),
             &[channels],
         )?)
     } else {
@@ -464,7 +466,7 @@ fn instance_norm_typed<'py, S: Storage>(
     let n_rows = batch * channels;
     let (w, b) = (weight.as_deref(), bias.as_deref());
     let eps = a.eps;
-    let (mean, var): (Vec<f64>, Vec<f64>) = if a.use_input_stats {
+    let moments: Vec<Moments> = if a.use_input_stats {
         if spatial <= 1 && n_rows > 0 {
             return Err(value_error(format!(
                 "{OP}: expected more than 1 spatial element per instance, got x of shape {}",
@@ -483,7 +485,7 @@ fn instance_norm_typed<'py, S: Storage>(
             let mut batch_var = vec![0.0; channels];
             for (r, m) in per_row.iter().enumerate() {
                 batch_mean[r % channels] += m.mean / n;
-                batch_var[r % channels] += m.m2 / (m.count - 1.0) / n;
+                batch_var[r % channels] += m.m2() / (m.count - 1.0) / n;
             }
             let (mut new_mean, mut new_var) = (rm.values.clone(), rv.values.clone());
             update_running(&mut new_mean, &batch_mean, a.momentum);
@@ -495,7 +497,7 @@ fn instance_norm_typed<'py, S: Storage>(
             // The per-instance mean and variance below only feed the returned statistics.
             return result(py, y.into_any(), None);
         }
-        per_row.iter().map(|m| (m.mean, m.variance())).unzip()
+        per_row
     } else {
         let (rm, rv) = (
             running_mean.as_ref().map(|r| &r.values),
@@ -515,14 +517,16 @@ fn instance_norm_typed<'py, S: Storage>(
                 RowAffine::standardize(mean[r], rstd(var[r], eps), w, b, r % channels)
             })
         })?;
-        (mean, var)
+        (mean.iter().zip(&var))
+            .map(|(&mean, &var)| Moments::new(1.0, mean, var))
+            .collect()
     };
     // rstd only when returned (see batch_norm).
     let stats = if a.return_stats {
         Some(stats_pair::<S>(
             py,
-            mean.iter().copied(),
-            var.iter().map(|&v| rstd(v, a.eps)),
+            moments.iter().map(|m| m.mean),
+            moments.iter().map(|m| m.rstd(a.eps)),
             &[batch, channels],
         )?)
     } else {
@@ -600,7 +604,7 @@ fn group_norm_typed<'py, S: Storage>(
         Some(stats_pair::<S>(
             py,
             per_group_moments.iter().map(|m| m.mean),
-            per_group_moments.iter().map(|m| rstd(m.variance(), eps)),
+            per_group_moments.iter().map(|m| m.rstd(eps)),
             &[batch, groups],
         )?)
     } else {

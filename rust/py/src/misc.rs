@@ -15,7 +15,7 @@ use rsnorm_core::norm::columns::column_moments;
 use rsnorm_core::norm::lrn::{self, Lrn};
 use rsnorm_core::norm::weight_norm as wn;
 use rsnorm_core::reduce::Moments;
-use rsnorm_core::rows::{RowsMut, RowsRef};
+use rsnorm_core::rows::RowsMut;
 use rsnorm_core::Float;
 
 /// SELU, elementwise: λ·x for x > 0, λ·α·(eˣ − 1) otherwise (torch.nn.functional.selu).
@@ -237,14 +237,13 @@ fn moments_typed<'py, S: Storage>(
     }
     let columns: usize = kept_shape.iter().product();
     let leading = reduced.iter().enumerate().all(|(i, &d)| i == d);
-    let rows = if leading && columns >= 8 && x.is_c_contiguous() {
-        // Column statistics of a table (leading axes reduced): down the contiguous columns;
-        // gathering each strided column as a row was 6x slower.
-        let view = RowsRef {
-            ptr: x.data().cast_const(),
-            rows: Rows::contiguous(count, columns),
-        };
-        // SAFETY: `view` describes the live, C-contiguous array `x`.
+    // The path depends on the shape alone, never on the strides: a layout must not change the
+    // bits (an F-ordered table gives what its C-ordered copy gives).
+    let rows = if leading && columns >= 8 {
+        // Column statistics of a table (leading axes reduced): down the columns, contiguous
+        // ones read in place; gathering each strided column as a row was 6x slower.
+        let view = rows_ref_as(&x, &shape, &element_strides(x.as_untyped()), kept.len());
+        // SAFETY: `view` describes the live array `x`.
         compute(py, || Ok(unsafe { column_moments(&view, columns) }))?
     } else {
         let (ps, pst) = permuted(&shape, &element_strides(x.as_untyped()), &kept);
@@ -256,7 +255,7 @@ fn moments_typed<'py, S: Storage>(
         PyArray::from_vec(py, vec![count as i64; rows.len()]).reshape(kept_shape.as_slice())?;
     let mean = PyArray::from_vec(py, rows.iter().map(|m| m.mean).collect())
         .reshape(kept_shape.as_slice())?;
-    let m2 = PyArray::from_vec(py, rows.iter().map(|m| m.m2).collect())
+    let m2 = PyArray::from_vec(py, rows.iter().map(Moments::m2).collect())
         .reshape(kept_shape.as_slice())?;
     Ok(PyTuple::new(py, [counts.into_any(), mean.into_any(), m2.into_any()])?.into_any())
 }
@@ -310,16 +309,8 @@ pub(crate) fn merge_moments<'py>(
     }
     let merged: Vec<Moments> = (0..values[0].len())
         .map(|i| {
-            let left = Moments {
-                count: values[0][i],
-                mean: values[1][i],
-                m2: values[2][i],
-            };
-            let right = Moments {
-                count: values[3][i],
-                mean: values[4][i],
-                m2: values[5][i],
-            };
+            let left = Moments::new(values[0][i], values[1][i], values[2][i]);
+            let right = Moments::new(values[3][i], values[4][i], values[5][i]);
             left.merge(right)
         })
         .collect();
@@ -327,7 +318,7 @@ pub(crate) fn merge_moments<'py>(
         .reshape(shape.as_slice())?;
     let mean =
         PyArray::from_vec(py, merged.iter().map(|m| m.mean).collect()).reshape(shape.as_slice())?;
-    let m2 =
-        PyArray::from_vec(py, merged.iter().map(|m| m.m2).collect()).reshape(shape.as_slice())?;
+    let m2 = PyArray::from_vec(py, merged.iter().map(Moments::m2).collect())
+        .reshape(shape.as_slice())?;
     Ok(PyTuple::new(py, [counts.into_any(), mean.into_any(), m2.into_any()])?.into_any())
 }

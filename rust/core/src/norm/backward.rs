@@ -11,7 +11,9 @@ use super::split_mean;
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
 use crate::reduce::{widened_sum, ColumnSums, LANES};
-use crate::rows::{check_same_rows, map_elements, map_row_blocks, map_rows, RowsMut, RowsRef};
+use crate::rows::{
+    block_rows, check_same_rows, map_elements, map_row_blocks, map_rows, RowsMut, RowsRef,
+};
 
 /// (Σ g, Σ g·x̂) over a row with g = go·w, x̂ = ((x − hi) − lo)·rstd: lanes of `T` indexed by
 /// constants (so they stay in registers), folded to f64 every 1024 elements by a fixed tree; the
@@ -121,6 +123,7 @@ pub unsafe fn row_norm_backward<S: Element>(
             map_row_blocks(
                 [grad_out, x],
                 [dx],
+                block_rows(n_rows, row_len),
                 init,
                 #[inline(always)]
                 |acc: &mut ColumnSums<S::Compute>, row, [go, x], [dx]| {
@@ -392,7 +395,7 @@ pub unsafe fn weight_norm_backward<S: Element>(
             &mut dg,
             #[inline(always)]
             |row, [gw, v], [dv]| {
-                let norm = crate::reduce::sum_squares(v).sqrt();
+                let norm = crate::reduce::l2_norm(v);
                 let dot = crate::reduce::sum_pairs(gw, v, |a, b| a * b);
                 let dg = dot / norm;
                 let scale = <S::Compute as Float>::from_f64(g[row] / norm);
@@ -431,7 +434,7 @@ pub unsafe fn l2_normalize_backward<S: Element>(
             &mut [],
             #[inline(always)]
             |_, [gy, x], [dx]| {
-                let norm = crate::reduce::sum_squares(x).sqrt();
+                let norm = crate::reduce::l2_norm(x);
                 // A NaN norm takes the first branch, whose 1/norm is NaN: NaN across the row,
                 // as in the forward (not gy/eps).
                 if norm > eps || norm.is_nan() {

@@ -14,7 +14,7 @@
 use crate::element::{Element, Float};
 use crate::layout::Rows;
 use crate::reduce::{ColumnSums, Moments};
-use crate::rows::{map_row_blocks, map_rows, RowsMut, RowsRef};
+use crate::rows::{block_rows, map_row_blocks, map_rows, RowsMut, RowsRef};
 
 use super::channels::RowAffine;
 use super::split_mean;
@@ -25,8 +25,10 @@ const GROUP_LEN: usize = 4096;
 const PROBE_ROWS: usize = 64;
 
 /// Rows of `columns` values per grouped row when `rows` (rows of `columns` values) is one
-/// contiguous run of native values: the largest divisor of the row count up to `GROUP_LEN`
-/// elements. 1 otherwise.
+/// contiguous run of native values: the largest common divisor of the row count and of the
+/// column sums' block ([`block_rows`] of the ungrouped rows) up to `GROUP_LEN` elements, so
+/// grouped rows make the same blocks (the same sums, bit for bit) as rows of any other layout.
+/// 1 otherwise.
 fn group_size<S: Element>(rows: &Rows, columns: usize) -> usize {
     let n_rows = rows.n_rows();
     let flat = S::NATIVE
@@ -37,7 +39,18 @@ fn group_size<S: Element>(rows: &Rows, columns: usize) -> usize {
         return 1;
     }
     let most = (GROUP_LEN / columns.max(1)).clamp(1, n_rows);
-    (1..=most).rev().find(|g| n_rows % g == 0).unwrap_or(1)
+    let block = block_rows(n_rows, columns);
+    (1..=most)
+        .rev()
+        .find(|g| n_rows % g == 0 && block % g == 0)
+        .unwrap_or(1)
+}
+
+/// Grouped rows per block of the column sums: [`block_rows`] of the ungrouped rows of `columns`
+/// values, which [`group_size`] divides.
+fn column_block_rows<S>(x: &RowsRef<S>, columns: usize) -> usize {
+    let group = x.rows.row_len() / columns.max(1);
+    block_rows(x.rows.n_rows() * group, columns) / group.max(1)
 }
 
 fn grouped(rows: &Rows, group: usize) -> Rows {
@@ -76,6 +89,7 @@ unsafe fn deviation_sums<S: Element>(
         map_row_blocks(
             [x],
             outputs,
+            column_block_rows(x, columns),
             || ColumnSums::<S::Compute>::new(columns),
             #[inline(always)]
             |acc, _, [group], []| {
@@ -99,13 +113,16 @@ unsafe fn deviation_sums<S: Element>(
     ColumnSums::fold_in_order(blocks, columns)
 }
 
-/// Mean of each column over the first `PROBE_ROWS` rows, read serially (a few KB).
+/// Calls `f` on the values of each row of `columns` values, as f64, in order, until it returns
+/// false.
 ///
 /// # Safety
-/// `x` describes valid memory; it has at least one row.
-unsafe fn probe_center<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<f64> {
-    let mut sums = vec![0.0f64; columns];
-    let mut rows = 0usize;
+/// `x` describes valid memory; its rows hold whole rows of `columns` values.
+unsafe fn for_each_row<S: Element>(
+    x: &RowsRef<S>,
+    columns: usize,
+    mut f: impl FnMut(&[f64]) -> bool,
+) {
     let row_len = x.rows.row_len();
     let mut values = vec![0.0f64; row_len];
     let contiguous = x.rows.inner.single_stride() == Some(1);
@@ -124,16 +141,54 @@ unsafe fn probe_center<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<f64> {
             });
         }
         for row in values.chunks_exact(columns) {
+            if !f(row) {
+                return;
+            }
+        }
+    }
+}
+
+/// Mean of each column over the first `PROBE_ROWS` rows, read serially (a few KB).
+///
+/// # Safety
+/// `x` describes valid memory; it has at least one row.
+unsafe fn probe_center<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<f64> {
+    let mut sums = vec![0.0f64; columns];
+    let mut rows = 0usize;
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        for_each_row(x, columns, |row| {
             for (s, v) in sums.iter_mut().zip(row) {
                 *s += v;
             }
             rows += 1;
-        }
-        if rows >= PROBE_ROWS {
-            break;
-        }
+            rows < PROBE_ROWS
+        });
     }
     sums.iter().map(|s| s / rows.max(1) as f64).collect()
+}
+
+/// [`Moments::exact_each`] of the columns `lost` (whose sums in the row's type overflowed,
+/// underflowed or met a non-finite value), all in the same passes over `x`.
+///
+/// # Safety
+/// As [`for_each_row`].
+unsafe fn exact_columns<S: Element>(
+    x: &RowsRef<S>,
+    columns: usize,
+    lost: &[usize],
+) -> Vec<Moments> {
+    Moments::exact_each(lost.len(), |passes| {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            for_each_row(x, columns, |row| {
+                for (pass, &c) in passes.iter_mut().zip(lost) {
+                    pass.add_value(row[c]);
+                }
+                true
+            });
+        }
+    })
 }
 
 /// Moments of each of the `columns` columns of `x`, whose rows hold `columns` values each.
@@ -172,11 +227,22 @@ pub unsafe fn column_moments<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<
             // SAFETY: as above.
             (dev, sq) = unsafe { deviation_sums(&x, columns, &center) };
         }
-        center
+        let mut moments: Vec<Moments> = center
             .iter()
             .zip(dev.iter().zip(&sq))
             .map(|(c, (&d, &s))| Moments::around(count, c.to_f64(), d, s))
-            .collect()
+            .collect();
+        let lost: Vec<usize> = (0..columns)
+            .filter(|&c| Moments::lost::<S::Compute>(&moments[c], dev[c], sq[c]))
+            .collect();
+        if !lost.is_empty() {
+            // SAFETY: as above.
+            let exact = unsafe { exact_columns(&x, columns, &lost) };
+            for (&c, m) in lost.iter().zip(exact) {
+                moments[c] = m;
+            }
+        }
+        moments
     })
 }
 
@@ -267,6 +333,7 @@ pub unsafe fn column_grad_sums<S: Element>(
             map_row_blocks(
                 [&go, &x],
                 outputs,
+                column_block_rows(&x, columns),
                 || ColumnSums::<S::Compute>::new(columns),
                 #[inline(always)]
                 |acc, _, [go, x], []| {
@@ -384,9 +451,9 @@ mod tests {
             for ((m, (mean, m2)), c) in got.iter().zip(&want).zip(0..) {
                 assert!((m.mean - mean).abs() < 1e-6, "{rows}x{columns} col {c}");
                 assert!(
-                    (m.m2 - m2).abs() <= 1e-5 * m2.max(1e-3),
+                    (m.m2() - m2).abs() <= 1e-5 * m2.max(1e-3),
                     "{rows}x{columns} col {c}: {} vs {m2}",
-                    m.m2
+                    m.m2()
                 );
             }
             // The same values read through a transposed (column-major) layout: no grouping.
@@ -400,7 +467,8 @@ mod tests {
             let got_strided = unsafe { column_moments(&strided, columns) };
             for (a, b) in got.iter().zip(&got_strided) {
                 assert!(
-                    (a.mean - b.mean).abs() < 1e-9 && (a.m2 - b.m2).abs() <= 1e-9 * a.m2.max(1.0)
+                    (a.mean - b.mean).abs() < 1e-9
+                        && (a.m2() - b.m2()).abs() <= 1e-9 * a.m2().max(1.0)
                 );
             }
         }
@@ -413,7 +481,7 @@ mod tests {
         let x: Vec<f64> = (0..rows).map(f64::from).collect();
         let got = unsafe { column_moments(&RowsRef::from_slice(&x, 1), 1) };
         let (mean, m2) = reference(&x, 1)[0];
-        assert!((got[0].mean - mean).abs() < 1e-9 && (got[0].m2 - m2).abs() < 1e-9 * m2);
+        assert!((got[0].mean - mean).abs() < 1e-9 && (got[0].m2() - m2).abs() < 1e-9 * m2);
     }
 
     #[test]

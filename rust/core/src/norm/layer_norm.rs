@@ -2,10 +2,10 @@
 //! elementwise affine (torch.nn.functional.layer_norm).
 
 use super::{check_row_norm, normalize_into};
-use crate::element::{Element, Float};
+use crate::element::Element;
 use crate::error::Result;
 use crate::reduce::Moments;
-use crate::rows::{map_rows, Ahead, RowsMut, RowsRef};
+use crate::rows::{map_row_runs, map_rows, Ahead, RowRuns, RowsMut, RowsRef};
 
 /// The statistics a row was normalized with: its mean and 1/sqrt(var + eps), in f64.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -16,17 +16,47 @@ pub struct RowStats {
 
 /// Normalizes one contiguous row into `y` and returns the statistics used.
 #[inline(always)]
-pub fn layer_norm_row<T: Float>(
-    x: &[T],
-    y: &mut [T],
-    weight: Option<&[T]>,
-    bias: Option<&[T]>,
+pub fn layer_norm_row<S: Element>(
+    x: &[S::Compute],
+    y: &mut [S::Compute],
+    weight: Option<&[S::Compute]>,
+    bias: Option<&[S::Compute]>,
     eps: f64,
     ahead: Ahead,
 ) -> RowStats {
-    let moments = Moments::of_slice(x);
-    let rstd = 1.0 / (moments.variance() + eps).sqrt();
-    normalize_into(x, y, moments.mean, rstd, weight, bias, ahead);
+    layer_norm_runs::<S>(&mut RowRuns::Whole { x, y }, weight, bias, eps, ahead)
+}
+
+/// Normalizes one row, whole or in chunks, and returns the statistics used.
+#[inline(always)]
+fn layer_norm_runs<S: Element>(
+    row: &mut RowRuns<'_, S>,
+    weight: Option<&[S::Compute]>,
+    bias: Option<&[S::Compute]>,
+    eps: f64,
+    ahead: Ahead,
+) -> RowStats {
+    let moments = if let Some(x) = row.whole() {
+        Moments::of_slice(x)
+    } else {
+        // A long row (so past `of_slice`'s short path): its chunks are whole blocks, summed as
+        // the whole row would be.
+        let center = row.first(Moments::probe_center);
+        Moments::of_runs(
+            center,
+            #[inline(always)]
+            |sums| row.read(|_, x| sums.add(x)),
+        )
+    };
+    let rstd = moments.rstd(eps);
+    row.write(
+        #[inline(always)]
+        |at, x, y| {
+            let range = at..at + y.len();
+            let (w, b) = (weight.map(|w| &w[range.clone()]), bias.map(|b| &b[range]));
+            normalize_into(x, y, moments.mean, rstd, w, b, ahead);
+        },
+    );
     RowStats {
         mean: moments.mean,
         rstd,
@@ -55,12 +85,12 @@ pub unsafe fn layer_norm<S: Element>(
     )?;
     // SAFETY: forwarded from the caller.
     unsafe {
-        map_rows(
-            [x],
-            [y],
+        map_row_runs(
+            x,
+            y,
             stats,
             #[inline(always)]
-            |row, [x_row], [y]| layer_norm_row(x_row, y, weight, bias, eps, x.ahead(row)),
+            |row, runs| layer_norm_runs(runs, weight, bias, eps, x.ahead(row)),
         );
     }
     Ok(())
@@ -102,7 +132,7 @@ pub unsafe fn add_layer_norm<S: Element>(
             #[inline(always)]
             |_, [x, residual], [y, sum]| {
                 add_into::<S>(x, residual, sum);
-                layer_norm_row(sum, y, weight, bias, eps, Ahead::NONE)
+                layer_norm_row::<S>(sum, y, weight, bias, eps, Ahead::NONE)
             },
         );
     }

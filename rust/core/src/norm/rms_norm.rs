@@ -3,23 +3,44 @@
 
 use super::layer_norm::add_into;
 use super::{check_row_norm, normalize_into};
-use crate::element::{Element, Float};
+use crate::element::Element;
 use crate::error::Result;
-use crate::reduce::sum_squares;
-use crate::rows::{map_rows, Ahead, RowsMut, RowsRef};
+use crate::reduce::scaled_sum_squares_runs;
+use crate::rows::{map_row_runs, map_rows, Ahead, RowRuns, RowsMut, RowsRef};
 
 /// Normalizes one contiguous row into `y`; returns its rstd = 1/sqrt(mean(x²) + eps).
 #[inline(always)]
-pub fn rms_norm_row<T: Float>(
-    x: &[T],
-    y: &mut [T],
-    weight: Option<&[T]>,
+pub fn rms_norm_row<S: Element>(
+    x: &[S::Compute],
+    y: &mut [S::Compute],
+    weight: Option<&[S::Compute]>,
     eps: f64,
     ahead: Ahead,
 ) -> f64 {
-    let mean_square = sum_squares(x) / x.len() as f64;
-    let rstd = 1.0 / (mean_square + eps).sqrt();
-    normalize_into(x, y, 0.0, rstd, weight, None, ahead);
+    rms_norm_runs::<S>(&mut RowRuns::Whole { x, y }, weight, eps, ahead)
+}
+
+/// Normalizes one row, whole or in chunks; returns its rstd.
+#[inline(always)]
+fn rms_norm_runs<S: Element>(
+    row: &mut RowRuns<'_, S>,
+    weight: Option<&[S::Compute]>,
+    eps: f64,
+    ahead: Ahead,
+) -> f64 {
+    // Σ (x·scale)² with scale 1 unless the squares overflow or underflow the row's type.
+    let (sum_squares, scale) = scaled_sum_squares_runs::<S::Compute>(
+        #[inline(always)]
+        |sums| row.read(|_, x| sums.add(x)),
+    );
+    let rstd = scale / (sum_squares / row.len() as f64 + eps * scale * scale).sqrt();
+    row.write(
+        #[inline(always)]
+        |at, x, y| {
+            let weight = weight.map(|w| &w[at..at + y.len()]);
+            normalize_into(x, y, 0.0, rstd, weight, None, ahead);
+        },
+    );
     rstd
 }
 
@@ -43,12 +64,12 @@ pub unsafe fn rms_norm<S: Element>(
     )?;
     // SAFETY: forwarded from the caller.
     unsafe {
-        map_rows(
-            [x],
-            [y],
+        map_row_runs(
+            x,
+            y,
             rstd,
             #[inline(always)]
-            |row, [x_row], [y]| rms_norm_row(x_row, y, weight, eps, x.ahead(row)),
+            |row, runs| rms_norm_runs(runs, weight, eps, x.ahead(row)),
         );
     }
     Ok(())
@@ -82,7 +103,7 @@ pub unsafe fn add_rms_norm<S: Element>(
             #[inline(always)]
             |_, [x, residual], [y, sum]| {
                 add_into::<S>(x, residual, sum);
-                rms_norm_row(sum, y, weight, eps, Ahead::NONE)
+                rms_norm_row::<S>(sum, y, weight, eps, Ahead::NONE)
             },
         );
     }

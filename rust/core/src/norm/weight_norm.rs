@@ -4,8 +4,8 @@
 
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
-use crate::reduce::sum_squares;
-use crate::rows::{check_same_rows, map_rows, RowsMut, RowsRef};
+use crate::reduce::{l2_norm, scaled_sum_squares_runs};
+use crate::rows::{check_same_rows, map_row_runs, map_rows, RowsMut, RowsRef};
 
 /// `w_row = v_row · g[row] / ‖v_row‖` for each row of `v`; returns the norms ‖v_row‖.
 ///
@@ -33,7 +33,7 @@ pub unsafe fn weight_norm<S: Element>(
             &mut norms,
             #[inline(always)]
             |row, [v], [w]| {
-                let norm = sum_squares(v).sqrt();
+                let norm = l2_norm(v);
                 let scale = <S::Compute as Float>::from_f64(g[row] / norm);
                 for (w, &v) in w.iter_mut().zip(v) {
                     *w = v * scale;
@@ -54,20 +54,29 @@ pub unsafe fn l2_normalize<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, eps: f64)
     check_same_rows("l2_normalize", &x.rows, &[("out", &y.rows)])?;
     // SAFETY: forwarded from the caller.
     unsafe {
-        map_rows(
-            [x],
-            [y],
+        map_row_runs(
+            x,
+            y,
             &mut [],
             #[inline(always)]
-            |_, [x], [y]| {
+            |_, row| {
+                let (sum_squares, scale) = scaled_sum_squares_runs::<S::Compute>(
+                    #[inline(always)]
+                    |sums| row.read(|_, x| sums.add(x)),
+                );
+                let norm = sum_squares.sqrt() / scale;
                 // `f64::max` would turn a NaN norm into eps and scale the row's other entries by
                 // 1/eps; a NaN stays NaN across its row (PyTorch's clamp_min keeps it too).
-                let norm = sum_squares(x).sqrt();
                 let divisor = if norm < eps { eps } else { norm };
                 let scale = <S::Compute as Float>::from_f64(1.0 / divisor);
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = x * scale;
-                }
+                row.write(
+                    #[inline(always)]
+                    |_, x, y| {
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            *y = x * scale;
+                        }
+                    },
+                );
             },
         );
     }

@@ -1,0 +1,228 @@
+"""A fixed corpus of calls whose outputs a refactor must leave bit-identical.
+
+    python benches/corpus.py save before.npz       # on the old build
+    python benches/corpus.py save after.npz        # on the new build
+    python benches/corpus.py compare before.npz after.npz
+
+Inputs are seeded: every public function on float16/32/64 data of noise and of 1e4 + noise, in
+C order and as strided views, short and long rows, channel-first and channel-last, with a few
+NaN/inf rows. `compare` reports every output whose bits differ (NaNs compare equal to NaNs).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+import rsnorm
+
+DTYPES = (np.float16, np.float32, np.float64)
+
+
+def _data(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any, offset: float) -> Any:
+    return (offset + rng.standard_normal(shape)).astype(dtype)
+
+
+def _layouts(x: Any) -> Iterator[tuple[str, Any]]:
+    yield "c", x
+    yield "strided", _strided(x)
+    yield "fortran", np.asfortranarray(x)
+
+
+def _strided(x: Any) -> Any:
+    """The values of `x` as every other element of a twice-as-wide buffer."""
+    wide = np.zeros((*x.shape[:-1], 2 * x.shape[-1]), x.dtype)
+    wide[..., ::2] = x
+    return wide[..., ::2]
+
+
+def _calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], Any]]]:
+    for dtype in DTYPES:
+        name = np.dtype(dtype).name
+        for offset in (0.0, 1e4 if dtype != np.float16 else 100.0):
+            for shape in ((5, 7), (4, 70), (3, 1500), (2, 3, 4100)):
+                base = _data(rng, shape, dtype, offset)
+                if shape == (4, 70):
+                    base[1, 3] = np.nan
+                    base[2, 5] = np.inf
+                res = _data(rng, shape, dtype, 0.0)
+                w = _data(rng, shape[-1:], dtype, 1.0)
+                b = _data(rng, shape[-1:], dtype, 0.0)
+                g = _data(rng, shape, dtype, 0.0)
+                for lay, x in _layouts(base):
+                    key = f"{name}/{offset}/{shape}/{lay}"
+                    yield (
+                        f"{key}/layer_norm",
+                        lambda x=x, w=w, b=b: rsnorm.layer_norm(x, w.shape, w, b, return_stats=True),
+                    )
+                    yield (
+                        f"{key}/rms_norm",
+                        lambda x=x, w=w: rsnorm.rms_norm(x, w.shape, w, return_stats=True),
+                    )
+                    yield (
+                        f"{key}/add_layer_norm",
+                        lambda x=x, r=res, w=w, b=b: rsnorm.add_layer_norm(x, r, w, b, return_stats=True),
+                    )
+                    yield (
+                        f"{key}/add_rms_norm",
+                        lambda x=x, r=res, w=w: rsnorm.add_rms_norm(x, r, w, return_stats=True),
+                    )
+                    yield (
+                        f"{key}/layer_norm_backward",
+                        lambda x=x, w=w, b=b, g=g: rsnorm.layer_norm_backward(
+                            g,
+                            x,
+                            *rsnorm.layer_norm(x, w.shape, w, b, return_stats=True)[1:],
+                            w,
+                            b,
+                        ),
+                    )
+                    yield (
+                        f"{key}/rms_norm_backward",
+                        lambda x=x, w=w, g=g: rsnorm.rms_norm_backward(
+                            g, x, rsnorm.rms_norm(x, w.shape, w, return_stats=True)[1], w
+                        ),
+                    )
+                    yield f"{key}/l2_normalize", lambda x=x: rsnorm.l2_normalize(x)
+                    yield f"{key}/l2_normalize_backward", lambda x=x, g=g: rsnorm.l2_normalize_backward(g, x)
+                    yield f"{key}/selu", lambda x=x: rsnorm.selu(x)
+                    for axis in (-1, 0):
+                        yield f"{key}/softmax{axis}", lambda x=x, a=axis: rsnorm.softmax(x, a)
+                        yield f"{key}/log_softmax{axis}", lambda x=x, a=axis: rsnorm.log_softmax(x, a)
+                    for axis in (None, 0, -1):
+                        yield f"{key}/moments{axis}", lambda x=x, a=axis: rsnorm.moments(x, a)
+                    if x.ndim == 2 and dtype != np.float16:
+                        yield (
+                            f"{key}/weight_norm",
+                            lambda x=x: rsnorm.weight_norm(
+                                x, np.linspace(0.5, 2.0, x.shape[0]).astype(x.dtype)
+                            ),
+                        )
+                        yield f"{key}/cosine_linear", lambda x=x: rsnorm.cosine_linear(x, x[:3])
+        # Channel norms: (N, C, H, W) and its channel-last view.
+        for offset in (0.0, 50.0):
+            for shape in ((4, 6, 7, 7), (2, 8, 33, 33), (64, 16, 1, 1)):
+                base = _data(rng, shape, dtype, offset)
+                if shape == (4, 6, 7, 7):
+                    base[1, 2, 3, 3] = np.inf
+                c = shape[1]
+                w = _data(rng, (c,), dtype, 1.0)
+                b = _data(rng, (c,), dtype, 0.0)
+                g = _data(rng, shape, dtype, 0.0)
+                views = [
+                    ("c", base, 1),
+                    ("strided", _strided(base), 1),
+                    ("nhwc", np.ascontiguousarray(base.transpose(0, 2, 3, 1)), -1),
+                    ("nhwc-view", base.transpose(0, 2, 3, 1), -1),
+                ]
+                for lay, x, axis in views:
+                    key = f"{name}/{offset}/{shape}/{lay}"
+                    for training in (True, False):
+                        yield (
+                            f"{key}/batch_norm{training}",
+                            lambda x=x, a=axis, t=training, w=w, b=b, c=c: rsnorm.batch_norm(
+                                x,
+                                np.zeros(c),
+                                np.ones(c),
+                                w,
+                                b,
+                                training=t,
+                                axis=a,
+                                return_stats=True,
+                            ),
+                        )
+                    yield (
+                        f"{key}/batch_norm_backward",
+                        lambda x=x, a=axis, w=w, g=g: rsnorm.batch_norm_backward(
+                            np.ascontiguousarray(g.transpose(0, 2, 3, 1)) if a == -1 else g,
+                            x,
+                            *rsnorm.batch_norm(x, None, None, w, training=True, axis=a, return_stats=True)[
+                                1:
+                            ],
+                            w,
+                            axis=a,
+                        ),
+                    )
+                    if axis == 1:
+                        yield (
+                            f"{key}/group_norm",
+                            lambda x=x, w=w, b=b: rsnorm.group_norm(x, 2, w, b, return_stats=True),
+                        )
+                        yield (
+                            f"{key}/group_norm_backward",
+                            lambda x=x, w=w, g=g: rsnorm.group_norm_backward(
+                                g,
+                                x,
+                                *rsnorm.group_norm(x, 2, w, return_stats=True)[1:],
+                                w,
+                                num_groups=2,
+                            ),
+                        )
+                        yield (
+                            f"{key}/instance_norm",
+                            lambda x=x, w=w, b=b: rsnorm.instance_norm(
+                                x, None, None, w, b, return_stats=True
+                            ),
+                        )
+                        yield (
+                            f"{key}/instance_norm_backward",
+                            lambda x=x, w=w, g=g: rsnorm.instance_norm_backward(
+                                g, x, *rsnorm.instance_norm(x, weight=w, return_stats=True)[1:], w
+                            ),
+                        )
+                        yield f"{key}/lrn", lambda x=x: rsnorm.local_response_norm(x, 3)
+                        yield f"{key}/lrn40", lambda x=x: rsnorm.local_response_norm(x, 40)
+
+
+def _flatten(value: Any) -> list[Any]:
+    if isinstance(value, tuple | list):
+        return [v for item in value for v in _flatten(item)]
+    return [np.asarray(value)]
+
+
+def save(path: str) -> None:
+    rng = np.random.default_rng(20261203)
+    arrays: dict[str, Any] = {}
+    for key, call in _calls(rng):
+        try:
+            out = _flatten(call())
+        except (TypeError, ValueError) as exc:
+            arrays[f"{key}#error"] = np.array(str(exc))
+            continue
+        for i, arr in enumerate(out):
+            arrays[f"{key}#{i}"] = arr
+    np.savez(path, **arrays)
+    print(f"{len(arrays)} arrays -> {path}")
+
+
+def compare(before: str, after: str) -> int:
+    a, b = np.load(before), np.load(after)
+    differ = [k for k in a.files if k not in b.files]
+    for key in a.files:
+        if key in b.files:
+            x, y = a[key], b[key]
+            same = x.shape == y.shape and x.dtype == y.dtype
+            if same and x.dtype.kind == "f":
+                same = bool(np.array_equal(x, y, equal_nan=True)) and bool(
+                    np.array_equal(np.signbit(x), np.signbit(y)) or np.isnan(x).any()
+                )
+            elif same:
+                same = bool(np.array_equal(x, y))
+            if not same:
+                differ.append(key)
+    for key in differ:
+        print("differs:", key)
+    print(f"{len(a.files)} arrays, {len(differ)} differ")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["save"]:
+        save(sys.argv[2])
+    elif sys.argv[1:2] == ["compare"]:
+        sys.exit(compare(sys.argv[2], sys.argv[3]))
+    else:
+        sys.exit(__doc__)
