@@ -262,6 +262,9 @@ unsafe fn softmax_columns<S: Element>(
         n * COLUMN_BLOCK * 3,
         #[inline(always)]
         |tasks| {
+            // The column sums' lanes, on the heap and zeroed once a range: 32–64 KB, which in
+            // `column_block`'s frame had been zeroed (and its stack pages probed) every block.
+            let mut lanes = vec![[<S::Compute as Float>::ZERO; COLUMN_BLOCK]; LANES];
             for task in tasks {
                 let (run, block) = (task / blocks_per_run, task % blocks_per_run);
                 let first = block * COLUMN_BLOCK;
@@ -276,7 +279,7 @@ unsafe fn softmax_columns<S: Element>(
                 // SAFETY: NATIVE (S is the compute type); `width` contiguous values from
                 // each position are inside the views; a task's columns are its own; y is x
                 // itself or disjoint from it.
-                unsafe { column_block(n, width, x_at, y_at, log) };
+                unsafe { column_block(n, width, x_at, y_at, log, &mut lanes) };
             }
         },
     );
@@ -295,7 +298,8 @@ fn readable<'a, T: Copy>(row: &'a [T], copy: &'a mut [T], in_place: bool) -> &'a
 }
 
 /// The three passes of [`softmax_columns`] over one block of `width` ≤ `COLUMN_BLOCK` columns,
-/// whose row k starts at `x_at(k)` and `y_at(k)`.
+/// whose row k starts at `x_at(k)` and `y_at(k)`; `lanes` holds `LANES` zeroed lane arrays (and is
+/// left so).
 ///
 /// # Safety
 /// Each row has `width` valid values; y rows are x rows themselves or disjoint from all x rows.
@@ -306,6 +310,7 @@ unsafe fn column_block<T: Float>(
     x_at: impl Fn(usize) -> *mut T,
     y_at: impl Fn(usize) -> *mut T,
     log: bool,
+    lanes: &mut [[T; COLUMN_BLOCK]],
 ) {
     // SAFETY (both): the caller's contract; a row of x is only read while no row of y is borrowed.
     let x_row = |k: usize| unsafe { std::slice::from_raw_parts(x_at(k).cast_const(), width) };
@@ -326,7 +331,6 @@ unsafe fn column_block<T: Float>(
     // the lanes folded by the same halving tree into an f64 total every BLOCK values.
     let mut sums = [0.0f64; COLUMN_BLOCK];
     let sums = &mut sums[..width];
-    let mut lanes = [[T::ZERO; COLUMN_BLOCK]; LANES];
     for start in (0..n).step_by(BLOCK) {
         let len = BLOCK.min(n - start);
         for k in start..start + len {
@@ -344,7 +348,7 @@ unsafe fn column_block<T: Float>(
                 }
             }
         }
-        fold_columns(&mut lanes, len.min(LANES), sums);
+        fold_columns(lanes, len.min(LANES), sums);
     }
     let mut factor = [T::ZERO; COLUMN_BLOCK];
     let factor = &mut factor[..width];
@@ -365,12 +369,12 @@ unsafe fn column_block<T: Float>(
     }
 }
 
-/// Adds each column's lanes (the first `active` hold values, the rest zeros) into `sums` by
-/// [`crate::reduce`]'s halving tree, lane j taking lane j + width at each level, and empties
+/// Adds each column's `LANES` lanes (the first `active` hold values, the rest zeros) into `sums`
+/// by [`crate::reduce`]'s halving tree, lane j taking lane j + width at each level, and empties
 /// them. Zero lanes are skipped: adding +0 to a sum of exponentials changes no bit, and a
 /// 10-class softmax would otherwise fold 32 lanes for 10 values.
 #[inline(always)]
-fn fold_columns<T: Float>(lanes: &mut [[T; COLUMN_BLOCK]; LANES], active: usize, sums: &mut [f64]) {
+fn fold_columns<T: Float>(lanes: &mut [[T; COLUMN_BLOCK]], active: usize, sums: &mut [f64]) {
     let width = sums.len();
     let mut half = LANES;
     while half > 1 {

@@ -512,6 +512,7 @@ pub struct Moments {
 }
 
 impl Default for Moments {
+    #[inline]
     fn default() -> Self {
         Moments::new(0.0, 0.0, 0.0)
     }
@@ -519,6 +520,7 @@ impl Default for Moments {
 
 impl Moments {
     /// Moments with an unscaled M2.
+    #[inline]
     pub fn new(count: f64, mean: f64, m2: f64) -> Self {
         Moments {
             count,
@@ -544,6 +546,7 @@ impl Moments {
     }
 
     /// Σ(x − mean)² (infinite where it overflows f64).
+    #[inline]
     pub fn m2(&self) -> f64 {
         self.scaled_m2 / self.scale / self.scale
     }
@@ -582,6 +585,13 @@ impl Moments {
         {
             return moments;
         }
+        Moments::exact_of_slice(x)
+    }
+
+    /// [`Moments::exact`] of a slice: the cold path, kept out of the short rows' code.
+    #[cold]
+    #[inline(never)]
+    fn exact_of_slice<T: Float>(x: &[T]) -> Self {
         Moments::exact(|pass| pass.add(x))
     }
 
@@ -621,12 +631,19 @@ impl Moments {
             if !Moments::lost::<T>(&moments, dev, sq) {
                 return moments;
             }
-            return Moments::exact(|pass| {
-                let mut sums = DeviationSums::exact(*pass);
-                feed(&mut sums);
-                *pass = sums.exact.expect("exact sums stay exact");
-            });
+            return Moments::exact_of_runs(feed);
         }
+    }
+
+    /// [`Moments::exact`] of fed runs: the cold path, kept out of the rows' code.
+    #[cold]
+    #[inline(never)]
+    fn exact_of_runs<T: Float>(mut feed: impl FnMut(&mut DeviationSums<T>)) -> Self {
+        Moments::exact(|pass| {
+            let mut sums = DeviationSums::exact(*pass);
+            feed(&mut sums);
+            *pass = sums.exact.expect("exact sums stay exact");
+        })
     }
 
     /// Whether moments from sums in `T` lost their meaning: a square overflowed `T` (or a value
@@ -639,6 +656,7 @@ impl Moments {
     }
 
     /// Whether the mean and M2 are finite.
+    #[inline]
     pub fn is_finite(&self) -> bool {
         self.mean.is_finite() && self.scaled_m2.is_finite()
     }
@@ -707,6 +725,7 @@ impl Moments {
     /// Moments of the union of two disjoint sets (Chan, Golub & LeVeque's pairwise update), at
     /// a common scale when M2 or the squared distance of the means would overflow.
     #[must_use]
+    #[inline]
     pub fn merge(self, other: Moments) -> Moments {
         if other.count == 0.0 {
             return self;
@@ -714,9 +733,9 @@ impl Moments {
         if self.count == 0.0 {
             return other;
         }
-        let count = self.count + other.count;
         // Exact compares: 1 is the unscaled form (powers of two are exact).
         if self.scale.to_bits() == 1f64.to_bits() && other.scale.to_bits() == 1f64.to_bits() {
+            let count = self.count + other.count;
             let delta = other.mean - self.mean;
             let merged = Moments::new(
                 count,
@@ -729,6 +748,14 @@ impl Moments {
                 return merged;
             }
         }
+        self.merge_scaled(other)
+    }
+
+    /// [`Moments::merge`] at a scale that brings both sets' magnitudes near 1 (the cold path).
+    #[cold]
+    #[inline(never)]
+    fn merge_scaled(self, other: Moments) -> Moments {
+        let count = self.count + other.count;
         let spread = |m: &Moments| m.mean.abs().max((m.scaled_m2 / m.count).sqrt() / m.scale);
         let scale = scale_for(spread(&self).max(spread(&other)));
         let m2_at = |m: &Moments| m.scaled_m2 * (scale / m.scale) * (scale / m.scale);
@@ -745,12 +772,14 @@ impl Moments {
 
     /// Biased (population) variance, the one normalization layers divide by (infinite where it
     /// overflows f64).
+    #[inline]
     pub fn variance(&self) -> f64 {
         self.scaled_m2 / self.count / self.scale / self.scale
     }
 
     /// 1 / √(variance + eps), finite for any finite values (from the scaled M2 where the
     /// variance overflows).
+    #[inline]
     pub fn rstd(&self, eps: f64) -> f64 {
         self.scale / (self.scaled_m2 / self.count + eps * self.scale * self.scale).sqrt()
     }
@@ -791,28 +820,36 @@ pub fn scaled_sum_squares<T: Float>(x: &[T]) -> (f64, f64) {
 /// [`scaled_sum_squares`] of the values `feed` adds, in runs, to the sums it is given.
 #[inline(always)]
 pub fn scaled_sum_squares_runs<T: Float>(mut feed: impl FnMut(&mut SquareSums)) -> (f64, f64) {
-    let mut run = |exact: Option<ExactPass>| {
-        let mut sums = SquareSums {
-            total: 0.0,
-            count: 0,
-            exact,
-        };
-        feed(&mut sums);
-        sums
+    let mut plain = SquareSums {
+        total: 0.0,
+        count: 0,
+        exact: None,
     };
-    let plain = run(None);
+    feed(&mut plain);
     if plain.total.is_finite() && plain.total >= plain.count as f64 * T::MIN_NORMAL / T::EPSILON {
         return (plain.total, 1.0);
     }
-    let scan = run(Some(ExactPass::new(1.0, 0.0)))
-        .exact
-        .expect("an exact pass");
+    exact_sum_squares(plain.total, feed)
+}
+
+/// The slow path of [`scaled_sum_squares_runs`], kept out of the rows' code: f64 passes, scaled.
+#[cold]
+#[inline(never)]
+fn exact_sum_squares(plain: f64, mut feed: impl FnMut(&mut SquareSums)) -> (f64, f64) {
+    let mut run = |pass: ExactPass| {
+        let mut sums = SquareSums {
+            total: 0.0,
+            count: 0,
+            exact: Some(pass),
+        };
+        feed(&mut sums);
+        sums.exact.expect("an exact pass")
+    };
+    let scan = run(ExactPass::new(1.0, 0.0));
     if !scan.finite || scan.max == 0.0 {
-        return (plain.total, 1.0);
+        return (plain, 1.0);
     }
-    let scaled = run(Some(ExactPass::new(scale_for(scan.max), 0.0)))
-        .exact
-        .expect("an exact pass");
+    let scaled = run(ExactPass::new(scale_for(scan.max), 0.0));
     (scaled.sq, scaled.scale)
 }
 

@@ -41,11 +41,20 @@ fn layer_norm_runs<S: Element>(
     } else {
         // A long row (so past `of_slice`'s short path): its chunks are whole blocks, summed as
         // the whole row would be.
-        let center = row.first(Moments::probe_center);
+        let center = row.first(
+            #[inline(always)]
+            #[allow(clippy::redundant_closure)] // an item would be called out of line
+            |x| Moments::probe_center(x),
+        );
         Moments::of_runs(
             center,
             #[inline(always)]
-            |sums| row.read(|_, x| sums.add(x)),
+            |sums| {
+                row.read(
+                    #[inline(always)]
+                    |_, x| sums.add(x),
+                );
+            },
         )
     };
     let rstd = moments.rstd(eps);

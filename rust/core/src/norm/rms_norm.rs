@@ -31,7 +31,12 @@ fn rms_norm_runs<S: Element>(
     // Σ (x·scale)² with scale 1 unless the squares overflow or underflow the row's type.
     let (sum_squares, scale) = scaled_sum_squares_runs::<S::Compute>(
         #[inline(always)]
-        |sums| row.read(|_, x| sums.add(x)),
+        |sums| {
+            row.read(
+                #[inline(always)]
+                |_, x| sums.add(x),
+            );
+        },
     );
     let rstd = scale / (sum_squares / row.len() as f64 + eps * scale * scale).sqrt();
     row.write(

@@ -62,7 +62,12 @@ pub unsafe fn l2_normalize<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, eps: f64)
             |_, row| {
                 let (sum_squares, scale) = scaled_sum_squares_runs::<S::Compute>(
                     #[inline(always)]
-                    |sums| row.read(|_, x| sums.add(x)),
+                    |sums| {
+                        row.read(
+                            #[inline(always)]
+                            |_, x| sums.add(x),
+                        );
+                    },
                 );
                 let norm = sum_squares.sqrt() / scale;
                 // `f64::max` would turn a NaN norm into eps and scale the row's other entries by
