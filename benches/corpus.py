@@ -102,6 +102,41 @@ def _calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], Any]]]:
                             ),
                         )
                         yield f"{key}/cosine_linear", lambda x=x: rsnorm.cosine_linear(x, x[:3])
+        # Divergences and the rest of the row ops.
+        for shape in ((5, 7), (40, 100), (3, 4100)):
+            p = rng.random(shape).astype(dtype)
+            q = rng.random(shape).astype(dtype)
+            for lay, pv in _layouts(p):
+                key = f"{name}/{shape}/{lay}"
+                yield f"{key}/entropy", lambda p=pv: rsnorm.entropy(p)
+                yield f"{key}/entropy2", lambda p=pv: rsnorm.entropy(p, base=2.0)
+                yield f"{key}/kl_div", lambda p=pv, q=q: rsnorm.kl_div(p, q)
+                yield f"{key}/cross_entropy", lambda p=pv, q=q: rsnorm.cross_entropy(p, q)
+                yield f"{key}/js_divergence", lambda p=pv, q=q: rsnorm.js_divergence(p, q)
+                yield f"{key}/js_distance", lambda p=pv, q=q: rsnorm.js_distance(p, q, base=2.0)
+                target = rng.integers(0, shape[-1], shape[:-1])
+                for reduction in ("mean", "sum", "none"):
+                    yield (
+                        f"{key}/ce_logits_{reduction}",
+                        lambda p=pv, t=target, r=reduction: rsnorm.cross_entropy_with_logits(
+                            p, t, reduction=r, label_smoothing=0.1
+                        ),
+                    )
+                yield (
+                    f"{key}/ce_logits_probs",
+                    lambda p=pv, q=q: rsnorm.cross_entropy_with_logits(p, q / q.sum(-1, keepdims=True)),
+                )
+                yield f"{key}/selu_backward", lambda p=pv, q=q: rsnorm.selu_backward(q, p - 0.5)
+        for n in (1, 1000, 100_000):
+            u, v = rng.standard_normal(n).astype(dtype), rng.standard_normal(n + 3).astype(dtype)
+            yield f"{name}/{n}/wasserstein", lambda u=u, v=v: rsnorm.wasserstein_1d(u, v)
+            yield (
+                f"{name}/{n}/wasserstein_w",
+                lambda u=u, v=v: rsnorm.wasserstein_1d(u, v, np.abs(u) + 0.1, np.abs(v) + 0.1),
+            )
+        ll = rng.standard_normal(10) * 100
+        yield f"{name}/aic", lambda ll=ll: rsnorm.aic(ll, 3)
+        yield f"{name}/bic", lambda ll=ll: rsnorm.bic(ll, 3, 1000)
         # Channel norms: (N, C, H, W) and its channel-last view.
         for offset in (0.0, 50.0):
             for shape in ((4, 6, 7, 7), (2, 8, 33, 33), (64, 16, 1, 1)):
@@ -177,6 +212,34 @@ def _calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], Any]]]:
                         yield f"{key}/lrn40", lambda x=x: rsnorm.local_response_norm(x, 40)
 
 
+def _optimizer_calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], Any]]]:
+    """Ten steps of every optimizer variant on two float32 parameters: the trajectories."""
+    from rsnorm import optim
+
+    variants: dict[str, Callable[[list[Any]], Any]] = {
+        "sgd": lambda ps: optim.SGD(ps, lr=0.1),
+        "momentum": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+        "nesterov": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+        "adagrad": lambda ps: optim.Adagrad(ps, lr=0.1, lr_decay=0.01),
+        "adadelta": lambda ps: optim.Adadelta(ps),
+        "rmsprop": lambda ps: optim.RMSprop(ps, momentum=0.5, centered=True),
+        "adam": lambda ps: optim.Adam(ps, amsgrad=True, weight_decay=0.01),
+        "adamw": lambda ps: optim.AdamW(ps),
+    }
+    start = [rng.standard_normal(1000).astype(np.float32), rng.standard_normal((7, 9)).astype(np.float32)]
+    grads = [[rng.standard_normal(p.shape).astype(np.float32) for p in start] for _ in range(10)]
+    for name, make in variants.items():
+
+        def run(make: Callable[[list[Any]], Any] = make) -> list[Any]:
+            params = [p.copy() for p in start]
+            opt = make(params)
+            for g in grads:
+                opt.step(g, clip_grad_norm=5.0)
+            return params
+
+        yield f"optim/{name}", run
+
+
 def _flatten(value: Any) -> list[Any]:
     if isinstance(value, tuple | list):
         return [v for item in value for v in _flatten(item)]
@@ -186,7 +249,7 @@ def _flatten(value: Any) -> list[Any]:
 def save(path: str) -> None:
     rng = np.random.default_rng(20261203)
     arrays: dict[str, Any] = {}
-    for key, call in _calls(rng):
+    for key, call in [*_calls(rng), *_optimizer_calls(rng)]:
         try:
             out = _flatten(call())
         except (TypeError, ValueError) as exc:
