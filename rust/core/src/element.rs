@@ -43,142 +43,6 @@ pub trait Float:
     fn expm1_nonpositive(self) -> Self;
 }
 
-/// c[0] + x·(c[1] + x·(c[2] + …)): a polynomial in Horner form, without FMA (so every SIMD level
-/// and the scalar path compute the same bits). Over a constant array the loop unrolls; written
-/// out as nested parentheses, the 11-term series of `divergence::ln` took rustfmt 3 minutes.
-#[inline(always)]
-pub(crate) fn horner<T: Float>(x: T, coeffs: &[T]) -> T {
-    let (last, rest) = coeffs
-        .split_last()
-        .expect("a polynomial has at least one coefficient");
-    rest.iter().rev().fold(*last, |acc, &c| c + x * acc)
-}
-
-/// The exponentials of x ≤ 0 without libm (libm's exp and expm1 are a call per element), one
-/// definition for f32 and f64 (`$bits` is the type's bit pattern, `$exp_bias` and `$mantissa`
-/// its exponent layout). Per type: the Cody-Waite split of ln2 (`$ln2_hi` has zero low bits, so
-/// n·ln2_hi is exact), the Taylor coefficients 1/k! (`$factorials`; eʳ takes the first
-/// `$exp_terms`, (expm1(r) − r)/r² those from k = 2), the input below which eˣ leaves the normal range (`$exp_lowest`: the result
-/// is 0, an absolute error under the smallest normal) and the one below which eˣ − 1 rounds to −1
-/// (`$expm1_lowest`).
-macro_rules! nonpositive_exponentials {
-    ($t:ty, $bits:ty, $exp_bias:expr, $mantissa:expr, $log2e:expr, $ln2_hi:expr, $ln2_lo:expr,
-     $exp_lowest:expr, $expm1_lowest:expr, $factorials:expr, $exp_terms:expr,
-     $split:ident, $exp:ident, $expm1:ident) => {
-        /// x = n·ln2 + r with |r| ≤ ln2/2, for x from the lowest input up to 0: returns
-        /// (r, 2ⁿ), 2ⁿ built in the exponent bits.
-        #[inline(always)]
-        fn $split(x: $t) -> ($t, $t) {
-            // 1.5·2^mantissa: adding and subtracting it rounds to the nearest integer in plain
-            // arithmetic.
-            const ROUND: $t = 1.5 * (1u64 << $mantissa) as $t;
-            let shifted = x * $log2e + ROUND;
-            let n = shifted - ROUND;
-            let r = (x - n * $ln2_hi) - n * $ln2_lo;
-            // n sits in the low mantissa bits of `shifted` (bits(ROUND) + n): integer lanes,
-            // where `n as i32` would be a saturating cast that LLVM does one lane at a time.
-            let biased: $bits = shifted
-                .to_bits()
-                .wrapping_sub(ROUND.to_bits())
-                .wrapping_add($exp_bias);
-            (r, <$t>::from_bits(biased << $mantissa))
-        }
-
-        /// eˣ for x ≤ 0: eʳ by its Taylor polynomial times 2ⁿ; 0 below the normal range.
-        #[inline(always)]
-        fn $exp(x: $t) -> $t {
-            let clamped = if x > $exp_lowest { x } else { $exp_lowest };
-            let (r, scale) = $split(clamped);
-            let poly = horner(r, &$factorials[..$exp_terms]);
-            // NaN compares false above, so it was clamped: put it back.
-            if x.is_nan() {
-                x
-            } else if x > $exp_lowest {
-                poly * scale
-            } else {
-                0.0
-            }
-        }
-
-        /// eˣ − 1 for x ≤ 0: 2ⁿ·expm1(r) + (2ⁿ − 1), where 2ⁿ·p and 2ⁿ − 1 are exact, so one
-        /// rounding remains; n = 0 keeps expm1's relative precision near 0. Positive x are
-        /// clamped to 0 (callers select their value away).
-        #[inline(always)]
-        fn $expm1(x: $t) -> $t {
-            let clamped = if x > $expm1_lowest { x } else { $expm1_lowest };
-            let clamped = if clamped < 0.0 { clamped } else { 0.0 };
-            let (r, scale) = $split(clamped);
-            let poly = r + r * r * horner(r, &$factorials[2..]);
-            if x.is_nan() {
-                x
-            } else {
-                scale * poly + (scale - 1.0)
-            }
-        }
-    };
-}
-
-// f32: degree-6 eʳ and degree-7 expm1(r) (error < 2e-8 relative for |r| ≤ ln2/2).
-nonpositive_exponentials!(
-    f32,
-    u32,
-    127,
-    23,
-    std::f32::consts::LOG2_E,
-    0.693_145_75,
-    1.428_606_8e-6,
-    -87.336_54,
-    -88.0,
-    [
-        1.0,
-        1.0,
-        0.5,
-        1.0 / 6.0,
-        1.0 / 24.0,
-        1.0 / 120.0,
-        1.0 / 720.0,
-        1.0 / 5040.0
-    ],
-    7,
-    split_ln2_f32,
-    exp_nonpositive_f32,
-    expm1_nonpositive_f32
-);
-
-// f64: degree-13 polynomials (truncation < 5e-18 relative); fdlibm's ln2 split. Both within 1 ulp
-// of libm (tested).
-nonpositive_exponentials!(
-    f64,
-    u64,
-    1023,
-    52,
-    std::f64::consts::LOG2_E,
-    6.931_471_803_691_238e-1,
-    1.908_214_929_270_587_7e-10,
-    -708.39,
-    -40.0,
-    [
-        1.0,
-        1.0,
-        1.0 / 2.0,
-        1.0 / 6.0,
-        1.0 / 24.0,
-        1.0 / 120.0,
-        1.0 / 720.0,
-        1.0 / 5040.0,
-        1.0 / 40_320.0,
-        1.0 / 362_880.0,
-        1.0 / 3_628_800.0,
-        1.0 / 39_916_800.0,
-        1.0 / 479_001_600.0,
-        1.0 / 6_227_020_800.0
-    ],
-    14,
-    split_ln2_f64,
-    exp_nonpositive_f64,
-    expm1_nonpositive_f64
-);
-
 impl Float for f32 {
     #[inline(always)]
     fn sqrt(self) -> Self {
@@ -190,11 +54,11 @@ impl Float for f32 {
     }
     #[inline(always)]
     fn exp_nonpositive(self) -> Self {
-        exp_nonpositive_f32(self)
+        crate::fastmath::exp_nonpositive_f32(self)
     }
     #[inline(always)]
     fn expm1_nonpositive(self) -> Self {
-        expm1_nonpositive_f32(self)
+        crate::fastmath::expm1_nonpositive_f32(self)
     }
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
@@ -221,11 +85,11 @@ impl Float for f64 {
     }
     #[inline(always)]
     fn exp_nonpositive(self) -> Self {
-        exp_nonpositive_f64(self)
+        crate::fastmath::exp_nonpositive_f64(self)
     }
     #[inline(always)]
     fn expm1_nonpositive(self) -> Self {
-        expm1_nonpositive_f64(self)
+        crate::fastmath::expm1_nonpositive_f64(self)
     }
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
@@ -350,79 +214,5 @@ mod tests {
                 "{s}"
             );
         }
-    }
-
-    #[test]
-    #[allow(clippy::float_cmp)] // exact zeros and ones are intended
-    fn fast_exp_matches_libm() {
-        let mut worst = 0.0f64;
-        for i in 0..=200_000 {
-            let x = -(i as f32) * 0.000_5; // 0 down to −100
-            let fast = f64::from(exp_nonpositive_f32(x));
-            let exact = f64::from(x).exp();
-            if exact > 1.2e-38 {
-                worst = worst.max((fast - exact).abs() / exact);
-            }
-        }
-        assert!(worst < 3e-7, "max relative error {worst}");
-        assert!(exp_nonpositive_f32(f32::NAN).is_nan());
-        assert!(exp_nonpositive_f32(f32::NEG_INFINITY) == 0.0 && exp_nonpositive_f32(-1e4) == 0.0);
-        assert!((exp_nonpositive_f32(0.0) - 1.0).abs() < f32::EPSILON);
-    }
-
-    #[test]
-    #[allow(clippy::float_cmp)] // exact zeros and ones are intended
-    fn fast_exp_f64_within_one_ulp_of_libm() {
-        let mut worst_ulps = 0.0f64;
-        for i in 0..=2_000_000 {
-            let x = -f64::from(i) * 0.000_354_2; // 0 down to −708.4
-            let (fast, exact) = (exp_nonpositive_f64(x), x.exp());
-            if exact > 2.3e-308 {
-                let ulp = f64::from_bits(exact.to_bits() + 1) - exact;
-                worst_ulps = worst_ulps.max((fast - exact).abs() / ulp);
-            }
-        }
-        assert!(worst_ulps <= 1.0, "max error {worst_ulps} ulp");
-        assert!(exp_nonpositive_f64(f64::NAN).is_nan());
-        assert!(exp_nonpositive_f64(f64::NEG_INFINITY) == 0.0 && exp_nonpositive_f64(-1e4) == 0.0);
-        assert!(exp_nonpositive_f64(0.0) == 1.0 && exp_nonpositive_f64(-0.0) == 1.0);
-    }
-
-    #[test]
-    fn fast_expm1_f64_matches_libm_with_relative_precision_near_zero() {
-        let mut worst_ulps = 0.0f64;
-        let even = (0..=1_000_000).map(|i| -f64::from(i) * 0.000_05); // 0 down to −50
-        let tiny = (0..400).map(|k| -(2.0f64).powi(-(k % 300)) * (1.0 + f64::from(k) / 500.0));
-        for x in even.chain(tiny) {
-            let (fast, exact) = (expm1_nonpositive_f64(x), x.exp_m1());
-            if exact != 0.0 {
-                let ulp = f64::from_bits(exact.abs().to_bits() + 1) - exact.abs();
-                worst_ulps = worst_ulps.max((fast - exact).abs() / ulp);
-            }
-        }
-        assert!(worst_ulps <= 1.0, "max error {worst_ulps} ulp");
-        assert!(expm1_nonpositive_f64(f64::NAN).is_nan());
-        assert!((expm1_nonpositive_f64(-1e4) + 1.0).abs() < f64::EPSILON);
-    }
-
-    #[test]
-    #[allow(clippy::float_cmp)] // exact values are intended
-    fn fast_expm1_matches_libm_with_relative_precision_near_zero() {
-        let mut worst = 0.0f64;
-        // 0 down to −100 evenly, then tiny magnitudes where eˣ − 1 would lose every digit.
-        let even = (0..=200_000).map(|i| -(i as f32) * 0.000_5);
-        let tiny = (0..200).map(|k| -(2.0f32).powi(-(k % 140)) * (1.0 + k as f32 / 300.0));
-        for x in even.chain(tiny) {
-            let fast = f64::from(expm1_nonpositive_f32(x));
-            let exact = f64::from(x).exp_m1();
-            if exact != 0.0 {
-                worst = worst.max((fast - exact).abs() / exact.abs());
-            }
-        }
-        assert!(worst < 2.5e-7, "max relative error {worst}");
-        assert!(expm1_nonpositive_f32(f32::NAN).is_nan());
-        assert!(expm1_nonpositive_f32(f32::NEG_INFINITY) == -1.0);
-        assert!(expm1_nonpositive_f32(-1e4) == -1.0 && expm1_nonpositive_f32(0.0) == 0.0);
-        assert!(expm1_nonpositive_f32(-0.0) == 0.0 && expm1_nonpositive_f32(-1e-30) == -1e-30);
     }
 }

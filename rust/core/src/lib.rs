@@ -8,9 +8,10 @@
 //! ([`simd`]).
 
 pub mod act;
-pub mod divergence;
 pub mod element;
 pub mod error;
+pub mod fastmath;
+pub mod information;
 pub mod layout;
 pub mod norm;
 pub mod optim;
@@ -18,6 +19,8 @@ pub mod parallel;
 pub mod reduce;
 pub mod rows;
 pub mod simd;
+pub mod softmax;
+pub mod wasserstein;
 
 pub use element::{Element, Float};
 pub use error::{Error, Result};

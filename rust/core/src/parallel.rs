@@ -7,7 +7,7 @@
 //! wake-up, 10–30 µs on a VM, which rayon's scope had paid on every call: a 1 MB copy took longer
 //! on 2 threads than on 1). A caller never waits for a worker that has not started: it takes
 //! every chunk left itself.
-//! rayon remains for `join` and the parallel sort of `divergence::wasserstein_1d`, in a pool of
+//! rayon remains for `join` and the parallel sort of `wasserstein::wasserstein_1d`, in a pool of
 //! rsnorm's own (not rayon's global one). Both pools are rebuilt on the next use after
 //! `set_num_threads`, and a forked child drops the parent's. Small calls never touch a pool: below
 //! [`MIN_AWAKE_PARALLEL_WORK`] elements (or [`MIN_PARALLEL_WORK`] when every worker sleeps) they

@@ -478,7 +478,7 @@ pub(crate) fn selu_backward<'py>(
         let inner = usize::from(!shape.is_empty());
         let (gv, xv, dv) = (rows_ref(&go, inner), rows_ref(&x, inner), rows_mut(&dx, inner));
         // SAFETY: views of live arrays; dx is fresh.
-        compute(py, || unsafe { bw::selu_backward(&gv, &xv, &dv) })?;
+        compute(py, || unsafe { rsnorm_core::act::selu_backward(&gv, &xv, &dv) })?;
         Ok(dx.into_any())
     })
 }

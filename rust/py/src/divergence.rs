@@ -11,8 +11,10 @@ use numpy::{
 };
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use rsnorm_core::divergence::{self as dv, Measure};
+use rsnorm_core::information::{row_measure, Measure};
 use rsnorm_core::rows::{RowsMut, RowsRef};
+use rsnorm_core::softmax::{self as sm, LogitTarget};
+use rsnorm_core::wasserstein::wasserstein_1d as wasserstein;
 
 /// `arr` as rows along `axis` (that dim moved innermost, the others in order).
 fn rows_along<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>, axis: usize) -> RowsRef<S> {
@@ -77,7 +79,7 @@ fn softmax_impl<'py>(
         let x = unaliased(x, &[&y])?;
         let (xv, yv) = (rows_along(&x, axis), rows_along_mut(&y, axis));
         // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-        compute(py, || unsafe { dv::softmax(&xv, &yv, log) })?;
+        compute(py, || unsafe { sm::softmax(&xv, &yv, log) })?;
         Ok(y.into_any())
     })
 }
@@ -160,7 +162,7 @@ pub(crate) fn information<'py>(
         let pv = rows_along(&p, axis);
         let qv = q.as_ref().map(|q| rows_along(q, axis));
         // SAFETY: views of live arrays, only read.
-        let rows = compute(py, || unsafe { dv::row_measure(kind, &pv, qv.as_ref()) })?;
+        let rows = compute(py, || unsafe { row_measure(kind, &pv, qv.as_ref()) })?;
         let scale = base.map_or(1.0, f64::ln);
         let values: Vec<f64> = rows
             .iter()
@@ -210,9 +212,9 @@ pub(crate) fn cross_entropy_with_logits<'py>(
             }
             let index: Vec<i64> = target_arr.call_method1("astype", (numpy::dtype::<i64>(py),))?
                 .call_method0("ravel")?.cast_into::<PyArrayDyn<i64>>()?.to_vec()?;
-            let target = dv::LogitTarget::Classes { index: &index, ignore: ignore_index };
+            let target = LogitTarget::Classes { index: &index, ignore: ignore_index };
             // SAFETY: `xv` describes the live logits, only read.
-            compute(py, || unsafe { dv::cross_entropy_with_logits(&xv, &target, label_smoothing) })?
+            compute(py, || unsafe { sm::cross_entropy_with_logits(&xv, &target, label_smoothing) })?
         } else {
             let probs = with_float_array!(float_array(OP, "target", target)?, a => a.into_any());
             let Ok(probs) = probs.cast_into::<PyArrayDyn<_>>() else {
@@ -223,9 +225,9 @@ pub(crate) fn cross_entropy_with_logits<'py>(
                     "{OP}: probability target has shape {}, logits have {}", shape_str(probs.shape()), shape_str(&shape))));
             }
             let tv = rows_along(&probs, axis);
-            let target = dv::LogitTarget::Probabilities(&tv);
+            let target = LogitTarget::Probabilities(&tv);
             // SAFETY: views of live arrays, only read.
-            compute(py, || unsafe { dv::cross_entropy_with_logits(&xv, &target, label_smoothing) })?
+            compute(py, || unsafe { sm::cross_entropy_with_logits(&xv, &target, label_smoothing) })?
         };
         let kept: Vec<f64> = losses.iter().flatten().copied().collect();
         match reduction {
@@ -275,7 +277,5 @@ pub(crate) fn wasserstein_1d(
     let vw = v_weights
         .map(|w| f64_vector(OP, "v_weights", w))
         .transpose()?;
-    compute(py, || {
-        dv::wasserstein_1d(&u, &v, uw.as_deref(), vw.as_deref())
-    })
+    compute(py, || wasserstein(&u, &v, uw.as_deref(), vw.as_deref()))
 }

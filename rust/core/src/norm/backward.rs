@@ -11,9 +11,7 @@ use super::split_mean;
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
 use crate::reduce::{widened_sum, ColumnSums, LANES};
-use crate::rows::{
-    block_rows, check_same_rows, map_elements, map_row_blocks, map_rows, RowsMut, RowsRef,
-};
+use crate::rows::{block_rows, check_same_rows, map_row_blocks, map_rows, RowsMut, RowsRef};
 
 /// (Σ g, Σ g·x̂) over a row with g = go·w, x̂ = ((x − hi) − lo)·rstd: lanes of `T` indexed by
 /// constants (so they stay in registers), folded to f64 every 1024 elements by a fixed tree; the
@@ -454,43 +452,4 @@ pub unsafe fn l2_normalize_backward<S: Element>(
         );
     }
     Ok(())
-}
-
-/// SELU backward: dx = go·λ for x > 0, go·λ·α·eˣ otherwise.
-///
-/// # Safety
-/// As [`map_rows`].
-pub unsafe fn selu_backward<S: Element>(
-    grad_out: &RowsRef<S>,
-    x: &RowsRef<S>,
-    dx: &RowsMut<S>,
-) -> Result<()> {
-    check_same_rows("selu_backward", &x.rows, &[("grad_out", &grad_out.rows)])?;
-    let scale = <S::Compute as Float>::from_f64(crate::act::SELU_SCALE);
-    let scaled_alpha =
-        <S::Compute as Float>::from_f64(crate::act::SELU_SCALE * crate::act::SELU_ALPHA);
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_elements(
-            [grad_out, x],
-            dx,
-            #[inline(always)]
-            |[go, x], dx| {
-                // Constants copied into the closure: read through its captures, they could
-                // alias dx as far as the compiler knew, and the loop stayed scalar (20× slower).
-                let (scale, scaled_alpha) = (scale, scaled_alpha);
-                for ((d, &g), &v) in dx.iter_mut().zip(go).zip(x) {
-                    // eˣ itself, not expm1(x) + 1, which cancels to an absolute error of an
-                    // ulp of 1 (1e-5 relative at x = −8 in f32). Both sides computed, then
-                    // selected, so the loop vectorizes (the value at x > 0 is discarded).
-                    let negative = g * scaled_alpha * v.exp_nonpositive();
-                    *d = if v > <S::Compute as Float>::ZERO {
-                        g * scale
-                    } else {
-                        negative
-                    };
-                }
-            },
-        )
-    }
 }

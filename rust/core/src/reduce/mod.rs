@@ -1,0 +1,325 @@
+//! Sums and moments, exact enough for f32 rows of 1e4 + noise.
+//!
+//! Statistics use the corrected two-pass algorithm (Chan, Golub & LeVeque 1983) around a center
+//! c: sum d = x − c and d², then mean = c + Σd/n and M2 = Σd² − (Σd)²/n. Near the mean, x − c
+//! is exact (Sterbenz), so the sums only see the spread of the data, never its offset: rows of
+//! 1e4 + noise keep their variance. Never E[x²]−E[x]², which subtracts two numbers of 1e8 and
+//! loses every digit of the variance there.
+//!
+//! The center is the mean of the row's first elements, so one pass usually suffices. When that
+//! center was far from the mean (the correction (Σd)²/n exceeds a quarter of Σd², so M2 would
+//! lose more than two bits to cancellation) the pass is repeated around the mean just found.
+//!
+//! Sums accumulate in the row's own type over `LANES` independent lanes (a fixed association,
+//! so results do not depend on the SIMD width), and every `BLOCK` elements the lanes are folded
+//! into an f64 total (or, for the deviation sums, added into f64 lanes folded once per row). Each
+//! lane thus sees at most BLOCK / LANES additions in the row's type (error ≤ 32 ulp of the
+//! block's partial sums for f32) however long the row, at the speed of f32 vector adds.
+
+use crate::element::Float;
+
+mod exact;
+mod moments;
+
+pub use exact::{l2_norm, scaled_sum_squares, scaled_sum_squares_runs, ExactPass, SquareSums};
+pub use moments::{DeviationSums, Moments};
+
+/// Independent accumulators per sum: two AVX-512 or four AVX2 registers of f32.
+pub const LANES: usize = 32;
+/// Elements summed in the row's type before the lanes are flushed into f64.
+pub const BLOCK: usize = 1024;
+/// The lanes' sum by halving (lane j + lane j + width, a fixed association). Not inlined on
+/// purpose: inlined next to a lane loop, a halving tree steered LLVM's SLP vectorizer into
+/// 2-wide vectors for the whole loop (`sum_squares` ran at a third of its speed).
+#[inline(never)]
+pub(super) fn fold<T: Float>(mut acc: [T; LANES]) -> f64 {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for j in 0..width {
+            acc[j] = acc[j] + acc[j + width];
+        }
+    }
+    acc[0].to_f64()
+}
+
+/// The lanes' sum in f64: each lane widened, then [`fold`]'s fixed halving tree.
+#[inline(always)]
+pub fn widened_sum<T: Float>(lanes: &[T; LANES]) -> f64 {
+    fold(lanes.map(Float::to_f64))
+}
+
+/// Per-lane f64 totals of a row's blocks, for the deviation sums (two lane sets per block): each
+/// block's lanes are widened and added lane by lane in registers, and folded once per row.
+/// Passing both sets to [`fold`] every block stalled on store forwarding (the lanes go through
+/// memory to a non-inlined call): 10% of a LayerNorm profile. For one set per block (`sum`,
+/// `sum_squares`) the plain per-block fold measured as fast or faster.
+pub(super) struct LaneTotals([f64; LANES]);
+
+impl LaneTotals {
+    #[inline(always)]
+    fn new() -> Self {
+        LaneTotals([0.0; LANES])
+    }
+
+    #[inline(always)]
+    fn add<T: Float>(&mut self, block: &[T; LANES]) {
+        for (total, &v) in self.0.iter_mut().zip(block) {
+            *total += v.to_f64();
+        }
+    }
+
+    #[inline(always)]
+    fn sum(self) -> f64 {
+        fold(self.0)
+    }
+}
+
+/// Calls `f` on each `LANES`-wide chunk of `block`; the tail is padded with `pad` (a value that
+/// adds nothing to the sums) into one more full chunk. Accumulators indexed only by constants
+/// stay in vector registers; a dynamically indexed tail loop would force them onto the stack.
+#[inline(always)]
+pub(super) fn for_each_chunk<T: Float>(block: &[T], pad: T, mut f: impl FnMut(&[T; LANES])) {
+    let chunks = block.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        f(chunk
+            .try_into()
+            .expect("chunks_exact yields LANES elements"));
+    }
+    if !tail.is_empty() {
+        // Selected lane by lane, not `copy_from_slice`: that is a memcpy call whose small stores
+        // the vector loads of `last` then wait on (store forwarding fails), a stall per row
+        // that dominated rows of 49 values.
+        let last: [T; LANES] = std::array::from_fn(|j| tail.get(j).copied().unwrap_or(pad));
+        f(&last);
+    }
+}
+
+/// Σ f(x) over a slice: lanes in `T` per block, blocks in f64. The tail's f values are padded
+/// with zeros into one more full chunk (for f(0) = 0 the same as padding x with zeros).
+#[inline(always)]
+fn blocked_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> f64 {
+    blocked_sum_onto(0.0, x, f)
+}
+
+/// `total` + Σ f(x), each block added to the running total in turn: runs that are whole blocks
+/// (all but the last) continue a sum exactly as the blocks of one slice do.
+#[inline(always)]
+pub(super) fn blocked_sum_onto<T: Float>(total: f64, x: &[T], f: impl Fn(T) -> T) -> f64 {
+    let mut total = total;
+    for block in x.chunks(BLOCK) {
+        let mut acc = [T::ZERO; LANES];
+        let chunks = block.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for chunk in chunks {
+            for (a, &v) in acc.iter_mut().zip(chunk) {
+                *a = *a + f(v);
+            }
+        }
+        if !tail.is_empty() {
+            // A separate array for the dynamically indexed tail keeps `acc` in registers.
+            let mut last = [T::ZERO; LANES];
+            for (l, &v) in last.iter_mut().zip(tail) {
+                *l = f(v);
+            }
+            for (a, &l) in acc.iter_mut().zip(&last) {
+                *a = *a + l;
+            }
+        }
+        total += fold(acc);
+    }
+    total
+}
+
+/// Σ f(x), in lanes of `T` per block and f64 across blocks.
+#[inline(always)]
+pub fn sum_map<T: Float>(x: &[T], f: impl Fn(T) -> T) -> f64 {
+    blocked_sum(x, f)
+}
+
+/// Writes `y[i] = f(x[i])` and returns Σ y, summed exactly as [`sum`] would sum `y` afterwards
+/// (same lanes and blocks), in one pass instead of two.
+#[inline(always)]
+pub fn sum_map_into<T: Float>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) -> f64 {
+    assert_eq!(x.len(), y.len(), "sum_map_into: lengths differ");
+    let mut total = 0.0f64;
+    for (xb, yb) in x.chunks(BLOCK).zip(y.chunks_mut(BLOCK)) {
+        let mut acc = [T::ZERO; LANES];
+        let full = xb.len() / LANES * LANES;
+        for (xc, yc) in xb[..full]
+            .chunks_exact(LANES)
+            .zip(yb[..full].chunks_exact_mut(LANES))
+        {
+            for ((a, o), &v) in acc.iter_mut().zip(yc.iter_mut()).zip(xc) {
+                *o = f(v);
+                *a = *a + *o;
+            }
+        }
+        if full < xb.len() {
+            let mut last = [T::ZERO; LANES];
+            for ((l, o), &v) in last.iter_mut().zip(yb[full..].iter_mut()).zip(&xb[full..]) {
+                *o = f(v);
+                *l = *o;
+            }
+            for (a, &l) in acc.iter_mut().zip(&last) {
+                *a = *a + l;
+            }
+        }
+        total += fold(acc);
+    }
+    total
+}
+
+/// Values per tail chunk of [`sum_pairs`]: one AVX-512 vector of f64.
+const TAIL_CHUNK: usize = 8;
+
+/// Σ f(a, b) over paired entries as f64, in `LANES` independent lanes (a serial f64 sum would be
+/// one dependency chain, 4 cycles an element). The tail is padded with (0, 0) into chunks of 8,
+/// so f(0, 0) must be 0, and the lanes fold by [`fold`]'s tree: a scalar tail and a serial fold
+/// had cost short rows (a 10-class distribution) more than their values.
+#[inline(always)]
+pub fn sum_pairs<T: Float>(p: &[T], q: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+    let n = p.len().min(q.len());
+    let (p, q) = (&p[..n], &q[..n]);
+    let mut lanes = [0.0f64; LANES];
+    let full = n / LANES * LANES;
+    for (pc, qc) in p[..full]
+        .chunks_exact(LANES)
+        .zip(q[..full].chunks_exact(LANES))
+    {
+        for ((lane, &a), &b) in lanes.iter_mut().zip(pc).zip(qc) {
+            *lane += f(a.to_f64(), b.to_f64());
+        }
+    }
+    // The tail in chunks of `TAIL_CHUNK` into the first lanes, padded with
+    // (0, 0): a whole 32-lane chunk had spent most of a 10-value row on padding. Set lane by
+    // lane, not copied into a zeroed array (see `for_each_chunk`), and in a loop, not by
+    // `array::from_fn`, which was compiled as a call outside the SIMD dispatch.
+    for (k, start) in (full..n).step_by(TAIL_CHUNK).enumerate() {
+        let (mut a, mut b) = ([0.0f64; TAIL_CHUNK], [0.0f64; TAIL_CHUNK]);
+        for j in 0..TAIL_CHUNK {
+            a[j] = p.get(start + j).map_or(0.0, |v| v.to_f64());
+            b[j] = q.get(start + j).map_or(0.0, |v| v.to_f64());
+        }
+        let lanes = &mut lanes[k * TAIL_CHUNK..(k + 1) * TAIL_CHUNK];
+        for ((lane, &a), &b) in lanes.iter_mut().zip(&a).zip(&b) {
+            *lane += f(a, b);
+        }
+    }
+    fold(lanes)
+}
+
+/// Σ x.
+#[inline(always)]
+pub fn sum<T: Float>(x: &[T]) -> f64 {
+    blocked_sum(x, |v| v)
+}
+
+/// Σ x² (the mean square of RMSNorm; no cancellation there, all terms are ≥ 0).
+#[inline(always)]
+pub fn sum_squares<T: Float>(x: &[T]) -> f64 {
+    blocked_sum(x, |v| v * v)
+}
+
+/// Two sums per position accumulated over many rows (column sums: per-channel statistics of
+/// channel-last data, parameter gradients over the rows of a block). Each row adds into lanes of
+/// the row's type, which are flushed into f64 every [`ColumnSums::FLUSH_ROWS`] rows, so every
+/// lane sees at most that many additions (as a row sum's lanes see 1024 / 32) at f32 speed.
+pub struct ColumnSums<T> {
+    first: Vec<T>,
+    second: Vec<T>,
+    first_total: Vec<f64>,
+    second_total: Vec<f64>,
+    pending: usize,
+}
+
+impl<T: Float> ColumnSums<T> {
+    pub const FLUSH_ROWS: usize = 32;
+
+    pub fn new(len: usize) -> Self {
+        ColumnSums {
+            first: vec![T::ZERO; len],
+            second: vec![T::ZERO; len],
+            first_total: vec![0.0; len],
+            second_total: vec![0.0; len],
+            pending: 0,
+        }
+    }
+
+    /// Adds one row: `add(first_lanes, second_lanes)` adds the row's values into both.
+    #[inline(always)]
+    pub fn add_row(&mut self, add: impl FnOnce(&mut [T], &mut [T])) {
+        add(&mut self.first, &mut self.second);
+        self.pending += 1;
+        if self.pending == Self::FLUSH_ROWS {
+            self.flush();
+        }
+    }
+
+    #[inline(always)]
+    fn flush(&mut self) {
+        for (lanes, totals) in [
+            (&mut self.first, &mut self.first_total),
+            (&mut self.second, &mut self.second_total),
+        ] {
+            for (total, lane) in totals.iter_mut().zip(lanes.iter_mut()) {
+                *total += lane.to_f64();
+                *lane = T::ZERO;
+            }
+        }
+        self.pending = 0;
+    }
+
+    /// The two f64 sums per position.
+    pub fn totals(mut self) -> (Vec<f64>, Vec<f64>) {
+        self.flush();
+        (self.first_total, self.second_total)
+    }
+
+    /// Folds blocks' sums in the order given (so totals do not depend on the thread count).
+    pub fn fold_in_order(blocks: Vec<Self>, len: usize) -> (Vec<f64>, Vec<f64>) {
+        let (mut first, mut second) = (vec![0.0; len], vec![0.0; len]);
+        for block in blocks {
+            let (a, b) = block.totals();
+            for (t, v) in first.iter_mut().zip(&a) {
+                *t += v;
+            }
+            for (t, v) in second.iter_mut().zip(&b) {
+                *t += v;
+            }
+        }
+        (first, second)
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    pub(super) fn naive_two_pass(x: &[f64]) -> (f64, f64) {
+        let n = x.len() as f64;
+        let mean = x.iter().sum::<f64>() / n;
+        (mean, x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>())
+    }
+
+    pub(super) fn noise(n: usize, seed: u64) -> Vec<f64> {
+        // xorshift: deterministic, dependency-free test data in [-1, 1).
+        let mut s = seed.max(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sum_squares_matches() {
+        let x = noise(100, 9);
+        let want: f64 = x.iter().map(|v| v * v).sum();
+        assert!((sum_squares(&x) - want).abs() < 1e-12);
+    }
+}
