@@ -4,7 +4,6 @@
 use super::{check_row_norm, normalize_into};
 use crate::element::Element;
 use crate::error::Result;
-use crate::reduce::Moments;
 use crate::rows::{map_row_runs, map_rows, Ahead, RowRuns, RowsMut, RowsRef};
 
 /// The statistics a row was normalized with: its mean and 1/sqrt(var + eps), in f64.
@@ -36,27 +35,7 @@ fn layer_norm_runs<S: Element>(
     eps: f64,
     ahead: Ahead,
 ) -> RowStats {
-    let moments = if let Some(x) = row.whole() {
-        Moments::of_slice(x)
-    } else {
-        // A long row (so past `of_slice`'s short path): its chunks are whole blocks, summed as
-        // the whole row would be.
-        let center = row.first(
-            #[inline(always)]
-            #[allow(clippy::redundant_closure)] // an item would be called out of line
-            |x| Moments::probe_center(x),
-        );
-        Moments::of_runs(
-            center,
-            #[inline(always)]
-            |sums| {
-                row.read(
-                    #[inline(always)]
-                    |_, x| sums.add(x),
-                );
-            },
-        )
-    };
+    let moments = row.moments();
     let rstd = moments.rstd(eps);
     row.write(
         #[inline(always)]

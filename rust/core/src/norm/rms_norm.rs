@@ -5,7 +5,6 @@ use super::layer_norm::add_into;
 use super::{check_row_norm, normalize_into};
 use crate::element::Element;
 use crate::error::Result;
-use crate::reduce::scaled_sum_squares_runs;
 use crate::rows::{map_row_runs, map_rows, Ahead, RowRuns, RowsMut, RowsRef};
 
 /// Normalizes one contiguous row into `y`; returns its rstd = 1/sqrt(mean(x²) + eps).
@@ -29,15 +28,7 @@ fn rms_norm_runs<S: Element>(
     ahead: Ahead,
 ) -> f64 {
     // Σ (x·scale)² with scale 1 unless the squares overflow or underflow the row's type.
-    let (sum_squares, scale) = scaled_sum_squares_runs::<S::Compute>(
-        #[inline(always)]
-        |sums| {
-            row.read(
-                #[inline(always)]
-                |_, x| sums.add(x),
-            );
-        },
-    );
+    let (sum_squares, scale) = row.scaled_sum_squares();
     let rstd = scale / (sum_squares / row.len() as f64 + eps * scale * scale).sqrt();
     row.write(
         #[inline(always)]

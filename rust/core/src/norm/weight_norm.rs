@@ -4,7 +4,7 @@
 
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
-use crate::reduce::{l2_norm, scaled_sum_squares_runs};
+use crate::reduce::l2_norm;
 use crate::rows::{check_same_rows, map_row_runs, map_rows, RowsMut, RowsRef};
 
 /// `w_row = v_row · g[row] / ‖v_row‖` for each row of `v`; returns the norms ‖v_row‖.
@@ -60,15 +60,7 @@ pub unsafe fn l2_normalize<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, eps: f64)
             &mut [],
             #[inline(always)]
             |_, row| {
-                let (sum_squares, scale) = scaled_sum_squares_runs::<S::Compute>(
-                    #[inline(always)]
-                    |sums| {
-                        row.read(
-                            #[inline(always)]
-                            |_, x| sums.add(x),
-                        );
-                    },
-                );
+                let (sum_squares, scale) = row.scaled_sum_squares();
                 let norm = sum_squares.sqrt() / scale;
                 // `f64::max` would turn a NaN norm into eps and scale the row's other entries by
                 // 1/eps; a NaN stays NaN across its row (PyTorch's clamp_min keeps it too).

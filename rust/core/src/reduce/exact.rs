@@ -1,7 +1,7 @@
 //! The slow path of sums that failed in the row's type: f64 passes over values scaled by a power
 //! of two, so no square overflows or underflows (see [`super::Moments::exact`]).
 
-use super::blocked_sum_onto;
+use super::{blocked_sum_onto, underflow_bound};
 use crate::element::Float;
 
 /// One f64 pass of [`Moments::exact`] over a stream of values: Σ d and Σ d² of
@@ -108,7 +108,7 @@ pub fn scaled_sum_squares_runs<T: Float>(mut feed: impl FnMut(&mut SquareSums)) 
         exact: None,
     };
     feed(&mut plain);
-    if plain.total.is_finite() && plain.total >= plain.count as f64 * T::MIN_NORMAL / T::EPSILON {
+    if plain.total.is_finite() && plain.total >= underflow_bound::<T>(plain.count as f64) {
         return (plain.total, 1.0);
     }
     exact_sum_squares(plain.total, feed)

@@ -28,6 +28,13 @@ pub use moments::{DeviationSums, Moments};
 pub const LANES: usize = 32;
 /// Elements summed in the row's type before the lanes are flushed into f64.
 pub const BLOCK: usize = 1024;
+/// The sum of `count` squares in `T` below which some of them may have lost precision under the
+/// type's smallest normal (or vanished): such sums are taken again, scaled ([`Moments::exact`]).
+#[inline(always)]
+pub(super) fn underflow_bound<T: Float>(count: f64) -> f64 {
+    count * T::MIN_NORMAL / T::EPSILON
+}
+
 /// The lanes' sum by halving (lane j + lane j + width, a fixed association). Not inlined on
 /// purpose: inlined next to a lane loop, a halving tree steered LLVM's SLP vectorizer into
 /// 2-wide vectors for the whole loop (`sum_squares` ran at a third of its speed).

@@ -2,7 +2,7 @@
 //! module above), with [`Moments::exact`] where those sums fail.
 
 use super::exact::scale_for;
-use super::{for_each_chunk, sum, ExactPass, LaneTotals, BLOCK, LANES};
+use super::{for_each_chunk, sum, underflow_bound, ExactPass, LaneTotals, BLOCK, LANES};
 use crate::element::Float;
 
 /// Leading elements whose mean is the first center of [`Moments::of_slice`].
@@ -235,7 +235,7 @@ impl Moments {
         // Squares that overflowed or underflowed f64 (values beyond 1e154 or below 1e-154) are
         // summed again, scaled; a row of equal values (zero padding) keeps its M2 of 0.
         if moments.is_finite()
-            && (m2 >= count * f64::MIN_POSITIVE / f64::EPSILON
+            && (m2 >= underflow_bound::<f64>(count)
                 || x.iter().all(|v| v.to_f64().to_bits() == mean.to_bits()))
         {
             return moments;
@@ -306,7 +306,7 @@ impl Moments {
     #[inline(always)]
     pub fn lost<T: Float>(moments: &Moments, dev: f64, sq: f64) -> bool {
         !moments.is_finite()
-            || (moments.scaled_m2 < moments.count * T::MIN_NORMAL / T::EPSILON
+            || (moments.scaled_m2 < underflow_bound::<T>(moments.count)
                 && (dev != 0.0 || sq != 0.0))
     }
 

@@ -3,6 +3,7 @@
 
 use super::{map_rows, RowsMut, RowsRef, SharedMut};
 use crate::element::Element;
+use crate::reduce::{scaled_sum_squares_runs, Moments};
 use crate::simd;
 
 /// Rows longer than this, of a converted type (float16), are taken a chunk of this many values
@@ -104,6 +105,45 @@ impl<S: Element> RowRuns<'_, S> {
                 f(&c.xs[..n])
             }
         }
+    }
+
+    /// The input row's moments: [`Moments::of_slice`] of a whole row; of a chunked one, its runs
+    /// fed in order (the same bits, as its chunks are whole blocks of a row too long for
+    /// `of_slice`'s short path).
+    #[inline(always)]
+    pub fn moments(&mut self) -> Moments {
+        if let Some(x) = self.whole() {
+            return Moments::of_slice(x);
+        }
+        let center = self.first(
+            #[inline(always)]
+            #[allow(clippy::redundant_closure)] // an item would be called out of line
+            |x| Moments::probe_center(x),
+        );
+        Moments::of_runs(
+            center,
+            #[inline(always)]
+            |sums| {
+                self.read(
+                    #[inline(always)]
+                    |_, x| sums.add(x),
+                );
+            },
+        )
+    }
+
+    /// Σ x² of the input row as (Σ (x·scale)², scale), see [`scaled_sum_squares_runs`].
+    #[inline(always)]
+    pub fn scaled_sum_squares(&mut self) -> (f64, f64) {
+        scaled_sum_squares_runs::<S::Compute>(
+            #[inline(always)]
+            |sums| {
+                self.read(
+                    #[inline(always)]
+                    |_, x| sums.add(x),
+                );
+            },
+        )
     }
 
     /// Calls `f(start, values)` on consecutive runs of the input row.
