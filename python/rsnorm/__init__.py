@@ -94,40 +94,14 @@ __all__ = [
     "weight_norm_backward",
 ]
 
-# The extension's functions, held to the error contract (function and argument named, no
-# OverflowError); the Python-level ones are wrapped where they are defined.
-for _name in (
-    "add_layer_norm",
-    "add_layer_norm_backward",
-    "add_rms_norm",
-    "add_rms_norm_backward",
-    "batch_norm",
-    "batch_norm_backward",
-    "cross_entropy_with_logits",
-    "group_norm",
-    "group_norm_backward",
-    "instance_norm",
-    "instance_norm_backward",
-    "l2_normalize",
-    "l2_normalize_backward",
-    "layer_norm",
-    "layer_norm_backward",
-    "local_response_norm",
-    "log_softmax",
-    "merge_moments",
-    "moments",
-    "rms_norm",
-    "rms_norm_backward",
-    "selu",
-    "selu_backward",
-    "set_num_threads",
-    "softmax",
-    "wasserstein_1d",
-    "weight_norm",
-    "weight_norm_backward",
-):
-    globals()[_name] = _named_errors(getattr(_rsnorm, _name))
-del _name
+# The extension's functions exported above, held to the error contract (function and argument
+# named, no OverflowError); the Python-level ones are wrapped where they are defined, and the two
+# queries without arguments have no error to name.
+for _name in __all__:
+    _fn = getattr(_rsnorm, _name, None)
+    if callable(_fn) and globals()[_name] is _fn and _name not in ("get_num_threads", "simd_level"):
+        globals()[_name] = _named_errors(_fn)
+del _name, _fn
 
 # A forked child inherits the parent's pool object but none of its threads: drop it there.
 if hasattr(_os, "register_at_fork"):
