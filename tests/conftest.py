@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import types
 from pathlib import Path
+from typing import Any
 
+import boxed  # noqa: F401  (registers the toy backend the parity tests also run on)
 import numpy as np
 import pytest
+
+import rsnorm
+from rsnorm import _backend
+
+# Backends that register themselves when imported, where they are installed and usable.
+for _module in ("rsnorm.gpu", "rsnorm.dask"):
+    try:
+        importlib.import_module(_module)
+    except ImportError:
+        pass
 
 DATA = Path(__file__).parent / "data"
 
@@ -89,3 +103,52 @@ def fuzz_calls(request):
 @pytest.fixture
 def fuzz_seed(request):
     return request.config.getoption("--fuzz-seed")
+
+
+class OnBackend:
+    """``rsnorm`` as seen from one backend: each public function takes the test's NumPy arrays, runs
+    on copies moved to the backend, and returns NumPy results. Arrays the function updates in place
+    (running statistics, ``out``) are copied back."""
+
+    def __init__(self, backend: _backend.Backend) -> None:
+        self.backend = backend
+        self.nn, self.optim = rsnorm.nn, rsnorm.optim
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(rsnorm, name)
+        if not isinstance(fn, types.FunctionType):
+            return fn
+        backend = self.backend
+
+        def on_backend(*args: Any, **kwargs: Any) -> Any:
+            moved: list[tuple[np.ndarray, Any]] = []
+
+            def to(value: Any) -> Any:
+                if isinstance(value, np.ndarray):
+                    moved.append((value, backend.asarray(value)))
+                    return moved[-1][1]
+                return value
+
+            args = tuple(to(a) for a in args)
+            kwargs = {k: to(v) for k, v in kwargs.items()}
+            result = fn(*args, **kwargs)
+            for host, there in moved:
+                if host.flags.writeable and there is not host:
+                    host[...] = backend.to_numpy(there)
+            return back(result)
+
+        def back(value: Any) -> Any:
+            if isinstance(value, tuple):
+                return tuple(back(v) for v in value)
+            return backend.to_numpy(value)
+
+        setattr(self, name, on_backend)  # one function per name, as a module has
+        return on_backend
+
+
+@pytest.fixture(scope="session", params=[b.name for b in _backend.backends()])
+def rn(request):
+    """The public API on each available backend (NumPy: the rsnorm module itself). A parity test
+    that takes this fixture runs once per backend, so a new backend inherits it."""
+    backend = next(b for b in _backend.backends() if b.name == request.param)
+    return rsnorm if backend is _backend.NUMPY else OnBackend(backend)

@@ -38,7 +38,7 @@ def _tol(case):
 
 
 @pytest.mark.parametrize(("case", "i", "e"), golden_cases("layer_norm_backward"))
-def test_layer_norm_backward_matches_autograd(case, i, e):
+def test_layer_norm_backward_matches_autograd(rn, case, i, e):
     ns, eps = tuple(case["kwargs"]["normalized_shape"]), case["kwargs"]["eps"]
     _, mean, rstd = rn.layer_norm(i["x"], ns, i["weight"], i["bias"], eps=eps, return_stats=True)
     dx, dw, db = rn.layer_norm_backward(
@@ -49,7 +49,7 @@ def test_layer_norm_backward_matches_autograd(case, i, e):
 
 
 @pytest.mark.parametrize(("case", "i", "e"), golden_cases("rms_norm_backward"))
-def test_rms_norm_backward_matches_autograd(case, i, e):
+def test_rms_norm_backward_matches_autograd(rn, case, i, e):
     ns, eps = tuple(case["kwargs"]["normalized_shape"]), case["kwargs"]["eps"]
     _, rstd = rn.rms_norm(i["x"], ns, i["weight"], eps=eps, return_stats=True)
     dx, dw = rn.rms_norm_backward(i["grad_out"], i["x"], rstd, i["weight"], normalized_shape=ns)
@@ -58,7 +58,7 @@ def test_rms_norm_backward_matches_autograd(case, i, e):
 
 
 @pytest.mark.parametrize(("case", "i", "e"), golden_cases("batch_norm_backward"))
-def test_batch_norm_backward_matches_autograd(case, i, e):
+def test_batch_norm_backward_matches_autograd(rn, case, i, e):
     _, mean, rstd = rn.batch_norm(
         i["x"],
         None,
@@ -75,7 +75,7 @@ def test_batch_norm_backward_matches_autograd(case, i, e):
 
 
 @pytest.mark.parametrize(("case", "i", "e"), golden_cases("group_norm_backward"))
-def test_group_norm_backward_matches_autograd(case, i, e):
+def test_group_norm_backward_matches_autograd(rn, case, i, e):
     g, eps = case["kwargs"]["num_groups"], case["kwargs"]["eps"]
     _, mean, rstd = rn.group_norm(i["x"], g, i["weight"], i["bias"], eps=eps, return_stats=True)
     dx, dw, db = rn.group_norm_backward(i["grad_out"], i["x"], mean, rstd, i["weight"], num_groups=g)
@@ -84,7 +84,7 @@ def test_group_norm_backward_matches_autograd(case, i, e):
 
 
 @pytest.mark.parametrize(("case", "i", "e"), golden_cases("instance_norm_backward"))
-def test_instance_norm_backward_matches_autograd(case, i, e):
+def test_instance_norm_backward_matches_autograd(rn, case, i, e):
     _, mean, rstd = rn.instance_norm(i["x"], eps=case["kwargs"]["eps"], return_stats=True)
     dx, dw, db = rn.instance_norm_backward(i["grad_out"], i["x"], mean, rstd)
     np.testing.assert_allclose(dx, e["dx"], **_tol(case))
@@ -92,7 +92,7 @@ def test_instance_norm_backward_matches_autograd(case, i, e):
 
 
 @pytest.mark.parametrize(("case", "i", "e"), golden_cases("weight_norm_backward"))
-def test_weight_norm_backward_matches_autograd(case, i, e):
+def test_weight_norm_backward_matches_autograd(rn, case, i, e):
     dv, dg = rn.weight_norm_backward(i["grad_out"], i["v"], i["g"], dim=case["kwargs"]["dim"])
     np.testing.assert_allclose(dv, e["dv"], **_tol(case))
     np.testing.assert_allclose(dg, e["dg"], **_tol(case))
@@ -100,7 +100,7 @@ def test_weight_norm_backward_matches_autograd(case, i, e):
 
 
 @pytest.mark.parametrize(("case", "i", "e"), golden_cases("selu_backward"))
-def test_selu_backward_matches_autograd(case, i, e):
+def test_selu_backward_matches_autograd(rn, case, i, e):
     np.testing.assert_allclose(rn.selu_backward(i["grad_out"], i["x"]), e["dx"], **_tol(case))
 
 
@@ -141,7 +141,7 @@ def test_layer_and_rms_norm_gradients(rows, cols, affine, seed, k):
     st.integers(0, 2**31),
 )
 @settings(max_examples=20, deadline=None)
-def test_batch_norm_gradients_training_and_eval(shape, axis, affine, seed):
+def test_batch_norm_gradients_training_and_eval(rn, shape, axis, affine, seed):
     rng = np.random.default_rng(seed)
     x, go = rng.standard_normal(shape) + 0.5, rng.standard_normal(shape)
     c = shape[axis]
@@ -186,7 +186,7 @@ def test_group_and_instance_norm_gradients(shape, affine, seed):
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1, None])
-def test_weight_norm_gradients(rng, dim):
+def test_weight_norm_gradients(rn, rng, dim):
     v = rng.standard_normal((3, 4, 2))
     g = rng.random(1 if dim is None else v.shape[dim]) + 0.5
     gw = rng.standard_normal(v.shape)
@@ -196,7 +196,7 @@ def test_weight_norm_gradients(rng, dim):
     check(dg, numeric_grad(loss, g), "dg")
 
 
-def test_cosine_linear_and_selu_gradients(rng):
+def test_cosine_linear_and_selu_gradients(rn, rng):
     x, w, go = rng.standard_normal((4, 5)), rng.standard_normal((3, 5)), rng.standard_normal((4, 3))
     dx, dw = rn.cosine_linear_backward(go, x, w)
     loss = lambda: float((go * rn.cosine_linear(x, w)).sum())  # noqa: E731
@@ -225,7 +225,7 @@ def test_selu_backward_large_and_strided_in_float32(rng):
     np.testing.assert_allclose(got, [np.nan, lam, 0, lam, 0, lam * alpha], rtol=1e-6)
 
 
-def test_fused_add_backward(rng):
+def test_fused_add_backward(rn, rng):
     x, r, go = rng.standard_normal((3, 6)), rng.standard_normal((3, 6)), rng.standard_normal((3, 6))
     gs = rng.standard_normal((3, 6))
     w, b = rng.standard_normal(6), rng.standard_normal(6)

@@ -35,7 +35,7 @@ def group_ref(x, groups, w=None, b=None, eps=1e-5):
 
 
 @pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("batch_norm"))
-def test_batch_norm_matches_recorded_pytorch(case, inputs, expected):
+def test_batch_norm_matches_recorded_pytorch(rn, case, inputs, expected):
     kw = case["kwargs"]
     rm, rv = inputs["running_mean"].copy(), inputs["running_var"].copy()
     extra = {"axis": kw["axis"]} if "axis" in kw else {}
@@ -58,7 +58,7 @@ def test_batch_norm_matches_recorded_pytorch(case, inputs, expected):
 
 
 @pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("batch_norm_train_steps"))
-def test_batch_norm_layer_three_training_steps(case, inputs, expected):
+def test_batch_norm_layer_three_training_steps(rn, case, inputs, expected):
     kw = case["kwargs"]
     bn = rn.nn.BatchNorm(inputs["weight"].shape[0], momentum=kw["momentum"], eps=kw["eps"])
     bn.load_state_dict({**bn.state_dict(), "weight": inputs["weight"], "bias": inputs["bias"]})
@@ -72,7 +72,7 @@ def test_batch_norm_layer_three_training_steps(case, inputs, expected):
 
 
 @pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("instance_norm"))
-def test_instance_norm_matches_recorded_pytorch(case, inputs, expected):
+def test_instance_norm_matches_recorded_pytorch(rn, case, inputs, expected):
     y = rn.instance_norm(
         inputs["x"], weight=inputs.get("weight"), bias=inputs.get("bias"), eps=case["kwargs"]["eps"]
     )
@@ -80,14 +80,14 @@ def test_instance_norm_matches_recorded_pytorch(case, inputs, expected):
 
 
 @pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("group_norm"))
-def test_group_norm_matches_recorded_pytorch(case, inputs, expected):
+def test_group_norm_matches_recorded_pytorch(rn, case, inputs, expected):
     kw = case["kwargs"]
     y = rn.group_norm(inputs["x"], kw["num_groups"], inputs["weight"], inputs["bias"], eps=kw["eps"])
     np.testing.assert_allclose(y, expected["y"], rtol=case["tol"]["rtol"], atol=case["tol"]["atol"])
 
 
 @pytest.mark.parametrize("axis", [1, -1, 0])
-def test_batch_norm_training_reference_and_running_update(rng, axis):
+def test_batch_norm_training_reference_and_running_update(rn, rng, axis):
     x = rng.standard_normal((6, 5, 4, 3)) * 2 + 3
     x = np.moveaxis(x, 1, axis)  # a non-contiguous view with channels at `axis`
     c = x.shape[axis]
@@ -109,7 +109,7 @@ def test_batch_norm_training_reference_and_running_update(rng, axis):
     [(1009, 7), (64, 56, 3), (2, 5, 6, 31), (12, 40, 64), (3, 1)],  # 1009 rows: prime, no grouping
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_batch_norm_channels_last_column_path(rng, shape, dtype):
+def test_batch_norm_channels_last_column_path(rn, rng, shape, dtype):
     """Channel on the last axis (NHWC, (batch, features)): statistics run down columns."""
     x = (rng.standard_normal(shape) * 0.5 + 1e4).astype(dtype)  # a large offset must not matter
     c = shape[-1]
@@ -159,7 +159,7 @@ def test_batch_norm_columns_same_for_any_thread_count(rng):
 
 
 @pytest.mark.parametrize("shape", [(96, 6, 7, 7), (70, 5, 32), (40, 3, 300), (3, 4, 5000)])
-def test_channel_norms_over_short_and_long_rows(rng, shape):
+def test_channel_norms_over_short_and_long_rows(rn, rng, shape):
     """Channel-first statistics over many short rows (shared lanes), long rows, and a first sample
     far from the rest (the units' first center is off); bitwise the same on 1 to 3 threads."""
     x = (rng.standard_normal(shape) * 0.5 + 1e4).astype(np.float32)
@@ -252,7 +252,7 @@ def test_property_channel_norms_match_reference(n, c, length, offset, dtype, lay
     np.testing.assert_allclose(run(rn.instance_norm, weight=w, bias=b), group_ref(x64, c, w, b), atol=tol)
 
 
-def test_batch_norm_eval_float32_running_stats_and_mean_only(rng):
+def test_batch_norm_eval_float32_running_stats_and_mean_only(rn, rng):
     x = rng.standard_normal((16, 4)).astype(np.float32)
     rm, rv = rng.standard_normal(4).astype(np.float32), rng.random(4).astype(np.float32) + 0.5
     y = rn.batch_norm(x, rm, rv)
@@ -284,7 +284,7 @@ def test_momentum_conversion_pytorch_to_keras(rng):
     np.testing.assert_allclose(rm, 0.99 * 1 + 0.01 * x.mean(0), rtol=1e-13)
 
 
-def test_group_norm_identities(rng):
+def test_group_norm_identities(rn, rng):
     x = rng.standard_normal((3, 6, 5, 4)) + 2
     # G=1: each sample normalized over (C, H, W), like a layer norm over the last three dims.
     np.testing.assert_allclose(rn.group_norm(x, 1), rn.layer_norm(x, (6, 5, 4)), rtol=1e-12, atol=1e-12)
@@ -296,7 +296,7 @@ def test_group_norm_identities(rng):
     assert mean.shape == rstd.shape == (3, 3)
 
 
-def test_instance_norm_running_stats(rng):
+def test_instance_norm_running_stats(rn, rng):
     x = rng.standard_normal((4, 3, 10)) + 1
     rm, rv = np.zeros(3), np.ones(3)
     y, mean, rstd = rn.instance_norm(x, rm, rv, momentum=0.5, return_stats=True)

@@ -20,14 +20,14 @@ def _tol(case):
 
 
 @pytest.mark.parametrize(("case", "i", "e"), golden_cases("softmax", "log_softmax"))
-def test_softmax_matches_recorded_pytorch(case, i, e):
+def test_softmax_matches_recorded_pytorch(rn, case, i, e):
     y = getattr(rn, case["op"])(i["x"], axis=case["kwargs"]["axis"])
     assert y.dtype == np.float32
     np.testing.assert_allclose(y, e["y"], **_tol(case))
 
 
 @pytest.mark.parametrize(("case", "i", "e"), golden_cases("cross_entropy_with_logits"))
-def test_cross_entropy_with_logits_matches_recorded_pytorch(case, i, e):
+def test_cross_entropy_with_logits_matches_recorded_pytorch(rn, case, i, e):
     kw = {k: v for k, v in case["kwargs"].items() if k in ("reduction", "label_smoothing")}
     loss = np.asarray(rn.cross_entropy_with_logits(i["logits"], i["target"], **kw))
     assert loss.dtype == np.float32
@@ -37,7 +37,7 @@ def test_cross_entropy_with_logits_matches_recorded_pytorch(case, i, e):
 @pytest.mark.parametrize(
     ("case", "i", "e"), golden_cases("entropy", "kl_div", "cross_entropy", "js_distance", "js_divergence")
 )
-def test_information_measures_match_recorded_scipy(case, i, e):
+def test_information_measures_match_recorded_scipy(rn, case, i, e):
     kw = {k: v for k, v in case["kwargs"].items() if k in ("axis", "base")}
     args = [i[k] for k in ("p", "q") if k in i]
     got = getattr(rn, case["op"])(*args, **kw)
@@ -45,7 +45,7 @@ def test_information_measures_match_recorded_scipy(case, i, e):
 
 
 @pytest.mark.parametrize(("case", "i", "e"), golden_cases("wasserstein_1d", "aic", "bic"))
-def test_wasserstein_aic_bic_match_recorded_values(case, i, e):
+def test_wasserstein_aic_bic_match_recorded_values(rn, case, i, e):
     if case["op"] == "wasserstein_1d":
         got = rn.wasserstein_1d(i["u_values"], i["v_values"], i.get("u_weights"), i.get("v_weights"))
     elif case["op"] == "aic":
@@ -55,7 +55,7 @@ def test_wasserstein_aic_bic_match_recorded_values(case, i, e):
     np.testing.assert_allclose(np.asarray(got).reshape(-1), next(iter(e.values())).reshape(-1), **_tol(case))
 
 
-def test_cross_entropy_with_logits_many_classes_float32(rng):
+def test_cross_entropy_with_logits_many_classes_float32(rn, rng):
     """50k classes (the exponentials summed in blocks) and 1e4-offset logits, against float64."""
     logits = (rng.standard_normal((8, 50_000)) * 4 + 1e4).astype(np.float32)
     target = rng.integers(0, 50_000, 8)
@@ -74,7 +74,7 @@ def test_cross_entropy_with_logits_many_classes_float32(rng):
 
 @pytest.mark.parametrize(("shape", "axis"), [((4, 21, 16, 16), 1), ((300, 100), 0), ((2, 5, 9, 2), 1)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_softmax_over_a_non_last_axis(rng, shape, axis, dtype):
+def test_softmax_over_a_non_last_axis(rn, rng, shape, axis, dtype):
     """Channel softmax of NCHW and axis 0 of a table run down contiguous columns."""
     x = (rng.standard_normal(shape) * 5).astype(dtype)
     tol = 2e-6 if dtype == np.float32 else 1e-13
@@ -133,7 +133,7 @@ def test_softmax_axes_layouts_and_extremes(rng):
     np.testing.assert_allclose(rn.softmax(np.array([3.0])), [1.0])
 
 
-def test_cross_entropy_with_logits_against_definition(rng):
+def test_cross_entropy_with_logits_against_definition(rn, rng):
     logits = rng.standard_normal((6, 4)) * 3
     target = np.array([0, 3, 1, -100, 2, 2])
     logp = scipy.special.log_softmax(logits, axis=-1)
@@ -212,7 +212,7 @@ def test_wasserstein_properties_and_scipy_parity(u, v):
     assert d == pytest.approx(scipy.stats.wasserstein_distance(u, v), rel=1e-9, abs=1e-9)
 
 
-def test_wasserstein_weighted_and_large(rng):
+def test_wasserstein_weighted_and_large(rn, rng):
     u, v = rng.standard_normal(3000), rng.standard_normal(2000) + 0.5
     uw, vw = rng.random(3000), rng.random(2000)
     assert rn.wasserstein_1d(u, v, uw, vw) == pytest.approx(

@@ -10,7 +10,7 @@ from conftest import FLOAT_DTYPES, TOL, layer_norm_ref, rms_norm_ref
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-def test_add_layer_norm_equals_add_then_norm(rng, dtype):
+def test_add_layer_norm_equals_add_then_norm(rn, rng, dtype):
     x = rng.standard_normal((3, 5, 24)).astype(dtype)
     r = rng.standard_normal((3, 5, 24)).astype(dtype)
     w, b = rng.standard_normal(24).astype(dtype), rng.standard_normal(24).astype(dtype)
@@ -22,7 +22,7 @@ def test_add_layer_norm_equals_add_then_norm(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-def test_add_rms_norm_equals_add_then_norm(rng, dtype):
+def test_add_rms_norm_equals_add_then_norm(rn, rng, dtype):
     x = rng.standard_normal((7, 32)).astype(dtype)
     r = rng.standard_normal((7, 32)).astype(dtype)
     w = rng.standard_normal(32).astype(dtype)
@@ -32,7 +32,7 @@ def test_add_rms_norm_equals_add_then_norm(rng, dtype):
     assert rstd.shape == (7, 1)
 
 
-def test_in_place_transformer_style(rng):
+def test_in_place_transformer_style(rn, rng):
     """x, residual = add_rms_norm(x, residual, w, out=x, residual_out=residual)."""
     x = rng.standard_normal((4, 16))
     r = rng.standard_normal((4, 16))
@@ -49,7 +49,7 @@ def test_in_place_transformer_style(rng):
     np.testing.assert_allclose(x2, want_s, rtol=1e-15)
 
 
-def test_stats_and_strided_inputs(rng):
+def test_stats_and_strided_inputs(rn, rng):
     x = rng.standard_normal((6, 10)).T  # non-contiguous (10, 6)
     r = rng.standard_normal((10, 12))[:, ::2]
     y, s, mean, rstd = rn.add_layer_norm(x, r, return_stats=True)

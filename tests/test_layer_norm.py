@@ -13,7 +13,7 @@ from conftest import FLOAT_DTYPES, TOL, golden_cases, layer_norm_ref, layouts
 
 
 @pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("layer_norm"))
-def test_matches_recorded_pytorch(case, inputs, expected):
+def test_matches_recorded_pytorch(rn, case, inputs, expected):
     kw = case["kwargs"]
     x = inputs["x"].T if kw.get("transpose_x") else inputs["x"]
     y = rn.layer_norm(x, tuple(kw["normalized_shape"]), inputs["weight"], inputs["bias"], eps=kw["eps"])
@@ -22,7 +22,7 @@ def test_matches_recorded_pytorch(case, inputs, expected):
 
 
 @pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("layer_norm_stats"))
-def test_stats_match_recorded_pytorch(case, inputs, expected):
+def test_stats_match_recorded_pytorch(rn, case, inputs, expected):
     kw = case["kwargs"]
     y, mean, rstd = rn.layer_norm(
         inputs["x"], tuple(kw["normalized_shape"]), eps=kw["eps"], return_stats=True
@@ -35,7 +35,7 @@ def test_stats_match_recorded_pytorch(case, inputs, expected):
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("affine", [False, True])
-def test_matches_float64_reference_in_every_layout(rng, dtype, affine):
+def test_matches_float64_reference_in_every_layout(rn, rng, dtype, affine):
     x = (rng.standard_normal((5, 7, 33)) * 3 + 1).astype(dtype)
     w = rng.standard_normal(33).astype(dtype) if affine else None
     b = rng.standard_normal(33).astype(dtype) if affine else None
@@ -46,7 +46,7 @@ def test_matches_float64_reference_in_every_layout(rng, dtype, affine):
         np.testing.assert_allclose(y, want, rtol=TOL[dtype], atol=TOL[dtype], err_msg=name)
 
 
-def test_several_normalized_dims_and_non_mergeable_layout(rng):
+def test_several_normalized_dims_and_non_mergeable_layout(rn, rng):
     x = rng.standard_normal((3, 4, 6, 5))
     w = rng.standard_normal((6, 5))
     want = layer_norm_ref(x, 2, w)
@@ -56,7 +56,7 @@ def test_several_normalized_dims_and_non_mergeable_layout(rng):
     np.testing.assert_allclose(rn.layer_norm(x[:, ::2], (6, 5), w), want[:, ::2], rtol=1e-12, atol=1e-12)
 
 
-def test_large_offset_rows_normalize_like_noise(rng):
+def test_large_offset_rows_normalize_like_noise(rn, rng):
     noise = rng.standard_normal((64, 4096)).astype(np.float32)
     for offset in (0.0, 1e4):
         x = (offset + noise).astype(np.float32)
@@ -88,7 +88,7 @@ def test_property_matches_reference(x, dtype, eps):
     np.testing.assert_allclose((x.astype(np.float64) - mean) * rstd, y, rtol=0, atol=tol)
 
 
-def test_return_stats_shapes_and_dtypes(rng):
+def test_return_stats_shapes_and_dtypes(rn, rng):
     x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
     y, mean, rstd = rn.layer_norm(x, (4, 5), return_stats=True)
     np.testing.assert_allclose(y, layer_norm_ref(x, 2), rtol=2e-5, atol=2e-5)
@@ -101,7 +101,7 @@ def test_return_stats_shapes_and_dtypes(rng):
     assert m16.dtype == np.float32
 
 
-def test_out_argument_and_in_place(rng):
+def test_out_argument_and_in_place(rn, rng):
     x = rng.standard_normal((6, 10))
     want = layer_norm_ref(x)
     out = np.empty_like(x)

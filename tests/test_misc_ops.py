@@ -26,32 +26,32 @@ def lrn_ref(x, size, alpha=1e-4, beta=0.75, k=1.0):
 
 
 @pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("selu"))
-def test_selu_matches_recorded_pytorch(case, inputs, expected):
+def test_selu_matches_recorded_pytorch(rn, case, inputs, expected):
     np.testing.assert_allclose(
         rn.selu(inputs["x"]), expected["y"], rtol=case["tol"]["rtol"], atol=case["tol"]["atol"]
     )
 
 
 @pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("local_response_norm"))
-def test_lrn_matches_recorded_pytorch(case, inputs, expected):
+def test_lrn_matches_recorded_pytorch(rn, case, inputs, expected):
     kw = case["kwargs"]
     y = rn.local_response_norm(inputs["x"], kw["size"], alpha=kw["alpha"], beta=kw["beta"], k=kw["k"])
     np.testing.assert_allclose(y, expected["y"], rtol=case["tol"]["rtol"], atol=case["tol"]["atol"])
 
 
 @pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("weight_norm"))
-def test_weight_norm_matches_recorded_pytorch(case, inputs, expected):
+def test_weight_norm_matches_recorded_pytorch(rn, case, inputs, expected):
     w = rn.weight_norm(inputs["v"], inputs["g"], dim=case["kwargs"]["dim"])
     np.testing.assert_allclose(w, expected["w"], rtol=case["tol"]["rtol"], atol=case["tol"]["atol"])
 
 
 @pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("cosine_linear"))
-def test_cosine_linear_matches_recorded_pytorch(case, inputs, expected):
+def test_cosine_linear_matches_recorded_pytorch(rn, case, inputs, expected):
     y = rn.cosine_linear(inputs["x"], inputs["weight"])
     np.testing.assert_allclose(y, expected["y"], rtol=case["tol"]["rtol"], atol=case["tol"]["atol"])
 
 
-def test_selu_values_layouts_and_in_place(rng):
+def test_selu_values_layouts_and_in_place(rn, rng):
     x = rng.standard_normal((6, 50)) * 3
     want = np.where(x > 0, SELU_SCALE * x, SELU_SCALE * SELU_ALPHA * np.expm1(x))
     for name, view in layouts(x):
@@ -75,7 +75,7 @@ def test_selu_values_layouts_and_in_place(rng):
     "shape", [(2, 7, 5), (2, 9, 3, 4), (1, 4, 2, 3, 2), (2, 9, 7, 7)]
 )  # 7x7: a padded step
 @pytest.mark.parametrize("size", [1, 2, 5, 12])
-def test_lrn_reference_3d_4d_5d_and_edges(rng, shape, size):
+def test_lrn_reference_3d_4d_5d_and_edges(rn, rng, shape, size):
     x = rng.standard_normal(shape) * 10
     np.testing.assert_allclose(
         rn.local_response_norm(x, size, 1e-2, 0.75, 2.0), lrn_ref(x, size, 1e-2, 0.75, 2.0), rtol=1e-12
@@ -135,7 +135,7 @@ def test_lrn_float32_strided_and_errors(rng):
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1, None])
-def test_weight_norm_dims(rng, dim):
+def test_weight_norm_dims(rn, rng, dim):
     v = rng.standard_normal((4, 3, 5))
     if dim is None:
         g = np.array(2.5)
@@ -190,7 +190,7 @@ def test_merged_chunk_moments_equal_whole(rows, cols, chunks, seed):
     np.testing.assert_allclose(merged[2], whole[2], rtol=1e-12, atol=1e-12)
 
 
-def test_moments_exact_in_float64_for_float32_data(rng):
+def test_moments_exact_in_float64_for_float32_data(rn, rng):
     x = (rng.standard_normal((3, 4, 5)) + 1e4).astype(np.float32)
     xd = x.astype(np.float64)
     count, mean, m2 = rn.moments(x, axis=(0, 2))
@@ -212,7 +212,7 @@ def test_moments_exact_in_float64_for_float32_data(rng):
 
 
 @pytest.mark.parametrize(("shape", "axis"), [((3000, 20), 0), ((6, 50, 9), (0, 1)), ((40, 7), 0)])
-def test_column_moments_of_tables(rng, shape, axis):
+def test_column_moments_of_tables(rn, rng, shape, axis):
     """Leading axes of a C-contiguous array (feature statistics of a table) run down the columns;
     a transposed copy of the same data takes the row path; both exact in float64."""
     x = (rng.standard_normal(shape) * 3 + 1e4).astype(np.float32)

@@ -13,7 +13,7 @@ from conftest import FLOAT_DTYPES, TOL, golden_cases, layouts, rms_norm_ref
 
 
 @pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("rms_norm"))
-def test_matches_recorded_pytorch(case, inputs, expected):
+def test_matches_recorded_pytorch(rn, case, inputs, expected):
     kw = case["kwargs"]
     y = rn.rms_norm(inputs["x"], tuple(kw["normalized_shape"]), inputs["weight"], eps=kw["eps"])
     assert y.dtype == expected["y"].dtype
@@ -21,7 +21,7 @@ def test_matches_recorded_pytorch(case, inputs, expected):
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
-def test_matches_float64_reference_in_every_layout(rng, dtype):
+def test_matches_float64_reference_in_every_layout(rn, rng, dtype):
     x = (rng.standard_normal((4, 6, 40)) * 2 + 0.5).astype(dtype)
     w = rng.standard_normal(40).astype(dtype)
     want = rms_norm_ref(x, 1, w, eps=1e-6)

@@ -1,4 +1,4 @@
-"""``rsnorm.show_config()``: what this build runs with."""
+"""Threads and build: ``set_num_threads``, ``get_num_threads``, ``simd_level``, ``show_config``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,30 @@ import sys
 import numpy as np
 
 from . import _rsnorm
+from ._errors import contract_error
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the number of threads rsnorm computes with (1 to 1024; ``RSNORM_NUM_THREADS`` or the
+    CPU count when never set), as ``torch.set_num_threads``."""
+    try:
+        _rsnorm.set_num_threads(n)
+    except (OverflowError, TypeError, ValueError) as exc:
+        renamed = contract_error(set_num_threads, (n,), {}, exc)
+        if renamed is None:
+            raise
+        raise renamed from None
+
+
+def get_num_threads() -> int:
+    """The number of threads rsnorm computes with."""
+    return _rsnorm.get_num_threads()
+
+
+def simd_level() -> str:
+    """The SIMD path kernels run on: "avx512", "avx2" or "scalar" on x86-64, "neon" on aarch64
+    (``RSNORM_SIMD`` lowers it)."""
+    return _rsnorm.simd_level()
 
 
 def config() -> dict[str, str]:

@@ -1,23 +1,21 @@
 """The public functions' error contract: every ``TypeError``/``ValueError`` names the function, and
 an out-of-range Python int (``eps=10**400``, ``axis=2**63``) is a ``ValueError`` naming the argument
-instead of the ``OverflowError`` the int conversion raises. Costs nothing until an error is raised.
+instead of the ``OverflowError`` the int conversion raises. Applied by ``_backend.op`` when an error
+is raised; costs nothing before.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 import re
-from typing import Any, Callable, TypeVar
-
-F = TypeVar("F", bound=Callable[..., Any])
+from typing import Any, Callable
 
 _INT64 = 2**63
 
 
 def _out_of_range_argument(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """The first argument holding an int outside int64 (or a float's range), as ``name = value``."""
-    for name, value in _bound_arguments(fn, args, kwargs).items():
+    for name, value in bound_arguments(fn, args, kwargs).items():
         values = value if isinstance(value, (tuple, list)) else (value,)
         for v in values:
             if isinstance(v, int) and not isinstance(v, bool) and not -_INT64 <= v < _INT64:
@@ -28,7 +26,7 @@ def _out_of_range_argument(fn: Callable[..., Any], args: tuple[Any, ...], kwargs
     return "an argument"
 
 
-def _bound_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+def bound_arguments(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     try:
         return dict(inspect.signature(fn).bind_partial(*args, **kwargs).arguments)
     except (TypeError, ValueError):
@@ -44,27 +42,21 @@ def _culprit(
     if not match:
         return None
     type_name = match.group(1) or match.group(2)
-    names = [n for n, v in _bound_arguments(fn, args, kwargs).items() if type(v).__name__ == type_name]
+    names = [n for n, v in bound_arguments(fn, args, kwargs).items() if type(v).__name__ == type_name]
     return names[0] if len(names) == 1 else None
 
 
-def named_errors(fn: F) -> F:
-    """``fn`` with its errors held to the contract above."""
+def contract_error(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], exc: Exception
+) -> Exception | None:
+    """The error ``fn(*args, **kwargs)`` should raise instead of ``exc``, or None to raise ``exc``
+    as it is (it already names the function)."""
     op = fn.__name__
-
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except OverflowError:
-            which = _out_of_range_argument(fn, args, kwargs)
-            raise ValueError(f"{op}: {which} is out of range") from None
-        except (TypeError, ValueError) as exc:
-            message = str(exc)
-            if message.startswith(op):
-                raise
-            culprit = _culprit(fn, args, kwargs, message) if isinstance(exc, TypeError) else None
-            prefix = f"{op}: argument '{culprit}': " if culprit else f"{op}: "
-            raise type(exc)(prefix + message) from None
-
-    return call  # type: ignore[return-value]
+    if isinstance(exc, OverflowError):
+        return ValueError(f"{op}: {_out_of_range_argument(fn, args, kwargs)} is out of range")
+    message = str(exc)
+    if message.startswith(op):
+        return None
+    culprit = _culprit(fn, args, kwargs, message) if isinstance(exc, TypeError) else None
+    prefix = f"{op}: argument '{culprit}': " if culprit else f"{op}: "
+    return type(exc)(prefix + message)

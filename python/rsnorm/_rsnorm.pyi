@@ -1,5 +1,7 @@
+"""The Rust extension: private, called positionally by the public Python functions."""
+
 from collections.abc import Sequence
-from typing import Any, Literal, overload
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -49,55 +51,29 @@ __all__ = [
     "weight_norm_backward",
 ]
 
-@overload
 def layer_norm(
     x: _ArrayLike,
     normalized_shape: _Shape = None,
     weight: _ArrayLike | None = None,
     bias: _ArrayLike | None = None,
     eps: float = 1e-5,
-    *,
     out: _Array | None = None,
-    return_stats: Literal[False] = False,
-) -> _Array: ...
-@overload
-def layer_norm(
-    x: _ArrayLike,
-    normalized_shape: _Shape = None,
-    weight: _ArrayLike | None = None,
-    bias: _ArrayLike | None = None,
-    eps: float = 1e-5,
-    *,
-    out: _Array | None = None,
-    return_stats: Literal[True],
-) -> tuple[_Array, _Array, _Array]: ...
-@overload
+    return_stats: bool = False,
+) -> Any: ...
 def rms_norm(
     x: _ArrayLike,
     normalized_shape: _Shape = None,
     weight: _ArrayLike | None = None,
     eps: float | None = None,
-    *,
     out: _Array | None = None,
-    return_stats: Literal[False] = False,
-) -> _Array: ...
-@overload
-def rms_norm(
-    x: _ArrayLike,
-    normalized_shape: _Shape = None,
-    weight: _ArrayLike | None = None,
-    eps: float | None = None,
-    *,
-    out: _Array | None = None,
-    return_stats: Literal[True],
-) -> tuple[_Array, _Array]: ...
+    return_stats: bool = False,
+) -> Any: ...
 def add_layer_norm(
     x: _ArrayLike,
     residual: _ArrayLike,
     weight: _ArrayLike | None = None,
     bias: _ArrayLike | None = None,
     eps: float = 1e-5,
-    *,
     normalized_shape: _Shape = None,
     out: _Array | None = None,
     residual_out: _Array | None = None,
@@ -108,7 +84,6 @@ def add_rms_norm(
     residual: _ArrayLike,
     weight: _ArrayLike | None = None,
     eps: float | None = None,
-    *,
     normalized_shape: _Shape = None,
     out: _Array | None = None,
     residual_out: _Array | None = None,
@@ -123,7 +98,6 @@ def batch_norm(
     training: bool = False,
     momentum: float | None = 0.1,
     eps: float = 1e-5,
-    *,
     axis: int = 1,
     out: _Array | None = None,
     mean_only: bool = False,
@@ -139,7 +113,6 @@ def instance_norm(
     use_input_stats: bool = True,
     momentum: float = 0.1,
     eps: float = 1e-5,
-    *,
     out: _Array | None = None,
     return_stats: bool = False,
 ) -> Any: ...
@@ -149,24 +122,20 @@ def group_norm(
     weight: _ArrayLike | None = None,
     bias: _ArrayLike | None = None,
     eps: float = 1e-5,
-    *,
     out: _Array | None = None,
     return_stats: bool = False,
 ) -> Any: ...
-def selu(x: _ArrayLike, *, out: _Array | None = None) -> _Array: ...
+def selu(x: _ArrayLike, out: _Array | None = None) -> _Array: ...
 def local_response_norm(
     x: _ArrayLike,
     size: int,
     alpha: float = 1e-4,
     beta: float = 0.75,
     k: float = 1.0,
-    *,
     out: _Array | None = None,
 ) -> _Array: ...
-def weight_norm(
-    v: _ArrayLike, g: _ArrayLike, dim: int | None = 0, *, out: _Array | None = None
-) -> _Array: ...
-def l2_normalize(x: _ArrayLike, eps: float = 1e-12, *, out: _Array | None = None) -> _Array: ...
+def weight_norm(v: _ArrayLike, g: _ArrayLike, dim: int | None = 0, out: _Array | None = None) -> _Array: ...
+def l2_normalize(x: _ArrayLike, eps: float = 1e-12, out: _Array | None = None) -> _Array: ...
 def moments(
     x: _ArrayLike, axis: int | Sequence[int] | None = None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
@@ -180,7 +149,6 @@ def layer_norm_backward(
     rstd: _ArrayLike,
     weight: _ArrayLike | None = None,
     bias: _ArrayLike | None = None,
-    *,
     normalized_shape: _Shape = None,
 ) -> tuple[_Array, _Array | None, _Array | None]: ...
 def rms_norm_backward(
@@ -188,7 +156,6 @@ def rms_norm_backward(
     x: _ArrayLike,
     rstd: _ArrayLike,
     weight: _ArrayLike | None = None,
-    *,
     normalized_shape: _Shape = None,
 ) -> tuple[_Array, _Array | None]: ...
 def add_layer_norm_backward(
@@ -198,7 +165,6 @@ def add_layer_norm_backward(
     rstd: _ArrayLike,
     weight: _ArrayLike | None = None,
     bias: _ArrayLike | None = None,
-    *,
     grad_residual_out: _ArrayLike | None = None,
     normalized_shape: _Shape = None,
 ) -> tuple[_Array, _Array, _Array | None, _Array | None]: ...
@@ -207,7 +173,6 @@ def add_rms_norm_backward(
     residual_sum: _ArrayLike,
     rstd: _ArrayLike,
     weight: _ArrayLike | None = None,
-    *,
     grad_residual_out: _ArrayLike | None = None,
     normalized_shape: _Shape = None,
 ) -> tuple[_Array, _Array, _Array | None]: ...
@@ -217,7 +182,6 @@ def batch_norm_backward(
     mean: _ArrayLike,
     rstd: _ArrayLike,
     weight: _ArrayLike | None = None,
-    *,
     training: bool = True,
     axis: int = 1,
 ) -> tuple[_Array, _Array | None, _Array]: ...
@@ -234,7 +198,7 @@ def group_norm_backward(
     num_groups: int,
 ) -> tuple[_Array, _Array | None, _Array]: ...
 def weight_norm_backward(
-    grad_w: _ArrayLike, v: _ArrayLike, g: _ArrayLike, *, dim: int | None = 0
+    grad_w: _ArrayLike, v: _ArrayLike, g: _ArrayLike, dim: int | None = 0
 ) -> tuple[_Array, _Array]: ...
 def l2_normalize_backward(grad: _ArrayLike, x: _ArrayLike, eps: float = 1e-12) -> _Array: ...
 def selu_backward(grad_out: _ArrayLike, x: _ArrayLike) -> _Array: ...
@@ -250,15 +214,14 @@ def optim_step(
     grad_scale: float = 1.0,
 ) -> None: ...
 def grad_norm(grads: list[_Array]) -> float: ...
-def softmax(x: _ArrayLike, axis: int = -1, *, out: _Array | None = None) -> _Array: ...
-def log_softmax(x: _ArrayLike, axis: int = -1, *, out: _Array | None = None) -> _Array: ...
+def softmax(x: _ArrayLike, axis: int = -1, out: _Array | None = None) -> _Array: ...
+def log_softmax(x: _ArrayLike, axis: int = -1, out: _Array | None = None) -> _Array: ...
 def information(
     measure: str, p: _ArrayLike, q: _ArrayLike | None = None, axis: int = -1, base: float | None = None
 ) -> Any: ...
 def cross_entropy_with_logits(
     logits: _ArrayLike,
     target: _ArrayLike,
-    *,
     axis: int = -1,
     reduction: str = "mean",
     label_smoothing: float = 0.0,

@@ -22,7 +22,7 @@ import numpy as np
 from . import _rsnorm, optim
 from ._config import config
 from .divergence import cross_entropy, entropy, js_divergence
-from .functional import cosine_linear, cosine_linear_backward
+from .norm import cosine_linear, cosine_linear_backward
 from .selection import aic, bic
 
 DEFAULT_SHAPES = [(1, 64), (64, 768), (4096, 1024), (8192, 4096)]

@@ -1,4 +1,5 @@
-"""Information measures with SciPy's conventions, batched over rows along ``axis`` (default -1).
+"""Information measures with SciPy's conventions, batched over rows along ``axis`` (default -1);
+cross-entropy of logits as PyTorch's; the 1-D Wasserstein distance.
 
 Each distribution is first divided by its sum (as scipy.stats.entropy), 0·log 0 = 0, p > 0 where
 q = 0 gives inf, and negative entries are a ValueError. ``base`` None means natural logarithms.
@@ -10,39 +11,74 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy.typing as npt
-
 from . import _rsnorm
-from ._errors import named_errors
+from ._backend import op
+from ._typing import ArrayLike
 
-__all__ = ["cross_entropy", "entropy", "js_distance", "js_divergence", "kl_div"]
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_with_logits",
+    "entropy",
+    "js_distance",
+    "js_divergence",
+    "kl_div",
+    "wasserstein_1d",
+]
 
 
-@named_errors
-def entropy(p: npt.ArrayLike, base: float | None = None, *, axis: int = -1) -> Any:
+@op
+def entropy(p: ArrayLike, base: float | None = None, *, axis: int = -1) -> Any:
     """Shannon entropy −Σ p log p (scipy.stats.entropy(p, base=base, axis=axis))."""
     return _rsnorm.information("entropy", p, None, axis, base)
 
 
-@named_errors
-def kl_div(p: npt.ArrayLike, q: npt.ArrayLike, *, axis: int = -1) -> Any:
+@op
+def kl_div(p: ArrayLike, q: ArrayLike, *, axis: int = -1) -> Any:
     """Kullback-Leibler divergence Σ p log(p/q) (scipy.stats.entropy(p, q, axis=axis))."""
     return _rsnorm.information("kl_div", p, q, axis, None)
 
 
-@named_errors
-def cross_entropy(p: npt.ArrayLike, q: npt.ArrayLike, *, axis: int = -1) -> Any:
+@op
+def cross_entropy(p: ArrayLike, q: ArrayLike, *, axis: int = -1) -> Any:
     """Cross-entropy −Σ p log q = H(p) + KL(p‖q)."""
     return _rsnorm.information("cross_entropy", p, q, axis, None)
 
 
-@named_errors
-def js_divergence(p: npt.ArrayLike, q: npt.ArrayLike, base: float | None = None, *, axis: int = -1) -> Any:
+@op
+def js_divergence(p: ArrayLike, q: ArrayLike, base: float | None = None, *, axis: int = -1) -> Any:
     """Jensen-Shannon divergence ½ KL(p‖m) + ½ KL(q‖m), m = (p + q)/2; at most log(2) in the base."""
     return _rsnorm.information("js_divergence", p, q, axis, base)
 
 
-@named_errors
-def js_distance(p: npt.ArrayLike, q: npt.ArrayLike, base: float | None = None, *, axis: int = -1) -> Any:
+@op
+def js_distance(p: ArrayLike, q: ArrayLike, base: float | None = None, *, axis: int = -1) -> Any:
     """Jensen-Shannon distance, the square root of the divergence (scipy.spatial.distance.jensenshannon)."""
     return _rsnorm.information("js_distance", p, q, axis, base)
+
+
+@op
+def cross_entropy_with_logits(
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    axis: int = -1,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+) -> Any:
+    """Cross-entropy of ``softmax(logits)`` against ``target``, as ``torch.nn.functional.cross_entropy``
+    with the classes along ``axis``: target holds class indices (ints; ``ignore_index`` skipped) or
+    probabilities. ``reduction`` is "mean", "sum" or "none"."""
+    return _rsnorm.cross_entropy_with_logits(logits, target, axis, reduction, label_smoothing, ignore_index)
+
+
+@op
+def wasserstein_1d(
+    u_values: ArrayLike,
+    v_values: ArrayLike,
+    u_weights: ArrayLike | None = None,
+    v_weights: ArrayLike | None = None,
+) -> float:
+    """The 1-D Wasserstein (earth mover's) distance between two weighted samples
+    (``scipy.stats.wasserstein_distance``); weights ≥ 0 with a positive sum."""
+    return _rsnorm.wasserstein_1d(u_values, v_values, u_weights, v_weights)

@@ -13,8 +13,26 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _rsnorm
-from .functional import cosine_linear, cosine_linear_backward
+from ._backend import host_array
+from .channels import (
+    batch_norm,
+    batch_norm_backward,
+    group_norm,
+    group_norm_backward,
+    instance_norm,
+    instance_norm_backward,
+)
+from .norm import (
+    cosine_linear,
+    cosine_linear_backward,
+    layer_norm,
+    layer_norm_backward,
+    local_response_norm,
+    rms_norm,
+    rms_norm_backward,
+    weight_norm,
+    weight_norm_backward,
+)
 
 Array = npt.NDArray[Any]
 
@@ -134,7 +152,7 @@ class LayerNorm(Module):
 
     def forward(self, x: npt.ArrayLike) -> Array:
         p = self._parameters
-        y, mean, rstd = _rsnorm.layer_norm(
+        y, mean, rstd = layer_norm(
             x, self.normalized_shape, p["weight"], p["bias"], self.eps, return_stats=True
         )
         self._saved = (x, mean, rstd)
@@ -143,7 +161,7 @@ class LayerNorm(Module):
     def backward(self, grad_out: npt.ArrayLike) -> Array:
         x, mean, rstd = self._saved_for_backward()
         p = self._parameters
-        dx, dw, db = _rsnorm.layer_norm_backward(
+        dx, dw, db = layer_norm_backward(
             grad_out, x, mean, rstd, p["weight"], p["bias"], normalized_shape=self.normalized_shape
         )
         self._set_grads(weight=dw, bias=db)
@@ -166,15 +184,13 @@ class RMSNorm(Module):
         self._parameters["weight"] = np.ones(self.normalized_shape, dtype) if elementwise_affine else None
 
     def forward(self, x: npt.ArrayLike) -> Array:
-        y, rstd = _rsnorm.rms_norm(
-            x, self.normalized_shape, self._parameters["weight"], self.eps, return_stats=True
-        )
+        y, rstd = rms_norm(x, self.normalized_shape, self._parameters["weight"], self.eps, return_stats=True)
         self._saved = (x, rstd)
         return y
 
     def backward(self, grad_out: npt.ArrayLike) -> Array:
         x, rstd = self._saved_for_backward()
-        dx, dw = _rsnorm.rms_norm_backward(
+        dx, dw = rms_norm_backward(
             grad_out, x, rstd, self._parameters["weight"], normalized_shape=self.normalized_shape
         )
         self._set_grads(weight=dw)
@@ -203,14 +219,17 @@ class _RunningStats(Module):
             self._buffers["running_var"] = np.ones(num_features, dtype)
             self._buffers["num_batches_tracked"] = np.zeros((), np.int64)
 
-    def _count_batch(self) -> int | None:
-        """Increments num_batches_tracked in training; returns the count before this batch."""
+    def _batches_before(self) -> int | None:
+        """num_batches_tracked before this batch, in training (None when not counting)."""
         tracked = self._buffers.get("num_batches_tracked")
         if tracked is None or not self.training:
             return None
-        before = int(tracked)
-        tracked[...] = before + 1
-        return before
+        return int(tracked)
+
+    def _count_batch(self, before: int | None) -> None:
+        """Counts a batch the forward pass completed (a refused call leaves the count alone)."""
+        if before is not None:
+            self._buffers["num_batches_tracked"][...] = before + 1  # type: ignore[index]
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
@@ -242,10 +261,10 @@ class BatchNorm(_RunningStats):
         self.axis, self.mean_only = axis, mean_only
 
     def forward(self, x: npt.ArrayLike) -> Array:
-        before = self._count_batch()
+        before = self._batches_before()
         p, b = self._parameters, self._buffers
         batch_stats = self.training or not self.track_running_stats
-        y, mean, rstd = _rsnorm.batch_norm(
+        y, mean, rstd = batch_norm(
             x,
             b.get("running_mean"),
             b.get("running_var"),
@@ -259,6 +278,7 @@ class BatchNorm(_RunningStats):
             num_batches_tracked=before,
             return_stats=True,
         )
+        self._count_batch(before)
         self._saved = (x, mean, rstd, batch_stats)
         return y
 
@@ -266,8 +286,9 @@ class BatchNorm(_RunningStats):
         x, mean, rstd, batch_stats = self._saved_for_backward()
         weight = self._parameters["weight"]
         if self.mean_only:
-            return self._mean_only_backward(np.asarray(grad_out), np.asarray(x), batch_stats)
-        dx, dw, db = _rsnorm.batch_norm_backward(
+            go = host_array("BatchNorm.backward", "grad_out", grad_out)
+            return self._mean_only_backward(go, np.asarray(x), batch_stats)
+        dx, dw, db = batch_norm_backward(
             grad_out, x, mean, rstd, weight, training=batch_stats, axis=self.axis
         )
         self._set_grads(weight=dw, bias=db)
@@ -305,10 +326,10 @@ class InstanceNorm(_RunningStats):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
 
     def forward(self, x: npt.ArrayLike) -> Array:
-        self._count_batch()
+        before = self._batches_before()
         p, b = self._parameters, self._buffers
         use_input_stats = self.training or not self.track_running_stats
-        y, mean, rstd = _rsnorm.instance_norm(
+        y, mean, rstd = instance_norm(
             x,
             b.get("running_mean"),
             b.get("running_var"),
@@ -319,6 +340,7 @@ class InstanceNorm(_RunningStats):
             eps=self.eps,
             return_stats=True,
         )
+        self._count_batch(before)
         self._saved = (x, mean, rstd, use_input_stats)
         return y
 
@@ -328,7 +350,7 @@ class InstanceNorm(_RunningStats):
         if not use_input_stats:
             # Running statistics are constants: per-channel, like BatchNorm in eval mode.
             c = np.asarray(x).shape[1]
-            dx, dw, db = _rsnorm.batch_norm_backward(
+            dx, dw, db = batch_norm_backward(
                 grad_out,
                 x,
                 np.asarray(mean).reshape(-1, c)[0],
@@ -337,7 +359,7 @@ class InstanceNorm(_RunningStats):
                 training=False,
             )
         else:
-            dx, dw, db = _rsnorm.instance_norm_backward(grad_out, x, mean, rstd, weight)
+            dx, dw, db = instance_norm_backward(grad_out, x, mean, rstd, weight)
         self._set_grads(weight=dw, bias=db)
         return dx
 
@@ -364,15 +386,13 @@ class GroupNorm(Module):
 
     def forward(self, x: npt.ArrayLike) -> Array:
         p = self._parameters
-        y, mean, rstd = _rsnorm.group_norm(
-            x, self.num_groups, p["weight"], p["bias"], self.eps, return_stats=True
-        )
+        y, mean, rstd = group_norm(x, self.num_groups, p["weight"], p["bias"], self.eps, return_stats=True)
         self._saved = (x, mean, rstd)
         return y
 
     def backward(self, grad_out: npt.ArrayLike) -> Array:
         x, mean, rstd = self._saved_for_backward()
-        dx, dw, db = _rsnorm.group_norm_backward(
+        dx, dw, db = group_norm_backward(
             grad_out, x, mean, rstd, self._parameters["weight"], num_groups=self.num_groups
         )
         self._set_grads(weight=dw, bias=db)
@@ -389,7 +409,7 @@ class LocalResponseNorm(Module):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def forward(self, x: npt.ArrayLike) -> Array:
-        return _rsnorm.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+        return local_response_norm(x, self.size, self.alpha, self.beta, self.k)
 
 
 class WeightNormLinear(Module):
@@ -422,10 +442,10 @@ class WeightNormLinear(Module):
     @property
     def weight(self) -> Array:
         """The effective weight g · v/‖v‖."""
-        return _rsnorm.weight_norm(self._array("weight_v"), self._array("weight_g"), 0)
+        return weight_norm(self._array("weight_v"), self._array("weight_g"), 0)
 
     def forward(self, x: npt.ArrayLike) -> Array:
-        x = np.asarray(x)
+        x = host_array("WeightNormLinear", "x", x)
         weight = self.weight.astype(x.dtype, copy=False)
         y = x @ weight.T
         if self._parameters["bias"] is not None:
@@ -435,20 +455,20 @@ class WeightNormLinear(Module):
 
     def backward(self, grad_out: npt.ArrayLike) -> Array:
         x, weight = self._saved_for_backward()
-        go = np.asarray(grad_out, dtype=x.dtype)
+        go = host_array("WeightNormLinear.backward", "grad_out", grad_out).astype(x.dtype, copy=False)
         grad_w = go.reshape(-1, self.out_features).T @ x.reshape(-1, self.in_features)
         v, g = self._array("weight_v"), self._array("weight_g")
-        dv, dg = _rsnorm.weight_norm_backward(grad_w.astype(v.dtype, copy=False), v, g, dim=0)
+        dv, dg = weight_norm_backward(grad_w.astype(v.dtype, copy=False), v, g, dim=0)
         bias_grad = go.reshape(-1, self.out_features).sum(axis=0)
         self._set_grads(weight_v=dv, weight_g=dg, bias=bias_grad)
         return go @ weight
 
     def init_from_batch(self, x: npt.ArrayLike) -> Array:
         """Data-dependent init from a batch (N, in_features); returns the batch's new outputs."""
-        x = np.asarray(x)
+        x = host_array("WeightNormLinear.init_from_batch", "x", x)
         v, g, bias = self._array("weight_v"), self._array("weight_g"), self._parameters["bias"]
         v[...] = self._rng.normal(0.0, 0.05, v.shape)
-        unit = _rsnorm.weight_norm(v, np.ones(self.out_features, v.dtype), 0)
+        unit = weight_norm(v, np.ones(self.out_features, v.dtype), 0)
         t = (x @ unit.astype(x.dtype, copy=False).T).astype(np.float64)
         mean = t.mean(axis=0)
         std = np.sqrt(t.var(axis=0) + 1e-10)
@@ -519,18 +539,18 @@ class SequenceBatchNorm(_RunningStats):
         self._buffers["running_var"] = np.ones((max_steps, num_features), dtype)
 
     def forward(self, x: npt.ArrayLike) -> Array:
-        x = np.asarray(x)
+        x = host_array("SequenceBatchNorm", "x", x)
         if x.ndim < 3 or x.shape[2] != self.num_features:
             raise ValueError(
                 f"SequenceBatchNorm: x must be (T, N, {self.num_features}, ...), got shape {x.shape}"
             )
-        before = self._count_batch()
+        before = self._batches_before()
         p = self._parameters
         y = np.empty(x.shape, dtype=x.dtype)
         stats = []
         for t in range(x.shape[0]):
             step = min(t, self.max_steps - 1)
-            _, mean, rstd = _rsnorm.batch_norm(
+            _, mean, rstd = batch_norm(
                 x[t],
                 self._array("running_mean")[step],
                 self._array("running_var")[step],
@@ -544,18 +564,19 @@ class SequenceBatchNorm(_RunningStats):
                 return_stats=True,
             )
             stats.append((mean, rstd))
+        self._count_batch(before)
         self._saved = (x, stats, self.training)
         return y
 
     def backward(self, grad_out: npt.ArrayLike) -> Array:
         x, stats, training = self._saved_for_backward()
-        go = np.asarray(grad_out)
+        go = host_array("SequenceBatchNorm.backward", "grad_out", grad_out)
         dx = np.empty(x.shape, dtype=x.dtype)
         weight = self._parameters["weight"]
         dw_total = np.zeros(self.num_features, dtype=x.dtype)
         db_total = np.zeros(self.num_features, dtype=x.dtype)
         for t, (mean, rstd) in enumerate(stats):
-            dx[t], dw, db = _rsnorm.batch_norm_backward(go[t], x[t], mean, rstd, weight, training=training)
+            dx[t], dw, db = batch_norm_backward(go[t], x[t], mean, rstd, weight, training=training)
             if dw is not None:
                 dw_total += dw
             db_total += db

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _rsnorm
+from ._backend import host_array
 
 Array = npt.NDArray[Any]
 
@@ -128,6 +129,8 @@ class Optimizer(ABC):
 
     def _check_param(self, p: Any) -> None:
         name = type(self).__name__
+        if not isinstance(p, np.ndarray):
+            host_array(name, "params", p)  # TypeError for an array of another backend
         if not isinstance(p, np.ndarray) or p.dtype not in (np.float32, np.float64):
             raise ValueError(
                 f"{name}: parameters must be float32 or float64 numpy arrays, got {type(p).__name__}"
@@ -175,7 +178,7 @@ class Optimizer(ABC):
             )
         checked = []
         for i, (p, g) in enumerate(zip(params, grads)):
-            g = np.asarray(g)
+            g = host_array(f"{type(self).__name__}.step", f"grads[{i}]", g)
             if g.shape != p.shape:
                 raise ValueError(
                     f"{type(self).__name__}.step: grads[{i}] has shape {g.shape}, parameter has {p.shape}"

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import named_errors
+from ._backend import op
 
 __all__ = ["aic", "bic"]
 
@@ -56,14 +56,14 @@ def _log_likelihood(name: str, values: npt.ArrayLike) -> Any:
     return _real(name, values, "log_likelihood").astype(np.float64, copy=False)
 
 
-@named_errors
+@op
 def aic(log_likelihood: npt.ArrayLike, k: npt.ArrayLike) -> Any:
     """Akaike information criterion 2k − 2 ln L̂ (k: number of estimated parameters)."""
     ll = _log_likelihood("aic", log_likelihood)
     return 2.0 * _check("aic", k, "k", 0, False) - 2.0 * ll
 
 
-@named_errors
+@op
 def bic(log_likelihood: npt.ArrayLike, k: npt.ArrayLike, n: npt.ArrayLike) -> Any:
     """Bayesian information criterion k ln n − 2 ln L̂ (n: number of observations)."""
     ll = _log_likelihood("bic", log_likelihood)

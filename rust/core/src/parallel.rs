@@ -20,6 +20,7 @@ use std::ops::Range;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Elements of work from which a call wakes sleeping workers. Waking one costs the caller 20–30
@@ -99,6 +100,7 @@ impl Board {
 struct Workers {
     board: Arc<Board>,
     threads: usize,
+    handles: Vec<JoinHandle<()>>,
     /// When the last mid-size call run serially ended ([`Workers::nanos_since_start`]; 0: none
     /// yet).
     last_serial_end: AtomicU64,
@@ -120,18 +122,21 @@ impl Workers {
             panic: Mutex::new(None),
         });
         // A thread the system refuses (a process limit) leaves fewer workers, not a panic.
-        let started = (1..threads)
-            .take_while(|i| {
-                let board = board.clone();
-                std::thread::Builder::new()
-                    .name(format!("rsnorm-{i}"))
-                    .spawn(move || work_loop(&board))
-                    .is_ok()
-            })
-            .count();
+        let mut handles = Vec::new();
+        for i in 1..threads {
+            let board = board.clone();
+            match std::thread::Builder::new()
+                .name(format!("rsnorm-{i}"))
+                .spawn(move || work_loop(&board))
+            {
+                Ok(handle) => handles.push(handle),
+                Err(_) => break,
+            }
+        }
         Workers {
             board,
-            threads: 1 + started,
+            threads: 1 + handles.len(),
+            handles,
             last_serial_end: AtomicU64::new(0),
             started: Instant::now(),
         }
@@ -225,6 +230,73 @@ impl Drop for Workers {
     fn drop(&mut self) {
         self.board.stop.store(true, Ordering::SeqCst);
         self.board.wake_sleepers();
+        join_all(std::mem::take(&mut self.handles));
+    }
+}
+
+/// Waits for a dropped pool's threads to end. A thread still exiting while another thread forks
+/// can leave the child's C library inconsistent: with detached threads, 1 in ~5 runs of 300 forks
+/// beside a thread calling `set_num_threads` had a child abort with "double free or corruption"
+/// on its first thread spawn. Joined, the threads are gone before `set_num_threads` returns (under
+/// the GIL, so no fork can happen meanwhile).
+fn join_all(handles: Vec<JoinHandle<()>>) {
+    let me = std::thread::current().id();
+    for handle in handles {
+        if handle.thread().id() != me {
+            // A worker's panic was caught where it ran; nothing is left to report.
+            let _ = handle.join();
+        }
+    }
+}
+
+/// rsnorm's rayon pool (`None` when the system refuses its threads: work then runs serially), with
+/// its threads, joined when it is dropped (see [`join_all`]).
+struct RayonPool {
+    pool: Option<ThreadPool>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl RayonPool {
+    fn start(threads: usize) -> RayonPool {
+        let handles = Mutex::new(Vec::new());
+        let pool = ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("rsnorm-rayon-{i}"))
+            .spawn_handler(|thread| {
+                let mut builder = std::thread::Builder::new();
+                if let Some(name) = thread.name() {
+                    builder = builder.name(name.to_owned());
+                }
+                if let Some(size) = thread.stack_size() {
+                    builder = builder.stack_size(size);
+                }
+                let handle = builder.spawn(|| thread.run())?;
+                handles
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(handle);
+                Ok(())
+            })
+            .build()
+            .ok();
+        let handles = if pool.is_some() {
+            handles
+        } else {
+            // Threads of a pool that failed to start end without it; nothing will wake them to be
+            // joined.
+            Mutex::new(Vec::new())
+        };
+        RayonPool { pool, handles }
+    }
+}
+
+impl Drop for RayonPool {
+    fn drop(&mut self) {
+        // Dropping the pool tells its threads to end.
+        drop(self.pool.take());
+        join_all(std::mem::take(
+            &mut *self.handles.lock().unwrap_or_else(PoisonError::into_inner),
+        ));
     }
 }
 
@@ -286,7 +358,7 @@ fn sleep_until_opened(board: &Board, last_epoch: u64) {
 struct PoolState {
     threads: usize,
     workers: Option<Arc<Workers>>,
-    rayon: Option<Arc<Option<ThreadPool>>>,
+    rayon: Option<Arc<RayonPool>>,
 }
 
 /// The pool state behind a lock that is itself replaceable: a forked child cannot use the
@@ -368,10 +440,13 @@ pub fn num_threads() -> usize {
 /// Sets the number of threads (at most [`MAX_THREADS`]; more is capped there); `0` restores the
 /// default. The pools are rebuilt on next use.
 pub fn set_num_threads(threads: usize) {
-    let mut state = pool_state().write().unwrap_or_else(PoisonError::into_inner);
-    state.threads = threads.min(MAX_THREADS);
-    state.workers = None;
-    state.rayon = None;
+    let old_pools = {
+        let mut state = pool_state().write().unwrap_or_else(PoisonError::into_inner);
+        state.threads = threads.min(MAX_THREADS);
+        (state.workers.take(), state.rayon.take())
+    };
+    // Outside the lock: dropping the last reference joins the pools' threads.
+    drop(old_pools);
 }
 
 /// Forgets the pools without stopping, joining or even locking them. For a forked child, where
@@ -407,18 +482,12 @@ fn workers() -> Arc<Workers> {
     )
 }
 
-/// rsnorm's rayon pool; `None` when the system refuses its threads (then work runs serially).
-fn rayon_pool() -> Arc<Option<ThreadPool>> {
+/// rsnorm's rayon pool.
+fn rayon_pool() -> Arc<RayonPool> {
     pooled(
         |state| &mut state.rayon,
         |state| state.rayon.clone(),
-        |threads| {
-            ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(|i| format!("rsnorm-rayon-{i}"))
-                .build()
-                .ok()
-        },
+        RayonPool::start,
     )
 }
 
@@ -476,7 +545,7 @@ pub fn join<A: Send, B: Send>(
     if num_threads() <= 1 {
         return (a(), b());
     }
-    match rayon_pool().as_ref() {
+    match rayon_pool().pool.as_ref() {
         Some(pool) => pool.install(|| rayon::join(a, b)),
         None => (a(), b()),
     }

@@ -130,7 +130,7 @@ fn row_backward_typed<'py, S: Storage>(
 /// LayerNorm backward: (dx, dweight, dbias) from grad_out, x and the forward's mean/rstd
 /// (`layer_norm(..., return_stats=True)`); dweight/dbias are None when weight/bias is None.
 #[pyfunction]
-#[pyo3(signature = (grad_out, x, mean, rstd, weight=None, bias=None, *, normalized_shape=None))]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight=None, bias=None, normalized_shape=None))]
 pub(crate) fn layer_norm_backward<'py>(
     py: Python<'py>,
     grad_out: &Bound<'py, PyAny>,
@@ -159,7 +159,7 @@ pub(crate) fn layer_norm_backward<'py>(
 
 /// RMSNorm backward: (dx, dweight) from grad_out, x and the forward's rstd.
 #[pyfunction]
-#[pyo3(signature = (grad_out, x, rstd, weight=None, *, normalized_shape=None))]
+#[pyo3(signature = (grad_out, x, rstd, weight=None, normalized_shape=None))]
 pub(crate) fn rms_norm_backward<'py>(
     py: Python<'py>,
     grad_out: &Bound<'py, PyAny>,
@@ -188,7 +188,7 @@ pub(crate) fn rms_norm_backward<'py>(
 /// `x + residual` output, mean and rstd, and optionally grad_residual_out (gradient reaching the
 /// sum output), returns (dx, dresidual, dweight, dbias); dx and dresidual are equal (one array).
 #[pyfunction]
-#[pyo3(signature = (grad_out, residual_sum, mean, rstd, weight=None, bias=None, *, grad_residual_out=None,
+#[pyo3(signature = (grad_out, residual_sum, mean, rstd, weight=None, bias=None, grad_residual_out=None,
                     normalized_shape=None))]
 pub(crate) fn add_layer_norm_backward<'py>(
     py: Python<'py>,
@@ -218,7 +218,7 @@ pub(crate) fn add_layer_norm_backward<'py>(
 
 /// Backward of add_rms_norm: (dx, dresidual, dweight), see add_layer_norm_backward.
 #[pyfunction]
-#[pyo3(signature = (grad_out, residual_sum, rstd, weight=None, *, grad_residual_out=None, normalized_shape=None))]
+#[pyo3(signature = (grad_out, residual_sum, rstd, weight=None, grad_residual_out=None, normalized_shape=None))]
 pub(crate) fn add_rms_norm_backward<'py>(
     py: Python<'py>,
     grad_out: &Bound<'py, PyAny>,
@@ -351,7 +351,7 @@ fn grouped_backward_typed<'py, S: Storage>(
 /// mean and variance; `training=False` treats them as constants (eval mode). dweight is None when
 /// weight is None.
 #[pyfunction]
-#[pyo3(signature = (grad_out, x, mean, rstd, weight=None, *, training=true, axis=1))]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight=None, training=true, axis=1))]
 pub(crate) fn batch_norm_backward<'py>(
     py: Python<'py>,
     grad_out: &Bound<'py, PyAny>,
@@ -407,8 +407,8 @@ pub(crate) fn group_norm_backward<'py>(
 
 /// Weight-norm backward: (dv, dg) from grad_w (gradient of w = g·v/‖v‖), v and g; dg has g's shape.
 #[pyfunction]
-#[pyo3(signature = (grad_w, v, g, *, dim=Some(0)))]
-#[pyo3(text_signature = "(grad_w, v, g, *, dim=0)")]
+#[pyo3(signature = (grad_w, v, g, dim=Some(0)))]
+#[pyo3(text_signature = "(grad_w, v, g, dim=0)")]
 pub(crate) fn weight_norm_backward<'py>(
     py: Python<'py>,
     grad_w: &Bound<'py, PyAny>,

@@ -133,11 +133,11 @@ fn result<'py>(
 #[pyfunction]
 #[pyo3(
     text_signature = "(x, running_mean=None, running_var=None, weight=None, bias=None, training=False, \
-                         momentum=0.1, eps=1e-05, *, axis=1, out=None, mean_only=False, \
+                         momentum=0.1, eps=1e-05, axis=1, out=None, mean_only=False, \
                          num_batches_tracked=None, return_stats=False)"
 )]
 #[pyo3(signature = (x, running_mean=None, running_var=None, weight=None, bias=None, training=false,
-                    momentum=Some(0.1), eps=1e-5, *, axis=1, out=None, mean_only=false,
+                    momentum=Some(0.1), eps=1e-5, axis=1, out=None, mean_only=false,
                     num_batches_tracked=None, return_stats=false))]
 pub(crate) fn batch_norm<'py>(
     py: Python<'py>,
@@ -376,7 +376,7 @@ fn batch_norm_typed<'py, S: Storage>(
 /// normalizes with them. `return_stats=True` returns (y, mean, rstd) shaped (N, C).
 #[pyfunction]
 #[pyo3(signature = (x, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=true,
-                    momentum=0.1, eps=1e-5, *, out=None, return_stats=false))]
+                    momentum=0.1, eps=1e-5, out=None, return_stats=false))]
 pub(crate) fn instance_norm<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -540,7 +540,7 @@ fn instance_norm_typed<'py, S: Storage>(
 /// spatial dims; per-channel weight/bias. G=1 is a layer norm of each sample, G=C an instance norm.
 /// `return_stats=True` returns (y, mean, rstd) shaped (N, G).
 #[pyfunction]
-#[pyo3(signature = (x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None, return_stats=false))]
+#[pyo3(signature = (x, num_groups, weight=None, bias=None, eps=1e-5, out=None, return_stats=false))]
 pub(crate) fn group_norm<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,

@@ -86,7 +86,7 @@ fn softmax_impl<'py>(
 
 /// Softmax along `axis` (max-subtracted: logits of 1e4 never overflow), as torch.softmax.
 #[pyfunction]
-#[pyo3(signature = (x, axis=-1, *, out=None), text_signature = "(x, axis=-1, *, out=None)")]
+#[pyo3(signature = (x, axis=-1, out=None), text_signature = "(x, axis=-1, out=None)")]
 pub(crate) fn softmax<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -98,7 +98,7 @@ pub(crate) fn softmax<'py>(
 
 /// log-softmax along `axis`: x − max − log Σ exp(x − max), as torch.log_softmax.
 #[pyfunction]
-#[pyo3(signature = (x, axis=-1, *, out=None), text_signature = "(x, axis=-1, *, out=None)")]
+#[pyo3(signature = (x, axis=-1, out=None), text_signature = "(x, axis=-1, out=None)")]
 pub(crate) fn log_softmax<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -180,8 +180,8 @@ pub(crate) fn information<'py>(
 /// targets (ignored rows give 0 and leave the mean).
 #[pyfunction]
 #[pyo3(
-    signature = (logits, target, *, axis=-1, reduction="mean", label_smoothing=0.0, ignore_index=-100),
-    text_signature = "(logits, target, *, axis=-1, reduction='mean', label_smoothing=0.0, ignore_index=-100)"
+    signature = (logits, target, axis=-1, reduction="mean", label_smoothing=0.0, ignore_index=-100),
+    text_signature = "(logits, target, axis=-1, reduction='mean', label_smoothing=0.0, ignore_index=-100)"
 )]
 pub(crate) fn cross_entropy_with_logits<'py>(
     py: Python<'py>,

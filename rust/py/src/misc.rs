@@ -20,7 +20,7 @@ use rsnorm_core::Float;
 
 /// SELU, elementwise: λ·x for x > 0, λ·α·(eˣ − 1) otherwise (torch.nn.functional.selu).
 #[pyfunction]
-#[pyo3(signature = (x, *, out=None))]
+#[pyo3(signature = (x, out=None))]
 pub(crate) fn selu<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -55,7 +55,7 @@ fn selu_typed<'py, S: Storage>(
 /// y = x / (k + alpha/size · Σ x²)^beta over `size` neighbouring channels. TensorFlow/AlexNet's
 /// alpha omits the 1/size: pass alpha_tf · size to reproduce them.
 #[pyfunction]
-#[pyo3(signature = (x, size, alpha=1e-4, beta=0.75, k=1.0, *, out=None))]
+#[pyo3(signature = (x, size, alpha=1e-4, beta=0.75, k=1.0, out=None))]
 pub(crate) fn local_response_norm<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -101,8 +101,8 @@ fn lrn_typed<'py, S: Storage>(
 /// Weight normalization: w = g · v / ‖v‖, the norm over every dim but `dim` (None: over all of v).
 /// g has `v.shape[dim]` elements, shaped (out,) or PyTorch's (out, 1, ...).
 #[pyfunction]
-#[pyo3(signature = (v, g, dim=Some(0), *, out=None))]
-#[pyo3(text_signature = "(v, g, dim=0, *, out=None)")]
+#[pyo3(signature = (v, g, dim=Some(0), out=None))]
+#[pyo3(text_signature = "(v, g, dim=0, out=None)")]
 pub(crate) fn weight_norm<'py>(
     py: Python<'py>,
     v: &Bound<'py, PyAny>,
@@ -158,7 +158,7 @@ fn weight_norm_typed<'py, S: Storage>(
 
 /// Each row (last dim) divided by max(‖row‖₂, eps): torch.nn.functional.normalize(x, dim=-1).
 #[pyfunction]
-#[pyo3(signature = (x, eps=1e-12, *, out=None))]
+#[pyo3(signature = (x, eps=1e-12, out=None))]
 pub(crate) fn l2_normalize<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,

@@ -91,7 +91,7 @@ fn no_overlap<S: Storage>(
 /// `out` may be x (in place). `return_stats=True` returns (y, mean, rstd) shaped like x's outer
 /// dims followed by ones (torch.native_layer_norm).
 #[pyfunction]
-#[pyo3(signature = (x, normalized_shape=None, weight=None, bias=None, eps=1e-5, *, out=None, return_stats=false))]
+#[pyo3(signature = (x, normalized_shape=None, weight=None, bias=None, eps=1e-5, out=None, return_stats=false))]
 pub(crate) fn layer_norm<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -147,7 +147,7 @@ fn layer_norm_typed<'py, S: Storage>(
 /// x / sqrt(mean(x²) + eps) · weight; eps None is the input dtype's machine epsilon.
 /// `return_stats=True` returns (y, rstd).
 #[pyfunction]
-#[pyo3(signature = (x, normalized_shape=None, weight=None, eps=None, *, out=None, return_stats=false))]
+#[pyo3(signature = (x, normalized_shape=None, weight=None, eps=None, out=None, return_stats=false))]
 pub(crate) fn rms_norm<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -197,7 +197,7 @@ fn rms_norm_typed<'py, S: Storage>(
 /// x + residual); with `return_stats=True` also mean and rstd. `out` may be x and `residual_out`
 /// may be residual (in place).
 #[pyfunction]
-#[pyo3(signature = (x, residual, weight=None, bias=None, eps=1e-5, *, normalized_shape=None, out=None,
+#[pyo3(signature = (x, residual, weight=None, bias=None, eps=1e-5, normalized_shape=None, out=None,
                     residual_out=None, return_stats=false))]
 pub(crate) fn add_layer_norm<'py>(
     py: Python<'py>,
@@ -226,7 +226,7 @@ pub(crate) fn add_layer_norm<'py>(
 /// Residual add fused with RMSNorm in one pass over memory: returns (rms_norm(x + residual),
 /// x + residual); with `return_stats=True` also rstd.
 #[pyfunction]
-#[pyo3(signature = (x, residual, weight=None, eps=None, *, normalized_shape=None, out=None,
+#[pyo3(signature = (x, residual, weight=None, eps=None, normalized_shape=None, out=None,
                     residual_out=None, return_stats=false))]
 pub(crate) fn add_rms_norm<'py>(
     py: Python<'py>,

@@ -1,0 +1,18 @@
+"""Type aliases of the public signatures (runtime-evaluated, so written for Python 3.9)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Union
+
+import numpy as np
+import numpy.typing as npt
+
+#: An output array (its dtype is the input's: float16, float32 or float64).
+Array = npt.NDArray[Any]
+#: Anything ``np.asarray`` takes without computing, or an array of a registered backend.
+ArrayLike = npt.ArrayLike
+#: The trailing dims a row normalization covers: a size, sizes, or None for the last dim.
+Shape = Union[int, Sequence[int], None]
+#: Partial statistics (count, mean, m2), as ``moments`` returns and ``merge_moments`` takes.
+Moments = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]
