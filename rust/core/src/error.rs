@@ -37,3 +37,29 @@ pub fn check_eps(op: &str, eps: f64) -> Result<()> {
         )))
     }
 }
+
+/// A shape as NumPy prints it: `(3,)`, `(2, 4)`, `()`.
+pub fn shape_str(shape: &[usize]) -> String {
+    match shape {
+        [n] => format!("({n},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// `axis` (negative counts from the end) as an index into `ndim` dims.
+pub fn resolve_axis(op: &str, axis: i64, ndim: usize) -> Result<usize> {
+    let resolved = if axis < 0 { axis + ndim as i64 } else { axis };
+    if resolved < 0 || resolved >= ndim as i64 {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: axis {axis} is out of range for an array of {ndim} dims"
+        )));
+    }
+    Ok(resolved as usize)
+}

@@ -1,7 +1,6 @@
 //! Bindings of the backward passes. Each takes grad_out plus what the forward returned with
 //! `return_stats=True` and returns PyTorch's autograd gradients (None for a parameter not given).
 
-use crate::channels::COLUMN_PATH_BELOW;
 use crate::dispatch::{
     as_ndarray, channel_param, element_strides, f64_array, f64_array_like, float_array, output,
     param, param_slice, permuted, resolve_axis, rows_mut, rows_ref, rows_ref_as, same_as_x,
@@ -13,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rsnorm_core::layout::Rows;
 use rsnorm_core::norm::backward::{self as bw, GroupedRows};
+use rsnorm_core::norm::batch_norm::COLUMN_PATH_BELOW;
 use rsnorm_core::rows::RowsMut;
 
 /// Forward statistics (mean, rstd) as f64, `expected` values in any shape with that many elements.

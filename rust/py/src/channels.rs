@@ -1,10 +1,10 @@
 //! Bindings of the channel-wise norms: batch_norm, instance_norm, group_norm.
 
 use crate::dispatch::{
-    channel_param, check_disjoint, float_array, is_writeable, output, resolve_axis, rows_mut,
-    rows_ref, shape_str, unaliased, with_float_array, Storage,
+    array_mut, array_ref, channel_param, check_disjoint, float_array, is_writeable, output,
+    rows_mut, rows_ref, shape_str, unaliased, with_float_array, Storage,
 };
-use crate::errors::{compute, type_error, value_error};
+use crate::errors::{compute, core_error, type_error, value_error};
 use numpy::{
     PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray,
     PyUntypedArrayMethods,
@@ -12,11 +12,13 @@ use numpy::{
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rsnorm_core::error::check_eps;
-use rsnorm_core::norm::channels::{
-    affine_rows, check_groups, check_momentum, merge_rows, normalize_row_groups, rstd,
-    update_running, RowAffine, RowGrouping,
+use rsnorm_core::norm::batch_norm::{
+    self as core_batch_norm, mean_rstd, BatchNormOptions, RunningStats,
 };
-use rsnorm_core::norm::columns::{affine_columns, column_moments};
+use rsnorm_core::norm::channels::{
+    affine_rows, check_groups, check_momentum, normalize_row_groups, rstd, update_running,
+    RowAffine, RowGrouping,
+};
 use rsnorm_core::reduce::Moments;
 use rsnorm_core::Float;
 
@@ -187,181 +189,62 @@ struct BatchNormArgs<'a, 'py> {
     return_stats: bool,
 }
 
-/// Below this many values per (sample, channel) slice, BatchNorm runs down columns (see
-/// `rsnorm_core::norm::columns`) instead of over rows that short.
-pub(crate) const COLUMN_PATH_BELOW: usize = 32;
-
 fn batch_norm_typed<'py, S: Storage>(
     py: Python<'py>,
     x: Bound<'py, PyArrayDyn<S>>,
     a: &BatchNormArgs<'_, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "batch_norm";
-    check_eps(OP, a.eps).map_err(crate::errors::core_error)?;
-    if let Some(n) = a.num_batches_tracked.filter(|&n| n < 0) {
-        return Err(value_error(format!(
-            "{OP}: num_batches_tracked must be >= 0, got {n}"
-        )));
-    }
-    if let Some(m) = a.momentum {
-        check_momentum(OP, m).map_err(crate::errors::core_error)?;
-    }
+    let options = BatchNormOptions {
+        training: a.training,
+        momentum: a.momentum,
+        eps: a.eps,
+        mean_only: a.mean_only,
+        num_batches_tracked: a.num_batches_tracked,
+    };
     let shape = x.shape().to_vec();
-    if shape.is_empty() {
-        return Err(value_error(format!(
-            "{OP}: x is 0-dimensional; it needs a channel axis"
-        )));
-    }
-    let axis = resolve_axis(OP, a.axis, shape.len())?;
+    let axis = options.channel_axis(a.axis, &shape).map_err(core_error)?;
     let channels = shape[axis];
     let weight = channel_param::<S>(py, OP, "weight", a.weight, channels)?;
     let bias = channel_param::<S>(py, OP, "bias", a.bias, channels)?;
-    let running_mean = Running::extract(OP, "running_mean", a.running_mean, channels, a.training)?;
-    let running_var = Running::extract(
-        OP,
-        "running_var",
-        a.running_var,
-        channels,
-        a.training && !a.mean_only,
-    )?;
-    if running_mean.is_some() != running_var.is_some() && !a.mean_only {
-        return Err(value_error(format!(
-            "{OP}: give both running_mean and running_var, or neither"
-        )));
-    }
+    let written_var = options.writes_running_var();
+    let mut running_mean =
+        Running::extract(OP, "running_mean", a.running_mean, channels, a.training)?;
+    let mut running_var =
+        Running::extract(OP, "running_var", a.running_var, channels, written_var)?;
     let y = output::<S>(py, OP, "out", a.out, &shape)?;
     check_running_disjoint(
         OP,
         running_mean.as_ref().filter(|_| a.training),
-        running_var.as_ref().filter(|_| a.training && !a.mean_only),
+        running_var.as_ref().filter(|_| written_var),
         &y,
         &x,
     )?;
     let x = unaliased(x, &[&y])?;
-    let inner_ndim = shape.len() - axis - 1;
-    let inner_len: usize = shape[axis + 1..].iter().product();
-    // Channel last (or nearly): rows of (channel, inner) values, statistics down the columns.
-    let by_columns = inner_len < COLUMN_PATH_BELOW;
-    let row_dims = if by_columns {
-        inner_ndim + 1
-    } else {
-        inner_ndim
+    let (xv, yv) = (array_ref(&x), array_mut(&y));
+    let running = RunningStats {
+        mean: running_mean.as_mut().map(|r| r.values.as_mut_slice()),
+        var: running_var.as_mut().map(|r| r.values.as_mut_slice()),
     };
-    let (xv, yv) = (rows_ref(&x, row_dims), rows_mut(&y, row_dims));
-    let columns = channels * inner_len;
-
-    // Batch statistics when training, or when there are no running statistics to use.
-    let use_batch = a.training || running_mean.is_none();
     let (w, b) = (weight.as_deref(), bias.as_deref());
-    let (eps, mean_only) = (a.eps, a.mean_only);
-    // Mean-only subtracts the mean and applies weight and bias: an rstd of 1.
-    let channel_params = |c: usize, mean: f64, rstd: f64| {
-        RowAffine::standardize(mean, if mean_only { 1.0 } else { rstd }, w, b, c)
-    };
-    // Each channel's statistics (the running ones as a count of 1 whose M2 is the variance).
-    let moments: Vec<Moments> = if use_batch {
-        let total: usize = shape.iter().product();
-        let count = total.checked_div(channels).unwrap_or(0);
-        if count == 0 && xv.rows.n_rows() > 0 {
-            return Err(value_error(format!(
-                "{OP}: no values per channel in x of shape {}",
-                shape_str(&shape)
-            )));
+    // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
+    let moments = compute(py, || unsafe {
+        core_batch_norm::batch_norm(&xv, &yv, axis, w, b, running, &options)
+    })?;
+    if a.training {
+        for running in [
+            running_mean.as_ref(),
+            running_var.as_ref().filter(|_| written_var),
+        ] {
+            running.map(|r| r.store(&r.values)).transpose()?;
         }
-        if a.training && count <= 1 && !a.mean_only && total > 0 {
-            return Err(value_error(format!(
-                "{OP}: expected more than 1 value per channel when training, got x of shape {}",
-                shape_str(&shape)
-            )));
-        }
-        let factor = match (a.momentum, a.num_batches_tracked) {
-            (Some(m), _) => m,
-            (None, Some(n)) => 1.0 / (n as f64 + 1.0),
-            (None, None) if a.training && running_mean.is_some() => {
-                return Err(value_error(format!(
-                    "{OP}: momentum=None (cumulative average) needs num_batches_tracked, the batches seen before"
-                )))
-            }
-            (None, None) => 0.0,
-        };
-        let per_channel = if by_columns {
-            // SAFETY: `xv` describes the live array `x`, rows of `columns` values.
-            let per_column = compute(py, || Ok(unsafe { column_moments(&xv, columns) }))?;
-            let per_channel = merge_rows(&per_column, channels, |k| k / inner_len.max(1));
-            let params: Vec<RowAffine> = (0..columns)
-                .map(|k| {
-                    let m = &per_channel[k / inner_len.max(1)];
-                    channel_params(k / inner_len.max(1), m.mean, m.rstd(eps))
-                })
-                .collect();
-            // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-            compute(py, || unsafe { affine_columns(&xv, &yv, &params) })?;
-            per_channel
-        } else {
-            let grouping = RowGrouping::Interleaved { groups: channels };
-            // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-            compute(py, || unsafe {
-                normalize_row_groups(&xv, &yv, grouping, eps, |_, g| {
-                    channel_params(g.group, g.mean, g.rstd)
-                })
-            })?
-        };
-        if a.training {
-            if let Some(rm) = &running_mean {
-                let mut values = rm.values.clone();
-                update_running(
-                    &mut values,
-                    &per_channel.iter().map(|m| m.mean).collect::<Vec<_>>(),
-                    factor,
-                );
-                rm.store(&values)?;
-            }
-            if let (Some(rv), false) = (&running_var, a.mean_only) {
-                let unbiased: Vec<f64> = per_channel
-                    .iter()
-                    .map(|m| m.m2() / (m.count - 1.0))
-                    .collect();
-                let mut values = rv.values.clone();
-                update_running(&mut values, &unbiased, factor);
-                rv.store(&values)?;
-            }
-        }
-        per_channel
-    } else {
-        let mean = running_mean
-            .as_ref()
-            .map(|r| r.values.clone())
-            .unwrap_or_default();
-        let var = running_var
-            .as_ref()
-            .map_or_else(|| vec![1.0; channels], |r| r.values.clone());
-        // Once per channel: a short row's own square root and division cost more than its values.
-        let params: Vec<RowAffine> = (0..channels)
-            .map(|c| channel_params(c, mean[c], rstd(var[c], eps)))
-            .collect();
-        compute(py, || {
-            // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-            unsafe {
-                if by_columns {
-                    let params: Vec<RowAffine> =
-                        (0..columns).map(|k| params[k / inner_len.max(1)]).collect();
-                    affine_columns(&xv, &yv, &params)
-                } else {
-                    affine_rows(&xv, &yv, |row| params[row % channels])
-                }
-            }
-        })?;
-        (mean.iter().zip(&var))
-            .map(|(&mean, &var)| Moments::new(1.0, mean, var))
-            .collect()
-    };
-    // rstd only when returned: a square root and a division per statistic, which for the 16384
-    // instances of a 7×7 InstanceNorm cost 4% of the call.
+    }
     let stats = if a.return_stats {
+        let (mean, rstd) = mean_rstd(&moments, a.eps);
         Some(stats_pair::<S>(
             py,
-            moments.iter().map(|m| m.mean),
-            moments.iter().map(|m| m.rstd(a.eps)),
+            mean.into_iter(),
+            rstd.into_iter(),
             &[channels],
         )?)
     } else {

@@ -10,7 +10,7 @@ use numpy::{
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rsnorm_core::layout::Rows;
-use rsnorm_core::rows::{RowsMut, RowsRef};
+use rsnorm_core::rows::{ArrayMut, ArrayRef, RowsMut, RowsRef};
 
 /// A storage dtype rsnorm accepts: a core element whose compute type NumPy also knows.
 pub(crate) trait Storage: rsnorm_core::Element<Compute: NpElement> + NpElement {}
@@ -101,19 +101,7 @@ pub(crate) fn float_array<'py>(
     })
 }
 
-pub(crate) fn shape_str(shape: &[usize]) -> String {
-    match shape {
-        [n] => format!("({n},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
+pub(crate) use rsnorm_core::error::shape_str;
 
 /// A parameter (weight, bias) as a contiguous array of the compute type, after casting to the
 /// input's dtype first (so f16 inputs see f16-rounded parameters, as PyTorch does).
@@ -213,6 +201,26 @@ pub(crate) fn rows_ref<S: Storage>(
     RowsRef {
         ptr: arr.data(),
         rows: Rows::split(untyped.shape(), &element_strides(untyped), inner_ndim),
+    }
+}
+
+/// `arr` as core's read-only N-d view: where NumPy memory enters the core.
+pub(crate) fn array_ref<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>) -> ArrayRef<S> {
+    let untyped = arr.as_untyped();
+    ArrayRef {
+        ptr: arr.data(),
+        shape: untyped.shape().to_vec(),
+        strides: element_strides(untyped),
+    }
+}
+
+/// `arr` as core's writeable N-d view.
+pub(crate) fn array_mut<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>) -> ArrayMut<S> {
+    let untyped = arr.as_untyped();
+    ArrayMut {
+        ptr: arr.data(),
+        shape: untyped.shape().to_vec(),
+        strides: element_strides(untyped),
     }
 }
 
@@ -380,13 +388,7 @@ pub(crate) fn f64_array_like<'py, S: Storage>(
 
 /// Resolves an axis against `ndim` (negative counts from the end).
 pub(crate) fn resolve_axis(op: &str, axis: i64, ndim: usize) -> PyResult<usize> {
-    let resolved = if axis < 0 { axis + ndim as i64 } else { axis };
-    if resolved < 0 || resolved >= ndim as i64 {
-        return Err(value_error(format!(
-            "{op}: axis {axis} is out of range for an array of {ndim} dims"
-        )));
-    }
-    Ok(resolved as usize)
+    rsnorm_core::error::resolve_axis(op, axis, ndim).map_err(crate::errors::core_error)
 }
 
 /// Shape/strides with the `leading` dims first (in the given order) and the others after, in order.

@@ -14,7 +14,7 @@ use rsnorm_core::norm::channels::row_moments;
 use rsnorm_core::norm::columns::column_moments;
 use rsnorm_core::norm::lrn::{self, Lrn};
 use rsnorm_core::norm::weight_norm as wn;
-use rsnorm_core::reduce::Moments;
+use rsnorm_core::reduce::{merge_columns, Moments};
 use rsnorm_core::rows::RowsMut;
 use rsnorm_core::Float;
 
@@ -298,27 +298,16 @@ pub(crate) fn merge_moments<'py>(
         .iter()
         .map(PyArrayMethods::to_vec)
         .collect::<Result<_, _>>()?;
-    if values[0]
-        .iter()
-        .chain(&values[3])
-        .any(|&c| c < 0.0 || c.fract() != 0.0)
-    {
-        return Err(value_error(format!(
-            "{OP}: counts must be non-negative integers"
-        )));
-    }
-    let merged: Vec<Moments> = (0..values[0].len())
-        .map(|i| {
-            let left = Moments::new(values[0][i], values[1][i], values[2][i]);
-            let right = Moments::new(values[3][i], values[4][i], values[5][i]);
-            left.merge(right)
-        })
-        .collect();
-    let counts = PyArray::from_vec(py, merged.iter().map(|m| m.count as i64).collect())
+    let [counts, mean, m2] = compute(py, || {
+        merge_columns(
+            [&values[0], &values[1], &values[2]],
+            [&values[3], &values[4], &values[5]],
+        )
+    })?;
+    // Counts are whole numbers (checked), returned as NumPy's int64 like `moments`'.
+    let counts = PyArray::from_vec(py, counts.iter().map(|&c| c as i64).collect())
         .reshape(shape.as_slice())?;
-    let mean =
-        PyArray::from_vec(py, merged.iter().map(|m| m.mean).collect()).reshape(shape.as_slice())?;
-    let m2 = PyArray::from_vec(py, merged.iter().map(Moments::m2).collect())
-        .reshape(shape.as_slice())?;
+    let mean = PyArray::from_vec(py, mean).reshape(shape.as_slice())?;
+    let m2 = PyArray::from_vec(py, m2).reshape(shape.as_slice())?;
     Ok(PyTuple::new(py, [counts.into_any(), mean.into_any(), m2.into_any()])?.into_any())
 }

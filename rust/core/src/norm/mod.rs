@@ -1,6 +1,7 @@
 //! Normalization kernels.
 
 pub mod backward;
+pub mod batch_norm;
 pub mod channels;
 pub mod columns;
 pub mod layer_norm;

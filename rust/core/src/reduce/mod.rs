@@ -22,7 +22,7 @@ mod exact;
 mod moments;
 
 pub use exact::{l2_norm, scaled_sum_squares, scaled_sum_squares_runs, ExactPass, SquareSums};
-pub use moments::{DeviationSums, Moments};
+pub use moments::{merge_columns, DeviationSums, Moments};
 
 /// Independent accumulators per sum: two AVX-512 or four AVX2 registers of f32.
 pub const LANES: usize = 32;

@@ -440,6 +440,30 @@ impl Moments {
     }
 }
 
+/// `merge_moments`: the statistics of each pair of sets' union, elementwise over `(count, mean,
+/// m2)` columns of equal length (the binding broadcasts them). Counts must be non-negative
+/// integers.
+pub fn merge_columns(a: [&[f64]; 3], b: [&[f64]; 3]) -> crate::error::Result<[Vec<f64>; 3]> {
+    if a[0]
+        .iter()
+        .chain(b[0])
+        .any(|&c| c < 0.0 || c.fract() != 0.0)
+    {
+        return Err(crate::error::Error::InvalidArgument(
+            "merge_moments: counts must be non-negative integers".to_string(),
+        ));
+    }
+    let mut merged = [Vec::new(), Vec::new(), Vec::new()];
+    for i in 0..a[0].len() {
+        let left = Moments::new(a[0][i], a[1][i], a[2][i]);
+        let m = left.merge(Moments::new(b[0][i], b[1][i], b[2][i]));
+        merged[0].push(m.count);
+        merged[1].push(m.mean);
+        merged[2].push(m.m2());
+    }
+    Ok(merged)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,49 @@ pub struct RowsMut<S> {
     pub rows: Rows,
 }
 
+/// A read-only strided N-d array as NumPy hands it over (element strides), from which an op makes
+/// the row views its path needs.
+#[derive(Clone, Debug)]
+pub struct ArrayRef<S> {
+    pub ptr: *const S,
+    pub shape: Vec<usize>,
+    pub strides: Vec<isize>,
+}
+
+/// A writeable strided N-d array (see [`ArrayRef`]).
+#[derive(Clone, Debug)]
+pub struct ArrayMut<S> {
+    pub ptr: *mut S,
+    pub shape: Vec<usize>,
+    pub strides: Vec<isize>,
+}
+
+impl<S> ArrayRef<S> {
+    /// The array as rows of its last `inner_ndim` dims.
+    pub fn rows(&self, inner_ndim: usize) -> RowsRef<S> {
+        RowsRef {
+            ptr: self.ptr,
+            rows: Rows::split(&self.shape, &self.strides, inner_ndim),
+        }
+    }
+}
+
+impl<S> ArrayMut<S> {
+    /// The array as rows of its last `inner_ndim` dims.
+    pub fn rows(&self, inner_ndim: usize) -> RowsMut<S> {
+        RowsMut {
+            ptr: self.ptr,
+            rows: Rows::split(&self.shape, &self.strides, inner_ndim),
+        }
+    }
+}
+
+// SAFETY: the array views, like the row views below, are plain descriptions of memory.
+unsafe impl<S: Sync> Send for ArrayRef<S> {}
+unsafe impl<S: Sync> Sync for ArrayRef<S> {}
+unsafe impl<S: Send> Send for ArrayMut<S> {}
+unsafe impl<S: Send> Sync for ArrayMut<S> {}
+
 // SAFETY: the views are plain descriptions of memory; `map_rows`' contract makes concurrent use
 // sound (rows are disjoint, inputs are not written while read).
 unsafe impl<S: Sync> Send for RowsRef<S> {}

@@ -1,0 +1,334 @@
+//! BatchNorm's entry point: its rules (argument checks, PyTorch's running-statistic updates, the
+//! choice between rows and columns) written once, for every binding. The row and column kernels it
+//! runs are the channel machinery of `norm::channels` and `norm::columns`.
+
+use crate::element::Element;
+use crate::error::{check_eps, resolve_axis, shape_str, Error, Result};
+use crate::norm::channels::{
+    affine_rows, check_momentum, merge_rows, normalize_row_groups, rstd, update_running, RowAffine,
+    RowGrouping,
+};
+use crate::norm::columns::{affine_columns, column_moments};
+use crate::reduce::Moments;
+use crate::rows::{ArrayMut, ArrayRef};
+
+const OP: &str = "batch_norm";
+
+/// Below this many values per (sample, channel) slice, BatchNorm runs down columns (see
+/// `norm::columns`) instead of over rows that short.
+pub const COLUMN_PATH_BELOW: usize = 32;
+
+/// How a BatchNorm call normalizes, as `torch.nn.functional.batch_norm` takes it.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNormOptions {
+    /// Batch statistics, and running statistics updated in place (else the running ones are used).
+    pub training: bool,
+    /// Weight of the new batch in the running statistics; None: the cumulative average.
+    pub momentum: Option<f64>,
+    pub eps: f64,
+    /// Subtract the mean only (mean-only batch norm); the running variance is neither used nor
+    /// updated.
+    pub mean_only: bool,
+    /// Batches counted before this one (for the cumulative average).
+    pub num_batches_tracked: Option<i64>,
+}
+
+/// Running statistics per channel, as f64: read in evaluation, updated in place in training.
+#[derive(Debug, Default)]
+pub struct RunningStats<'a> {
+    pub mean: Option<&'a mut [f64]>,
+    pub var: Option<&'a mut [f64]>,
+}
+
+impl BatchNormOptions {
+    /// The checks of the scalar arguments and of x's rank; returns the channel axis.
+    pub fn channel_axis(&self, axis: i64, shape: &[usize]) -> Result<usize> {
+        check_eps(OP, self.eps)?;
+        if let Some(n) = self.num_batches_tracked.filter(|&n| n < 0) {
+            return Err(Error::InvalidArgument(format!(
+                "{OP}: num_batches_tracked must be >= 0, got {n}"
+            )));
+        }
+        if let Some(m) = self.momentum {
+            check_momentum(OP, m)?;
+        }
+        if shape.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "{OP}: x is 0-dimensional; it needs a channel axis"
+            )));
+        }
+        resolve_axis(OP, axis, shape.len())
+    }
+
+    /// Whether the running mean (and, unless mean-only, variance) are written.
+    pub fn writes_running_var(&self) -> bool {
+        self.training && !self.mean_only
+    }
+}
+
+/// Normalizes `x` into `y` (channels at `axis`, from [`BatchNormOptions::channel_axis`]) and
+/// returns each channel's statistics: the batch's, or the running ones as a count of 1 whose M2
+/// is the variance. `weight`, `bias` and the running statistics have one value per channel.
+///
+/// # Safety
+/// `x` and `y` describe live arrays of the same shape; `y` is `x` or disjoint from it.
+pub unsafe fn batch_norm<S: Element>(
+    x: &ArrayRef<S>,
+    y: &ArrayMut<S>,
+    axis: usize,
+    weight: Option<&[f64]>,
+    bias: Option<&[f64]>,
+    running: RunningStats<'_>,
+    o: &BatchNormOptions,
+) -> Result<Vec<Moments>> {
+    let shape = &x.shape;
+    let channels = shape[axis];
+    if running.mean.is_some() != running.var.is_some() && !o.mean_only {
+        return Err(Error::InvalidArgument(format!(
+            "{OP}: give both running_mean and running_var, or neither"
+        )));
+    }
+    let inner_ndim = shape.len() - axis - 1;
+    let inner_len: usize = shape[axis + 1..].iter().product();
+    // Channel last (or nearly): rows of (channel, inner) values, statistics down the columns.
+    let by_columns = inner_len < COLUMN_PATH_BELOW;
+    let row_dims = if by_columns {
+        inner_ndim + 1
+    } else {
+        inner_ndim
+    };
+    let (xv, yv) = (x.rows(row_dims), y.rows(row_dims));
+    let columns = channels * inner_len;
+    let mean_only = o.mean_only;
+    // Mean-only subtracts the mean and applies weight and bias: an rstd of 1.
+    let channel_params = |c: usize, mean: f64, rstd: f64| {
+        RowAffine::standardize(mean, if mean_only { 1.0 } else { rstd }, weight, bias, c)
+    };
+    // Batch statistics when training, or when there are no running statistics to use.
+    if !(o.training || running.mean.is_none()) {
+        let mean: Vec<f64> = running.mean.as_deref().unwrap_or_default().to_vec();
+        let var = running
+            .var
+            .as_deref()
+            .map_or_else(|| vec![1.0; channels], <[f64]>::to_vec);
+        // Once per channel: a short row's own square root and division cost more than its values.
+        let params: Vec<RowAffine> = (0..channels)
+            .map(|c| channel_params(c, mean[c], rstd(var[c], o.eps)))
+            .collect();
+        if by_columns {
+            let params: Vec<RowAffine> =
+                (0..columns).map(|k| params[k / inner_len.max(1)]).collect();
+            // SAFETY: views of live arrays, `y` being `x` or disjoint from it (the contract).
+            unsafe { affine_columns(&xv, &yv, &params)? };
+        } else {
+            // SAFETY: as above.
+            unsafe { affine_rows(&xv, &yv, |row| params[row % channels])? };
+        }
+        return Ok((mean.iter().zip(&var))
+            .map(|(&mean, &var)| Moments::new(1.0, mean, var))
+            .collect());
+    }
+    let total: usize = shape.iter().product();
+    let count = total.checked_div(channels).unwrap_or(0);
+    if count == 0 && xv.rows.n_rows() > 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{OP}: no values per channel in x of shape {}",
+            shape_str(shape)
+        )));
+    }
+    if o.training && count <= 1 && !o.mean_only && total > 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{OP}: expected more than 1 value per channel when training, got x of shape {}",
+            shape_str(shape)
+        )));
+    }
+    let factor = match (o.momentum, o.num_batches_tracked) {
+        (Some(m), _) => m,
+        (None, Some(n)) => 1.0 / (n as f64 + 1.0),
+        (None, None) if o.training && running.mean.is_some() => {
+            return Err(Error::InvalidArgument(format!(
+                "{OP}: momentum=None (cumulative average) needs num_batches_tracked, the batches seen before"
+            )))
+        }
+        (None, None) => 0.0,
+    };
+    let per_channel = if by_columns {
+        // SAFETY: a view of the live array `x` (the contract).
+        let per_column = unsafe { column_moments(&xv, columns) };
+        let per_channel = merge_rows(&per_column, channels, |k| k / inner_len.max(1));
+        let params: Vec<RowAffine> = (0..columns)
+            .map(|k| {
+                let m = &per_channel[k / inner_len.max(1)];
+                channel_params(k / inner_len.max(1), m.mean, m.rstd(o.eps))
+            })
+            .collect();
+        // SAFETY: views of live arrays, `y` being `x` or disjoint from it (the contract).
+        unsafe { affine_columns(&xv, &yv, &params)? };
+        per_channel
+    } else {
+        let grouping = RowGrouping::Interleaved { groups: channels };
+        // SAFETY: views of live arrays, `y` being `x` or disjoint from it (the contract).
+        unsafe {
+            normalize_row_groups(&xv, &yv, grouping, o.eps, |_, g| {
+                channel_params(g.group, g.mean, g.rstd)
+            })?
+        }
+    };
+    if o.training {
+        if let Some(running_mean) = running.mean {
+            let mean: Vec<f64> = per_channel.iter().map(|m| m.mean).collect();
+            update_running(running_mean, &mean, factor);
+        }
+        if let (Some(running_var), false) = (running.var, o.mean_only) {
+            let unbiased: Vec<f64> = per_channel
+                .iter()
+                .map(|m| m.m2() / (m.count - 1.0))
+                .collect();
+            update_running(running_var, &unbiased, factor);
+        }
+    }
+    Ok(per_channel)
+}
+
+/// Each statistic's mean and `1/sqrt(var + eps)`, for a backward pass.
+pub fn mean_rstd(moments: &[Moments], eps: f64) -> (Vec<f64>, Vec<f64>) {
+    (
+        moments.iter().map(|m| m.mean).collect(),
+        moments.iter().map(|m| m.rstd(eps)).collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contiguous_strides(shape: &[usize]) -> Vec<isize> {
+        let mut strides = vec![1isize; shape.len()];
+        for d in (0..shape.len().saturating_sub(1)).rev() {
+            strides[d] = strides[d + 1] * shape[d + 1] as isize;
+        }
+        strides
+    }
+
+    fn run(
+        x: &[f64],
+        shape: &[usize],
+        axis: i64,
+        running: RunningStats<'_>,
+        o: &BatchNormOptions,
+    ) -> Result<(Vec<f64>, Vec<Moments>)> {
+        let mut y = vec![0.0; x.len()];
+        let axis = o.channel_axis(axis, shape)?;
+        let strides = contiguous_strides(shape);
+        let xv = ArrayRef {
+            ptr: x.as_ptr(),
+            shape: shape.to_vec(),
+            strides: strides.clone(),
+        };
+        let yv = ArrayMut {
+            ptr: y.as_mut_ptr(),
+            shape: shape.to_vec(),
+            strides,
+        };
+        // SAFETY: views of the live vectors above, disjoint.
+        let stats = unsafe { batch_norm(&xv, &yv, axis, None, None, running, o)? };
+        Ok((y, stats))
+    }
+
+    fn training(momentum: Option<f64>, num_batches_tracked: Option<i64>) -> BatchNormOptions {
+        BatchNormOptions {
+            training: true,
+            momentum,
+            eps: 0.0,
+            mean_only: false,
+            num_batches_tracked,
+        }
+    }
+
+    #[test]
+    fn training_normalizes_per_channel_and_updates_running_stats() {
+        // (N=2, C=2, L=2): channel 0 holds 1, 2, 5, 6; channel 1 holds 3, 4, 7, 8.
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        for (shape, axis) in [(vec![2, 2, 2], 1), (vec![2, 2, 2], -2)] {
+            let (mut mean, mut var) = (vec![0.0, 10.0], vec![1.0, 1.0]);
+            let running = RunningStats {
+                mean: Some(&mut mean),
+                var: Some(&mut var),
+            };
+            let (y, stats) = run(&x, &shape, axis, running, &training(Some(0.5), None)).unwrap();
+            // Batch variance of {1, 2, 5, 6} is 4.25 (biased), 17/3 unbiased.
+            assert!((stats[0].mean - 3.5).abs() < 1e-15);
+            assert!((y[0] - (1.0 - 3.5) / 4.25f64.sqrt()).abs() < 1e-12);
+            assert_eq!(mean, vec![1.75, 7.75]);
+            assert!((var[0] - (0.5 + 0.5 * 17.0 / 3.0)).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn cumulative_average_and_evaluation_use_the_rules_of_pytorch() {
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        let (mut mean, mut var) = (vec![1.0, 1.0], vec![1.0, 1.0]);
+        let running = RunningStats {
+            mean: Some(&mut mean),
+            var: Some(&mut var),
+        };
+        run(&x, &[2, 2, 2], 1, running, &training(None, Some(3))).unwrap();
+        assert_eq!(mean, vec![0.75 + 3.5 / 4.0, 0.75 + 5.5 / 4.0]);
+        let eval = BatchNormOptions {
+            training: false,
+            ..training(Some(0.1), None)
+        };
+        let (mut m, mut v) = (vec![1.0, 2.0], vec![4.0, 16.0]);
+        let running = RunningStats {
+            mean: Some(&mut m),
+            var: Some(&mut v),
+        };
+        let (y, _) = run(&x, &[2, 2, 2], 1, running, &eval).unwrap();
+        assert_eq!(&y[..4], &[0.0, 0.5, 0.25, 0.5]);
+        assert_eq!((m, v), (vec![1.0, 2.0], vec![4.0, 16.0]));
+    }
+
+    #[test]
+    fn refused_arguments_name_the_rule() {
+        let x = [1.0, 2.0];
+        let err = |r: Result<(Vec<f64>, Vec<Moments>)>| r.unwrap_err().to_string();
+        let one_each = err(run(
+            &x,
+            &[1, 2],
+            1,
+            RunningStats::default(),
+            &training(Some(0.1), None),
+        ));
+        assert!(
+            one_each.contains("expected more than 1 value per channel"),
+            "{one_each}"
+        );
+        let (mut mean, mut var) = (vec![0.0], vec![1.0]);
+        let running = RunningStats {
+            mean: Some(&mut mean),
+            var: Some(&mut var),
+        };
+        let cumulative = err(run(&x, &[2, 1], 1, running, &training(None, None)));
+        assert!(
+            cumulative.contains("needs num_batches_tracked"),
+            "{cumulative}"
+        );
+        let mut mean = vec![0.0];
+        let half = RunningStats {
+            mean: Some(&mut mean),
+            var: None,
+        };
+        assert!(err(run(&x, &[2, 1], 1, half, &training(Some(0.1), None))).contains("or neither"));
+        let o = training(Some(1.5), None);
+        assert!(o
+            .channel_axis(1, &[2, 1])
+            .unwrap_err()
+            .to_string()
+            .contains("momentum"));
+        assert!(training(Some(0.1), Some(-1))
+            .channel_axis(1, &[2, 1])
+            .is_err());
+        assert!(training(Some(0.1), None).channel_axis(2, &[2, 1]).is_err());
+        assert!(training(Some(0.1), None).channel_axis(0, &[]).is_err());
+    }
+}
