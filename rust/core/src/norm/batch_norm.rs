@@ -4,6 +4,7 @@
 
 use crate::element::Element;
 use crate::error::{check_eps, resolve_axis, shape_str, Error, Result};
+pub use crate::norm::channels::RunningStats;
 use crate::norm::channels::{
     affine_rows, check_momentum, merge_rows, normalize_row_groups, rstd, update_running, RowAffine,
     RowGrouping,
@@ -31,13 +32,6 @@ pub struct BatchNormOptions {
     pub mean_only: bool,
     /// Batches counted before this one (for the cumulative average).
     pub num_batches_tracked: Option<i64>,
-}
-
-/// Running statistics per channel, as f64: read in evaluation, updated in place in training.
-#[derive(Debug, Default)]
-pub struct RunningStats<'a> {
-    pub mean: Option<&'a mut [f64]>,
-    pub var: Option<&'a mut [f64]>,
 }
 
 impl BatchNormOptions {
@@ -83,10 +77,8 @@ pub unsafe fn batch_norm<S: Element>(
 ) -> Result<Vec<Moments>> {
     let shape = &x.shape;
     let channels = shape[axis];
-    if running.mean.is_some() != running.var.is_some() && !o.mean_only {
-        return Err(Error::InvalidArgument(format!(
-            "{OP}: give both running_mean and running_var, or neither"
-        )));
+    if !o.mean_only {
+        running.check_paired(OP)?;
     }
     let inner_ndim = shape.len() - axis - 1;
     let inner_len: usize = shape[axis + 1..].iter().product();
@@ -202,14 +194,6 @@ pub fn mean_rstd(moments: &[Moments], eps: f64) -> (Vec<f64>, Vec<f64>) {
 mod tests {
     use super::*;
 
-    fn contiguous_strides(shape: &[usize]) -> Vec<isize> {
-        let mut strides = vec![1isize; shape.len()];
-        for d in (0..shape.len().saturating_sub(1)).rev() {
-            strides[d] = strides[d + 1] * shape[d + 1] as isize;
-        }
-        strides
-    }
-
     fn run(
         x: &[f64],
         shape: &[usize],
@@ -219,17 +203,10 @@ mod tests {
     ) -> Result<(Vec<f64>, Vec<Moments>)> {
         let mut y = vec![0.0; x.len()];
         let axis = o.channel_axis(axis, shape)?;
-        let strides = contiguous_strides(shape);
-        let xv = ArrayRef {
-            ptr: x.as_ptr(),
-            shape: shape.to_vec(),
-            strides: strides.clone(),
-        };
-        let yv = ArrayMut {
-            ptr: y.as_mut_ptr(),
-            shape: shape.to_vec(),
-            strides,
-        };
+        let (xv, yv) = (
+            ArrayRef::from_slice(x, shape),
+            ArrayMut::from_slice(&mut y, shape),
+        );
         // SAFETY: views of the live vectors above, disjoint.
         let stats = unsafe { batch_norm(&xv, &yv, axis, None, None, running, o)? };
         Ok((y, stats))

@@ -738,6 +738,36 @@ fn channel_affine(weight: Option<&[f64]>, bias: Option<&[f64]>, c: usize) -> (f6
     (weight.map_or(1.0, |w| w[c]), bias.map_or(0.0, |b| b[c]))
 }
 
+/// Running statistics per channel, as f64: read in evaluation, updated in place in training.
+#[derive(Debug, Default)]
+pub struct RunningStats<'a> {
+    pub mean: Option<&'a mut [f64]>,
+    pub var: Option<&'a mut [f64]>,
+}
+
+impl RunningStats<'_> {
+    /// Running statistics are given as a pair or not at all.
+    pub fn check_paired(&self, op: &str) -> Result<()> {
+        if self.mean.is_some() != self.var.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "{op}: give both running_mean and running_var, or neither"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks x is (N, C, spatial…) and returns (N, C, spatial element count).
+pub fn batched_channels(op: &str, shape: &[usize]) -> Result<(usize, usize, usize)> {
+    if shape.len() < 2 {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: x must be (N, C, ...), got shape {}",
+            crate::error::shape_str(shape)
+        )));
+    }
+    Ok((shape[0], shape[1], shape[2..].iter().product()))
+}
+
 /// PyTorch's running-statistics update: `running = (1 − m)·running + m·batch`, where the batch
 /// variance entering `running_var` is the unbiased one (n / (n − 1) times the biased).
 pub fn update_running(running: &mut [f64], batch: &[f64], momentum: f64) {

@@ -41,7 +41,30 @@ pub struct ArrayMut<S> {
     pub strides: Vec<isize>,
 }
 
+/// Element strides of a C-contiguous array of `shape`.
+fn c_strides(shape: &[usize]) -> Vec<isize> {
+    let mut strides = vec![1isize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1] as isize;
+    }
+    strides
+}
+
 impl<S> ArrayRef<S> {
+    /// A C-contiguous array of `shape` over a slice of exactly that many elements.
+    pub fn from_slice(data: &[S], shape: &[usize]) -> Self {
+        assert_eq!(
+            data.len(),
+            shape.iter().product::<usize>(),
+            "slice and shape disagree"
+        );
+        ArrayRef {
+            ptr: data.as_ptr(),
+            shape: shape.to_vec(),
+            strides: c_strides(shape),
+        }
+    }
+
     /// The array as rows of its last `inner_ndim` dims.
     pub fn rows(&self, inner_ndim: usize) -> RowsRef<S> {
         RowsRef {
@@ -52,6 +75,20 @@ impl<S> ArrayRef<S> {
 }
 
 impl<S> ArrayMut<S> {
+    /// A C-contiguous array of `shape` over a mutable slice of exactly that many elements.
+    pub fn from_slice(data: &mut [S], shape: &[usize]) -> Self {
+        assert_eq!(
+            data.len(),
+            shape.iter().product::<usize>(),
+            "slice and shape disagree"
+        );
+        ArrayMut {
+            ptr: data.as_mut_ptr(),
+            shape: shape.to_vec(),
+            strides: c_strides(shape),
+        }
+    }
+
     /// The array as rows of its last `inner_ndim` dims.
     pub fn rows(&self, inner_ndim: usize) -> RowsMut<S> {
         RowsMut {
