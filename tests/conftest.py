@@ -112,7 +112,6 @@ class OnBackend:
 
     def __init__(self, backend: _backend.Backend) -> None:
         self.backend = backend
-        self.nn, self.optim = rsnorm.nn, rsnorm.optim
 
     def __getattr__(self, name: str) -> Any:
         fn = getattr(rsnorm, name)

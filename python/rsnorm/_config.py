@@ -8,19 +8,14 @@ import sys
 import numpy as np
 
 from . import _rsnorm
-from ._errors import contract_error
+from ._backend import op
 
 
+@op
 def set_num_threads(n: int) -> None:
     """Sets the number of threads rsnorm computes with (1 to 1024; ``RSNORM_NUM_THREADS`` or the
     CPU count when never set), as ``torch.set_num_threads``."""
-    try:
-        _rsnorm.set_num_threads(n)
-    except (OverflowError, TypeError, ValueError) as exc:
-        renamed = contract_error(set_num_threads, (n,), {}, exc)
-        if renamed is None:
-            raise
-        raise renamed from None
+    _rsnorm.set_num_threads(n)
 
 
 def get_num_threads() -> int:

@@ -6,8 +6,8 @@ use crate::element::Element;
 use crate::error::{check_eps, resolve_axis, shape_str, Error, Result};
 pub use crate::norm::channels::RunningStats;
 use crate::norm::channels::{
-    affine_rows, check_momentum, merge_rows, normalize_row_groups, rstd, update_running, RowAffine,
-    RowGrouping,
+    affine_rows, check_momentum, merge_rows, normalize_row_groups, rstd, running_moments,
+    update_running, RowAffine, RowGrouping,
 };
 use crate::norm::columns::{affine_columns, column_moments};
 use crate::reduce::Moments;
@@ -116,9 +116,7 @@ pub unsafe fn batch_norm<S: Element>(
             // SAFETY: as above.
             unsafe { affine_rows(&xv, &yv, |row| params[row % channels])? };
         }
-        return Ok((mean.iter().zip(&var))
-            .map(|(&mean, &var)| Moments::new(1.0, mean, var))
-            .collect());
+        return Ok(running_moments(&mean, &var));
     }
     let total: usize = shape.iter().product();
     let count = total.checked_div(channels).unwrap_or(0);
@@ -180,14 +178,6 @@ pub unsafe fn batch_norm<S: Element>(
         }
     }
     Ok(per_channel)
-}
-
-/// Each statistic's mean and `1/sqrt(var + eps)`, for a backward pass.
-pub fn mean_rstd(moments: &[Moments], eps: f64) -> (Vec<f64>, Vec<f64>) {
-    (
-        moments.iter().map(|m| m.mean).collect(),
-        moments.iter().map(|m| m.rstd(eps)).collect(),
-    )
 }
 
 #[cfg(test)]

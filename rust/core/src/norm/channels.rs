@@ -757,6 +757,21 @@ impl RunningStats<'_> {
     }
 }
 
+/// Running statistics as the statistics a call used: a count of 1 whose M2 is the variance.
+pub fn running_moments(mean: &[f64], var: &[f64]) -> Vec<Moments> {
+    (mean.iter().zip(var))
+        .map(|(&mean, &var)| Moments::new(1.0, mean, var))
+        .collect()
+}
+
+/// Each statistic's mean and `1/sqrt(var + eps)`, as a forward returns them for its backward.
+pub fn mean_rstd(moments: &[Moments], eps: f64) -> (Vec<f64>, Vec<f64>) {
+    (
+        moments.iter().map(|m| m.mean).collect(),
+        moments.iter().map(|m| m.rstd(eps)).collect(),
+    )
+}
+
 /// Checks x is (N, C, spatial…) and returns (N, C, spatial element count).
 pub fn batched_channels(op: &str, shape: &[usize]) -> Result<(usize, usize, usize)> {
     if shape.len() < 2 {

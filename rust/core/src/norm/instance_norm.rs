@@ -4,8 +4,8 @@
 use crate::element::Element;
 use crate::error::{check_eps, shape_str, Error, Result};
 use crate::norm::channels::{
-    affine_rows, batched_channels, check_momentum, normalize_row_groups, rstd, update_running,
-    RowAffine, RowGrouping, RunningStats,
+    affine_rows, batched_channels, check_momentum, normalize_row_groups, rstd, running_moments,
+    update_running, RowAffine, RowGrouping, RunningStats,
 };
 use crate::reduce::Moments;
 use crate::rows::{ArrayMut, ArrayRef};
@@ -69,9 +69,7 @@ pub unsafe fn instance_norm<S: Element>(
                 RowAffine::standardize(mean[r], rstd(var[r], eps), weight, bias, r % channels)
             })?;
         }
-        return Ok((mean.iter().zip(&var))
-            .map(|(&mean, &var)| Moments::new(1.0, mean, var))
-            .collect());
+        return Ok(running_moments(&mean, &var));
     }
     // SAFETY: the caller's contract.
     let per_row = unsafe { instance_statistics(&xv, &yv, weight, bias, channels, &x.shape, eps)? };
