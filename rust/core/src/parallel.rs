@@ -253,12 +253,12 @@ fn join_all(handles: Vec<JoinHandle<()>>) {
 /// its threads, joined when it is dropped (see [`join_all`]).
 struct RayonPool {
     pool: Option<ThreadPool>,
-    handles: Mutex<Vec<JoinHandle<()>>>,
+    handles: Vec<JoinHandle<()>>,
 }
 
 impl RayonPool {
     fn start(threads: usize) -> RayonPool {
-        let handles = Mutex::new(Vec::new());
+        let mut handles = Vec::new();
         let pool = ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("rsnorm-rayon-{i}"))
@@ -270,22 +270,16 @@ impl RayonPool {
                 if let Some(size) = thread.stack_size() {
                     builder = builder.stack_size(size);
                 }
-                let handle = builder.spawn(|| thread.run())?;
-                handles
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(handle);
+                handles.push(builder.spawn(|| thread.run())?);
                 Ok(())
             })
             .build()
             .ok();
-        let handles = if pool.is_some() {
-            handles
-        } else {
+        if pool.is_none() {
             // Threads of a pool that failed to start end without it; nothing will wake them to be
             // joined.
-            Mutex::new(Vec::new())
-        };
+            handles.clear();
+        }
         RayonPool { pool, handles }
     }
 }
@@ -294,9 +288,7 @@ impl Drop for RayonPool {
     fn drop(&mut self) {
         // Dropping the pool tells its threads to end.
         drop(self.pool.take());
-        join_all(std::mem::take(
-            &mut *self.handles.lock().unwrap_or_else(PoisonError::into_inner),
-        ));
+        join_all(std::mem::take(&mut self.handles));
     }
 }
 
