@@ -58,7 +58,8 @@ def busy():
         rsnorm.set_num_threads(2)
         rsnorm.layer_norm(x)
         rsnorm.wasserstein_1d(x[0], x[1])
-threading.Thread(target=busy, daemon=True).start()
+busy_thread = threading.Thread(target=busy)
+busy_thread.start()
 hung = wrong = 0
 for _ in range(FORKS):
     pid = os.fork()
@@ -78,6 +79,10 @@ for _ in range(FORKS):
             break
         time.sleep(0.001)
 stop = True
+# Joined, not a daemon: on Python < 3.14 a daemon thread inside a NumPy call that rsnorm makes
+# (a dtype conversion) at interpreter exit is ended by pthread_exit, whose unwinding aborts when
+# it reaches rsnorm's Rust frames. That is exit, not fork, and this test is about fork.
+busy_thread.join()
 print(hung, wrong)
 """
 

@@ -97,6 +97,12 @@ __all__ = [
     "weight_norm_backward",
 ]
 
-# A forked child inherits the parent's pool object but none of its threads: drop it there.
+# A forked child inherits the parent's pool object but none of its threads: drop it there. No
+# pool starts threads while the process forks (a thread created during a fork can corrupt the
+# child's C library).
 if hasattr(_os, "register_at_fork"):
-    _os.register_at_fork(after_in_child=_rsnorm._after_fork_in_child)
+    _os.register_at_fork(
+        before=_rsnorm._before_fork,
+        after_in_parent=_rsnorm._after_fork_in_parent,
+        after_in_child=_rsnorm._after_fork_in_child,
+    )

@@ -35,6 +35,18 @@ fn get_num_threads() -> usize {
     rsnorm_core::parallel::num_threads()
 }
 
+/// For `os.register_at_fork(before=…)`: no pool starts its threads while the process forks.
+#[pyfunction]
+fn _before_fork() {
+    rsnorm_core::parallel::hold_spawns_for_fork();
+}
+
+/// For `os.register_at_fork(after_in_parent=…)`.
+#[pyfunction]
+fn _after_fork_in_parent() {
+    rsnorm_core::parallel::release_spawns_after_fork();
+}
+
 /// For `os.register_at_fork(after_in_child=…)`: a forked child has no worker threads, so the
 /// inherited pool is dropped and a new one started on first use.
 #[pyfunction]
@@ -116,6 +128,8 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(divergence::wasserstein_1d, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(_before_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(_after_fork_in_parent, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_copy, m)?)?;
