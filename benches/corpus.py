@@ -86,6 +86,18 @@ def _calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], Any]]]:
                             g, x, rsnorm.rms_norm(x, w.shape, w, return_stats=True)[1], w
                         ),
                     )
+                    yield (
+                        f"{key}/add_layer_norm_backward",
+                        lambda x=x, r=res, w=w, b=b, g=g: rsnorm.add_layer_norm_backward(
+                            g, *rsnorm.add_layer_norm(x, r, w, b, return_stats=True)[1:], w, b, r
+                        ),
+                    )
+                    yield (
+                        f"{key}/add_rms_norm_backward",
+                        lambda x=x, r=res, w=w, g=g: rsnorm.add_rms_norm_backward(
+                            g, *rsnorm.add_rms_norm(x, r, w, return_stats=True)[1:], w, r
+                        ),
+                    )
                     yield f"{key}/l2_normalize", lambda x=x: rsnorm.l2_normalize(x)
                     yield f"{key}/l2_normalize_backward", lambda x=x, g=g: rsnorm.l2_normalize_backward(g, x)
                     yield f"{key}/selu", lambda x=x: rsnorm.selu(x)
@@ -208,8 +220,44 @@ def _calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], Any]]]:
                                 g, x, *rsnorm.instance_norm(x, weight=w, return_stats=True)[1:], w
                             ),
                         )
+                        yield (
+                            f"{key}/InstanceNorm.eval.backward",
+                            lambda x=x, w=w, g=g: _layer_pass(
+                                rsnorm.nn.InstanceNorm(
+                                    x.shape[1], affine=True, track_running_stats=True, dtype=x.dtype
+                                ),
+                                x,
+                                g,
+                                w,
+                            ),
+                        )
+                    for training in (True, False):
+                        yield (
+                            f"{key}/BatchNorm.mean_only{training}.backward",
+                            lambda x=x, a=axis, t=training, w=w, g=g: _layer_pass(
+                                rsnorm.nn.BatchNorm(x.shape[a], axis=a, mean_only=True, dtype=x.dtype).train(
+                                    t
+                                ),
+                                x,
+                                np.ascontiguousarray(g.transpose(0, 2, 3, 1)) if a == -1 else g,
+                                w,
+                            ),
+                        )
+                    if axis == 1:
                         yield f"{key}/lrn", lambda x=x: rsnorm.local_response_norm(x, 3)
                         yield f"{key}/lrn40", lambda x=x: rsnorm.local_response_norm(x, 40)
+
+
+def _layer_pass(layer: Any, x: Any, grad_out: Any, weight: Any) -> list[Any]:
+    """A layer's forward and backward from set parameters and running statistics: outputs and
+    gradients. Evaluation mode uses running statistics of a training pass on `x` first."""
+    layer.parameters()["weight"][...] = weight
+    training = layer.training
+    layer.train()(x)
+    layer.train(training)
+    y = layer(x)
+    dx = layer.backward(grad_out)
+    return [y, dx, *(layer.grad[name] for name in sorted(layer.grad))]
 
 
 def _optimizer_calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], Any]]]:

@@ -164,6 +164,73 @@ def test_batch_norm_gradients_training_and_eval(rn, shape, axis, affine, seed):
     check(dx, numeric_grad(loss, x), "batch_norm eval dx")
 
 
+@given(
+    st.sampled_from([(4, 3), (3, 2, 4), (2, 3, 40)]),
+    st.sampled_from([1, -1]),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 2**31),
+)
+@settings(max_examples=20, deadline=None)
+def test_mean_only_batch_norm_gradients(rn, shape, axis, affine, training, seed):
+    rng = np.random.default_rng(seed)
+    x, go = rng.standard_normal(shape) * 3 + 0.5, rng.standard_normal(shape)
+    c = shape[axis]
+    w = rng.standard_normal(c) if affine else None
+    b = rng.standard_normal(c) if affine else None
+    rm = rng.standard_normal(c)
+
+    def forward() -> np.ndarray:
+        return rn.batch_norm(x, rm.copy(), None, w, b, training=training, axis=axis, mean_only=True)
+
+    _, mean, rstd = rn.batch_norm(
+        x, rm.copy(), None, w, b, training=training, axis=axis, mean_only=True, return_stats=True
+    )
+    dx, dw, db = rn.batch_norm_backward(go, x, mean, rstd, w, training=training, axis=axis, mean_only=True)
+    loss = lambda: float((go * forward()).sum())  # noqa: E731
+    check(dx, numeric_grad(loss, x), "mean-only dx")
+    if affine:
+        check(dw, numeric_grad(loss, w), "mean-only dweight")
+        check(db, numeric_grad(loss, b), "mean-only dbias")
+    # The forward scaled by 1: rstd is not read.
+    again = rn.batch_norm_backward(go, x, mean, rstd * 0 + 7, w, training=training, axis=axis, mean_only=True)
+    np.testing.assert_array_equal(again[0], dx)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5), (3, 2, 6, 6)])
+def test_instance_norm_eval_gradients(rn, rng, shape):
+    """With running statistics (use_input_stats=False) the statistics are constants."""
+    x, go = rng.standard_normal(shape), rng.standard_normal(shape)
+    c = shape[1]
+    w, b = rng.standard_normal(c), rng.standard_normal(c)
+    rm, rv = rng.standard_normal(c), rng.random(c) + 0.5
+
+    def forward() -> np.ndarray:
+        return rn.instance_norm(x, rm, rv, w, b, use_input_stats=False)
+
+    _, mean, rstd = rn.instance_norm(x, rm, rv, w, b, use_input_stats=False, return_stats=True)
+    dx, dw, db = rn.instance_norm_backward(go, x, mean, rstd, w, use_input_stats=False)
+    loss = lambda: float((go * forward()).sum())  # noqa: E731
+    check(dx, numeric_grad(loss, x), "instance_norm eval dx")
+    check(dw, numeric_grad(loss, w), "instance_norm eval dweight")
+    check(db, numeric_grad(loss, b), "instance_norm eval dbias")
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((4, 3, 40), 1), ((4, 5, 3), -1)])
+def test_eval_gradient_is_finite_where_x_is_infinite(rn, rng, shape, axis):
+    """dx = go·w·rstd in evaluation mode: an infinite x (rows path and columns path) must not make
+    its gradient NaN."""
+    x, go = rng.standard_normal(shape), rng.standard_normal(shape)
+    x[1, 1, 2] = np.inf
+    c = shape[axis]
+    w, rm, rv = rng.standard_normal(c), rng.standard_normal(c), rng.random(c) + 0.5
+    _, mean, rstd = rn.batch_norm(x, rm, rv, w, training=False, axis=axis, return_stats=True)
+    dx, _, _ = rn.batch_norm_backward(go, x, mean, rstd, w, training=False, axis=axis)
+    bshape = [1] * len(shape)
+    bshape[axis] = c
+    np.testing.assert_allclose(dx, go * (w / np.sqrt(rv + 1e-5)).reshape(bshape), rtol=1e-12)
+
+
 @given(st.sampled_from([(2, 4, 3), (1, 6, 2, 2), (3, 2, 5)]), st.booleans(), st.integers(0, 2**31))
 @settings(max_examples=20, deadline=None)
 def test_group_and_instance_norm_gradients(shape, affine, seed):

@@ -16,6 +16,7 @@ __all__ = [
     "_after_fork_in_child",
     "_after_fork_in_parent",
     "_before_fork",
+    "_check_num_groups",
     "_parallel_copy",
     "add_layer_norm",
     "add_layer_norm_backward",
@@ -186,9 +187,15 @@ def batch_norm_backward(
     weight: _ArrayLike | None = None,
     training: bool = True,
     axis: int = 1,
+    mean_only: bool = False,
 ) -> tuple[_Array, _Array | None, _Array]: ...
 def instance_norm_backward(
-    grad_out: _ArrayLike, x: _ArrayLike, mean: _ArrayLike, rstd: _ArrayLike, weight: _ArrayLike | None = None
+    grad_out: _ArrayLike,
+    x: _ArrayLike,
+    mean: _ArrayLike,
+    rstd: _ArrayLike,
+    weight: _ArrayLike | None = None,
+    use_input_stats: bool = True,
 ) -> tuple[_Array, _Array | None, _Array]: ...
 def group_norm_backward(
     grad_out: _ArrayLike,
@@ -241,4 +248,5 @@ def simd_level() -> str: ...
 def _after_fork_in_child() -> None: ...
 def _after_fork_in_parent() -> None: ...
 def _before_fork() -> None: ...
+def _check_num_groups(op: str, num_groups: int, channels: int) -> None: ...
 def _parallel_copy(src: _Array, dst: _Array) -> None: ...

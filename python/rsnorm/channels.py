@@ -77,10 +77,12 @@ def batch_norm_backward(
     *,
     training: bool = True,
     axis: int = 1,
+    mean_only: bool = False,
 ) -> tuple[Array, Array | None, Array]:
     """Gradients ``(dx, dweight, dbias)`` of ``batch_norm``; ``training=False`` is the evaluation-mode
-    gradient (the statistics are constants)."""
-    return _rsnorm.batch_norm_backward(grad_out, x, mean, rstd, weight, training, axis)
+    gradient (the statistics are constants), ``mean_only=True`` that of mean-only batch norm (which
+    does not scale: ``rstd`` is not read)."""
+    return _rsnorm.batch_norm_backward(grad_out, x, mean, rstd, weight, training, axis, mean_only)
 
 
 @op
@@ -108,10 +110,18 @@ def instance_norm(
 
 @op
 def instance_norm_backward(
-    grad_out: ArrayLike, x: ArrayLike, mean: ArrayLike, rstd: ArrayLike, weight: ArrayLike | None = None
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    mean: ArrayLike,
+    rstd: ArrayLike,
+    weight: ArrayLike | None = None,
+    *,
+    use_input_stats: bool = True,
 ) -> tuple[Array, Array | None, Array]:
-    """Gradients ``(dx, dweight, dbias)`` of ``instance_norm`` with the instances' own statistics."""
-    return _rsnorm.instance_norm_backward(grad_out, x, mean, rstd, weight)
+    """Gradients ``(dx, dweight, dbias)`` of ``instance_norm`` from its ``(N, C)`` statistics;
+    ``use_input_stats=False`` (the forward normalized with running statistics) treats them as
+    constants."""
+    return _rsnorm.instance_norm_backward(grad_out, x, mean, rstd, weight, use_input_stats)
 
 
 @op

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import _rsnorm
 from ._backend import host_array
 from .channels import (
     batch_norm,
@@ -285,30 +286,11 @@ class BatchNorm(_RunningStats):
     def backward(self, grad_out: npt.ArrayLike) -> Array:
         x, mean, rstd, batch_stats = self._saved_for_backward()
         weight = self._parameters["weight"]
-        if self.mean_only:
-            go = host_array("BatchNorm.backward", "grad_out", grad_out)
-            return self._mean_only_backward(go, np.asarray(x), batch_stats)
         dx, dw, db = batch_norm_backward(
-            grad_out, x, mean, rstd, weight, training=batch_stats, axis=self.axis
+            grad_out, x, mean, rstd, weight, training=batch_stats, axis=self.axis, mean_only=self.mean_only
         )
         self._set_grads(weight=dw, bias=db)
         return dx
-
-    def _mean_only_backward(self, grad_out: Array, x: Array, batch_stats: bool) -> Array:
-        """y = (x − mean)·w + b: dx = w·(go − mean(go)) when the mean is the batch's, else w·go."""
-        axis = self.axis % x.ndim
-        axes = tuple(i for i in range(x.ndim) if i != axis)
-        shape = [1] * x.ndim
-        shape[axis] = -1
-        weight = self._parameters["weight"]
-        w = np.ones(x.shape[axis]) if weight is None else weight.astype(np.float64)
-        go = grad_out.astype(np.float64)
-        centered = go - go.mean(axis=axes, keepdims=True) if batch_stats else go
-        mean = self._saved_for_backward()[1].astype(np.float64).reshape(shape)
-        self._set_grads(
-            weight=((x - mean) * go).sum(axis=axes).astype(x.dtype), bias=go.sum(axis=axes).astype(x.dtype)
-        )
-        return (centered * w.reshape(shape)).astype(x.dtype)
 
 
 class InstanceNorm(_RunningStats):
@@ -347,19 +329,7 @@ class InstanceNorm(_RunningStats):
     def backward(self, grad_out: npt.ArrayLike) -> Array:
         x, mean, rstd, use_input_stats = self._saved_for_backward()
         weight = self._parameters["weight"]
-        if not use_input_stats:
-            # Running statistics are constants: per-channel, like BatchNorm in eval mode.
-            c = np.asarray(x).shape[1]
-            dx, dw, db = batch_norm_backward(
-                grad_out,
-                x,
-                np.asarray(mean).reshape(-1, c)[0],
-                np.asarray(rstd).reshape(-1, c)[0],
-                weight,
-                training=False,
-            )
-        else:
-            dx, dw, db = instance_norm_backward(grad_out, x, mean, rstd, weight)
+        dx, dw, db = instance_norm_backward(grad_out, x, mean, rstd, weight, use_input_stats=use_input_stats)
         self._set_grads(weight=dw, bias=db)
         return dx
 
@@ -376,10 +346,7 @@ class GroupNorm(Module):
         dtype: npt.DTypeLike = np.float32,
     ) -> None:
         super().__init__()
-        if num_groups < 1 or num_channels % num_groups:
-            raise ValueError(
-                f"GroupNorm: num_groups={num_groups} must be >= 1 and divide num_channels={num_channels}"
-            )
+        _rsnorm._check_num_groups("GroupNorm", num_groups, num_channels)
         self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
         self._parameters["weight"] = np.ones(num_channels, dtype) if affine else None
         self._parameters["bias"] = np.zeros(num_channels, dtype) if affine else None

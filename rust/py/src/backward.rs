@@ -2,18 +2,17 @@
 //! `return_stats=True` and returns PyTorch's autograd gradients (None for a parameter not given).
 
 use crate::dispatch::{
-    as_ndarray, channel_param, element_strides, f64_array, f64_array_like, float_array, output,
-    param, param_slice, permuted, resolve_axis, rows_mut, rows_ref, rows_ref_as, same_as_x,
-    shape_str, with_float_array, Storage,
+    array_mut, array_ref, as_ndarray, channel_param, element_strides, f64_array, f64_array_like,
+    float_array, output, param, param_slice, permuted, resolve_axis, rows_mut, rows_ref,
+    rows_ref_as, same_as_x, shape_str, with_float_array, Storage,
 };
-use crate::errors::{compute, type_error, value_error};
+use crate::errors::{compute, core_error, type_error, value_error};
 use numpy::{PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rsnorm_core::layout::Rows;
-use rsnorm_core::norm::backward::{self as bw, GroupedRows};
-use rsnorm_core::norm::batch_norm::COLUMN_PATH_BELOW;
-use rsnorm_core::rows::RowsMut;
+use rsnorm_core::norm::backward::{self as bw, ChannelStats};
+use rsnorm_core::rows::{ArrayMut, ArrayRef, RowsMut};
 
 /// Forward statistics (mean, rstd) as f64, `expected` values in any shape with that many elements.
 fn stats_values(
@@ -104,19 +103,20 @@ fn row_backward_typed<'py, S: Storage>(
     if let Some(b) = a.bias {
         param::<S>(py, op, "bias", Some(b), &norm_shape)?;
     }
+    let extra = a
+        .grad_sum
+        .map(|g| same_as_x::<S>(op, "grad_residual_out", g, &shape))
+        .transpose()?;
+    let extra = extra.as_ref().map(|e| rows_ref(e, k));
     let dx = output::<S>(py, op, "dx", None, &shape)?;
     let (gv, dv) = (rows_ref(&go, k), rows_mut(&dx, k));
     let w = param_slice(weight.as_ref());
     let want_params = weight.is_some() || bias_given;
     // SAFETY: views of live arrays; dx is fresh.
     let sums = compute(py, || unsafe {
-        bw::row_norm_backward(&gv, &xv, &dv, mean.as_deref(), &rstd, w, want_params)
+        let (mean, extra) = (mean.as_deref(), extra.as_ref());
+        bw::row_norm_backward(&gv, &xv, &dv, mean, &rstd, w, want_params, extra)
     })?;
-    if let Some(extra) = a.grad_sum {
-        // The fused add's second output also received a gradient: it adds to d(x + residual).
-        let extra = same_as_x::<S>(op, "grad_residual_out", extra, &shape)?;
-        dx.call_method1("__iadd__", (extra,))?;
-    }
     let dweight = weight
         .is_some()
         .then(|| f64_array::<S>(py, &sums.dweight, &norm_shape))
@@ -243,115 +243,54 @@ pub(crate) fn add_rms_norm_backward<'py>(
     tuple(py, vec![Some(dx.clone()), Some(dx), dw])
 }
 
-/// Which channel-wise norm a grouped backward is for.
-#[derive(Clone, Copy)]
-enum Grouping {
-    /// BatchNorm: statistics per channel at `axis`.
-    Batch { axis: usize, training: bool },
-    /// InstanceNorm: statistics per (n, c).
-    Instance,
-    /// GroupNorm: statistics per (n, g).
-    Group { groups: usize },
-}
+/// A channel-wise backward's core entry, given (grad_out, x, dx, (mean, rstd), weight).
+type ChannelBackward<S> = dyn FnOnce(
+        &ArrayRef<S>,
+        &ArrayRef<S>,
+        &ArrayMut<S>,
+        (&[f64], &[f64]),
+        Option<&[f64]>,
+    ) -> rsnorm_core::Result<(Vec<f64>, Vec<f64>)>
+    + Send;
 
-fn grouped_backward_typed<'py, S: Storage>(
+/// Parses a channel-wise backward's arguments (statistics laid out as `stats` says), calls
+/// `core_call` and returns (dx, dweight, dbias).
+#[allow(clippy::too_many_arguments)]
+fn channel_backward_typed<'py, S: Storage>(
     py: Python<'py>,
     op: &str,
     x: Bound<'py, PyArrayDyn<S>>,
-    grad_out: &Bound<'py, PyAny>,
-    mean: &Bound<'py, PyAny>,
-    rstd: &Bound<'py, PyAny>,
+    (grad_out, mean, rstd): (&Bound<'py, PyAny>, &Bound<'py, PyAny>, &Bound<'py, PyAny>),
     weight: Option<&Bound<'py, PyAny>>,
-    grouping: Grouping,
+    stats: ChannelStats,
+    core_call: Box<ChannelBackward<S>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let shape = x.shape().to_vec();
+    let (channels, n_stats) = stats.counts(op, &shape).map_err(core_error)?;
     let go = same_as_x::<S>(op, "grad_out", grad_out, &shape)?;
-    let (inner_ndim, channels, n_stats, training) = match grouping {
-        Grouping::Batch { axis, training } => {
-            (shape.len() - axis - 1, shape[axis], shape[axis], training)
-        }
-        Grouping::Instance | Grouping::Group { .. } => {
-            if shape.len() < 2 {
-                return Err(value_error(format!(
-                    "{op}: x must be (N, C, ...), got shape {}",
-                    shape_str(&shape)
-                )));
-            }
-            let n_stats = match grouping {
-                Grouping::Group { groups } => shape[0] * groups,
-                _ => shape[0] * shape[1],
-            };
-            (shape.len() - 2, shape[1], n_stats, true)
-        }
-    };
-    if let Grouping::Group { groups } = grouping {
-        if groups == 0 || channels % groups != 0 {
-            return Err(value_error(format!(
-                "{op}: num_groups={groups} must be >= 1 and divide the {channels} channels"
-            )));
-        }
-    }
     let mean = stats_values(op, "mean", mean, n_stats)?;
     let rstd = stats_values(op, "rstd", rstd, n_stats)?;
     let weight = channel_param::<S>(py, op, "weight", weight, channels)?;
     let dx = output::<S>(py, op, "dx", None, &shape)?;
-    let inner_len: usize = shape[shape.len() - inner_ndim..].iter().product();
-    // Channel last (as the forward): rows of (channel, inner) values, sums down columns.
-    let by_columns = matches!(grouping, Grouping::Batch { .. }) && inner_len < COLUMN_PATH_BELOW;
-    let row_dims = if by_columns {
-        inner_ndim + 1
-    } else {
-        inner_ndim
-    };
-    let (xv, gv, dv) = (
-        rows_ref(&x, row_dims),
-        rows_ref(&go, row_dims),
-        rows_mut(&dx, row_dims),
-    );
-    let per_group = match grouping {
-        Grouping::Group { groups } => channels / groups,
-        _ => 1,
-    };
-    let stat_of_row = move |r: usize| match grouping {
-        Grouping::Batch { .. } => r % channels,
-        Grouping::Instance => r,
-        Grouping::Group { groups } => (r / channels) * groups + (r % channels) / per_group,
-    };
-    let channel_of_row = move |r: usize| r % channels;
-    let layout = GroupedRows {
-        stat_of_row: &stat_of_row,
-        channel_of_row: &channel_of_row,
-        channels,
-    };
+    let (xv, gv, dv) = (array_ref(&x), array_ref(&go), array_mut(&dx));
     let w = weight.as_deref();
     // SAFETY: views of live arrays; dx is fresh.
-    let (dweight, dbias) = compute(py, || unsafe {
-        if by_columns {
-            bw::column_batch_norm_backward(&gv, &xv, &dv, inner_len, &mean, &rstd, w, training)
-        } else {
-            bw::grouped_norm_backward(&gv, &xv, &dv, &mean, &rstd, w, training, &layout)
-        }
-    })?;
+    let (dweight, dbias) = compute(py, || core_call(&gv, &xv, &dv, (&mean, &rstd), w))?;
     let dweight = weight
         .is_some()
         .then(|| f64_array::<S>(py, &dweight, &[channels]))
         .transpose()?;
-    tuple(
-        py,
-        vec![
-            Some(dx.into_any()),
-            dweight,
-            Some(f64_array::<S>(py, &dbias, &[channels])?),
-        ],
-    )
+    let dbias = f64_array::<S>(py, &dbias, &[channels])?;
+    tuple(py, vec![Some(dx.into_any()), dweight, Some(dbias)])
 }
 
 /// BatchNorm backward: (dx, dweight, dbias) from grad_out, x and the statistics the forward used
 /// (`batch_norm(..., return_stats=True)`). `training=True` includes the terms through the batch
-/// mean and variance; `training=False` treats them as constants (eval mode). dweight is None when
-/// weight is None.
+/// mean and variance; `training=False` treats them as constants (eval mode). `mean_only=True` is
+/// the gradient of mean-only BatchNorm (rstd is not read). dweight is None when weight is None.
 #[pyfunction]
-#[pyo3(signature = (grad_out, x, mean, rstd, weight=None, training=true, axis=1))]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight=None, training=true, axis=1, mean_only=false))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn batch_norm_backward<'py>(
     py: Python<'py>,
     grad_out: &Bound<'py, PyAny>,
@@ -361,17 +300,24 @@ pub(crate) fn batch_norm_backward<'py>(
     weight: Option<&Bound<'py, PyAny>>,
     training: bool,
     axis: i64,
+    mean_only: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let op = "batch_norm_backward";
-    with_float_array!(float_array(op, "x", x)?, x => {
-        let grouping = Grouping::Batch { axis: resolve_axis(op, axis, x.ndim())?, training };
-        grouped_backward_typed(py, op, x, grad_out, mean, rstd, weight, grouping)
+    use rsnorm_core::norm::batch_norm::{batch_norm_backward as core_call, BACKWARD_OP as OP};
+    with_float_array!(float_array(OP, "x", x)?, x => {
+        let axis = resolve_axis(OP, axis, x.ndim())?;
+        // SAFETY (of the call): views of live arrays of x's shape; dx is fresh.
+        let call = Box::new(move |go: &_, x: &_, dx: &_, stats: (&[f64], &[f64]), w: Option<&[f64]>| unsafe {
+            core_call(go, x, dx, stats, w, axis, training, mean_only)
+        });
+        let stats = ChannelStats::Channel { axis };
+        channel_backward_typed(py, OP, x, (grad_out, mean, rstd), weight, stats, call)
     })
 }
 
-/// InstanceNorm backward: (dx, dweight, dbias); mean/rstd are the forward's (N, C) statistics.
+/// InstanceNorm backward: (dx, dweight, dbias); mean/rstd are the forward's (N, C) statistics,
+/// constants when the forward had `use_input_stats=False`.
 #[pyfunction]
-#[pyo3(signature = (grad_out, x, mean, rstd, weight=None))]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight=None, use_input_stats=true))]
 pub(crate) fn instance_norm_backward<'py>(
     py: Python<'py>,
     grad_out: &Bound<'py, PyAny>,
@@ -379,10 +325,18 @@ pub(crate) fn instance_norm_backward<'py>(
     mean: &Bound<'py, PyAny>,
     rstd: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
+    use_input_stats: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let op = "instance_norm_backward";
-    with_float_array!(float_array(op, "x", x)?, x => {
-        grouped_backward_typed(py, op, x, grad_out, mean, rstd, weight, Grouping::Instance)
+    use rsnorm_core::norm::instance_norm::{
+        instance_norm_backward as core_call, BACKWARD_OP as OP,
+    };
+    with_float_array!(float_array(OP, "x", x)?, x => {
+        // SAFETY (of the call): views of live arrays of x's shape; dx is fresh.
+        let call = Box::new(move |go: &_, x: &_, dx: &_, stats: (&[f64], &[f64]), w: Option<&[f64]>| unsafe {
+            core_call(go, x, dx, stats, w, use_input_stats)
+        });
+        let stats = ChannelStats::Instance;
+        channel_backward_typed(py, OP, x, (grad_out, mean, rstd), weight, stats, call)
     })
 }
 
@@ -398,10 +352,14 @@ pub(crate) fn group_norm_backward<'py>(
     weight: Option<&Bound<'py, PyAny>>,
     num_groups: i64,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let op = "group_norm_backward";
-    let groups = usize::try_from(num_groups).unwrap_or(0);
-    with_float_array!(float_array(op, "x", x)?, x => {
-        grouped_backward_typed(py, op, x, grad_out, mean, rstd, weight, Grouping::Group { groups })
+    use rsnorm_core::norm::group_norm::{self as core, BACKWARD_OP as OP};
+    with_float_array!(float_array(OP, "x", x)?, x => {
+        let stats = core::backward_stats(x.shape(), num_groups).map_err(core_error)?;
+        // SAFETY (of the call): views of live arrays of x's shape; dx is fresh.
+        let call = Box::new(move |go: &_, x: &_, dx: &_, stats: (&[f64], &[f64]), w: Option<&[f64]>| unsafe {
+            core::group_norm_backward(go, x, dx, stats, w, num_groups)
+        });
+        channel_backward_typed(py, OP, x, (grad_out, mean, rstd), weight, stats, call)
     })
 }
 

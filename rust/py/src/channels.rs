@@ -2,7 +2,7 @@
 
 use crate::dispatch::{
     array_mut, array_ref, channel_param, check_disjoint, float_array, is_writeable, output,
-    rows_mut, rows_ref, shape_str, unaliased, with_float_array, Storage,
+    shape_str, unaliased, with_float_array, Storage,
 };
 use crate::errors::{compute, core_error, type_error, value_error};
 use numpy::{
@@ -11,11 +11,9 @@ use numpy::{
 };
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use rsnorm_core::error::check_eps;
 use rsnorm_core::norm::batch_norm::{self as core_batch_norm, BatchNormOptions, RunningStats};
-use rsnorm_core::norm::channels::{
-    batched_channels, check_groups, mean_rstd, normalize_row_groups, RowGrouping,
-};
+use rsnorm_core::norm::channels::mean_rstd;
+use rsnorm_core::norm::group_norm::{self as core_group_norm, GroupNormOptions};
 use rsnorm_core::norm::instance_norm::{self as core_instance_norm, InstanceNormOptions};
 use rsnorm_core::reduce::Moments;
 use rsnorm_core::Float;
@@ -360,63 +358,46 @@ pub(crate) fn group_norm<'py>(
     return_stats: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     with_float_array!(float_array("group_norm", "x", x)?, x => {
-        group_norm_typed(py, x, num_groups, weight, bias, eps, out, return_stats)
+        let options = GroupNormOptions { num_groups, eps };
+        group_norm_typed(py, x, options, weight, bias, out, return_stats)
     })
 }
 
 fn group_norm_typed<'py, S: Storage>(
     py: Python<'py>,
     x: Bound<'py, PyArrayDyn<S>>,
-    num_groups: i64,
+    options: GroupNormOptions,
     weight: Option<&Bound<'py, PyAny>>,
     bias: Option<&Bound<'py, PyAny>>,
-    eps: f64,
     out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "group_norm";
-    check_eps(OP, eps).map_err(crate::errors::core_error)?;
     let shape = x.shape().to_vec();
-    let (batch, channels, spatial) = batched_channels(OP, &shape).map_err(core_error)?;
-    if num_groups < 1 {
-        return Err(value_error(format!(
-            "{OP}: num_groups={num_groups} must be >= 1 and divide the {channels} channels"
-        )));
-    }
-    let groups = num_groups as usize;
-    check_groups(channels, groups).map_err(crate::errors::core_error)?;
-    let per_group = channels / groups;
-    if per_group * spatial == 0 && batch > 0 {
-        return Err(value_error(format!(
-            "{OP}: each group has zero elements in x of shape {}",
-            shape_str(&shape)
-        )));
-    }
+    let (batch, channels, groups) = options.check(&shape).map_err(core_error)?;
     let weight = channel_param::<S>(py, OP, "weight", weight, channels)?;
     let bias = channel_param::<S>(py, OP, "bias", bias, channels)?;
     let y = output::<S>(py, OP, "out", out, &shape)?;
     let x = unaliased(x, &[&y])?;
-    let inner_ndim = shape.len() - 2;
-    let (xv, yv) = (rows_ref(&x, inner_ndim), rows_mut(&y, inner_ndim));
+    let (xv, yv) = (array_ref(&x), array_mut(&y));
     let (w, b) = (weight.as_deref(), bias.as_deref());
-    // Rows (sample, channel); a group is `per_group` consecutive rows.
-    let grouping = RowGrouping::Consecutive { len: per_group };
     // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-    let per_group_moments = compute(py, || unsafe {
-        normalize_row_groups(&xv, &yv, grouping, eps, |row, g| {
-            g.affine(w, b, row % channels)
-        })
+    let moments = compute(py, || unsafe {
+        core_group_norm::group_norm(&xv, &yv, w, b, &options)
     })?;
-    // Statistics only when returned (see batch_norm).
-    let stats = if return_stats {
-        Some(stats_pair::<S>(
-            py,
-            &per_group_moments,
-            eps,
-            &[batch, groups],
-        )?)
-    } else {
-        None
-    };
+    // Statistics only when returned (see instance_norm).
+    let stats = return_stats
+        .then(|| stats_pair::<S>(py, &moments, options.eps, &[batch, groups]))
+        .transpose()?;
     result(py, y.into_any(), stats)
+}
+
+/// GroupNorm's check of `num_groups` against a channel count, for the layer's constructor (a
+/// negative count is left to the array it sizes).
+#[pyfunction]
+pub(crate) fn _check_num_groups(op: &str, num_groups: i64, channels: i64) -> PyResult<()> {
+    let channels = usize::try_from(channels).unwrap_or(0);
+    core_group_norm::groups(op, num_groups, channels)
+        .map(drop)
+        .map_err(core_error)
 }

@@ -11,7 +11,9 @@ use super::split_mean;
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
 use crate::reduce::{widened_sum, ColumnSums, LANES};
-use crate::rows::{block_rows, check_same_rows, map_row_blocks, map_rows, RowsMut, RowsRef};
+use crate::rows::{
+    block_rows, check_same_rows, map_row_blocks, map_rows, ArrayMut, ArrayRef, RowsMut, RowsRef,
+};
 
 /// (Σ g, Σ g·x̂) over a row with g = go·w, x̂ = ((x − hi) − lo)·rstd: lanes of `T` indexed by
 /// constants (so they stay in registers), folded to f64 every 1024 elements by a fixed tree; the
@@ -79,11 +81,13 @@ pub struct ParamGradSums {
 }
 
 /// LayerNorm (`mean` given) or RMSNorm (`mean` None) backward over rows of any layout.
-/// `mean`/`rstd` are the forward's per-row statistics. Returns Σ go·x̂ and Σ go per row element
-/// (empty vectors when `param_grads` is false).
+/// `mean`/`rstd` are the forward's per-row statistics. `grad_sum`, for the fused add forms, is
+/// the gradient that reached their `x + residual` output: it adds to dx. Returns Σ go·x̂ and Σ go
+/// per row element (empty vectors when `param_grads` is false).
 ///
 /// # Safety
-/// As [`map_rows`]; `dx` may be `grad_out` itself.
+/// As [`map_rows`]; `dx` may be `grad_out` itself, not `grad_sum`.
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn row_norm_backward<S: Element>(
     grad_out: &RowsRef<S>,
     x: &RowsRef<S>,
@@ -92,6 +96,7 @@ pub unsafe fn row_norm_backward<S: Element>(
     rstd: &[f64],
     weight: Option<&[S::Compute]>,
     param_grads: bool,
+    grad_sum: Option<&RowsRef<S>>,
 ) -> Result<ParamGradSums> {
     // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
     crate::simd::streaming(|| {
@@ -179,6 +184,22 @@ pub unsafe fn row_norm_backward<S: Element>(
                 },
             )
         };
+        if let Some(extra) = grad_sum {
+            // A second pass, adding to dx as stored (rounded to S): what NumPy's `dx += extra`
+            // gave when the binding did it.
+            let stored = RowsRef {
+                ptr: dx.ptr.cast_const(),
+                rows: dx.rows.clone(),
+            };
+            // SAFETY: forwarded from the caller; `stored` is `dx` itself (in place).
+            unsafe {
+                crate::rows::map_elements([&stored, extra], dx, |[d, e], out| {
+                    for ((o, &d), &e) in out.iter_mut().zip(d).zip(e) {
+                        *o = d + e;
+                    }
+                })?;
+            }
+        }
         let (dweight, dbias) = ColumnSums::fold_in_order(blocks, sums_len);
         Ok(ParamGradSums { dweight, dbias })
     })
@@ -193,9 +214,30 @@ pub struct GroupedRows<'a> {
     pub channels: usize,
 }
 
-/// BatchNorm / InstanceNorm / GroupNorm backward over rows of one channel each. `training`
-/// false is BatchNorm's eval mode: the statistics are constants, dx = go·w·rstd. Returns
-/// (dweight, dbias) per channel.
+/// How the forward used its statistics, which decides the input gradient's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsUse {
+    /// The batch's mean and variance (training): dx has the terms through both.
+    Batch,
+    /// The batch's mean only (mean-only BatchNorm, whose rstd is 1): dx = w·(go − mean(go)).
+    BatchMean,
+    /// Constants (running statistics in evaluation): dx = go·w·rstd.
+    Constant,
+}
+
+impl StatsUse {
+    /// (mean(g), mean(g·x̂)) from their sums over `count` elements, as [`dx_params`] takes them.
+    fn means(self, a: f64, b: f64, count: f64) -> Option<(f64, f64)> {
+        match self {
+            StatsUse::Batch => Some((a / count, b / count)),
+            StatsUse::BatchMean => Some((a / count, 0.0)),
+            StatsUse::Constant => None,
+        }
+    }
+}
+
+/// BatchNorm / InstanceNorm / GroupNorm backward over rows of one channel each (see
+/// [`channel_norm_backward`] for the entry point). Returns (dweight, dbias) per channel.
 ///
 /// # Safety
 /// As [`map_rows`]; `dx` may be `grad_out` itself.
@@ -206,7 +248,7 @@ pub unsafe fn grouped_norm_backward<S: Element>(
     mean: &[f64],
     rstd: &[f64],
     weight: Option<&[f64]>,
-    training: bool,
+    stats_use: StatsUse,
     layout: &GroupedRows<'_>,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
@@ -274,12 +316,94 @@ pub unsafe fn grouped_norm_backward<S: Element>(
         unsafe {
             super::channels::affine_rows_with_grad(grad_out, x, dx, |row| {
                 let (s, c) = row_map[row];
-                let means = training.then(|| (a[s] / count[s], b[s] / count[s]));
+                let means = stats_use.means(a[s], b[s], count[s]);
                 dx_params(mean[s], rstd[s], weight.map_or(1.0, |w| w[c]), means)
             })?;
         }
         Ok((dweight, dbias))
     })
+}
+
+/// Which statistics the rows of a channel-wise norm share.
+#[derive(Clone, Copy, Debug)]
+pub enum ChannelStats {
+    /// One per channel at `axis` (BatchNorm).
+    Channel { axis: usize },
+    /// One per (sample, channel) of (N, C, ...) (InstanceNorm).
+    Instance,
+    /// One per (sample, group) of (N, C, ...), `groups` dividing C (GroupNorm).
+    Group { groups: usize },
+}
+
+impl ChannelStats {
+    /// (channels, statistics) of an x of `shape`, after checking its rank.
+    pub fn counts(self, op: &str, shape: &[usize]) -> Result<(usize, usize)> {
+        match self {
+            ChannelStats::Channel { axis } => Ok((shape[axis], shape[axis])),
+            ChannelStats::Instance | ChannelStats::Group { .. } => {
+                let (batch, channels, _) = super::channels::batched_channels(op, shape)?;
+                let per_sample = match self {
+                    ChannelStats::Group { groups } => groups,
+                    _ => channels,
+                };
+                Ok((channels, batch * per_sample))
+            }
+        }
+    }
+}
+
+/// The backward of a channel-wise norm: from `grad_out`, `x` and the forward's statistics (as
+/// [`ChannelStats`] lays them out, `stats.counts` values each), writes dx and returns (dweight,
+/// dbias) per channel. Channel-last BatchNorm data (short runs after the channel axis) runs down
+/// columns, as its forward does.
+///
+/// # Safety
+/// The views describe live arrays of the same shape; `dx` may be `grad_out` itself.
+pub unsafe fn channel_norm_backward<S: Element>(
+    op: &str,
+    grad_out: &ArrayRef<S>,
+    x: &ArrayRef<S>,
+    dx: &ArrayMut<S>,
+    (mean, rstd): (&[f64], &[f64]),
+    weight: Option<&[f64]>,
+    stats: ChannelStats,
+    stats_use: StatsUse,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let shape = &x.shape;
+    let (channels, _) = stats.counts(op, shape)?;
+    let inner_ndim = match stats {
+        ChannelStats::Channel { axis } => shape.len() - axis - 1,
+        _ => shape.len() - 2,
+    };
+    let inner_len: usize = shape[shape.len() - inner_ndim..].iter().product();
+    // Channel last (as the forward): rows of (channel, inner) values, sums down columns.
+    let by_columns = matches!(stats, ChannelStats::Channel { .. })
+        && inner_len < super::batch_norm::COLUMN_PATH_BELOW;
+    let row_dims = inner_ndim + usize::from(by_columns);
+    let (xv, gv, dv) = (x.rows(row_dims), grad_out.rows(row_dims), dx.rows(row_dims));
+    if by_columns {
+        // SAFETY: the caller's contract.
+        return unsafe {
+            column_batch_norm_backward(&gv, &xv, &dv, inner_len, mean, rstd, weight, stats_use)
+        };
+    }
+    let per_group = match stats {
+        ChannelStats::Group { groups } => channels / groups.max(1),
+        _ => 1,
+    };
+    let stat_of_row = move |r: usize| match stats {
+        ChannelStats::Channel { .. } => r % channels,
+        ChannelStats::Instance => r,
+        ChannelStats::Group { groups } => (r / channels) * groups + (r % channels) / per_group,
+    };
+    let channel_of_row = move |r: usize| r % channels;
+    let layout = GroupedRows {
+        stat_of_row: &stat_of_row,
+        channel_of_row: &channel_of_row,
+        channels,
+    };
+    // SAFETY: the caller's contract.
+    unsafe { grouped_norm_backward(&gv, &xv, &dv, mean, rstd, weight, stats_use, &layout) }
 }
 
 /// The per-slice form of a channel-wise norm's input gradient, dx = go·(w·r) − ma·r − (x − mean)·r²·mb,
@@ -310,7 +434,7 @@ pub unsafe fn column_batch_norm_backward<S: Element>(
     mean: &[f64],
     rstd: &[f64],
     weight: Option<&[f64]>,
-    training: bool,
+    stats_use: StatsUse,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
     crate::simd::streaming(|| {
@@ -353,7 +477,7 @@ pub unsafe fn column_batch_norm_backward<S: Element>(
         let params: Vec<(RowAffine, f64)> = (0..columns)
             .map(|k| {
                 let c = channel(k);
-                let means = training.then(|| (a[c] / count, b[c] / count));
+                let means = stats_use.means(a[c], b[c], count);
                 dx_params(mean[c], rstd[c], weight.map_or(1.0, |w| w[c]), means)
             })
             .collect();

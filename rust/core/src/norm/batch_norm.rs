@@ -4,6 +4,7 @@
 
 use crate::element::Element;
 use crate::error::{check_eps, resolve_axis, shape_str, Error, Result};
+use crate::norm::backward::{channel_norm_backward, ChannelStats, StatsUse};
 pub use crate::norm::channels::RunningStats;
 use crate::norm::channels::{
     affine_rows, check_momentum, merge_rows, normalize_row_groups, rstd, running_moments,
@@ -179,6 +180,53 @@ pub unsafe fn batch_norm<S: Element>(
     }
     Ok(per_channel)
 }
+
+/// BatchNorm's backward (channels at `axis`, resolved as the forward's): dx written, (dweight,
+/// dbias) per channel returned. `training` differentiates through the batch statistics, else they
+/// are constants; mean-only BatchNorm scaled by 1, so its `rstd` is not read.
+///
+/// # Safety
+/// The views describe live arrays of the same shape; `dx` may be `grad_out` itself.
+pub unsafe fn batch_norm_backward<S: Element>(
+    grad_out: &ArrayRef<S>,
+    x: &ArrayRef<S>,
+    dx: &ArrayMut<S>,
+    (mean, rstd): (&[f64], &[f64]),
+    weight: Option<&[f64]>,
+    axis: usize,
+    training: bool,
+    mean_only: bool,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let ones;
+    let rstd = if mean_only {
+        ones = vec![1.0; rstd.len()];
+        &ones[..]
+    } else {
+        rstd
+    };
+    let stats_use = match (training, mean_only) {
+        (false, _) => StatsUse::Constant,
+        (true, false) => StatsUse::Batch,
+        (true, true) => StatsUse::BatchMean,
+    };
+    let stats = ChannelStats::Channel { axis };
+    // SAFETY: the caller's contract.
+    unsafe {
+        channel_norm_backward(
+            BACKWARD_OP,
+            grad_out,
+            x,
+            dx,
+            (mean, rstd),
+            weight,
+            stats,
+            stats_use,
+        )
+    }
+}
+
+/// The backward's name in messages.
+pub const BACKWARD_OP: &str = "batch_norm_backward";
 
 #[cfg(test)]
 mod tests {

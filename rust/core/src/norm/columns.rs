@@ -393,6 +393,8 @@ pub unsafe fn affine_columns_with_grad<S: Element>(
         let scale = convert(&|p| p.0.scale);
         let shift = convert(&|p| p.0.shift);
         let grad_scale = convert(&|p| p.1);
+        // Without a term in x (evaluation mode, mean-only), an infinite x must not make 0·x NaN.
+        let x_term = scale.iter().any(|&s| s != S::Compute::ZERO);
         // SAFETY: forwarded from the caller.
         unsafe {
             map_rows(
@@ -401,6 +403,15 @@ pub unsafe fn affine_columns_with_grad<S: Element>(
                 &mut [],
                 #[inline(always)]
                 |_, [go, x], [dx]| {
+                    if !x_term {
+                        for (dx, go) in dx.chunks_exact_mut(columns).zip(go.chunks_exact(columns)) {
+                            let per_column = shift.iter().zip(&grad_scale);
+                            for ((d, &g), (&b, &gs)) in dx.iter_mut().zip(go).zip(per_column) {
+                                *d = b + g * gs;
+                            }
+                        }
+                        return;
+                    }
                     let rows = dx
                         .chunks_exact_mut(columns)
                         .zip(go.chunks_exact(columns).zip(x.chunks_exact(columns)));

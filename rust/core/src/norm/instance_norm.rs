@@ -3,6 +3,7 @@
 
 use crate::element::Element;
 use crate::error::{check_eps, shape_str, Error, Result};
+use crate::norm::backward::{channel_norm_backward, ChannelStats, StatsUse};
 use crate::norm::channels::{
     affine_rows, batched_channels, check_momentum, normalize_row_groups, rstd, running_moments,
     update_running, RowAffine, RowGrouping, RunningStats,
@@ -112,6 +113,42 @@ unsafe fn instance_statistics<S: Element>(
         normalize_row_groups(xv, yv, grouping, eps, |r, g| {
             g.affine(weight, bias, r % channels)
         })
+    }
+}
+
+/// The backward's name in messages.
+pub const BACKWARD_OP: &str = "instance_norm_backward";
+
+/// InstanceNorm's backward from the forward's (N·C) statistics: dx written, (dweight, dbias) per
+/// channel returned. Without `use_input_stats` the forward used running statistics, constants.
+///
+/// # Safety
+/// The views describe live arrays of the same shape; `dx` may be `grad_out` itself.
+pub unsafe fn instance_norm_backward<S: Element>(
+    grad_out: &ArrayRef<S>,
+    x: &ArrayRef<S>,
+    dx: &ArrayMut<S>,
+    stats: (&[f64], &[f64]),
+    weight: Option<&[f64]>,
+    use_input_stats: bool,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let stats_use = if use_input_stats {
+        StatsUse::Batch
+    } else {
+        StatsUse::Constant
+    };
+    // SAFETY: the caller's contract.
+    unsafe {
+        channel_norm_backward(
+            BACKWARD_OP,
+            grad_out,
+            x,
+            dx,
+            stats,
+            weight,
+            ChannelStats::Instance,
+            stats_use,
+        )
     }
 }
 

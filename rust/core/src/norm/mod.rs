@@ -4,6 +4,7 @@ pub mod backward;
 pub mod batch_norm;
 pub mod channels;
 pub mod columns;
+pub mod group_norm;
 pub mod instance_norm;
 pub mod layer_norm;
 pub mod lrn;
