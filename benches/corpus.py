@@ -225,7 +225,7 @@ def _calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], Any]]]:
                             lambda x=x, w=w, g=g: _layer_pass(
                                 rsnorm.nn.InstanceNorm(
                                     x.shape[1], affine=True, track_running_stats=True, dtype=x.dtype
-                                ),
+                                ).eval(),
                                 x,
                                 g,
                                 w,
