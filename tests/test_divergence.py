@@ -259,6 +259,16 @@ def test_errors(rng):
         rn.cross_entropy_with_logits(logits, np.array([0, 1]))
     with pytest.raises(ValueError, match="axis 2 is out of range"):
         rn.softmax(logits, axis=2)
+    with pytest.raises(ValueError, match=r"log_softmax: axis 1 is out of range for a 0-dimensional input"):
+        rn.log_softmax(np.float64(1.0), axis=1)
+    with pytest.raises(ValueError, match=r"js_distance: q must have the dtype of p"):
+        rn.js_distance(np.ones(3, np.float32), np.ones(3))
+    with pytest.raises(ValueError, match=r"kl_div: the input is 0-dimensional; it needs an axis"):
+        rn.kl_div(np.float64(1.0), np.float64(1.0))
+    with pytest.raises(ValueError, match="probability target must have the dtype of logits"):
+        rn.cross_entropy_with_logits(logits, np.full((3, 4), 0.25, np.float32))
+    with pytest.raises(ValueError, match=r"probability target has shape \(3, 3\), logits have \(3, 4\)"):
+        rn.cross_entropy_with_logits(logits, np.full((3, 3), 1 / 3))
     with pytest.raises(ValueError, match="u_weights must be non-negative"):
         rn.wasserstein_1d([1.0, 2.0], [1.0], [1.0, -1.0])
     with pytest.raises(ValueError, match="v_weights must have a positive sum"):

@@ -253,6 +253,8 @@ def test_zero_d_inputs_keep_their_shape(dtype):
     assert rn.log_softmax(x, axis=0).shape == () and float(rn.log_softmax(x)) == 0.0
     with pytest.raises(ValueError, match="softmax: axis 1 is out of range"):
         rn.softmax(x, axis=1)
+    out = np.array(5.0, dtype="=" + dtype[1:])
+    assert rn.softmax(x, out=out) is out and float(out) == 1.0
     with pytest.raises(ValueError, match="layer_norm: x is 0-dimensional"):
         rn.layer_norm(x)
 

@@ -4,10 +4,10 @@
 //! p > 0 where q = 0 gives inf. Negative entries are reported to the caller.
 
 use crate::element::{Element, Float};
-use crate::error::{Error, Result};
+use crate::error::{reduction_axis, shape_str, Error, Result};
 use crate::fastmath::ln;
 use crate::reduce::sum_pairs;
-use crate::rows::{check_same_rows, map_rows, RowsMut, RowsRef};
+use crate::rows::{check_same_rows, map_rows, without_axis, ArrayRef, Reduced, RowsMut, RowsRef};
 
 /// Which information measure [`row_measure`] computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +20,90 @@ pub enum Measure {
     CrossEntropy,
     /// ½ Σ [p log(p/m) + q log(q/m)], m = (p + q)/2
     JsDivergence,
+    /// √(JS divergence), scipy.spatial.distance.jensenshannon
+    JsDistance,
+}
+
+impl Measure {
+    /// The public function's name, which starts its messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::Entropy => "entropy",
+            Measure::KlDivergence => "kl_div",
+            Measure::CrossEntropy => "cross_entropy",
+            Measure::JsDivergence => "js_divergence",
+            Measure::JsDistance => "js_distance",
+        }
+    }
+}
+
+impl std::str::FromStr for Measure {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        [
+            Measure::Entropy,
+            Measure::KlDivergence,
+            Measure::CrossEntropy,
+            Measure::JsDivergence,
+            Measure::JsDistance,
+        ]
+        .into_iter()
+        .find(|m| m.name() == name)
+        .ok_or_else(|| Error::InvalidArgument(format!("unknown information measure {name:?}")))
+    }
+}
+
+/// `measure` of the distributions along `axis` of `p` (and `q`, of p's shape): one value per
+/// position of the other dims, in units of `base` (natural log when None; for js_distance the
+/// divergence is converted before its square root, as SciPy does).
+///
+/// # Safety
+/// `p` and `q` describe live arrays, only read.
+pub unsafe fn information<S: Element>(
+    measure: Measure,
+    p: &ArrayRef<S>,
+    q: Option<&ArrayRef<S>>,
+    axis: i64,
+    base: Option<f64>,
+) -> Result<Reduced> {
+    let op = measure.name();
+    // ln(base) divides every result: it must be finite and non-zero (base 1 is not a base).
+    let scale = match base {
+        None => 1.0,
+        Some(b) if b > 0.0 && b.is_finite() && b.ln().abs() > 0.0 => b.ln(),
+        Some(b) => {
+            return Err(Error::InvalidArgument(format!(
+                "{op}: base must be positive, finite and not 1, got {b}"
+            )))
+        }
+    };
+    let axis = reduction_axis(op, &p.shape, axis)?;
+    if let Some(q) = q.filter(|q| q.shape != p.shape) {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: q has shape {}, p has {}",
+            shape_str(&q.shape),
+            shape_str(&p.shape)
+        )));
+    }
+    let qv = q.map(|q| q.rows_along(axis));
+    // SAFETY: the caller's contract.
+    let rows = unsafe { row_measure(measure, &p.rows_along(axis), qv.as_ref())? };
+    let finish = |v: f64| match measure {
+        Measure::JsDistance => (v.max(0.0) / scale).sqrt(),
+        _ => v / scale,
+    };
+    let values = rows
+        .into_iter()
+        .map(|r| r.map(finish))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!("{op}: probabilities must be non-negative"))
+        })?;
+    Ok(Reduced {
+        values,
+        shape: without_axis(&p.shape, axis),
+    })
 }
 
 /// `value` (a term of x and y) where x > 0 and y > 0, else SciPy's rel_entr cases: 0 for
@@ -88,7 +172,7 @@ pub fn measure_row<T: Float>(measure: Measure, p: &[T], q: Option<&[T]>) -> Opti
             #[inline(always)]
             |a, b| cross_term(p_share.of(a), q_share.of(b)),
         ),
-        Measure::JsDivergence => {
+        Measure::JsDivergence | Measure::JsDistance => {
             0.5 * sum_pairs(
                 p,
                 q,

@@ -20,6 +20,7 @@ pub mod reduce;
 pub mod rows;
 pub mod simd;
 pub mod softmax;
+pub mod statistics;
 pub mod wasserstein;
 
 pub use element::{Element, Float};

@@ -3,9 +3,12 @@
 //! sum in f64 block totals.
 
 use crate::element::{Element, Float};
-use crate::error::{Error, Result};
+use crate::error::{reduction_axis, shape_str, Error, Result};
+use crate::layout::Rows;
 use crate::reduce::{sum_pairs, BLOCK, LANES};
-use crate::rows::{check_same_rows, map_rows, RowsMut, RowsRef};
+use crate::rows::{
+    check_same_rows, map_rows, without_axis, ArrayMut, ArrayRef, Reduced, RowsMut, RowsRef,
+};
 
 /// The larger of a running maximum and `v`, NaN winning (a max that propagates NaN).
 #[inline(always)]
@@ -138,6 +141,149 @@ pub unsafe fn cross_entropy_with_logits<S: Element>(
         }
     }
     Ok(out)
+}
+
+/// How [`cross_entropy`] reduces the per-row losses, as PyTorch's `reduction`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    /// One loss per row (ignored rows give 0).
+    None,
+    /// The mean over the rows not ignored.
+    Mean,
+    /// The sum over the rows not ignored.
+    Sum,
+}
+
+impl Reduction {
+    /// PyTorch's names: 'none', 'mean', 'sum'.
+    pub fn parse(op: &str, name: &str) -> Result<Self> {
+        match name {
+            "none" => Ok(Reduction::None),
+            "mean" => Ok(Reduction::Mean),
+            "sum" => Ok(Reduction::Sum),
+            _ => Err(Error::InvalidArgument(format!(
+                "{op}: reduction must be 'none', 'mean' or 'sum', got {name:?}"
+            ))),
+        }
+    }
+}
+
+/// What [`cross_entropy`] compares the logits with, as the caller's arrays.
+pub enum Target<'a, S> {
+    /// Class indices, shaped like the logits without the class axis (`shape`); rows whose index
+    /// is `ignore` leave the loss.
+    Classes {
+        index: &'a [i64],
+        shape: &'a [usize],
+        ignore: i64,
+    },
+    /// Class probabilities, shaped like the logits.
+    Probabilities(&'a ArrayRef<S>),
+}
+
+/// torch.nn.functional.cross_entropy of the logits along `axis` (the class axis) against
+/// `target`, reduced as `reduction` says (see [`cross_entropy_with_logits`] for the loss).
+///
+/// # Safety
+/// `logits` and a probability target describe live arrays, only read.
+pub unsafe fn cross_entropy<S: Element>(
+    logits: &ArrayRef<S>,
+    target: Target<'_, S>,
+    axis: i64,
+    reduction: Reduction,
+    label_smoothing: f64,
+) -> Result<Reduced> {
+    const OP: &str = "cross_entropy_with_logits";
+    let axis = reduction_axis(OP, &logits.shape, axis)?;
+    let row_shape = without_axis(&logits.shape, axis);
+    let x = logits.rows_along(axis);
+    let losses = match target {
+        Target::Classes {
+            index,
+            shape,
+            ignore,
+        } => {
+            if shape != row_shape {
+                return Err(Error::InvalidArgument(format!(
+                    "{OP}: class-index target has shape {}, expected {} (logits without the class axis)",
+                    shape_str(shape),
+                    shape_str(&row_shape)
+                )));
+            }
+            let target = LogitTarget::Classes { index, ignore };
+            // SAFETY: the caller's contract.
+            unsafe { cross_entropy_with_logits(&x, &target, label_smoothing)? }
+        }
+        Target::Probabilities(probs) => {
+            if probs.shape != logits.shape {
+                return Err(Error::InvalidArgument(format!(
+                    "{OP}: probability target has shape {}, logits have {}",
+                    shape_str(&probs.shape),
+                    shape_str(&logits.shape)
+                )));
+            }
+            let t = probs.rows_along(axis);
+            // SAFETY: the caller's contract.
+            unsafe {
+                cross_entropy_with_logits(&x, &LogitTarget::Probabilities(&t), label_smoothing)?
+            }
+        }
+    };
+    let kept = losses.iter().flatten();
+    Ok(match reduction {
+        Reduction::None => Reduced {
+            values: losses.iter().map(|l| l.unwrap_or(0.0)).collect(),
+            shape: row_shape,
+        },
+        Reduction::Sum => Reduced {
+            values: vec![kept.sum()],
+            shape: vec![],
+        },
+        Reduction::Mean => {
+            let count = kept.clone().count();
+            Reduced {
+                values: vec![kept.sum::<f64>() / count as f64],
+                shape: vec![],
+            }
+        }
+    })
+}
+
+/// softmax (or log_softmax) of `x` along `axis` into `y`. A 0-d array is one value along axis 0
+/// (or -1), as torch.softmax takes it: softmax 1, log_softmax 0.
+///
+/// # Safety
+/// `x` and `y` describe live arrays of the same shape; `y` is `x` or disjoint from it.
+pub unsafe fn softmax_along<S: Element>(
+    x: &ArrayRef<S>,
+    y: &ArrayMut<S>,
+    axis: i64,
+    log: bool,
+) -> Result<()> {
+    let op = if log { "log_softmax" } else { "softmax" };
+    if x.shape.is_empty() {
+        if axis != 0 && axis != -1 {
+            return Err(Error::InvalidArgument(format!(
+                "{op}: axis {axis} is out of range for a 0-dimensional input (0 or -1)"
+            )));
+        }
+        let one = Rows::split(&[1], &[1], 1);
+        let (xv, yv) = (
+            RowsRef {
+                ptr: x.ptr,
+                rows: one.clone(),
+            },
+            RowsMut {
+                ptr: y.ptr,
+                rows: one,
+            },
+        );
+        // SAFETY: the caller's contract; one element each.
+        return unsafe { softmax(&xv, &yv, log) };
+    }
+    let axis = reduction_axis(op, &x.shape, axis)?;
+    // SAFETY: the caller's contract.
+    unsafe { softmax(&x.rows_along(axis), &y.rows_along(axis), log) }
 }
 
 /// softmax (or log_softmax) of each row into `y`.

@@ -1,45 +1,18 @@
 //! Bindings of softmax, the information measures, cross-entropy with logits and Wasserstein-1.
 
 use crate::dispatch::{
-    element_strides, f64_array_like, float_array, output, permuted, resolve_axis, rows_ref_as,
-    shape_str, unaliased, with_float_array, Storage,
+    array_mut, array_ref, f64_array_like, float_array, output, shape_str, unaliased,
+    with_float_array, Storage,
 };
-use crate::errors::{compute, type_error, value_error};
+use crate::errors::{compute, core_error, type_error, value_error};
 
 use numpy::{
     PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
-use rsnorm_core::information::{row_measure, Measure};
-use rsnorm_core::rows::{RowsMut, RowsRef};
-use rsnorm_core::softmax::{self as sm, LogitTarget};
+use rsnorm_core::information::{self as info, Measure};
+use rsnorm_core::softmax::{self as sm, Reduction, Target};
 use rsnorm_core::wasserstein::wasserstein_1d as wasserstein;
-
-/// `arr` as rows along `axis` (that dim moved innermost, the others in order).
-fn rows_along<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>, axis: usize) -> RowsRef<S> {
-    let shape = arr.shape().to_vec();
-    let leading: Vec<usize> = (0..shape.len()).filter(|&d| d != axis).collect();
-    let (ps, pst) = permuted(&shape, &element_strides(arr.as_untyped()), &leading);
-    rows_ref_as(arr, &ps, &pst, 1)
-}
-
-fn rows_along_mut<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>, axis: usize) -> RowsMut<S> {
-    let view = rows_along(arr, axis);
-    RowsMut {
-        ptr: arr.data(),
-        rows: view.rows,
-    }
-}
-
-fn axis_of(op: &str, shape: &[usize], axis: i64) -> PyResult<usize> {
-    if shape.is_empty() {
-        return Err(value_error(format!(
-            "{op}: the input is 0-dimensional; it needs an axis"
-        )));
-    }
-    resolve_axis(op, axis, shape.len())
-}
 
 fn softmax_impl<'py>(
     py: Python<'py>,
@@ -49,37 +22,12 @@ fn softmax_impl<'py>(
     out: Option<&Bound<'py, PyAny>>,
     log: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let x = float_array(op, "x", x)?;
-    if with_float_array!(&x, a => a.ndim() == 0) {
-        // A 0-d input is one value along axis 0 (or -1), as torch.softmax takes it: softmax 1,
-        // log_softmax 0, returned 0-d.
-        if axis != 0 && axis != -1 {
-            return Err(value_error(format!(
-                "{op}: axis {axis} is out of range for a 0-dimensional input (0 or -1)"
-            )));
-        }
-        let one = with_float_array!(x, a => a.reshape([1usize])?.into_any());
-        // A non-array `out` goes on as it is, for `output` to reject.
-        let out_one = out
-            .map(|o| match o.cast::<PyUntypedArray>() {
-                Ok(arr) if arr.ndim() == 0 => o.call_method1("reshape", (1,)),
-                _ => Ok(o.clone()),
-            })
-            .transpose()?;
-        let y = softmax_impl(py, op, &one, 0, out_one.as_ref(), log)?;
-        return match out {
-            Some(o) => Ok(o.clone()),
-            None => y.call_method1("reshape", (PyTuple::empty(py),)),
-        };
-    }
-    with_float_array!(x, x => {
-        let shape = x.shape().to_vec();
-        let axis = axis_of(op, &shape, axis)?;
-        let y = output(py, op, "out", out, &shape)?;
+    with_float_array!(float_array(op, "x", x)?, x => {
+        let y = output(py, op, "out", out, x.shape())?;
         let x = unaliased(x, &[&y])?;
-        let (xv, yv) = (rows_along(&x, axis), rows_along_mut(&y, axis));
+        let (xv, yv) = (array_ref(&x), array_mut(&y));
         // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-        compute(py, || unsafe { sm::softmax(&xv, &yv, log) })?;
+        compute(py, || unsafe { sm::softmax_along(&xv, &yv, axis, log) })?;
         Ok(y.into_any())
     })
 }
@@ -108,6 +56,18 @@ pub(crate) fn log_softmax<'py>(
     softmax_impl(py, "log_softmax", x, axis, out, true)
 }
 
+/// Argument `name` as an array of the first array's dtype; `mismatch` is the message otherwise.
+fn same_dtype<'py, S: Storage>(
+    op: &str,
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+    mismatch: &str,
+) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
+    let arr = with_float_array!(float_array(op, name, obj)?, a => a.into_any());
+    arr.cast_into::<PyArrayDyn<S>>()
+        .map_err(|_| value_error(format!("{op}: {mismatch}")))
+}
+
 /// An information measure of p (and q) along `axis`: "entropy", "kl_div", "cross_entropy",
 /// "js_divergence" or "js_distance"; `base` divides by ln(base) (js_distance: of the divergence).
 #[pyfunction]
@@ -123,54 +83,14 @@ pub(crate) fn information<'py>(
     axis: i64,
     base: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let kind = match measure {
-        "entropy" => Measure::Entropy,
-        "kl_div" => Measure::KlDivergence,
-        "cross_entropy" => Measure::CrossEntropy,
-        "js_divergence" | "js_distance" => Measure::JsDivergence,
-        other => {
-            return Err(value_error(format!(
-                "unknown information measure {other:?}"
-            )))
-        }
-    };
-    if let Some(b) = base {
-        // ln(base) divides every result: it must be finite and non-zero (base 1 is not a base).
-        if !(b > 0.0 && b.is_finite() && b.ln().abs() > 0.0) {
-            return Err(value_error(format!(
-                "{measure}: base must be positive, finite and not 1, got {b}"
-            )));
-        }
-    }
-    with_float_array!(float_array(measure, "p", p)?, p => {
-        let shape = p.shape().to_vec();
-        let axis = axis_of(measure, &shape, axis)?;
-        let q = match q {
-            None => None,
-            Some(q) => {
-                let q = with_float_array!(float_array(measure, "q", q)?, a => a.into_any());
-                let Ok(q) = q.cast_into::<PyArrayDyn<_>>() else {
-                    return Err(value_error(format!("{measure}: q must have the dtype of p")));
-                };
-                if q.shape() != shape.as_slice() {
-                    return Err(value_error(format!(
-                        "{measure}: q has shape {}, p has {}", shape_str(q.shape()), shape_str(&shape))));
-                }
-                Some(q)
-            }
-        };
-        let pv = rows_along(&p, axis);
-        let qv = q.as_ref().map(|q| rows_along(q, axis));
+    let measure: Measure = measure.parse().map_err(core_error)?;
+    let op = measure.name();
+    with_float_array!(float_array(op, "p", p)?, p => {
+        let q = q.map(|q| same_dtype(op, "q", q, "q must have the dtype of p")).transpose()?;
+        let (pv, qv) = (array_ref(&p), q.as_ref().map(array_ref));
         // SAFETY: views of live arrays, only read.
-        let rows = compute(py, || unsafe { row_measure(kind, &pv, qv.as_ref()) })?;
-        let scale = base.map_or(1.0, f64::ln);
-        let values: Vec<f64> = rows
-            .iter()
-            .map(|r| r.map(|v| if measure == "js_distance" { (v.max(0.0) / scale).sqrt() } else { v / scale }))
-            .collect::<Option<_>>()
-            .ok_or_else(|| value_error(format!("{measure}: probabilities must be non-negative")))?;
-        let out_shape: Vec<usize> = shape.iter().enumerate().filter(|&(d, _)| d != axis).map(|(_, &n)| n).collect();
-        f64_array_like(py, &p, &values, &out_shape)
+        let r = compute(py, || unsafe { info::information(measure, &pv, qv.as_ref(), axis, base) })?;
+        f64_array_like(py, &p, &r.values, &r.shape)
     })
 }
 
@@ -193,48 +113,28 @@ pub(crate) fn cross_entropy_with_logits<'py>(
     ignore_index: i64,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "cross_entropy_with_logits";
-    if !matches!(reduction, "none" | "mean" | "sum") {
-        return Err(value_error(format!(
-            "{OP}: reduction must be 'none', 'mean' or 'sum', got {reduction:?}"
-        )));
-    }
+    let reduction = Reduction::parse(OP, reduction).map_err(core_error)?;
     with_float_array!(float_array(OP, "logits", logits)?, x => {
-        let shape = x.shape().to_vec();
-        let axis = axis_of(OP, &shape, axis)?;
-        let row_shape: Vec<usize> = shape.iter().enumerate().filter(|&(d, _)| d != axis).map(|(_, &n)| n).collect();
-        let xv = rows_along(&x, axis);
+        let xv = array_ref(&x);
         let target_arr = crate::dispatch::as_ndarray(target)?;
-        let losses = if target_arr.dtype().kind() == b'i' || target_arr.dtype().kind() == b'u' {
-            if target_arr.shape() != row_shape.as_slice() {
-                return Err(value_error(format!(
-                    "{OP}: class-index target has shape {}, expected {} (logits without the class axis)",
-                    shape_str(target_arr.shape()), shape_str(&row_shape))));
-            }
-            let index: Vec<i64> = target_arr.call_method1("astype", (numpy::dtype::<i64>(py),))?
-                .call_method0("ravel")?.cast_into::<PyArrayDyn<i64>>()?.to_vec()?;
-            let target = LogitTarget::Classes { index: &index, ignore: ignore_index };
+        let r = if matches!(target_arr.dtype().kind(), b'i' | b'u') {
+            let shape = target_arr.shape().to_vec();
+            let index: Vec<i64> = target_arr
+                .call_method1("astype", (numpy::dtype::<i64>(py),))?
+                .call_method0("ravel")?
+                .cast_into::<PyArrayDyn<i64>>()?
+                .to_vec()?;
+            let target = Target::Classes { index: &index, shape: &shape, ignore: ignore_index };
             // SAFETY: `xv` describes the live logits, only read.
-            compute(py, || unsafe { sm::cross_entropy_with_logits(&xv, &target, label_smoothing) })?
+            compute(py, || unsafe { sm::cross_entropy(&xv, target, axis, reduction, label_smoothing) })?
         } else {
-            let probs = with_float_array!(float_array(OP, "target", target)?, a => a.into_any());
-            let Ok(probs) = probs.cast_into::<PyArrayDyn<_>>() else {
-                return Err(value_error(format!("{OP}: probability target must have the dtype of logits")));
-            };
-            if probs.shape() != shape.as_slice() {
-                return Err(value_error(format!(
-                    "{OP}: probability target has shape {}, logits have {}", shape_str(probs.shape()), shape_str(&shape))));
-            }
-            let tv = rows_along(&probs, axis);
-            let target = LogitTarget::Probabilities(&tv);
+            let probs = same_dtype(OP, "target", target, "probability target must have the dtype of logits")?;
+            let tv = array_ref(&probs);
+            let target = Target::Probabilities(&tv);
             // SAFETY: views of live arrays, only read.
-            compute(py, || unsafe { sm::cross_entropy_with_logits(&xv, &target, label_smoothing) })?
+            compute(py, || unsafe { sm::cross_entropy(&xv, target, axis, reduction, label_smoothing) })?
         };
-        let kept: Vec<f64> = losses.iter().flatten().copied().collect();
-        match reduction {
-            "none" => f64_array_like(py, &x, &losses.iter().map(|l| l.unwrap_or(0.0)).collect::<Vec<_>>(), &row_shape),
-            "sum" => f64_array_like(py, &x, &[kept.iter().sum()], &[]),
-            _ => f64_array_like(py, &x, &[kept.iter().sum::<f64>() / kept.len() as f64], &[]),
-        }
+        f64_array_like(py, &x, &r.values, &r.shape)
     })
 }
 

@@ -2,20 +2,19 @@
 //! and the mergeable statistics moments / merge_moments.
 
 use crate::dispatch::{
-    aligned_copy, element_strides, float_array, output, param, param_slice, permuted, resolve_axis,
-    rows_mut, rows_ref, rows_ref_as, shape_str, unaliased, with_float_array, Storage,
+    aligned_copy, array_ref, element_strides, float_array, output, param, param_slice, permuted,
+    resolve_axis, rows_mut, rows_ref, rows_ref_as, shape_str, unaliased, with_float_array, Storage,
 };
 use crate::errors::{compute, core_error, value_error};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rsnorm_core::layout::Rows;
-use rsnorm_core::norm::channels::row_moments;
-use rsnorm_core::norm::columns::column_moments;
 use rsnorm_core::norm::lrn::{self, Lrn};
 use rsnorm_core::norm::weight_norm as wn;
 use rsnorm_core::reduce::{merge_columns, Moments};
 use rsnorm_core::rows::RowsMut;
+use rsnorm_core::statistics;
 use rsnorm_core::Float;
 
 /// SELU, elementwise: λ·x for x > 0, λ·α·(eˣ − 1) otherwise (torch.nn.functional.selu).
@@ -188,75 +187,32 @@ pub(crate) fn moments<'py>(
     x: &Bound<'py, PyAny>,
     axis: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    const OP: &str = "moments";
     // Computed in float64 whatever the input dtype: these statistics are merged across chunks and
     // machines, so they carry f64 precision (the normalization kernels accumulate in the row's type).
-    let x = with_float_array!(float_array("moments", "x", x)?, a => a.into_any());
-    let x64 = x
+    let x = with_float_array!(float_array(OP, "x", x)?, a => a.into_any());
+    let x = x
         .call_method1("astype", (numpy::dtype::<f64>(py),))?
         .cast_into::<PyArrayDyn<f64>>()?;
-    moments_typed(py, x64, axis)
-}
-
-fn moments_typed<'py, S: Storage>(
-    py: Python<'py>,
-    x: Bound<'py, PyArrayDyn<S>>,
-    axis: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    const OP: &str = "moments";
-    let shape = x.shape().to_vec();
-    let ndim = shape.len();
-    let mut reduced: Vec<usize> = match axis {
-        None => (0..ndim).collect(),
-        Some(a) => {
-            let axes: Vec<i64> = a
-                .extract::<i64>()
+    let axes: Option<Vec<i64>> = axis
+        .map(|a| {
+            a.extract::<i64>()
                 .map(|v| vec![v])
                 .or_else(|_| a.extract::<Vec<i64>>())
                 .map_err(|_| {
                     value_error(format!(
                         "{OP}: axis must be None, an int or a sequence of ints, got {a}"
                     ))
-                })?;
-            axes.into_iter()
-                .map(|d| resolve_axis(OP, d, ndim))
-                .collect::<PyResult<_>>()?
-        }
-    };
-    reduced.sort_unstable();
-    if reduced.windows(2).any(|w| w[0] == w[1]) {
-        return Err(value_error(format!("{OP}: axis {reduced:?} repeats a dim")));
-    }
-    let kept: Vec<usize> = (0..ndim).filter(|d| !reduced.contains(d)).collect();
-    let kept_shape: Vec<usize> = kept.iter().map(|&d| shape[d]).collect();
-    let count: usize = reduced.iter().map(|&d| shape[d]).product();
-    if count == 0 && kept_shape.iter().product::<usize>() > 0 {
-        return Err(value_error(format!(
-            "{OP}: reducing over zero elements of x with shape {}",
-            shape_str(&shape)
-        )));
-    }
-    let columns: usize = kept_shape.iter().product();
-    let leading = reduced.iter().enumerate().all(|(i, &d)| i == d);
-    // The path depends on the shape alone, never on the strides: a layout must not change the
-    // bits (an F-ordered table gives what its C-ordered copy gives).
-    let rows = if leading && columns >= 8 {
-        // Column statistics of a table (leading axes reduced): down the columns, contiguous
-        // ones read in place; gathering each strided column as a row was 6x slower.
-        let view = rows_ref_as(&x, &shape, &element_strides(x.as_untyped()), kept.len());
-        // SAFETY: `view` describes the live array `x`.
-        compute(py, || Ok(unsafe { column_moments(&view, columns) }))?
-    } else {
-        let (ps, pst) = permuted(&shape, &element_strides(x.as_untyped()), &kept);
-        let view = rows_ref_as(&x, &ps, &pst, reduced.len());
-        // SAFETY: `view` describes the live array `x`.
-        compute(py, || Ok(unsafe { row_moments(&view) }))?
-    };
-    let counts =
-        PyArray::from_vec(py, vec![count as i64; rows.len()]).reshape(kept_shape.as_slice())?;
-    let mean = PyArray::from_vec(py, rows.iter().map(|m| m.mean).collect())
-        .reshape(kept_shape.as_slice())?;
-    let m2 = PyArray::from_vec(py, rows.iter().map(Moments::m2).collect())
-        .reshape(kept_shape.as_slice())?;
+                })
+        })
+        .transpose()?;
+    let xv = array_ref(&x);
+    // SAFETY: `xv` describes the live array `x`, only read.
+    let r = compute(py, || unsafe { statistics::moments(&xv, axes.as_deref()) })?;
+    let shape = r.shape.as_slice();
+    let counts = PyArray::from_vec(py, vec![r.count as i64; r.moments.len()]).reshape(shape)?;
+    let mean = PyArray::from_vec(py, r.moments.iter().map(|m| m.mean).collect()).reshape(shape)?;
+    let m2 = PyArray::from_vec(py, r.moments.iter().map(Moments::m2).collect()).reshape(shape)?;
     Ok(PyTuple::new(py, [counts.into_any(), mean.into_any(), m2.into_any()])?.into_any())
 }
 

@@ -50,7 +50,54 @@ fn c_strides(shape: &[usize]) -> Vec<isize> {
     strides
 }
 
+/// Shape and strides with the `leading` dims first (in that order), the others after in order.
+fn with_leading(shape: &[usize], strides: &[isize], leading: &[usize]) -> (Vec<usize>, Vec<isize>) {
+    let rest = (0..shape.len()).filter(|d| !leading.contains(d));
+    let order = leading.iter().copied().chain(rest);
+    order.map(|d| (shape[d], strides[d])).unzip()
+}
+
+/// Rows along `axis`: that dim innermost, the others in order.
+fn axis_last(shape: &[usize], strides: &[isize], axis: usize) -> Rows {
+    let others: Vec<usize> = (0..shape.len()).filter(|&d| d != axis).collect();
+    let (shape, strides) = with_leading(shape, strides, &others);
+    Rows::split(&shape, &strides, 1)
+}
+
+/// `shape` without `axis`: the shape of a reduction's result.
+pub fn without_axis(shape: &[usize], axis: usize) -> Vec<usize> {
+    let kept = shape.iter().enumerate().filter(|&(d, _)| d != axis);
+    kept.map(|(_, &n)| n).collect()
+}
+
+/// One value per row of a reduction along an axis, and the shape they take (the input's without
+/// that axis, or `[]` for a single value).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reduced {
+    pub values: Vec<f64>,
+    pub shape: Vec<usize>,
+}
+
 impl<S> ArrayRef<S> {
+    /// The same array with its dims reordered: `leading` first (in that order), the others after.
+    #[must_use]
+    pub fn with_leading(&self, leading: &[usize]) -> ArrayRef<S> {
+        let (shape, strides) = with_leading(&self.shape, &self.strides, leading);
+        ArrayRef {
+            ptr: self.ptr,
+            shape,
+            strides,
+        }
+    }
+
+    /// The array as rows along `axis`: that dim innermost, the others in order.
+    pub fn rows_along(&self, axis: usize) -> RowsRef<S> {
+        RowsRef {
+            ptr: self.ptr,
+            rows: axis_last(&self.shape, &self.strides, axis),
+        }
+    }
+
     /// A C-contiguous array of `shape` over a slice of exactly that many elements.
     pub fn from_slice(data: &[S], shape: &[usize]) -> Self {
         assert_eq!(
@@ -75,6 +122,14 @@ impl<S> ArrayRef<S> {
 }
 
 impl<S> ArrayMut<S> {
+    /// The array as rows along `axis` (see [`ArrayRef::rows_along`]).
+    pub fn rows_along(&self, axis: usize) -> RowsMut<S> {
+        RowsMut {
+            ptr: self.ptr,
+            rows: axis_last(&self.shape, &self.strides, axis),
+        }
+    }
+
     /// A C-contiguous array of `shape` over a mutable slice of exactly that many elements.
     pub fn from_slice(data: &mut [S], shape: &[usize]) -> Self {
         assert_eq!(
