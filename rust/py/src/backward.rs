@@ -11,7 +11,8 @@ use numpy::{PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMetho
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rsnorm_core::layout::Rows;
-use rsnorm_core::norm::backward::{self as bw, ChannelStats};
+use rsnorm_core::norm::backward as bw;
+use rsnorm_core::norm::channels::backward::ChannelStats;
 use rsnorm_core::rows::{ArrayMut, ArrayRef, RowsMut};
 
 /// Forward statistics (mean, rstd) as f64, `expected` values in any shape with that many elements.

@@ -4,7 +4,7 @@
 
 use crate::element::Element;
 use crate::error::{check_eps, resolve_axis, shape_str, Error, Result};
-use crate::norm::backward::{channel_norm_backward, ChannelStats, StatsUse};
+use crate::norm::channels::backward::{channel_norm_backward, ChannelStats, StatsUse};
 pub use crate::norm::channels::RunningStats;
 use crate::norm::channels::{
     affine_rows, check_momentum, merge_rows, normalize_row_groups, rstd, running_moments,

@@ -4,7 +4,7 @@
 
 use crate::element::Element;
 use crate::error::{check_eps, shape_str, Error, Result};
-use crate::norm::backward::{channel_norm_backward, ChannelStats, StatsUse};
+use crate::norm::channels::backward::{channel_norm_backward, ChannelStats, StatsUse};
 use crate::norm::channels::{batched_channels, normalize_row_groups, RowGrouping};
 use crate::reduce::Moments;
 use crate::rows::{ArrayMut, ArrayRef};

@@ -3,7 +3,7 @@
 
 use crate::element::Element;
 use crate::error::{check_eps, shape_str, Error, Result};
-use crate::norm::backward::{channel_norm_backward, ChannelStats, StatsUse};
+use crate::norm::channels::backward::{channel_norm_backward, ChannelStats, StatsUse};
 use crate::norm::channels::{
     affine_rows, batched_channels, check_momentum, normalize_row_groups, rstd, running_moments,
     update_running, RowAffine, RowGrouping, RunningStats,
