@@ -3,7 +3,7 @@
 use crate::errors::{compute, type_error, value_error};
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use rsnorm_core::optim::{self, Algorithm, TensorStep};
+use rsnorm_core::optim::{self, Adadelta, Adagrad, Adam, Algorithm, Rmsprop, Sgd, TensorStep};
 use std::collections::HashMap;
 
 fn algorithm(name: &str, h: &HashMap<String, f64>) -> PyResult<Algorithm> {
@@ -14,29 +14,29 @@ fn algorithm(name: &str, h: &HashMap<String, f64>) -> PyResult<Algorithm> {
     };
     let flag = |k: &str| get(k).map(|v| v != 0.0);
     Ok(match name {
-        "sgd" => Algorithm::Sgd {
+        "sgd" => Algorithm::Sgd(Sgd {
             lr: get("lr")?,
             momentum: get("momentum")?,
             dampening: get("dampening")?,
             weight_decay: get("weight_decay")?,
             nesterov: flag("nesterov")?,
             maximize: flag("maximize")?,
-        },
-        "adagrad" => Algorithm::Adagrad {
+        }),
+        "adagrad" => Algorithm::Adagrad(Adagrad {
             lr: get("lr")?,
             lr_decay: get("lr_decay")?,
             weight_decay: get("weight_decay")?,
             eps: get("eps")?,
             maximize: flag("maximize")?,
-        },
-        "adadelta" => Algorithm::Adadelta {
+        }),
+        "adadelta" => Algorithm::Adadelta(Adadelta {
             lr: get("lr")?,
             rho: get("rho")?,
             eps: get("eps")?,
             weight_decay: get("weight_decay")?,
             maximize: flag("maximize")?,
-        },
-        "rmsprop" => Algorithm::Rmsprop {
+        }),
+        "rmsprop" => Algorithm::Rmsprop(Rmsprop {
             lr: get("lr")?,
             alpha: get("alpha")?,
             eps: get("eps")?,
@@ -44,8 +44,8 @@ fn algorithm(name: &str, h: &HashMap<String, f64>) -> PyResult<Algorithm> {
             momentum: get("momentum")?,
             centered: flag("centered")?,
             maximize: flag("maximize")?,
-        },
-        "adam" | "adamw" => Algorithm::Adam {
+        }),
+        "adam" | "adamw" => Algorithm::Adam(Adam {
             lr: get("lr")?,
             beta1: get("beta1")?,
             beta2: get("beta2")?,
@@ -54,7 +54,7 @@ fn algorithm(name: &str, h: &HashMap<String, f64>) -> PyResult<Algorithm> {
             decoupled: name == "adamw",
             amsgrad: flag("amsgrad")?,
             maximize: flag("maximize")?,
-        },
+        }),
         other => {
             return Err(value_error(format!(
                 "unknown optimizer algorithm {other:?}"

@@ -16,185 +16,65 @@ use crate::error::{Error, Result};
 /// Elements per task: 256 KB of f32 across p, g and state, cache-friendly, many tasks per step.
 const CHUNK: usize = 1 << 14;
 
+mod adadelta;
+mod adagrad;
+mod adam;
+mod rmsprop;
+mod sgd;
+
+pub use adadelta::Adadelta;
+pub use adagrad::Adagrad;
+pub use adam::Adam;
+pub use rmsprop::Rmsprop;
+pub use sgd::Sgd;
+
 /// Hyperparameters of one optimizer (one parameter group).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Algorithm {
-    Sgd {
-        lr: f64,
-        momentum: f64,
-        dampening: f64,
-        weight_decay: f64,
-        nesterov: bool,
-        maximize: bool,
-    },
-    Adagrad {
-        lr: f64,
-        lr_decay: f64,
-        weight_decay: f64,
-        eps: f64,
-        maximize: bool,
-    },
-    Adadelta {
-        lr: f64,
-        rho: f64,
-        eps: f64,
-        weight_decay: f64,
-        maximize: bool,
-    },
-    Rmsprop {
-        lr: f64,
-        alpha: f64,
-        eps: f64,
-        weight_decay: f64,
-        momentum: f64,
-        centered: bool,
-        maximize: bool,
-    },
-    Adam {
-        lr: f64,
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        weight_decay: f64,
-        decoupled: bool,
-        amsgrad: bool,
-        maximize: bool,
-    },
+    Sgd(Sgd),
+    Adagrad(Adagrad),
+    Adadelta(Adadelta),
+    Rmsprop(Rmsprop),
+    Adam(Adam),
 }
 
 impl Algorithm {
     /// State arrays a tensor needs, in the order `step` takes them (PyTorch's state names).
     pub fn state_names(&self) -> Vec<&'static str> {
-        match *self {
-            Algorithm::Sgd { momentum, .. } => {
-                if momentum == 0.0 {
-                    vec![]
-                } else {
-                    vec!["momentum_buffer"]
-                }
-            }
-            Algorithm::Adagrad { .. } => vec!["sum"],
-            Algorithm::Adadelta { .. } => vec!["square_avg", "acc_delta"],
-            Algorithm::Rmsprop {
-                momentum, centered, ..
-            } => {
-                let mut names = vec!["square_avg"];
-                if momentum > 0.0 {
-                    names.push("momentum_buffer");
-                }
-                if centered {
-                    names.push("grad_avg");
-                }
-                names
-            }
-            Algorithm::Adam { amsgrad, .. } => {
-                if amsgrad {
-                    vec!["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
-                } else {
-                    vec!["exp_avg", "exp_avg_sq"]
-                }
-            }
+        match self {
+            Algorithm::Sgd(a) => a.state_names(),
+            Algorithm::Adagrad(a) => a.state_names(),
+            Algorithm::Adadelta(a) => a.state_names(),
+            Algorithm::Rmsprop(a) => a.state_names(),
+            Algorithm::Adam(a) => a.state_names(),
         }
     }
 
     /// Checks every hyperparameter's domain, naming the bad value.
     pub fn validate(&self) -> Result<()> {
-        let bad = |name: &str, v: f64, domain: &str| {
-            Err(Error::InvalidArgument(format!(
-                "invalid {name}: {v} (must be {domain})"
-            )))
-        };
-        let nonneg = |name: &str, v: f64| {
-            if v >= 0.0 && v.is_finite() {
-                Ok(())
-            } else {
-                bad(name, v, ">= 0")
-            }
-        };
-        let unit = |name: &str, v: f64| {
-            if (0.0..1.0).contains(&v) {
-                Ok(())
-            } else {
-                bad(name, v, "in [0, 1)")
-            }
-        };
-        match *self {
-            Algorithm::Sgd {
-                lr,
-                momentum,
-                dampening,
-                weight_decay,
-                nesterov,
-                ..
-            } => {
-                nonneg("lr", lr)?;
-                nonneg("momentum", momentum)?;
-                nonneg("weight_decay", weight_decay)?;
-                if !dampening.is_finite() {
-                    return bad("dampening", dampening, "finite");
-                }
-                if nesterov && (momentum <= 0.0 || dampening != 0.0) {
-                    return Err(Error::InvalidArgument(format!(
-                        "nesterov momentum requires a momentum > 0 and zero dampening (momentum={momentum}, dampening={dampening})"
-                    )));
-                }
-                Ok(())
-            }
-            Algorithm::Adagrad {
-                lr,
-                lr_decay,
-                weight_decay,
-                eps,
-                ..
-            } => {
-                nonneg("lr", lr)?;
-                nonneg("lr_decay", lr_decay)?;
-                nonneg("weight_decay", weight_decay)?;
-                nonneg("eps", eps)
-            }
-            Algorithm::Adadelta {
-                lr,
-                rho,
-                eps,
-                weight_decay,
-                ..
-            } => {
-                nonneg("lr", lr)?;
-                if !(0.0..=1.0).contains(&rho) {
-                    return bad("rho", rho, "in [0, 1]");
-                }
-                nonneg("eps", eps)?;
-                nonneg("weight_decay", weight_decay)
-            }
-            Algorithm::Rmsprop {
-                lr,
-                alpha,
-                eps,
-                weight_decay,
-                momentum,
-                ..
-            } => {
-                nonneg("lr", lr)?;
-                nonneg("alpha", alpha)?;
-                nonneg("eps", eps)?;
-                nonneg("weight_decay", weight_decay)?;
-                nonneg("momentum", momentum)
-            }
-            Algorithm::Adam {
-                lr,
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                ..
-            } => {
-                nonneg("lr", lr)?;
-                nonneg("eps", eps)?;
-                unit("beta parameter at index 0", beta1)?;
-                unit("beta parameter at index 1", beta2)?;
-                nonneg("weight_decay", weight_decay)
-            }
+        match self {
+            Algorithm::Sgd(a) => a.validate(),
+            Algorithm::Adagrad(a) => a.validate(),
+            Algorithm::Adadelta(a) => a.validate(),
+            Algorithm::Rmsprop(a) => a.validate(),
+            Algorithm::Adam(a) => a.validate(),
         }
+    }
+}
+
+/// A hyperparameter outside its domain.
+fn bad(name: &str, v: f64, domain: &str) -> Result<()> {
+    Err(Error::InvalidArgument(format!(
+        "invalid {name}: {v} (must be {domain})"
+    )))
+}
+
+/// A hyperparameter that must be a finite number ≥ 0.
+fn nonneg(name: &str, v: f64) -> Result<()> {
+    if v >= 0.0 && v.is_finite() {
+        Ok(())
+    } else {
+        bad(name, v, ">= 0")
     }
 }
 
@@ -212,31 +92,20 @@ pub struct TensorStep<'a, T> {
 /// Per-tensor scalars of a step that depend on its step count, in f64 (as PyTorch's Python floats).
 #[derive(Clone, Copy, Default)]
 struct Scalars {
-    /// Adagrad: lr / (1 + (t − 1)·lr_decay); Adam: lr / (1 − β₁ᵗ).
-    step_size: f64,
-    /// Adam: √(1 − β₂ᵗ).
-    bias_correction2_sqrt: f64,
-    /// AdamW: 1 − lr·weight_decay.
-    weight_keep: f64,
+    adagrad_lr: f64,
+    adam: adam::AdamScalars,
 }
 
 fn scalars(alg: &Algorithm, step: u64) -> Scalars {
     let t = step as f64;
-    match *alg {
-        Algorithm::Adagrad { lr, lr_decay, .. } => Scalars {
-            step_size: lr / (1.0 + (t - 1.0) * lr_decay),
+    match alg {
+        Algorithm::Adagrad(a) => Scalars {
+            adagrad_lr: a.step_size(t),
             ..Scalars::default()
         },
-        Algorithm::Adam {
-            lr,
-            beta1,
-            beta2,
-            weight_decay,
-            ..
-        } => Scalars {
-            step_size: lr / (1.0 - beta1.powf(t)),
-            bias_correction2_sqrt: (1.0 - beta2.powf(t)).sqrt(),
-            weight_keep: 1.0 - lr * weight_decay,
+        Algorithm::Adam(a) => Scalars {
+            adam: a.scalars(t),
+            ..Scalars::default()
         },
         _ => Scalars::default(),
     }
@@ -345,8 +214,9 @@ fn read_grad<T: Float>(g: T, scale: T, clip: bool, maximize: bool) -> T {
     }
 }
 
+/// One chunk of one tensor, by the algorithm's rule (see its file).
 #[inline(always)]
-#[allow(clippy::too_many_lines)]
+#[allow(clippy::too_many_arguments)]
 fn update<T: Float>(
     alg: &Algorithm,
     sc: Scalars,
@@ -357,209 +227,12 @@ fn update<T: Float>(
     scale: T,
     clip: bool,
 ) {
-    let f = T::from_f64;
-    let [s0, s1, s2] = s;
-    match *alg {
-        Algorithm::Sgd {
-            lr,
-            momentum,
-            dampening,
-            weight_decay,
-            nesterov,
-            maximize,
-        } => {
-            let (lr, wd, mom, damp) = (f(lr), f(weight_decay), f(momentum), f(1.0 - dampening));
-            let decay = weight_decay != 0.0;
-            if momentum == 0.0 {
-                for (p, &g) in p.iter_mut().zip(g) {
-                    let mut g = read_grad(g, scale, clip, maximize);
-                    if decay {
-                        g = g + wd * *p;
-                    }
-                    *p = *p - lr * g;
-                }
-            } else {
-                for ((p, &g), buf) in p.iter_mut().zip(g).zip(s0.iter_mut()) {
-                    let mut g = read_grad(g, scale, clip, maximize);
-                    if decay {
-                        g = g + wd * *p;
-                    }
-                    *buf = if fresh { g } else { mom * *buf + damp * g };
-                    let d = if nesterov { g + mom * *buf } else { *buf };
-                    *p = *p - lr * d;
-                }
-            }
-        }
-        Algorithm::Adagrad {
-            weight_decay,
-            eps,
-            maximize,
-            ..
-        } => {
-            let (clr, wd, eps) = (f(sc.step_size), f(weight_decay), f(eps));
-            let decay = weight_decay != 0.0;
-            for ((p, &g), sum) in p.iter_mut().zip(g).zip(s0.iter_mut()) {
-                let mut g = read_grad(g, scale, clip, maximize);
-                if decay {
-                    g = g + wd * *p;
-                }
-                *sum = *sum + g * g;
-                *p = *p - clr * (g / (sum.sqrt() + eps));
-            }
-        }
-        Algorithm::Adadelta {
-            lr,
-            rho,
-            eps,
-            weight_decay,
-            maximize,
-        } => {
-            let (lr, rho, one_minus_rho, eps, wd) =
-                (f(lr), f(rho), f(1.0 - rho), f(eps), f(weight_decay));
-            let decay = weight_decay != 0.0;
-            for (((p, &g), sq), acc) in p.iter_mut().zip(g).zip(s0.iter_mut()).zip(s1.iter_mut()) {
-                let mut g = read_grad(g, scale, clip, maximize);
-                if decay {
-                    g = g + wd * *p;
-                }
-                *sq = *sq * rho + one_minus_rho * g * g;
-                let delta = (*acc + eps).sqrt() / (*sq + eps).sqrt() * g;
-                *acc = *acc * rho + one_minus_rho * delta * delta;
-                *p = *p - lr * delta;
-            }
-        }
-        Algorithm::Rmsprop {
-            lr,
-            alpha,
-            eps,
-            weight_decay,
-            momentum,
-            centered,
-            maximize,
-        } => {
-            let (lr, alpha_t, one_minus_alpha, eps, wd, mom) = (
-                f(lr),
-                f(alpha),
-                f(1.0 - alpha),
-                f(eps),
-                f(weight_decay),
-                f(momentum),
-            );
-            let decay = weight_decay != 0.0;
-            let grad = |g: T, p: T| {
-                let g = read_grad(g, scale, clip, maximize);
-                if decay {
-                    g + wd * p
-                } else {
-                    g
-                }
-            };
-            let square = |sq: &mut T, g: T| {
-                *sq = *sq * alpha_t + one_minus_alpha * g * g;
-            };
-            let centered_avg = |sq: T, ga: &mut T, g: T| {
-                *ga = *ga + one_minus_alpha * (g - *ga);
-                (sq - *ga * *ga).sqrt() + eps
-            };
-            // State order: square_avg, [momentum_buffer], [grad_avg]; one zip loop per layout so
-            // each vectorizes without bounds checks.
-            match (momentum > 0.0, centered) {
-                (false, false) => {
-                    for ((p, &g), sq) in p.iter_mut().zip(g).zip(s0.iter_mut()) {
-                        let g = grad(g, *p);
-                        square(sq, g);
-                        *p = *p - lr * (g / (sq.sqrt() + eps));
-                    }
-                }
-                (true, false) => {
-                    for (((p, &g), sq), buf) in
-                        p.iter_mut().zip(g).zip(s0.iter_mut()).zip(s1.iter_mut())
-                    {
-                        let g = grad(g, *p);
-                        square(sq, g);
-                        *buf = *buf * mom + g / (sq.sqrt() + eps);
-                        *p = *p - lr * *buf;
-                    }
-                }
-                (false, true) => {
-                    for (((p, &g), sq), ga) in
-                        p.iter_mut().zip(g).zip(s0.iter_mut()).zip(s1.iter_mut())
-                    {
-                        let g = grad(g, *p);
-                        square(sq, g);
-                        let avg = centered_avg(*sq, ga, g);
-                        *p = *p - lr * (g / avg);
-                    }
-                }
-                (true, true) => {
-                    let states = s0.iter_mut().zip(s1.iter_mut()).zip(s2.iter_mut());
-                    for ((p, &g), ((sq, buf), ga)) in p.iter_mut().zip(g).zip(states) {
-                        let g = grad(g, *p);
-                        square(sq, g);
-                        let avg = centered_avg(*sq, ga, g);
-                        *buf = *buf * mom + g / avg;
-                        *p = *p - lr * *buf;
-                    }
-                }
-            }
-        }
-        Algorithm::Adam {
-            beta1,
-            beta2,
-            eps,
-            weight_decay,
-            decoupled,
-            amsgrad,
-            maximize,
-            ..
-        } => {
-            let (step_size, bc2_sqrt, keep) = (
-                f(sc.step_size),
-                f(sc.bias_correction2_sqrt),
-                f(sc.weight_keep),
-            );
-            let (w1, beta2_t, one_minus_beta2, eps, wd) = (
-                f(1.0 - beta1),
-                f(beta2),
-                f(1.0 - beta2),
-                f(eps),
-                f(weight_decay),
-            );
-            let decay = weight_decay != 0.0;
-            // Weight decay, then the two moments, in PyTorch's order.
-            let moments = |p: &mut T, g: T, m: &mut T, v: &mut T| {
-                let mut g = read_grad(g, scale, clip, maximize);
-                if decay {
-                    if decoupled {
-                        *p = *p * keep;
-                    } else {
-                        g = g + wd * *p;
-                    }
-                }
-                *m = *m + w1 * (g - *m);
-                *v = *v * beta2_t + one_minus_beta2 * g * g;
-            };
-            let apply = |p: &mut T, m: T, second: T| {
-                *p = *p - step_size * (m / (second.sqrt() / bc2_sqrt + eps));
-            };
-            if amsgrad {
-                let states = s0.iter_mut().zip(s1.iter_mut()).zip(s2.iter_mut());
-                for ((p, &g), ((m, v), vmax)) in p.iter_mut().zip(g).zip(states) {
-                    moments(p, g, m, v);
-                    // torch.maximum: NaN in either propagates.
-                    let now = *v;
-                    if now > *vmax || now.partial_cmp(&now).is_none() {
-                        *vmax = now;
-                    }
-                    apply(p, *m, *vmax);
-                }
-            } else {
-                for ((p, &g), (m, v)) in p.iter_mut().zip(g).zip(s0.iter_mut().zip(s1.iter_mut())) {
-                    moments(p, g, m, v);
-                    apply(p, *m, *v);
-                }
-            }
-        }
+    match alg {
+        Algorithm::Sgd(a) => a.update(fresh, p, g, s, scale, clip),
+        Algorithm::Adagrad(a) => a.update(sc.adagrad_lr, p, g, s, scale, clip),
+        Algorithm::Adadelta(a) => a.update(p, g, s, scale, clip),
+        Algorithm::Rmsprop(a) => a.update(p, g, s, scale, clip),
+        Algorithm::Adam(a) => a.update(sc.adam, p, g, s, scale, clip),
     }
 }
 
@@ -599,7 +272,7 @@ mod tests {
     use super::*;
 
     fn adam(amsgrad: bool) -> Algorithm {
-        Algorithm::Adam {
+        Algorithm::Adam(Adam {
             lr: 0.1,
             beta1: 0.9,
             beta2: 0.999,
@@ -608,7 +281,7 @@ mod tests {
             decoupled: false,
             amsgrad,
             maximize: false,
-        }
+        })
     }
 
     #[test]
@@ -635,14 +308,14 @@ mod tests {
         let mut p = vec![0.0f32; n];
         let g = vec![1.0f32; n];
         let mut buf = vec![7.0f32; n];
-        let alg = Algorithm::Sgd {
+        let alg = Algorithm::Sgd(Sgd {
             lr: 0.5,
             momentum: 0.9,
             dampening: 0.0,
             weight_decay: 0.0,
             nesterov: false,
             maximize: false,
-        };
+        });
         let mut t = [TensorStep {
             param: &mut p,
             grad: &g,
@@ -656,27 +329,27 @@ mod tests {
 
     #[test]
     fn validation_names_bad_values() {
-        let e = Algorithm::Adagrad {
+        let e = Algorithm::Adagrad(Adagrad {
             lr: -1.0,
             lr_decay: 0.0,
             weight_decay: 0.0,
             eps: 1e-10,
             maximize: false,
-        }
+        })
         .validate();
         assert_eq!(e.unwrap_err().to_string(), "invalid lr: -1 (must be >= 0)");
-        let nesterov = Algorithm::Sgd {
+        let nesterov = Algorithm::Sgd(Sgd {
             lr: 0.1,
             momentum: 0.0,
             dampening: 0.0,
             weight_decay: 0.0,
             nesterov: true,
             maximize: false,
-        };
+        });
         assert!(nesterov.validate().is_err());
         let mut a = adam(true);
-        if let Algorithm::Adam { ref mut beta2, .. } = a {
-            *beta2 = 1.0;
+        if let Algorithm::Adam(ref mut adam) = a {
+            adam.beta2 = 1.0;
         }
         assert!(a
             .validate()

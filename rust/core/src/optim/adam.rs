@@ -1,0 +1,123 @@
+//! Adam and AdamW (decoupled weight decay), with AMSGrad (torch.optim.Adam / AdamW).
+
+use super::{nonneg, read_grad};
+use crate::element::Float;
+use crate::error::Result;
+
+/// torch.optim.Adam's (or, `decoupled`, AdamW's) hyperparameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub decoupled: bool,
+    pub amsgrad: bool,
+    pub maximize: bool,
+}
+
+/// The scalars of step t, in f64 as PyTorch's Python floats.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct AdamScalars {
+    /// lr / (1 − β₁ᵗ).
+    step_size: f64,
+    /// √(1 − β₂ᵗ).
+    bias_correction2_sqrt: f64,
+    /// AdamW: 1 − lr·weight_decay.
+    weight_keep: f64,
+}
+
+impl Adam {
+    pub(super) fn state_names(&self) -> Vec<&'static str> {
+        if self.amsgrad {
+            vec!["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+        } else {
+            vec!["exp_avg", "exp_avg_sq"]
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        let unit = |name: &str, v: f64| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                super::bad(name, v, "in [0, 1)")
+            }
+        };
+        nonneg("lr", self.lr)?;
+        nonneg("eps", self.eps)?;
+        unit("beta parameter at index 0", self.beta1)?;
+        unit("beta parameter at index 1", self.beta2)?;
+        nonneg("weight_decay", self.weight_decay)
+    }
+
+    pub(super) fn scalars(&self, t: f64) -> AdamScalars {
+        AdamScalars {
+            step_size: self.lr / (1.0 - self.beta1.powf(t)),
+            bias_correction2_sqrt: (1.0 - self.beta2.powf(t)).sqrt(),
+            weight_keep: 1.0 - self.lr * self.weight_decay,
+        }
+    }
+
+    /// One chunk's update; the state is exp_avg, exp_avg_sq, [max_exp_avg_sq].
+    #[inline(always)]
+    pub(super) fn update<T: Float>(
+        &self,
+        sc: AdamScalars,
+        p: &mut [T],
+        g: &[T],
+        [s0, s1, s2]: [&mut [T]; 3],
+        scale: T,
+        clip: bool,
+    ) {
+        let f = T::from_f64;
+        let (step_size, bc2_sqrt, keep) = (
+            f(sc.step_size),
+            f(sc.bias_correction2_sqrt),
+            f(sc.weight_keep),
+        );
+        let (w1, beta2_t, one_minus_beta2, eps, wd) = (
+            f(1.0 - self.beta1),
+            f(self.beta2),
+            f(1.0 - self.beta2),
+            f(self.eps),
+            f(self.weight_decay),
+        );
+        let (decay, decoupled, maximize) =
+            (self.weight_decay != 0.0, self.decoupled, self.maximize);
+        // Weight decay, then the two moments, in PyTorch's order.
+        let moments = |p: &mut T, g: T, m: &mut T, v: &mut T| {
+            let mut g = read_grad(g, scale, clip, maximize);
+            if decay {
+                if decoupled {
+                    *p = *p * keep;
+                } else {
+                    g = g + wd * *p;
+                }
+            }
+            *m = *m + w1 * (g - *m);
+            *v = *v * beta2_t + one_minus_beta2 * g * g;
+        };
+        let apply = |p: &mut T, m: T, second: T| {
+            *p = *p - step_size * (m / (second.sqrt() / bc2_sqrt + eps));
+        };
+        if self.amsgrad {
+            let states = s0.iter_mut().zip(s1.iter_mut()).zip(s2.iter_mut());
+            for ((p, &g), ((m, v), vmax)) in p.iter_mut().zip(g).zip(states) {
+                moments(p, g, m, v);
+                // torch.maximum: NaN in either propagates.
+                let now = *v;
+                if now > *vmax || now.partial_cmp(&now).is_none() {
+                    *vmax = now;
+                }
+                apply(p, *m, *vmax);
+            }
+        } else {
+            for ((p, &g), (m, v)) in p.iter_mut().zip(g).zip(s0.iter_mut().zip(s1.iter_mut())) {
+                moments(p, g, m, v);
+                apply(p, *m, *v);
+            }
+        }
+    }
+}
