@@ -53,7 +53,6 @@ pub fn shape_str(shape: &[usize]) -> String {
     }
 }
 
-/// `axis` (negative counts from the end) as an index into `ndim` dims.
 /// The axis a reduction runs along: `axis` resolved, on an array that has one.
 pub fn reduction_axis(op: &str, shape: &[usize], axis: i64) -> Result<usize> {
     if shape.is_empty() {
@@ -64,6 +63,7 @@ pub fn reduction_axis(op: &str, shape: &[usize], axis: i64) -> Result<usize> {
     resolve_axis(op, axis, shape.len())
 }
 
+/// `axis` (negative counts from the end) as an index into `ndim` dims.
 pub fn resolve_axis(op: &str, axis: i64, ndim: usize) -> Result<usize> {
     let resolved = if axis < 0 { axis + ndim as i64 } else { axis };
     if resolved < 0 || resolved >= ndim as i64 {

@@ -2,18 +2,17 @@
 //! `return_stats=True` and returns PyTorch's autograd gradients (None for a parameter not given).
 
 use crate::dispatch::{
-    array_mut, array_ref, as_ndarray, channel_param, element_strides, f64_array, f64_array_like,
-    float_array, output, param, param_slice, permuted, resolve_axis, rows_mut, rows_ref,
-    rows_ref_as, same_as_x, shape_str, with_float_array, Storage,
+    array_mut, array_ref, as_ndarray, channel_param, f64_array, f64_array_like, float_array,
+    output, param, param_slice, resolve_axis, rows_mut, rows_ref, same_as_x, shape_str,
+    with_float_array, Storage,
 };
 use crate::errors::{compute, core_error, type_error, value_error};
 use numpy::{PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use rsnorm_core::layout::Rows;
 use rsnorm_core::norm::backward as bw;
 use rsnorm_core::norm::channels::backward::ChannelStats;
-use rsnorm_core::rows::{ArrayMut, ArrayRef, RowsMut};
+use rsnorm_core::rows::{ArrayMut, ArrayRef};
 
 /// Forward statistics (mean, rstd) as f64, `expected` values in any shape with that many elements.
 fn stats_values(
@@ -244,16 +243,6 @@ pub(crate) fn add_rms_norm_backward<'py>(
     tuple(py, vec![Some(dx.clone()), Some(dx), dw])
 }
 
-/// A channel-wise backward's core entry, given (grad_out, x, dx, (mean, rstd), weight).
-type ChannelBackward<S> = dyn FnOnce(
-        &ArrayRef<S>,
-        &ArrayRef<S>,
-        &ArrayMut<S>,
-        (&[f64], &[f64]),
-        Option<&[f64]>,
-    ) -> rsnorm_core::Result<(Vec<f64>, Vec<f64>)>
-    + Send;
-
 /// Parses a channel-wise backward's arguments (statistics laid out as `stats` says), calls
 /// `core_call` and returns (dx, dweight, dbias).
 #[allow(clippy::too_many_arguments)]
@@ -264,7 +253,15 @@ fn channel_backward_typed<'py, S: Storage>(
     (grad_out, mean, rstd): (&Bound<'py, PyAny>, &Bound<'py, PyAny>, &Bound<'py, PyAny>),
     weight: Option<&Bound<'py, PyAny>>,
     stats: ChannelStats,
-    core_call: Box<ChannelBackward<S>>,
+    // The op's core entry, given (grad_out, x, dx, (mean, rstd), weight).
+    core_call: impl FnOnce(
+            &ArrayRef<S>,
+            &ArrayRef<S>,
+            &ArrayMut<S>,
+            (&[f64], &[f64]),
+            Option<&[f64]>,
+        ) -> rsnorm_core::Result<(Vec<f64>, Vec<f64>)>
+        + Send,
 ) -> PyResult<Bound<'py, PyAny>> {
     let shape = x.shape().to_vec();
     let (channels, n_stats) = stats.counts(op, &shape).map_err(core_error)?;
@@ -307,9 +304,9 @@ pub(crate) fn batch_norm_backward<'py>(
     with_float_array!(float_array(OP, "x", x)?, x => {
         let axis = resolve_axis(OP, axis, x.ndim())?;
         // SAFETY (of the call): views of live arrays of x's shape; dx is fresh.
-        let call = Box::new(move |go: &_, x: &_, dx: &_, stats: (&[f64], &[f64]), w: Option<&[f64]>| unsafe {
+        let call = move |go: &_, x: &_, dx: &_, stats: (&[f64], &[f64]), w: Option<&[f64]>| unsafe {
             core_call(go, x, dx, stats, w, axis, training, mean_only)
-        });
+        };
         let stats = ChannelStats::Channel { axis };
         channel_backward_typed(py, OP, x, (grad_out, mean, rstd), weight, stats, call)
     })
@@ -333,9 +330,9 @@ pub(crate) fn instance_norm_backward<'py>(
     };
     with_float_array!(float_array(OP, "x", x)?, x => {
         // SAFETY (of the call): views of live arrays of x's shape; dx is fresh.
-        let call = Box::new(move |go: &_, x: &_, dx: &_, stats: (&[f64], &[f64]), w: Option<&[f64]>| unsafe {
+        let call = move |go: &_, x: &_, dx: &_, stats: (&[f64], &[f64]), w: Option<&[f64]>| unsafe {
             core_call(go, x, dx, stats, w, use_input_stats)
-        });
+        };
         let stats = ChannelStats::Instance;
         channel_backward_typed(py, OP, x, (grad_out, mean, rstd), weight, stats, call)
     })
@@ -357,9 +354,9 @@ pub(crate) fn group_norm_backward<'py>(
     with_float_array!(float_array(OP, "x", x)?, x => {
         let stats = core::backward_stats(x.shape(), num_groups).map_err(core_error)?;
         // SAFETY (of the call): views of live arrays of x's shape; dx is fresh.
-        let call = Box::new(move |go: &_, x: &_, dx: &_, stats: (&[f64], &[f64]), w: Option<&[f64]>| unsafe {
+        let call = move |go: &_, x: &_, dx: &_, stats: (&[f64], &[f64]), w: Option<&[f64]>| unsafe {
             core::group_norm_backward(go, x, dx, stats, w, num_groups)
-        });
+        };
         channel_backward_typed(py, OP, x, (grad_out, mean, rstd), weight, stats, call)
     })
 }
@@ -386,11 +383,9 @@ pub(crate) fn weight_norm_backward<'py>(
         let dv = output(py, op, "dv", None, &shape)?;
         let leading: Vec<usize> = dim.into_iter().collect();
         let inner = shape.len() - leading.len();
-        let (vs, vst) = permuted(&shape, &element_strides(v.as_untyped()), &leading);
-        let (gs, gst) = permuted(&shape, &element_strides(gw.as_untyped()), &leading);
-        let (ds, dst) = permuted(&shape, &element_strides(dv.as_untyped()), &leading);
-        let (vv, gv) = (rows_ref_as(&v, &vs, &vst, inner), rows_ref_as(&gw, &gs, &gst, inner));
-        let dvv = RowsMut { ptr: dv.data(), rows: Rows::split(&ds, &dst, inner) };
+        let vv = array_ref(&v).with_leading(&leading).rows(inner);
+        let gv = array_ref(&gw).with_leading(&leading).rows(inner);
+        let dvv = array_mut(&dv).with_leading(&leading).rows(inner);
         // SAFETY: views of live arrays; dv is fresh.
         let dg = compute(py, || unsafe { bw::weight_norm_backward(&gv, &vv, &dvv, &g_values) })?;
         let g_shape = g_arr.shape().to_vec();

@@ -157,20 +157,6 @@ pub(crate) fn element_strides(arr: &Bound<'_, PyUntypedArray>) -> Vec<isize> {
     arr.strides().iter().map(|s| s / itemsize).collect()
 }
 
-/// `arr` under another shape/strides of the same memory (e.g. channels split into groups), as rows
-/// of the last `inner_ndim` of those dims.
-pub(crate) fn rows_ref_as<S: Storage>(
-    arr: &Bound<'_, PyArrayDyn<S>>,
-    shape: &[usize],
-    strides: &[isize],
-    inner_ndim: usize,
-) -> RowsRef<S> {
-    RowsRef {
-        ptr: arr.data(),
-        rows: Rows::split(shape, strides, inner_ndim),
-    }
-}
-
 /// A per-channel parameter (weight, bias) of `channels` values, cast through the input dtype and
 /// returned as f64 (they enter per-row scale/shift computed in f64).
 pub(crate) fn channel_param<S: Storage>(
@@ -389,23 +375,6 @@ pub(crate) fn f64_array_like<'py, S: Storage>(
 /// Resolves an axis against `ndim` (negative counts from the end).
 pub(crate) fn resolve_axis(op: &str, axis: i64, ndim: usize) -> PyResult<usize> {
     rsnorm_core::error::resolve_axis(op, axis, ndim).map_err(crate::errors::core_error)
-}
-
-/// Shape/strides with the `leading` dims first (in the given order) and the others after, in order.
-pub(crate) fn permuted(
-    shape: &[usize],
-    strides: &[isize],
-    leading: &[usize],
-) -> (Vec<usize>, Vec<isize>) {
-    let order: Vec<usize> = leading
-        .iter()
-        .copied()
-        .chain((0..shape.len()).filter(|d| !leading.contains(d)))
-        .collect();
-    (
-        order.iter().map(|&d| shape[d]).collect(),
-        order.iter().map(|&d| strides[d]).collect(),
-    )
 }
 
 /// Whether two arrays share memory: their byte ranges intersect, and (for interleaved views,

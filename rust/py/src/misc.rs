@@ -2,18 +2,16 @@
 //! and the mergeable statistics moments / merge_moments.
 
 use crate::dispatch::{
-    aligned_copy, array_ref, element_strides, float_array, output, param, param_slice, permuted,
-    resolve_axis, rows_mut, rows_ref, rows_ref_as, shape_str, unaliased, with_float_array, Storage,
+    aligned_copy, array_mut, array_ref, float_array, output, param, param_slice, resolve_axis,
+    rows_mut, rows_ref, shape_str, unaliased, with_float_array, Storage,
 };
 use crate::errors::{compute, core_error, value_error};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use rsnorm_core::layout::Rows;
 use rsnorm_core::norm::lrn::{self, Lrn};
 use rsnorm_core::norm::weight_norm as wn;
 use rsnorm_core::reduce::{merge_columns, Moments};
-use rsnorm_core::rows::RowsMut;
 use rsnorm_core::statistics;
 use rsnorm_core::Float;
 
@@ -142,14 +140,9 @@ fn weight_norm_typed<'py, S: Storage>(
     let w = output::<S>(py, OP, "out", out, &shape)?;
     let v = unaliased(v, &[&w])?;
     let leading: Vec<usize> = dim.into_iter().collect();
-    let (vs, vst) = permuted(&shape, &element_strides(v.as_untyped()), &leading);
-    let (ws, wst) = permuted(&shape, &element_strides(w.as_untyped()), &leading);
     let inner = shape.len() - leading.len();
-    let vv = rows_ref_as(&v, &vs, &vst, inner);
-    let wv = RowsMut {
-        ptr: w.data(),
-        rows: Rows::split(&ws, &wst, inner),
-    };
+    let vv = array_ref(&v).with_leading(&leading).rows(inner);
+    let wv = array_mut(&w).with_leading(&leading).rows(inner);
     // SAFETY: views of live arrays; `w` is `v` or disjoint from it.
     compute(py, || unsafe { wn::weight_norm(&vv, &wv, &g_values) })?;
     Ok(w.into_any())

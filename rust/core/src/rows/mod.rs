@@ -122,6 +122,17 @@ impl<S> ArrayRef<S> {
 }
 
 impl<S> ArrayMut<S> {
+    /// The same array with its dims reordered (see [`ArrayRef::with_leading`]).
+    #[must_use]
+    pub fn with_leading(&self, leading: &[usize]) -> ArrayMut<S> {
+        let (shape, strides) = with_leading(&self.shape, &self.strides, leading);
+        ArrayMut {
+            ptr: self.ptr,
+            shape,
+            strides,
+        }
+    }
+
     /// The array as rows along `axis` (see [`ArrayRef::rows_along`]).
     pub fn rows_along(&self, axis: usize) -> RowsMut<S> {
         RowsMut {
