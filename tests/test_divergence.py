@@ -249,8 +249,12 @@ def test_errors(rng):
     with pytest.raises(ValueError, match="zero entries"):
         rn.entropy(np.ones((2, 0)))
     logits = rng.standard_normal((3, 4))
-    with pytest.raises(ValueError, match="reduction must be"):
+    with pytest.raises(
+        ValueError, match=r"^cross_entropy_with_logits: reduction must be 'none', 'mean' or 'sum', got .avg."
+    ):
         rn.cross_entropy_with_logits(logits, np.array([0, 1, 2]), reduction="avg")
+    with pytest.raises(TypeError, match=r"^cross_entropy_with_logits: argument 'reduction': .*str"):
+        rn.cross_entropy_with_logits(logits, np.array([0, 1, 2]), reduction=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="label_smoothing must be in"):
         rn.cross_entropy_with_logits(logits, np.array([0, 1, 2]), label_smoothing=1.5)
     with pytest.raises(ValueError, match="target 4 is out of range for 4 classes"):

@@ -281,3 +281,23 @@ def test_errors(rng):
     opt.param_groups[0]["lr"] = -1.0
     with pytest.raises(ValueError, match="invalid lr: -1"):
         opt.step([np.ones((3, 4))])
+
+
+def test_options_are_read_by_the_core_from_the_group(rng):
+    p = rng.standard_normal(4)
+    # Numbers of any real type, flags by truth value, as PyTorch reads them.
+    a, b = p.copy(), p.copy()
+    optim.SGD([a], lr=np.float32(0.5), momentum=np.float64(0.5), nesterov=1).step([np.ones(4)])
+    optim.SGD([b], lr=0.5, momentum=0.5, nesterov=True).step([np.ones(4)])
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, p - 0.5 * 1.5)  # nesterov: g + momentum·buf = 1.5 on a first step
+    with pytest.raises(ValueError, match=r"^SGD: lr must be a finite number, got 'fast'$"):
+        optim.SGD([p], lr="fast")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^RMSprop: alpha must be a finite number, got an int of 1101 bits"):
+        optim.RMSprop([p], alpha=2**1100)
+    with pytest.raises(ValueError, match=r"^Adam: betas must be a pair \(beta1, beta2\), got \(0\.9,\)$"):
+        optim.Adam([p], betas=(0.9,))  # type: ignore[arg-type]
+    opt = optim.Adagrad([p])
+    del opt.param_groups[0]["lr_decay"]
+    with pytest.raises(ValueError, match=r"^Adagrad: missing hyperparameter lr_decay$"):
+        opt.step([np.ones(4)])

@@ -57,6 +57,10 @@ def contract_error(
     message = str(exc)
     if message.startswith(op):
         return None
-    culprit = _culprit(fn, args, kwargs, message) if isinstance(exc, TypeError) else None
+    culprit = None
+    if isinstance(exc, TypeError):
+        # PyO3 names the argument it failed to convert in a note; else guess it by the type named.
+        named = (re.fullmatch(r"while processing '(\w+)'", n) for n in getattr(exc, "__notes__", ()))
+        culprit = next((m.group(1) for m in named if m), None) or _culprit(fn, args, kwargs, message)
     prefix = f"{op}: argument '{culprit}': " if culprit else f"{op}: "
     return type(exc)(prefix + message)

@@ -9,7 +9,6 @@ momentum_buffer, square_avg, acc_delta, sum, grad_avg) so state moves both ways.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -46,22 +45,6 @@ def clip_grad_norm(grads: Sequence[Array], max_norm: float) -> float:
     return norm
 
 
-def _bad_option(group: dict[str, Any], exc: Exception) -> str:
-    """Which option of a group is not a number (or, for betas, not a pair of numbers)."""
-    for key, value in group.items():
-        if key == "params":
-            continue
-        if key == "betas" and not (isinstance(value, (tuple, list)) and len(value) == 2):
-            return f"betas must be a pair (beta1, beta2), got {value!r:.80}"
-        for v in value if isinstance(value, (tuple, list)) else (value,):
-            try:
-                float(v)
-            except (TypeError, ValueError, OverflowError):
-                shown = f"an int of {v.bit_length()} bits" if isinstance(v, int) else f"{v!r:.80}"
-                return f"{key} must be a finite number, got {shown}"
-    return f"invalid options: {exc}"
-
-
 def _byte_range(a: Array) -> tuple[int, int]:
     """[start, end) of the bytes a C-contiguous array holds."""
     start = a.__array_interface__["data"][0]
@@ -93,8 +76,9 @@ def _check_no_overlap(name: str, params: Sequence[Array], grads: Sequence[Array]
         open_spans.append(span)
 
 
-class Optimizer(ABC):
-    """Base class: parameter groups, lazily created state, the fused step and state dicts."""
+class Optimizer:
+    """Base class: parameter groups, lazily created state, the fused step and state dicts. A
+    subclass names its core `algorithm`; the core reads the options it needs from each group."""
 
     algorithm = ""
 
@@ -141,22 +125,13 @@ class Optimizer(ABC):
         if not p.flags.writeable:
             raise ValueError(f"{name}: parameter of shape {p.shape} is read-only")
 
-    @abstractmethod
-    def _hyper(self, group: dict[str, Any]) -> dict[str, float]:
-        """The group's options as the floats the kernel takes."""
-
-    def _validated(self, group: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
-        """The group's kernel options, checked by the kernel (ValueError naming a bad value), and the
-        names of the state arrays they need."""
-        name = type(self).__name__
+    def _validated(self, group: dict[str, Any]) -> list[str]:
+        """The names of the state arrays the group's options need, once the core has read and
+        checked them (ValueError naming a bad value)."""
         try:
-            hyper = self._hyper(group)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise ValueError(f"{name}: {_bad_option(group, exc)}") from None
-        try:
-            return hyper, _rsnorm.optim_validate(self.algorithm, hyper)
+            return _rsnorm.optim_validate(self.algorithm, group)
         except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
+            raise ValueError(f"{type(self).__name__}: {exc}") from None
 
     def _initial_state(self, name: str, p: Array, group: dict[str, Any]) -> Array:
         return np.zeros_like(p)
@@ -201,7 +176,7 @@ class Optimizer(ABC):
             scale = min(1.0, clip_grad_norm / (norm + 1e-6))
         index = 0
         for group in self.param_groups:
-            hyper, names = self._validated(group)
+            names = self._validated(group)
             states, steps, fresh = [], [], []
             for p in group["params"]:
                 st = self.state.setdefault(index, {"step": 0})
@@ -216,7 +191,7 @@ class Optimizer(ABC):
                 index += 1
             group_grads = checked[index - len(group["params"]) : index]
             _rsnorm.optim_step(
-                self.algorithm, hyper, group["params"], group_grads, states, steps, fresh, scale
+                self.algorithm, group, group["params"], group_grads, states, steps, fresh, scale
             )
         return norm
 
@@ -331,11 +306,6 @@ class SGD(Optimizer):
             ),
         )
 
-    def _hyper(self, g: dict[str, Any]) -> dict[str, float]:
-        return {
-            k: float(g[k]) for k in ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
-        }
-
     def _tracks_step(self) -> bool:
         return False
 
@@ -370,9 +340,6 @@ class Adagrad(Optimizer):
             ),
         )
 
-    def _hyper(self, g: dict[str, Any]) -> dict[str, float]:
-        return {k: float(g[k]) for k in ("lr", "lr_decay", "weight_decay", "eps", "maximize")}
-
     def _initial_state(self, name: str, p: Array, group: dict[str, Any]) -> Array:
         return np.full_like(p, group["initial_accumulator_value"])
 
@@ -393,9 +360,6 @@ class Adadelta(Optimizer):
         maximize: bool = False,
     ) -> None:
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
-
-    def _hyper(self, g: dict[str, Any]) -> dict[str, float]:
-        return {k: float(g[k]) for k in ("lr", "rho", "eps", "weight_decay", "maximize")}
 
 
 class RMSprop(Optimizer):
@@ -428,10 +392,6 @@ class RMSprop(Optimizer):
             ),
         )
 
-    def _hyper(self, g: dict[str, Any]) -> dict[str, float]:
-        keys = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
-        return {k: float(g[k]) for k in keys}
-
 
 class Adam(Optimizer):
     """``torch.optim.Adam``: weight decay added to the gradient (L2); eps outside √v̂; amsgrad."""
@@ -460,18 +420,6 @@ class Adam(Optimizer):
                 maximize=maximize,
             ),
         )
-
-    def _hyper(self, g: dict[str, Any]) -> dict[str, float]:
-        beta1, beta2 = g["betas"]
-        return {
-            "lr": float(g["lr"]),
-            "beta1": float(beta1),
-            "beta2": float(beta2),
-            "eps": float(g["eps"]),
-            "weight_decay": float(g["weight_decay"]),
-            "amsgrad": float(g["amsgrad"]),
-            "maximize": float(g["maximize"]),
-        }
 
 
 class AdamW(Adam):

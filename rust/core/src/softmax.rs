@@ -154,15 +154,17 @@ pub enum Reduction {
     Sum,
 }
 
-impl Reduction {
-    /// PyTorch's names: 'none', 'mean', 'sum'.
-    pub fn parse(op: &str, name: &str) -> Result<Self> {
+/// PyTorch's names: 'none', 'mean', 'sum'.
+impl std::str::FromStr for Reduction {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
         match name {
             "none" => Ok(Reduction::None),
             "mean" => Ok(Reduction::Mean),
             "sum" => Ok(Reduction::Sum),
             _ => Err(Error::InvalidArgument(format!(
-                "{op}: reduction must be 'none', 'mean' or 'sum', got {name:?}"
+                "cross_entropy_with_logits: reduction must be 'none', 'mean' or 'sum', got {name:?}"
             ))),
         }
     }

@@ -6,7 +6,7 @@ use crate::dispatch::{
     output, param, param_slice, resolve_axis, rows_mut, rows_ref, same_as_x, shape_str,
     with_float_array, Storage,
 };
-use crate::errors::{compute, core_error, type_error, value_error};
+use crate::errors::{compute, type_error, value_error, Result};
 use numpy::{PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -15,12 +15,7 @@ use rsnorm_core::norm::channels::backward::ChannelStats;
 use rsnorm_core::rows::{ArrayMut, ArrayRef};
 
 /// Forward statistics (mean, rstd) as f64, `expected` values in any shape with that many elements.
-fn stats_values(
-    op: &str,
-    name: &str,
-    obj: &Bound<'_, PyAny>,
-    expected: usize,
-) -> PyResult<Vec<f64>> {
+fn stats_values(op: &str, name: &str, obj: &Bound<'_, PyAny>, expected: usize) -> Result<Vec<f64>> {
     let arr = as_ndarray(obj)?;
     if arr.dtype().kind() != b'f' {
         return Err(type_error(format!(
@@ -41,10 +36,7 @@ fn stats_values(
     Ok(flat.cast_into::<PyArrayDyn<f64>>()?.to_vec()?)
 }
 
-fn tuple<'py>(
-    py: Python<'py>,
-    items: Vec<Option<Bound<'py, PyAny>>>,
-) -> PyResult<Bound<'py, PyAny>> {
+fn tuple<'py>(py: Python<'py>, items: Vec<Option<Bound<'py, PyAny>>>) -> Result<Bound<'py, PyAny>> {
     let items: Vec<Bound<'py, PyAny>> = items
         .into_iter()
         .map(|i| i.unwrap_or_else(|| py.None().into_bound(py)))
@@ -57,7 +49,7 @@ fn trailing_dims(
     op: &str,
     shape: &[usize],
     normalized_shape: Option<&Bound<'_, PyAny>>,
-) -> PyResult<usize> {
+) -> Result<usize> {
     crate::norm::normalized_ndim(op, shape, normalized_shape)
 }
 
@@ -85,7 +77,7 @@ fn row_backward_typed<'py, S: Storage>(
     py: Python<'py>,
     x: Bound<'py, PyArrayDyn<S>>,
     a: &RowBackward<'_, 'py>,
-) -> PyResult<RowGrads<'py>> {
+) -> Result<RowGrads<'py>> {
     let op = a.op;
     let shape = x.shape().to_vec();
     let k = trailing_dims(op, &shape, a.normalized_shape)?;
@@ -140,7 +132,7 @@ pub(crate) fn layer_norm_backward<'py>(
     weight: Option<&Bound<'py, PyAny>>,
     bias: Option<&Bound<'py, PyAny>>,
     normalized_shape: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let op = "layer_norm_backward";
     let args = RowBackward {
         op,
@@ -167,7 +159,7 @@ pub(crate) fn rms_norm_backward<'py>(
     rstd: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
     normalized_shape: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let op = "rms_norm_backward";
     let args = RowBackward {
         op,
@@ -200,7 +192,7 @@ pub(crate) fn add_layer_norm_backward<'py>(
     bias: Option<&Bound<'py, PyAny>>,
     grad_residual_out: Option<&Bound<'py, PyAny>>,
     normalized_shape: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let op = "add_layer_norm_backward";
     let args = RowBackward {
         op,
@@ -227,7 +219,7 @@ pub(crate) fn add_rms_norm_backward<'py>(
     weight: Option<&Bound<'py, PyAny>>,
     grad_residual_out: Option<&Bound<'py, PyAny>>,
     normalized_shape: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let op = "add_rms_norm_backward";
     let args = RowBackward {
         op,
@@ -262,9 +254,9 @@ fn channel_backward_typed<'py, S: Storage>(
             Option<&[f64]>,
         ) -> rsnorm_core::Result<(Vec<f64>, Vec<f64>)>
         + Send,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let shape = x.shape().to_vec();
-    let (channels, n_stats) = stats.counts(op, &shape).map_err(core_error)?;
+    let (channels, n_stats) = stats.counts(op, &shape)?;
     let go = same_as_x::<S>(op, "grad_out", grad_out, &shape)?;
     let mean = stats_values(op, "mean", mean, n_stats)?;
     let rstd = stats_values(op, "rstd", rstd, n_stats)?;
@@ -299,7 +291,7 @@ pub(crate) fn batch_norm_backward<'py>(
     training: bool,
     axis: i64,
     mean_only: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     use rsnorm_core::norm::batch_norm::{batch_norm_backward as core_call, BACKWARD_OP as OP};
     with_float_array!(float_array(OP, "x", x)?, x => {
         let axis = resolve_axis(OP, axis, x.ndim())?;
@@ -324,7 +316,7 @@ pub(crate) fn instance_norm_backward<'py>(
     rstd: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
     use_input_stats: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     use rsnorm_core::norm::instance_norm::{
         instance_norm_backward as core_call, BACKWARD_OP as OP,
     };
@@ -349,10 +341,10 @@ pub(crate) fn group_norm_backward<'py>(
     rstd: &Bound<'py, PyAny>,
     weight: Option<&Bound<'py, PyAny>>,
     num_groups: i64,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     use rsnorm_core::norm::group_norm::{self as core, BACKWARD_OP as OP};
     with_float_array!(float_array(OP, "x", x)?, x => {
-        let stats = core::backward_stats(x.shape(), num_groups).map_err(core_error)?;
+        let stats = core::backward_stats(x.shape(), num_groups)?;
         // SAFETY (of the call): views of live arrays of x's shape; dx is fresh.
         let call = move |go: &_, x: &_, dx: &_, stats: (&[f64], &[f64]), w: Option<&[f64]>| unsafe {
             core::group_norm_backward(go, x, dx, stats, w, num_groups)
@@ -371,7 +363,7 @@ pub(crate) fn weight_norm_backward<'py>(
     v: &Bound<'py, PyAny>,
     g: &Bound<'py, PyAny>,
     dim: Option<i64>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let op = "weight_norm_backward";
     with_float_array!(float_array(op, "v", v)?, v => {
         let shape = v.shape().to_vec();
@@ -401,7 +393,7 @@ pub(crate) fn l2_normalize_backward<'py>(
     grad: &Bound<'py, PyAny>,
     x: &Bound<'py, PyAny>,
     eps: f64,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let op = "l2_normalize_backward";
     with_float_array!(float_array(op, "x", x)?, x => {
         let shape = x.shape().to_vec();
@@ -423,7 +415,7 @@ pub(crate) fn selu_backward<'py>(
     py: Python<'py>,
     grad_out: &Bound<'py, PyAny>,
     x: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let op = "selu_backward";
     with_float_array!(float_array(op, "x", x)?, x => {
         let shape = x.shape().to_vec();

@@ -4,7 +4,7 @@ use crate::dispatch::{
     array_mut, array_ref, channel_param, check_disjoint, float_array, is_writeable, output,
     shape_str, unaliased, with_float_array, Storage,
 };
-use crate::errors::{compute, core_error, type_error, value_error};
+use crate::errors::{compute, type_error, value_error, Result};
 use numpy::{
     PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray,
     PyUntypedArrayMethods,
@@ -32,7 +32,7 @@ impl<'py> Running<'py> {
         obj: Option<&Bound<'py, PyAny>>,
         channels: usize,
         written: bool,
-    ) -> PyResult<Option<Self>> {
+    ) -> Result<Option<Self>> {
         let Some(obj) = obj else { return Ok(None) };
         let Ok(array) = obj.cast::<PyUntypedArray>() else {
             return Err(type_error(format!(
@@ -66,7 +66,7 @@ impl<'py> Running<'py> {
     }
 
     /// Writes the (updated) values back into the caller's array (cast to its dtype).
-    fn store(&self) -> PyResult<()> {
+    fn store(&self) -> Result<()> {
         let py = self.array.py();
         let new = PyArray1::from_slice(py, &self.values);
         py.import("numpy")?
@@ -83,7 +83,7 @@ fn check_running_disjoint<S: Storage>(
     running_var: Option<&Running<'_>>,
     y: &Bound<'_, PyArrayDyn<S>>,
     x: &Bound<'_, PyArrayDyn<S>>,
-) -> PyResult<()> {
+) -> Result<()> {
     check_disjoint(
         op,
         &[
@@ -100,8 +100,8 @@ fn stats_pair<'py, S: Storage>(
     moments: &[Moments],
     eps: f64,
     shape: &[usize],
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let to_array = |values: Vec<f64>| -> PyResult<Bound<'py, PyAny>> {
+) -> Result<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let to_array = |values: Vec<f64>| -> Result<Bound<'py, PyAny>> {
         let values: Vec<S::Compute> = values.into_iter().map(Float::from_f64).collect();
         Ok(numpy::PyArray::from_vec(py, values)
             .reshape(shape)?
@@ -115,7 +115,7 @@ fn result<'py>(
     py: Python<'py>,
     y: Bound<'py, PyAny>,
     stats: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     match stats {
         None => Ok(y),
         Some((mean, rstd)) => Ok(PyTuple::new(py, [y, mean, rstd])?.into_any()),
@@ -152,7 +152,7 @@ pub(crate) fn batch_norm<'py>(
     mean_only: bool,
     num_batches_tracked: Option<i64>,
     return_stats: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let args = BatchNormArgs {
         running_mean,
         running_var,
@@ -189,7 +189,7 @@ fn batch_norm_typed<'py, S: Storage>(
     py: Python<'py>,
     x: Bound<'py, PyArrayDyn<S>>,
     a: &BatchNormArgs<'_, 'py>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "batch_norm";
     let options = BatchNormOptions {
         training: a.training,
@@ -199,7 +199,7 @@ fn batch_norm_typed<'py, S: Storage>(
         num_batches_tracked: a.num_batches_tracked,
     };
     let shape = x.shape().to_vec();
-    let axis = options.channel_axis(a.axis, &shape).map_err(core_error)?;
+    let axis = options.channel_axis(a.axis, &shape)?;
     let channels = shape[axis];
     let weight = channel_param::<S>(py, OP, "weight", a.weight, channels)?;
     let bias = channel_param::<S>(py, OP, "bias", a.bias, channels)?;
@@ -262,7 +262,7 @@ pub(crate) fn instance_norm<'py>(
     eps: f64,
     out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let args = InstanceNormArgs {
         running_mean,
         running_var,
@@ -293,7 +293,7 @@ fn instance_norm_typed<'py, S: Storage>(
     py: Python<'py>,
     x: Bound<'py, PyArrayDyn<S>>,
     a: &InstanceNormArgs<'_, 'py>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "instance_norm";
     let options = InstanceNormOptions {
         use_input_stats: a.use_input_stats,
@@ -301,7 +301,7 @@ fn instance_norm_typed<'py, S: Storage>(
         eps: a.eps,
     };
     let shape = x.shape().to_vec();
-    let (batch, channels, _) = options.check(&shape).map_err(core_error)?;
+    let (batch, channels, _) = options.check(&shape)?;
     let weight = channel_param::<S>(py, OP, "weight", a.weight, channels)?;
     let bias = channel_param::<S>(py, OP, "bias", a.bias, channels)?;
     let updates = a.use_input_stats;
@@ -356,7 +356,7 @@ pub(crate) fn group_norm<'py>(
     eps: f64,
     out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     with_float_array!(float_array("group_norm", "x", x)?, x => {
         let options = GroupNormOptions { num_groups, eps };
         group_norm_typed(py, x, options, weight, bias, out, return_stats)
@@ -371,10 +371,10 @@ fn group_norm_typed<'py, S: Storage>(
     bias: Option<&Bound<'py, PyAny>>,
     out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "group_norm";
     let shape = x.shape().to_vec();
-    let (batch, channels, groups) = options.check(&shape).map_err(core_error)?;
+    let (batch, channels, groups) = options.check(&shape)?;
     let weight = channel_param::<S>(py, OP, "weight", weight, channels)?;
     let bias = channel_param::<S>(py, OP, "bias", bias, channels)?;
     let y = output::<S>(py, OP, "out", out, &shape)?;
@@ -395,9 +395,8 @@ fn group_norm_typed<'py, S: Storage>(
 /// GroupNorm's check of `num_groups` against a channel count, for the layer's constructor (a
 /// negative count is left to the array it sizes).
 #[pyfunction]
-pub(crate) fn _check_num_groups(op: &str, num_groups: i64, channels: i64) -> PyResult<()> {
+pub(crate) fn _check_num_groups(op: &str, num_groups: i64, channels: i64) -> Result<()> {
     let channels = usize::try_from(channels).unwrap_or(0);
-    core_group_norm::groups(op, num_groups, channels)
-        .map(drop)
-        .map_err(core_error)
+    core_group_norm::groups(op, num_groups, channels)?;
+    Ok(())
 }

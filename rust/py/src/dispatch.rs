@@ -1,7 +1,7 @@
 //! From Python objects to typed, well-behaved arrays and strided views: dtype dispatch, parameter
 //! casting, `out=` checks and in-place aliasing. No math here.
 
-use crate::errors::{type_error, value_error};
+use crate::errors::{type_error, value_error, Result};
 use half::f16;
 use numpy::{
     Element as NpElement, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray,
@@ -37,8 +37,8 @@ macro_rules! with_float_array {
 }
 pub(crate) use with_float_array;
 
-fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
-    py.import("numpy")
+fn numpy(py: Python<'_>) -> Result<Bound<'_, PyModule>> {
+    Ok(py.import("numpy")?)
 }
 
 fn dtype_name(arr: &Bound<'_, PyUntypedArray>) -> String {
@@ -48,7 +48,7 @@ fn dtype_name(arr: &Bound<'_, PyUntypedArray>) -> String {
 }
 
 /// `np.asarray(obj)` unless `obj` already is an ndarray.
-pub(crate) fn as_ndarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUntypedArray>> {
+pub(crate) fn as_ndarray<'py>(obj: &Bound<'py, PyAny>) -> Result<Bound<'py, PyUntypedArray>> {
     if let Ok(arr) = obj.cast::<PyUntypedArray>() {
         return Ok(arr.clone());
     }
@@ -59,7 +59,7 @@ pub(crate) fn as_ndarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, Py
 
 /// Same values in native byte order, aligned, with strides that are whole elements — what the
 /// kernels can address. A copy only for the rare arrays that are not.
-fn well_behaved(arr: Bound<'_, PyUntypedArray>) -> PyResult<Bound<'_, PyUntypedArray>> {
+fn well_behaved(arr: Bound<'_, PyUntypedArray>) -> Result<Bound<'_, PyUntypedArray>> {
     let itemsize = arr.dtype().itemsize() as isize;
     let native = arr.dtype().is_native_byteorder().unwrap_or(true);
     if native && arr.is_aligned() && arr.strides().iter().all(|s| s % itemsize == 0) {
@@ -75,8 +75,8 @@ fn well_behaved(arr: Bound<'_, PyUntypedArray>) -> PyResult<Bound<'_, PyUntypedA
 pub(crate) fn aligned_copy<'py>(
     obj: &Bound<'py, PyAny>,
     dtype: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    numpy(obj.py())?.call_method1("require", (obj, dtype, "CA"))
+) -> Result<Bound<'py, PyAny>> {
+    Ok(numpy(obj.py())?.call_method1("require", (obj, dtype, "CA"))?)
 }
 
 /// The input `x` of `op` as a float array; any other dtype is a `TypeError` naming it.
@@ -84,7 +84,7 @@ pub(crate) fn float_array<'py>(
     op: &str,
     name: &str,
     obj: &Bound<'py, PyAny>,
-) -> PyResult<FloatArray<'py>> {
+) -> Result<FloatArray<'py>> {
     let arr = as_ndarray(obj)?;
     let dtype = arr.dtype();
     if dtype.kind() != b'f' || !matches!(dtype.itemsize(), 2 | 4 | 8) {
@@ -111,7 +111,7 @@ pub(crate) fn param<'py, S: Storage>(
     name: &str,
     obj: Option<&Bound<'py, PyAny>>,
     expected_shape: &[usize],
-) -> PyResult<Option<Bound<'py, PyArrayDyn<S::Compute>>>> {
+) -> Result<Option<Bound<'py, PyArrayDyn<S::Compute>>>> {
     let Some(obj) = obj else { return Ok(None) };
     let arr = as_ndarray(obj)?;
     if arr.dtype().kind() != b'f' {
@@ -148,8 +148,8 @@ pub(crate) fn param_slice<'a, T: NpElement>(
 }
 
 /// The WRITEABLE flag of an array (read-only arrays are never written).
-pub(crate) fn is_writeable(arr: &Bound<'_, PyUntypedArray>) -> PyResult<bool> {
-    arr.getattr("flags")?.getattr("writeable")?.extract()
+pub(crate) fn is_writeable(arr: &Bound<'_, PyUntypedArray>) -> Result<bool> {
+    Ok(arr.getattr("flags")?.getattr("writeable")?.extract()?)
 }
 
 pub(crate) fn element_strides(arr: &Bound<'_, PyUntypedArray>) -> Vec<isize> {
@@ -165,7 +165,7 @@ pub(crate) fn channel_param<S: Storage>(
     name: &str,
     obj: Option<&Bound<'_, PyAny>>,
     channels: usize,
-) -> PyResult<Option<Vec<f64>>> {
+) -> Result<Option<Vec<f64>>> {
     let Some(arr) = param::<S>(py, op, name, obj, &[channels])? else {
         return Ok(None);
     };
@@ -230,7 +230,7 @@ pub(crate) fn output<'py, S: Storage>(
     name: &str,
     out: Option<&Bound<'py, PyAny>>,
     shape: &[usize],
-) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
+) -> Result<Bound<'py, PyArrayDyn<S>>> {
     let Some(out) = out else {
         // SAFETY: every element is written by the kernel before the array is returned.
         return Ok(unsafe { PyArrayDyn::<S>::new(py, shape, false) });
@@ -308,7 +308,7 @@ fn byte_range(arr: &Bound<'_, PyUntypedArray>) -> Option<(usize, usize)> {
 pub(crate) fn unaliased<'py, S: Storage>(
     input: Bound<'py, PyArrayDyn<S>>,
     outputs: &[&Bound<'py, PyArrayDyn<S>>],
-) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
+) -> Result<Bound<'py, PyArrayDyn<S>>> {
     for out in outputs {
         if !memory_overlaps(&input, out) {
             continue;
@@ -329,7 +329,7 @@ pub(crate) fn same_as_x<'py, S: Storage>(
     name: &str,
     obj: &Bound<'py, PyAny>,
     shape: &[usize],
-) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
+) -> Result<Bound<'py, PyArrayDyn<S>>> {
     let arr = with_float_array!(float_array(op, name, obj)?, a => a.into_any());
     let Ok(typed) = arr.cast_into::<PyArrayDyn<S>>() else {
         return Err(value_error(format!(
@@ -352,7 +352,7 @@ pub(crate) fn f64_array<'py, S: Storage>(
     py: Python<'py>,
     values: &[f64],
     shape: &[usize],
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let data: Vec<S> = values
         .iter()
         .map(|&v| S::store(<S::Compute as rsnorm_core::Float>::from_f64(v)))
@@ -368,13 +368,13 @@ pub(crate) fn f64_array_like<'py, S: Storage>(
     _like: &Bound<'py, PyArrayDyn<S>>,
     values: &[f64],
     shape: &[usize],
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     f64_array::<S>(py, values, shape)
 }
 
 /// Resolves an axis against `ndim` (negative counts from the end).
-pub(crate) fn resolve_axis(op: &str, axis: i64, ndim: usize) -> PyResult<usize> {
-    rsnorm_core::error::resolve_axis(op, axis, ndim).map_err(crate::errors::core_error)
+pub(crate) fn resolve_axis(op: &str, axis: i64, ndim: usize) -> Result<usize> {
+    Ok(rsnorm_core::error::resolve_axis(op, axis, ndim)?)
 }
 
 /// Whether two arrays share memory: their byte ranges intersect, and (for interleaved views,
@@ -382,7 +382,7 @@ pub(crate) fn resolve_axis(op: &str, axis: i64, ndim: usize) -> PyResult<usize> 
 pub(crate) fn shares_memory(
     a: &Bound<'_, PyUntypedArray>,
     b: &Bound<'_, PyUntypedArray>,
-) -> PyResult<bool> {
+) -> Result<bool> {
     if !ranges_meet(a, b) {
         return Ok(false);
     }
@@ -390,7 +390,7 @@ pub(crate) fn shares_memory(
     let kwargs = PyDict::new(a.py());
     kwargs.set_item("max_work", 1 << 16)?;
     match numpy(a.py())?.call_method("shares_memory", (a, b), Some(&kwargs)) {
-        Ok(shared) => shared.is_truthy(),
+        Ok(shared) => Ok(shared.is_truthy()?),
         Err(_) => Ok(true),
     }
 }
@@ -400,7 +400,7 @@ pub(crate) fn shares_memory(
 pub(crate) fn detached<'py, T: NpElement>(
     param: Option<Bound<'py, PyArrayDyn<T>>>,
     outputs: &[&Bound<'py, PyUntypedArray>],
-) -> PyResult<Option<Bound<'py, PyArrayDyn<T>>>> {
+) -> Result<Option<Bound<'py, PyArrayDyn<T>>>> {
     let Some(param) = param else { return Ok(None) };
     for out in outputs {
         if shares_memory(param.as_untyped(), out)? {
@@ -416,7 +416,7 @@ pub(crate) fn check_disjoint(
     op: &str,
     written: &[(&str, Option<&Bound<'_, PyUntypedArray>>)],
     others: &[(&str, Option<&Bound<'_, PyUntypedArray>>)],
-) -> PyResult<()> {
+) -> Result<()> {
     for (i, &(name, arr)) in written.iter().enumerate() {
         let Some(arr) = arr else { continue };
         for &(other_name, other) in written[i + 1..].iter().chain(others) {

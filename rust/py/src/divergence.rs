@@ -1,10 +1,11 @@
 //! Bindings of softmax, the information measures, cross-entropy with logits and Wasserstein-1.
 
+use crate::args::Choice;
 use crate::dispatch::{
     array_mut, array_ref, f64_array_like, float_array, output, shape_str, unaliased,
     with_float_array, Storage,
 };
-use crate::errors::{compute, core_error, type_error, value_error};
+use crate::errors::{compute, type_error, value_error, Result};
 
 use numpy::{
     PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
@@ -21,7 +22,7 @@ fn softmax_impl<'py>(
     axis: i64,
     out: Option<&Bound<'py, PyAny>>,
     log: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     with_float_array!(float_array(op, "x", x)?, x => {
         let y = output(py, op, "out", out, x.shape())?;
         let x = unaliased(x, &[&y])?;
@@ -40,7 +41,7 @@ pub(crate) fn softmax<'py>(
     x: &Bound<'py, PyAny>,
     axis: i64,
     out: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     softmax_impl(py, "softmax", x, axis, out, false)
 }
 
@@ -52,7 +53,7 @@ pub(crate) fn log_softmax<'py>(
     x: &Bound<'py, PyAny>,
     axis: i64,
     out: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     softmax_impl(py, "log_softmax", x, axis, out, true)
 }
 
@@ -62,7 +63,7 @@ fn same_dtype<'py, S: Storage>(
     name: &str,
     obj: &Bound<'py, PyAny>,
     mismatch: &str,
-) -> PyResult<Bound<'py, PyArrayDyn<S>>> {
+) -> Result<Bound<'py, PyArrayDyn<S>>> {
     let arr = with_float_array!(float_array(op, name, obj)?, a => a.into_any());
     arr.cast_into::<PyArrayDyn<S>>()
         .map_err(|_| value_error(format!("{op}: {mismatch}")))
@@ -77,13 +78,13 @@ fn same_dtype<'py, S: Storage>(
 )]
 pub(crate) fn information<'py>(
     py: Python<'py>,
-    measure: &str,
+    measure: Choice<Measure>,
     p: &Bound<'py, PyAny>,
     q: Option<&Bound<'py, PyAny>>,
     axis: i64,
     base: Option<f64>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let measure: Measure = measure.parse().map_err(core_error)?;
+) -> Result<Bound<'py, PyAny>> {
+    let Choice(measure) = measure;
     let op = measure.name();
     with_float_array!(float_array(op, "p", p)?, p => {
         let q = q.map(|q| same_dtype(op, "q", q, "q must have the dtype of p")).transpose()?;
@@ -100,7 +101,7 @@ pub(crate) fn information<'py>(
 /// targets (ignored rows give 0 and leave the mean).
 #[pyfunction]
 #[pyo3(
-    signature = (logits, target, axis=-1, reduction="mean", label_smoothing=0.0, ignore_index=-100),
+    signature = (logits, target, axis=-1, reduction=Choice(Reduction::Mean), label_smoothing=0.0, ignore_index=-100),
     text_signature = "(logits, target, axis=-1, reduction='mean', label_smoothing=0.0, ignore_index=-100)"
 )]
 pub(crate) fn cross_entropy_with_logits<'py>(
@@ -108,12 +109,12 @@ pub(crate) fn cross_entropy_with_logits<'py>(
     logits: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
     axis: i64,
-    reduction: &str,
+    reduction: Choice<Reduction>,
     label_smoothing: f64,
     ignore_index: i64,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "cross_entropy_with_logits";
-    let reduction = Reduction::parse(OP, reduction).map_err(core_error)?;
+    let Choice(reduction) = reduction;
     with_float_array!(float_array(OP, "logits", logits)?, x => {
         let xv = array_ref(&x);
         let target_arr = crate::dispatch::as_ndarray(target)?;
@@ -138,7 +139,7 @@ pub(crate) fn cross_entropy_with_logits<'py>(
     })
 }
 
-fn f64_vector(op: &str, name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
+fn f64_vector(op: &str, name: &str, obj: &Bound<'_, PyAny>) -> Result<Vec<f64>> {
     let arr: Bound<'_, PyUntypedArray> = crate::dispatch::as_ndarray(obj)?;
     let kind = arr.dtype().kind();
     if !matches!(kind, b'f' | b'i' | b'u') {
@@ -167,7 +168,7 @@ pub(crate) fn wasserstein_1d(
     v_values: &Bound<'_, PyAny>,
     u_weights: Option<&Bound<'_, PyAny>>,
     v_weights: Option<&Bound<'_, PyAny>>,
-) -> PyResult<f64> {
+) -> Result<f64> {
     const OP: &str = "wasserstein_1d";
     let u = f64_vector(OP, "u_values", u_values)?;
     let v = f64_vector(OP, "v_values", v_values)?;

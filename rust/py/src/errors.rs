@@ -4,17 +4,56 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Core errors are all bad arguments: `ValueError`, with the core's message.
-pub(crate) fn core_error(err: rsnorm_core::Error) -> PyErr {
-    PyValueError::new_err(err.to_string())
+/// A binding's error: a Python exception, or a core error that becomes one. It exists so that `?`
+/// works on core results (Rust's orphan rule forbids `From<rsnorm_core::Error> for PyErr`).
+#[derive(Debug)]
+pub(crate) struct Error(PyErr);
+
+/// What every binding returns; `#[pyfunction]`s raise the `PyErr` it converts into.
+pub(crate) type Result<T> = std::result::Result<T, Error>;
+
+/// Core errors are all bad arguments: `ValueError`, with the core's message (which names the op).
+impl From<rsnorm_core::Error> for Error {
+    fn from(err: rsnorm_core::Error) -> Self {
+        Error(PyValueError::new_err(err.to_string()))
+    }
 }
 
-pub(crate) fn value_error(msg: impl Into<String>) -> PyErr {
-    PyValueError::new_err(msg.into())
+impl From<PyErr> for Error {
+    fn from(err: PyErr) -> Self {
+        Error(err)
+    }
 }
 
-pub(crate) fn type_error(msg: impl Into<String>) -> PyErr {
-    PyTypeError::new_err(msg.into())
+/// The other error types PyO3 and rust-numpy return, each raised as its `PyErr`.
+macro_rules! from_py_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(err: $t) -> Self {
+                Error(err.into())
+            }
+        }
+    )*};
+}
+
+from_py_errors!(
+    pyo3::CastError<'_, '_>,
+    pyo3::CastIntoError<'_>,
+    numpy::AsSliceError
+);
+
+impl From<Error> for PyErr {
+    fn from(err: Error) -> Self {
+        err.0
+    }
+}
+
+pub(crate) fn value_error(msg: impl Into<String>) -> Error {
+    Error(PyValueError::new_err(msg.into()))
+}
+
+pub(crate) fn type_error(msg: impl Into<String>) -> Error {
+    Error(PyTypeError::new_err(msg.into()))
 }
 
 /// Runs `work` with the interpreter detached (so other Python threads run meanwhile), turns a
@@ -23,19 +62,18 @@ pub(crate) fn type_error(msg: impl Into<String>) -> PyErr {
 pub(crate) fn compute<T: Send>(
     py: Python<'_>,
     work: impl FnOnce() -> rsnorm_core::Result<T> + Send,
-) -> PyResult<T> {
+) -> Result<T> {
     match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(core_error(err)),
+        Ok(result) => Ok(result?),
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
                 .map(ToString::to_string)
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            Err(PyRuntimeError::new_err(format!(
+            Err(Error(PyRuntimeError::new_err(format!(
                 "rsnorm internal error: {msg}"
-            )))
+            ))))
         }
     }
 }

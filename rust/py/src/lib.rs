@@ -1,6 +1,7 @@
 //! rsnorm._rsnorm: PyO3 bindings of rsnorm-core. Argument checking, dtype dispatch, GIL release and
 //! error mapping live here; the math lives in rsnorm-core.
 
+mod args;
 mod backward;
 mod channels;
 mod dispatch;
@@ -11,14 +12,14 @@ mod norm;
 mod optim;
 
 use dispatch::{float_array, with_float_array, Storage};
-use errors::{compute, value_error};
+use errors::{compute, value_error, Result};
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 /// Sets the number of threads rsnorm computes with (1 to 1024; `RSNORM_NUM_THREADS` or the CPU
 /// count when never set).
 #[pyfunction]
-fn set_num_threads(n: i64) -> PyResult<()> {
+fn set_num_threads(n: i64) -> Result<()> {
     let most = rsnorm_core::parallel::MAX_THREADS;
     if n < 1 || n > most as i64 {
         return Err(value_error(format!(
@@ -63,7 +64,7 @@ fn simd_level() -> &'static str {
 /// Copies `src` into `dst` (same dtype, C-contiguous, same size) with rsnorm's threads: the
 /// memory-bandwidth ceiling the benchmarks report against.
 #[pyfunction]
-fn _parallel_copy(py: Python<'_>, src: &Bound<'_, PyAny>, dst: &Bound<'_, PyAny>) -> PyResult<()> {
+fn _parallel_copy(py: Python<'_>, src: &Bound<'_, PyAny>, dst: &Bound<'_, PyAny>) -> Result<()> {
     with_float_array!(float_array("_parallel_copy", "src", src)?, src => copy_typed(py, src, dst))
 }
 
@@ -71,7 +72,7 @@ fn copy_typed<S: Storage>(
     py: Python<'_>,
     src: Bound<'_, PyArrayDyn<S>>,
     dst: &Bound<'_, PyAny>,
-) -> PyResult<()> {
+) -> Result<()> {
     let dst = dst
         .cast::<PyArrayDyn<S>>()
         .map_err(|_| value_error("_parallel_copy: dst must have src's dtype"))?;

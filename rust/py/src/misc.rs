@@ -5,7 +5,7 @@ use crate::dispatch::{
     aligned_copy, array_mut, array_ref, float_array, output, param, param_slice, resolve_axis,
     rows_mut, rows_ref, shape_str, unaliased, with_float_array, Storage,
 };
-use crate::errors::{compute, core_error, value_error};
+use crate::errors::{compute, value_error, Result};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -22,7 +22,7 @@ pub(crate) fn selu<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     out: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     with_float_array!(float_array("selu", "x", x)?, x => selu_typed(py, x, out))
 }
 
@@ -30,7 +30,7 @@ fn selu_typed<'py, S: Storage>(
     py: Python<'py>,
     x: Bound<'py, PyArrayDyn<S>>,
     out: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let shape = x.shape().to_vec();
     let y = output::<S>(py, "selu", "out", out, &shape)?;
     let x = unaliased(x, &[&y])?;
@@ -61,8 +61,8 @@ pub(crate) fn local_response_norm<'py>(
     beta: f64,
     k: f64,
     out: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let params = Lrn::new(size, alpha, beta, k).map_err(core_error)?;
+) -> Result<Bound<'py, PyAny>> {
+    let params = Lrn::new(size, alpha, beta, k)?;
     with_float_array!(float_array("local_response_norm", "x", x)?, x => lrn_typed(py, x, params, out))
 }
 
@@ -71,7 +71,7 @@ fn lrn_typed<'py, S: Storage>(
     x: Bound<'py, PyArrayDyn<S>>,
     params: Lrn,
     out: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "local_response_norm";
     let shape = x.shape().to_vec();
     if shape.len() < 3 {
@@ -106,7 +106,7 @@ pub(crate) fn weight_norm<'py>(
     g: &Bound<'py, PyAny>,
     dim: Option<i64>,
     out: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     with_float_array!(float_array("weight_norm", "v", v)?, v => weight_norm_typed(py, v, g, dim, out))
 }
 
@@ -116,7 +116,7 @@ fn weight_norm_typed<'py, S: Storage>(
     g: &Bound<'py, PyAny>,
     dim: Option<i64>,
     out: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "weight_norm";
     let shape = v.shape().to_vec();
     let dim = dim.map(|d| resolve_axis(OP, d, shape.len())).transpose()?;
@@ -156,7 +156,7 @@ pub(crate) fn l2_normalize<'py>(
     x: &Bound<'py, PyAny>,
     eps: f64,
     out: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     with_float_array!(float_array("l2_normalize", "x", x)?, x => {
         let shape = x.shape().to_vec();
         if shape.is_empty() {
@@ -179,7 +179,7 @@ pub(crate) fn moments<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     axis: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "moments";
     // Computed in float64 whatever the input dtype: these statistics are merged across chunks and
     // machines, so they carry f64 precision (the normalization kernels accumulate in the row's type).
@@ -216,7 +216,7 @@ pub(crate) fn merge_moments<'py>(
     py: Python<'py>,
     a: &Bound<'py, PyAny>,
     b: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "merge_moments";
     let np = py.import("numpy")?;
     let parts: Vec<Bound<'py, PyAny>> = [a, b]
@@ -230,7 +230,7 @@ pub(crate) fn merge_moments<'py>(
                 })?;
             Ok([c, m, q])
         })
-        .collect::<PyResult<Vec<_>>>()?
+        .collect::<Result<Vec<_>>>()?
         .into_iter()
         .flatten()
         .collect();
@@ -241,12 +241,12 @@ pub(crate) fn merge_moments<'py>(
             let arr = aligned_copy(&arr?, numpy::dtype::<f64>(py).as_any())?;
             Ok(arr.cast_into::<PyArrayDyn<f64>>()?)
         })
-        .collect::<PyResult<_>>()?;
+        .collect::<Result<_>>()?;
     let shape = arrays[0].shape().to_vec();
     let values: Vec<Vec<f64>> = arrays
         .iter()
         .map(PyArrayMethods::to_vec)
-        .collect::<Result<_, _>>()?;
+        .collect::<std::result::Result<_, _>>()?;
     let [counts, mean, m2] = compute(py, || {
         merge_columns(
             [&values[0], &values[1], &values[2]],

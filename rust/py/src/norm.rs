@@ -4,7 +4,7 @@ use crate::dispatch::{
     detached, float_array, memory_overlaps, output, param, param_slice, rows_mut, rows_ref,
     same_as_x, shape_str, unaliased, with_float_array, Storage,
 };
-use crate::errors::{compute, value_error};
+use crate::errors::{compute, value_error, Result};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -17,7 +17,7 @@ pub(crate) fn normalized_ndim(
     op: &str,
     x_shape: &[usize],
     normalized_shape: Option<&Bound<'_, PyAny>>,
-) -> PyResult<usize> {
+) -> Result<usize> {
     let dims: Vec<i64> = match normalized_shape {
         None => match x_shape.last() {
             Some(&n) => vec![n as i64],
@@ -66,16 +66,16 @@ fn stats_array<'py, S: Storage>(
     py: Python<'py>,
     values: impl Iterator<Item = f64>,
     shape: &[usize],
-) -> PyResult<Bound<'py, PyArrayDyn<S::Compute>>> {
+) -> Result<Bound<'py, PyArrayDyn<S::Compute>>> {
     let data: Vec<S::Compute> = values.map(<S::Compute as Float>::from_f64).collect();
-    PyArray::from_vec(py, data).reshape(shape)
+    Ok(PyArray::from_vec(py, data).reshape(shape)?)
 }
 
 fn no_overlap<S: Storage>(
     op: &str,
     a: &Bound<'_, PyArrayDyn<S>>,
     b: &Bound<'_, PyArrayDyn<S>>,
-) -> PyResult<()> {
+) -> Result<()> {
     let disjoint = !memory_overlaps(a, b);
     if disjoint {
         Ok(())
@@ -101,7 +101,7 @@ pub(crate) fn layer_norm<'py>(
     eps: f64,
     out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     with_float_array!(float_array("layer_norm", "x", x)?, x => {
         layer_norm_typed(py, x, normalized_shape, weight, bias, eps, out, return_stats)
     })
@@ -116,7 +116,7 @@ fn layer_norm_typed<'py, S: Storage>(
     eps: f64,
     out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "layer_norm";
     let shape = x.shape().to_vec();
     let k = normalized_ndim(OP, &shape, normalized_shape)?;
@@ -156,7 +156,7 @@ pub(crate) fn rms_norm<'py>(
     eps: Option<f64>,
     out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     with_float_array!(float_array("rms_norm", "x", x)?, x => {
         rms_norm_typed(py, x, normalized_shape, weight, eps, out, return_stats)
     })
@@ -170,7 +170,7 @@ fn rms_norm_typed<'py, S: Storage>(
     eps: Option<f64>,
     out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "rms_norm";
     let eps = eps.unwrap_or(S::EPSILON);
     let shape = x.shape().to_vec();
@@ -210,7 +210,7 @@ pub(crate) fn add_layer_norm<'py>(
     out: Option<&Bound<'py, PyAny>>,
     residual_out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let fused = Fused {
         residual,
         normalized_shape,
@@ -219,7 +219,7 @@ pub(crate) fn add_layer_norm<'py>(
         return_stats,
     };
     with_float_array!(float_array("add_layer_norm", "x", x)?, x => {
-        add_norm_typed(py, "add_layer_norm", x, fused, weight, bias, Some(eps))
+        add_norm_typed(py, AddNorm::Layer, x, fused, weight, bias, Some(eps))
     })
 }
 
@@ -238,7 +238,7 @@ pub(crate) fn add_rms_norm<'py>(
     out: Option<&Bound<'py, PyAny>>,
     residual_out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let fused = Fused {
         residual,
         normalized_shape,
@@ -247,7 +247,7 @@ pub(crate) fn add_rms_norm<'py>(
         return_stats,
     };
     with_float_array!(float_array("add_rms_norm", "x", x)?, x => {
-        add_norm_typed(py, "add_rms_norm", x, fused, weight, None, eps)
+        add_norm_typed(py, AddNorm::Rms, x, fused, weight, None, eps)
     })
 }
 
@@ -260,18 +260,28 @@ struct Fused<'a, 'py> {
     return_stats: bool,
 }
 
-/// Both fused adds: `op` picks the norm (`bias` is always None for RMSNorm).
+/// The norm a fused residual add applies.
+#[derive(Clone, Copy, PartialEq)]
+enum AddNorm {
+    Layer,
+    Rms,
+}
+
+/// Both fused adds (`bias` is always None for RMSNorm).
 fn add_norm_typed<'py, S: Storage>(
     py: Python<'py>,
-    op: &str,
+    kind: AddNorm,
     x: Bound<'py, PyArrayDyn<S>>,
     fused: Fused<'_, 'py>,
     weight: Option<&Bound<'py, PyAny>>,
     bias: Option<&Bound<'py, PyAny>>,
     eps: Option<f64>,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> Result<Bound<'py, PyAny>> {
     let eps = eps.unwrap_or(S::EPSILON);
-    let is_layer_norm = op == "add_layer_norm";
+    let op = match kind {
+        AddNorm::Layer => "add_layer_norm",
+        AddNorm::Rms => "add_rms_norm",
+    };
     let shape = x.shape().to_vec();
     let k = normalized_ndim(op, &shape, fused.normalized_shape)?;
     let norm_shape = &shape[shape.len() - k..];
@@ -301,7 +311,7 @@ fn add_norm_typed<'py, S: Storage>(
     let mut rstd = vec![0.0f64; n_stats];
     // SAFETY: outputs are disjoint; inputs are outputs' identical views or disjoint from them.
     compute(py, || unsafe {
-        if is_layer_norm {
+        if kind == AddNorm::Layer {
             norm::add_layer_norm(&xv, &rv, &yv, &sv, w, b, eps, &mut stats)
         } else {
             norm::add_rms_norm(&xv, &rv, &yv, &sv, w, eps, &mut rstd)
@@ -310,7 +320,7 @@ fn add_norm_typed<'py, S: Storage>(
     let mut result = vec![y.into_any(), sum.into_any()];
     if fused.return_stats {
         let sshape = stats_shape(&shape, k);
-        if is_layer_norm {
+        if kind == AddNorm::Layer {
             result.push(stats_array::<S>(py, stats.iter().map(|s| s.mean), &sshape)?.into_any());
             result.push(stats_array::<S>(py, stats.iter().map(|s| s.rstd), &sshape)?.into_any());
         } else {

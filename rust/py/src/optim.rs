@@ -1,60 +1,128 @@
 //! Bindings of the fused optimizer steps: one call per parameter group, all its tensors at once.
 
-use crate::errors::{compute, type_error, value_error};
+use crate::errors::{compute, type_error, value_error, Result};
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyInt};
 use rsnorm_core::optim::{self, Adadelta, Adagrad, Adam, Algorithm, Rmsprop, Sgd, TensorStep};
-use std::collections::HashMap;
 
-fn algorithm(name: &str, h: &HashMap<String, f64>) -> PyResult<Algorithm> {
-    let get = |k: &str| {
-        h.get(k)
-            .copied()
-            .ok_or_else(|| value_error(format!("{name}: missing hyperparameter {k}")))
+/// A hyperparameter as a param group holds it: a number (any real Python or NumPy scalar) or a
+/// flag (by truth value, as PyTorch reads `nesterov`, `amsgrad`, ...).
+trait Hyperparameter: Sized {
+    fn read(value: &Bound<'_, PyAny>) -> Option<Self>;
+}
+
+impl Hyperparameter for f64 {
+    fn read(value: &Bound<'_, PyAny>) -> Option<Self> {
+        value.extract().ok()
+    }
+}
+
+impl Hyperparameter for bool {
+    fn read(value: &Bound<'_, PyAny>) -> Option<Self> {
+        value.is_truthy().ok()
+    }
+}
+
+/// `group[key]`, with a ValueError naming the key and showing the bad value.
+fn item<T: Hyperparameter>(group: &Bound<'_, PyDict>, key: &str) -> Result<T> {
+    let value = group
+        .get_item(key)?
+        .ok_or_else(|| value_error(format!("missing hyperparameter {key}")))?;
+    T::read(&value).ok_or_else(|| {
+        let shown = match value.extract::<BigInt>() {
+            Ok(BigInt(bits)) => format!("an int of {bits} bits"),
+            Err(_) => value.repr().map_or("?".into(), |r| r.to_string()),
+        };
+        value_error(format!("{key} must be a finite number, got {shown:.80}"))
+    })
+}
+
+/// An int too wide for f64's range, by its bit length (its digits could be thousands long).
+struct BigInt(u64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for BigInt {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let int = obj.cast::<PyInt>()?;
+        Ok(BigInt(int.call_method0("bit_length")?.extract()?))
+    }
+}
+
+/// The core's hyperparameter struct `$alg`, each field read from the group item of its name.
+macro_rules! from_group {
+    ($group:expr, $alg:ident { $($field:ident),* } $(, $extra:ident: $value:expr)*) => {
+        $alg { $($field: item($group, stringify!($field))?,)* $($extra: $value,)* }
     };
-    let flag = |k: &str| get(k).map(|v| v != 0.0);
+}
+
+/// The algorithm `name` with its hyperparameters from a param group (a dict holding at least
+/// the options PyTorch's optimizer of that name takes).
+fn algorithm(name: &str, group: &Bound<'_, PyDict>) -> Result<Algorithm> {
     Ok(match name {
-        "sgd" => Algorithm::Sgd(Sgd {
-            lr: get("lr")?,
-            momentum: get("momentum")?,
-            dampening: get("dampening")?,
-            weight_decay: get("weight_decay")?,
-            nesterov: flag("nesterov")?,
-            maximize: flag("maximize")?,
-        }),
-        "adagrad" => Algorithm::Adagrad(Adagrad {
-            lr: get("lr")?,
-            lr_decay: get("lr_decay")?,
-            weight_decay: get("weight_decay")?,
-            eps: get("eps")?,
-            maximize: flag("maximize")?,
-        }),
-        "adadelta" => Algorithm::Adadelta(Adadelta {
-            lr: get("lr")?,
-            rho: get("rho")?,
-            eps: get("eps")?,
-            weight_decay: get("weight_decay")?,
-            maximize: flag("maximize")?,
-        }),
-        "rmsprop" => Algorithm::Rmsprop(Rmsprop {
-            lr: get("lr")?,
-            alpha: get("alpha")?,
-            eps: get("eps")?,
-            weight_decay: get("weight_decay")?,
-            momentum: get("momentum")?,
-            centered: flag("centered")?,
-            maximize: flag("maximize")?,
-        }),
-        "adam" | "adamw" => Algorithm::Adam(Adam {
-            lr: get("lr")?,
-            beta1: get("beta1")?,
-            beta2: get("beta2")?,
-            eps: get("eps")?,
-            weight_decay: get("weight_decay")?,
-            decoupled: name == "adamw",
-            amsgrad: flag("amsgrad")?,
-            maximize: flag("maximize")?,
-        }),
+        "sgd" => Algorithm::Sgd(from_group!(
+            group,
+            Sgd {
+                lr,
+                momentum,
+                dampening,
+                weight_decay,
+                nesterov,
+                maximize
+            }
+        )),
+        "adagrad" => Algorithm::Adagrad(from_group!(
+            group,
+            Adagrad {
+                lr,
+                lr_decay,
+                weight_decay,
+                eps,
+                maximize
+            }
+        )),
+        "adadelta" => Algorithm::Adadelta(from_group!(
+            group,
+            Adadelta {
+                lr,
+                rho,
+                eps,
+                weight_decay,
+                maximize
+            }
+        )),
+        "rmsprop" => Algorithm::Rmsprop(from_group!(
+            group,
+            Rmsprop {
+                lr,
+                alpha,
+                eps,
+                weight_decay,
+                momentum,
+                centered,
+                maximize
+            }
+        )),
+        "adam" | "adamw" => {
+            let betas = group.get_item("betas")?;
+            let (beta1, beta2) =
+                betas
+                    .as_ref()
+                    .and_then(|b| b.extract().ok())
+                    .ok_or_else(|| {
+                        let shown = betas.map_or("nothing".into(), |b| {
+                            b.repr().map_or("?".into(), |r| r.to_string())
+                        });
+                        value_error(format!(
+                            "betas must be a pair (beta1, beta2), got {shown:.80}"
+                        ))
+                    })?;
+            Algorithm::Adam(
+                from_group!(group, Adam { lr, eps, weight_decay, amsgrad, maximize },
+                beta1: beta1, beta2: beta2, decoupled: name == "adamw"),
+            )
+        }
         other => {
             return Err(value_error(format!(
                 "unknown optimizer algorithm {other:?}"
@@ -63,14 +131,12 @@ fn algorithm(name: &str, h: &HashMap<String, f64>) -> PyResult<Algorithm> {
     })
 }
 
-/// Validates the hyperparameters of an algorithm, raising ValueError with the bad value.
+/// Validates a param group's hyperparameters for an algorithm (ValueError with the bad value) and
+/// returns the names of the state arrays it keeps per parameter.
 #[pyfunction]
-pub(crate) fn optim_validate(
-    name: &str,
-    hyper: HashMap<String, f64>,
-) -> PyResult<Vec<&'static str>> {
-    let alg = algorithm(name, &hyper)?;
-    alg.validate().map_err(crate::errors::core_error)?;
+pub(crate) fn optim_validate(name: &str, group: &Bound<'_, PyDict>) -> Result<Vec<&'static str>> {
+    let alg = algorithm(name, group)?;
+    alg.validate()?;
     Ok(alg.state_names())
 }
 
@@ -91,7 +157,7 @@ fn typed_steps<'a, T: numpy::Element + rsnorm_core::Float>(
     states: &'a [Bound<'_, PyAny>],
     step: u64,
     fresh: bool,
-) -> PyResult<Option<TensorStep<'a, T>>> {
+) -> Result<Option<TensorStep<'a, T>>> {
     let Ok(p) = param.cast::<PyArrayDyn<T>>() else {
         return Ok(None);
     };
@@ -137,19 +203,19 @@ fn typed_steps<'a, T: numpy::Element + rsnorm_core::Float>(
 /// `states[i]` lists tensor i's state arrays in the order of `optim_validate`'s names, `steps[i]`
 /// its step count after this step, `fresh[i]` whether its momentum buffer is new this step.
 #[pyfunction]
-#[pyo3(signature = (algorithm, hyper, params, grads, states, steps, fresh, grad_scale=1.0))]
+#[pyo3(signature = (algorithm, group, params, grads, states, steps, fresh, grad_scale=1.0))]
 pub(crate) fn optim_step(
     py: Python<'_>,
     algorithm: &str,
-    hyper: HashMap<String, f64>,
+    group: &Bound<'_, PyDict>,
     params: Vec<Bound<'_, PyAny>>,
     grads: Vec<Bound<'_, PyAny>>,
     states: Vec<Vec<Bound<'_, PyAny>>>,
     steps: Vec<u64>,
     fresh: Vec<bool>,
     grad_scale: f64,
-) -> PyResult<()> {
-    let alg = self::algorithm(algorithm, &hyper)?;
+) -> Result<()> {
+    let alg = self::algorithm(algorithm, group)?;
     let n = params.len();
     if grads.len() != n || states.len() != n || steps.len() != n || fresh.len() != n {
         return Err(value_error(format!(
@@ -182,7 +248,7 @@ pub(crate) fn optim_step(
 
 /// Global L2 norm of a list of gradients (f64 accumulation), as torch.nn.utils.clip_grad_norm_ computes it.
 #[pyfunction]
-pub(crate) fn grad_norm(py: Python<'_>, grads: Vec<Bound<'_, PyAny>>) -> PyResult<f64> {
+pub(crate) fn grad_norm(py: Python<'_>, grads: Vec<Bound<'_, PyAny>>) -> Result<f64> {
     let np = py.import("numpy")?;
     let mut f32s: Vec<Bound<'_, PyArrayDyn<f32>>> = Vec::new();
     let mut f64s: Vec<Bound<'_, PyArrayDyn<f64>>> = Vec::new();
@@ -202,11 +268,11 @@ pub(crate) fn grad_norm(py: Python<'_>, grads: Vec<Bound<'_, PyAny>>) -> PyResul
     let s32: Vec<&[f32]> = f32s
         .iter()
         .map(|a| unsafe { a.as_slice() })
-        .collect::<Result<_, _>>()?;
+        .collect::<std::result::Result<_, _>>()?;
     let s64: Vec<&[f64]> = f64s
         .iter()
         .map(|a| unsafe { a.as_slice() })
-        .collect::<Result<_, _>>()?;
+        .collect::<std::result::Result<_, _>>()?;
     compute(py, || {
         Ok((optim::sum_squares_all(&s32) + optim::sum_squares_all(&s64)).sqrt())
     })
