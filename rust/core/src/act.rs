@@ -23,41 +23,35 @@ pub fn selu_into<T: Float>(x: &[T], y: &mut [T]) {
 }
 
 /// SELU backward: dx = go·λ for x > 0, go·λ·α·eˣ otherwise.
-///
-/// # Safety
-/// As [`map_rows`].
-pub unsafe fn selu_backward<S: Element>(
+pub fn selu_backward<S: Element>(
     grad_out: &RowsRef<S>,
     x: &RowsRef<S>,
     dx: &RowsMut<S>,
 ) -> Result<()> {
-    check_same_rows("selu_backward", &x.rows, &[("grad_out", &grad_out.rows)])?;
+    check_same_rows("selu_backward", x.rows(), &[("grad_out", grad_out.rows())])?;
     let scale = <S::Compute as Float>::from_f64(SELU_SCALE);
     let scaled_alpha = <S::Compute as Float>::from_f64(SELU_SCALE * SELU_ALPHA);
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_elements(
-            [grad_out, x],
-            dx,
-            #[inline(always)]
-            |[go, x], dx| {
-                // Constants copied into the closure: read through its captures, they could
-                // alias dx as far as the compiler knew, and the loop stayed scalar (20× slower).
-                let (scale, scaled_alpha) = (scale, scaled_alpha);
-                for ((d, &g), &v) in dx.iter_mut().zip(go).zip(x) {
-                    // eˣ itself, not expm1(x) + 1, which cancels to an absolute error of an
-                    // ulp of 1 (1e-5 relative at x = −8 in f32). Both sides computed, then
-                    // selected, so the loop vectorizes (the value at x > 0 is discarded).
-                    let negative = g * scaled_alpha * v.exp_nonpositive();
-                    *d = if v > <S::Compute as Float>::ZERO {
-                        g * scale
-                    } else {
-                        negative
-                    };
-                }
-            },
-        )
-    }
+    map_elements(
+        [grad_out, x],
+        dx,
+        #[inline(always)]
+        |[go, x], dx| {
+            // Constants copied into the closure: read through its captures, they could
+            // alias dx as far as the compiler knew, and the loop stayed scalar (20× slower).
+            let (scale, scaled_alpha) = (scale, scaled_alpha);
+            for ((d, &g), &v) in dx.iter_mut().zip(go).zip(x) {
+                // eˣ itself, not expm1(x) + 1, which cancels to an absolute error of an
+                // ulp of 1 (1e-5 relative at x = −8 in f32). Both sides computed, then
+                // selected, so the loop vectorizes (the value at x > 0 is discarded).
+                let negative = g * scaled_alpha * v.exp_nonpositive();
+                *d = if v > <S::Compute as Float>::ZERO {
+                    g * scale
+                } else {
+                    negative
+                };
+            }
+        },
+    )
 }
 
 #[cfg(test)]

@@ -57,10 +57,7 @@ impl std::str::FromStr for Measure {
 /// `measure` of the distributions along `axis` of `p` (and `q`, of p's shape): one value per
 /// position of the other dims, in units of `base` (natural log when None; for js_distance the
 /// divergence is converted before its square root, as SciPy does).
-///
-/// # Safety
-/// `p` and `q` describe live arrays, only read.
-pub unsafe fn information<S: Element>(
+pub fn information<S: Element>(
     measure: Measure,
     p: &ArrayRef<S>,
     q: Option<&ArrayRef<S>>,
@@ -78,17 +75,16 @@ pub unsafe fn information<S: Element>(
             )))
         }
     };
-    let axis = reduction_axis(op, &p.shape, axis)?;
-    if let Some(q) = q.filter(|q| q.shape != p.shape) {
+    let axis = reduction_axis(op, p.shape(), axis)?;
+    if let Some(q) = q.filter(|q| q.shape() != p.shape()) {
         return Err(Error::InvalidArgument(format!(
             "{op}: q has shape {}, p has {}",
-            shape_str(&q.shape),
-            shape_str(&p.shape)
+            shape_str(q.shape()),
+            shape_str(p.shape())
         )));
     }
     let qv = q.map(|q| q.rows_along(axis));
-    // SAFETY: the caller's contract.
-    let rows = unsafe { row_measure(measure, &p.rows_along(axis), qv.as_ref())? };
+    let rows = row_measure(measure, &p.rows_along(axis), qv.as_ref())?;
     let finish = |v: f64| match measure {
         Measure::JsDistance => (v.max(0.0) / scale).sqrt(),
         _ => v / scale,
@@ -102,7 +98,7 @@ pub unsafe fn information<S: Element>(
         })?;
     Ok(Reduced {
         values,
-        shape: without_axis(&p.shape, axis),
+        shape: without_axis(p.shape(), axis),
     })
 }
 
@@ -227,42 +223,36 @@ impl Share {
 }
 
 /// The measure of every row of `p` (and `q`); `out[row]` is None where a row had a negative entry.
-///
-/// # Safety
-/// As [`map_rows`].
-pub unsafe fn row_measure<S: Element>(
+pub fn row_measure<S: Element>(
     measure: Measure,
     p: &RowsRef<S>,
     q: Option<&RowsRef<S>>,
 ) -> Result<Vec<Option<f64>>> {
-    if p.rows.row_len() == 0 && p.rows.n_rows() > 0 {
+    if p.rows().row_len() == 0 && p.rows().n_rows() > 0 {
         return Err(Error::EmptyReduction(
             "the distributions have zero entries along axis".into(),
         ));
     }
-    let mut out = vec![None; p.rows.n_rows()];
+    let mut out = vec![None; p.rows().n_rows()];
     let outputs: [&RowsMut<S>; 0] = [];
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match q {
-            Some(q) => {
-                check_same_rows("divergence", &p.rows, &[("q", &q.rows)])?;
-                map_rows(
-                    [p, q],
-                    outputs,
-                    &mut out,
-                    #[inline(always)]
-                    |_, [p, q], []| measure_row(measure, p, Some(q)),
-                );
-            }
-            None => map_rows(
-                [p],
+    match q {
+        Some(q) => {
+            check_same_rows("divergence", p.rows(), &[("q", q.rows())])?;
+            map_rows(
+                [p, q],
                 outputs,
                 &mut out,
                 #[inline(always)]
-                |_, [p], []| measure_row(measure, p, None),
-            ),
+                |_, [p, q], []| measure_row(measure, p, Some(q)),
+            );
         }
+        None => map_rows(
+            [p],
+            outputs,
+            &mut out,
+            #[inline(always)]
+            |_, [p], []| measure_row(measure, p, None),
+        ),
     }
     Ok(out)
 }

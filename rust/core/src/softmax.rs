@@ -4,7 +4,6 @@
 
 use crate::element::{Element, Float};
 use crate::error::{reduction_axis, shape_str, Error, Result};
-use crate::layout::Rows;
 use crate::reduce::{sum_pairs, BLOCK, LANES};
 use crate::rows::{
     check_same_rows, map_rows, without_axis, ArrayMut, ArrayRef, Reduced, RowsMut, RowsRef,
@@ -52,16 +51,13 @@ pub enum LogitTarget<'a, S> {
     /// One class index per row; rows whose index is `ignore` give no loss (None).
     Classes { index: &'a [i64], ignore: i64 },
     /// Class probabilities, rows like the logits'.
-    Probabilities(&'a RowsRef<S>),
+    Probabilities(&'a RowsRef<'a, S>),
 }
 
 /// torch.nn.functional.cross_entropy of each row of logits (reduction 'none'): the cross-entropy
 /// of softmax(x) against the target smoothed to (1 − ε)·target + ε/classes. With a class index t,
 /// lse − (1 − ε)·x_t − ε·mean(x); with probabilities s, Σ s·(lse − x) in f64.
-///
-/// # Safety
-/// As [`map_rows`].
-pub unsafe fn cross_entropy_with_logits<S: Element>(
+pub fn cross_entropy_with_logits<S: Element>(
     x: &RowsRef<S>,
     target: &LogitTarget<'_, S>,
     label_smoothing: f64,
@@ -72,7 +68,7 @@ pub unsafe fn cross_entropy_with_logits<S: Element>(
             "{OP}: label_smoothing must be in [0, 1], got {label_smoothing}"
         )));
     }
-    let (n_rows, classes) = (x.rows.n_rows(), x.rows.row_len());
+    let (n_rows, classes) = (x.rows().n_rows(), x.rows().row_len());
     if classes == 0 && n_rows > 0 {
         return Err(Error::EmptyReduction(format!(
             "{OP}: the class axis has zero elements"
@@ -97,47 +93,41 @@ pub unsafe fn cross_entropy_with_logits<S: Element>(
                     "{OP}: target {bad} is out of range for {classes} classes"
                 )));
             }
-            // SAFETY: forwarded from the caller.
-            unsafe {
-                map_rows(
-                    [x],
-                    outputs,
-                    &mut out,
-                    #[inline(always)]
-                    |row, [x], []| {
-                        // Not `bool::then`: its closure would be compiled outside the SIMD
-                        // dispatch (without the target features), as a plain call.
-                        let t = index[row];
-                        if t == ignore {
-                            return None;
-                        }
-                        let mean = crate::reduce::sum(x) / classes as f64;
-                        Some(logsumexp(x) - (1.0 - eps) * x[t as usize].to_f64() - eps * mean)
-                    },
-                );
-            }
+            map_rows(
+                [x],
+                outputs,
+                &mut out,
+                #[inline(always)]
+                |row, [x], []| {
+                    // Not `bool::then`: its closure would be compiled outside the SIMD
+                    // dispatch (without the target features), as a plain call.
+                    let t = index[row];
+                    if t == ignore {
+                        return None;
+                    }
+                    let mean = crate::reduce::sum(x) / classes as f64;
+                    Some(logsumexp(x) - (1.0 - eps) * x[t as usize].to_f64() - eps * mean)
+                },
+            );
         }
         LogitTarget::Probabilities(probs) => {
-            check_same_rows(OP, &x.rows, &[("target", &probs.rows)])?;
+            check_same_rows(OP, x.rows(), &[("target", probs.rows())])?;
             let uniform = eps / classes as f64;
-            // SAFETY: forwarded from the caller.
-            unsafe {
-                map_rows(
-                    [x, probs],
-                    outputs,
-                    &mut out,
-                    #[inline(always)]
-                    |_, [x, t], []| {
-                        let lse = logsumexp(x);
-                        Some(sum_pairs(
-                            x,
-                            t,
-                            #[inline(always)]
-                            |xv, tv| (tv * (1.0 - eps) + uniform) * (lse - xv),
-                        ))
-                    },
-                );
-            }
+            map_rows(
+                [x, probs],
+                outputs,
+                &mut out,
+                #[inline(always)]
+                |_, [x, t], []| {
+                    let lse = logsumexp(x);
+                    Some(sum_pairs(
+                        x,
+                        t,
+                        #[inline(always)]
+                        |xv, tv| (tv * (1.0 - eps) + uniform) * (lse - xv),
+                    ))
+                },
+            );
         }
     }
     Ok(out)
@@ -180,15 +170,12 @@ pub enum Target<'a, S> {
         ignore: i64,
     },
     /// Class probabilities, shaped like the logits.
-    Probabilities(&'a ArrayRef<S>),
+    Probabilities(&'a ArrayRef<'a, S>),
 }
 
 /// torch.nn.functional.cross_entropy of the logits along `axis` (the class axis) against
 /// `target`, reduced as `reduction` says (see [`cross_entropy_with_logits`] for the loss).
-///
-/// # Safety
-/// `logits` and a probability target describe live arrays, only read.
-pub unsafe fn cross_entropy<S: Element>(
+pub fn cross_entropy<S: Element>(
     logits: &ArrayRef<S>,
     target: Target<'_, S>,
     axis: i64,
@@ -196,8 +183,8 @@ pub unsafe fn cross_entropy<S: Element>(
     label_smoothing: f64,
 ) -> Result<Reduced> {
     const OP: &str = "cross_entropy_with_logits";
-    let axis = reduction_axis(OP, &logits.shape, axis)?;
-    let row_shape = without_axis(&logits.shape, axis);
+    let axis = reduction_axis(OP, logits.shape(), axis)?;
+    let row_shape = without_axis(logits.shape(), axis);
     let x = logits.rows_along(axis);
     let losses = match target {
         Target::Classes {
@@ -213,22 +200,18 @@ pub unsafe fn cross_entropy<S: Element>(
                 )));
             }
             let target = LogitTarget::Classes { index, ignore };
-            // SAFETY: the caller's contract.
-            unsafe { cross_entropy_with_logits(&x, &target, label_smoothing)? }
+            cross_entropy_with_logits(&x, &target, label_smoothing)?
         }
         Target::Probabilities(probs) => {
-            if probs.shape != logits.shape {
+            if probs.shape() != logits.shape() {
                 return Err(Error::InvalidArgument(format!(
                     "{OP}: probability target has shape {}, logits have {}",
-                    shape_str(&probs.shape),
-                    shape_str(&logits.shape)
+                    shape_str(probs.shape()),
+                    shape_str(logits.shape())
                 )));
             }
             let t = probs.rows_along(axis);
-            // SAFETY: the caller's contract.
-            unsafe {
-                cross_entropy_with_logits(&x, &LogitTarget::Probabilities(&t), label_smoothing)?
-            }
+            cross_entropy_with_logits(&x, &LogitTarget::Probabilities(&t), label_smoothing)?
         }
     };
     let kept = losses.iter().flatten();
@@ -253,88 +236,67 @@ pub unsafe fn cross_entropy<S: Element>(
 
 /// softmax (or log_softmax) of `x` along `axis` into `y`. A 0-d array is one value along axis 0
 /// (or -1), as torch.softmax takes it: softmax 1, log_softmax 0.
-///
-/// # Safety
-/// `x` and `y` describe live arrays of the same shape; `y` is `x` or disjoint from it.
-pub unsafe fn softmax_along<S: Element>(
+pub fn softmax_along<S: Element>(
     x: &ArrayRef<S>,
     y: &ArrayMut<S>,
     axis: i64,
     log: bool,
 ) -> Result<()> {
     let op = if log { "log_softmax" } else { "softmax" };
-    if x.shape.is_empty() {
+    if x.shape().is_empty() {
         if axis != 0 && axis != -1 {
             return Err(Error::InvalidArgument(format!(
                 "{op}: axis {axis} is out of range for a 0-dimensional input (0 or -1)"
             )));
         }
-        let one = Rows::split(&[1], &[1], 1);
-        let (xv, yv) = (
-            RowsRef {
-                ptr: x.ptr,
-                rows: one.clone(),
-            },
-            RowsMut {
-                ptr: y.ptr,
-                rows: one,
-            },
-        );
-        // SAFETY: the caller's contract; one element each.
-        return unsafe { softmax(&xv, &yv, log) };
+        return softmax(&x.rows_along(0), &y.rows_along(0), log);
     }
-    let axis = reduction_axis(op, &x.shape, axis)?;
-    // SAFETY: the caller's contract.
-    unsafe { softmax(&x.rows_along(axis), &y.rows_along(axis), log) }
+    let axis = reduction_axis(op, x.shape(), axis)?;
+    softmax(&x.rows_along(axis), &y.rows_along(axis), log)
 }
 
 /// softmax (or log_softmax) of each row into `y`.
-///
-/// # Safety
-/// As [`map_rows`]; `y` may be `x` itself.
-pub unsafe fn softmax<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, log: bool) -> Result<()> {
-    check_same_rows("softmax", &x.rows, &[("out", &y.rows)])?;
-    if x.rows.row_len() == 0 && x.rows.n_rows() > 0 {
+pub fn softmax<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, log: bool) -> Result<()> {
+    check_same_rows("softmax", x.rows(), &[("out", y.rows())])?;
+    if x.rows().row_len() == 0 && x.rows().n_rows() > 0 {
         return Err(Error::EmptyReduction(
             "softmax: the axis has zero elements".into(),
         ));
     }
     if let Some(columns) = ColumnLayout::of(x, y) {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: the layout was made from these views just now, so it reaches only their
+        // elements (the views' invariant); `of` took y only as x itself or apart from it.
         unsafe { softmax_columns(x, y, &columns, log) };
         return Ok(());
     }
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_rows(
-            [x],
-            [y],
-            &mut [],
-            #[inline(always)]
-            |row, [x_row], [y]| {
-                // The next row (its first 32 KB, within L1) streams in while this one's
-                // exponentials are computed; its max pass would otherwise wait on memory with
-                // nothing to overlap. (4096, 1000) one thread: 1.13x.
-                let next = x.ahead(row);
-                next.touch_span(0, next.bytes().min(32 << 10));
-                let x = x_row;
-                let max = row_max(x);
-                // Positive terms: the lane sum in the row's type with f64 block totals is exact enough.
-                let sum = crate::reduce::sum_map_into(x, y, |v| (v - max).exp_nonpositive());
-                if log {
-                    let shift = <S::Compute as Float>::from_f64(sum.ln());
-                    for (o, &v) in y.iter_mut().zip(x) {
-                        *o = (v - max) - shift;
-                    }
-                } else {
-                    let inv = <S::Compute as Float>::from_f64(1.0 / sum);
-                    for o in y.iter_mut() {
-                        *o = *o * inv;
-                    }
+    map_rows(
+        [x],
+        [y],
+        &mut [],
+        #[inline(always)]
+        |row, [x_row], [y]| {
+            // The next row (its first 32 KB, within L1) streams in while this one's
+            // exponentials are computed; its max pass would otherwise wait on memory with
+            // nothing to overlap. (4096, 1000) one thread: 1.13x.
+            let next = x.ahead(row);
+            next.touch_span(0, next.bytes().min(32 << 10));
+            let x = x_row;
+            let max = row_max(x);
+            // Positive terms: the lane sum in the row's type with f64 block totals is exact enough.
+            let sum = crate::reduce::sum_map_into(x, y, |v| (v - max).exp_nonpositive());
+            if log {
+                let shift = <S::Compute as Float>::from_f64(sum.ln());
+                for (o, &v) in y.iter_mut().zip(x) {
+                    *o = (v - max) - shift;
                 }
-            },
-        );
-    }
+            } else {
+                let inv = <S::Compute as Float>::from_f64(1.0 / sum);
+                for o in y.iter_mut() {
+                    *o = *o * inv;
+                }
+            }
+        },
+    );
     Ok(())
 }
 
@@ -375,8 +337,11 @@ impl ColumnLayout {
                 (rows.inner.shape[0], axis_stride, width, runs)
             })
         };
-        let (n, sx, width, runs_x) = split(&x.rows)?;
-        let (ny, sy, width_y, runs_y) = split(&y.rows)?;
+        if !crate::rows::same_or_apart(x, y) {
+            return None; // left to the row driver, which refuses it
+        }
+        let (n, sx, width, runs_x) = split(x.rows())?;
+        let (ny, sy, width_y, runs_y) = split(y.rows())?;
         (n == ny && width == width_y && width >= Self::MIN_WIDTH && runs_x.shape == runs_y.shape)
             .then_some(ColumnLayout {
                 axis_len: n,
@@ -401,7 +366,7 @@ unsafe fn softmax_columns<S: Element>(
     let blocks_per_run = layout.width.div_ceil(COLUMN_BLOCK);
     let n_runs = layout.runs.0.len();
     let n = layout.axis_len;
-    let (xp, yp) = (x.ptr as usize, y.ptr as usize);
+    let (xp, yp) = (x.as_ptr() as usize, y.as_mut_ptr() as usize);
     crate::simd::for_each_range(
         n_runs * blocks_per_run,
         n * COLUMN_BLOCK * 3,

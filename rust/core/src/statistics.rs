@@ -23,11 +23,8 @@ pub struct AxisMoments {
 }
 
 /// (count, mean, M2) of `x` over `axes` (None: all dims).
-///
-/// # Safety
-/// `x` describes a live array, only read.
-pub unsafe fn moments<S: Element>(x: &ArrayRef<S>, axes: Option<&[i64]>) -> Result<AxisMoments> {
-    let shape = &x.shape;
+pub fn moments<S: Element>(x: &ArrayRef<S>, axes: Option<&[i64]>) -> Result<AxisMoments> {
+    let shape = &x.shape();
     let ndim = shape.len();
     let mut reduced: Vec<usize> = match axes {
         None => (0..ndim).collect(),
@@ -58,11 +55,9 @@ pub unsafe fn moments<S: Element>(x: &ArrayRef<S>, axes: Option<&[i64]>) -> Resu
     let moments = if leading && columns >= COLUMN_PATH_FROM {
         // Column statistics of a table (leading axes reduced): down the columns, contiguous ones
         // read in place; gathering each strided column as a row was 6x slower.
-        // SAFETY: the caller's contract.
-        unsafe { column_moments(&x.rows(kept.len()), columns) }
+        column_moments(&x.rows(kept.len()), columns)
     } else {
-        // SAFETY: the caller's contract.
-        unsafe { row_moments(&x.with_leading(&kept).rows(reduced.len())) }
+        row_moments(&x.with_leading(&kept).rows(reduced.len()))
     };
     Ok(AxisMoments {
         count,
@@ -87,20 +82,17 @@ mod tests {
             let m2: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
             assert!((m.mean - mean).abs() < 1e-12 && (m.m2() - m2).abs() < 1e-9);
         };
-        // SAFETY: a view of the vector above.
-        let by_column = unsafe { moments(&view, Some(&[0])).unwrap() };
+        let by_column = moments(&view, Some(&[0])).unwrap();
         assert_eq!((by_column.count, by_column.shape.clone()), (2, vec![3, 10]));
         for (k, m) in by_column.moments.iter().enumerate() {
             check(vec![at(0, k / 10, k % 10), at(1, k / 10, k % 10)], m);
         }
-        // SAFETY: as above.
-        let by_row = unsafe { moments(&view, Some(&[2, -3])).unwrap() };
+        let by_row = moments(&view, Some(&[2, -3])).unwrap();
         assert_eq!((by_row.count, by_row.shape.clone()), (20, vec![3]));
         for (c, m) in by_row.moments.iter().enumerate() {
             check((0..20).map(|i| at(i / 10, c, i % 10)).collect(), m);
         }
-        // SAFETY: as above.
-        let all = unsafe { moments(&view, None).unwrap() };
+        let all = moments(&view, None).unwrap();
         assert_eq!((all.count, all.shape.len()), (60, 0));
         check(x.clone(), &all.moments[0]);
     }
@@ -109,13 +101,11 @@ mod tests {
     fn refusals() {
         let x = [0.0; 6];
         let view = ArrayRef::from_slice(&x, &[2, 3]);
-        // SAFETY: a view of the array above.
-        let err = |axes: &[i64]| unsafe { moments(&view, Some(axes)).unwrap_err().to_string() };
+        let err = |axes: &[i64]| moments(&view, Some(axes)).unwrap_err().to_string();
         assert!(err(&[1, -1]).contains("repeats a dim"));
         assert!(err(&[2]).contains("axis 2 is out of range"));
         let empty = ArrayRef::from_slice(&[] as &[f64], &[0, 3]);
-        // SAFETY: an empty view.
-        let err = unsafe { moments(&empty, Some(&[0])).unwrap_err().to_string() };
+        let err = moments(&empty, Some(&[0])).unwrap_err().to_string();
         assert!(err.contains("reducing over zero elements"));
     }
 }

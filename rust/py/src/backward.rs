@@ -84,7 +84,7 @@ fn row_backward_typed<'py, S: Storage>(
     let norm_shape = shape[shape.len() - k..].to_vec();
     let go = same_as_x::<S>(op, "grad_out", a.grad_out, &shape)?;
     let xv = rows_ref(&x, k);
-    let n_rows = xv.rows.n_rows();
+    let n_rows = xv.rows().n_rows();
     let mean = a
         .mean
         .map(|m| stats_values(op, "mean", m, n_rows))
@@ -104,8 +104,7 @@ fn row_backward_typed<'py, S: Storage>(
     let (gv, dv) = (rows_ref(&go, k), rows_mut(&dx, k));
     let w = param_slice(weight.as_ref());
     let want_params = weight.is_some() || bias_given;
-    // SAFETY: views of live arrays; dx is fresh.
-    let sums = compute(py, || unsafe {
+    let sums = compute(py, || {
         let (mean, extra) = (mean.as_deref(), extra.as_ref());
         bw::row_norm_backward(&gv, &xv, &dv, mean, &rstd, w, want_params, extra)
     })?;
@@ -264,7 +263,6 @@ fn channel_backward_typed<'py, S: Storage>(
     let dx = output::<S>(py, op, "dx", None, &shape)?;
     let (xv, gv, dv) = (array_ref(&x), array_ref(&go), array_mut(&dx));
     let w = weight.as_deref();
-    // SAFETY: views of live arrays; dx is fresh.
     let (dweight, dbias) = compute(py, || core_call(&gv, &xv, &dv, (&mean, &rstd), w))?;
     let dweight = weight
         .is_some()
@@ -295,8 +293,7 @@ pub(crate) fn batch_norm_backward<'py>(
     use rsnorm_core::norm::batch_norm::{batch_norm_backward as core_call, BACKWARD_OP as OP};
     with_float_array!(float_array(OP, "x", x)?, x => {
         let axis = resolve_axis(OP, axis, x.ndim())?;
-        // SAFETY (of the call): views of live arrays of x's shape; dx is fresh.
-        let call = move |go: &_, x: &_, dx: &_, stats: (&[f64], &[f64]), w: Option<&[f64]>| unsafe {
+        let call = move |go: &ArrayRef<'_, _>, x: &ArrayRef<'_, _>, dx: &ArrayMut<'_, _>, stats: (&[f64], &[f64]), w: Option<&[f64]>| {
             core_call(go, x, dx, stats, w, axis, training, mean_only)
         };
         let stats = ChannelStats::Channel { axis };
@@ -321,8 +318,7 @@ pub(crate) fn instance_norm_backward<'py>(
         instance_norm_backward as core_call, BACKWARD_OP as OP,
     };
     with_float_array!(float_array(OP, "x", x)?, x => {
-        // SAFETY (of the call): views of live arrays of x's shape; dx is fresh.
-        let call = move |go: &_, x: &_, dx: &_, stats: (&[f64], &[f64]), w: Option<&[f64]>| unsafe {
+        let call = move |go: &ArrayRef<'_, _>, x: &ArrayRef<'_, _>, dx: &ArrayMut<'_, _>, stats: (&[f64], &[f64]), w: Option<&[f64]>| {
             core_call(go, x, dx, stats, w, use_input_stats)
         };
         let stats = ChannelStats::Instance;
@@ -345,8 +341,7 @@ pub(crate) fn group_norm_backward<'py>(
     use rsnorm_core::norm::group_norm::{self as core, BACKWARD_OP as OP};
     with_float_array!(float_array(OP, "x", x)?, x => {
         let stats = core::backward_stats(x.shape(), num_groups)?;
-        // SAFETY (of the call): views of live arrays of x's shape; dx is fresh.
-        let call = move |go: &_, x: &_, dx: &_, stats: (&[f64], &[f64]), w: Option<&[f64]>| unsafe {
+        let call = move |go: &ArrayRef<'_, _>, x: &ArrayRef<'_, _>, dx: &ArrayMut<'_, _>, stats: (&[f64], &[f64]), w: Option<&[f64]>| {
             core::group_norm_backward(go, x, dx, stats, w, num_groups)
         };
         channel_backward_typed(py, OP, x, (grad_out, mean, rstd), weight, stats, call)
@@ -377,9 +372,8 @@ pub(crate) fn weight_norm_backward<'py>(
         let inner = shape.len() - leading.len();
         let vv = array_ref(&v).with_leading(&leading).rows(inner);
         let gv = array_ref(&gw).with_leading(&leading).rows(inner);
-        let dvv = array_mut(&dv).with_leading(&leading).rows(inner);
-        // SAFETY: views of live arrays; dv is fresh.
-        let dg = compute(py, || unsafe { bw::weight_norm_backward(&gv, &vv, &dvv, &g_values) })?;
+        let dvv = array_mut(&dv).with_leading(&leading).into_rows(inner);
+        let dg = compute(py, || bw::weight_norm_backward(&gv, &vv, &dvv, &g_values))?;
         let g_shape = g_arr.shape().to_vec();
         tuple(py, vec![Some(dv.into_any()), Some(f64_array_like(py, &v, &dg, &g_shape)?)])
     })
@@ -403,8 +397,7 @@ pub(crate) fn l2_normalize_backward<'py>(
         let gy = same_as_x(op, "grad", grad, &shape)?;
         let dx = output(py, op, "dx", None, &shape)?;
         let (gv, xv, dv) = (rows_ref(&gy, 1), rows_ref(&x, 1), rows_mut(&dx, 1));
-        // SAFETY: views of live arrays; dx is fresh.
-        compute(py, || unsafe { bw::l2_normalize_backward(&gv, &xv, &dv, eps) })?;
+        compute(py, || bw::l2_normalize_backward(&gv, &xv, &dv, eps))?;
         Ok(dx.into_any())
     })
 }
@@ -423,8 +416,7 @@ pub(crate) fn selu_backward<'py>(
         let dx = output(py, op, "dx", None, &shape)?;
         let inner = usize::from(!shape.is_empty());
         let (gv, xv, dv) = (rows_ref(&go, inner), rows_ref(&x, inner), rows_mut(&dx, inner));
-        // SAFETY: views of live arrays; dx is fresh.
-        compute(py, || unsafe { rsnorm_core::act::selu_backward(&gv, &xv, &dv) })?;
+        compute(py, || rsnorm_core::act::selu_backward(&gv, &xv, &dv))?;
         Ok(dx.into_any())
     })
 }

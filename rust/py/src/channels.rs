@@ -223,8 +223,7 @@ fn batch_norm_typed<'py, S: Storage>(
         var: running_var.as_mut().map(|r| r.values.as_mut_slice()),
     };
     let (w, b) = (weight.as_deref(), bias.as_deref());
-    // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-    let moments = compute(py, || unsafe {
+    let moments = compute(py, || {
         core_batch_norm::batch_norm(&xv, &yv, axis, w, b, running, &options)
     })?;
     if a.training {
@@ -322,8 +321,7 @@ fn instance_norm_typed<'py, S: Storage>(
         var: running_var.as_mut().map(|r| r.values.as_mut_slice()),
     };
     let (w, b) = (weight.as_deref(), bias.as_deref());
-    // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-    let moments = compute(py, || unsafe {
+    let moments = compute(py, || {
         core_instance_norm::instance_norm(&xv, &yv, w, b, running, &options)
     })?;
     if updates {
@@ -381,10 +379,7 @@ fn group_norm_typed<'py, S: Storage>(
     let x = unaliased(x, &[&y])?;
     let (xv, yv) = (array_ref(&x), array_mut(&y));
     let (w, b) = (weight.as_deref(), bias.as_deref());
-    // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-    let moments = compute(py, || unsafe {
-        core_group_norm::group_norm(&xv, &yv, w, b, &options)
-    })?;
+    let moments = compute(py, || core_group_norm::group_norm(&xv, &yv, w, b, &options))?;
     // Statistics only when returned (see instance_norm).
     let stats = return_stats
         .then(|| stats_pair::<S>(py, &moments, options.eps, &[batch, groups]))

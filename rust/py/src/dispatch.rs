@@ -178,48 +178,39 @@ pub(crate) fn channel_param<S: Storage>(
     ))
 }
 
-/// `arr` seen as rows of its last `inner_ndim` dims.
-pub(crate) fn rows_ref<S: Storage>(
-    arr: &Bound<'_, PyArrayDyn<S>>,
-    inner_ndim: usize,
-) -> RowsRef<S> {
-    let untyped = arr.as_untyped();
-    RowsRef {
-        ptr: arr.data(),
-        rows: Rows::split(untyped.shape(), &element_strides(untyped), inner_ndim),
-    }
-}
-
 /// `arr` as core's read-only N-d view: where NumPy memory enters the core.
-pub(crate) fn array_ref<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>) -> ArrayRef<S> {
+pub(crate) fn array_ref<'a, S: Storage>(arr: &'a Bound<'_, PyArrayDyn<S>>) -> ArrayRef<'a, S> {
     let untyped = arr.as_untyped();
-    ArrayRef {
-        ptr: arr.data(),
-        shape: untyped.shape().to_vec(),
-        strides: element_strides(untyped),
-    }
+    // SAFETY: NumPy's data pointer, shape and strides describe memory the array keeps alive
+    // while `arr` is borrowed. Inputs are not written during the call: outputs are fresh or
+    // the caller's `out`, which `unaliased` made an input's identical view or apart from it;
+    // other Python threads must not write them meanwhile, as with any NumPy C routine.
+    unsafe { ArrayRef::from_raw_parts(arr.data(), untyped.shape(), &element_strides(untyped)) }
 }
 
-/// `arr` as core's writeable N-d view.
-pub(crate) fn array_mut<S: Storage>(arr: &Bound<'_, PyArrayDyn<S>>) -> ArrayMut<S> {
+/// `arr` as core's writeable N-d view (an output: `output` checked it writeable and free of
+/// self-overlap).
+pub(crate) fn array_mut<'a, S: Storage>(arr: &'a Bound<'_, PyArrayDyn<S>>) -> ArrayMut<'a, S> {
     let untyped = arr.as_untyped();
-    ArrayMut {
-        ptr: arr.data(),
-        shape: untyped.shape().to_vec(),
-        strides: element_strides(untyped),
-    }
+    // SAFETY: as in `array_ref`; besides, `output` refused a read-only or self-overlapping
+    // array, and outputs of one call were checked apart (`no_overlap`).
+    unsafe { ArrayMut::from_raw_parts(arr.data(), untyped.shape(), &element_strides(untyped)) }
+}
+
+/// `arr` seen as rows of its last `inner_ndim` dims.
+pub(crate) fn rows_ref<'a, S: Storage>(
+    arr: &'a Bound<'_, PyArrayDyn<S>>,
+    inner_ndim: usize,
+) -> RowsRef<'a, S> {
+    array_ref(arr).rows(inner_ndim)
 }
 
 /// `arr` seen as writeable rows of its last `inner_ndim` dims.
-pub(crate) fn rows_mut<S: Storage>(
-    arr: &Bound<'_, PyArrayDyn<S>>,
+pub(crate) fn rows_mut<'a, S: Storage>(
+    arr: &'a Bound<'_, PyArrayDyn<S>>,
     inner_ndim: usize,
-) -> RowsMut<S> {
-    let untyped = arr.as_untyped();
-    RowsMut {
-        ptr: arr.data(),
-        rows: Rows::split(untyped.shape(), &element_strides(untyped), inner_ndim),
-    }
+) -> RowsMut<'a, S> {
+    array_mut(arr).into_rows(inner_ndim)
 }
 
 /// The output array: a fresh C-ordered one allocated by NumPy, or the caller's `out`, which
@@ -265,7 +256,8 @@ pub(crate) fn output<'py, S: Storage>(
         )));
     }
     let typed = arr.cast::<PyArrayDyn<S>>()?.clone();
-    if rows_mut(&typed, 0).rows.has_internal_overlap() {
+    let layout = Rows::split(arr.shape(), &element_strides(arr), 0);
+    if layout.has_internal_overlap() {
         return Err(value_error(format!(
             "{op}: {name} has overlapping elements (a zero or broadcast stride)"
         )));

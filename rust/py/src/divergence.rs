@@ -27,8 +27,7 @@ fn softmax_impl<'py>(
         let y = output(py, op, "out", out, x.shape())?;
         let x = unaliased(x, &[&y])?;
         let (xv, yv) = (array_ref(&x), array_mut(&y));
-        // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-        compute(py, || unsafe { sm::softmax_along(&xv, &yv, axis, log) })?;
+        compute(py, || sm::softmax_along(&xv, &yv, axis, log))?;
         Ok(y.into_any())
     })
 }
@@ -89,8 +88,7 @@ pub(crate) fn information<'py>(
     with_float_array!(float_array(op, "p", p)?, p => {
         let q = q.map(|q| same_dtype(op, "q", q, "q must have the dtype of p")).transpose()?;
         let (pv, qv) = (array_ref(&p), q.as_ref().map(array_ref));
-        // SAFETY: views of live arrays, only read.
-        let r = compute(py, || unsafe { info::information(measure, &pv, qv.as_ref(), axis, base) })?;
+        let r = compute(py, || info::information(measure, &pv, qv.as_ref(), axis, base))?;
         f64_array_like(py, &p, &r.values, &r.shape)
     })
 }
@@ -126,14 +124,12 @@ pub(crate) fn cross_entropy_with_logits<'py>(
                 .cast_into::<PyArrayDyn<i64>>()?
                 .to_vec()?;
             let target = Target::Classes { index: &index, shape: &shape, ignore: ignore_index };
-            // SAFETY: `xv` describes the live logits, only read.
-            compute(py, || unsafe { sm::cross_entropy(&xv, target, axis, reduction, label_smoothing) })?
+            compute(py, || sm::cross_entropy(&xv, target, axis, reduction, label_smoothing))?
         } else {
             let probs = same_dtype(OP, "target", target, "probability target must have the dtype of logits")?;
             let tv = array_ref(&probs);
             let target = Target::Probabilities(&tv);
-            // SAFETY: views of live arrays, only read.
-            compute(py, || unsafe { sm::cross_entropy(&xv, target, axis, reduction, label_smoothing) })?
+            compute(py, || sm::cross_entropy(&xv, target, axis, reduction, label_smoothing))?
         };
         f64_array_like(py, &x, &r.values, &r.shape)
     })

@@ -36,8 +36,7 @@ fn selu_typed<'py, S: Storage>(
     let x = unaliased(x, &[&y])?;
     let inner = usize::from(!shape.is_empty());
     let (xv, yv) = (rows_ref(&x, inner), rows_mut(&y, inner));
-    // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-    compute(py, || unsafe {
+    compute(py, || {
         rsnorm_core::rows::map_elements(
             [&xv],
             &yv,
@@ -88,10 +87,7 @@ fn lrn_typed<'py, S: Storage>(
     let inner = shape.len() - 2;
     let (xv, yv) = (rows_ref(&x, inner), rows_mut(&y, inner));
     let channels = shape[1];
-    // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-    compute(py, || unsafe {
-        lrn::local_response_norm(&xv, &yv, channels, params)
-    })?;
+    compute(py, || lrn::local_response_norm(&xv, &yv, channels, params))?;
     Ok(y.into_any())
 }
 
@@ -142,9 +138,8 @@ fn weight_norm_typed<'py, S: Storage>(
     let leading: Vec<usize> = dim.into_iter().collect();
     let inner = shape.len() - leading.len();
     let vv = array_ref(&v).with_leading(&leading).rows(inner);
-    let wv = array_mut(&w).with_leading(&leading).rows(inner);
-    // SAFETY: views of live arrays; `w` is `v` or disjoint from it.
-    compute(py, || unsafe { wn::weight_norm(&vv, &wv, &g_values) })?;
+    let wv = array_mut(&w).with_leading(&leading).into_rows(inner);
+    compute(py, || wn::weight_norm(&vv, &wv, &g_values))?;
     Ok(w.into_any())
 }
 
@@ -165,8 +160,7 @@ pub(crate) fn l2_normalize<'py>(
         let y = output(py, "l2_normalize", "out", out, &shape)?;
         let x = unaliased(x, &[&y])?;
         let (xv, yv) = (rows_ref(&x, 1), rows_mut(&y, 1));
-        // SAFETY: views of live arrays; `y` is `x` or disjoint from it.
-        compute(py, || unsafe { wn::l2_normalize(&xv, &yv, eps) })?;
+        compute(py, || wn::l2_normalize(&xv, &yv, eps))?;
         Ok(y.into_any())
     })
 }
@@ -200,8 +194,7 @@ pub(crate) fn moments<'py>(
         })
         .transpose()?;
     let xv = array_ref(&x);
-    // SAFETY: `xv` describes the live array `x`, only read.
-    let r = compute(py, || unsafe { statistics::moments(&xv, axes.as_deref()) })?;
+    let r = compute(py, || statistics::moments(&xv, axes.as_deref()))?;
     let shape = r.shape.as_slice();
     let counts = PyArray::from_vec(py, vec![r.count as i64; r.moments.len()]).reshape(shape)?;
     let mean = PyArray::from_vec(py, r.moments.iter().map(|m| m.mean).collect()).reshape(shape)?;

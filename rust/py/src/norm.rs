@@ -129,11 +129,8 @@ fn layer_norm_typed<'py, S: Storage>(
     let x = unaliased(x, &[&y])?;
     let (xv, yv) = (rows_ref(&x, k), rows_mut(&y, k));
     let (w, b) = (param_slice(weight.as_ref()), param_slice(bias.as_ref()));
-    let mut stats = vec![RowStats::default(); if return_stats { xv.rows.n_rows() } else { 0 }];
-    // SAFETY: the views describe live NumPy arrays; `y` is x itself or disjoint from it.
-    compute(py, || unsafe {
-        norm::layer_norm(&xv, &yv, w, b, eps, &mut stats)
-    })?;
+    let mut stats = vec![RowStats::default(); if return_stats { xv.rows().n_rows() } else { 0 }];
+    compute(py, || norm::layer_norm(&xv, &yv, w, b, eps, &mut stats))?;
     if !return_stats {
         return Ok(y.into_any());
     }
@@ -181,11 +178,8 @@ fn rms_norm_typed<'py, S: Storage>(
     let x = unaliased(x, &[&y])?;
     let (xv, yv) = (rows_ref(&x, k), rows_mut(&y, k));
     let w = param_slice(weight.as_ref());
-    let mut rstd = vec![0.0f64; if return_stats { xv.rows.n_rows() } else { 0 }];
-    // SAFETY: as in layer_norm.
-    compute(py, || unsafe {
-        norm::rms_norm(&xv, &yv, w, eps, &mut rstd)
-    })?;
+    let mut rstd = vec![0.0f64; if return_stats { xv.rows().n_rows() } else { 0 }];
+    compute(py, || norm::rms_norm(&xv, &yv, w, eps, &mut rstd))?;
     if !return_stats {
         return Ok(y.into_any());
     }
@@ -303,14 +297,13 @@ fn add_norm_typed<'py, S: Storage>(
     );
     let (w, b) = (param_slice(weight.as_ref()), param_slice(bias.as_ref()));
     let n_stats = if fused.return_stats {
-        xv.rows.n_rows()
+        xv.rows().n_rows()
     } else {
         0
     };
     let mut stats = vec![RowStats::default(); n_stats];
     let mut rstd = vec![0.0f64; n_stats];
-    // SAFETY: outputs are disjoint; inputs are outputs' identical views or disjoint from them.
-    compute(py, || unsafe {
+    compute(py, || {
         if kind == AddNorm::Layer {
             norm::add_layer_norm(&xv, &rv, &yv, &sv, w, b, eps, &mut stats)
         } else {

@@ -88,11 +88,8 @@ pub struct ParamGradSums {
 /// `mean`/`rstd` are the forward's per-row statistics. `grad_sum`, for the fused add forms, is
 /// the gradient that reached their `x + residual` output: it adds to dx. Returns Σ go·x̂ and Σ go
 /// per row element (empty vectors when `param_grads` is false).
-///
-/// # Safety
-/// As [`map_rows`]; `dx` may be `grad_out` itself, not `grad_sum`.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn row_norm_backward<S: Element>(
+pub fn row_norm_backward<S: Element>(
     grad_out: &RowsRef<S>,
     x: &RowsRef<S>,
     dx: &RowsMut<S>,
@@ -107,10 +104,10 @@ pub unsafe fn row_norm_backward<S: Element>(
         const OP: &str = "norm backward";
         check_same_rows(
             OP,
-            &x.rows,
-            &[("grad_out", &grad_out.rows), ("dx", &dx.rows)],
+            x.rows(),
+            &[("grad_out", grad_out.rows()), ("dx", dx.rows())],
         )?;
-        let (n_rows, row_len) = (x.rows.n_rows(), x.rows.row_len());
+        let (n_rows, row_len) = (x.rows().n_rows(), x.rows().row_len());
         if rstd.len() != n_rows || mean.is_some_and(|m| m.len() != n_rows) {
             return Err(Error::ShapeMismatch(format!(
                 "{OP}: the statistics have {} values, x has {n_rows} rows (stats from another shape?)",
@@ -125,84 +122,75 @@ pub unsafe fn row_norm_backward<S: Element>(
         let centered = mean.is_some();
         let sums_len = if param_grads { row_len } else { 0 };
         let init = || ColumnSums::<S::Compute>::new(sums_len);
-        // SAFETY: forwarded from the caller.
-        let blocks = unsafe {
-            map_row_blocks(
-                [grad_out, x],
-                [dx],
-                block_rows(n_rows, row_len),
-                init,
-                #[inline(always)]
-                |acc: &mut ColumnSums<S::Compute>, row, [go, x], [dx]| {
-                    let (hi, lo) = split_mean::<S::Compute>(mean.map_or(0.0, |m| m[row]));
-                    let r = <S::Compute as Float>::from_f64(rstd[row]);
-                    let (sg, sgx) = grad_sums(go, x, weight, hi, lo, r);
-                    let n = row_len as f64;
-                    let a = <S::Compute as Float>::from_f64(if centered { sg / n } else { 0.0 });
-                    let b = <S::Compute as Float>::from_f64(sgx / n);
-                    let x_hat = |xv: S::Compute| ((xv - hi) - lo) * r;
-                    let dx_of = |g: S::Compute, xh: S::Compute| (g - a - xh * b) * r;
-                    // Parameter sums ride along in the same pass over go and x (while they are in
-                    // registers) instead of a second pass.
-                    match (weight, param_grads) {
-                        (Some(w), true) => acc.add_row(
-                            #[inline(always)]
-                            |dw, db| {
-                                let sums = dw.iter_mut().zip(db.iter_mut());
-                                let values = go.iter().zip(x).zip(w);
-                                for ((d, ((&g0, &xv), &wv)), (dw, db)) in
-                                    dx.iter_mut().zip(values).zip(sums)
-                                {
-                                    let xh = x_hat(xv);
-                                    *d = dx_of(g0 * wv, xh);
-                                    *dw = *dw + g0 * xh;
-                                    *db = *db + g0;
-                                }
-                            },
-                        ),
-                        (None, true) => acc.add_row(
-                            #[inline(always)]
-                            |dw, db| {
-                                let sums = dw.iter_mut().zip(db.iter_mut());
-                                for ((d, (&g0, &xv)), (dw, db)) in
-                                    dx.iter_mut().zip(go.iter().zip(x)).zip(sums)
-                                {
-                                    let xh = x_hat(xv);
-                                    *d = dx_of(g0, xh);
-                                    *dw = *dw + g0 * xh;
-                                    *db = *db + g0;
-                                }
-                            },
-                        ),
-                        (Some(w), false) => {
-                            for (((d, &g0), &xv), &wv) in dx.iter_mut().zip(go).zip(x).zip(w) {
-                                *d = dx_of(g0 * wv, x_hat(xv));
+        let blocks = map_row_blocks(
+            [grad_out, x],
+            [dx],
+            block_rows(n_rows, row_len),
+            init,
+            #[inline(always)]
+            |acc: &mut ColumnSums<S::Compute>, row, [go, x], [dx]| {
+                let (hi, lo) = split_mean::<S::Compute>(mean.map_or(0.0, |m| m[row]));
+                let r = <S::Compute as Float>::from_f64(rstd[row]);
+                let (sg, sgx) = grad_sums(go, x, weight, hi, lo, r);
+                let n = row_len as f64;
+                let a = <S::Compute as Float>::from_f64(if centered { sg / n } else { 0.0 });
+                let b = <S::Compute as Float>::from_f64(sgx / n);
+                let x_hat = |xv: S::Compute| ((xv - hi) - lo) * r;
+                let dx_of = |g: S::Compute, xh: S::Compute| (g - a - xh * b) * r;
+                // Parameter sums ride along in the same pass over go and x (while they are in
+                // registers) instead of a second pass.
+                match (weight, param_grads) {
+                    (Some(w), true) => acc.add_row(
+                        #[inline(always)]
+                        |dw, db| {
+                            let sums = dw.iter_mut().zip(db.iter_mut());
+                            let values = go.iter().zip(x).zip(w);
+                            for ((d, ((&g0, &xv), &wv)), (dw, db)) in
+                                dx.iter_mut().zip(values).zip(sums)
+                            {
+                                let xh = x_hat(xv);
+                                *d = dx_of(g0 * wv, xh);
+                                *dw = *dw + g0 * xh;
+                                *db = *db + g0;
                             }
-                        }
-                        (None, false) => {
-                            for ((d, &g0), &xv) in dx.iter_mut().zip(go).zip(x) {
-                                *d = dx_of(g0, x_hat(xv));
+                        },
+                    ),
+                    (None, true) => acc.add_row(
+                        #[inline(always)]
+                        |dw, db| {
+                            let sums = dw.iter_mut().zip(db.iter_mut());
+                            for ((d, (&g0, &xv)), (dw, db)) in
+                                dx.iter_mut().zip(go.iter().zip(x)).zip(sums)
+                            {
+                                let xh = x_hat(xv);
+                                *d = dx_of(g0, xh);
+                                *dw = *dw + g0 * xh;
+                                *db = *db + g0;
                             }
+                        },
+                    ),
+                    (Some(w), false) => {
+                        for (((d, &g0), &xv), &wv) in dx.iter_mut().zip(go).zip(x).zip(w) {
+                            *d = dx_of(g0 * wv, x_hat(xv));
                         }
                     }
-                },
-            )
-        };
+                    (None, false) => {
+                        for ((d, &g0), &xv) in dx.iter_mut().zip(go).zip(x) {
+                            *d = dx_of(g0, x_hat(xv));
+                        }
+                    }
+                }
+            },
+        );
         if let Some(extra) = grad_sum {
             // A second pass, adding to dx as stored (rounded to S): what NumPy's `dx += extra`
             // gave when the binding did it.
-            let stored = RowsRef {
-                ptr: dx.ptr.cast_const(),
-                rows: dx.rows.clone(),
-            };
-            // SAFETY: forwarded from the caller; `stored` is `dx` itself (in place).
-            unsafe {
-                crate::rows::map_elements([&stored, extra], dx, |[d, e], out| {
-                    for ((o, &d), &e) in out.iter_mut().zip(d).zip(e) {
-                        *o = d + e;
-                    }
-                })?;
-            }
+            let stored = dx.as_input();
+            crate::rows::map_elements([&stored, extra], dx, |[d, e], out| {
+                for ((o, &d), &e) in out.iter_mut().zip(d).zip(e) {
+                    *o = d + e;
+                }
+            })?;
         }
         let (dweight, dbias) = ColumnSums::fold_in_order(blocks, sums_len);
         Ok(ParamGradSums { dweight, dbias })
@@ -211,10 +199,7 @@ pub unsafe fn row_norm_backward<S: Element>(
 
 /// Weight-norm backward per row (slice along `dim`): with n = ‖v‖ and w = g·v/n,
 /// dg = Σ grad_w·v / n and dv = (g/n)·(grad_w − v·dg/n). Returns dg per row.
-///
-/// # Safety
-/// As [`map_rows`].
-pub unsafe fn weight_norm_backward<S: Element>(
+pub fn weight_norm_backward<S: Element>(
     grad_w: &RowsRef<S>,
     v: &RowsRef<S>,
     dv: &RowsMut<S>,
@@ -222,43 +207,37 @@ pub unsafe fn weight_norm_backward<S: Element>(
 ) -> Result<Vec<f64>> {
     check_same_rows(
         "weight_norm_backward",
-        &v.rows,
-        &[("grad_w", &grad_w.rows), ("dv", &dv.rows)],
+        v.rows(),
+        &[("grad_w", grad_w.rows()), ("dv", dv.rows())],
     )?;
-    if g.len() != v.rows.n_rows() {
+    if g.len() != v.rows().n_rows() {
         return Err(Error::ShapeMismatch(
             "weight_norm_backward: g does not match v along dim".into(),
         ));
     }
     let mut dg = vec![0.0; g.len()];
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_rows(
-            [grad_w, v],
-            [dv],
-            &mut dg,
-            #[inline(always)]
-            |row, [gw, v], [dv]| {
-                let norm = crate::reduce::l2_norm(v);
-                let dot = crate::reduce::sum_pairs(gw, v, |a, b| a * b);
-                let dg = dot / norm;
-                let scale = <S::Compute as Float>::from_f64(g[row] / norm);
-                let coef = <S::Compute as Float>::from_f64(dg / norm);
-                for ((d, &gw), &v) in dv.iter_mut().zip(gw).zip(v) {
-                    *d = scale * (gw - v * coef);
-                }
-                dg
-            },
-        );
-    }
+    map_rows(
+        [grad_w, v],
+        [dv],
+        &mut dg,
+        #[inline(always)]
+        |row, [gw, v], [dv]| {
+            let norm = crate::reduce::l2_norm(v);
+            let dot = crate::reduce::sum_pairs(gw, v, |a, b| a * b);
+            let dg = dot / norm;
+            let scale = <S::Compute as Float>::from_f64(g[row] / norm);
+            let coef = <S::Compute as Float>::from_f64(dg / norm);
+            for ((d, &gw), &v) in dv.iter_mut().zip(gw).zip(v) {
+                *d = scale * (gw - v * coef);
+            }
+            dg
+        },
+    );
     Ok(dg)
 }
 
 /// Backward of y = x / max(‖x‖, eps) per row: dx = (gy − y·Σ gy·y)/‖x‖ when ‖x‖ > eps, else gy/eps.
-///
-/// # Safety
-/// As [`map_rows`].
-pub unsafe fn l2_normalize_backward<S: Element>(
+pub fn l2_normalize_backward<S: Element>(
     grad_y: &RowsRef<S>,
     x: &RowsRef<S>,
     dx: &RowsMut<S>,
@@ -267,35 +246,32 @@ pub unsafe fn l2_normalize_backward<S: Element>(
     crate::error::check_eps("l2_normalize_backward", eps)?;
     check_same_rows(
         "l2_normalize_backward",
-        &x.rows,
-        &[("grad", &grad_y.rows), ("dx", &dx.rows)],
+        x.rows(),
+        &[("grad", grad_y.rows()), ("dx", dx.rows())],
     )?;
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_rows(
-            [grad_y, x],
-            [dx],
-            &mut [],
-            #[inline(always)]
-            |_, [gy, x], [dx]| {
-                let norm = crate::reduce::l2_norm(x);
-                // A NaN norm takes the first branch, whose 1/norm is NaN: NaN across the row,
-                // as in the forward (not gy/eps).
-                if norm > eps || norm.is_nan() {
-                    let dot = crate::reduce::sum_pairs(gy, x, |a, b| a * b);
-                    let inv = <S::Compute as Float>::from_f64(1.0 / norm);
-                    let coef = <S::Compute as Float>::from_f64(dot / (norm * norm * norm));
-                    for ((d, &g), &v) in dx.iter_mut().zip(gy).zip(x) {
-                        *d = g * inv - v * coef;
-                    }
-                } else {
-                    let inv = <S::Compute as Float>::from_f64(1.0 / eps);
-                    for (d, &g) in dx.iter_mut().zip(gy) {
-                        *d = g * inv;
-                    }
+    map_rows(
+        [grad_y, x],
+        [dx],
+        &mut [],
+        #[inline(always)]
+        |_, [gy, x], [dx]| {
+            let norm = crate::reduce::l2_norm(x);
+            // A NaN norm takes the first branch, whose 1/norm is NaN: NaN across the row,
+            // as in the forward (not gy/eps).
+            if norm > eps || norm.is_nan() {
+                let dot = crate::reduce::sum_pairs(gy, x, |a, b| a * b);
+                let inv = <S::Compute as Float>::from_f64(1.0 / norm);
+                let coef = <S::Compute as Float>::from_f64(dot / (norm * norm * norm));
+                for ((d, &g), &v) in dx.iter_mut().zip(gy).zip(x) {
+                    *d = g * inv - v * coef;
                 }
-            },
-        );
-    }
+            } else {
+                let inv = <S::Compute as Float>::from_f64(1.0 / eps);
+                for (d, &g) in dx.iter_mut().zip(gy) {
+                    *d = g * inv;
+                }
+            }
+        },
+    );
     Ok(())
 }

@@ -64,10 +64,7 @@ impl BatchNormOptions {
 /// Normalizes `x` into `y` (channels at `axis`, from [`BatchNormOptions::channel_axis`]) and
 /// returns each channel's statistics: the batch's, or the running ones as a count of 1 whose M2
 /// is the variance. `weight`, `bias` and the running statistics have one value per channel.
-///
-/// # Safety
-/// `x` and `y` describe live arrays of the same shape; `y` is `x` or disjoint from it.
-pub unsafe fn batch_norm<S: Element>(
+pub fn batch_norm<S: Element>(
     x: &ArrayRef<S>,
     y: &ArrayMut<S>,
     axis: usize,
@@ -76,7 +73,7 @@ pub unsafe fn batch_norm<S: Element>(
     running: RunningStats<'_>,
     o: &BatchNormOptions,
 ) -> Result<Vec<Moments>> {
-    let shape = &x.shape;
+    let shape = &x.shape();
     let channels = shape[axis];
     if !o.mean_only {
         running.check_paired(OP)?;
@@ -111,17 +108,15 @@ pub unsafe fn batch_norm<S: Element>(
         if by_columns {
             let params: Vec<RowAffine> =
                 (0..columns).map(|k| params[k / inner_len.max(1)]).collect();
-            // SAFETY: views of live arrays, `y` being `x` or disjoint from it (the contract).
-            unsafe { affine_columns(&xv, &yv, &params)? };
+            affine_columns(&xv, &yv, &params)?;
         } else {
-            // SAFETY: as above.
-            unsafe { affine_rows(&xv, &yv, |row| params[row % channels])? };
+            affine_rows(&xv, &yv, |row| params[row % channels])?;
         }
         return Ok(running_moments(&mean, &var));
     }
     let total: usize = shape.iter().product();
     let count = total.checked_div(channels).unwrap_or(0);
-    if count == 0 && xv.rows.n_rows() > 0 {
+    if count == 0 && xv.rows().n_rows() > 0 {
         return Err(Error::InvalidArgument(format!(
             "{OP}: no values per channel in x of shape {}",
             shape_str(shape)
@@ -144,8 +139,7 @@ pub unsafe fn batch_norm<S: Element>(
         (None, None) => 0.0,
     };
     let per_channel = if by_columns {
-        // SAFETY: a view of the live array `x` (the contract).
-        let per_column = unsafe { column_moments(&xv, columns) };
+        let per_column = column_moments(&xv, columns);
         let per_channel = merge_rows(&per_column, channels, |k| k / inner_len.max(1));
         let params: Vec<RowAffine> = (0..columns)
             .map(|k| {
@@ -153,17 +147,13 @@ pub unsafe fn batch_norm<S: Element>(
                 channel_params(k / inner_len.max(1), m.mean, m.rstd(o.eps))
             })
             .collect();
-        // SAFETY: views of live arrays, `y` being `x` or disjoint from it (the contract).
-        unsafe { affine_columns(&xv, &yv, &params)? };
+        affine_columns(&xv, &yv, &params)?;
         per_channel
     } else {
         let grouping = RowGrouping::Interleaved { groups: channels };
-        // SAFETY: views of live arrays, `y` being `x` or disjoint from it (the contract).
-        unsafe {
-            normalize_row_groups(&xv, &yv, grouping, o.eps, |_, g| {
-                channel_params(g.group, g.mean, g.rstd)
-            })?
-        }
+        normalize_row_groups(&xv, &yv, grouping, o.eps, |_, g| {
+            channel_params(g.group, g.mean, g.rstd)
+        })?
     };
     if o.training {
         if let Some(running_mean) = running.mean {
@@ -184,10 +174,7 @@ pub unsafe fn batch_norm<S: Element>(
 /// BatchNorm's backward (channels at `axis`, resolved as the forward's): dx written, (dweight,
 /// dbias) per channel returned. `training` differentiates through the batch statistics, else they
 /// are constants; mean-only BatchNorm scaled by 1, so its `rstd` is not read.
-///
-/// # Safety
-/// The views describe live arrays of the same shape; `dx` may be `grad_out` itself.
-pub unsafe fn batch_norm_backward<S: Element>(
+pub fn batch_norm_backward<S: Element>(
     grad_out: &ArrayRef<S>,
     x: &ArrayRef<S>,
     dx: &ArrayMut<S>,
@@ -210,19 +197,16 @@ pub unsafe fn batch_norm_backward<S: Element>(
         (true, true) => StatsUse::BatchMean,
     };
     let stats = ChannelStats::Channel { axis };
-    // SAFETY: the caller's contract.
-    unsafe {
-        channel_norm_backward(
-            BACKWARD_OP,
-            grad_out,
-            x,
-            dx,
-            (mean, rstd),
-            weight,
-            stats,
-            stats_use,
-        )
-    }
+    channel_norm_backward(
+        BACKWARD_OP,
+        grad_out,
+        x,
+        dx,
+        (mean, rstd),
+        weight,
+        stats,
+        stats_use,
+    )
 }
 
 /// The backward's name in messages.
@@ -245,8 +229,7 @@ mod tests {
             ArrayRef::from_slice(x, shape),
             ArrayMut::from_slice(&mut y, shape),
         );
-        // SAFETY: views of the live vectors above, disjoint.
-        let stats = unsafe { batch_norm(&xv, &yv, axis, None, None, running, o)? };
+        let stats = batch_norm(&xv, &yv, axis, None, None, running, o)?;
         Ok((y, stats))
     }
 

@@ -49,94 +49,87 @@ fn group_size<S: Element>(rows: &Rows, columns: usize) -> usize {
 /// Grouped rows per block of the column sums: [`block_rows`] of the ungrouped rows of `columns`
 /// values, which [`group_size`] divides.
 fn column_block_rows<S>(x: &RowsRef<S>, columns: usize) -> usize {
-    let group = x.rows.row_len() / columns.max(1);
-    block_rows(x.rows.n_rows() * group, columns) / group.max(1)
+    let group = x.rows().row_len() / columns.max(1);
+    block_rows(x.rows().n_rows() * group, columns) / group.max(1)
 }
 
+/// `rows` with each `group` consecutive rows joined into one. Panics unless that covers the
+/// same elements: contiguous rows that follow each other, in a count `group` divides.
 fn grouped(rows: &Rows, group: usize) -> Rows {
     if group == 1 {
         return rows.clone();
     }
-    Rows::contiguous(rows.n_rows() / group, rows.row_len() * group)
+    let n_rows = rows.n_rows();
+    assert!(
+        group > 0
+            && n_rows % group == 0
+            && rows.inner.single_stride() == Some(1)
+            && (n_rows <= 1 || rows.outer.single_stride() == Some(rows.row_len() as isize)),
+        "grouped: rows that do not follow each other"
+    );
+    Rows::contiguous(n_rows / group, rows.row_len() * group)
 }
 
-fn regroup_ref<S>(view: &RowsRef<S>, group: usize) -> RowsRef<S> {
-    RowsRef {
-        ptr: view.ptr,
-        rows: grouped(&view.rows, group),
-    }
+fn regroup_ref<'a, S>(view: &RowsRef<'a, S>, group: usize) -> RowsRef<'a, S> {
+    // SAFETY: `grouped` checked that its layout covers the same elements as the view's.
+    unsafe { view.relayout(grouped(view.rows(), group)) }
 }
 
-fn regroup_mut<S>(view: &RowsMut<S>, group: usize) -> RowsMut<S> {
-    RowsMut {
-        ptr: view.ptr,
-        rows: grouped(&view.rows, group),
-    }
+fn regroup_mut<'v, S>(view: &'v RowsMut<'_, S>, group: usize) -> RowsMut<'v, S> {
+    // SAFETY: as in `regroup_ref`; each element once.
+    unsafe { view.relayout(grouped(view.rows(), group)) }
 }
 
 /// Σ(x − center) and Σ(x − center)² per column, blocks folded in order (thread-count independent).
-///
-/// # Safety
-/// As [`map_row_blocks`].
-unsafe fn deviation_sums<S: Element>(
+fn deviation_sums<S: Element>(
     x: &RowsRef<S>,
     columns: usize,
     center: &[S::Compute],
 ) -> (Vec<f64>, Vec<f64>) {
     let outputs: [&RowsMut<S>; 0] = [];
-    // SAFETY: forwarded from the caller.
-    let blocks = unsafe {
-        map_row_blocks(
-            [x],
-            outputs,
-            column_block_rows(x, columns),
-            || ColumnSums::<S::Compute>::new(columns),
-            #[inline(always)]
-            |acc, _, [group], []| {
-                for row in group.chunks_exact(columns) {
-                    acc.add_row(
-                        #[inline(always)]
-                        |dev, sq| {
-                            for (((dev, sq), &x), &c) in
-                                dev.iter_mut().zip(sq.iter_mut()).zip(row).zip(center)
-                            {
-                                let d = x - c;
-                                *dev = *dev + d;
-                                *sq = *sq + d * d;
-                            }
-                        },
-                    );
-                }
-            },
-        )
-    };
+    let blocks = map_row_blocks(
+        [x],
+        outputs,
+        column_block_rows(x, columns),
+        || ColumnSums::<S::Compute>::new(columns),
+        #[inline(always)]
+        |acc, _, [group], []| {
+            for row in group.chunks_exact(columns) {
+                acc.add_row(
+                    #[inline(always)]
+                    |dev, sq| {
+                        for (((dev, sq), &x), &c) in
+                            dev.iter_mut().zip(sq.iter_mut()).zip(row).zip(center)
+                        {
+                            let d = x - c;
+                            *dev = *dev + d;
+                            *sq = *sq + d * d;
+                        }
+                    },
+                );
+            }
+        },
+    );
     ColumnSums::fold_in_order(blocks, columns)
 }
 
 /// Calls `f` on the values of each row of `columns` values, as f64, in order, until it returns
 /// false.
-///
-/// # Safety
-/// `x` describes valid memory; its rows hold whole rows of `columns` values.
-unsafe fn for_each_row<S: Element>(
-    x: &RowsRef<S>,
-    columns: usize,
-    mut f: impl FnMut(&[f64]) -> bool,
-) {
-    let row_len = x.rows.row_len();
+fn for_each_row<S: Element>(x: &RowsRef<S>, columns: usize, mut f: impl FnMut(&[f64]) -> bool) {
+    let row_len = x.rows().row_len();
     let mut values = vec![0.0f64; row_len];
-    let contiguous = x.rows.inner.single_stride() == Some(1);
-    for group in 0..x.rows.n_rows() {
-        let base = x.ptr.wrapping_offset(x.rows.row_offset(group));
+    let contiguous = x.rows().inner.single_stride() == Some(1);
+    for group in 0..x.rows().n_rows() {
+        let base = x.as_ptr().wrapping_offset(x.rows().row_offset(group));
         if contiguous {
-            // SAFETY: a contiguous row inside the view (caller's contract).
+            // SAFETY: a contiguous row of the view: inside its memory (the views' invariant).
             let row = unsafe { std::slice::from_raw_parts(base, row_len) };
             for (v, &s) in values.iter_mut().zip(row) {
                 *v = s.load().to_f64();
             }
         } else {
-            // SAFETY: offsets stay inside the view (caller's contract).
-            x.rows.inner.for_each_offset(|k, off| {
+            // SAFETY: the row's offsets lie inside the view's memory (its invariant).
+            x.rows().inner.for_each_offset(|k, off| {
                 values[k] = unsafe { *base.offset(off) }.load().to_f64();
             });
         }
@@ -149,68 +142,47 @@ unsafe fn for_each_row<S: Element>(
 }
 
 /// Mean of each column over the first `PROBE_ROWS` rows, read serially (a few KB).
-///
-/// # Safety
-/// `x` describes valid memory; it has at least one row.
-unsafe fn probe_center<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<f64> {
+fn probe_center<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<f64> {
     let mut sums = vec![0.0f64; columns];
     let mut rows = 0usize;
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        for_each_row(x, columns, |row| {
-            for (s, v) in sums.iter_mut().zip(row) {
-                *s += v;
-            }
-            rows += 1;
-            rows < PROBE_ROWS
-        });
-    }
+    for_each_row(x, columns, |row| {
+        for (s, v) in sums.iter_mut().zip(row) {
+            *s += v;
+        }
+        rows += 1;
+        rows < PROBE_ROWS
+    });
     sums.iter().map(|s| s / rows.max(1) as f64).collect()
 }
 
 /// [`Moments::exact_each`] of the columns `lost` (whose sums in the row's type overflowed,
 /// underflowed or met a non-finite value), all in the same passes over `x`.
-///
-/// # Safety
-/// As [`for_each_row`].
-unsafe fn exact_columns<S: Element>(
-    x: &RowsRef<S>,
-    columns: usize,
-    lost: &[usize],
-) -> Vec<Moments> {
+fn exact_columns<S: Element>(x: &RowsRef<S>, columns: usize, lost: &[usize]) -> Vec<Moments> {
     Moments::exact_each(lost.len(), |passes| {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            for_each_row(x, columns, |row| {
-                for (pass, &c) in passes.iter_mut().zip(lost) {
-                    pass.add_value(row[c]);
-                }
-                true
-            });
-        }
+        for_each_row(x, columns, |row| {
+            for (pass, &c) in passes.iter_mut().zip(lost) {
+                pass.add_value(row[c]);
+            }
+            true
+        });
     })
 }
 
 /// Moments of each of the `columns` columns of `x`, whose rows hold `columns` values each.
-///
-/// # Safety
-/// `x` describes valid memory (see [`map_rows`]).
-pub unsafe fn column_moments<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<Moments> {
+pub fn column_moments<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<Moments> {
     // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
     crate::simd::streaming(|| {
-        debug_assert_eq!(x.rows.row_len(), columns);
-        let n = x.rows.n_rows();
+        debug_assert_eq!(x.rows().row_len(), columns);
+        let n = x.rows().n_rows();
         if n == 0 || columns == 0 {
             return vec![Moments::default(); columns];
         }
-        let x = regroup_ref(x, group_size::<S>(&x.rows, columns));
+        let x = regroup_ref(x, group_size::<S>(x.rows(), columns));
         let count = n as f64;
         let to_compute =
             |c: &[f64]| -> Vec<S::Compute> { c.iter().map(|&v| Float::from_f64(v)).collect() };
-        // SAFETY: forwarded from the caller; n > 0.
-        let mut center = to_compute(&unsafe { probe_center(&x, columns) });
-        // SAFETY: as above.
-        let (mut dev, mut sq) = unsafe { deviation_sums(&x, columns, &center) };
+        let mut center = to_compute(&probe_center(&x, columns));
+        let (mut dev, mut sq) = deviation_sums(&x, columns, &center);
         // As `Moments::of_slice`: a center far from some column's mean costs that column's M2 its
         // precision, so the pass is repeated around the means just found.
         if dev
@@ -224,8 +196,7 @@ pub unsafe fn column_moments<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<
                 .map(|(c, d)| c.to_f64() + d / count)
                 .collect();
             center = to_compute(&means);
-            // SAFETY: as above.
-            (dev, sq) = unsafe { deviation_sums(&x, columns, &center) };
+            (dev, sq) = deviation_sums(&x, columns, &center);
         }
         let mut moments: Vec<Moments> = center
             .iter()
@@ -236,8 +207,7 @@ pub unsafe fn column_moments<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<
             .filter(|&c| Moments::lost::<S::Compute>(&moments[c], dev[c], sq[c]))
             .collect();
         if !lost.is_empty() {
-            // SAFETY: as above.
-            let exact = unsafe { exact_columns(&x, columns, &lost) };
+            let exact = exact_columns(&x, columns, &lost);
             for (&c, m) in lost.iter().zip(exact) {
                 moments[c] = m;
             }
@@ -248,21 +218,17 @@ pub unsafe fn column_moments<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<
 
 /// Writes `y = (x − mean)·scale + shift` with each column's parameters from `params[column]`,
 /// forming x − mean from a hi/lo split of the f64 mean as the row path does.
-///
-/// # Safety
-/// As [`map_rows`]: `y` may be `x` itself but not otherwise overlap it; both have rows of
-/// `params.len()` values.
-pub unsafe fn affine_columns<S: Element>(
+pub fn affine_columns<S: Element>(
     x: &RowsRef<S>,
     y: &RowsMut<S>,
     params: &[RowAffine],
 ) -> crate::error::Result<()> {
     // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
     crate::simd::streaming(|| {
-        crate::rows::check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
+        crate::rows::check_same_rows("normalization", x.rows(), &[("out", y.rows())])?;
         let columns = params.len();
-        debug_assert_eq!(x.rows.row_len(), columns);
-        let group = common_group::<S>(&[&x.rows, &y.rows], columns);
+        debug_assert_eq!(x.rows().row_len(), columns);
+        let group = common_group::<S>(&[x.rows(), y.rows()], columns);
         let (x, y) = (regroup_ref(x, group), regroup_mut(y, group));
         let (mean_hi, mean_lo): (Vec<S::Compute>, Vec<S::Compute>) = params
             .iter()
@@ -270,29 +236,26 @@ pub unsafe fn affine_columns<S: Element>(
             .unzip();
         let scale: Vec<S::Compute> = params.iter().map(|p| Float::from_f64(p.scale)).collect();
         let shift: Vec<S::Compute> = params.iter().map(|p| Float::from_f64(p.shift)).collect();
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            map_rows(
-                [&x],
-                [&y],
-                &mut [],
-                #[inline(always)]
-                |_, [x], [y]| {
-                    for (x, y) in x.chunks_exact(columns).zip(y.chunks_exact_mut(columns)) {
-                        for (((((y, &x), &hi), &lo), &s), &b) in y
-                            .iter_mut()
-                            .zip(x)
-                            .zip(&mean_hi)
-                            .zip(&mean_lo)
-                            .zip(&scale)
-                            .zip(&shift)
-                        {
-                            *y = ((x - hi) - lo) * s + b;
-                        }
+        map_rows(
+            [&x],
+            [&y],
+            &mut [],
+            #[inline(always)]
+            |_, [x], [y]| {
+                for (x, y) in x.chunks_exact(columns).zip(y.chunks_exact_mut(columns)) {
+                    for (((((y, &x), &hi), &lo), &s), &b) in y
+                        .iter_mut()
+                        .zip(x)
+                        .zip(&mean_hi)
+                        .zip(&mean_lo)
+                        .zip(&scale)
+                        .zip(&shift)
+                    {
+                        *y = ((x - hi) - lo) * s + b;
                     }
-                },
-            );
-        }
+                }
+            },
+        );
         Ok(())
     })
 }
@@ -309,10 +272,7 @@ fn common_group<S: Element>(views: &[&Rows], columns: usize) -> usize {
 
 /// Per column: Σ go and Σ go·x̂ with x̂ = ((x − hi) − lo)·rstd from the column's statistics (the
 /// sums BatchNorm's backward needs), folded in block order.
-///
-/// # Safety
-/// As [`map_row_blocks`]; both views have rows of `hi.len()` values.
-pub unsafe fn column_grad_sums<S: Element>(
+pub fn column_grad_sums<S: Element>(
     grad_out: &RowsRef<S>,
     x: &RowsRef<S>,
     hi: &[S::Compute],
@@ -325,48 +285,42 @@ pub unsafe fn column_grad_sums<S: Element>(
         if columns == 0 {
             return (Vec::new(), Vec::new());
         }
-        let group = common_group::<S>(&[&grad_out.rows, &x.rows], columns);
+        let group = common_group::<S>(&[grad_out.rows(), x.rows()], columns);
         let (go, x) = (regroup_ref(grad_out, group), regroup_ref(x, group));
         let outputs: [&RowsMut<S>; 0] = [];
-        // SAFETY: forwarded from the caller.
-        let blocks = unsafe {
-            map_row_blocks(
-                [&go, &x],
-                outputs,
-                column_block_rows(&x, columns),
-                || ColumnSums::<S::Compute>::new(columns),
-                #[inline(always)]
-                |acc, _, [go, x], []| {
-                    for (go, x) in go.chunks_exact(columns).zip(x.chunks_exact(columns)) {
-                        acc.add_row(
-                            #[inline(always)]
-                            |sg, sgx| {
-                                let stats = hi.iter().zip(lo).zip(rstd);
-                                for (((sg, sgx), (&g, &xv)), ((&hi, &lo), &r)) in sg
-                                    .iter_mut()
-                                    .zip(sgx.iter_mut())
-                                    .zip(go.iter().zip(x))
-                                    .zip(stats)
-                                {
-                                    *sg = *sg + g;
-                                    *sgx = *sgx + g * (((xv - hi) - lo) * r);
-                                }
-                            },
-                        );
-                    }
-                },
-            )
-        };
+        let blocks = map_row_blocks(
+            [&go, &x],
+            outputs,
+            column_block_rows(&x, columns),
+            || ColumnSums::<S::Compute>::new(columns),
+            #[inline(always)]
+            |acc, _, [go, x], []| {
+                for (go, x) in go.chunks_exact(columns).zip(x.chunks_exact(columns)) {
+                    acc.add_row(
+                        #[inline(always)]
+                        |sg, sgx| {
+                            let stats = hi.iter().zip(lo).zip(rstd);
+                            for (((sg, sgx), (&g, &xv)), ((&hi, &lo), &r)) in sg
+                                .iter_mut()
+                                .zip(sgx.iter_mut())
+                                .zip(go.iter().zip(x))
+                                .zip(stats)
+                            {
+                                *sg = *sg + g;
+                                *sgx = *sgx + g * (((xv - hi) - lo) * r);
+                            }
+                        },
+                    );
+                }
+            },
+        );
         ColumnSums::fold_in_order(blocks, columns)
     })
 }
 
 /// `dx = (x − mean)·scale + shift + go·grad_scale` with each column's parameters: the input
 /// gradient of BatchNorm over channel-last data.
-///
-/// # Safety
-/// As [`map_rows`]; `dx` may be `grad_out` itself; all views have rows of `params.len()` values.
-pub unsafe fn affine_columns_with_grad<S: Element>(
+pub fn affine_columns_with_grad<S: Element>(
     grad_out: &RowsRef<S>,
     x: &RowsRef<S>,
     dx: &RowsMut<S>,
@@ -376,11 +330,11 @@ pub unsafe fn affine_columns_with_grad<S: Element>(
     crate::simd::streaming(|| {
         crate::rows::check_same_rows(
             "normalization backward",
-            &x.rows,
-            &[("grad", &grad_out.rows), ("dx", &dx.rows)],
+            x.rows(),
+            &[("grad", grad_out.rows()), ("dx", dx.rows())],
         )?;
         let columns = params.len();
-        let group = common_group::<S>(&[&grad_out.rows, &x.rows, &dx.rows], columns);
+        let group = common_group::<S>(&[grad_out.rows(), x.rows(), dx.rows()], columns);
         let (go, x) = (regroup_ref(grad_out, group), regroup_ref(x, group));
         let dx = regroup_mut(dx, group);
         let (hi, lo): (Vec<S::Compute>, Vec<S::Compute>) = params
@@ -395,41 +349,38 @@ pub unsafe fn affine_columns_with_grad<S: Element>(
         let grad_scale = convert(&|p| p.1);
         // Without a term in x (evaluation mode, mean-only), an infinite x must not make 0·x NaN.
         let x_term = scale.iter().any(|&s| s != S::Compute::ZERO);
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            map_rows(
-                [&go, &x],
-                [&dx],
-                &mut [],
-                #[inline(always)]
-                |_, [go, x], [dx]| {
-                    if !x_term {
-                        for (dx, go) in dx.chunks_exact_mut(columns).zip(go.chunks_exact(columns)) {
-                            let per_column = shift.iter().zip(&grad_scale);
-                            for ((d, &g), (&b, &gs)) in dx.iter_mut().zip(go).zip(per_column) {
-                                *d = b + g * gs;
-                            }
-                        }
-                        return;
-                    }
-                    let rows = dx
-                        .chunks_exact_mut(columns)
-                        .zip(go.chunks_exact(columns).zip(x.chunks_exact(columns)));
-                    for (dx, (go, x)) in rows {
-                        let per_column = hi
-                            .iter()
-                            .zip(&lo)
-                            .zip(scale.iter().zip(&shift))
-                            .zip(&grad_scale);
-                        for ((d, (&g, &xv)), (((&hi, &lo), (&s, &b)), &gs)) in
-                            dx.iter_mut().zip(go.iter().zip(x)).zip(per_column)
-                        {
-                            *d = ((xv - hi) - lo) * s + b + g * gs;
+        map_rows(
+            [&go, &x],
+            [&dx],
+            &mut [],
+            #[inline(always)]
+            |_, [go, x], [dx]| {
+                if !x_term {
+                    for (dx, go) in dx.chunks_exact_mut(columns).zip(go.chunks_exact(columns)) {
+                        let per_column = shift.iter().zip(&grad_scale);
+                        for ((d, &g), (&b, &gs)) in dx.iter_mut().zip(go).zip(per_column) {
+                            *d = b + g * gs;
                         }
                     }
-                },
-            );
-        }
+                    return;
+                }
+                let rows = dx
+                    .chunks_exact_mut(columns)
+                    .zip(go.chunks_exact(columns).zip(x.chunks_exact(columns)));
+                for (dx, (go, x)) in rows {
+                    let per_column = hi
+                        .iter()
+                        .zip(&lo)
+                        .zip(scale.iter().zip(&shift))
+                        .zip(&grad_scale);
+                    for ((d, (&g, &xv)), (((&hi, &lo), (&s, &b)), &gs)) in
+                        dx.iter_mut().zip(go.iter().zip(x)).zip(per_column)
+                    {
+                        *d = ((xv - hi) - lo) * s + b + g * gs;
+                    }
+                }
+            },
+        );
         Ok(())
     })
 }
@@ -437,6 +388,7 @@ pub unsafe fn affine_columns_with_grad<S: Element>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rows::ArrayRef;
 
     fn reference(x: &[f64], columns: usize) -> Vec<(f64, f64)> {
         let n = (x.len() / columns) as f64;
@@ -458,7 +410,7 @@ mod tests {
             let exact: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
             let want = reference(&exact, columns);
             let view = RowsRef::from_slice(&x, columns);
-            let got = unsafe { column_moments(&view, columns) };
+            let got = column_moments(&view, columns);
             for ((m, (mean, m2)), c) in got.iter().zip(&want).zip(0..) {
                 assert!((m.mean - mean).abs() < 1e-6, "{rows}x{columns} col {c}");
                 assert!(
@@ -471,11 +423,11 @@ mod tests {
             let xt: Vec<f32> = (0..rows * columns)
                 .map(|i| x[(i % rows) * columns + i / rows])
                 .collect();
-            let strided = RowsRef {
-                ptr: xt.as_ptr(),
-                rows: Rows::split(&[rows, columns], &[1, rows as isize], 1),
-            };
-            let got_strided = unsafe { column_moments(&strided, columns) };
+            // xt is (columns, rows) C-ordered: its transpose is x again, strided.
+            let strided = ArrayRef::from_slice(&xt, &[columns, rows])
+                .with_leading(&[1])
+                .rows(1);
+            let got_strided = column_moments(&strided, columns);
             for (a, b) in got.iter().zip(&got_strided) {
                 assert!(
                     (a.mean - b.mean).abs() < 1e-9
@@ -490,7 +442,7 @@ mod tests {
         // A drifting column: its first rows are far from its mean.
         let rows = 5000i32;
         let x: Vec<f64> = (0..rows).map(f64::from).collect();
-        let got = unsafe { column_moments(&RowsRef::from_slice(&x, 1), 1) };
+        let got = column_moments(&RowsRef::from_slice(&x, 1), 1);
         let (mean, m2) = reference(&x, 1)[0];
         assert!((got[0].mean - mean).abs() < 1e-9 && (got[0].m2() - m2).abs() < 1e-9 * m2);
     }
@@ -506,14 +458,12 @@ mod tests {
                 shift: 0.5,
             })
             .collect();
-        unsafe {
-            affine_columns(
-                &RowsRef::from_slice(&x, 3),
-                &RowsMut::from_slice(&mut y, 3),
-                &params,
-            )
-            .unwrap();
-        }
+        affine_columns(
+            &RowsRef::from_slice(&x, 3),
+            &RowsMut::from_slice(&mut y, 3),
+            &params,
+        )
+        .unwrap();
         let want: Vec<f32> = (0..12)
             .map(|i| (i as f32 - (i % 3) as f32) * 2.0 + 0.5)
             .collect();

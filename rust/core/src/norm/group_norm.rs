@@ -49,37 +49,28 @@ impl GroupNormOptions {
 
 /// Normalizes `x` (N, C, ...) into `y` and returns each (sample, group)'s statistics, N·G of them
 /// in row order.
-///
-/// # Safety
-/// `x` and `y` describe live arrays of the same shape; `y` is `x` or disjoint from it.
-pub unsafe fn group_norm<S: Element>(
+pub fn group_norm<S: Element>(
     x: &ArrayRef<S>,
     y: &ArrayMut<S>,
     weight: Option<&[f64]>,
     bias: Option<&[f64]>,
     o: &GroupNormOptions,
 ) -> Result<Vec<Moments>> {
-    let (_, channels, groups) = o.check(&x.shape)?;
-    let inner_ndim = x.shape.len() - 2;
+    let (_, channels, groups) = o.check(x.shape())?;
+    let inner_ndim = x.shape().len() - 2;
     let (xv, yv) = (x.rows(inner_ndim), y.rows(inner_ndim));
     // Rows (sample, channel); a group is `channels / groups` consecutive rows.
     let grouping = RowGrouping::Consecutive {
         len: channels / groups,
     };
-    // SAFETY: the caller's contract.
-    unsafe {
-        normalize_row_groups(&xv, &yv, grouping, o.eps, |row, g| {
-            g.affine(weight, bias, row % channels)
-        })
-    }
+    normalize_row_groups(&xv, &yv, grouping, o.eps, |row, g| {
+        g.affine(weight, bias, row % channels)
+    })
 }
 
 /// GroupNorm's backward from the forward's (N·G) statistics: dx written, (dweight, dbias) per
 /// channel returned.
-///
-/// # Safety
-/// The views describe live arrays of the same shape; `dx` may be `grad_out` itself.
-pub unsafe fn group_norm_backward<S: Element>(
+pub fn group_norm_backward<S: Element>(
     grad_out: &ArrayRef<S>,
     x: &ArrayRef<S>,
     dx: &ArrayMut<S>,
@@ -87,20 +78,17 @@ pub unsafe fn group_norm_backward<S: Element>(
     weight: Option<&[f64]>,
     num_groups: i64,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
-    let stats_layout = backward_stats(&x.shape, num_groups)?;
-    // SAFETY: the caller's contract.
-    unsafe {
-        channel_norm_backward(
-            BACKWARD_OP,
-            grad_out,
-            x,
-            dx,
-            stats,
-            weight,
-            stats_layout,
-            StatsUse::Batch,
-        )
-    }
+    let stats_layout = backward_stats(x.shape(), num_groups)?;
+    channel_norm_backward(
+        BACKWARD_OP,
+        grad_out,
+        x,
+        dx,
+        stats,
+        weight,
+        stats_layout,
+        StatsUse::Batch,
+    )
 }
 
 /// The statistics layout of the backward of an x of `shape`, after checking `num_groups`.
@@ -144,8 +132,7 @@ mod tests {
             ArrayRef::from_slice(&x, &shape),
             ArrayMut::from_slice(&mut y, &shape),
         );
-        // SAFETY: views of the vectors above, disjoint.
-        let moments = unsafe { group_norm(&xv, &yv, None, None, &o).unwrap() };
+        let moments = group_norm(&xv, &yv, None, None, &o).unwrap();
         let (mean, rstd): (Vec<f64>, Vec<f64>) =
             moments.iter().map(|m| (m.mean, m.rstd(o.eps))).unzip();
         let mut dx = vec![0.0; 24];
@@ -153,9 +140,7 @@ mod tests {
             ArrayRef::from_slice(&go, &shape),
             ArrayMut::from_slice(&mut dx, &shape),
         );
-        // SAFETY: as above.
-        let (dw, db) =
-            unsafe { group_norm_backward(&gv, &xv, &dv, (&mean, &rstd), None, 2).unwrap() };
+        let (dw, db) = group_norm_backward(&gv, &xv, &dv, (&mean, &rstd), None, 2).unwrap();
         for group in 0..4 {
             let idx: Vec<usize> = (group * 6..group * 6 + 6).collect();
             let m = idx.iter().map(|&i| x[i]).sum::<f64>() / 6.0;

@@ -34,10 +34,7 @@ impl InstanceNormOptions {
 
 /// Normalizes `x` (N, C, ...) into `y` and returns each instance's statistics, (N·C) of them in
 /// row order: its own, or its channel's running ones as a count of 1 whose M2 is the variance.
-///
-/// # Safety
-/// `x` and `y` describe live arrays of the same shape; `y` is `x` or disjoint from it.
-pub unsafe fn instance_norm<S: Element>(
+pub fn instance_norm<S: Element>(
     x: &ArrayRef<S>,
     y: &ArrayMut<S>,
     weight: Option<&[f64]>,
@@ -45,9 +42,9 @@ pub unsafe fn instance_norm<S: Element>(
     running: RunningStats<'_>,
     o: &InstanceNormOptions,
 ) -> Result<Vec<Moments>> {
-    let (batch, channels, _) = o.check(&x.shape)?;
+    let (batch, channels, _) = o.check(x.shape())?;
     running.check_paired(OP)?;
-    let inner_ndim = x.shape.len() - 2;
+    let inner_ndim = x.shape().len() - 2;
     let (xv, yv) = (x.rows(inner_ndim), y.rows(inner_ndim));
     let n_rows = batch * channels;
     let eps = o.eps;
@@ -57,23 +54,18 @@ pub unsafe fn instance_norm<S: Element>(
                 "{OP}: use_input_stats=False needs running_mean and running_var"
             )));
         }
-        // SAFETY: the caller's contract.
-        return unsafe { instance_statistics(&xv, &yv, weight, bias, channels, &x.shape, eps) };
+        return instance_statistics(&xv, &yv, weight, bias, channels, x.shape(), eps);
     };
     if !o.use_input_stats {
         let (mean, var): (Vec<f64>, Vec<f64>) = (0..n_rows)
             .map(|r| (running_mean[r % channels], running_var[r % channels]))
             .unzip();
-        // SAFETY: views of live arrays, `y` being `x` or disjoint from it (the contract).
-        unsafe {
-            affine_rows(&xv, &yv, |r| {
-                RowAffine::standardize(mean[r], rstd(var[r], eps), weight, bias, r % channels)
-            })?;
-        }
+        affine_rows(&xv, &yv, |r| {
+            RowAffine::standardize(mean[r], rstd(var[r], eps), weight, bias, r % channels)
+        })?;
         return Ok(running_moments(&mean, &var));
     }
-    // SAFETY: the caller's contract.
-    let per_row = unsafe { instance_statistics(&xv, &yv, weight, bias, channels, &x.shape, eps)? };
+    let per_row = instance_statistics(&xv, &yv, weight, bias, channels, x.shape(), eps)?;
     // PyTorch: each instance updates its channel's statistics; the N results are averaged.
     let n = batch.max(1) as f64;
     let mut batch_mean = vec![0.0; channels];
@@ -88,10 +80,7 @@ pub unsafe fn instance_norm<S: Element>(
 }
 
 /// Normalizes each row (instance) with its own statistics.
-///
-/// # Safety
-/// As [`instance_norm`]'s, for the row views.
-unsafe fn instance_statistics<S: Element>(
+fn instance_statistics<S: Element>(
     xv: &crate::rows::RowsRef<S>,
     yv: &crate::rows::RowsMut<S>,
     weight: Option<&[f64]>,
@@ -101,19 +90,16 @@ unsafe fn instance_statistics<S: Element>(
     eps: f64,
 ) -> Result<Vec<Moments>> {
     let spatial: usize = shape[2..].iter().product();
-    if spatial <= 1 && xv.rows.n_rows() > 0 {
+    if spatial <= 1 && xv.rows().n_rows() > 0 {
         return Err(Error::InvalidArgument(format!(
             "{OP}: expected more than 1 spatial element per instance, got x of shape {}",
             shape_str(shape)
         )));
     }
     let grouping = RowGrouping::Consecutive { len: 1 };
-    // SAFETY: views of live arrays, `y` being `x` or disjoint from it (the caller's contract).
-    unsafe {
-        normalize_row_groups(xv, yv, grouping, eps, |r, g| {
-            g.affine(weight, bias, r % channels)
-        })
-    }
+    normalize_row_groups(xv, yv, grouping, eps, |r, g| {
+        g.affine(weight, bias, r % channels)
+    })
 }
 
 /// The backward's name in messages.
@@ -121,10 +107,7 @@ pub const BACKWARD_OP: &str = "instance_norm_backward";
 
 /// InstanceNorm's backward from the forward's (N·C) statistics: dx written, (dweight, dbias) per
 /// channel returned. Without `use_input_stats` the forward used running statistics, constants.
-///
-/// # Safety
-/// The views describe live arrays of the same shape; `dx` may be `grad_out` itself.
-pub unsafe fn instance_norm_backward<S: Element>(
+pub fn instance_norm_backward<S: Element>(
     grad_out: &ArrayRef<S>,
     x: &ArrayRef<S>,
     dx: &ArrayMut<S>,
@@ -137,19 +120,16 @@ pub unsafe fn instance_norm_backward<S: Element>(
     } else {
         StatsUse::Constant
     };
-    // SAFETY: the caller's contract.
-    unsafe {
-        channel_norm_backward(
-            BACKWARD_OP,
-            grad_out,
-            x,
-            dx,
-            stats,
-            weight,
-            ChannelStats::Instance,
-            stats_use,
-        )
-    }
+    channel_norm_backward(
+        BACKWARD_OP,
+        grad_out,
+        x,
+        dx,
+        stats,
+        weight,
+        ChannelStats::Instance,
+        stats_use,
+    )
 }
 
 #[cfg(test)]
@@ -164,8 +144,7 @@ mod tests {
             ArrayRef::from_slice(&X, &[2, 2, 2]),
             ArrayMut::from_slice(&mut y, &[2, 2, 2]),
         );
-        // SAFETY: views of live, disjoint buffers.
-        let stats = unsafe { instance_norm(&xv, &yv, None, None, running, o)? };
+        let stats = instance_norm(&xv, &yv, None, None, running, o)?;
         Ok((y, stats))
     }
 

@@ -52,11 +52,7 @@ fn layer_norm_runs<S: Element>(
 }
 
 /// LayerNorm over rows of any layout. `stats` receives each row's statistics (or is empty).
-///
-/// # Safety
-/// `x` and `y` describe valid memory as required by [`map_rows`]; `y` may be `x` itself
-/// (in place) but may not otherwise overlap it.
-pub unsafe fn layer_norm<S: Element>(
+pub fn layer_norm<S: Element>(
     x: &RowsRef<S>,
     y: &RowsMut<S>,
     weight: Option<&[S::Compute]>,
@@ -67,29 +63,23 @@ pub unsafe fn layer_norm<S: Element>(
     check_row_norm(
         "layer_norm",
         eps,
-        &x.rows,
-        &[("out", &y.rows)],
+        x.rows(),
+        &[("out", y.rows())],
         &[("weight", weight), ("bias", bias)],
     )?;
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_row_runs(
-            x,
-            y,
-            stats,
-            #[inline(always)]
-            |row, runs| layer_norm_runs(runs, weight, bias, eps, x.ahead(row)),
-        );
-    }
+    map_row_runs(
+        x,
+        y,
+        stats,
+        #[inline(always)]
+        |row, runs| layer_norm_runs(runs, weight, bias, eps, x.ahead(row)),
+    );
     Ok(())
 }
 
 /// Residual add fused with LayerNorm: `sum = x + residual` is written out and normalized into
 /// `y` while the row is still in cache (one pass over memory instead of two).
-///
-/// # Safety
-/// As [`layer_norm`]; `y` may be `x` and `sum` may be `residual` (or `x`), in place.
-pub unsafe fn add_layer_norm<S: Element>(
+pub fn add_layer_norm<S: Element>(
     x: &RowsRef<S>,
     residual: &RowsRef<S>,
     y: &RowsMut<S>,
@@ -100,30 +90,27 @@ pub unsafe fn add_layer_norm<S: Element>(
     stats: &mut [RowStats],
 ) -> Result<()> {
     let views = [
-        ("residual", &residual.rows),
-        ("out", &y.rows),
-        ("residual_out", &sum.rows),
+        ("residual", residual.rows()),
+        ("out", y.rows()),
+        ("residual_out", sum.rows()),
     ];
     check_row_norm(
         "add_layer_norm",
         eps,
-        &x.rows,
+        x.rows(),
         &views,
         &[("weight", weight), ("bias", bias)],
     )?;
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_rows(
-            [x, residual],
-            [y, sum],
-            stats,
-            #[inline(always)]
-            |_, [x, residual], [y, sum]| {
-                add_into::<S>(x, residual, sum);
-                layer_norm_row::<S>(sum, y, weight, bias, eps, Ahead::NONE)
-            },
-        );
-    }
+    map_rows(
+        [x, residual],
+        [y, sum],
+        stats,
+        #[inline(always)]
+        |_, [x, residual], [y, sum]| {
+            add_into::<S>(x, residual, sum);
+            layer_norm_row::<S>(sum, y, weight, bias, eps, Ahead::NONE)
+        },
+    );
     Ok(())
 }
 
@@ -143,7 +130,7 @@ pub(crate) fn add_into<S: Element>(a: &[S::Compute], b: &[S::Compute], sum: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::Rows;
+    use crate::rows::{ArrayMut, ArrayRef};
 
     /// Textbook float64 LayerNorm, the reference the fast kernel is checked against.
     fn layer_norm_slow(
@@ -180,17 +167,15 @@ mod tests {
     ) -> Vec<S> {
         let mut y = x.to_vec();
         let mut stats = vec![RowStats::default(); x.len() / row_len];
-        unsafe {
-            layer_norm(
-                &RowsRef::from_slice(x, row_len),
-                &RowsMut::from_slice(&mut y, row_len),
-                w,
-                b,
-                1e-5,
-                &mut stats,
-            )
-            .unwrap();
-        }
+        layer_norm(
+            &RowsRef::from_slice(x, row_len),
+            &RowsMut::from_slice(&mut y, row_len),
+            w,
+            b,
+            1e-5,
+            &mut stats,
+        )
+        .unwrap();
         y
     }
 
@@ -227,22 +212,19 @@ mod tests {
     fn strided_and_f16_rows_match_contiguous() {
         // A (4, 6) array viewed transposed: rows of length 4 with element stride 6.
         let base: Vec<f64> = data(24, 0.5);
-        let xt = RowsRef {
-            ptr: base.as_ptr(),
-            rows: Rows::split(&[6, 4], &[1, 6], 1),
-        };
+        let xt = ArrayRef::from_slice(&base, &[4, 6])
+            .with_leading(&[1])
+            .rows(1);
         let mut y = vec![0.0f64; 24];
-        unsafe {
-            layer_norm(
-                &xt,
-                &RowsMut::from_slice(&mut y, 4),
-                None,
-                None,
-                1e-5,
-                &mut [],
-            )
-            .unwrap();
-        }
+        layer_norm(
+            &xt,
+            &RowsMut::from_slice(&mut y, 4),
+            None,
+            None,
+            1e-5,
+            &mut [],
+        )
+        .unwrap();
         let transposed: Vec<f64> = (0..24).map(|k| base[(k % 4) * 6 + k / 4]).collect();
         let want = layer_norm_slow(&transposed, 4, None, None, 1e-5);
         assert!(y.iter().zip(&want).all(|(a, e)| (a - e).abs() < 1e-12));
@@ -261,22 +243,8 @@ mod tests {
         let x = data(row_len * 3, 2.0);
         let want = run(&x, row_len, None, None);
         let mut buf = x.clone();
-        let ptr = buf.as_mut_ptr();
-        let rows = Rows::contiguous(3, row_len);
-        unsafe {
-            layer_norm(
-                &RowsRef {
-                    ptr,
-                    rows: rows.clone(),
-                },
-                &RowsMut { ptr, rows },
-                None,
-                None,
-                1e-5,
-                &mut [],
-            )
-            .unwrap();
-        }
+        let y = RowsMut::from_slice(&mut buf, row_len);
+        layer_norm(&y.as_input(), &y, None, None, 1e-5, &mut []).unwrap();
         assert_eq!(buf, want);
     }
 
@@ -287,19 +255,17 @@ mod tests {
         let r = data(row_len * 4, -3.0);
         let mut y = vec![0.0; x.len()];
         let mut s = vec![0.0; x.len()];
-        unsafe {
-            add_layer_norm(
-                &RowsRef::from_slice(&x, row_len),
-                &RowsRef::from_slice(&r, row_len),
-                &RowsMut::from_slice(&mut y, row_len),
-                &RowsMut::from_slice(&mut s, row_len),
-                None,
-                None,
-                1e-5,
-                &mut [],
-            )
-            .unwrap();
-        }
+        add_layer_norm(
+            &RowsRef::from_slice(&x, row_len),
+            &RowsRef::from_slice(&r, row_len),
+            &RowsMut::from_slice(&mut y, row_len),
+            &RowsMut::from_slice(&mut s, row_len),
+            None,
+            None,
+            1e-5,
+            &mut [],
+        )
+        .unwrap();
         let sum: Vec<f64> = x.iter().zip(&r).map(|(a, b)| a + b).collect();
         assert_eq!(s, sum);
         assert_eq!(y, run(&sum, row_len, None, None));
@@ -311,20 +277,13 @@ mod tests {
         let mut y = x.clone();
         let xr = RowsRef::from_slice(&x, 4);
         let yr = RowsMut::from_slice(&mut y, 4);
-        unsafe {
-            assert!(layer_norm(&xr, &yr, None, None, -1.0, &mut []).is_err());
-            assert!(layer_norm(&xr, &yr, None, None, f64::NAN, &mut []).is_err());
-            assert!(layer_norm(&xr, &yr, Some(&[1.0; 3]), None, 1e-5, &mut []).is_err());
-            let zero_len = RowsRef {
-                ptr: x.as_ptr(),
-                rows: Rows::split(&[2, 0], &[0, 1], 1),
-            };
-            let zero_out = RowsMut {
-                ptr: y.as_mut_ptr(),
-                rows: Rows::split(&[2, 0], &[0, 1], 1),
-            };
-            assert!(layer_norm(&zero_len, &zero_out, None, None, 1e-5, &mut []).is_err());
-        }
+        assert!(layer_norm(&xr, &yr, None, None, -1.0, &mut []).is_err());
+        assert!(layer_norm(&xr, &yr, None, None, f64::NAN, &mut []).is_err());
+        assert!(layer_norm(&xr, &yr, Some(&[1.0; 3]), None, 1e-5, &mut []).is_err());
+        let zero_len = ArrayRef::from_slice(&x[..0], &[2, 0]).rows(1);
+        let empty = ArrayMut::from_slice(&mut [], &[2, 0]);
+        let zero_out = empty.rows(1);
+        assert!(layer_norm(&zero_len, &zero_out, None, None, 1e-5, &mut []).is_err());
     }
 
     #[test]

@@ -72,30 +72,31 @@ enum Exponent {
 }
 
 /// LRN of `x` viewed as rows (n, c) over the spatial dims, for `channels` channels.
-///
-/// # Safety
-/// `x` and `y` describe valid memory of the same shape; `y` may be `x` itself (each sample is read
-/// whole before it is written) but may not otherwise overlap it.
-pub unsafe fn local_response_norm<S: Element>(
+pub fn local_response_norm<S: Element>(
     x: &RowsRef<S>,
     y: &RowsMut<S>,
     channels: usize,
     p: Lrn,
 ) -> Result<()> {
-    let n_rows = x.rows.n_rows();
-    if channels == 0 || n_rows % channels != 0 || y.rows.n_rows() != n_rows {
+    let n_rows = x.rows().n_rows();
+    if channels == 0 || n_rows % channels != 0 || y.rows().n_rows() != n_rows {
         return Err(Error::ShapeMismatch(
             "local_response_norm: rows do not split into channels".into(),
         ));
     }
     let batch = n_rows / channels;
-    let spatial = x.rows.row_len();
+    let spatial = x.rows().row_len();
     // Rows read and written where they lie when they are contiguous native memory and y is not
     // x; otherwise a sample is gathered first (which also makes in place safe) and scattered after.
     let direct = |rows: &crate::layout::Rows| S::NATIVE && rows.inner.single_stride() == Some(1);
-    let in_place = x.ptr.cast::<u8>() == y.ptr.cast::<u8>().cast_const();
-    let direct_x = direct(&x.rows) && !in_place;
-    let direct_y = direct(&y.rows) && !in_place;
+    // The tiles below read x and write y through raw rows: y must be x itself or apart from it.
+    assert!(
+        crate::rows::same_or_apart(x, y),
+        "local_response_norm: out overlaps x"
+    );
+    let in_place = x.as_ptr().cast::<u8>() == y.as_mut_ptr().cast::<u8>().cast_const();
+    let direct_x = direct(x.rows()) && !in_place;
+    let direct_y = direct(y.rows()) && !in_place;
     // A task is one spatial tile of one sample when rows are used where they lie (so a batch of
     // one still spreads over the threads), a whole sample when it is gathered.
     let tiles_per_sample = if direct_x && direct_y {
@@ -103,7 +104,7 @@ pub unsafe fn local_response_norm<S: Element>(
     } else {
         1
     };
-    let (xp, yp) = (x.ptr as usize, y.ptr as usize);
+    let (xp, yp) = (x.as_ptr() as usize, y.as_mut_ptr() as usize);
     let work_per_task = channels * spatial.div_ceil(tiles_per_sample) * 2;
     crate::simd::for_each_range(
         batch * tiles_per_sample,
@@ -129,10 +130,10 @@ pub unsafe fn local_response_norm<S: Element>(
                 if !direct_x {
                     gathered.resize(channels * spatial, <S::Compute as Float>::ZERO);
                     for c in 0..channels {
-                        let base = row_ptr(xp, &x.rows, c);
+                        let base = row_ptr(xp, x.rows(), c);
                         let row = &mut gathered[c * spatial..(c + 1) * spatial];
-                        // SAFETY: offsets inside the view (caller's contract).
-                        x.rows.inner.for_each_offset(|s, off| {
+                        // SAFETY: the row's offsets lie inside the view's memory (its invariant).
+                        x.rows().inner.for_each_offset(|s, off| {
                             row[s] = unsafe { *base.offset(off) }.load();
                         });
                     }
@@ -146,12 +147,12 @@ pub unsafe fn local_response_norm<S: Element>(
                 outputs.clear();
                 for c in 0..channels {
                     inputs.push(if direct_x {
-                        row_ptr(xp, &x.rows, c).cast()
+                        row_ptr(xp, x.rows(), c).cast()
                     } else {
                         gathered[c * spatial..].as_ptr()
                     });
                     outputs.push(if direct_y {
-                        row_ptr(yp, &y.rows, c).cast_mut().cast()
+                        row_ptr(yp, y.rows(), c).cast_mut().cast()
                     } else {
                         results[c * spatial..].as_mut_ptr()
                     });
@@ -179,10 +180,10 @@ pub unsafe fn local_response_norm<S: Element>(
                 }
                 if !direct_y {
                     for c in 0..channels {
-                        let base = row_ptr(yp, &y.rows, c).cast_mut();
+                        let base = row_ptr(yp, y.rows(), c).cast_mut();
                         let row = &results[c * spatial..(c + 1) * spatial];
                         // SAFETY: offsets inside the view; one task per sample.
-                        y.rows.inner.for_each_offset(|s, off| unsafe {
+                        y.rows().inner.for_each_offset(|s, off| unsafe {
                             *base.offset(off) = S::store(row[s]);
                         });
                     }

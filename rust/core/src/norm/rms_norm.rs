@@ -41,10 +41,7 @@ fn rms_norm_runs<S: Element>(
 }
 
 /// RMSNorm over rows of any layout; `rstd` receives each row's 1/rms (or is empty).
-///
-/// # Safety
-/// As [`super::layer_norm::layer_norm`].
-pub unsafe fn rms_norm<S: Element>(
+pub fn rms_norm<S: Element>(
     x: &RowsRef<S>,
     y: &RowsMut<S>,
     weight: Option<&[S::Compute]>,
@@ -54,28 +51,22 @@ pub unsafe fn rms_norm<S: Element>(
     check_row_norm(
         "rms_norm",
         eps,
-        &x.rows,
-        &[("out", &y.rows)],
+        x.rows(),
+        &[("out", y.rows())],
         &[("weight", weight)],
     )?;
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_row_runs(
-            x,
-            y,
-            rstd,
-            #[inline(always)]
-            |row, runs| rms_norm_runs(runs, weight, eps, x.ahead(row)),
-        );
-    }
+    map_row_runs(
+        x,
+        y,
+        rstd,
+        #[inline(always)]
+        |row, runs| rms_norm_runs(runs, weight, eps, x.ahead(row)),
+    );
     Ok(())
 }
 
 /// Residual add fused with RMSNorm (see [`super::layer_norm::add_layer_norm`]).
-///
-/// # Safety
-/// As [`super::layer_norm::add_layer_norm`].
-pub unsafe fn add_rms_norm<S: Element>(
+pub fn add_rms_norm<S: Element>(
     x: &RowsRef<S>,
     residual: &RowsRef<S>,
     y: &RowsMut<S>,
@@ -85,24 +76,21 @@ pub unsafe fn add_rms_norm<S: Element>(
     rstd: &mut [f64],
 ) -> Result<()> {
     let views = [
-        ("residual", &residual.rows),
-        ("out", &y.rows),
-        ("residual_out", &sum.rows),
+        ("residual", residual.rows()),
+        ("out", y.rows()),
+        ("residual_out", sum.rows()),
     ];
-    check_row_norm("add_rms_norm", eps, &x.rows, &views, &[("weight", weight)])?;
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_rows(
-            [x, residual],
-            [y, sum],
-            rstd,
-            #[inline(always)]
-            |_, [x, residual], [y, sum]| {
-                add_into::<S>(x, residual, sum);
-                rms_norm_row::<S>(sum, y, weight, eps, Ahead::NONE)
-            },
-        );
-    }
+    check_row_norm("add_rms_norm", eps, x.rows(), &views, &[("weight", weight)])?;
+    map_rows(
+        [x, residual],
+        [y, sum],
+        rstd,
+        #[inline(always)]
+        |_, [x, residual], [y, sum]| {
+            add_into::<S>(x, residual, sum);
+            rms_norm_row::<S>(sum, y, weight, eps, Ahead::NONE)
+        },
+    );
     Ok(())
 }
 
@@ -119,16 +107,14 @@ mod tests {
         let w: Vec<f64> = (0..row_len).map(|i| 0.5 + i as f64 / 10.0).collect();
         let mut y = vec![0.0; x.len()];
         let mut rstd = vec![0.0; 3];
-        unsafe {
-            rms_norm(
-                &RowsRef::from_slice(&x, row_len),
-                &RowsMut::from_slice(&mut y, row_len),
-                Some(&w),
-                1e-6,
-                &mut rstd,
-            )
-            .unwrap();
-        }
+        rms_norm(
+            &RowsRef::from_slice(&x, row_len),
+            &RowsMut::from_slice(&mut y, row_len),
+            Some(&w),
+            1e-6,
+            &mut rstd,
+        )
+        .unwrap();
         for (r, row) in x.chunks(row_len).enumerate() {
             let ms = row.iter().map(|v| v * v).sum::<f64>() / row_len as f64;
             let want_rstd = 1.0 / (ms + 1e-6).sqrt();
@@ -143,10 +129,8 @@ mod tests {
     fn rejects_negative_eps_and_wrong_weight() {
         let x = vec![1.0f32; 8];
         let mut y = vec![0.0f32; 8];
-        unsafe {
-            let (xr, yr) = (RowsRef::from_slice(&x, 4), RowsMut::from_slice(&mut y, 4));
-            assert!(rms_norm(&xr, &yr, None, -1e-3, &mut []).is_err());
-            assert!(rms_norm(&xr, &yr, Some(&[1.0; 5]), 1e-3, &mut []).is_err());
-        }
+        let (xr, yr) = (RowsRef::from_slice(&x, 4), RowsMut::from_slice(&mut y, 4));
+        assert!(rms_norm(&xr, &yr, None, -1e-3, &mut []).is_err());
+        assert!(rms_norm(&xr, &yr, Some(&[1.0; 5]), 1e-3, &mut []).is_err());
     }
 }

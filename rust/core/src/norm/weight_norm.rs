@@ -8,75 +8,59 @@ use crate::reduce::l2_norm;
 use crate::rows::{check_same_rows, map_row_runs, map_rows, RowsMut, RowsRef};
 
 /// `w_row = v_row · g[row] / ‖v_row‖` for each row of `v`; returns the norms ‖v_row‖.
-///
-/// # Safety
-/// As [`map_rows`]; `w` may be `v` itself.
-pub unsafe fn weight_norm<S: Element>(
-    v: &RowsRef<S>,
-    w: &RowsMut<S>,
-    g: &[f64],
-) -> Result<Vec<f64>> {
-    check_same_rows("weight_norm", &v.rows, &[("out", &w.rows)])?;
-    if g.len() != v.rows.n_rows() {
+pub fn weight_norm<S: Element>(v: &RowsRef<S>, w: &RowsMut<S>, g: &[f64]) -> Result<Vec<f64>> {
+    check_same_rows("weight_norm", v.rows(), &[("out", w.rows())])?;
+    if g.len() != v.rows().n_rows() {
         return Err(Error::ShapeMismatch(format!(
             "weight_norm: g has {} elements, v has {} slices along dim",
             g.len(),
-            v.rows.n_rows()
+            v.rows().n_rows()
         )));
     }
-    let mut norms = vec![0.0; v.rows.n_rows()];
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_rows(
-            [v],
-            [w],
-            &mut norms,
-            #[inline(always)]
-            |row, [v], [w]| {
-                let norm = l2_norm(v);
-                let scale = <S::Compute as Float>::from_f64(g[row] / norm);
-                for (w, &v) in w.iter_mut().zip(v) {
-                    *w = v * scale;
-                }
-                norm
-            },
-        );
-    }
+    let mut norms = vec![0.0; v.rows().n_rows()];
+    map_rows(
+        [v],
+        [w],
+        &mut norms,
+        #[inline(always)]
+        |row, [v], [w]| {
+            let norm = l2_norm(v);
+            let scale = <S::Compute as Float>::from_f64(g[row] / norm);
+            for (w, &v) in w.iter_mut().zip(v) {
+                *w = v * scale;
+            }
+            norm
+        },
+    );
     Ok(norms)
 }
 
 /// `y_row = x_row / max(‖x_row‖, eps)` (torch.nn.functional.normalize with p=2 over the last dim).
-///
-/// # Safety
-/// As [`map_rows`]; `y` may be `x` itself.
-pub unsafe fn l2_normalize<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, eps: f64) -> Result<()> {
+pub fn l2_normalize<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, eps: f64) -> Result<()> {
     crate::error::check_eps("l2_normalize", eps)?;
-    check_same_rows("l2_normalize", &x.rows, &[("out", &y.rows)])?;
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_row_runs(
-            x,
-            y,
-            &mut [],
-            #[inline(always)]
-            |_, row| {
-                let (sum_squares, scale) = row.scaled_sum_squares();
-                let norm = sum_squares.sqrt() / scale;
-                // `f64::max` would turn a NaN norm into eps and scale the row's other entries by
-                // 1/eps; a NaN stays NaN across its row (PyTorch's clamp_min keeps it too).
-                let divisor = if norm < eps { eps } else { norm };
-                let scale = <S::Compute as Float>::from_f64(1.0 / divisor);
-                row.write(
-                    #[inline(always)]
-                    |_, x, y| {
-                        for (y, &x) in y.iter_mut().zip(x) {
-                            *y = x * scale;
-                        }
-                    },
-                );
-            },
-        );
-    }
+    check_same_rows("l2_normalize", x.rows(), &[("out", y.rows())])?;
+    map_row_runs(
+        x,
+        y,
+        &mut [],
+        #[inline(always)]
+        |_, row| {
+            let (sum_squares, scale) = row.scaled_sum_squares();
+            let norm = sum_squares.sqrt() / scale;
+            // `f64::max` would turn a NaN norm into eps and scale the row's other entries by
+            // 1/eps; a NaN stays NaN across its row (PyTorch's clamp_min keeps it too).
+            let divisor = if norm < eps { eps } else { norm };
+            let scale = <S::Compute as Float>::from_f64(1.0 / divisor);
+            row.write(
+                #[inline(always)]
+                |_, x, y| {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = x * scale;
+                    }
+                },
+            );
+        },
+    );
     Ok(())
 }
 
@@ -88,25 +72,21 @@ mod tests {
     fn rows_get_norm_g() {
         let v = vec![3.0f64, 4.0, 0.0, 2.0];
         let mut w = vec![0.0; 4];
-        let norms = unsafe {
-            weight_norm(
-                &RowsRef::from_slice(&v, 2),
-                &RowsMut::from_slice(&mut w, 2),
-                &[10.0, 1.0],
-            )
-            .unwrap()
-        };
+        let norms = weight_norm(
+            &RowsRef::from_slice(&v, 2),
+            &RowsMut::from_slice(&mut w, 2),
+            &[10.0, 1.0],
+        )
+        .unwrap();
         assert_eq!(norms, vec![5.0, 2.0]);
         assert_eq!(w, vec![6.0, 8.0, 0.0, 1.0]);
         let mut y = vec![0.0; 4];
-        unsafe {
-            l2_normalize(
-                &RowsRef::from_slice(&v, 2),
-                &RowsMut::from_slice(&mut y, 2),
-                1e-12,
-            )
-            .unwrap();
-        }
+        l2_normalize(
+            &RowsRef::from_slice(&v, 2),
+            &RowsMut::from_slice(&mut y, 2),
+            1e-12,
+        )
+        .unwrap();
         assert!(y
             .iter()
             .zip([0.6, 0.8, 0.0, 1.0])

@@ -7,217 +7,32 @@ use crate::layout::Rows;
 use crate::simd;
 
 mod runs;
+mod views;
 
 pub use runs::{map_row_runs, Chunks, RowRuns, ROW_CHUNK};
-
-/// A read-only strided array seen as rows.
-#[derive(Clone, Debug)]
-pub struct RowsRef<S> {
-    pub ptr: *const S,
-    pub rows: Rows,
-}
-
-/// A writeable strided array seen as rows.
-#[derive(Clone, Debug)]
-pub struct RowsMut<S> {
-    pub ptr: *mut S,
-    pub rows: Rows,
-}
-
-/// A read-only strided N-d array as NumPy hands it over (element strides), from which an op makes
-/// the row views its path needs.
-#[derive(Clone, Debug)]
-pub struct ArrayRef<S> {
-    pub ptr: *const S,
-    pub shape: Vec<usize>,
-    pub strides: Vec<isize>,
-}
-
-/// A writeable strided N-d array (see [`ArrayRef`]).
-#[derive(Clone, Debug)]
-pub struct ArrayMut<S> {
-    pub ptr: *mut S,
-    pub shape: Vec<usize>,
-    pub strides: Vec<isize>,
-}
-
-/// Element strides of a C-contiguous array of `shape`.
-fn c_strides(shape: &[usize]) -> Vec<isize> {
-    let mut strides = vec![1isize; shape.len()];
-    for d in (0..shape.len().saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1] as isize;
-    }
-    strides
-}
-
-/// Shape and strides with the `leading` dims first (in that order), the others after in order.
-fn with_leading(shape: &[usize], strides: &[isize], leading: &[usize]) -> (Vec<usize>, Vec<isize>) {
-    let rest = (0..shape.len()).filter(|d| !leading.contains(d));
-    let order = leading.iter().copied().chain(rest);
-    order.map(|d| (shape[d], strides[d])).unzip()
-}
-
-/// Rows along `axis`: that dim innermost, the others in order.
-fn axis_last(shape: &[usize], strides: &[isize], axis: usize) -> Rows {
-    let others: Vec<usize> = (0..shape.len()).filter(|&d| d != axis).collect();
-    let (shape, strides) = with_leading(shape, strides, &others);
-    Rows::split(&shape, &strides, 1)
-}
-
-/// `shape` without `axis`: the shape of a reduction's result.
-pub fn without_axis(shape: &[usize], axis: usize) -> Vec<usize> {
-    let kept = shape.iter().enumerate().filter(|&(d, _)| d != axis);
-    kept.map(|(_, &n)| n).collect()
-}
-
-/// One value per row of a reduction along an axis, and the shape they take (the input's without
-/// that axis, or `[]` for a single value).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Reduced {
-    pub values: Vec<f64>,
-    pub shape: Vec<usize>,
-}
-
-impl<S> ArrayRef<S> {
-    /// The same array with its dims reordered: `leading` first (in that order), the others after.
-    #[must_use]
-    pub fn with_leading(&self, leading: &[usize]) -> ArrayRef<S> {
-        let (shape, strides) = with_leading(&self.shape, &self.strides, leading);
-        ArrayRef {
-            ptr: self.ptr,
-            shape,
-            strides,
-        }
-    }
-
-    /// The array as rows along `axis`: that dim innermost, the others in order.
-    pub fn rows_along(&self, axis: usize) -> RowsRef<S> {
-        RowsRef {
-            ptr: self.ptr,
-            rows: axis_last(&self.shape, &self.strides, axis),
-        }
-    }
-
-    /// A C-contiguous array of `shape` over a slice of exactly that many elements.
-    pub fn from_slice(data: &[S], shape: &[usize]) -> Self {
-        assert_eq!(
-            data.len(),
-            shape.iter().product::<usize>(),
-            "slice and shape disagree"
-        );
-        ArrayRef {
-            ptr: data.as_ptr(),
-            shape: shape.to_vec(),
-            strides: c_strides(shape),
-        }
-    }
-
-    /// The array as rows of its last `inner_ndim` dims.
-    pub fn rows(&self, inner_ndim: usize) -> RowsRef<S> {
-        RowsRef {
-            ptr: self.ptr,
-            rows: Rows::split(&self.shape, &self.strides, inner_ndim),
-        }
-    }
-}
-
-impl<S> ArrayMut<S> {
-    /// The same array with its dims reordered (see [`ArrayRef::with_leading`]).
-    #[must_use]
-    pub fn with_leading(&self, leading: &[usize]) -> ArrayMut<S> {
-        let (shape, strides) = with_leading(&self.shape, &self.strides, leading);
-        ArrayMut {
-            ptr: self.ptr,
-            shape,
-            strides,
-        }
-    }
-
-    /// The array as rows along `axis` (see [`ArrayRef::rows_along`]).
-    pub fn rows_along(&self, axis: usize) -> RowsMut<S> {
-        RowsMut {
-            ptr: self.ptr,
-            rows: axis_last(&self.shape, &self.strides, axis),
-        }
-    }
-
-    /// A C-contiguous array of `shape` over a mutable slice of exactly that many elements.
-    pub fn from_slice(data: &mut [S], shape: &[usize]) -> Self {
-        assert_eq!(
-            data.len(),
-            shape.iter().product::<usize>(),
-            "slice and shape disagree"
-        );
-        ArrayMut {
-            ptr: data.as_mut_ptr(),
-            shape: shape.to_vec(),
-            strides: c_strides(shape),
-        }
-    }
-
-    /// The array as rows of its last `inner_ndim` dims.
-    pub fn rows(&self, inner_ndim: usize) -> RowsMut<S> {
-        RowsMut {
-            ptr: self.ptr,
-            rows: Rows::split(&self.shape, &self.strides, inner_ndim),
-        }
-    }
-}
-
-// SAFETY: the array views, like the row views below, are plain descriptions of memory.
-unsafe impl<S: Sync> Send for ArrayRef<S> {}
-unsafe impl<S: Sync> Sync for ArrayRef<S> {}
-unsafe impl<S: Send> Send for ArrayMut<S> {}
-unsafe impl<S: Send> Sync for ArrayMut<S> {}
-
-// SAFETY: the views are plain descriptions of memory; `map_rows`' contract makes concurrent use
-// sound (rows are disjoint, inputs are not written while read).
-unsafe impl<S: Sync> Send for RowsRef<S> {}
-unsafe impl<S: Sync> Sync for RowsRef<S> {}
-unsafe impl<S: Send> Send for RowsMut<S> {}
-unsafe impl<S: Send> Sync for RowsMut<S> {}
-
-impl<'a, S> RowsRef<S> {
-    /// C-contiguous rows over a slice.
-    pub fn from_slice(data: &'a [S], row_len: usize) -> Self {
-        let n_rows = data.len().checked_div(row_len).unwrap_or(0);
-        RowsRef {
-            ptr: data.as_ptr(),
-            rows: Rows::contiguous(n_rows, row_len),
-        }
-    }
-}
-
-impl<'a, S> RowsMut<S> {
-    /// C-contiguous rows over a mutable slice.
-    pub fn from_slice(data: &'a mut [S], row_len: usize) -> Self {
-        let n_rows = data.len().checked_div(row_len).unwrap_or(0);
-        RowsMut {
-            ptr: data.as_mut_ptr(),
-            rows: Rows::contiguous(n_rows, row_len),
-        }
-    }
-}
+pub use views::{without_axis, Ahead, ArrayMut, ArrayRef, Reduced, RowsMut, RowsRef};
 
 /// Calls `kernel(input_chunks, y_chunk)` over all elements, for elementwise ops: contiguous native
 /// arrays in parallel chunks of `ELEMENTWISE_CHUNK`, anything else row by row (last dim) through
 /// [`map_rows`]. Every view must have the shape of `y` (given as rows over their last dim).
-///
-/// # Safety
-/// As [`map_rows`]; an input may also be `y` itself (in place).
-pub unsafe fn map_elements<S: Element, const NI: usize>(
+/// An input may be `y` itself (in place).
+pub fn map_elements<S: Element, const NI: usize>(
     inputs: [&RowsRef<S>; NI],
     y: &RowsMut<S>,
     kernel: impl Fn([&[S::Compute]; NI], &mut [S::Compute]) + Sync,
 ) -> Result<()> {
     for input in inputs {
-        check_same_rows("elementwise", &y.rows, &[("input", &input.rows)])?;
+        check_same_rows("elementwise", y.rows(), &[("input", input.rows())])?;
     }
-    let flat_len = flat_unit_stride(&y.rows);
-    let all_flat = inputs.iter().all(|v| flat_unit_stride(&v.rows).is_some());
+    assert!(
+        inputs.iter().all(|x| same_or_apart(x, y)),
+        "map_elements: an input overlaps y without being it"
+    );
+    let flat_len = flat_unit_stride(y.rows());
+    let all_flat = inputs.iter().all(|v| flat_unit_stride(v.rows()).is_some());
     if let (true, Some(len), true) = (S::NATIVE, flat_len, all_flat) {
-        let in_ptrs = inputs.map(|v| SharedMut(v.ptr.cast_mut()));
-        let yp = SharedMut(y.ptr);
+        let in_ptrs = inputs.map(|v| SharedMut(v.as_ptr().cast_mut()));
+        let yp = SharedMut(y.as_mut_ptr());
         let chunks = len.div_ceil(ELEMENTWISE_CHUNK);
         simd::for_each_range(
             chunks,
@@ -254,16 +69,13 @@ pub unsafe fn map_elements<S: Element, const NI: usize>(
         );
         return Ok(());
     }
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        map_rows(
-            inputs,
-            [y],
-            &mut [],
-            #[inline(always)]
-            |_, xs, [y]| kernel(xs, y),
-        );
-    }
+    map_rows(
+        inputs,
+        [y],
+        &mut [],
+        #[inline(always)]
+        |_, xs, [y]| kernel(xs, y),
+    );
     Ok(())
 }
 
@@ -309,8 +121,8 @@ pub fn check_same_rows(op: &str, reference: &Rows, others: &[(&str, &Rows)]) -> 
 /// Per-task row access: hands rows to a kernel as contiguous compute-type slices, directly when
 /// the row is contiguous and native, else through scratch buffers reused for every row of the task.
 struct RowIo<'v, S: Element, const NI: usize, const NO: usize> {
-    inputs: [&'v RowsRef<S>; NI],
-    outputs: [&'v RowsMut<S>; NO],
+    inputs: [&'v RowsRef<'v, S>; NI],
+    outputs: [&'v RowsMut<'v, S>; NO],
     /// Rows that are one contiguous run (used in place when also native, converted in bulk when not).
     in_contiguous: [bool; NI],
     out_contiguous: [bool; NO],
@@ -320,12 +132,16 @@ struct RowIo<'v, S: Element, const NI: usize, const NO: usize> {
 }
 
 impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
-    fn new(inputs: [&'v RowsRef<S>; NI], outputs: [&'v RowsMut<S>; NO], row_len: usize) -> Self {
+    fn new(
+        inputs: [&'v RowsRef<'v, S>; NI],
+        outputs: [&'v RowsMut<'v, S>; NO],
+        row_len: usize,
+    ) -> Self {
         RowIo {
             inputs,
             outputs,
-            in_contiguous: inputs.map(|v| v.rows.inner.single_stride() == Some(1)),
-            out_contiguous: outputs.map(|v| v.rows.inner.single_stride() == Some(1)),
+            in_contiguous: inputs.map(|v| v.rows().inner.single_stride() == Some(1)),
+            out_contiguous: outputs.map(|v| v.rows().inner.single_stride() == Some(1)),
             in_scratch: std::array::from_fn(|_| Vec::new()),
             out_scratch: std::array::from_fn(|_| Vec::new()),
             row_len,
@@ -335,7 +151,7 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
     /// Runs `kernel` on row `row`: gathers inputs, calls, scatters outputs.
     ///
     /// # Safety
-    /// As [`map_rows`]; `row` is in range and no other task touches this row.
+    /// The views passed [`check_views`]; `row` is in range and no other task touches this row.
     #[inline(always)]
     unsafe fn run<R>(
         &mut self,
@@ -345,10 +161,10 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
         let row_len = self.row_len;
         let in_ptrs = self
             .inputs
-            .map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
+            .map(|v| v.as_ptr().wrapping_offset(v.rows().row_offset(row)));
         let out_ptrs = self
             .outputs
-            .map(|v| v.ptr.wrapping_offset(v.rows.row_offset(row)));
+            .map(|v| v.as_mut_ptr().wrapping_offset(v.rows().row_offset(row)));
         let out_direct = self.out_contiguous.map(|c| S::NATIVE && c);
         // An input read in place while its own memory is a direct output would be overwritten
         // mid-kernel: such rows are copied first.
@@ -363,11 +179,11 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
                 buf.resize(row_len, <S::Compute as crate::Float>::ZERO);
                 let base = in_ptrs[i];
                 if self.in_contiguous[i] {
-                    // SAFETY: a contiguous row inside the view (caller's contract).
+                    // SAFETY: a contiguous row of the view: inside its memory (its invariant).
                     S::load_slice(unsafe { std::slice::from_raw_parts(base, row_len) }, buf);
                 } else {
-                    // SAFETY: offsets stay inside the view (caller's contract).
-                    self.inputs[i].rows.inner.for_each_offset(|k, off| {
+                    // SAFETY: the row's offsets lie inside the view's memory (its invariant).
+                    self.inputs[i].rows().inner.for_each_offset(|k, off| {
                         buf[k] = unsafe { *base.offset(off) }.load();
                     });
                 }
@@ -413,8 +229,8 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
                         std::slice::from_raw_parts_mut(base, row_len)
                     });
                 } else {
-                    self.outputs[o].rows.inner.for_each_offset(|k, off| {
-                        // SAFETY: offsets stay inside the view (caller's contract).
+                    self.outputs[o].rows().inner.for_each_offset(|k, off| {
+                        // SAFETY: the row's offsets lie inside the view's memory (its invariant).
                         unsafe { *base.offset(off) = S::store(buf[k]) };
                     });
                 }
@@ -424,28 +240,69 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
     }
 }
 
-fn shape_of<S, const NI: usize, const NO: usize>(
+/// The rows every view has (`None` without views). Panics unless all views have the same rows
+/// and no two outputs overlap: what the drivers need beyond each view's own invariant, since
+/// writeable views made of one array may overlap (an input may be an output's identical view:
+/// [`RowIo::run`] copies such rows first).
+fn check_views<S, const NI: usize, const NO: usize>(
     inputs: &[&RowsRef<S>; NI],
     outputs: &[&RowsMut<S>; NO],
 ) -> Option<(usize, usize)> {
-    let reference = inputs
-        .first()
-        .map(|v| &v.rows)
-        .or(outputs.first().map(|v| &v.rows))?;
-    Some((reference.n_rows(), reference.row_len()))
+    let mut all = inputs
+        .iter()
+        .map(|v| v.rows())
+        .chain(outputs.iter().map(|v| v.rows()));
+    let reference = all.next()?;
+    let (n_rows, row_len) = (reference.n_rows(), reference.row_len());
+    assert!(
+        all.all(|r| r.n_rows() == n_rows && r.row_len() == row_len),
+        "row driver: views of different rows"
+    );
+    for (o, out) in outputs.iter().enumerate() {
+        assert!(
+            outputs[..o].iter().all(|other| apart(
+                span(other.as_ptr(), other.rows()),
+                span(out.as_ptr(), out.rows())
+            )),
+            "row driver: outputs overlap"
+        );
+        assert!(
+            inputs.iter().all(|x| same_or_apart(x, out)),
+            "row driver: an input overlaps an output without being its identical view"
+        );
+    }
+    Some((n_rows, row_len))
+}
+
+/// The address range a view's elements occupy (empty for an empty view).
+fn span<S>(ptr: *const S, rows: &Rows) -> (usize, usize) {
+    let (lo, hi) = rows.extent();
+    if hi < lo {
+        return (0, 0);
+    }
+    let at = |off: isize| ptr.wrapping_offset(off) as usize;
+    (at(lo), at(hi) + std::mem::size_of::<S>())
+}
+
+/// Whether two address ranges share no byte.
+fn apart(a: (usize, usize), b: (usize, usize)) -> bool {
+    a.0 == a.1 || b.0 == b.1 || a.1 <= b.0 || b.1 <= a.0
+}
+
+/// Whether `x` is `y`'s identical view (in place) or lies apart from it: the two ways a kernel
+/// may read an input while it writes an output.
+pub fn same_or_apart<S>(x: &RowsRef<S>, y: &RowsMut<S>) -> bool {
+    (x.as_ptr() == y.as_ptr() && x.rows() == y.rows())
+        || apart(span(x.as_ptr(), x.rows()), span(y.as_ptr(), y.rows()))
 }
 
 /// Calls `kernel(row, inputs, outputs)` for each row (mark it `#[inline(always)]` so it is compiled
 /// for the SIMD level [`simd::for_each_range`] picks) and stores its result in `results[row]`
 /// (`results` empty: results dropped). Contiguous native rows are passed in place; strided or
-/// f16 rows go through per-task scratch (gather before, scatter after).
-///
-/// # Safety
-/// Every view must describe memory valid for its whole layout for the duration of the call
-/// (reads for inputs, writes for outputs); all views have the same number of rows and row
-/// length. Outputs must not overlap each other or themselves. An input may share memory with
-/// an output only as the identical view (in place); any other overlap is the caller's to remove.
-pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
+/// f16 rows go through per-task scratch (gather before, scatter after). All views have the same
+/// rows (checked: a panic, as is overlap between outputs); an input may be an output's identical
+/// view (in place); `results` is empty or has one slot per row.
+pub fn map_rows<S, R, const NI: usize, const NO: usize>(
     inputs: [&RowsRef<S>; NI],
     outputs: [&RowsMut<S>; NO],
     results: &mut [R],
@@ -454,14 +311,17 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
     S: Element,
     R: Send,
 {
-    let Some((n_rows, row_len)) = shape_of(&inputs, &outputs) else {
+    let Some((n_rows, row_len)) = check_views(&inputs, &outputs) else {
         return;
     };
     if row_len == 0 && results.is_empty() {
         // Billions of empty rows hold nothing to read or write: done at once.
         return;
     }
-    debug_assert!(results.is_empty() || results.len() == n_rows);
+    assert!(
+        results.is_empty() || results.len() == n_rows,
+        "one result per row"
+    );
     let keep_results = !results.is_empty();
     let results = SharedMut(results.as_mut_ptr());
     simd::for_each_range(
@@ -471,7 +331,7 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
         |range| {
             let mut io = RowIo::new(inputs, outputs, row_len);
             for row in range {
-                // SAFETY: forwarded from the caller; one task per row.
+                // SAFETY: checked views; `for_each_range` gives each row to one task.
                 let result = unsafe {
                     io.run(
                         row,
@@ -490,7 +350,7 @@ pub unsafe fn map_rows<S, R, const NI: usize, const NO: usize>(
 
 /// Row access for one group's task in [`map_row_groups`]: each call gathers and scatters one row
 /// as [`map_rows`] does, reusing this task's scratch.
-pub struct GroupRows<'v, S: Element, const NI: usize, const NO: usize> {
+pub(crate) struct GroupRows<'v, S: Element, const NI: usize, const NO: usize> {
     reader: RowIo<'v, S, NI, 0>,
     writer: RowIo<'v, S, NI, NO>,
 }
@@ -501,12 +361,12 @@ impl<S: Element, const NI: usize, const NO: usize> GroupRows<'_, S, NI, NO> {
     /// # Safety
     /// `row` is in range and belongs to the calling task's group.
     #[inline(always)]
-    pub unsafe fn read<R>(
+    pub(crate) unsafe fn read<R>(
         &mut self,
         row: usize,
         kernel: impl FnOnce([&[S::Compute]; NI]) -> R,
     ) -> R {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: the caller's contract is `run`'s (the views passed `check_views`).
         unsafe {
             self.reader.run(
                 row,
@@ -521,12 +381,12 @@ impl<S: Element, const NI: usize, const NO: usize> GroupRows<'_, S, NI, NO> {
     /// # Safety
     /// As [`GroupRows::read`].
     #[inline(always)]
-    pub unsafe fn write<R>(
+    pub(crate) unsafe fn write<R>(
         &mut self,
         row: usize,
         kernel: impl FnOnce([&[S::Compute]; NI], [&mut [S::Compute]; NO]) -> R,
     ) -> R {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: as in `read`.
         unsafe { self.writer.run(row, kernel) }
     }
 }
@@ -537,9 +397,13 @@ impl<S: Element, const NI: usize, const NO: usize> GroupRows<'_, S, NI, NO> {
 /// through `rows` ([`GroupRows::read`], [`GroupRows::write`]) and may visit each several times,
 /// so a group small enough for cache is read from memory once.
 ///
+/// Views as for [`map_rows`]. Crate-internal and unsafe because the driver cannot see which rows
+/// a group's kernel reaches: that depends on how the caller maps groups to rows.
+///
 /// # Safety
-/// As [`map_rows`]; besides, the kernel of group `g` touches only rows no other group touches.
-pub unsafe fn map_row_groups<S, R, const NI: usize, const NO: usize>(
+/// The kernel of a step reaches (through `rows`) only rows in range that belong to the step's
+/// own groups, which no other step's groups contain.
+pub(crate) unsafe fn map_row_groups<S, R, const NI: usize, const NO: usize>(
     inputs: [&RowsRef<S>; NI],
     outputs: [&RowsMut<S>; NO],
     results: &mut [R],
@@ -550,7 +414,7 @@ pub unsafe fn map_row_groups<S, R, const NI: usize, const NO: usize>(
     S: Element,
     R: Send,
 {
-    let Some((_, row_len)) = shape_of(&inputs, &outputs) else {
+    let Some((_, row_len)) = check_views(&inputs, &outputs) else {
         return;
     };
     let n_groups = results.len();
@@ -598,11 +462,9 @@ const MIN_BLOCK_VALUES: usize = 64 * 1024;
 /// Like [`map_rows`], but rows are grouped in fixed blocks of `per_block` rows (usually
 /// [`block_rows`]); each block starts from `init()` and its kernel calls accumulate into that
 /// value (e.g. partial column sums for parameter gradients). Returns the block accumulators in
-/// block order, so folding them in order gives results independent of the thread count.
-///
-/// # Safety
-/// As [`map_rows`].
-pub unsafe fn map_row_blocks<S, A, const NI: usize, const NO: usize>(
+/// block order, so folding them in order gives results independent of the thread count. Views as
+/// for [`map_rows`].
+pub fn map_row_blocks<S, A, const NI: usize, const NO: usize>(
     inputs: [&RowsRef<S>; NI],
     outputs: [&RowsMut<S>; NO],
     per_block: usize,
@@ -613,7 +475,7 @@ where
     S: Element,
     A: Send,
 {
-    let Some((n_rows, row_len)) = shape_of(&inputs, &outputs) else {
+    let Some((n_rows, row_len)) = check_views(&inputs, &outputs) else {
         return Vec::new();
     };
     let per_block = per_block.max(1);
@@ -629,7 +491,7 @@ where
             for block in range {
                 let mut acc = init();
                 for row in block * per_block..((block + 1) * per_block).min(n_rows) {
-                    // SAFETY: forwarded from the caller; one task per block.
+                    // SAFETY: checked views; each block (so each row) belongs to one task.
                     unsafe {
                         io.run(
                             row,
@@ -649,92 +511,56 @@ where
         .collect()
 }
 
-/// Memory a kernel may prefetch while it works on a row: the next row's input, so that its load
-/// from DRAM overlaps this row's arithmetic instead of following it.
-#[derive(Clone, Copy, Debug)]
-pub struct Ahead {
-    ptr: *const u8,
-    bytes: usize,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Ahead {
-    pub const NONE: Ahead = Ahead {
-        ptr: std::ptr::null(),
-        bytes: 0,
-    };
-
-    /// Bytes per prefetch: one cache line.
-    pub const LINE: usize = 64;
-
-    /// Rows shorter than this are not prefetch targets: the hardware prefetcher follows
-    /// such rows anyway, and the prefetch's setup cost more than it saved (BatchNorm eval on
-    /// 7×7 rows 15% faster without it, LayerNorm on 49-value rows 6%).
-    pub const MIN_ROW_BYTES: usize = 1024;
-
-    /// The `len` values from `ptr` (any address: prefetches never fault).
-    #[inline(always)]
-    pub fn of<T>(ptr: *const T, len: usize) -> Ahead {
-        Ahead {
-            ptr: ptr.cast(),
-            bytes: len * std::mem::size_of::<T>(),
-        }
+    fn copy_rows(x: &RowsRef<f64>, y: &RowsMut<f64>) {
+        map_rows([x], [y], &mut [], |_, [x], [y]| y.copy_from_slice(x));
     }
 
-    /// Prefetches the line at `offset` bytes (ignored past the end). Prefetches never fault.
-    #[inline(always)]
-    pub fn touch(self, offset: usize) {
-        if offset < self.bytes {
-            let at = self.ptr.wrapping_add(offset);
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: a prefetch is a hint; it does not fault on any address.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
+    #[test]
+    fn strided_rows_and_in_place_are_driven() {
+        // (2, 3) read through its transpose: rows of 2 with stride 3.
+        let data: Vec<f64> = (0..6).map(f64::from).collect();
+        let mut out = vec![0.0; 6];
+        let xt = ArrayRef::from_slice(&data, &[2, 3])
+            .with_leading(&[1])
+            .rows(1);
+        copy_rows(&xt, &RowsMut::from_slice(&mut out, 2));
+        assert_eq!(out, [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        // In place: the output's identical view as the input.
+        let y = RowsMut::from_slice(&mut out, 3);
+        map_rows([&y.as_input()], [&y], &mut [], |_, [x], [y]| {
+            for (o, v) in y.iter_mut().zip(x.iter().rev()) {
+                *o = *v;
             }
-            #[cfg(target_arch = "aarch64")]
-            // SAFETY: as above (`_prefetch` in std::arch is not stable yet, the instruction is).
-            unsafe {
-                std::arch::asm!("prfm pldl1keep, [{0}]", in(reg) at, options(nostack, readonly, preserves_flags));
-            }
-            #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-            let _ = at;
-        }
+        });
+        assert_eq!(out, [1.0, 3.0, 0.0, 5.0, 2.0, 4.0]);
     }
 
-    /// Prefetches the lines of `len` bytes from `offset`.
-    #[inline(always)]
-    pub fn touch_span(self, offset: usize, len: usize) {
-        let mut at = offset;
-        while at < offset + len {
-            self.touch(at);
-            at += Self::LINE;
-        }
+    #[test]
+    #[should_panic(expected = "outputs overlap")]
+    fn overlapping_outputs_are_refused() {
+        let mut data = vec![0.0f64; 4];
+        let a = ArrayMut::from_slice(&mut data, &[2, 2]);
+        let (rows, columns) = (a.rows(1), a.rows_along(0));
+        map_rows([], [&rows, &columns], &mut [], |_, [], [_, _]| {});
     }
 
-    pub fn bytes(self) -> usize {
-        self.bytes
-    }
-}
-
-impl<S> RowsRef<S> {
-    /// The row after `row` as prefetch target (see [`RowsRef::prefetch_target`]).
-    #[inline(always)]
-    pub fn ahead(&self, row: usize) -> Ahead {
-        self.prefetch_target(row + 1)
+    #[test]
+    #[should_panic(expected = "without being its identical view")]
+    fn an_input_partly_over_an_output_is_refused() {
+        let mut data = vec![0.0f64; 4];
+        let a = ArrayMut::from_slice(&mut data, &[2, 2]);
+        let (rows, columns) = (a.rows(1), a.rows_along(0));
+        copy_rows(&columns.as_input(), &rows);
     }
 
-    /// Row `row` as prefetch target: nothing when out of range, not a contiguous run, or
-    /// shorter than [`Ahead::MIN_ROW_BYTES`].
-    #[inline(always)]
-    pub fn prefetch_target(&self, row: usize) -> Ahead {
-        if row >= self.rows.n_rows()
-            || self.rows.inner.single_stride() != Some(1)
-            || self.rows.row_len() * std::mem::size_of::<S>() < Ahead::MIN_ROW_BYTES
-        {
-            return Ahead::NONE;
-        }
-        Ahead::of(
-            self.ptr.wrapping_offset(self.rows.row_offset(row)),
-            self.rows.row_len(),
-        )
+    #[test]
+    #[should_panic(expected = "views of different rows")]
+    fn views_of_different_rows_are_refused() {
+        let (x, mut y) = (vec![0.0f64; 6], vec![0.0f64; 6]);
+        copy_rows(&RowsRef::from_slice(&x, 3), &RowsMut::from_slice(&mut y, 2));
     }
 }

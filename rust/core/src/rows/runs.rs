@@ -37,9 +37,10 @@ pub struct Chunks<'a, S: Element> {
 impl<S: Element> Chunks<'_, S> {
     /// Converts values `start..start + n` of x into the input scratch.
     fn load(&mut self, start: usize, n: usize) {
+        assert!(start + n <= self.len, "chunk past the row");
         let xs = &mut self.xs[..n];
-        // SAFETY: `map_row_runs` built the pointers and strides from views valid for the row
-        // (its caller's contract); start + n ≤ len.
+        // SAFETY: `map_row_runs` took the pointers and strides from this task's row of the
+        // views, which lies inside their memory (their invariant); start + n ≤ len.
         unsafe {
             if self.x_stride == 1 {
                 S::load_slice(std::slice::from_raw_parts(self.x.add(start), n), xs);
@@ -53,6 +54,7 @@ impl<S: Element> Chunks<'_, S> {
 
     /// Stores the output scratch into values `start..start + n` of y.
     fn store(&mut self, start: usize, n: usize) {
+        assert!(start + n <= self.len, "chunk past the row");
         let ys = &self.ys[..n];
         // SAFETY: as in `load`; this task owns the row.
         unsafe {
@@ -180,10 +182,8 @@ impl<S: Element> RowRuns<'_, S> {
 /// [`map_rows`] for kernels of one input and one output that go through their row in passes:
 /// rows of float16 longer than [`ROW_CHUNK`] with one stride are handed over in chunks (bounded
 /// scratch), every other row whole, as `map_rows` hands it.
-///
-/// # Safety
-/// As [`map_rows`]; `y` may be `x` itself.
-pub unsafe fn map_row_runs<S, R>(
+/// Views as for [`map_rows`]; `y` may be `x` itself.
+pub fn map_row_runs<S, R>(
     x: &RowsRef<S>,
     y: &RowsMut<S>,
     results: &mut [R],
@@ -192,27 +192,36 @@ pub unsafe fn map_row_runs<S, R>(
     S: Element,
     R: Send,
 {
-    let (n_rows, row_len) = (x.rows.n_rows(), x.rows.row_len());
-    let chunked = match (x.rows.inner.single_stride(), y.rows.inner.single_stride()) {
+    let (n_rows, row_len) = (x.rows().n_rows(), x.rows().row_len());
+    assert!(
+        y.rows().n_rows() == n_rows && y.rows().row_len() == row_len,
+        "map_row_runs: views of different rows"
+    );
+    assert!(
+        results.is_empty() || results.len() == n_rows,
+        "one result per row"
+    );
+    assert!(super::same_or_apart(x, y), "map_row_runs: y overlaps x");
+    let chunked = match (
+        x.rows().inner.single_stride(),
+        y.rows().inner.single_stride(),
+    ) {
         (Some(sx), Some(sy)) if !S::NATIVE && row_len > ROW_CHUNK => Some((sx, sy)),
         _ => None,
     };
     let Some((x_stride, y_stride)) = chunked else {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            map_rows(
-                [x],
-                [y],
-                results,
-                #[inline(always)]
-                |row, [x], [y]| kernel(row, &mut RowRuns::Whole { x, y }),
-            );
-        }
+        map_rows(
+            [x],
+            [y],
+            results,
+            #[inline(always)]
+            |row, [x], [y]| kernel(row, &mut RowRuns::Whole { x, y }),
+        );
         return;
     };
     let keep_results = !results.is_empty();
     let results = SharedMut(results.as_mut_ptr());
-    let (xp, yp) = (SharedMut(x.ptr.cast_mut()), SharedMut(y.ptr));
+    let (xp, yp) = (SharedMut(x.as_ptr().cast_mut()), SharedMut(y.as_mut_ptr()));
     simd::for_each_range(
         n_rows,
         row_len * 2,
@@ -224,10 +233,10 @@ pub unsafe fn map_row_runs<S, R>(
                 let mut runs = RowRuns::Chunked(Chunks {
                     x: xp
                         .at(0)
-                        .wrapping_offset(x.rows.row_offset(row))
+                        .wrapping_offset(x.rows().row_offset(row))
                         .cast_const(),
                     x_stride,
-                    y: yp.at(0).wrapping_offset(y.rows.row_offset(row)),
+                    y: yp.at(0).wrapping_offset(y.rows().row_offset(row)),
                     y_stride,
                     len: row_len,
                     xs: &mut xs,

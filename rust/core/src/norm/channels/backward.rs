@@ -42,10 +42,7 @@ impl StatsUse {
 
 /// BatchNorm / InstanceNorm / GroupNorm backward over rows of one channel each (see
 /// [`channel_norm_backward`] for the entry point). Returns (dweight, dbias) per channel.
-///
-/// # Safety
-/// As [`map_rows`]; `dx` may be `grad_out` itself.
-pub unsafe fn grouped_norm_backward<S: Element>(
+pub fn grouped_norm_backward<S: Element>(
     grad_out: &RowsRef<S>,
     x: &RowsRef<S>,
     dx: &RowsMut<S>,
@@ -60,10 +57,10 @@ pub unsafe fn grouped_norm_backward<S: Element>(
         const OP: &str = "norm backward";
         check_same_rows(
             OP,
-            &x.rows,
-            &[("grad_out", &grad_out.rows), ("dx", &dx.rows)],
+            x.rows(),
+            &[("grad_out", grad_out.rows()), ("dx", dx.rows())],
         )?;
-        let n_rows = x.rows.n_rows();
+        let n_rows = x.rows().n_rows();
         let n_stats = mean.len();
         // (statistic, channel) of every row, looked up once: the layout's closures are dynamic
         // calls, several per row in the passes below, which cost more than a 49-value row.
@@ -80,33 +77,30 @@ pub unsafe fn grouped_norm_backward<S: Element>(
         // Pass 1: per-row Σ go and Σ go·x̂.
         let mut sums = vec![(0.0, 0.0); n_rows];
         let outputs: [&RowsMut<S>; 0] = [];
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            map_rows(
-                [grad_out, x],
-                outputs,
-                &mut sums,
-                #[inline(always)]
-                |row, [go, x], []| {
-                    let (s, _) = row_map[row];
-                    let (hi, lo) = split_mean::<S::Compute>(mean[s]);
-                    grad_sums(
-                        go,
-                        x,
-                        None,
-                        hi,
-                        lo,
-                        <S::Compute as Float>::from_f64(rstd[s]),
-                    )
-                },
-            );
-        }
+        map_rows(
+            [grad_out, x],
+            outputs,
+            &mut sums,
+            #[inline(always)]
+            |row, [go, x], []| {
+                let (s, _) = row_map[row];
+                let (hi, lo) = split_mean::<S::Compute>(mean[s]);
+                grad_sums(
+                    go,
+                    x,
+                    None,
+                    hi,
+                    lo,
+                    <S::Compute as Float>::from_f64(rstd[s]),
+                )
+            },
+        );
         let mut dweight = vec![0.0; layout.channels];
         let mut dbias = vec![0.0; layout.channels];
         let mut a = vec![0.0; n_stats];
         let mut b = vec![0.0; n_stats];
         let mut count = vec![0.0; n_stats];
-        let row_len = x.rows.row_len() as f64;
+        let row_len = x.rows().row_len() as f64;
         for (&(sg, sgx), &(s, c)) in sums.iter().zip(&row_map) {
             dbias[c] += sg;
             dweight[c] += sgx;
@@ -116,14 +110,11 @@ pub unsafe fn grouped_norm_backward<S: Element>(
             count[s] += row_len;
         }
         // Pass 2: dx = rstd·(w·go − mean(g) − x̂·mean(g·x̂)), the means over each statistic's elements.
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            super::affine_rows_with_grad(grad_out, x, dx, |row| {
-                let (s, c) = row_map[row];
-                let means = stats_use.means(a[s], b[s], count[s]);
-                dx_params(mean[s], rstd[s], weight.map_or(1.0, |w| w[c]), means)
-            })?;
-        }
+        super::affine_rows_with_grad(grad_out, x, dx, |row| {
+            let (s, c) = row_map[row];
+            let means = stats_use.means(a[s], b[s], count[s]);
+            dx_params(mean[s], rstd[s], weight.map_or(1.0, |w| w[c]), means)
+        })?;
         Ok((dweight, dbias))
     })
 }
@@ -160,10 +151,7 @@ impl ChannelStats {
 /// [`ChannelStats`] lays them out, `stats.counts` values each), writes dx and returns (dweight,
 /// dbias) per channel. Channel-last BatchNorm data (short runs after the channel axis) runs down
 /// columns, as its forward does.
-///
-/// # Safety
-/// The views describe live arrays of the same shape; `dx` may be `grad_out` itself.
-pub unsafe fn channel_norm_backward<S: Element>(
+pub fn channel_norm_backward<S: Element>(
     op: &str,
     grad_out: &ArrayRef<S>,
     x: &ArrayRef<S>,
@@ -173,7 +161,7 @@ pub unsafe fn channel_norm_backward<S: Element>(
     stats: ChannelStats,
     stats_use: StatsUse,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
-    let shape = &x.shape;
+    let shape = &x.shape();
     let (channels, _) = stats.counts(op, shape)?;
     let inner_ndim = match stats {
         ChannelStats::Channel { axis } => shape.len() - axis - 1,
@@ -186,10 +174,7 @@ pub unsafe fn channel_norm_backward<S: Element>(
     let row_dims = inner_ndim + usize::from(by_columns);
     let (xv, gv, dv) = (x.rows(row_dims), grad_out.rows(row_dims), dx.rows(row_dims));
     if by_columns {
-        // SAFETY: the caller's contract.
-        return unsafe {
-            column_batch_norm_backward(&gv, &xv, &dv, inner_len, mean, rstd, weight, stats_use)
-        };
+        return column_batch_norm_backward(&gv, &xv, &dv, inner_len, mean, rstd, weight, stats_use);
     }
     let per_group = match stats {
         ChannelStats::Group { groups } => channels / groups.max(1),
@@ -206,8 +191,7 @@ pub unsafe fn channel_norm_backward<S: Element>(
         channel_of_row: &channel_of_row,
         channels,
     };
-    // SAFETY: the caller's contract.
-    unsafe { grouped_norm_backward(&gv, &xv, &dv, mean, rstd, weight, stats_use, &layout) }
+    grouped_norm_backward(&gv, &xv, &dv, mean, rstd, weight, stats_use, &layout)
 }
 
 /// The per-slice form of a channel-wise norm's input gradient, dx = go·(w·r) − ma·r − (x − mean)·r²·mb,
@@ -227,10 +211,7 @@ fn dx_params(mean: f64, r: f64, w: f64, means: Option<(f64, f64)>) -> (RowAffine
 /// BatchNorm backward over channel-last data: `x` seen as rows of `mean.len() · inner` columns,
 /// column k belonging to channel k / inner (see [`super::columns`]). The same arithmetic as
 /// [`grouped_norm_backward`], with the sums run down columns. Returns (dweight, dbias).
-///
-/// # Safety
-/// As [`map_rows`]; `dx` may be `grad_out` itself.
-pub unsafe fn column_batch_norm_backward<S: Element>(
+pub fn column_batch_norm_backward<S: Element>(
     grad_out: &RowsRef<S>,
     x: &RowsRef<S>,
     dx: &RowsMut<S>,
@@ -247,10 +228,10 @@ pub unsafe fn column_batch_norm_backward<S: Element>(
         let columns = channels * inner;
         check_same_rows(
             OP,
-            &x.rows,
-            &[("grad_out", &grad_out.rows), ("dx", &dx.rows)],
+            x.rows(),
+            &[("grad_out", grad_out.rows()), ("dx", dx.rows())],
         )?;
-        if rstd.len() != channels || x.rows.row_len() != columns {
+        if rstd.len() != channels || x.rows().row_len() != columns {
             return Err(Error::ShapeMismatch(format!(
                 "{OP}: mean/rstd have {}/{} values, which does not fit x (statistics from another shape?)",
                 mean.len(),
@@ -264,9 +245,7 @@ pub unsafe fn column_batch_norm_backward<S: Element>(
         let r: Vec<S::Compute> = (0..columns)
             .map(|k| Float::from_f64(rstd[channel(k)]))
             .collect();
-        // SAFETY: forwarded from the caller.
-        let (sg, sgx) =
-            unsafe { super::super::columns::column_grad_sums(grad_out, x, &hi, &lo, &r) };
+        let (sg, sgx) = super::super::columns::column_grad_sums(grad_out, x, &hi, &lo, &r);
         let mut dweight = vec![0.0; channels];
         let mut dbias = vec![0.0; channels];
         let (mut a, mut b) = (vec![0.0; channels], vec![0.0; channels]);
@@ -278,7 +257,7 @@ pub unsafe fn column_batch_norm_backward<S: Element>(
             a[c] += w * sg[k];
             b[c] += w * sgx[k];
         }
-        let count = (x.rows.n_rows() * inner) as f64;
+        let count = (x.rows().n_rows() * inner) as f64;
         let params: Vec<(RowAffine, f64)> = (0..columns)
             .map(|k| {
                 let c = channel(k);
@@ -286,8 +265,7 @@ pub unsafe fn column_batch_norm_backward<S: Element>(
                 dx_params(mean[c], rstd[c], weight.map_or(1.0, |w| w[c]), means)
             })
             .collect();
-        // SAFETY: forwarded from the caller.
-        unsafe { super::super::columns::affine_columns_with_grad(grad_out, x, dx, &params)? };
+        super::super::columns::affine_columns_with_grad(grad_out, x, dx, &params)?;
         Ok((dweight, dbias))
     })
 }

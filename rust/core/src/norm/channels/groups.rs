@@ -84,14 +84,14 @@ struct StatUnits {
 
 impl StatUnits {
     fn new<S: Element>(grouping: RowGrouping, x: &RowsRef<S>) -> Self {
-        let (n_rows, row_len) = (x.rows.n_rows(), x.rows.row_len());
+        let (n_rows, row_len) = (x.rows().n_rows(), x.rows().row_len());
         let rows_per_group = grouping.rows_per_group(n_rows);
         let rows_per_unit = UNIT_VALUES
             .div_ceil(row_len.max(1))
             .clamp(1, rows_per_group.max(1));
         let spans = S::NATIVE
             && matches!(grouping, RowGrouping::Consecutive { .. })
-            && consecutive(&x.rows);
+            && consecutive(x.rows());
         StatUnits {
             grouping,
             rows_per_group,
@@ -119,11 +119,11 @@ impl StatUnits {
         let row = |k: usize| self.grouping.row(group, k);
         if self.spans {
             // SAFETY: `spans`: native rows (S is S::Compute) that follow each other in memory,
-            // all inside the view (caller's contract).
+            // so the run lies inside the view's memory (its invariant).
             let span = unsafe {
                 std::slice::from_raw_parts(
-                    x.ptr
-                        .wrapping_offset(x.rows.row_offset(row(first)))
+                    x.as_ptr()
+                        .wrapping_offset(x.rows().row_offset(row(first)))
                         .cast::<S::Compute>(),
                     members.len() * self.row_len,
                 )
@@ -132,7 +132,7 @@ impl StatUnits {
         }
         if members.len() == 1 {
             // One read instead of a probe read and a sum read (the same bits).
-            // SAFETY: forwarded from the caller.
+            // SAFETY: the caller's contract: this task may read the group's rows.
             // A closure, not the function item: passed as an item, `of_slice` was called through
             // an out-of-line `FnOnce` shim, compiled without the SIMD level (InstanceNorm 7×7:
             // +14%, with its result going through memory).
@@ -153,7 +153,7 @@ impl StatUnits {
             // is inlined into.
             let mut run = Vec::with_capacity(members.len() * self.row_len);
             for k in members {
-                // SAFETY: forwarded from the caller.
+                // SAFETY: the caller's contract: this task may read the group's rows.
                 unsafe {
                     rows.read_row(
                         row(k),
@@ -164,7 +164,7 @@ impl StatUnits {
             }
             return Moments::of_slice(&run);
         }
-        // SAFETY: forwarded from the caller.
+        // SAFETY: the caller's contract: this task may read the group's rows.
         unsafe {
             let center = rows.read_row(
                 row(first),
@@ -201,13 +201,11 @@ impl StatUnits {
     }
 
     /// Moments of every group, each merged from its units in order.
-    ///
-    /// # Safety
-    /// `x` describes valid memory (see [`map_rows`]).
-    unsafe fn all_groups<S: Element>(&self, x: &RowsRef<S>, n_groups: usize) -> Vec<Moments> {
+    fn all_groups<S: Element>(&self, x: &RowsRef<S>, n_groups: usize) -> Vec<Moments> {
         let mut units = vec![Moments::default(); n_groups * self.units_per_group];
         let outputs: [&RowsMut<S>; 0] = [];
-        // SAFETY: forwarded from the caller; tasks only read.
+        // SAFETY: step `index` (one per task) reads only the rows of its own unit, `unit_at(index)`;
+        // units split their group's rows, so no two steps share a row.
         unsafe {
             map_row_groups(
                 [x],
@@ -241,10 +239,7 @@ impl StatUnits {
 /// cache: x comes from memory once. Otherwise (a BatchNorm of 2 channels, or of 400 KB channels)
 /// statistics units, then rows, are split across threads in two sweeps.
 /// Both give the same bits: the units, their merge order and the arithmetic are the same.
-///
-/// # Safety
-/// As [`map_rows`]: `y` may be `x` itself but not otherwise overlap it.
-pub unsafe fn normalize_row_groups<S: Element>(
+pub fn normalize_row_groups<S: Element>(
     x: &RowsRef<S>,
     y: &RowsMut<S>,
     grouping: RowGrouping,
@@ -253,22 +248,20 @@ pub unsafe fn normalize_row_groups<S: Element>(
 ) -> Result<Vec<Moments>> {
     // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
     crate::simd::streaming(|| {
-        check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
-        let n_rows = x.rows.n_rows();
+        check_same_rows("normalization", x.rows(), &[("out", y.rows())])?;
+        let n_rows = x.rows().n_rows();
         let n_groups = grouping.n_groups(n_rows);
         let units = StatUnits::new(grouping, x);
         let per_group = units.rows_per_group;
-        let group_bytes = per_group * x.rows.row_len() * std::mem::size_of::<S>();
+        let group_bytes = per_group * x.rows().row_len() * std::mem::size_of::<S>();
         if n_groups < GROUPS_PER_THREAD * parallel::num_threads()
             || group_bytes > CACHED_GROUP_BYTES
         {
-            // SAFETY: forwarded from the caller.
-            let groups = unsafe { units.all_groups(x, n_groups) };
+            let groups = units.all_groups(x, n_groups);
             let stats: Vec<GroupStats> = (groups.iter().enumerate())
                 .map(|(g, m)| GroupStats::of(g, m, eps))
                 .collect();
-            // SAFETY: forwarded from the caller.
-            unsafe { affine_rows(x, y, |r| affine(r, &stats[grouping.group_of(r)]))? };
+            affine_rows(x, y, |r| affine(r, &stats[grouping.group_of(r)]))?;
             return Ok(groups);
         }
         // Steps of a few small groups: every group's statistics in a step are taken before any
@@ -277,7 +270,9 @@ pub unsafe fn normalize_row_groups<S: Element>(
         let groups_per_step = (STEP_BYTES / group_bytes.max(1)).clamp(1, STEP_GROUPS);
         let mut groups = vec![Moments::default(); n_groups];
         let direct = DirectRows::of(x, y);
-        // SAFETY: forwarded from the caller; a step touches only its own groups' rows.
+        // SAFETY: a step normalizes groups `first..first + groups_per_step` (`run`), reaching only
+        // rows `grouping.row(g, k)` of those groups, which belong to no other group; `direct`
+        // is `DirectRows::of` these views.
         unsafe {
             map_row_groups(
                 [x],
@@ -313,7 +308,7 @@ pub unsafe fn normalize_row_groups<S: Element>(
 
 /// One step of [`normalize_row_groups`]'s one-sweep path: up to `N` consecutive groups.
 struct OneSweepStep<'a, S: Element, F> {
-    x: &'a RowsRef<S>,
+    x: &'a RowsRef<'a, S>,
     units: &'a StatUnits,
     direct: Option<DirectRows>,
     grouping: RowGrouping,
@@ -340,7 +335,7 @@ impl<S: Element, F: Fn(usize, &GroupStats) -> RowAffine> OneSweepStep<'_, S, F> 
         let units = self.units;
         for (i, moments) in moments.iter_mut().enumerate() {
             for unit in 0..units.units_per_group {
-                // SAFETY: forwarded from the caller.
+                // SAFETY: the caller's contract: the step's groups are this task's.
                 let unit_moments = unsafe {
                     match self.direct {
                         Some(mut direct) => units.moments(self.x, &mut direct, first + i, unit),
@@ -371,7 +366,7 @@ impl<S: Element, F: Fn(usize, &GroupStats) -> RowAffine> OneSweepStep<'_, S, F> 
                 } else {
                     Ahead::NONE
                 };
-                // SAFETY: forwarded from the caller.
+                // SAFETY: as above; `r` is a row of group `g`, one of this task's.
                 unsafe {
                     match self.direct {
                         Some(direct) => direct.affine::<S::Compute>(r, p, ahead),

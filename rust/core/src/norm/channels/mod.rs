@@ -27,24 +27,18 @@ pub struct RowAffine {
 }
 
 /// Moments of every row of `x`, in row order.
-///
-/// # Safety
-/// `x` describes valid memory (see [`map_rows`]).
-pub unsafe fn row_moments<S: Element>(x: &RowsRef<S>) -> Vec<Moments> {
+pub fn row_moments<S: Element>(x: &RowsRef<S>) -> Vec<Moments> {
     // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
     crate::simd::streaming(|| {
-        let mut moments = vec![Moments::default(); x.rows.n_rows()];
+        let mut moments = vec![Moments::default(); x.rows().n_rows()];
         let outputs: [&RowsMut<S>; 0] = [];
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            map_rows(
-                [x],
-                outputs,
-                &mut moments,
-                #[inline(always)]
-                |_, [x], []| Moments::of_slice(x),
-            );
-        }
+        map_rows(
+            [x],
+            outputs,
+            &mut moments,
+            #[inline(always)]
+            |_, [x], []| Moments::of_slice(x),
+        );
         moments
     })
 }
@@ -65,42 +59,37 @@ pub fn merge_rows(
 }
 
 /// Writes `y_row = (x_row − mean) · scale + shift` with each row's parameters from `affine(row)`.
-///
-/// # Safety
-/// As [`map_rows`]: `y` may be `x` itself but not otherwise overlap it.
-pub unsafe fn affine_rows<S: Element>(
+pub fn affine_rows<S: Element>(
     x: &RowsRef<S>,
     y: &RowsMut<S>,
     affine: impl Fn(usize) -> RowAffine + Sync,
 ) -> Result<()> {
     // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
     crate::simd::streaming(|| {
-        check_same_rows("normalization", &x.rows, &[("out", &y.rows)])?;
+        check_same_rows("normalization", x.rows(), &[("out", y.rows())])?;
         if let Some(direct) = DirectRows::of(x, y) {
-            let row_len = x.rows.row_len();
+            let row_len = x.rows().row_len();
             simd::for_each_range(
-                x.rows.n_rows(),
+                x.rows().n_rows(),
                 2 * row_len,
                 #[inline(always)]
                 |range| {
                     for row in range {
-                        // SAFETY: forwarded from the caller; one task per row.
+                        // SAFETY: `DirectRows::of` these views (native, rows in range); the
+                        // range gives each row to one task.
                         unsafe { direct.affine::<S::Compute>(row, affine(row), x.ahead(row)) };
                     }
                 },
             );
             return Ok(());
         }
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            map_rows(
-                [x],
-                [y],
-                &mut [],
-                #[inline(always)]
-                |row, [x_row], [y]| affine_row(x_row, y, affine(row), x.ahead(row)),
-            );
-        }
+        map_rows(
+            [x],
+            [y],
+            &mut [],
+            #[inline(always)]
+            |row, [x_row], [y]| affine_row(x_row, y, affine(row), x.ahead(row)),
+        );
         Ok(())
     })
 }
@@ -117,7 +106,7 @@ trait ReadRows<T> {
 impl<S: Element, const NO: usize> ReadRows<S::Compute> for GroupRows<'_, S, 1, NO> {
     #[inline(always)]
     unsafe fn read_row<R>(&mut self, row: usize, f: impl FnOnce(&[S::Compute]) -> R) -> R {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: the caller's contract is `read`'s.
         unsafe {
             self.read(
                 row,
@@ -131,7 +120,7 @@ impl<S: Element, const NO: usize> ReadRows<S::Compute> for GroupRows<'_, S, 1, N
 impl<T> ReadRows<T> for DirectRows {
     #[inline(always)]
     unsafe fn read_row<R>(&mut self, row: usize, f: impl FnOnce(&[T]) -> R) -> R {
-        // SAFETY: forwarded from the caller (`T` is the views' native type where built).
+        // SAFETY: the caller's contract; `T` is the views' native type (`of` checked NATIVE).
         f(unsafe { self.x_row(row) })
     }
 }
@@ -155,10 +144,11 @@ struct DirectRows {
 impl DirectRows {
     /// `Some` when both views are native rows that follow each other in memory.
     fn of<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>) -> Option<Self> {
-        (S::NATIVE && consecutive(&x.rows) && consecutive(&y.rows)).then(|| DirectRows {
-            x: x.ptr as usize,
-            y: y.ptr as usize,
-            row_len: x.rows.row_len(),
+        let usable = S::NATIVE && crate::rows::same_or_apart(x, y);
+        (usable && consecutive(x.rows()) && consecutive(y.rows())).then(|| DirectRows {
+            x: x.as_ptr() as usize,
+            y: y.as_mut_ptr() as usize,
+            row_len: x.rows().row_len(),
         })
     }
 
@@ -262,10 +252,7 @@ fn map_short_run<T: Float>(x: Option<&[T]>, y: &mut [T], map: &impl Fn(T) -> T) 
 
 /// Writes `dx_row = (x_row − mean)·scale + shift + grad_row·grad_scale`, the form of a
 /// channel-wise norm's input gradient, with each row's parameters from `params(row)`.
-///
-/// # Safety
-/// As [`map_rows`]; `dx` may be `grad` itself.
-pub unsafe fn affine_rows_with_grad<S: Element>(
+pub fn affine_rows_with_grad<S: Element>(
     grad: &RowsRef<S>,
     x: &RowsRef<S>,
     dx: &RowsMut<S>,
@@ -275,35 +262,32 @@ pub unsafe fn affine_rows_with_grad<S: Element>(
     crate::simd::streaming(|| {
         check_same_rows(
             "normalization backward",
-            &x.rows,
-            &[("grad", &grad.rows), ("dx", &dx.rows)],
+            x.rows(),
+            &[("grad", grad.rows()), ("dx", dx.rows())],
         )?;
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            map_rows(
-                [grad, x],
-                [dx],
-                &mut [],
-                #[inline(always)]
-                |row, [g, x], [dx]| {
-                    let (p, grad_scale) = params(row);
-                    let shift = <S::Compute as Float>::from_f64(p.shift);
-                    let grad_scale = <S::Compute as Float>::from_f64(grad_scale);
-                    if p.scale == 0.0 {
-                        // No term in x (evaluation mode, mean-only): an infinite x must not make
-                        // 0·x NaN.
-                        for (d, &g) in dx.iter_mut().zip(g) {
-                            *d = shift + g * grad_scale;
-                        }
-                        return;
-                    }
-                    normalize_into(x, dx, p.mean, p.scale, None, None, Ahead::NONE);
+        map_rows(
+            [grad, x],
+            [dx],
+            &mut [],
+            #[inline(always)]
+            |row, [g, x], [dx]| {
+                let (p, grad_scale) = params(row);
+                let shift = <S::Compute as Float>::from_f64(p.shift);
+                let grad_scale = <S::Compute as Float>::from_f64(grad_scale);
+                if p.scale == 0.0 {
+                    // No term in x (evaluation mode, mean-only): an infinite x must not make
+                    // 0·x NaN.
                     for (d, &g) in dx.iter_mut().zip(g) {
-                        *d = *d + shift + g * grad_scale;
+                        *d = shift + g * grad_scale;
                     }
-                },
-            );
-        }
+                    return;
+                }
+                normalize_into(x, dx, p.mean, p.scale, None, None, Ahead::NONE);
+                for (d, &g) in dx.iter_mut().zip(g) {
+                    *d = *d + shift + g * grad_scale;
+                }
+            },
+        );
         Ok(())
     })
 }
@@ -349,7 +333,7 @@ fn channel_affine(weight: Option<&[f64]>, bias: Option<&[f64]>, c: usize) -> (f6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::Rows;
+    use crate::rows::ArrayRef;
 
     #[test]
     fn per_channel_moments_of_nchw() {
@@ -357,11 +341,8 @@ mod tests {
         let x: Vec<f64> = (0..24)
             .map(|i| f64::from((i / 4) % 3 * 10 + i % 4))
             .collect();
-        let view = RowsRef {
-            ptr: x.as_ptr(),
-            rows: Rows::split(&[2, 3, 4], &[12, 4, 1], 1),
-        };
-        let per_row = unsafe { row_moments(&view) };
+        let view = ArrayRef::from_slice(&x, &[2, 3, 4]).rows(1);
+        let per_row = row_moments(&view);
         let per_channel = merge_rows(&per_row, 3, |r| r % 3);
         for (c, m) in per_channel.iter().enumerate() {
             assert!((m.mean - (c as f64 * 10.0 + 1.5)).abs() < 1e-12);
@@ -374,18 +355,16 @@ mod tests {
     fn affine_rows_applies_row_parameters() {
         let x = vec![1.0f32, 2.0, 3.0, 4.0];
         let mut y = vec![0.0f32; 4];
-        unsafe {
-            affine_rows(
-                &RowsRef::from_slice(&x, 2),
-                &RowsMut::from_slice(&mut y, 2),
-                |row| RowAffine {
-                    mean: row as f64,
-                    scale: 2.0,
-                    shift: 0.5,
-                },
-            )
-            .unwrap();
-        }
+        affine_rows(
+            &RowsRef::from_slice(&x, 2),
+            &RowsMut::from_slice(&mut y, 2),
+            |row| RowAffine {
+                mean: row as f64,
+                scale: 2.0,
+                shift: 0.5,
+            },
+        )
+        .unwrap();
         assert_eq!(y, vec![2.5, 4.5, 4.5, 6.5]);
     }
 
@@ -422,15 +401,13 @@ mod tests {
             let run = |threads: usize| {
                 crate::parallel::set_num_threads(threads);
                 let mut y = vec![0.0f32; x.len()];
-                let groups = unsafe {
-                    normalize_row_groups(
-                        &view,
-                        &RowsMut::from_slice(&mut y, len),
-                        grouping,
-                        1e-5,
-                        affine,
-                    )
-                }
+                let groups = normalize_row_groups(
+                    &view,
+                    &RowsMut::from_slice(&mut y, len),
+                    grouping,
+                    1e-5,
+                    affine,
+                )
                 .unwrap();
                 (groups, y)
             };
