@@ -151,3 +151,15 @@ def rn(request):
     that takes this fixture runs once per backend, so a new backend inherits it."""
     backend = next(b for b in _backend.backends() if b.name == request.param)
     return rsnorm if backend is _backend.NUMPY else OnBackend(backend)
+
+
+def lrn_ref(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    """PyTorch's LRN in float64: zero-padded channel window, alpha divided by size."""
+    x = np.asarray(x, dtype=np.float64)
+    c = x.shape[1]
+    sq = x**2
+    div = np.zeros_like(x)
+    for ch in range(c):
+        lo, hi = max(0, ch - size // 2), min(c - 1, ch + (size - 1) // 2)
+        div[:, ch] = sq[:, lo : hi + 1].sum(axis=1)
+    return x / (k + alpha / size * div) ** beta

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradients import _tol, check, numeric_grad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rsnorm as rn
-from conftest import golden_cases
+from conftest import golden_cases, lrn_ref
 
 
 def bn_ref(x, mean, var, w=None, b=None, eps=1e-5, axis=1):
@@ -389,3 +390,267 @@ def test_float16_and_empty(rng):
     ref = bn_ref(xh.astype(np.float64), xh.astype(np.float64).mean(0), xh.astype(np.float64).var(0), axis=-1)
     np.testing.assert_allclose(yh, ref, atol=1e-2)
     assert rn.group_norm(np.zeros((0, 4, 2)), 2).shape == (0, 4, 2)
+
+
+@pytest.mark.parametrize(("case", "i", "e"), golden_cases("batch_norm_backward"))
+def test_batch_norm_backward_matches_autograd(rn, case, i, e):
+    _, mean, rstd = rn.batch_norm(
+        i["x"],
+        None,
+        None,
+        i["weight"],
+        i["bias"],
+        training=True,
+        eps=case["kwargs"]["eps"],
+        return_stats=True,
+    )
+    dx, dw, db = rn.batch_norm_backward(i["grad_out"], i["x"], mean, rstd, i["weight"], training=True)
+    for got, key in ((dx, "dx"), (dw, "dweight"), (db, "dbias")):
+        np.testing.assert_allclose(got, e[key], **_tol(case), err_msg=key)
+
+
+@pytest.mark.parametrize(("case", "i", "e"), golden_cases("group_norm_backward"))
+def test_group_norm_backward_matches_autograd(rn, case, i, e):
+    g, eps = case["kwargs"]["num_groups"], case["kwargs"]["eps"]
+    _, mean, rstd = rn.group_norm(i["x"], g, i["weight"], i["bias"], eps=eps, return_stats=True)
+    dx, dw, db = rn.group_norm_backward(i["grad_out"], i["x"], mean, rstd, i["weight"], num_groups=g)
+    for got, key in ((dx, "dx"), (dw, "dweight"), (db, "dbias")):
+        np.testing.assert_allclose(got, e[key], **_tol(case), err_msg=key)
+
+
+@pytest.mark.parametrize(("case", "i", "e"), golden_cases("instance_norm_backward"))
+def test_instance_norm_backward_matches_autograd(rn, case, i, e):
+    _, mean, rstd = rn.instance_norm(i["x"], eps=case["kwargs"]["eps"], return_stats=True)
+    dx, dw, db = rn.instance_norm_backward(i["grad_out"], i["x"], mean, rstd)
+    np.testing.assert_allclose(dx, e["dx"], **_tol(case))
+    assert dw is None and db.shape == (i["x"].shape[1],)
+
+
+@given(
+    # Fewer than 32 values after the channel run down columns; (2, 3, 40) with axis 1 runs by rows.
+    st.sampled_from([(4, 3), (3, 2, 4), (2, 3, 2, 2), (2, 3, 40)]),
+    st.sampled_from([1, -1]),
+    st.booleans(),
+    st.integers(0, 2**31),
+)
+@settings(max_examples=20, deadline=None)
+def test_batch_norm_gradients_training_and_eval(rn, shape, axis, affine, seed):
+    rng = np.random.default_rng(seed)
+    x, go = rng.standard_normal(shape) + 0.5, rng.standard_normal(shape)
+    c = shape[axis]
+    w = rng.standard_normal(c) if affine else None
+    b = rng.standard_normal(c) if affine else None
+    _, mean, rstd = rn.batch_norm(x, None, None, w, b, training=True, axis=axis, return_stats=True)
+    dx, dw, db = rn.batch_norm_backward(go, x, mean, rstd, w, training=True, axis=axis)
+    loss = lambda: float((go * rn.batch_norm(x, None, None, w, b, training=True, axis=axis)).sum())  # noqa: E731
+    check(dx, numeric_grad(loss, x), "batch_norm dx")
+    if affine:
+        check(dw, numeric_grad(loss, w), "dweight")
+    np.testing.assert_allclose(
+        db, go.sum(axis=tuple(i for i in range(go.ndim) if i != axis % go.ndim)), rtol=1e-12
+    )
+    # Eval: running statistics are constants.
+    rm, rv = rng.standard_normal(c), rng.random(c) + 0.5
+    _, mean, rstd = rn.batch_norm(x, rm, rv, w, b, training=False, axis=axis, return_stats=True)
+    dx, dw, db = rn.batch_norm_backward(go, x, mean, rstd, w, training=False, axis=axis)
+    loss = lambda: float((go * rn.batch_norm(x, rm, rv, w, b, training=False, axis=axis)).sum())  # noqa: E731
+    check(dx, numeric_grad(loss, x), "batch_norm eval dx")
+
+
+@given(
+    st.sampled_from([(4, 3), (3, 2, 4), (2, 3, 40)]),
+    st.sampled_from([1, -1]),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 2**31),
+)
+@settings(max_examples=20, deadline=None)
+def test_mean_only_batch_norm_gradients(rn, shape, axis, affine, training, seed):
+    rng = np.random.default_rng(seed)
+    x, go = rng.standard_normal(shape) * 3 + 0.5, rng.standard_normal(shape)
+    c = shape[axis]
+    w = rng.standard_normal(c) if affine else None
+    b = rng.standard_normal(c) if affine else None
+    rm = rng.standard_normal(c)
+
+    def forward() -> np.ndarray:
+        return rn.batch_norm(x, rm.copy(), None, w, b, training=training, axis=axis, mean_only=True)
+
+    _, mean, rstd = rn.batch_norm(
+        x, rm.copy(), None, w, b, training=training, axis=axis, mean_only=True, return_stats=True
+    )
+    dx, dw, db = rn.batch_norm_backward(go, x, mean, rstd, w, training=training, axis=axis, mean_only=True)
+    loss = lambda: float((go * forward()).sum())  # noqa: E731
+    check(dx, numeric_grad(loss, x), "mean-only dx")
+    if affine:
+        check(dw, numeric_grad(loss, w), "mean-only dweight")
+        check(db, numeric_grad(loss, b), "mean-only dbias")
+    # The forward scaled by 1: rstd is not read.
+    again = rn.batch_norm_backward(go, x, mean, rstd * 0 + 7, w, training=training, axis=axis, mean_only=True)
+    np.testing.assert_array_equal(again[0], dx)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5), (3, 2, 6, 6)])
+def test_instance_norm_eval_gradients(rn, rng, shape):
+    """With running statistics (use_input_stats=False) the statistics are constants."""
+    x, go = rng.standard_normal(shape), rng.standard_normal(shape)
+    c = shape[1]
+    w, b = rng.standard_normal(c), rng.standard_normal(c)
+    rm, rv = rng.standard_normal(c), rng.random(c) + 0.5
+
+    def forward() -> np.ndarray:
+        return rn.instance_norm(x, rm, rv, w, b, use_input_stats=False)
+
+    _, mean, rstd = rn.instance_norm(x, rm, rv, w, b, use_input_stats=False, return_stats=True)
+    dx, dw, db = rn.instance_norm_backward(go, x, mean, rstd, w, use_input_stats=False)
+    loss = lambda: float((go * forward()).sum())  # noqa: E731
+    check(dx, numeric_grad(loss, x), "instance_norm eval dx")
+    check(dw, numeric_grad(loss, w), "instance_norm eval dweight")
+    check(db, numeric_grad(loss, b), "instance_norm eval dbias")
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((4, 3, 40), 1), ((4, 5, 3), -1)])
+def test_eval_gradient_is_finite_where_x_is_infinite(rn, rng, shape, axis):
+    """dx = go·w·rstd in evaluation mode: an infinite x (rows path and columns path) must not make
+    its gradient NaN."""
+    x, go = rng.standard_normal(shape), rng.standard_normal(shape)
+    x[1, 1, 2] = np.inf
+    c = shape[axis]
+    w, rm, rv = rng.standard_normal(c), rng.standard_normal(c), rng.random(c) + 0.5
+    _, mean, rstd = rn.batch_norm(x, rm, rv, w, training=False, axis=axis, return_stats=True)
+    dx, _, _ = rn.batch_norm_backward(go, x, mean, rstd, w, training=False, axis=axis)
+    bshape = [1] * len(shape)
+    bshape[axis] = c
+    np.testing.assert_allclose(dx, go * (w / np.sqrt(rv + 1e-5)).reshape(bshape), rtol=1e-12)
+
+
+@given(st.sampled_from([(2, 4, 3), (1, 6, 2, 2), (3, 2, 5)]), st.booleans(), st.integers(0, 2**31))
+@settings(max_examples=20, deadline=None)
+def test_group_and_instance_norm_gradients(shape, affine, seed):
+    rng = np.random.default_rng(seed)
+    x, go = rng.standard_normal(shape), rng.standard_normal(shape)
+    c = shape[1]
+    w = rng.standard_normal(c) if affine else None
+    b = rng.standard_normal(c) if affine else None
+    groups = 2 if c % 2 == 0 else 1
+    _, mean, rstd = rn.group_norm(x, groups, w, b, return_stats=True)
+    dx, dw, _ = rn.group_norm_backward(go, x, mean, rstd, w, num_groups=groups)
+    loss = lambda: float((go * rn.group_norm(x, groups, w, b)).sum())  # noqa: E731
+    check(dx, numeric_grad(loss, x), "group_norm dx")
+    if affine:
+        check(dw, numeric_grad(loss, w), "group_norm dweight")
+    _, mean, rstd = rn.instance_norm(x, None, None, w, b, return_stats=True)
+    dx, dw, _ = rn.instance_norm_backward(go, x, mean, rstd, w)
+    loss = lambda: float((go * rn.instance_norm(x, None, None, w, b)).sum())  # noqa: E731
+    check(dx, numeric_grad(loss, x), "instance_norm dx")
+
+
+def test_sequence_batch_norm_backward(rng):
+    layer = rn.nn.SequenceBatchNorm(3, max_steps=2, dtype=np.float64)
+    x = rng.standard_normal((3, 4, 3))
+    go = rng.standard_normal(x.shape)
+    layer(x)
+    dx = layer.backward(go)
+    state = {k: v.copy() for k, v in layer.state_dict().items() if k not in layer.parameters()}
+
+    def loss():
+        layer.load_state_dict(state, strict=False)
+        return float((go * layer(x)).sum())
+
+    check(dx, numeric_grad(loss, x), "dx")
+    check(layer.grad["weight"], numeric_grad(loss, layer.parameters()["weight"]), "dweight")
+    with pytest.raises(ValueError, match="call the layer"):
+        rn.nn.LayerNorm(3).backward(np.ones((1, 3)))
+    with pytest.raises(TypeError, match="LocalResponseNorm has no backward"):
+        rn.nn.LocalResponseNorm(3).backward(np.ones((1, 3, 2)))
+
+
+def test_batch_norm_backward_channels_last_equals_channels_first(rng):
+    """The column path (NHWC) and the row path (NCHW, 49 values per slice) agree."""
+    x = rng.standard_normal((6, 5, 7, 7)) * 3 + 2
+    go = rng.standard_normal(x.shape)
+    w = rng.standard_normal(5)
+    last = lambda a: np.ascontiguousarray(np.moveaxis(a, 1, -1))  # noqa: E731
+    for training in (True, False):
+        _, mean, rstd = rn.batch_norm(x, None, None, w, training=True, return_stats=True)
+        first = rn.batch_norm_backward(go, x, mean, rstd, w, training=training)
+        nhwc = rn.batch_norm_backward(last(go), last(x), mean, rstd, w, training=training, axis=-1)
+        np.testing.assert_allclose(nhwc[0], last(first[0]), rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(nhwc[1], first[1], rtol=1e-11)
+        np.testing.assert_allclose(nhwc[2], first[2], rtol=1e-11)
+    xf = last(x).astype(np.float32)  # float32 through the grouped contiguous rows
+    _, mean, rstd = rn.batch_norm(xf, training=True, axis=-1, return_stats=True)
+    dx, _, db = rn.batch_norm_backward(last(go).astype(np.float32), xf, mean, rstd, axis=-1)
+    assert dx.dtype == np.float32
+    np.testing.assert_allclose(db, last(go).sum(axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(dx.sum(axis=(0, 1, 2)), 0.0, atol=1e-3)  # dx of a batch norm sums to 0
+
+
+@pytest.mark.parametrize(("case", "inputs", "expected"), golden_cases("local_response_norm"))
+def test_lrn_matches_recorded_pytorch(rn, case, inputs, expected):
+    kw = case["kwargs"]
+    y = rn.local_response_norm(inputs["x"], kw["size"], alpha=kw["alpha"], beta=kw["beta"], k=kw["k"])
+    np.testing.assert_allclose(y, expected["y"], rtol=case["tol"]["rtol"], atol=case["tol"]["atol"])
+
+
+@pytest.mark.parametrize(
+    "shape", [(2, 7, 5), (2, 9, 3, 4), (1, 4, 2, 3, 2), (2, 9, 7, 7)]
+)  # 7x7: a padded step
+@pytest.mark.parametrize("size", [1, 2, 5, 12])
+def test_lrn_reference_3d_4d_5d_and_edges(rn, rng, shape, size):
+    x = rng.standard_normal(shape) * 10
+    np.testing.assert_allclose(
+        rn.local_response_norm(x, size, 1e-2, 0.75, 2.0), lrn_ref(x, size, 1e-2, 0.75, 2.0), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        rn.local_response_norm(x, size, 1e-2, 0.6, 1.0), lrn_ref(x, size, 1e-2, 0.6, 1.0), rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize("size", [3, 5, 8])
+def test_lrn_long_rows_in_tiles_across_threads_and_in_place(rng, size):
+    """Rows longer than a tile (1024 positions) with a tail past the 64-wide steps; a batch of one
+    splits its tiles across threads, which must not change a bit."""
+    x = (rng.standard_normal((1, 6, 3, 700)) * 4).astype(np.float32)  # 2100 positions per channel
+    want = lrn_ref(x, size, 1e-2, 0.75, 1.0)
+    before = rn.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 5):
+            rn.set_num_threads(n)
+            results.append(rn.local_response_norm(x, size, 1e-2, 0.75, 1.0))
+    finally:
+        rn.set_num_threads(before)
+    np.testing.assert_allclose(results[0], want, rtol=2e-6)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    buf = x.copy()
+    assert rn.local_response_norm(buf, size, 1e-2, 0.75, 1.0, out=buf) is buf
+    np.testing.assert_array_equal(buf, results[0])
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(
+        rn.local_response_norm(x64, size, 1e-2, 0.6, 1.0), lrn_ref(x64, size, 1e-2, 0.6), rtol=1e-12
+    )
+
+
+def test_lrn_tensorflow_convention_by_scaling_alpha(rng):
+    """TF: x / (bias + alpha_tf · Σ_{|d|≤r} x²)^beta; rsnorm with size = 2r+1, alpha = alpha_tf · size."""
+    x = rng.standard_normal((2, 8, 3, 3))
+    r, alpha_tf = 2, 1e-3
+    sq = np.pad(x**2, ((0, 0), (r, r), (0, 0), (0, 0)))
+    tf = x / (1.0 + alpha_tf * sum(sq[:, i : i + 8] for i in range(2 * r + 1))) ** 0.75
+    np.testing.assert_allclose(
+        rn.local_response_norm(x, 2 * r + 1, alpha=alpha_tf * (2 * r + 1)), tf, rtol=1e-12
+    )
+
+
+def test_lrn_float32_strided_and_errors(rng):
+    x = rng.standard_normal((3, 6, 8, 8)).astype(np.float32)
+    view = x[:, ::-1, ::2]
+    np.testing.assert_allclose(rn.local_response_norm(view, 3), lrn_ref(view, 3), rtol=1e-5)
+    with pytest.raises(ValueError, match="size must be >= 1, got 0"):
+        rn.local_response_norm(x, 0)
+    with pytest.raises(ValueError, match="3 or more dims"):
+        rn.local_response_norm(x[0, 0], 3)
+    with pytest.raises(ValueError, match="beta must be finite"):
+        rn.local_response_norm(x, 3, beta=float("inf"))

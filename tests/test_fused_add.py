@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradients import check, numeric_grad
 
 import rsnorm as rn
 from conftest import FLOAT_DTYPES, TOL, layer_norm_ref, rms_norm_ref
@@ -74,3 +75,21 @@ def test_errors(rng):
         rn.add_layer_norm(x, x, eps=-1)
     with pytest.raises(ValueError, match="weight has shape"):
         rn.add_rms_norm(x, x, np.ones(3))
+
+
+def test_fused_add_backward(rn, rng):
+    x, r, go = rng.standard_normal((3, 6)), rng.standard_normal((3, 6)), rng.standard_normal((3, 6))
+    gs = rng.standard_normal((3, 6))
+    w, b = rng.standard_normal(6), rng.standard_normal(6)
+    _, s, mean, rstd = rn.add_layer_norm(x, r, w, b, return_stats=True)
+    dx, dr, dw, db = rn.add_layer_norm_backward(go, s, mean, rstd, w, b, grad_residual_out=gs)
+    loss = lambda: float(sum((g * o).sum() for g, o in zip((go, gs), rn.add_layer_norm(x, r, w, b))))  # noqa: E731
+    check(dx, numeric_grad(loss, x), "add_layer_norm dx")
+    check(dr, numeric_grad(loss, r), "add_layer_norm dresidual")
+    check(dw, numeric_grad(loss, w), "add_layer_norm dweight")
+    check(db, numeric_grad(loss, b), "add_layer_norm dbias")
+    _, s, rstd = rn.add_rms_norm(x, r, w, 1e-6, return_stats=True)
+    dx, dr, dw = rn.add_rms_norm_backward(go, s, rstd, w)
+    loss = lambda: float((go * rn.add_rms_norm(x, r, w, 1e-6)[0]).sum())  # noqa: E731
+    check(dx, numeric_grad(loss, x), "add_rms_norm dx")
+    check(dw, numeric_grad(loss, w), "add_rms_norm dweight")

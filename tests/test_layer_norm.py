@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradients import _tol, check, numeric_grad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -225,3 +226,40 @@ def test_large_arrays_equal_their_pieces_bitwise(rng):
     )
     rn.layer_norm(x, 4101, w, w, out=x)  # in place, streamed
     np.testing.assert_array_equal(x, big)
+
+
+@pytest.mark.parametrize(("case", "i", "e"), golden_cases("layer_norm_backward"))
+def test_layer_norm_backward_matches_autograd(rn, case, i, e):
+    ns, eps = tuple(case["kwargs"]["normalized_shape"]), case["kwargs"]["eps"]
+    _, mean, rstd = rn.layer_norm(i["x"], ns, i["weight"], i["bias"], eps=eps, return_stats=True)
+    dx, dw, db = rn.layer_norm_backward(
+        i["grad_out"], i["x"], mean, rstd, i["weight"], i["bias"], normalized_shape=ns
+    )
+    for got, key in ((dx, "dx"), (dw, "dweight"), (db, "dbias")):
+        np.testing.assert_allclose(got, e[key], **_tol(case), err_msg=key)
+
+
+@given(st.integers(1, 4), st.integers(2, 7), st.booleans(), st.integers(0, 2**31), st.sampled_from([1, 2]))
+@settings(max_examples=25, deadline=None)
+def test_layer_and_rms_norm_gradients(rows, cols, affine, seed, k):
+    rng = np.random.default_rng(seed)
+    shape = (rows, 2, cols) if k == 2 else (rows, cols)
+    ns = shape[-k:]
+    x, go = rng.standard_normal(shape) * 2 + 1, rng.standard_normal(shape)
+    w = rng.standard_normal(ns) if affine else None
+    b = rng.standard_normal(ns) if affine else None
+    _, mean, rstd = rn.layer_norm(x, ns, w, b, return_stats=True)
+    dx, dw, db = rn.layer_norm_backward(go, x, mean, rstd, w, b, normalized_shape=ns)
+    loss = lambda: float((go * rn.layer_norm(x, ns, w, b)).sum())  # noqa: E731
+    check(dx, numeric_grad(loss, x), "layer_norm dx")
+    if affine:
+        check(dw, numeric_grad(loss, w), "layer_norm dweight")
+        check(db, numeric_grad(loss, b), "layer_norm dbias")
+    else:
+        assert dw is None and db is None
+    _, rstd = rn.rms_norm(x, ns, w, 1e-6, return_stats=True)
+    dx, dw = rn.rms_norm_backward(go, x, rstd, w, normalized_shape=ns)
+    loss = lambda: float((go * rn.rms_norm(x, ns, w, 1e-6)).sum())  # noqa: E731
+    check(dx, numeric_grad(loss, x), "rms_norm dx")
+    if affine:
+        check(dw, numeric_grad(loss, w), "rms_norm dweight")

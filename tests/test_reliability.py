@@ -563,3 +563,59 @@ def test_float16_long_rows_equal_the_float32_computation(layout, rng):
     np.testing.assert_array_equal(y, y32.astype(np.float16))
     np.testing.assert_array_equal(rstd, rstd32)
     np.testing.assert_array_equal(rn.l2_normalize(x), rn.l2_normalize(x32).astype(np.float16))
+
+
+def test_non_contiguous_inputs_match_contiguous(rng):
+    x = rng.standard_normal((12, 8)).T  # (8, 12), strided
+    go = rng.standard_normal((12, 8))[:, ::-1].T
+    w, b = rng.standard_normal(12), rng.standard_normal(12)
+    _, mean, rstd = rn.layer_norm(x, 12, w, b, return_stats=True)
+    got = rn.layer_norm_backward(go, x, mean, rstd, w, b)
+    want = rn.layer_norm_backward(np.ascontiguousarray(go), np.ascontiguousarray(x), mean, rstd, w, b)
+    for a, e in zip(got, want):
+        np.testing.assert_allclose(a, e, rtol=1e-14, atol=1e-14)
+
+
+def test_float32_gradients_and_thread_independence(rng):
+    x = (rng.standard_normal((256, 300)) + 50).astype(np.float32)
+    go = rng.standard_normal((256, 300)).astype(np.float32)
+    w, b = rng.standard_normal(300).astype(np.float32), rng.standard_normal(300).astype(np.float32)
+    _, mean, rstd = rn.layer_norm(x, 300, w, b, return_stats=True)
+    before = rn.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 5):
+            rn.set_num_threads(n)
+            results.append(rn.layer_norm_backward(go, x, mean, rstd, w, b))
+    finally:
+        rn.set_num_threads(before)
+    for other in results[1:]:
+        for a, e in zip(results[0], other):
+            np.testing.assert_array_equal(a, e)
+    dx, dw, db = results[0]
+    assert dx.dtype == dw.dtype == db.dtype == np.float32
+    x64 = x.astype(np.float64)
+    xhat = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(dw, (go * xhat).sum(0), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(db, go.astype(np.float64).sum(0), rtol=1e-5, atol=1e-4)
+
+
+def test_backward_errors(rng):
+    x, go = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    _, mean, rstd = rn.layer_norm(x, return_stats=True)
+    with pytest.raises(ValueError, match=r"grad_out has shape \(4, 6\), x has \(4, 5\)"):
+        rn.layer_norm_backward(np.ones((4, 6)), x, mean, rstd)
+    with pytest.raises(ValueError, match=r"mean has 3 values .* statistics from another shape"):
+        rn.layer_norm_backward(go, x, mean[:3], rstd)
+    with pytest.raises(ValueError, match="grad_out must have the dtype of x"):
+        rn.layer_norm_backward(go.astype(np.float32), x, mean, rstd)
+    with pytest.raises(TypeError, match="layer_norm_backward: x has dtype int64"):
+        rn.layer_norm_backward(go, np.ones((4, 5), np.int64), mean, rstd)
+    with pytest.raises(ValueError, match="rstd has 2 values"):
+        rn.batch_norm_backward(go, x, np.zeros(5), np.ones(2))
+    with pytest.raises(ValueError, match="num_groups=3"):
+        rn.group_norm_backward(go[None], x[None], np.zeros(3), np.ones(3), num_groups=3)
+    with pytest.raises(ValueError, match=r"g has 2 values"):
+        rn.weight_norm_backward(go, x, np.ones(2))
+    with pytest.raises(ValueError, match="cosine_linear_backward: grad_out has shape"):
+        rn.cosine_linear_backward(go, x, np.ones((3, 5)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradients import _tol
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -89,3 +90,12 @@ def test_errors(rng):
     with pytest.raises(ValueError, match="out is read-only"):
         rn.rms_norm(x, out=ro)
     assert rn.rms_norm(np.ones((0, 4))).shape == (0, 4)
+
+
+@pytest.mark.parametrize(("case", "i", "e"), golden_cases("rms_norm_backward"))
+def test_rms_norm_backward_matches_autograd(rn, case, i, e):
+    ns, eps = tuple(case["kwargs"]["normalized_shape"]), case["kwargs"]["eps"]
+    _, rstd = rn.rms_norm(i["x"], ns, i["weight"], eps=eps, return_stats=True)
+    dx, dw = rn.rms_norm_backward(i["grad_out"], i["x"], rstd, i["weight"], normalized_shape=ns)
+    np.testing.assert_allclose(dx, e["dx"], **_tol(case))
+    np.testing.assert_allclose(dw, e["dweight"], **_tol(case))

@@ -1,0 +1,47 @@
+"""``python -m rsnorm bench``: the command line of the runner."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import rsnorm as rn
+
+from . import __doc__ as _doc
+from .chart import write_results
+from .report import format_markdown, format_table
+from .suites import SUITES
+from .timing import run
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m rsnorm bench", description=(_doc or "").splitlines()[0])
+    parser.add_argument(
+        "--suite", choices=sorted(SUITES), default="full", help="shapes to run (default full)"
+    )
+    parser.add_argument("--quick", action="store_true", help="the same as --suite quick (a smoke test)")
+    parser.add_argument("--only", default=None, help="only workloads whose op contains this text")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser.add_argument("--markdown", action="store_true", help="print the results as a Markdown table")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per implementation")
+    parser.add_argument("--threads", type=int, default=None, help="threads for rsnorm and the peers")
+    parser.add_argument(
+        "--out", default=None, help="folder for bench.json, bench.md and bench.png (matplotlib)"
+    )
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        rn.set_num_threads(args.threads)
+    suite = "quick" if args.quick else args.suite
+    report = run(suite, rounds=args.rounds, only=args.only, progress=not (args.json or args.markdown))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif args.markdown:
+        print(format_markdown(report))
+    else:
+        print(format_table(report))
+    if args.out:
+        for path in write_results(report, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
