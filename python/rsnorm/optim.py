@@ -190,9 +190,8 @@ class Optimizer:
                 fresh.append(new and "momentum_buffer" in names and self.algorithm == "sgd")
                 index += 1
             group_grads = checked[index - len(group["params"]) : index]
-            _rsnorm.optim_step(
-                self.algorithm, group, group["params"], group_grads, states, steps, fresh, scale
-            )
+            tensors = dict(params=group["params"], grads=group_grads, states=states, steps=steps, fresh=fresh)
+            _rsnorm.optim_step(self.algorithm, group, tensors, scale)
         return norm
 
     def zero_state(self) -> None:

@@ -85,20 +85,15 @@ fn row_backward_typed<'py, S: Storage>(
     let go = same_as_x::<S>(op, "grad_out", a.grad_out, &shape)?;
     let xv = rows_ref(&x, k);
     let n_rows = xv.rows().n_rows();
-    let mean = a
-        .mean
-        .map(|m| stats_values(op, "mean", m, n_rows))
-        .transpose()?;
+    let mean = (a.mean.map(|m| stats_values(op, "mean", m, n_rows))).transpose()?;
     let rstd = stats_values(op, "rstd", a.rstd, n_rows)?;
     let weight = param::<S>(py, op, "weight", a.weight, &norm_shape)?;
-    let bias_given = a.bias.is_some();
-    if let Some(b) = a.bias {
-        param::<S>(py, op, "bias", Some(b), &norm_shape)?;
-    }
+    // The bias is only checked: its gradient does not depend on its values.
+    let bias_given = param::<S>(py, op, "bias", a.bias, &norm_shape)?.is_some();
     let extra = a
         .grad_sum
-        .map(|g| same_as_x::<S>(op, "grad_residual_out", g, &shape))
-        .transpose()?;
+        .map(|g| same_as_x::<S>(op, "grad_residual_out", g, &shape));
+    let extra = extra.transpose()?;
     let extra = extra.as_ref().map(|e| rows_ref(e, k));
     let dx = output::<S>(py, op, "dx", None, &shape)?;
     let (gv, dv) = (rows_ref(&go, k), rows_mut(&dx, k));
@@ -108,13 +103,9 @@ fn row_backward_typed<'py, S: Storage>(
         let (mean, extra) = (mean.as_deref(), extra.as_ref());
         bw::row_norm_backward(&gv, &xv, &dv, mean, &rstd, w, want_params, extra)
     })?;
-    let dweight = weight
-        .is_some()
-        .then(|| f64_array::<S>(py, &sums.dweight, &norm_shape))
-        .transpose()?;
-    let dbias = bias_given
-        .then(|| f64_array::<S>(py, &sums.dbias, &norm_shape))
-        .transpose()?;
+    let grad = |given: bool, values: &[f64]| given.then(|| f64_array::<S>(py, values, &norm_shape));
+    let dweight = grad(weight.is_some(), &sums.dweight).transpose()?;
+    let dbias = grad(bias_given, &sums.dbias).transpose()?;
     Ok((dx.into_any(), dweight, dbias))
 }
 

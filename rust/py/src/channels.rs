@@ -75,23 +75,69 @@ impl<'py> Running<'py> {
     }
 }
 
-/// Running statistics the call updates in place share no memory with each other, the output or
-/// x: the update would overwrite results already written (or values still to be read).
-fn check_running_disjoint<S: Storage>(
-    op: &str,
-    running_mean: Option<&Running<'_>>,
-    running_var: Option<&Running<'_>>,
-    y: &Bound<'_, PyArrayDyn<S>>,
-    x: &Bound<'_, PyArrayDyn<S>>,
-) -> Result<()> {
-    check_disjoint(
-        op,
-        &[
-            ("running_mean", running_mean.map(|r| &r.array)),
-            ("running_var", running_var.map(|r| &r.array)),
-        ],
-        &[("out", Some(y.as_untyped())), ("x", Some(x.as_untyped()))],
-    )
+/// A norm's running mean and variance as the caller passed them, and which of them the call
+/// writes (in place, through a copy of the values the core updates).
+struct RunningPair<'py> {
+    mean: Option<Running<'py>>,
+    var: Option<Running<'py>>,
+    writes: (bool, bool),
+}
+
+impl<'py> RunningPair<'py> {
+    fn extract(
+        op: &str,
+        (mean, var): (Option<&Bound<'py, PyAny>>, Option<&Bound<'py, PyAny>>),
+        channels: usize,
+        writes: (bool, bool),
+    ) -> Result<Self> {
+        let mean = Running::extract(op, "running_mean", mean, channels, writes.0)?;
+        let var = Running::extract(op, "running_var", var, channels, writes.1)?;
+        Ok(RunningPair { mean, var, writes })
+    }
+
+    /// The statistics the call writes share no memory with each other, the output or x: the
+    /// update would overwrite results already written (or values still to be read).
+    fn check_disjoint<S: Storage>(
+        &self,
+        op: &str,
+        y: &Bound<'_, PyArrayDyn<S>>,
+        x: &Bound<'_, PyArrayDyn<S>>,
+    ) -> Result<()> {
+        let written =
+            |r: &Option<Running<'py>>, w: bool| r.as_ref().filter(|_| w).map(|r| r.array.clone());
+        let (mean, var) = (
+            written(&self.mean, self.writes.0),
+            written(&self.var, self.writes.1),
+        );
+        check_disjoint(
+            op,
+            &[
+                ("running_mean", mean.as_ref()),
+                ("running_var", var.as_ref()),
+            ],
+            &[("out", Some(y.as_untyped())), ("x", Some(x.as_untyped()))],
+        )
+    }
+
+    /// The values, for the core to read and update.
+    fn stats(&mut self) -> RunningStats<'_> {
+        RunningStats {
+            mean: self.mean.as_mut().map(|r| r.values.as_mut_slice()),
+            var: self.var.as_mut().map(|r| r.values.as_mut_slice()),
+        }
+    }
+
+    /// Writes the updated values back into the arrays the call writes.
+    fn store(&self) -> Result<()> {
+        for (running, written) in [(&self.mean, self.writes.0), (&self.var, self.writes.1)] {
+            running
+                .as_ref()
+                .filter(|_| written)
+                .map(Running::store)
+                .transpose()?;
+        }
+        Ok(())
+    }
 }
 
 /// The statistics a forward returns for its backward (mean and rstd in the compute type).
@@ -203,37 +249,18 @@ fn batch_norm_typed<'py, S: Storage>(
     let channels = shape[axis];
     let weight = channel_param::<S>(py, OP, "weight", a.weight, channels)?;
     let bias = channel_param::<S>(py, OP, "bias", a.bias, channels)?;
-    let written_var = options.writes_running_var();
-    let mut running_mean =
-        Running::extract(OP, "running_mean", a.running_mean, channels, a.training)?;
-    let mut running_var =
-        Running::extract(OP, "running_var", a.running_var, channels, written_var)?;
+    let writes = (a.training, options.writes_running_var());
+    let running = (a.running_mean, a.running_var);
+    let mut running = RunningPair::extract(OP, running, channels, writes)?;
     let y = output::<S>(py, OP, "out", a.out, &shape)?;
-    check_running_disjoint(
-        OP,
-        running_mean.as_ref().filter(|_| a.training),
-        running_var.as_ref().filter(|_| written_var),
-        &y,
-        &x,
-    )?;
+    running.check_disjoint(OP, &y, &x)?;
     let x = unaliased(x, &[&y])?;
     let (xv, yv) = (array_ref(&x), array_mut(&y));
-    let running = RunningStats {
-        mean: running_mean.as_mut().map(|r| r.values.as_mut_slice()),
-        var: running_var.as_mut().map(|r| r.values.as_mut_slice()),
-    };
-    let (w, b) = (weight.as_deref(), bias.as_deref());
+    let (w, b, stats) = (weight.as_deref(), bias.as_deref(), running.stats());
     let moments = compute(py, || {
-        core_batch_norm::batch_norm(&xv, &yv, axis, w, b, running, &options)
+        core_batch_norm::batch_norm(&xv, &yv, axis, w, b, stats, &options)
     })?;
-    if a.training {
-        for running in [
-            running_mean.as_ref(),
-            running_var.as_ref().filter(|_| written_var),
-        ] {
-            running.map(Running::store).transpose()?;
-        }
-    }
+    running.store()?;
     let stats = if a.return_stats {
         Some(stats_pair::<S>(py, &moments, a.eps, &[channels])?)
     } else {
@@ -303,32 +330,18 @@ fn instance_norm_typed<'py, S: Storage>(
     let (batch, channels, _) = options.check(&shape)?;
     let weight = channel_param::<S>(py, OP, "weight", a.weight, channels)?;
     let bias = channel_param::<S>(py, OP, "bias", a.bias, channels)?;
-    let updates = a.use_input_stats;
-    let mut running_mean = Running::extract(OP, "running_mean", a.running_mean, channels, updates)?;
-    let mut running_var = Running::extract(OP, "running_var", a.running_var, channels, updates)?;
+    let writes = (a.use_input_stats, a.use_input_stats);
+    let running = (a.running_mean, a.running_var);
+    let mut running = RunningPair::extract(OP, running, channels, writes)?;
     let y = output::<S>(py, OP, "out", a.out, &shape)?;
-    check_running_disjoint(
-        OP,
-        running_mean.as_ref().filter(|_| updates),
-        running_var.as_ref().filter(|_| updates),
-        &y,
-        &x,
-    )?;
+    running.check_disjoint(OP, &y, &x)?;
     let x = unaliased(x, &[&y])?;
     let (xv, yv) = (array_ref(&x), array_mut(&y));
-    let running = RunningStats {
-        mean: running_mean.as_mut().map(|r| r.values.as_mut_slice()),
-        var: running_var.as_mut().map(|r| r.values.as_mut_slice()),
-    };
-    let (w, b) = (weight.as_deref(), bias.as_deref());
+    let (w, b, stats) = (weight.as_deref(), bias.as_deref(), running.stats());
     let moments = compute(py, || {
-        core_instance_norm::instance_norm(&xv, &yv, w, b, running, &options)
+        core_instance_norm::instance_norm(&xv, &yv, w, b, stats, &options)
     })?;
-    if updates {
-        for running in [running_mean.as_ref(), running_var.as_ref()] {
-            running.map(Running::store).transpose()?;
-        }
-    }
+    running.store()?;
     // rstd only when returned: a square root and a division per statistic, which for the 16384
     // instances of a 7×7 InstanceNorm cost 4% of the call.
     let stats = if a.return_stats {

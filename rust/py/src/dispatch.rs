@@ -202,7 +202,11 @@ pub(crate) fn rows_ref<'a, S: Storage>(
     arr: &'a Bound<'_, PyArrayDyn<S>>,
     inner_ndim: usize,
 ) -> RowsRef<'a, S> {
-    array_ref(arr).rows(inner_ndim)
+    let untyped = arr.as_untyped();
+    let rows = Rows::split(untyped.shape(), &element_strides(untyped), inner_ndim);
+    // SAFETY: as in `array_ref` (the same layout, split into rows without an N-d view first:
+    // this is on every row op's per-call path).
+    unsafe { RowsRef::from_raw_parts(arr.data(), rows) }
 }
 
 /// `arr` seen as writeable rows of its last `inner_ndim` dims.
@@ -210,7 +214,10 @@ pub(crate) fn rows_mut<'a, S: Storage>(
     arr: &'a Bound<'_, PyArrayDyn<S>>,
     inner_ndim: usize,
 ) -> RowsMut<'a, S> {
-    array_mut(arr).into_rows(inner_ndim)
+    let untyped = arr.as_untyped();
+    let rows = Rows::split(untyped.shape(), &element_strides(untyped), inner_ndim);
+    // SAFETY: as in `array_mut`.
+    unsafe { RowsMut::from_raw_parts(arr.data(), rows) }
 }
 
 /// The output array: a fresh C-ordered one allocated by NumPy, or the caller's `out`, which

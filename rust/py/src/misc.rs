@@ -195,11 +195,55 @@ pub(crate) fn moments<'py>(
         .transpose()?;
     let xv = array_ref(&x);
     let r = compute(py, || statistics::moments(&xv, axes.as_deref()))?;
-    let shape = r.shape.as_slice();
-    let counts = PyArray::from_vec(py, vec![r.count as i64; r.moments.len()]).reshape(shape)?;
-    let mean = PyArray::from_vec(py, r.moments.iter().map(|m| m.mean).collect()).reshape(shape)?;
-    let m2 = PyArray::from_vec(py, r.moments.iter().map(Moments::m2).collect()).reshape(shape)?;
-    Ok(PyTuple::new(py, [counts.into_any(), mean.into_any(), m2.into_any()])?.into_any())
+    let counts = vec![r.count as i64; r.moments.len()];
+    let mean = r.moments.iter().map(|m| m.mean).collect();
+    let m2 = r.moments.iter().map(Moments::m2).collect();
+    moments_tuple(py, (counts, mean, m2), &r.shape)
+}
+
+/// (count, mean, M2) as NumPy arrays of `shape`: counts as int64, as `moments` returns them.
+fn moments_tuple<'py>(
+    py: Python<'py>,
+    (counts, mean, m2): (Vec<i64>, Vec<f64>, Vec<f64>),
+    shape: &[usize],
+) -> Result<Bound<'py, PyAny>> {
+    let counts = PyArray::from_vec(py, counts).reshape(shape)?.into_any();
+    let mean = PyArray::from_vec(py, mean).reshape(shape)?.into_any();
+    let m2 = PyArray::from_vec(py, m2).reshape(shape)?.into_any();
+    Ok(PyTuple::new(py, [counts, mean, m2])?.into_any())
+}
+
+/// One argument of `merge_moments`: a (count, mean, m2) triple of array-likes.
+pub(crate) struct Triple<'py>([Bound<'py, PyAny>; 3]);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Triple<'py> {
+    type Error = crate::errors::Error;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> Result<Self> {
+        let (c, m, q) = obj.extract().map_err(|_| {
+            value_error("merge_moments: each argument must be a (count, mean, m2) triple")
+        })?;
+        Ok(Triple([c, m, q]))
+    }
+}
+
+/// The six arrays of two triples broadcast together, as float64 values, and their shape.
+fn broadcast_f64(
+    py: Python<'_>,
+    parts: &[Bound<'_, PyAny>],
+) -> Result<(Vec<usize>, Vec<Vec<f64>>)> {
+    let broadcast = py
+        .import("numpy")?
+        .call_method1("broadcast_arrays", PyTuple::new(py, parts)?)?;
+    let mut shape = Vec::new();
+    let mut values = Vec::with_capacity(parts.len());
+    for arr in broadcast.try_iter()? {
+        let arr = aligned_copy(&arr?, numpy::dtype::<f64>(py).as_any())?;
+        let arr = arr.cast_into::<PyArrayDyn<f64>>()?;
+        shape = arr.shape().to_vec();
+        values.push(arr.to_vec()?);
+    }
+    Ok((shape, values))
 }
 
 /// Merges two (count, mean, M2) triples elementwise (Chan, Golub & LeVeque): the statistics of
@@ -207,49 +251,15 @@ pub(crate) fn moments<'py>(
 #[pyfunction]
 pub(crate) fn merge_moments<'py>(
     py: Python<'py>,
-    a: &Bound<'py, PyAny>,
-    b: &Bound<'py, PyAny>,
+    a: Triple<'py>,
+    b: Triple<'py>,
 ) -> Result<Bound<'py, PyAny>> {
-    const OP: &str = "merge_moments";
-    let np = py.import("numpy")?;
-    let parts: Vec<Bound<'py, PyAny>> = [a, b]
-        .iter()
-        .map(|t| {
-            let (c, m, q): (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>) =
-                t.extract().map_err(|_| {
-                    value_error(format!(
-                        "{OP}: each argument must be a (count, mean, m2) triple"
-                    ))
-                })?;
-            Ok([c, m, q])
-        })
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .collect();
-    let broadcast = np.call_method1("broadcast_arrays", PyTuple::new(py, &parts)?)?;
-    let arrays: Vec<Bound<'py, PyArrayDyn<f64>>> = broadcast
-        .try_iter()?
-        .map(|arr| {
-            let arr = aligned_copy(&arr?, numpy::dtype::<f64>(py).as_any())?;
-            Ok(arr.cast_into::<PyArrayDyn<f64>>()?)
-        })
-        .collect::<Result<_>>()?;
-    let shape = arrays[0].shape().to_vec();
-    let values: Vec<Vec<f64>> = arrays
-        .iter()
-        .map(PyArrayMethods::to_vec)
-        .collect::<std::result::Result<_, _>>()?;
+    let parts: Vec<Bound<'py, PyAny>> = a.0.into_iter().chain(b.0).collect();
+    let (shape, v) = broadcast_f64(py, &parts)?;
     let [counts, mean, m2] = compute(py, || {
-        merge_columns(
-            [&values[0], &values[1], &values[2]],
-            [&values[3], &values[4], &values[5]],
-        )
+        merge_columns([&v[0], &v[1], &v[2]], [&v[3], &v[4], &v[5]])
     })?;
     // Counts are whole numbers (checked), returned as NumPy's int64 like `moments`'.
-    let counts = PyArray::from_vec(py, counts.iter().map(|&c| c as i64).collect())
-        .reshape(shape.as_slice())?;
-    let mean = PyArray::from_vec(py, mean).reshape(shape.as_slice())?;
-    let m2 = PyArray::from_vec(py, m2).reshape(shape.as_slice())?;
-    Ok(PyTuple::new(py, [counts.into_any(), mean.into_any(), m2.into_any()])?.into_any())
+    let counts = counts.iter().map(|&c| c as i64).collect();
+    moments_tuple(py, (counts, mean, m2), &shape)
 }

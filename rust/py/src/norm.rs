@@ -205,15 +205,18 @@ pub(crate) fn add_layer_norm<'py>(
     residual_out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
 ) -> Result<Bound<'py, PyAny>> {
+    let (params, eps) = ((weight, bias), Some(eps));
     let fused = Fused {
         residual,
+        params,
+        eps,
         normalized_shape,
         out,
         residual_out,
         return_stats,
     };
     with_float_array!(float_array("add_layer_norm", "x", x)?, x => {
-        add_norm_typed(py, AddNorm::Layer, x, fused, weight, bias, Some(eps))
+        add_norm_typed(py, AddNorm::Layer, x, fused)
     })
 }
 
@@ -233,21 +236,28 @@ pub(crate) fn add_rms_norm<'py>(
     residual_out: Option<&Bound<'py, PyAny>>,
     return_stats: bool,
 ) -> Result<Bound<'py, PyAny>> {
+    let params = (weight, None);
     let fused = Fused {
         residual,
+        params,
+        eps,
         normalized_shape,
         out,
         residual_out,
         return_stats,
     };
     with_float_array!(float_array("add_rms_norm", "x", x)?, x => {
-        add_norm_typed(py, AddNorm::Rms, x, fused, weight, None, eps)
+        add_norm_typed(py, AddNorm::Rms, x, fused)
     })
 }
 
 /// Arguments the two fused residual-add norms share.
 struct Fused<'a, 'py> {
     residual: &'a Bound<'py, PyAny>,
+    /// weight and bias (always None for RMSNorm)
+    params: (Option<&'a Bound<'py, PyAny>>, Option<&'a Bound<'py, PyAny>>),
+    /// None: the dtype's machine epsilon (RMSNorm's default)
+    eps: Option<f64>,
     normalized_shape: Option<&'a Bound<'py, PyAny>>,
     out: Option<&'a Bound<'py, PyAny>>,
     residual_out: Option<&'a Bound<'py, PyAny>>,
@@ -261,21 +271,34 @@ enum AddNorm {
     Rms,
 }
 
-/// Both fused adds (`bias` is always None for RMSNorm).
+impl AddNorm {
+    fn op(self) -> &'static str {
+        match self {
+            AddNorm::Layer => "add_layer_norm",
+            AddNorm::Rms => "add_rms_norm",
+        }
+    }
+
+    /// The statistics the norm returns: (mean, rstd) for LayerNorm, rstd for RMSNorm.
+    fn stat_columns(self, stats: &[RowStats], rstd: Vec<f64>) -> Vec<Vec<f64>> {
+        match self {
+            AddNorm::Layer => vec![
+                stats.iter().map(|s| s.mean).collect(),
+                stats.iter().map(|s| s.rstd).collect(),
+            ],
+            AddNorm::Rms => vec![rstd],
+        }
+    }
+}
+
+/// Both fused adds.
 fn add_norm_typed<'py, S: Storage>(
     py: Python<'py>,
     kind: AddNorm,
     x: Bound<'py, PyArrayDyn<S>>,
     fused: Fused<'_, 'py>,
-    weight: Option<&Bound<'py, PyAny>>,
-    bias: Option<&Bound<'py, PyAny>>,
-    eps: Option<f64>,
 ) -> Result<Bound<'py, PyAny>> {
-    let eps = eps.unwrap_or(S::EPSILON);
-    let op = match kind {
-        AddNorm::Layer => "add_layer_norm",
-        AddNorm::Rms => "add_rms_norm",
-    };
+    let (op, eps, (weight, bias)) = (kind.op(), fused.eps.unwrap_or(S::EPSILON), fused.params);
     let shape = x.shape().to_vec();
     let k = normalized_ndim(op, &shape, fused.normalized_shape)?;
     let norm_shape = &shape[shape.len() - k..];
@@ -289,36 +312,29 @@ fn add_norm_typed<'py, S: Storage>(
     let (weight, bias) = (detached(weight, &outputs)?, detached(bias, &outputs)?);
     let x = unaliased(x, &[&y, &sum])?;
     let residual = unaliased(residual, &[&y, &sum])?;
-    let (xv, rv, yv, sv) = (
-        rows_ref(&x, k),
-        rows_ref(&residual, k),
-        rows_mut(&y, k),
-        rows_mut(&sum, k),
-    );
+    let (xv, rv) = (rows_ref(&x, k), rows_ref(&residual, k));
+    let (yv, sv) = (rows_mut(&y, k), rows_mut(&sum, k));
     let (w, b) = (param_slice(weight.as_ref()), param_slice(bias.as_ref()));
-    let n_stats = if fused.return_stats {
-        xv.rows().n_rows()
-    } else {
-        0
-    };
-    let mut stats = vec![RowStats::default(); n_stats];
-    let mut rstd = vec![0.0f64; n_stats];
-    compute(py, || {
-        if kind == AddNorm::Layer {
-            norm::add_layer_norm(&xv, &rv, &yv, &sv, w, b, eps, &mut stats)
-        } else {
-            norm::add_rms_norm(&xv, &rv, &yv, &sv, w, eps, &mut rstd)
-        }
+    let n_stats = usize::from(fused.return_stats) * xv.rows().n_rows();
+    let (mut stats, mut rstd) = (vec![RowStats::default(); n_stats], vec![0.0f64; n_stats]);
+    compute(py, || match kind {
+        AddNorm::Layer => norm::add_layer_norm(&xv, &rv, &yv, &sv, w, b, eps, &mut stats),
+        AddNorm::Rms => norm::add_rms_norm(&xv, &rv, &yv, &sv, w, eps, &mut rstd),
     })?;
     let mut result = vec![y.into_any(), sum.into_any()];
     if fused.return_stats {
-        let sshape = stats_shape(&shape, k);
-        if kind == AddNorm::Layer {
-            result.push(stats_array::<S>(py, stats.iter().map(|s| s.mean), &sshape)?.into_any());
-            result.push(stats_array::<S>(py, stats.iter().map(|s| s.rstd), &sshape)?.into_any());
-        } else {
-            result.push(stats_array::<S>(py, rstd.into_iter(), &sshape)?.into_any());
-        }
+        let columns = kind.stat_columns(&stats, rstd);
+        result.extend(stats_arrays::<S>(py, columns, &stats_shape(&shape, k))?);
     }
     Ok(PyTuple::new(py, result)?.into_any())
+}
+
+/// Per-row statistics (each a column of values) as arrays of the compute type.
+fn stats_arrays<'py, S: Storage>(
+    py: Python<'py>,
+    columns: Vec<Vec<f64>>,
+    shape: &[usize],
+) -> Result<Vec<Bound<'py, PyAny>>> {
+    let array = |values: Vec<f64>| Ok(stats_array::<S>(py, values.into_iter(), shape)?.into_any());
+    columns.into_iter().map(array).collect()
 }

@@ -32,10 +32,28 @@ fn item<T: Hyperparameter>(group: &Bound<'_, PyDict>, key: &str) -> Result<T> {
     T::read(&value).ok_or_else(|| {
         let shown = match value.extract::<BigInt>() {
             Ok(BigInt(bits)) => format!("an int of {bits} bits"),
-            Err(_) => value.repr().map_or("?".into(), |r| r.to_string()),
+            Err(_) => shown(&value),
         };
-        value_error(format!("{key} must be a finite number, got {shown:.80}"))
+        value_error(format!("{key} must be a finite number, got {shown}"))
     })
+}
+
+/// `value`'s repr, cut to 80 characters (a bad value may be a large array).
+fn shown(value: &Bound<'_, PyAny>) -> String {
+    let repr = value.repr().map_or("?".into(), |r| r.to_string());
+    repr.chars().take(80).collect()
+}
+
+/// Adam's `betas`, a pair of numbers.
+fn betas(group: &Bound<'_, PyDict>) -> Result<(f64, f64)> {
+    let betas = group.get_item("betas")?;
+    betas
+        .as_ref()
+        .and_then(|b| b.extract().ok())
+        .ok_or_else(|| {
+            let got = betas.as_ref().map_or("nothing".into(), shown);
+            value_error(format!("betas must be a pair (beta1, beta2), got {got}"))
+        })
 }
 
 /// An int too wide for f64's range, by its bit length (its digits could be thousands long).
@@ -50,84 +68,29 @@ impl<'a, 'py> FromPyObject<'a, 'py> for BigInt {
     }
 }
 
-/// The core's hyperparameter struct `$alg`, each field read from the group item of its name.
+/// The core's hyperparameter struct `$alg`, each field read from the group item of its name
+/// (`$extra` fields given).
 macro_rules! from_group {
-    ($group:expr, $alg:ident { $($field:ident),* } $(, $extra:ident: $value:expr)*) => {
+    ($group:expr => $alg:ident [$($field:ident),*] $(, $extra:ident: $value:expr)*) => {
         $alg { $($field: item($group, stringify!($field))?,)* $($extra: $value,)* }
     };
 }
 
 /// The algorithm `name` with its hyperparameters from a param group (a dict holding at least
 /// the options PyTorch's optimizer of that name takes).
-fn algorithm(name: &str, group: &Bound<'_, PyDict>) -> Result<Algorithm> {
+#[rustfmt::skip] // one line per algorithm: its hyperparameters, as the core's struct names them
+fn algorithm(name: &str, g: &Bound<'_, PyDict>) -> Result<Algorithm> {
     Ok(match name {
-        "sgd" => Algorithm::Sgd(from_group!(
-            group,
-            Sgd {
-                lr,
-                momentum,
-                dampening,
-                weight_decay,
-                nesterov,
-                maximize
-            }
-        )),
-        "adagrad" => Algorithm::Adagrad(from_group!(
-            group,
-            Adagrad {
-                lr,
-                lr_decay,
-                weight_decay,
-                eps,
-                maximize
-            }
-        )),
-        "adadelta" => Algorithm::Adadelta(from_group!(
-            group,
-            Adadelta {
-                lr,
-                rho,
-                eps,
-                weight_decay,
-                maximize
-            }
-        )),
-        "rmsprop" => Algorithm::Rmsprop(from_group!(
-            group,
-            Rmsprop {
-                lr,
-                alpha,
-                eps,
-                weight_decay,
-                momentum,
-                centered,
-                maximize
-            }
-        )),
+        "sgd" => Algorithm::Sgd(from_group!(g => Sgd[lr, momentum, dampening, weight_decay, nesterov, maximize])),
+        "adagrad" => Algorithm::Adagrad(from_group!(g => Adagrad[lr, lr_decay, weight_decay, eps, maximize])),
+        "adadelta" => Algorithm::Adadelta(from_group!(g => Adadelta[lr, rho, eps, weight_decay, maximize])),
+        "rmsprop" => Algorithm::Rmsprop(from_group!(g => Rmsprop[lr, alpha, eps, weight_decay, momentum, centered, maximize])),
         "adam" | "adamw" => {
-            let betas = group.get_item("betas")?;
-            let (beta1, beta2) =
-                betas
-                    .as_ref()
-                    .and_then(|b| b.extract().ok())
-                    .ok_or_else(|| {
-                        let shown = betas.map_or("nothing".into(), |b| {
-                            b.repr().map_or("?".into(), |r| r.to_string())
-                        });
-                        value_error(format!(
-                            "betas must be a pair (beta1, beta2), got {shown:.80}"
-                        ))
-                    })?;
-            Algorithm::Adam(
-                from_group!(group, Adam { lr, eps, weight_decay, amsgrad, maximize },
-                beta1: beta1, beta2: beta2, decoupled: name == "adamw"),
-            )
+            let (beta1, beta2) = betas(g)?;
+            Algorithm::Adam(from_group!(g => Adam[lr, eps, weight_decay, amsgrad, maximize],
+                beta1: beta1, beta2: beta2, decoupled: name == "adamw"))
         }
-        other => {
-            return Err(value_error(format!(
-                "unknown optimizer algorithm {other:?}"
-            )))
-        }
+        other => return Err(value_error(format!("unknown optimizer algorithm {other:?}"))),
     })
 }
 
@@ -149,12 +112,15 @@ where
     (start, start + arr.len() * std::mem::size_of::<T>())
 }
 
-/// The tensors of one dtype, as mutable slices for the core.
-fn typed_steps<'a, T: numpy::Element + rsnorm_core::Float>(
+/// Tensor `i` (its param, grad and states) as mutable slices for the core, if its param has
+/// dtype `T`.
+fn typed_step<'a, T: numpy::Element + rsnorm_core::Float>(
     i: usize,
-    param: &'a Bound<'_, PyAny>,
-    grad: &'a Bound<'_, PyAny>,
-    states: &'a [Bound<'_, PyAny>],
+    (param, grad, states): (
+        &'a Bound<'_, PyAny>,
+        &'a Bound<'_, PyAny>,
+        &'a [Bound<'_, PyAny>],
+    ),
     step: u64,
     fresh: bool,
 ) -> Result<Option<TensorStep<'a, T>>> {
@@ -175,71 +141,101 @@ fn typed_steps<'a, T: numpy::Element + rsnorm_core::Float>(
             "grads[{i}] shares memory with params[{i}]"
         )));
     }
-    let mut state = Vec::with_capacity(states.len());
-    for s in states {
-        let s = s
-            .cast::<PyArrayDyn<T>>()
-            .map_err(|_| value_error(format!("state of params[{i}] has another dtype")))?;
-        if !s.is_c_contiguous() || s.len() != p.len() {
-            return Err(value_error(format!(
-                "state of params[{i}] must be C-contiguous and of its size"
-            )));
-        }
-        // SAFETY: distinct contiguous arrays owned by the optimizer, written only here.
-        state.push(unsafe { s.as_slice_mut()? });
-    }
-    // SAFETY: contiguous; param and grad checked disjoint; the optimizer owns its params.
+    let states = checked_states::<T>(i, p.len(), states)?;
+    // SAFETY: contiguous; param and grad checked disjoint; the optimizer owns its params and
+    // its state arrays (distinct, written only here).
     let (param, grad) = unsafe { (p.as_slice_mut()?, g.as_slice()?) };
+    let state = states.into_iter().map(|s| unsafe { s.as_slice_mut() });
+    let state = state.collect::<std::result::Result<_, _>>()?;
+    let fresh_buffer = fresh;
     Ok(Some(TensorStep {
         param,
         grad,
         state,
         step,
-        fresh_buffer: fresh,
+        fresh_buffer,
     }))
 }
 
+/// Tensor `i`'s state arrays, checked to have its param's dtype and size and to be contiguous.
+fn checked_states<'a, 'py, T: numpy::Element>(
+    i: usize,
+    len: usize,
+    states: &'a [Bound<'py, PyAny>],
+) -> Result<Vec<&'a Bound<'py, PyArrayDyn<T>>>> {
+    let check = |s: &'a Bound<'py, PyAny>| {
+        let s = s
+            .cast::<PyArrayDyn<T>>()
+            .map_err(|_| value_error(format!("state of params[{i}] has another dtype")))?;
+        if !s.is_c_contiguous() || s.len() != len {
+            let msg = format!("state of params[{i}] must be C-contiguous and of its size");
+            return Err(value_error(msg));
+        }
+        Ok(s)
+    };
+    states.iter().map(check).collect()
+}
+
+/// A parameter group's tensors, as the Python optimizer passes them (a dict): `states[i]` lists tensor
+/// i's state arrays in the order of `optim_validate`'s names, `steps[i]` its step count after
+/// this step, `fresh[i]` whether its momentum buffer is new this step.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub(crate) struct Tensors<'py> {
+    params: Vec<Bound<'py, PyAny>>,
+    grads: Vec<Bound<'py, PyAny>>,
+    states: Vec<Vec<Bound<'py, PyAny>>>,
+    steps: Vec<u64>,
+    fresh: Vec<bool>,
+}
+
+/// The float32 and the float64 tensors of a group.
+type ByDtype<'a> = (Vec<TensorStep<'a, f32>>, Vec<TensorStep<'a, f64>>);
+
+impl Tensors<'_> {
+    fn by_dtype(&self) -> Result<ByDtype<'_>> {
+        let n = self.params.len();
+        let lens = [
+            self.grads.len(),
+            self.states.len(),
+            self.steps.len(),
+            self.fresh.len(),
+        ];
+        if lens.iter().any(|&len| len != n) {
+            let grads = self.grads.len();
+            return Err(value_error(format!(
+                "optimizer step: {n} params but {grads} grads"
+            )));
+        }
+        let (mut f32s, mut f64s) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let tensor = (&self.params[i], &self.grads[i], &self.states[i][..]);
+            let (step, fresh) = (self.steps[i], self.fresh[i]);
+            if let Some(t) = typed_step::<f32>(i, tensor, step, fresh)? {
+                f32s.push(t);
+            } else if let Some(t) = typed_step::<f64>(i, tensor, step, fresh)? {
+                f64s.push(t);
+            } else {
+                let msg = format!("params[{i}] must be a float32 or float64 numpy.ndarray");
+                return Err(type_error(msg));
+            }
+        }
+        Ok((f32s, f64s))
+    }
+}
+
 /// One optimizer step of one parameter group: updates params and states in place.
-/// `states[i]` lists tensor i's state arrays in the order of `optim_validate`'s names, `steps[i]`
-/// its step count after this step, `fresh[i]` whether its momentum buffer is new this step.
 #[pyfunction]
-#[pyo3(signature = (algorithm, group, params, grads, states, steps, fresh, grad_scale=1.0))]
+#[pyo3(signature = (algorithm, group, tensors, grad_scale=1.0))]
 pub(crate) fn optim_step(
     py: Python<'_>,
     algorithm: &str,
     group: &Bound<'_, PyDict>,
-    params: Vec<Bound<'_, PyAny>>,
-    grads: Vec<Bound<'_, PyAny>>,
-    states: Vec<Vec<Bound<'_, PyAny>>>,
-    steps: Vec<u64>,
-    fresh: Vec<bool>,
+    tensors: Tensors<'_>,
     grad_scale: f64,
 ) -> Result<()> {
     let alg = self::algorithm(algorithm, group)?;
-    let n = params.len();
-    if grads.len() != n || states.len() != n || steps.len() != n || fresh.len() != n {
-        return Err(value_error(format!(
-            "optimizer step: {n} params but {} grads",
-            grads.len()
-        )));
-    }
-    let mut f32s = Vec::new();
-    let mut f64s = Vec::new();
-    for i in 0..n {
-        if let Some(t) =
-            typed_steps::<f32>(i, &params[i], &grads[i], &states[i], steps[i], fresh[i])?
-        {
-            f32s.push(t);
-        } else if let Some(t) =
-            typed_steps::<f64>(i, &params[i], &grads[i], &states[i], steps[i], fresh[i])?
-        {
-            f64s.push(t);
-        } else {
-            return Err(type_error(format!(
-                "params[{i}] must be a float32 or float64 numpy.ndarray"
-            )));
-        }
-    }
+    let (mut f32s, mut f64s) = tensors.by_dtype()?;
     compute(py, || {
         optim::step(&alg, &mut f32s, grad_scale)?;
         optim::step(&alg, &mut f64s, grad_scale)
