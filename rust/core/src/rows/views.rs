@@ -57,6 +57,35 @@ unsafe impl<S: Sync> Sync for RowsRef<'_, S> {}
 unsafe impl<S: Send> Send for RowsMut<'_, S> {}
 unsafe impl<S: Send> Sync for RowsMut<'_, S> {}
 
+/// The read accessors every view has: its layout and its first element's address (for identity
+/// and overlap tests; elements are reached through the row drivers).
+macro_rules! view_accessors {
+    ($view:ident { $($field:ident: $ty:ty),* }) => {
+        impl<S> $view<'_, S> {
+            $(
+                pub fn $field(&self) -> &$ty {
+                    &self.$field
+                }
+            )*
+
+            pub fn as_ptr(&self) -> *const S {
+                self.ptr
+            }
+        }
+    };
+}
+
+view_accessors!(ArrayRef {
+    shape: [usize],
+    strides: [isize]
+});
+view_accessors!(ArrayMut {
+    shape: [usize],
+    strides: [isize]
+});
+view_accessors!(RowsRef { rows: Rows });
+view_accessors!(RowsMut { rows: Rows });
+
 /// Element strides of a C-contiguous array of `shape`.
 fn c_strides(shape: &[usize]) -> Vec<isize> {
     let mut strides = vec![1isize; shape.len()];
@@ -143,19 +172,6 @@ impl<'a, S> ArrayRef<'a, S> {
         unsafe { Self::from_raw_parts(data.as_ptr(), shape, &c_strides(shape)) }
     }
 
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    pub fn strides(&self) -> &[isize] {
-        &self.strides
-    }
-
-    /// The first element's address (for identity and overlap tests; reading goes through rows).
-    pub fn as_ptr(&self) -> *const S {
-        self.ptr
-    }
-
     /// The same array with its dims reordered: `leading` first (in that order), the others after.
     #[must_use]
     pub fn with_leading(&self, leading: &[usize]) -> ArrayRef<'a, S> {
@@ -215,19 +231,6 @@ impl<'a, S> ArrayMut<'a, S> {
         );
         // SAFETY: the C-contiguous layout of `shape` covers exactly the borrowed slice.
         unsafe { Self::from_raw_parts(data.as_mut_ptr(), shape, &c_strides(shape)) }
-    }
-
-    pub fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    pub fn strides(&self) -> &[isize] {
-        &self.strides
-    }
-
-    /// The first element's address (for identity and overlap tests).
-    pub fn as_ptr(&self) -> *const S {
-        self.ptr
     }
 
     /// The same array with its dims reordered (see [`ArrayRef::with_leading`]), in place of this one.
@@ -292,15 +295,6 @@ impl<'a, S> RowsRef<'a, S> {
         unsafe { Self::from_raw_parts(data.as_ptr(), Rows::contiguous(n_rows, row_len)) }
     }
 
-    pub fn rows(&self) -> &Rows {
-        &self.rows
-    }
-
-    /// The first element's address (for identity and overlap tests).
-    pub fn as_ptr(&self) -> *const S {
-        self.ptr
-    }
-
     /// The same memory as rows of another layout.
     ///
     /// # Safety
@@ -332,15 +326,6 @@ impl<'a, S> RowsMut<'a, S> {
         let n_rows = data.len().checked_div(row_len).unwrap_or(0);
         // SAFETY: `n_rows` whole rows of `row_len` lie inside the exclusively borrowed slice.
         unsafe { Self::from_raw_parts(data.as_mut_ptr(), Rows::contiguous(n_rows, row_len)) }
-    }
-
-    pub fn rows(&self) -> &Rows {
-        &self.rows
-    }
-
-    /// The first element's address (for identity and overlap tests).
-    pub fn as_ptr(&self) -> *const S {
-        self.ptr
     }
 
     pub(crate) fn as_mut_ptr(&self) -> *mut S {
