@@ -654,3 +654,57 @@ def test_lrn_float32_strided_and_errors(rng):
         rn.local_response_norm(x[0, 0], 3)
     with pytest.raises(ValueError, match="beta must be finite"):
         rn.local_response_norm(x, 3, beta=float("inf"))
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((2, 3, 4, 5), 1), ((3, 4, 5, 3), -1), ((40, 3), -1)])
+def test_batch_norm_running_var_correction_as_onnx_and_keras(rn, rng, shape, axis):
+    """ONNX BatchNormalization in training mode (and Keras): the running variance moves towards the
+    biased batch variance, with ONNX's momentum the weight of the old value."""
+    x = rng.standard_normal(shape) * 3 + 1
+    c = shape[axis]
+    scale, bias = rng.standard_normal(c), rng.standard_normal(c)
+    mean0, var0 = rng.standard_normal(c), rng.random(c) + 0.5
+    onnx_momentum, eps = 0.9, 1e-5
+    axes = tuple(d for d in range(x.ndim) if d != axis % x.ndim)
+    batch_mean, batch_var = x.mean(axis=axes), x.var(axis=axes)
+    want_y = bn_ref(x, batch_mean, batch_var, scale, bias, eps, axis)
+    want_mean = mean0 * onnx_momentum + batch_mean * (1 - onnx_momentum)
+    want_var = var0 * onnx_momentum + batch_var * (1 - onnx_momentum)
+    rm, rv = mean0.copy(), var0.copy()
+    y = rn.batch_norm(
+        x, rm, rv, scale, bias, True, 1 - onnx_momentum, eps, axis=axis, running_var_correction=0
+    )
+    np.testing.assert_allclose(y, want_y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rm, want_mean, rtol=1e-13)
+    np.testing.assert_allclose(rv, want_var, rtol=1e-13)
+    # The default stays PyTorch's: towards the unbiased variance.
+    rm, rv = mean0.copy(), var0.copy()
+    rn.batch_norm(x, rm, rv, scale, bias, True, 1 - onnx_momentum, eps, axis=axis)
+    n = x.size // c
+    np.testing.assert_allclose(rv, var0 * onnx_momentum + batch_var * n / (n - 1) * (1 - onnx_momentum))
+
+
+def test_batch_norm_layers_keep_their_running_var_correction(rng):
+    x = rng.standard_normal((8, 3, 5))
+    keras = rn.nn.BatchNorm(3, momentum=0.5, running_var_correction=0, dtype=np.float64)
+    keras(x)
+    want = 0.5 + 0.5 * x.var(axis=(0, 2))
+    np.testing.assert_allclose(keras.state_dict()["running_var"], want, rtol=1e-13)
+    state = {k: np.array(v) for k, v in keras.state_dict().items()}
+    assert int(state["running_var_correction"]) == 0
+    # Saving and loading round-trips the convention; a PyTorch-convention layer keeps PyTorch's keys.
+    loaded = rn.nn.BatchNorm(3, dtype=np.float64)
+    assert "running_var_correction" not in loaded.state_dict()
+    loaded.load_state_dict(state)
+    assert loaded.running_var_correction == 0
+    torch_state = {k: v for k, v in state.items() if k != "running_var_correction"}
+    keras.load_state_dict(torch_state)  # a PyTorch state dict: the layer keeps its convention
+    assert keras.running_var_correction == 0
+    seq = rn.nn.SequenceBatchNorm(3, max_steps=2, momentum=0.5, dtype=np.float64, running_var_correction=0)
+    xs = rng.standard_normal((2, 8, 3))
+    seq(xs)
+    np.testing.assert_allclose(seq.state_dict()["running_var"][1], 0.5 + 0.5 * xs[1].var(axis=0), rtol=1e-13)
+    with pytest.raises(ValueError, match=r"BatchNorm: running_var_correction must be an int >= 0.*got -1"):
+        rn.nn.BatchNorm(3, running_var_correction=-1)
+    with pytest.raises(ValueError, match=r"^batch_norm: running_var_correction must be >= 0 .*got -2"):
+        rn.batch_norm(x, None, None, training=True, running_var_correction=-2)

@@ -106,6 +106,7 @@ def batch_norm(
     mean_only: bool = False,
     num_batches_tracked: int | None = None,
     return_stats: bool = False,
+    running_var_correction: int = 1,
 ) -> Any: ...
 def instance_norm(
     x: _ArrayLike,

@@ -40,15 +40,18 @@ def batch_norm(
     mean_only: bool = False,
     num_batches_tracked: int | None = None,
     return_stats: bool = False,
+    running_var_correction: int = 1,
 ) -> Any:
     """Batch normalization of any rank with channels at ``axis`` (1: NCHW, -1: NHWC or (batch,
     features)), as ``torch.nn.functional.batch_norm``.
 
     Training (or no running statistics) normalizes with the batch's statistics and, where running
     statistics are given, updates them in place: ``running = (1 − momentum)·running +
-    momentum·batch`` with the unbiased batch variance; ``momentum=None`` is the cumulative average
-    over ``num_batches_tracked + 1`` batches. Evaluation normalizes with the running statistics.
-    ``mean_only=True`` subtracts the mean only (mean-only batch norm, paired with weight norm).
+    momentum·batch`` with the batch variance M2 / (n − ``running_var_correction``): 1 (default) is
+    PyTorch's unbiased variance, 0 the biased one Keras and ONNX use. ``momentum=None`` is the
+    cumulative average over ``num_batches_tracked + 1`` batches. Evaluation normalizes with the
+    running statistics. ``mean_only=True`` subtracts the mean only (mean-only batch norm, paired with
+    weight norm).
     """
     return _rsnorm.batch_norm(
         x,
@@ -64,6 +67,7 @@ def batch_norm(
         mean_only,
         num_batches_tracked,
         return_stats,
+        running_var_correction,
     )
 
 

@@ -239,11 +239,44 @@ class _RunningStats(Module):
             self._buffers["num_batches_tracked"][...] = 0  # type: ignore[index]
 
 
-class BatchNorm(_RunningStats):
+class _BatchNormBase(_RunningStats):
+    """BatchNorm's running-variance convention (``running_var_correction``: 1 is PyTorch's unbiased
+    variance, 0 the biased one of Keras and ONNX). A layer not on PyTorch's convention keeps it in
+    its state dict (key ``running_var_correction``), so saving and loading round-trips; a
+    PyTorch-convention layer's state dict has PyTorch's keys only."""
+
+    running_var_correction = 1
+
+    def _set_correction(self, correction: int) -> None:
+        if isinstance(correction, bool) or not isinstance(correction, (int, np.integer)) or correction < 0:
+            raise ValueError(
+                f"{type(self).__name__}: running_var_correction must be an int >= 0 (1: PyTorch, "
+                f"0: Keras/ONNX), got {correction!r}"
+            )
+        self.running_var_correction = int(correction)
+
+    def state_dict(self) -> dict[str, Array]:
+        state = super().state_dict()
+        if self.running_var_correction != 1:
+            state["running_var_correction"] = np.array(self.running_var_correction, np.int64)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        state = dict(state)
+        if "running_var_correction" in state:
+            self._set_correction(int(state["running_var_correction"]))
+        elif self.running_var_correction != 1:  # a PyTorch state dict: the layer keeps its convention
+            state["running_var_correction"] = np.array(self.running_var_correction, np.int64)
+        super().load_state_dict(state, strict)
+
+
+class BatchNorm(_BatchNormBase):
     """``torch.nn.BatchNorm1d/2d/3d`` for any rank, channels at ``axis`` (1: NCHW, -1: NHWC).
 
     ``momentum=None`` keeps a cumulative average. ``mean_only=True`` subtracts the batch mean only
-    (mean-only batch norm, paired with weight norm).
+    (mean-only batch norm, paired with weight norm). ``running_var_correction=0`` moves the running
+    variance towards the biased batch variance, as Keras and ONNX do (1, the default: PyTorch's
+    unbiased one).
     """
 
     def __init__(
@@ -256,10 +289,12 @@ class BatchNorm(_RunningStats):
         *,
         axis: int = 1,
         mean_only: bool = False,
+        running_var_correction: int = 1,
         dtype: npt.DTypeLike = np.float32,
     ) -> None:
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
         self.axis, self.mean_only = axis, mean_only
+        self._set_correction(running_var_correction)
 
     def forward(self, x: npt.ArrayLike) -> Array:
         before = self._batches_before()
@@ -278,6 +313,7 @@ class BatchNorm(_RunningStats):
             mean_only=self.mean_only,
             num_batches_tracked=before,
             return_stats=True,
+            running_var_correction=self.running_var_correction,
         )
         self._count_batch(before)
         self._saved = (x, mean, rstd, batch_stats)
@@ -480,13 +516,14 @@ class CosineLinear(Module):
         return dx
 
 
-class SequenceBatchNorm(_RunningStats):
+class SequenceBatchNorm(_BatchNormBase):
     """Batch norm with per-time-step statistics for sequences (T, N, C, ...): recurrent batch
     normalization (Cooijmans et al. 2016). Step t keeps its own running statistics for
     t < max_steps; steps at or beyond max_steps share those of step max_steps − 1, in training
     and in inference. weight and bias are shared by all steps.
 
-    State keys: weight, bias (C,), running_mean and running_var (max_steps, C), num_batches_tracked.
+    State keys: weight, bias (C,), running_mean and running_var (max_steps, C), num_batches_tracked
+    (and running_var_correction when not 1, as in ``BatchNorm``).
     """
 
     def __init__(
@@ -497,11 +534,14 @@ class SequenceBatchNorm(_RunningStats):
         momentum: float | None = 0.1,
         affine: bool = True,
         dtype: npt.DTypeLike = np.float32,
+        *,
+        running_var_correction: int = 1,
     ) -> None:
         if max_steps < 1:
             raise ValueError(f"SequenceBatchNorm: max_steps must be >= 1, got {max_steps}")
         super().__init__(num_features, eps, momentum, affine, True, dtype)
         self.max_steps = max_steps
+        self._set_correction(running_var_correction)
         self._buffers["running_mean"] = np.zeros((max_steps, num_features), dtype)
         self._buffers["running_var"] = np.ones((max_steps, num_features), dtype)
 
@@ -529,6 +569,7 @@ class SequenceBatchNorm(_RunningStats):
                 num_batches_tracked=before,
                 out=y[t],
                 return_stats=True,
+                running_var_correction=self.running_var_correction,
             )
             stats.append((mean, rstd))
         self._count_batch(before)

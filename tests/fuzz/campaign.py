@@ -170,6 +170,8 @@ def _(rng):
     kw = {"training": training, "momentum": scalar(rng, [0.1, 0.5]), "eps": scalar(rng, [1e-5])}
     if rng.random() < 0.3:
         kw["axis"] = scalar(rng, [-1, 1, 0])
+    if rng.random() < 0.3:
+        kw["running_var_correction"] = scalar(rng, [0, 1])
     return rn.batch_norm, [x, *stats], kw, False
 
 

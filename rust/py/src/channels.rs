@@ -178,11 +178,11 @@ fn result<'py>(
 #[pyo3(
     text_signature = "(x, running_mean=None, running_var=None, weight=None, bias=None, training=False, \
                          momentum=0.1, eps=1e-05, axis=1, out=None, mean_only=False, \
-                         num_batches_tracked=None, return_stats=False)"
+                         num_batches_tracked=None, return_stats=False, running_var_correction=1)"
 )]
 #[pyo3(signature = (x, running_mean=None, running_var=None, weight=None, bias=None, training=false,
                     momentum=Some(0.1), eps=1e-5, axis=1, out=None, mean_only=false,
-                    num_batches_tracked=None, return_stats=false))]
+                    num_batches_tracked=None, return_stats=false, running_var_correction=1))]
 pub(crate) fn batch_norm<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -198,19 +198,24 @@ pub(crate) fn batch_norm<'py>(
     mean_only: bool,
     num_batches_tracked: Option<i64>,
     return_stats: bool,
+    running_var_correction: i64,
 ) -> Result<Bound<'py, PyAny>> {
+    let options = BatchNormOptions {
+        training,
+        momentum,
+        eps,
+        mean_only,
+        num_batches_tracked,
+        running_var_correction,
+    };
     let args = BatchNormArgs {
         running_mean,
         running_var,
         weight,
         bias,
-        training,
-        momentum,
-        eps,
+        options,
         axis,
         out,
-        mean_only,
-        num_batches_tracked,
         return_stats,
     };
     with_float_array!(float_array("batch_norm", "x", x)?, x => batch_norm_typed(py, x, &args))
@@ -221,13 +226,9 @@ struct BatchNormArgs<'a, 'py> {
     running_var: Option<&'a Bound<'py, PyAny>>,
     weight: Option<&'a Bound<'py, PyAny>>,
     bias: Option<&'a Bound<'py, PyAny>>,
-    training: bool,
-    momentum: Option<f64>,
-    eps: f64,
+    options: BatchNormOptions,
     axis: i64,
     out: Option<&'a Bound<'py, PyAny>>,
-    mean_only: bool,
-    num_batches_tracked: Option<i64>,
     return_stats: bool,
 }
 
@@ -237,19 +238,13 @@ fn batch_norm_typed<'py, S: Storage>(
     a: &BatchNormArgs<'_, 'py>,
 ) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "batch_norm";
-    let options = BatchNormOptions {
-        training: a.training,
-        momentum: a.momentum,
-        eps: a.eps,
-        mean_only: a.mean_only,
-        num_batches_tracked: a.num_batches_tracked,
-    };
+    let options = a.options;
     let shape = x.shape().to_vec();
     let axis = options.channel_axis(a.axis, &shape)?;
     let channels = shape[axis];
     let weight = channel_param::<S>(py, OP, "weight", a.weight, channels)?;
     let bias = channel_param::<S>(py, OP, "bias", a.bias, channels)?;
-    let writes = (a.training, options.writes_running_var());
+    let writes = (options.training, options.writes_running_var());
     let running = (a.running_mean, a.running_var);
     let mut running = RunningPair::extract(OP, running, channels, writes)?;
     let y = output::<S>(py, OP, "out", a.out, &shape)?;
@@ -262,7 +257,7 @@ fn batch_norm_typed<'py, S: Storage>(
     })?;
     running.store()?;
     let stats = if a.return_stats {
-        Some(stats_pair::<S>(py, &moments, a.eps, &[channels])?)
+        Some(stats_pair::<S>(py, &moments, options.eps, &[channels])?)
     } else {
         None
     };

@@ -33,6 +33,9 @@ pub struct BatchNormOptions {
     pub mean_only: bool,
     /// Batches counted before this one (for the cumulative average).
     pub num_batches_tracked: Option<i64>,
+    /// The running variance moves towards the batch's M2 / (n − correction): 1 is PyTorch's
+    /// (unbiased), 0 Keras' and ONNX's (biased).
+    pub running_var_correction: i64,
 }
 
 impl BatchNormOptions {
@@ -46,6 +49,13 @@ impl BatchNormOptions {
         }
         if let Some(m) = self.momentum {
             check_momentum(OP, m)?;
+        }
+        if self.running_var_correction < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{OP}: running_var_correction must be >= 0 (1: unbiased, as PyTorch; 0: biased, as \
+                 Keras and ONNX), got {}",
+                self.running_var_correction
+            )));
         }
         if shape.is_empty() {
             return Err(Error::InvalidArgument(format!(
@@ -161,11 +171,12 @@ pub fn batch_norm<S: Element>(
             update_running(running_mean, &mean, factor);
         }
         if let (Some(running_var), false) = (running.var, o.mean_only) {
-            let unbiased: Vec<f64> = per_channel
+            let correction = o.running_var_correction as f64;
+            let corrected: Vec<f64> = per_channel
                 .iter()
-                .map(|m| m.m2() / (m.count - 1.0))
+                .map(|m| m.m2() / (m.count - correction))
                 .collect();
-            update_running(running_var, &unbiased, factor);
+            update_running(running_var, &corrected, factor);
         }
     }
     Ok(per_channel)
@@ -240,6 +251,7 @@ mod tests {
             eps: 0.0,
             mean_only: false,
             num_batches_tracked,
+            running_var_correction: 1,
         }
     }
 
@@ -260,6 +272,18 @@ mod tests {
             assert_eq!(mean, vec![1.75, 7.75]);
             assert!((var[0] - (0.5 + 0.5 * 17.0 / 3.0)).abs() < 1e-12);
         }
+        // Keras and ONNX: towards the biased variance.
+        let (mut mean, mut var) = (vec![0.0, 10.0], vec![1.0, 1.0]);
+        let running = RunningStats {
+            mean: Some(&mut mean),
+            var: Some(&mut var),
+        };
+        let biased = BatchNormOptions {
+            running_var_correction: 0,
+            ..training(Some(0.5), None)
+        };
+        run(&x, &[2, 2, 2], 1, running, &biased).unwrap();
+        assert!((var[0] - (0.5 + 0.5 * 4.25)).abs() < 1e-12);
     }
 
     #[test]
