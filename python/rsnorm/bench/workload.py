@@ -53,11 +53,6 @@ def family(name: str) -> Callable[[Family], Family]:
     return register
 
 
-def random(shape, dtype, rng) -> np.ndarray:
-    """Standard normal values of `shape` drawn in float64, as `dtype`."""
-    return rng.standard_normal(shape, dtype=np.float64).astype(dtype)
-
-
 # ---------------------------------------------------------------- peers (optional)
 
 
