@@ -115,8 +115,8 @@ class OnBackend:
 
     def __getattr__(self, name: str) -> Any:
         fn = getattr(rsnorm, name)
-        if not isinstance(fn, types.FunctionType):
-            return fn
+        if not isinstance(fn, types.FunctionType) or not hasattr(fn, "__wrapped__"):
+            return fn  # not an op on arrays (set_num_threads, classes, modules)
         backend = self.backend
 
         def on_backend(*args: Any, **kwargs: Any) -> Any:
@@ -130,15 +130,24 @@ class OnBackend:
 
             args = tuple(to(a) for a in args)
             kwargs = {k: to(v) for k, v in kwargs.items()}
-            result = fn(*args, **kwargs)
+            if moved and backend.ops is not None and not hasattr(backend.ops, name):
+                pytest.skip(f"{name} is not on the {backend.name} backend")
+            try:
+                result = fn(*args, **kwargs)
+            except NotImplementedError as exc:
+                pytest.skip(f"not on the {backend.name} backend: {exc}")
             for host, there in moved:
                 if host.flags.writeable and there is not host:
                     host[...] = backend.to_numpy(there)
-            return back(result)
+            return back(result, moved)
 
-        def back(value: Any) -> Any:
+        def back(value: Any, moved: list[tuple[np.ndarray, Any]]) -> Any:
             if isinstance(value, tuple):
-                return tuple(back(v) for v in value)
+                return tuple(back(v, moved) for v in value)
+            # A backend array the call was given (out=, in place) stands for its host array.
+            for host, there in moved:
+                if value is there:
+                    return host
             return backend.to_numpy(value)
 
         setattr(self, name, on_backend)  # one function per name, as a module has
@@ -150,6 +159,10 @@ def rn(request):
     """The public API on each available backend (NumPy: the rsnorm module itself). A parity test
     that takes this fixture runs once per backend, so a new backend inherits it."""
     backend = next(b for b in _backend.backends() if b.name == request.param)
+    if backend.name == "gpu" and not rsnorm.gpu.is_available():
+        if os.environ.get("RSNORM_REQUIRE_GPU") == "1":
+            pytest.fail("RSNORM_REQUIRE_GPU=1 but rsnorm.gpu has no adapter")
+        pytest.skip("no GPU adapter (rsnorm.gpu.is_available() is False)")
     return rsnorm if backend is _backend.NUMPY else OnBackend(backend)
 
 

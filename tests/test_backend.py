@@ -173,7 +173,8 @@ def test_a_registered_backend_receives_the_call_and_returns_its_arrays():
     assert all(isinstance(a, Boxed) for a in (y, mean, rstd)) and calls[-1] == "layer_norm"
     count, _, _ = rn.merge_moments(rn.moments(x, 0), (Boxed(np.ones(8, np.int64)), x[0], x[1]))
     assert calls[-1] == "merge_moments" and isinstance(count, Boxed)
-    assert [b.name for b in _backend.backends()][:2] == ["numpy", "boxed"]
+    names = [b.name for b in _backend.backends()]
+    assert names[0] == "numpy" and "boxed" in names and "gpu" in names
 
 
 def test_errors_of_a_backend_name_the_function():

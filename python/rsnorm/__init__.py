@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os as _os
 
-from . import _rsnorm, nn, optim
+from . import _rsnorm, gpu, nn, optim
 from ._config import get_num_threads, set_num_threads, show_config, simd_level
 from ._rsnorm import __version__
 from .activation import log_softmax, selu, selu_backward, softmax
@@ -67,6 +67,7 @@ __all__ = [
     "cross_entropy_with_logits",
     "entropy",
     "get_num_threads",
+    "gpu",
     "group_norm",
     "group_norm_backward",
     "instance_norm",

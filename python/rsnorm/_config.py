@@ -29,12 +29,22 @@ def simd_level() -> str:
     return _rsnorm.simd_level()
 
 
+def gpu_summary() -> str:
+    """The GPU adapter rsnorm.gpu uses (name, backend, driver), or why there is none. Opens it."""
+    try:
+        info = _rsnorm.gpu_device_info()
+    except _rsnorm.GpuError as exc:
+        return f"none ({str(exc).split(' (')[0]})"
+    return f"{info['name']} ({info['backend']}, {info['driver']}; {info['features'] or 'no optional features'})"
+
+
 def config() -> dict[str, str]:
-    """The SIMD path, thread count and library versions, as a dict."""
+    """The SIMD path, thread count, GPU adapter and library versions, as a dict."""
     return {
         "rsnorm": _rsnorm.__version__,
         "simd": _rsnorm.simd_level(),
         "threads": str(_rsnorm.get_num_threads()),
+        "gpu": gpu_summary(),
         "numpy": np.__version__,
         "python": sys.version.split()[0],
         "machine": platform.machine(),
@@ -42,6 +52,6 @@ def config() -> dict[str, str]:
 
 
 def show_config() -> None:
-    """Prints the SIMD path, thread count and library versions."""
+    """Prints the SIMD path, thread count, GPU adapter and library versions."""
     for key, value in config().items():
         print(f"{key:>8}: {value}")

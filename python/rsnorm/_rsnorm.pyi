@@ -1,7 +1,7 @@
 """The Rust extension: private, called positionally by the public Python functions."""
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +12,9 @@ _ArrayLike = npt.ArrayLike
 
 __version__: str
 __all__ = [
+    "GpuArray",
+    "GpuError",
+    "GpuUnavailableError",
     "__version__",
     "_after_fork_in_child",
     "_after_fork_in_parent",
@@ -26,6 +29,22 @@ __all__ = [
     "batch_norm_backward",
     "cross_entropy_with_logits",
     "get_num_threads",
+    "gpu_add_layer_norm",
+    "gpu_add_rms_norm",
+    "gpu_astype",
+    "gpu_batch_norm",
+    "gpu_device_info",
+    "gpu_empty",
+    "gpu_group_norm",
+    "gpu_instance_norm",
+    "gpu_is_available",
+    "gpu_l2_normalize",
+    "gpu_layer_norm",
+    "gpu_rms_norm",
+    "gpu_selu",
+    "gpu_softmax",
+    "gpu_synchronize",
+    "gpu_upload",
     "grad_norm",
     "group_norm",
     "group_norm_backward",
@@ -244,3 +263,88 @@ def _after_fork_in_parent() -> None: ...
 def _before_fork() -> None: ...
 def _check_num_groups(op: str, num_groups: int, channels: int) -> None: ...
 def _parallel_copy(src: _Array, dst: _Array) -> None: ...
+
+# ---- the GPU (rsnorm-gpu): device arrays and the ops on them ----
+
+class GpuError(RuntimeError): ...
+class GpuUnavailableError(GpuError): ...
+
+@final
+class GpuArray:
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def dtype(self) -> str: ...
+    def numpy(self) -> _Array: ...
+    def reshape(self, shape: Sequence[int]) -> GpuArray: ...
+    def same_memory(self, other: GpuArray) -> bool: ...
+
+_G = GpuArray | None
+
+def gpu_is_available() -> bool: ...
+def gpu_device_info() -> dict[str, str]: ...
+def gpu_upload(data: npt.NDArray[np.uint8], shape: Sequence[int], dtype: str) -> GpuArray: ...
+def gpu_empty(shape: Sequence[int], dtype: str) -> GpuArray: ...
+def gpu_astype(x: GpuArray, dtype: str) -> GpuArray: ...
+def gpu_synchronize() -> None: ...
+def gpu_layer_norm(
+    x: GpuArray, normalized_shape: _Shape, weight: _G, bias: _G, eps: float, out: _G, return_stats: bool
+) -> Any: ...
+def gpu_rms_norm(
+    x: GpuArray, normalized_shape: _Shape, weight: _G, eps: float | None, out: _G, return_stats: bool
+) -> Any: ...
+def gpu_add_layer_norm(
+    x: GpuArray,
+    residual: GpuArray,
+    weight: _G,
+    bias: _G,
+    eps: float,
+    normalized_shape: _Shape,
+    out: _G,
+    residual_out: _G,
+    return_stats: bool,
+) -> Any: ...
+def gpu_add_rms_norm(
+    x: GpuArray,
+    residual: GpuArray,
+    weight: _G,
+    eps: float | None,
+    normalized_shape: _Shape,
+    out: _G,
+    residual_out: _G,
+    return_stats: bool,
+) -> Any: ...
+def gpu_l2_normalize(x: GpuArray, eps: float, out: _G) -> GpuArray: ...
+def gpu_softmax(x: GpuArray, axis: int, log: bool, out: _G) -> GpuArray: ...
+def gpu_selu(x: GpuArray, out: _G) -> GpuArray: ...
+def gpu_group_norm(
+    x: GpuArray, num_groups: int, weight: _G, bias: _G, eps: float, out: _G, return_stats: bool
+) -> Any: ...
+def gpu_instance_norm(
+    x: GpuArray,
+    running_mean: _G,
+    running_var: _G,
+    weight: _G,
+    bias: _G,
+    use_input_stats: bool,
+    momentum: float,
+    eps: float,
+    out: _G,
+    return_stats: bool,
+) -> Any: ...
+def gpu_batch_norm(
+    x: GpuArray,
+    running_mean: _G,
+    running_var: _G,
+    weight: _G,
+    bias: _G,
+    training: bool,
+    momentum: float | None,
+    eps: float,
+    axis: int,
+    out: _G,
+    mean_only: bool,
+    num_batches_tracked: int | None,
+    return_stats: bool,
+    running_var_correction: int,
+) -> Any: ...

@@ -255,14 +255,20 @@ pub fn softmax_along<S: Element>(
     softmax(&x.rows_along(axis), &y.rows_along(axis), log)
 }
 
-/// softmax (or log_softmax) of each row into `y`.
-pub fn softmax<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, log: bool) -> Result<()> {
-    check_same_rows("softmax", x.rows(), &[("out", y.rows())])?;
-    if x.rows().row_len() == 0 && x.rows().n_rows() > 0 {
+/// Rows of softmax need an element each: an empty axis with other elements has no softmax.
+pub fn check_axis_len(n_rows: usize, row_len: usize) -> Result<()> {
+    if row_len == 0 && n_rows > 0 {
         return Err(Error::EmptyReduction(
             "softmax: the axis has zero elements".into(),
         ));
     }
+    Ok(())
+}
+
+/// softmax (or log_softmax) of each row into `y`.
+pub fn softmax<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, log: bool) -> Result<()> {
+    check_same_rows("softmax", x.rows(), &[("out", y.rows())])?;
+    check_axis_len(x.rows().n_rows(), x.rows().row_len())?;
     if let Some(columns) = ColumnLayout::of(x, y) {
         // SAFETY: the layout was made from these views just now, so it reaches only their
         // elements (the views' invariant); `of` took y only as x itself or apart from it.

@@ -7,6 +7,7 @@ mod channels;
 mod dispatch;
 mod divergence;
 mod errors;
+mod gpu;
 mod misc;
 mod norm;
 mod optim;
@@ -96,6 +97,7 @@ fn copy_typed<S: Storage>(
 #[pymodule]
 fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    gpu::register(m)?;
     m.add_function(wrap_pyfunction!(norm::layer_norm, m)?)?;
     m.add_function(wrap_pyfunction!(norm::rms_norm, m)?)?;
     m.add_function(wrap_pyfunction!(norm::add_layer_norm, m)?)?;

@@ -53,7 +53,7 @@ pub(crate) fn normalized_ndim(
 }
 
 /// Shape of per-row statistics as PyTorch returns them: x's outer dims, then 1 per normalized dim.
-fn stats_shape(x_shape: &[usize], inner_ndim: usize) -> Vec<usize> {
+pub(crate) fn stats_shape(x_shape: &[usize], inner_ndim: usize) -> Vec<usize> {
     let cut = x_shape.len() - inner_ndim;
     x_shape[..cut]
         .iter()

@@ -42,7 +42,7 @@ fn group_size<S: Element>(rows: &Rows, columns: usize) -> usize {
     let block = block_rows(n_rows, columns);
     (1..=most)
         .rev()
-        .find(|g| n_rows % g == 0 && block % g == 0)
+        .find(|g| n_rows.is_multiple_of(*g) && block.is_multiple_of(*g))
         .unwrap_or(1)
 }
 
@@ -62,7 +62,7 @@ fn grouped(rows: &Rows, group: usize) -> Rows {
     let n_rows = rows.n_rows();
     assert!(
         group > 0
-            && n_rows % group == 0
+            && n_rows.is_multiple_of(group)
             && rows.inner.single_stride() == Some(1)
             && (n_rows <= 1 || rows.outer.single_stride() == Some(rows.row_len() as isize)),
         "grouped: rows that do not follow each other"

@@ -17,7 +17,7 @@ pub const BACKWARD_OP: &str = "group_norm_backward";
 /// `num_groups` as a count of groups: at least 1 and dividing `channels`.
 pub fn groups(op: &str, num_groups: i64, channels: usize) -> Result<usize> {
     match usize::try_from(num_groups) {
-        Ok(groups) if groups > 0 && channels % groups == 0 => Ok(groups),
+        Ok(groups) if groups > 0 && channels.is_multiple_of(groups) => Ok(groups),
         _ => Err(Error::InvalidArgument(format!(
             "{op}: num_groups={num_groups} must be >= 1 and divide the {channels} channels"
         ))),

@@ -79,7 +79,7 @@ pub fn local_response_norm<S: Element>(
     p: Lrn,
 ) -> Result<()> {
     let n_rows = x.rows().n_rows();
-    if channels == 0 || n_rows % channels != 0 || y.rows().n_rows() != n_rows {
+    if channels == 0 || !n_rows.is_multiple_of(channels) || y.rows().n_rows() != n_rows {
         return Err(Error::ShapeMismatch(
             "local_response_norm: rows do not split into channels".into(),
         ));

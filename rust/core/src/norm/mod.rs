@@ -120,17 +120,21 @@ pub(crate) fn check_param<T>(
     param: Option<&[T]>,
     row_len: usize,
 ) -> Result<()> {
-    match param {
-        Some(p) if p.len() != row_len => Err(Error::ShapeMismatch(format!(
-            "{op}: {name} has {} elements, the normalized dims have {row_len}",
-            p.len()
+    check_param_len(op, name, param.map(<[T]>::len), row_len)
+}
+
+/// Checks the length of an optional per-row-element parameter against the row length.
+pub fn check_param_len(op: &str, name: &str, len: Option<usize>, row_len: usize) -> Result<()> {
+    match len {
+        Some(len) if len != row_len => Err(Error::ShapeMismatch(format!(
+            "{op}: {name} has {len} elements, the normalized dims have {row_len}"
         ))),
         _ => Ok(()),
     }
 }
 
 /// A row count of zero is an empty result; a row of zero elements is a mean of nothing.
-pub(crate) fn check_row_len(op: &str, n_rows: usize, row_len: usize) -> Result<()> {
+pub fn check_row_len(op: &str, n_rows: usize, row_len: usize) -> Result<()> {
     if row_len == 0 && n_rows > 0 {
         return Err(Error::EmptyReduction(format!(
             "{op}: the normalized dims have zero elements, so there is no mean to normalize by"

@@ -242,7 +242,7 @@ fn work_loop(board: &Board) {
                 return;
             }
             polls = polls.wrapping_add(1);
-            if polls % 256 == 0 && spin_start.elapsed() > spin_for {
+            if polls.is_multiple_of(256) && spin_start.elapsed() > spin_for {
                 sleep_until_opened(board, last_epoch);
                 slept = true;
             } else {

@@ -1,0 +1,20 @@
+//! rsnorm's GPU path through wgpu (Vulkan, Metal, DX12): device-resident arrays and WGSL kernels
+//! of the normalizations, with the core's argument rules and the same exactness (corrected
+//! two-pass statistics).
+//!
+//! The device opens on first use, never at load: the Vulkan loader is found at run time, so a
+//! library with this crate linked loads where there is no GPU, and `is_available` says false.
+
+mod context;
+mod error;
+mod ops;
+mod pipelines;
+mod tensor;
+
+pub use context::{device_info, is_available};
+pub use error::{Error, Result};
+pub use ops::{
+    batch_norm, group_norm, instance_norm, repeat, selu, softmax, ChannelAffine, ChannelMap,
+    RowKind, RowNorm, RowNormOutput,
+};
+pub use tensor::{synchronize, DType, Tensor};

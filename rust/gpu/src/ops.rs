@@ -1,0 +1,802 @@
+//! The ops on device arrays. Each checks its arguments by the core's rules (the same messages as
+//! the CPU path), allocates or checks its outputs, and records its dispatches; none waits.
+
+use crate::context::{context, Context};
+use crate::error::{Error, Result};
+use crate::pipelines::{Binding, CAST, CHANNELS, ROWS, SELU, SOFTMAX, WG};
+use crate::tensor::{DType, Tensor};
+use rsnorm_core::error::{check_eps, reduction_axis, shape_str};
+
+/// Splits `units` (rows, or elements) into dispatches whose bindings fit the device's largest
+/// storage binding, each starting at an offset every binding can take. `unit_bytes`: the bytes
+/// one unit takes in each binding that is split.
+fn chunks(ctx: &Context, units: u64, unit_bytes: &[u64]) -> Result<Vec<(u64, u64)>> {
+    let widest = unit_bytes.iter().copied().max().unwrap_or(1).max(1);
+    if units * widest <= ctx.max_binding {
+        return Ok(vec![(0, units)]);
+    }
+    let align = u64::from(ctx.limits.min_storage_buffer_offset_alignment);
+    // Units per chunk: a multiple of `step` keeps every binding's offset a multiple of `align`.
+    let step = unit_bytes
+        .iter()
+        .filter(|&&b| b > 0)
+        .map(|&b| align / gcd(b, align))
+        .max()
+        .unwrap_or(1);
+    let per_chunk = ctx.max_binding / widest / step * step;
+    if per_chunk == 0 {
+        return Err(Error::Device(format!(
+            "a row of {widest} bytes exceeds the GPU's largest storage binding ({} bytes)",
+            ctx.max_binding
+        )));
+    }
+    Ok((0..units)
+        .step_by(per_chunk as usize)
+        .map(|start| (start, per_chunk.min(units - start)))
+        .collect())
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// The part of `t` holding units `start..start + count` of `unit_bytes` each.
+fn part(t: &Tensor, unit_bytes: u64, (start, count): (u64, u64)) -> Binding<'_> {
+    Binding {
+        buffer: t.buffer(),
+        offset: start * unit_bytes,
+        size: count * unit_bytes,
+    }
+}
+
+/// An optional binding: `t`'s part, or (unused by the kernel, which a constant tells) `dummy`.
+fn part_or<'a>(
+    t: Option<&'a Tensor>,
+    dummy: &'a Tensor,
+    unit_bytes: u64,
+    chunk: (u64, u64),
+) -> Binding<'a> {
+    t.map_or_else(
+        || Binding::whole(dummy.buffer()),
+        |t| part(t, unit_bytes, chunk),
+    )
+}
+
+/// An optional binding of a whole array (a parameter), or `dummy`.
+fn whole_or<'a>(t: Option<&'a Tensor>, dummy: &'a Tensor) -> Binding<'a> {
+    Binding::whole(t.unwrap_or(dummy).buffer())
+}
+
+fn to_u32(op: &str, what: &str, n: u64) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::Device(format!("{op}: {what} ({n}) exceeds 2**32")))
+}
+
+/// `t` as `dtype`, converted on the device when it is not already (parameters in another float
+/// dtype, rounded through the input's as on the CPU).
+fn to_dtype(ctx: &Context, op: &str, arg: &str, t: &Tensor, dtype: DType) -> Result<Tensor> {
+    if t.dtype() == dtype {
+        return Ok(t.clone());
+    }
+    t.dtype().check(ctx, op, arg)?;
+    tile(ctx, t, 1, dtype)
+}
+
+/// `times` copies of `t` one after another, as `dtype`: a new array of shape (times, *t.shape).
+fn tile(ctx: &Context, t: &Tensor, times: usize, dtype: DType) -> Result<Tensor> {
+    let mut shape = t.shape().to_vec();
+    if times != 1 {
+        shape.insert(0, times);
+    }
+    let y = new_like(ctx, &shape, dtype)?;
+    if y.is_empty() {
+        return Ok(y);
+    }
+    let pipeline = ctx.pipeline(CAST, t.dtype(), Some(dtype), &[])?;
+    if times == 1 {
+        elementwise(ctx, &pipeline, t.dtype(), &[t], &y, [0; 4], [0.0; 4])?;
+    } else {
+        let period = to_u32("tile", "elements", t.len() as u64)?;
+        let input = Input::Whole(t);
+        elementwise_with(
+            ctx,
+            &pipeline,
+            t.dtype(),
+            &[input],
+            &y,
+            [period, 0, 0, 0],
+            [0.0; 4],
+        )?;
+    }
+    Ok(y)
+}
+
+/// A new array holding `times` copies of `t` as `dtype` (per-channel statistics broadcast over a
+/// batch), or a converted copy when `times` is 1.
+pub fn repeat(t: &Tensor, times: usize, dtype: DType) -> Result<Tensor> {
+    let ctx = context()?;
+    dtype.check(ctx, "repeat", "dtype")?;
+    tile(ctx, t, times, dtype)
+}
+
+fn new_like(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Tensor> {
+    let bytes = shape.iter().product::<usize>() * dtype.size();
+    let buffer = ctx.buffer(bytes as u64)?;
+    Ok(Tensor::wrap(buffer, shape.to_vec(), dtype))
+}
+
+/// `out` checked against the result's shape and dtype, or a new array.
+fn output(
+    ctx: &Context,
+    op: &str,
+    name: &str,
+    out: Option<&Tensor>,
+    shape: &[usize],
+    dtype: DType,
+) -> Result<Tensor> {
+    let Some(out) = out else {
+        return new_like(ctx, shape, dtype);
+    };
+    if out.dtype() != dtype {
+        return Err(Error::Unsupported(format!(
+            "{op}: {name} has dtype {}, expected {}",
+            out.dtype().name(),
+            dtype.name()
+        )));
+    }
+    if out.shape() != shape {
+        return Err(Error::Value(rsnorm_core::Error::ShapeMismatch(format!(
+            "{op}: {name} has shape {}, expected {}",
+            shape_str(out.shape()),
+            shape_str(shape)
+        ))));
+    }
+    Ok(out.clone())
+}
+
+/// An input that must have x's shape (a residual); converted to x's dtype.
+fn same_shape(ctx: &Context, op: &str, name: &str, t: &Tensor, x: &Tensor) -> Result<Tensor> {
+    if t.shape() != x.shape() {
+        return Err(Error::Value(rsnorm_core::Error::ShapeMismatch(format!(
+            "{op}: {name} has shape {}, x has shape {}",
+            shape_str(t.shape()),
+            shape_str(x.shape())
+        ))));
+    }
+    to_dtype(ctx, op, name, t, x.dtype())
+}
+
+/// An input of an elementwise kernel: split into dispatches as the output is, or bound whole.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Split(&'a Tensor),
+    Whole(&'a Tensor),
+}
+
+/// Records a one-element-per-thread kernel over `inputs` (split into dispatches as `y` is) and
+/// `y`. `m[2]` receives each dispatch's first element index.
+fn elementwise(
+    ctx: &Context,
+    pipeline: &wgpu::ComputePipeline,
+    dtype: DType,
+    inputs: &[&Tensor],
+    y: &Tensor,
+    m: [u32; 4],
+    f: [f64; 4],
+) -> Result<()> {
+    let inputs: Vec<Input<'_>> = inputs.iter().map(|&t| Input::Split(t)).collect();
+    elementwise_with(ctx, pipeline, dtype, &inputs, y, m, f)
+}
+
+fn elementwise_with(
+    ctx: &Context,
+    pipeline: &wgpu::ComputePipeline,
+    dtype: DType,
+    inputs: &[Input<'_>],
+    y: &Tensor,
+    m: [u32; 4],
+    f: [f64; 4],
+) -> Result<()> {
+    let len = y.len() as u64;
+    let mut sizes: Vec<u64> = inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::Split(t) => Some(t.dtype().size() as u64),
+            Input::Whole(_) => None,
+        })
+        .collect();
+    sizes.push(y.dtype().size() as u64);
+    ctx.checked(|| {
+        for chunk in chunks(ctx, len, &sizes)? {
+            let groups = to_u32("kernel", "workgroups", chunk.1.div_ceil(u64::from(WG)))?;
+            let count = to_u32("kernel", "elements", chunk.1)?;
+            let mut m = m;
+            m[2] = to_u32("kernel", "elements", chunk.0)?;
+            let params = ctx.params(dtype, [count, 0, groups, 0], m, f);
+            let mut bindings: Vec<Binding<'_>> = inputs
+                .iter()
+                .map(|input| match *input {
+                    Input::Split(t) => part(t, t.dtype().size() as u64, chunk),
+                    Input::Whole(t) => Binding::whole(t.buffer()),
+                })
+                .collect();
+            bindings.push(part(y, y.dtype().size() as u64, chunk));
+            ctx.dispatch(pipeline, &bindings, &params, groups)?;
+        }
+        Ok(())
+    })
+}
+
+/// Which statistics a row normalization uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    /// Mean and biased variance (LayerNorm, GroupNorm, InstanceNorm).
+    Layer,
+    /// Mean of squares (RMSNorm).
+    Rms,
+    /// The L2 norm, clamped below by eps (l2_normalize).
+    L2,
+}
+
+/// Parameters per channel instead of per element: rows are (sample, group) of `per_group`
+/// channels of `spatial` elements each, `groups` per sample.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelMap {
+    pub groups: usize,
+    pub per_group: usize,
+    pub spatial: usize,
+}
+
+/// A row normalization: the rows are x's elements `row_len` at a time.
+#[derive(Debug, Clone, Copy)]
+pub struct RowNorm<'a> {
+    pub op: &'static str,
+    pub kind: RowKind,
+    pub x: &'a Tensor,
+    /// x's elements are `rows` rows of `row_len` (rows of zero elements are an error).
+    pub rows: usize,
+    pub row_len: usize,
+    /// Fused residual add: the rows normalized are `x + residual`, returned as `sum`.
+    pub residual: Option<&'a Tensor>,
+    pub weight: Option<&'a Tensor>,
+    pub bias: Option<&'a Tensor>,
+    pub eps: f64,
+    pub channels: Option<ChannelMap>,
+    pub out: Option<&'a Tensor>,
+    pub residual_out: Option<&'a Tensor>,
+    /// Return each row's mean and rstd (flat, in the compute dtype).
+    pub stats: bool,
+}
+
+#[derive(Debug)]
+pub struct RowNormOutput {
+    pub y: Tensor,
+    pub sum: Option<Tensor>,
+    pub mean: Option<Tensor>,
+    pub rstd: Option<Tensor>,
+}
+
+/// Threads per row: about four elements each, a power of two up to the workgroup.
+fn threads_per_row(row_len: usize) -> u32 {
+    (row_len.div_ceil(4).next_power_of_two() as u32).clamp(1, WG)
+}
+
+impl RowNorm<'_> {
+    pub fn run(&self) -> Result<RowNormOutput> {
+        let ctx = context()?;
+        let (op, x) = (self.op, self.x);
+        let dtype = x.dtype();
+        dtype.check(ctx, op, "x")?;
+        check_eps(op, self.eps)?;
+        let (rows, cols) = (self.rows, self.row_len);
+        assert_eq!(rows * cols, x.len(), "{op}: rows of x");
+        rsnorm_core::norm::check_row_len(op, rows, cols)?;
+        let param_len = self.channels.map_or(cols, |c| c.groups * c.per_group);
+        let mut params = Vec::new();
+        for (name, p) in [("weight", self.weight), ("bias", self.bias)] {
+            rsnorm_core::norm::check_param_len(op, name, p.map(Tensor::len), param_len)?;
+            params.push(p.map(|p| to_dtype(ctx, op, name, p, dtype)).transpose()?);
+        }
+        let residual = self
+            .residual
+            .map(|r| same_shape(ctx, op, "residual", r, x))
+            .transpose()?;
+        let y = output(ctx, op, "out", self.out, x.shape(), dtype)?;
+        let sum = match &residual {
+            Some(_) => Some(output(
+                ctx,
+                op,
+                "residual_out",
+                self.residual_out,
+                x.shape(),
+                dtype,
+            )?),
+            None => None,
+        };
+        if let Some(sum) = &sum {
+            if sum.same_memory(&y) {
+                return Err(Error::Value(rsnorm_core::Error::InvalidArgument(format!(
+                    "{op}: out and residual_out share memory"
+                ))));
+            }
+        }
+        let compute = dtype.compute();
+        let (mean, rstd) = if self.stats {
+            (
+                Some(new_like(ctx, &[rows], compute)?),
+                Some(new_like(ctx, &[rows], compute)?),
+            )
+        } else {
+            (None, None)
+        };
+        let t = threads_per_row(cols);
+        let mode = match self.kind {
+            RowKind::Layer => 0.0,
+            RowKind::Rms => 1.0,
+            RowKind::L2 => 2.0,
+        };
+        let flag = |b: bool| f64::from(u8::from(b));
+        let pipeline = ctx.pipeline(
+            ROWS,
+            dtype,
+            None,
+            &[
+                ("T", f64::from(t)),
+                ("MODE", mode),
+                ("ADD", flag(residual.is_some())),
+                ("HAS_W", flag(params[0].is_some())),
+                ("HAS_B", flag(params[1].is_some())),
+                ("STATS", flag(self.stats)),
+                ("PER_CHANNEL", flag(self.channels.is_some())),
+            ],
+        )?;
+        let row_bytes = (cols * dtype.size()) as u64;
+        let stat_bytes = compute.size() as u64;
+        let map = self
+            .channels
+            .map_or([1, 0, 1], |c| [c.groups, c.per_group, c.spatial]);
+        let rows_per_group = u64::from(WG / t);
+        ctx.checked(|| {
+            let mut sizes = vec![row_bytes];
+            if self.stats {
+                sizes.push(stat_bytes);
+            }
+            for chunk in chunks(ctx, rows as u64, &sizes)? {
+                let groups = to_u32(op, "workgroups", chunk.1.div_ceil(rows_per_group))?;
+                let params_buf = ctx.params(
+                    dtype,
+                    [
+                        to_u32(op, "rows", chunk.1)?,
+                        to_u32(op, "row length", cols as u64)?,
+                        groups,
+                        0,
+                    ],
+                    [
+                        map[0] as u32,
+                        map[1] as u32,
+                        map[2] as u32,
+                        to_u32(op, "rows", chunk.0)?,
+                    ],
+                    [self.eps, 0.0, 0.0, 0.0],
+                );
+                let bindings = [
+                    part(x, row_bytes, chunk),
+                    part_or(residual.as_ref(), x, row_bytes, chunk),
+                    whole_or(params[0].as_ref(), x),
+                    whole_or(params[1].as_ref(), x),
+                    part(&y, row_bytes, chunk),
+                    part_or(sum.as_ref(), x, row_bytes, chunk),
+                    part_or(mean.as_ref(), x, stat_bytes, chunk),
+                    part_or(rstd.as_ref(), x, stat_bytes, chunk),
+                ];
+                ctx.dispatch(&pipeline, &bindings, &params_buf, groups)?;
+            }
+            Ok(())
+        })?;
+        Ok(RowNormOutput { y, sum, mean, rstd })
+    }
+}
+
+/// softmax (or log_softmax) of `x` along `axis` (a 0-d array is one value).
+pub fn softmax(x: &Tensor, axis: i64, log: bool, out: Option<&Tensor>) -> Result<Tensor> {
+    let op = if log { "log_softmax" } else { "softmax" };
+    let ctx = context()?;
+    let dtype = x.dtype();
+    dtype.check(ctx, op, "x")?;
+    let shape = x.shape();
+    let (outer, n, inner) = if shape.is_empty() {
+        if axis != 0 && axis != -1 {
+            return Err(Error::Value(rsnorm_core::Error::InvalidArgument(format!(
+                "{op}: axis {axis} is out of range for a 0-dimensional input (0 or -1)"
+            ))));
+        }
+        (1, 1, 1)
+    } else {
+        let axis = reduction_axis(op, shape, axis)?;
+        let outer: usize = shape[..axis].iter().product();
+        let inner: usize = shape[axis + 1..].iter().product();
+        (outer, shape[axis], inner)
+    };
+    rsnorm_core::softmax::check_axis_len(outer * inner, n)?;
+    let y = output(ctx, op, "out", out, shape, dtype)?;
+    if y.is_empty() {
+        return Ok(y);
+    }
+    // Rows along the axis run `inner` apart; short rows share a workgroup.
+    let t = threads_per_row(n);
+    let flag = f64::from(u8::from(log));
+    let pipeline = ctx.pipeline(SOFTMAX, dtype, None, &[("T", f64::from(t)), ("LOG", flag)])?;
+    let block_bytes = (n * inner * dtype.size()) as u64;
+    let rows_per_group = u64::from(WG / t);
+    ctx.checked(|| {
+        for chunk in chunks(ctx, outer as u64, &[block_bytes])? {
+            let rows = chunk.1 * inner as u64;
+            let groups = to_u32(op, "workgroups", rows.div_ceil(rows_per_group))?;
+            let params = ctx.params(
+                dtype,
+                [
+                    to_u32(op, "rows", rows)?,
+                    to_u32(op, "axis length", n as u64)?,
+                    groups,
+                    0,
+                ],
+                [to_u32(op, "inner size", inner as u64)?, 0, 0, 0],
+                [0.0; 4],
+            );
+            let bindings = [part(x, block_bytes, chunk), part(&y, block_bytes, chunk)];
+            ctx.dispatch(&pipeline, &bindings, &params, groups)?;
+        }
+        Ok(())
+    })?;
+    Ok(y)
+}
+
+/// SELU of every element.
+pub fn selu(x: &Tensor, out: Option<&Tensor>) -> Result<Tensor> {
+    let ctx = context()?;
+    let dtype = x.dtype();
+    dtype.check(ctx, "selu", "x")?;
+    let y = output(ctx, "selu", "out", out, x.shape(), dtype)?;
+    if y.is_empty() {
+        return Ok(y);
+    }
+    let pipeline = ctx.pipeline(SELU, dtype, None, &[])?;
+    elementwise(ctx, &pipeline, dtype, &[x], &y, [0; 4], [0.0; 4])?;
+    Ok(y)
+}
+
+/// Normalization with given per-channel statistics (BatchNorm in eval mode, InstanceNorm with
+/// its running statistics): channels at `axis`.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelAffine<'a> {
+    pub op: &'static str,
+    pub x: &'a Tensor,
+    pub axis: usize,
+    pub mean: &'a Tensor,
+    /// None: subtract the mean only.
+    pub var: Option<&'a Tensor>,
+    pub weight: Option<&'a Tensor>,
+    pub bias: Option<&'a Tensor>,
+    pub eps: f64,
+    pub out: Option<&'a Tensor>,
+    /// Also return each channel's rstd (mean is `mean` itself).
+    pub stats: bool,
+}
+
+impl ChannelAffine<'_> {
+    /// `(y, rstd)`: rstd when `stats`.
+    pub fn run(&self) -> Result<(Tensor, Option<Tensor>)> {
+        let ctx = context()?;
+        let (op, x) = (self.op, self.x);
+        let dtype = x.dtype();
+        dtype.check(ctx, op, "x")?;
+        check_eps(op, self.eps)?;
+        let shape = x.shape();
+        let channels = shape[self.axis];
+        let inner: usize = shape[self.axis + 1..].iter().product();
+        let compute = dtype.compute();
+        // Running statistics enter in the compute dtype; weight and bias rounded through x's.
+        let mean = to_dtype(ctx, op, "running_mean", self.mean, compute)?;
+        let var = self
+            .var
+            .map(|v| to_dtype(ctx, op, "running_var", v, compute))
+            .transpose()?;
+        let weight = self
+            .weight
+            .map(|w| to_dtype(ctx, op, "weight", w, dtype))
+            .transpose()?;
+        let bias = self
+            .bias
+            .map(|b| to_dtype(ctx, op, "bias", b, dtype))
+            .transpose()?;
+        for (name, t) in [
+            ("running_mean", Some(&mean)),
+            ("running_var", var.as_ref()),
+            ("weight", weight.as_ref()),
+            ("bias", bias.as_ref()),
+        ] {
+            if let Some(t) = t.filter(|t| t.len() != channels) {
+                return Err(Error::Value(rsnorm_core::Error::ShapeMismatch(format!(
+                    "{op}: {name} has {} elements, x has {channels} channels",
+                    t.len()
+                ))));
+            }
+        }
+        let y = output(ctx, op, "out", self.out, shape, dtype)?;
+        let rstd = if self.stats {
+            Some(new_like(ctx, &[channels], compute)?)
+        } else {
+            None
+        };
+        if y.is_empty() && rstd.is_none() {
+            return Ok((y, rstd));
+        }
+        let flag = |b: bool| f64::from(u8::from(b));
+        let pipeline = ctx.pipeline(
+            CHANNELS,
+            dtype,
+            None,
+            &[
+                ("HAS_VAR", flag(var.is_some())),
+                ("HAS_W", flag(weight.is_some())),
+                ("HAS_B", flag(bias.is_some())),
+                ("STATS", flag(rstd.is_some())),
+            ],
+        )?;
+        let len = x.len() as u64;
+        let size = dtype.size() as u64;
+        ctx.checked(|| {
+            for chunk in chunks(ctx, len, &[size])? {
+                // The first dispatch has a thread for each channel's rstd, even with no elements.
+                let threads = if chunk.0 == 0 && rstd.is_some() {
+                    chunk.1.max(channels as u64)
+                } else {
+                    chunk.1
+                };
+                let groups = to_u32(op, "workgroups", threads.div_ceil(u64::from(WG)))?;
+                let params = ctx.params(
+                    dtype,
+                    [
+                        to_u32(op, "elements", chunk.1)?,
+                        to_u32(op, "channels", channels as u64)?,
+                        groups,
+                        0,
+                    ],
+                    [
+                        to_u32(op, "inner size", inner as u64)?,
+                        0,
+                        to_u32(op, "elements", chunk.0)?,
+                        0,
+                    ],
+                    [self.eps, 0.0, 0.0, 0.0],
+                );
+                let bindings = [
+                    part(x, size, chunk),
+                    Binding::whole(mean.buffer()),
+                    whole_or(var.as_ref(), &mean),
+                    whole_or(weight.as_ref(), &mean),
+                    whole_or(bias.as_ref(), &mean),
+                    part(&y, size, chunk),
+                    whole_or(rstd.as_ref(), &mean),
+                ];
+                ctx.dispatch(&pipeline, &bindings, &params, groups)?;
+            }
+            Ok(())
+        })?;
+        Ok((y, rstd))
+    }
+}
+
+fn channel_params(
+    op: &str,
+    params: [(&'static str, Option<&Tensor>); 2],
+    channels: usize,
+) -> Result<()> {
+    for (name, p) in params {
+        if let Some(p) = p.filter(|p| p.shape() != [channels]) {
+            return Err(Error::Value(rsnorm_core::Error::ShapeMismatch(format!(
+                "{op}: {name} has shape {}, expected ({channels},) (one per channel)",
+                shape_str(p.shape())
+            ))));
+        }
+    }
+    Ok(())
+}
+
+fn not_yet(op: &str, what: &str) -> Error {
+    Error::NotImplemented(format!(
+        "{op}: {what} is not on the GPU yet (rsnorm.gpu runs inference: normalization with given \
+         or per-row statistics); pass NumPy arrays to compute it on the CPU"
+    ))
+}
+
+/// GroupNorm of (N, C, ...): `(y, mean, rstd)`, the statistics (N·G) when `stats`.
+pub fn group_norm(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    options: &rsnorm_core::norm::group_norm::GroupNormOptions,
+    out: Option<&Tensor>,
+    stats: bool,
+) -> Result<RowNormOutput> {
+    const OP: &str = "group_norm";
+    let (batch, channels, groups) = options.check(x.shape())?;
+    channel_params(OP, [("weight", weight), ("bias", bias)], channels)?;
+    let spatial: usize = x.shape()[2..].iter().product();
+    let per_group = channels / groups;
+    RowNorm {
+        op: OP,
+        kind: RowKind::Layer,
+        x,
+        rows: batch * groups,
+        row_len: per_group * spatial,
+        residual: None,
+        weight,
+        bias,
+        eps: options.eps,
+        channels: Some(ChannelMap {
+            groups,
+            per_group,
+            spatial,
+        }),
+        out,
+        residual_out: None,
+        stats,
+    }
+    .run()
+}
+
+/// InstanceNorm of (N, C, ...) with each instance's statistics, or (`use_input_stats=False`)
+/// with the running ones: `(y, mean, rstd)`, the statistics (N·C) when `stats`.
+pub fn instance_norm(
+    x: &Tensor,
+    running_mean: Option<&Tensor>,
+    running_var: Option<&Tensor>,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    options: &rsnorm_core::norm::instance_norm::InstanceNormOptions,
+    out: Option<&Tensor>,
+    stats: bool,
+) -> Result<RowNormOutput> {
+    const OP: &str = "instance_norm";
+    let (batch, channels, spatial) = options.check(x.shape())?;
+    channel_params(OP, [("weight", weight), ("bias", bias)], channels)?;
+    channel_params(
+        OP,
+        [("running_mean", running_mean), ("running_var", running_var)],
+        channels,
+    )?;
+    if running_mean.is_some() != running_var.is_some() {
+        return Err(Error::Value(rsnorm_core::Error::InvalidArgument(format!(
+            "{OP}: running_mean and running_var go together; pass both or neither"
+        ))));
+    }
+    match (running_mean, running_var, options.use_input_stats) {
+        (None, _, true) => RowNorm {
+            op: OP,
+            kind: RowKind::Layer,
+            x,
+            rows: batch * channels,
+            row_len: spatial,
+            residual: None,
+            weight,
+            bias,
+            eps: options.eps,
+            channels: Some(ChannelMap {
+                groups: channels,
+                per_group: 1,
+                spatial,
+            }),
+            out,
+            residual_out: None,
+            stats,
+        }
+        .run(),
+        (Some(_), _, true) => Err(not_yet(
+            OP,
+            "updating running statistics (use_input_stats=True with running_mean)",
+        )),
+        (Some(mean), Some(var), false) => {
+            let (y, rstd) = ChannelAffine {
+                op: OP,
+                x,
+                axis: 1,
+                mean,
+                var: Some(var),
+                weight,
+                bias,
+                eps: options.eps,
+                out,
+                stats,
+            }
+            .run()?;
+            let compute = x.dtype().compute();
+            let (mean, rstd) = match rstd {
+                Some(rstd) => (
+                    Some(repeat(mean, batch, compute)?),
+                    Some(repeat(&rstd, batch, compute)?),
+                ),
+                None => (None, None),
+            };
+            Ok(RowNormOutput {
+                y,
+                sum: None,
+                mean,
+                rstd,
+            })
+        }
+        _ => Err(Error::Value(rsnorm_core::Error::InvalidArgument(format!(
+            "{OP}: use_input_stats=False needs running_mean and running_var"
+        )))),
+    }
+}
+
+/// BatchNorm in eval mode (running statistics given, not training), channels at `axis`:
+/// `(y, mean, rstd)`, the per-channel statistics when `stats`.
+pub fn batch_norm(
+    x: &Tensor,
+    running_mean: Option<&Tensor>,
+    running_var: Option<&Tensor>,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    options: &rsnorm_core::norm::batch_norm::BatchNormOptions,
+    axis: i64,
+    out: Option<&Tensor>,
+    stats: bool,
+) -> Result<RowNormOutput> {
+    const OP: &str = "batch_norm";
+    let axis = options.channel_axis(axis, x.shape())?;
+    let channels = x.shape()[axis];
+    channel_params(OP, [("weight", weight), ("bias", bias)], channels)?;
+    channel_params(
+        OP,
+        [("running_mean", running_mean), ("running_var", running_var)],
+        channels,
+    )?;
+    if options.training {
+        return Err(not_yet(
+            OP,
+            "training (batch statistics, running-statistic updates)",
+        ));
+    }
+    let Some(mean) = running_mean else {
+        return Err(not_yet(
+            OP,
+            "normalizing without running statistics (batch statistics)",
+        ));
+    };
+    let var = if options.mean_only {
+        None
+    } else {
+        Some(
+            running_var
+                .ok_or_else(|| not_yet(OP, "normalizing without running_var (batch statistics)"))?,
+        )
+    };
+    let (y, rstd) = ChannelAffine {
+        op: OP,
+        x,
+        axis,
+        mean,
+        var,
+        weight,
+        bias,
+        eps: options.eps,
+        out,
+        stats,
+    }
+    .run()?;
+    let mean = match rstd {
+        Some(_) => Some(repeat(mean, 1, x.dtype().compute())?),
+        None => None,
+    };
+    Ok(RowNormOutput {
+        y,
+        sum: None,
+        mean,
+        rstd,
+    })
+}

@@ -1,0 +1,231 @@
+//! Shader assembly, the pipeline cache and dispatch.
+//!
+//! A kernel is written once (`shaders/<op>.wgsl`) over `S` (storage) and `C` (compute) types; the
+//! host puts before it the dtype's aliases and math, the reduction strategy the adapter supports
+//! (subgroups or a workgroup tree) and `common.wgsl`. Variants (threads per row, optional
+//! parameters) are pipeline-overridable constants, so one source gives every specialization.
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::tensor::DType;
+use std::fmt::Write;
+use std::num::NonZeroU64;
+
+pub(crate) const WG: u32 = 256;
+
+/// A kernel's source and name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Kernel {
+    pub(crate) name: &'static str,
+    source: &'static str,
+}
+
+macro_rules! kernel {
+    ($name:literal) => {
+        Kernel {
+            name: $name,
+            source: include_str!(concat!("shaders/", $name, ".wgsl")),
+        }
+    };
+}
+
+pub(crate) const ROWS: Kernel = kernel!("rows");
+pub(crate) const SOFTMAX: Kernel = kernel!("softmax");
+pub(crate) const CHANNELS: Kernel = kernel!("channels");
+pub(crate) const SELU: Kernel = kernel!("selu");
+pub(crate) const CAST: Kernel = kernel!("cast");
+
+/// One compiled pipeline: the kernel, its dtypes and its constants (as f64 bits, hashable).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    kernel: Kernel,
+    dtype: DType,
+    /// The destination dtype of a cast.
+    dst: Option<DType>,
+    constants: Vec<(&'static str, u64)>,
+}
+
+fn type_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F16 => "f16",
+        DType::F32 => "f32",
+        DType::F64 => "f64",
+    }
+}
+
+impl Context {
+    /// Subgroup reductions where the adapter has them, and for f32 compute (subgroup operations
+    /// on f64 are an extension few drivers have).
+    fn subgroups(&self, dtype: DType) -> bool {
+        self.has(wgpu::Features::SUBGROUP) && dtype.compute() == DType::F32
+    }
+
+    fn source(&self, key: &Key) -> String {
+        let mut src = String::new();
+        if key.dtype == DType::F16 || key.dst == Some(DType::F16) {
+            src.push_str("enable f16;\n");
+        }
+        // Subgroup built-ins need no `enable` in naga: the device's SUBGROUP feature allows them.
+        let subgroups = self.subgroups(key.dtype);
+        let compute = key.dtype.compute();
+        let _ = writeln!(
+            src,
+            "alias S = {};\nalias C = {};",
+            type_name(key.dtype),
+            type_name(compute)
+        );
+        if let Some(dst) = key.dst {
+            let _ = writeln!(src, "alias D = {};", type_name(dst));
+        }
+        let lowest = match compute {
+            DType::F64 => "-1.7976931348623157e308",
+            _ => "-3.40282346638528859812e38",
+        };
+        let _ = writeln!(src, "const LOWEST: C = C({lowest});");
+        src.push_str(if compute == DType::F64 {
+            include_str!("shaders/math_f64.wgsl")
+        } else {
+            include_str!("shaders/math_f32.wgsl")
+        });
+        src.push_str(include_str!("shaders/common.wgsl"));
+        src.push_str(if subgroups {
+            include_str!("shaders/lanes_subgroup.wgsl")
+        } else {
+            include_str!("shaders/lanes_tree.wgsl")
+        });
+        src.push_str(include_str!("shaders/reduce.wgsl"));
+        src.push_str(key.kernel.source);
+        src
+    }
+
+    /// The pipeline of `kernel` for `dtype` with `constants`, compiled on first use.
+    pub(crate) fn pipeline(
+        &self,
+        kernel: Kernel,
+        dtype: DType,
+        dst: Option<DType>,
+        constants: &[(&'static str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = Key {
+            kernel,
+            dtype,
+            dst,
+            constants: constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
+        };
+        if let Some(found) = crate::context::lock(&self.pipelines).get(&key) {
+            return Ok(found.clone());
+        }
+        let source = self.source(&key);
+        let pipeline = self.checked(|| {
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(kernel.name),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                });
+            Ok(self
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(kernel.name),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants,
+                        // Workgroup memory is always written before it is read.
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                }))
+        })?;
+        crate::context::lock(&self.pipelines).insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// The uniform parameters of one dispatch: `n`, `m` (u32 x4 each) and `f` (x4 in the compute
+    /// type), laid out as `struct Params` in common.wgsl.
+    pub(crate) fn params(
+        &self,
+        dtype: DType,
+        n: [u32; 4],
+        m: [u32; 4],
+        f: [f64; 4],
+    ) -> wgpu::Buffer {
+        let mut bytes: Vec<u8> = n.iter().chain(&m).flat_map(|v| v.to_le_bytes()).collect();
+        if dtype.compute() == DType::F64 {
+            // vec4<f64> is aligned to 32 bytes.
+            bytes.resize(32, 0);
+            bytes.extend(f.iter().flat_map(|v| v.to_le_bytes()));
+        } else {
+            bytes.extend(f.iter().flat_map(|&v| (v as f32).to_le_bytes()));
+        }
+        self.upload(&bytes, wgpu::BufferUsages::UNIFORM)
+    }
+
+    /// Records one dispatch of `groups` workgroups (2-D beyond the per-dimension limit) with
+    /// `bindings` at 0.. and the uniform `params` after them.
+    pub(crate) fn dispatch(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        bindings: &[Binding<'_>],
+        params: &wgpu::Buffer,
+        groups: u32,
+    ) -> Result<()> {
+        if groups == 0 {
+            return Ok(());
+        }
+        let per_dim = self.max_groups;
+        let (gx, gy) = (groups.min(per_dim), groups.div_ceil(per_dim));
+        if gy > per_dim {
+            return Err(Error::Device(format!(
+                "{groups} workgroups exceed the GPU's dispatch limit"
+            )));
+        }
+        let mut entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.buffer,
+                    offset: b.offset,
+                    size: NonZeroU64::new(b.size.max(4).next_multiple_of(4)),
+                }),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: bindings.len() as u32,
+            resource: params.as_entire_binding(),
+        });
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        self.record(1, |encoder| {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(gx, gy, 1);
+        });
+        Ok(())
+    }
+}
+
+/// A byte range of a buffer bound to a kernel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Binding<'a> {
+    pub(crate) buffer: &'a wgpu::Buffer,
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+}
+
+impl<'a> Binding<'a> {
+    pub(crate) fn whole(buffer: &'a wgpu::Buffer) -> Self {
+        Binding {
+            buffer,
+            offset: 0,
+            size: buffer.size(),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+// SELU, one element per thread: λx for x > 0, λα(eˣ - 1) otherwise.
+
+@group(0) @binding(0) var<storage, read_write> x: array<S>;
+@group(0) @binding(1) var<storage, read_write> y: array<S>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+const LAMBDA = 1.0507009873554804934193349852946;
+const ALPHA = 1.6732632423543772848170429916717;
+
+// p.n: elements, -, workgroups.
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let g = group_index(wid, nwg);
+    let i = g * WG + lid;
+    if g >= p.n.z || i >= p.n.x {
+        return;
+    }
+    let v = C(x[i]);
+    if v > C(0) {
+        y[i] = S(C(LAMBDA) * v);
+    } else {
+        y[i] = S(C(LAMBDA * ALPHA) * expm1_c(v));
+    }
+}

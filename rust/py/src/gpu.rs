@@ -1,0 +1,544 @@
+//! Bindings of rsnorm-gpu: the device array type and the ops on it. Python's `rsnorm.gpu` checks
+//! that arguments are device arrays and calls these positionally; each parses, makes one
+//! rsnorm-gpu call with the interpreter detached, and wraps.
+
+use crate::errors::{type_error, Error, Result};
+use crate::norm::{normalized_ndim, stats_shape};
+use numpy::{PyArray1, PyArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use rsnorm_core::norm::batch_norm::BatchNormOptions;
+use rsnorm_core::norm::group_norm::GroupNormOptions;
+use rsnorm_core::norm::instance_norm::InstanceNormOptions;
+use rsnorm_gpu::{DType, RowKind, RowNorm, RowNormOutput, Tensor};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+create_exception!(
+    _rsnorm,
+    GpuError,
+    PyRuntimeError,
+    "The GPU refused or lost the work (validation, out of memory, device lost)."
+);
+create_exception!(
+    _rsnorm,
+    GpuUnavailableError,
+    GpuError,
+    "No GPU adapter: no Vulkan, Metal or DX12 driver (or loader) on this machine."
+);
+
+impl From<rsnorm_gpu::Error> for Error {
+    fn from(err: rsnorm_gpu::Error) -> Self {
+        let msg = err.to_string();
+        Error::from(match err {
+            rsnorm_gpu::Error::Unavailable(_) => GpuUnavailableError::new_err(msg),
+            rsnorm_gpu::Error::Unsupported(_) => PyTypeError::new_err(msg),
+            rsnorm_gpu::Error::NotImplemented(_) => PyNotImplementedError::new_err(msg),
+            rsnorm_gpu::Error::Value(_) => PyValueError::new_err(msg),
+            rsnorm_gpu::Error::Device(_) => GpuError::new_err(msg),
+        })
+    }
+}
+
+/// Runs GPU work with the interpreter detached; a panic becomes `GpuError`, never a crash.
+fn run<T: Send>(py: Python<'_>, work: impl FnOnce() -> rsnorm_gpu::Result<T> + Send) -> Result<T> {
+    match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(Error::from(GpuError::new_err(
+            "rsnorm internal error: a GPU call panicked",
+        ))),
+    }
+}
+
+/// An array in GPU memory (C-contiguous). `rsnorm.gpu.Array` wraps it.
+#[pyclass(frozen, module = "rsnorm._rsnorm")]
+pub(crate) struct GpuArray(Tensor);
+
+fn dtype_of(name: &str) -> Result<DType> {
+    match name {
+        "float16" => Ok(DType::F16),
+        "float32" => Ok(DType::F32),
+        "float64" => Ok(DType::F64),
+        other => Err(type_error(format!(
+            "rsnorm.gpu: dtype {other} is not one the GPU computes with (float16, float32, float64)"
+        ))),
+    }
+}
+
+#[pymethods]
+impl GpuArray {
+    #[getter]
+    fn shape<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyTuple>> {
+        Ok(PyTuple::new(py, self.0.shape())?)
+    }
+
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.0.dtype().name()
+    }
+
+    /// A NumPy array with the values (waits for the work that writes them).
+    fn numpy<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyAny>> {
+        let tensor = &self.0;
+        let bytes = run(py, || tensor.to_bytes())?;
+        Ok(PyArray1::from_vec(py, bytes)
+            .call_method1("view", (tensor.dtype().name(),))?
+            .call_method1("reshape", (PyTuple::new(py, tensor.shape())?,))?)
+    }
+
+    /// The same memory with another shape of as many elements.
+    fn reshape(&self, shape: Vec<usize>) -> Result<GpuArray> {
+        if shape.iter().product::<usize>() != self.0.len() {
+            return Err(Error::from(PyValueError::new_err(format!(
+                "reshape: cannot reshape an array of {} elements into shape {shape:?}",
+                self.0.len()
+            ))));
+        }
+        Ok(GpuArray(self.0.reshape(&shape)))
+    }
+
+    /// Whether two arrays are the same device memory.
+    fn same_memory(&self, other: &GpuArray) -> bool {
+        self.0.same_memory(&other.0)
+    }
+}
+
+/// Whether a GPU adapter can be opened (never raises).
+#[pyfunction]
+pub(crate) fn gpu_is_available(py: Python<'_>) -> bool {
+    py.detach(|| catch_unwind(rsnorm_gpu::is_available).unwrap_or(false))
+}
+
+/// The adapter's name, backend, driver, limits and features.
+#[pyfunction]
+pub(crate) fn gpu_device_info(py: Python<'_>) -> Result<Bound<'_, PyDict>> {
+    let pairs = run(py, rsnorm_gpu::device_info)?;
+    let dict = PyDict::new(py);
+    for (key, value) in pairs {
+        dict.set_item(key, value)?;
+    }
+    Ok(dict)
+}
+
+/// A device array holding `data` (a C-contiguous uint8 view of an array of `shape` and `dtype`).
+#[pyfunction]
+pub(crate) fn gpu_upload(
+    py: Python<'_>,
+    data: &Bound<'_, PyArray1<u8>>,
+    shape: Vec<usize>,
+    dtype: &str,
+) -> Result<GpuArray> {
+    let dtype = dtype_of(dtype)?;
+    let data = data.readonly();
+    let bytes = data.as_slice()?;
+    Ok(GpuArray(run(py, || {
+        Tensor::from_bytes(bytes, &shape, dtype)
+    })?))
+}
+
+/// An uninitialized device array.
+#[pyfunction]
+pub(crate) fn gpu_empty(py: Python<'_>, shape: Vec<usize>, dtype: &str) -> Result<GpuArray> {
+    let dtype = dtype_of(dtype)?;
+    Ok(GpuArray(run(py, || Tensor::empty(&shape, dtype))?))
+}
+
+/// A copy of `x` converted to `dtype` on the device.
+#[pyfunction]
+pub(crate) fn gpu_astype(py: Python<'_>, x: PyRef<'_, GpuArray>, dtype: &str) -> Result<GpuArray> {
+    let (x, dtype) = (&x.0, dtype_of(dtype)?);
+    Ok(GpuArray(run(py, || rsnorm_gpu::repeat(x, 1, dtype))?))
+}
+
+/// Waits until the device has done all recorded work.
+#[pyfunction]
+pub(crate) fn gpu_synchronize(py: Python<'_>) -> Result<()> {
+    run(py, rsnorm_gpu::synchronize)
+}
+
+type Arr<'a> = Option<PyRef<'a, GpuArray>>;
+
+fn tensor<'a>(a: &'a Arr<'_>) -> Option<&'a Tensor> {
+    a.as_ref().map(|a| &a.0)
+}
+
+fn wrap(py: Python<'_>, t: Tensor) -> Result<Bound<'_, PyAny>> {
+    Ok(Bound::new(py, GpuArray(t))?.into_any())
+}
+
+/// `y`, or the tuple of `y` and the other outputs present.
+fn outputs(py: Python<'_>, y: Tensor, rest: Vec<Tensor>) -> Result<Bound<'_, PyAny>> {
+    if rest.is_empty() {
+        return wrap(py, y);
+    }
+    let items = std::iter::once(y)
+        .chain(rest)
+        .map(|t| wrap(py, t))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(PyTuple::new(py, items)?.into_any())
+}
+
+/// The arguments of a row normalization, as the CPU bindings take them.
+struct RowArgs<'a, 'py> {
+    op: &'static str,
+    kind: RowKind,
+    x: &'a GpuArray,
+    normalized_shape: Option<&'a Bound<'py, PyAny>>,
+    residual: Arr<'a>,
+    weight: Arr<'a>,
+    bias: Arr<'a>,
+    eps: f64,
+    out: Arr<'a>,
+    residual_out: Arr<'a>,
+    return_stats: bool,
+}
+
+impl RowArgs<'_, '_> {
+    /// `(y[, sum][, mean][, rstd])` as the CPU op returns them: stats shaped like x's outer dims
+    /// then ones (mean for LayerNorm only).
+    fn run<'py>(&self, py: Python<'py>) -> Result<Bound<'py, PyAny>> {
+        let op = self.op;
+        let shape = self.x.0.shape();
+        let inner_ndim = normalized_ndim(op, shape, self.normalized_shape)?;
+        let inner = &shape[shape.len() - inner_ndim..];
+        for (name, p) in [("weight", &self.weight), ("bias", &self.bias)] {
+            if let Some(p) = tensor(p).filter(|p| p.shape() != inner) {
+                return Err(Error::from(PyValueError::new_err(format!(
+                    "{op}: {name} has shape {}, expected {} (the normalized shape)",
+                    rsnorm_core::error::shape_str(p.shape()),
+                    rsnorm_core::error::shape_str(inner)
+                ))));
+            }
+        }
+        let row_len: usize = inner.iter().product();
+        let rows: usize = shape[..shape.len() - inner_ndim].iter().product();
+        let norm = RowNorm {
+            op,
+            kind: self.kind,
+            x: &self.x.0,
+            rows,
+            row_len,
+            residual: tensor(&self.residual),
+            weight: tensor(&self.weight),
+            bias: tensor(&self.bias),
+            eps: self.eps,
+            channels: None,
+            out: tensor(&self.out),
+            residual_out: tensor(&self.residual_out),
+            stats: self.return_stats,
+        };
+        let RowNormOutput { y, sum, mean, rstd } = run(py, || norm.run())?;
+        let stats = stats_shape(shape, inner_ndim);
+        let mean = mean.filter(|_| self.kind == RowKind::Layer);
+        let rest = sum
+            .into_iter()
+            .chain(mean.map(|m| m.reshape(&stats)))
+            .chain(rstd.map(|r| r.reshape(&stats)))
+            .collect();
+        outputs(py, y, rest)
+    }
+}
+
+/// eps None: the dtype's machine epsilon (RMSNorm's default, as on the CPU).
+fn eps_or_machine(eps: Option<f64>, x: &GpuArray) -> f64 {
+    eps.unwrap_or(match x.0.dtype() {
+        DType::F16 => f64::from(half::f16::EPSILON),
+        DType::F32 => f64::from(f32::EPSILON),
+        DType::F64 => f64::EPSILON,
+    })
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, normalized_shape, weight, bias, eps, out, return_stats))]
+pub(crate) fn gpu_layer_norm<'py>(
+    py: Python<'py>,
+    x: PyRef<'_, GpuArray>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+    weight: Arr<'_>,
+    bias: Arr<'_>,
+    eps: f64,
+    out: Arr<'_>,
+    return_stats: bool,
+) -> Result<Bound<'py, PyAny>> {
+    let (op, kind) = ("layer_norm", RowKind::Layer);
+    let (residual, residual_out) = (None, None);
+    RowArgs {
+        op,
+        kind,
+        x: &x,
+        normalized_shape,
+        residual,
+        weight,
+        bias,
+        eps,
+        out,
+        residual_out,
+        return_stats,
+    }
+    .run(py)
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, normalized_shape, weight, eps, out, return_stats))]
+pub(crate) fn gpu_rms_norm<'py>(
+    py: Python<'py>,
+    x: PyRef<'_, GpuArray>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+    weight: Arr<'_>,
+    eps: Option<f64>,
+    out: Arr<'_>,
+    return_stats: bool,
+) -> Result<Bound<'py, PyAny>> {
+    let (op, kind, eps) = ("rms_norm", RowKind::Rms, eps_or_machine(eps, &x));
+    let (residual, residual_out, bias) = (None, None, None);
+    RowArgs {
+        op,
+        kind,
+        x: &x,
+        normalized_shape,
+        residual,
+        weight,
+        bias,
+        eps,
+        out,
+        residual_out,
+        return_stats,
+    }
+    .run(py)
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, residual, weight, bias, eps, normalized_shape, out, residual_out, return_stats))]
+pub(crate) fn gpu_add_layer_norm<'py>(
+    py: Python<'py>,
+    x: PyRef<'_, GpuArray>,
+    residual: PyRef<'_, GpuArray>,
+    weight: Arr<'_>,
+    bias: Arr<'_>,
+    eps: f64,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+    out: Arr<'_>,
+    residual_out: Arr<'_>,
+    return_stats: bool,
+) -> Result<Bound<'py, PyAny>> {
+    let (op, kind, residual) = ("add_layer_norm", RowKind::Layer, Some(residual));
+    RowArgs {
+        op,
+        kind,
+        x: &x,
+        normalized_shape,
+        residual,
+        weight,
+        bias,
+        eps,
+        out,
+        residual_out,
+        return_stats,
+    }
+    .run(py)
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, residual, weight, eps, normalized_shape, out, residual_out, return_stats))]
+pub(crate) fn gpu_add_rms_norm<'py>(
+    py: Python<'py>,
+    x: PyRef<'_, GpuArray>,
+    residual: PyRef<'_, GpuArray>,
+    weight: Arr<'_>,
+    eps: Option<f64>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+    out: Arr<'_>,
+    residual_out: Arr<'_>,
+    return_stats: bool,
+) -> Result<Bound<'py, PyAny>> {
+    let (op, kind, eps) = ("add_rms_norm", RowKind::Rms, eps_or_machine(eps, &x));
+    let (residual, bias) = (Some(residual), None);
+    RowArgs {
+        op,
+        kind,
+        x: &x,
+        normalized_shape,
+        residual,
+        weight,
+        bias,
+        eps,
+        out,
+        residual_out,
+        return_stats,
+    }
+    .run(py)
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, eps, out))]
+pub(crate) fn gpu_l2_normalize<'py>(
+    py: Python<'py>,
+    x: PyRef<'_, GpuArray>,
+    eps: f64,
+    out: Arr<'_>,
+) -> Result<Bound<'py, PyAny>> {
+    let (op, kind, normalized_shape) = ("l2_normalize", RowKind::L2, None);
+    let (residual, residual_out, weight, bias, return_stats) = (None, None, None, None, false);
+    RowArgs {
+        op,
+        kind,
+        x: &x,
+        normalized_shape,
+        residual,
+        weight,
+        bias,
+        eps,
+        out,
+        residual_out,
+        return_stats,
+    }
+    .run(py)
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, axis, log, out))]
+pub(crate) fn gpu_softmax<'py>(
+    py: Python<'py>,
+    x: PyRef<'_, GpuArray>,
+    axis: i64,
+    log: bool,
+    out: Arr<'_>,
+) -> Result<Bound<'py, PyAny>> {
+    let (x, out) = (&x.0, tensor(&out));
+    let y = run(py, || rsnorm_gpu::softmax(x, axis, log, out))?;
+    wrap(py, y)
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, out))]
+pub(crate) fn gpu_selu<'py>(
+    py: Python<'py>,
+    x: PyRef<'_, GpuArray>,
+    out: Arr<'_>,
+) -> Result<Bound<'py, PyAny>> {
+    let (x, out) = (&x.0, tensor(&out));
+    let y = run(py, || rsnorm_gpu::selu(x, out))?;
+    wrap(py, y)
+}
+
+/// `y`, or `(y, mean, rstd)` with the statistics shaped `stats`.
+fn with_stats<'py>(
+    py: Python<'py>,
+    result: RowNormOutput,
+    stats: &[usize],
+) -> Result<Bound<'py, PyAny>> {
+    let pair = result.mean.zip(result.rstd);
+    let rest = pair.map_or_else(Vec::new, |(m, r)| vec![m.reshape(stats), r.reshape(stats)]);
+    outputs(py, result.y, rest)
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, num_groups, weight, bias, eps, out, return_stats))]
+pub(crate) fn gpu_group_norm<'py>(
+    py: Python<'py>,
+    x: PyRef<'_, GpuArray>,
+    num_groups: i64,
+    weight: Arr<'_>,
+    bias: Arr<'_>,
+    eps: f64,
+    out: Arr<'_>,
+    return_stats: bool,
+) -> Result<Bound<'py, PyAny>> {
+    let options = GroupNormOptions { num_groups, eps };
+    let (x, w, b, out) = (&x.0, tensor(&weight), tensor(&bias), tensor(&out));
+    let result = run(py, || {
+        rsnorm_gpu::group_norm(x, w, b, &options, out, return_stats)
+    })?;
+    // The call succeeded, so num_groups is a valid count.
+    with_stats(py, result, &[x.shape()[0], num_groups as usize])
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, out, return_stats))]
+pub(crate) fn gpu_instance_norm<'py>(
+    py: Python<'py>,
+    x: PyRef<'_, GpuArray>,
+    running_mean: Arr<'_>,
+    running_var: Arr<'_>,
+    weight: Arr<'_>,
+    bias: Arr<'_>,
+    use_input_stats: bool,
+    momentum: f64,
+    eps: f64,
+    out: Arr<'_>,
+    return_stats: bool,
+) -> Result<Bound<'py, PyAny>> {
+    let options = InstanceNormOptions {
+        use_input_stats,
+        momentum,
+        eps,
+    };
+    let (rm, rv) = (tensor(&running_mean), tensor(&running_var));
+    let (x, w, b, out) = (&x.0, tensor(&weight), tensor(&bias), tensor(&out));
+    let result = run(py, || {
+        rsnorm_gpu::instance_norm(x, rm, rv, w, b, &options, out, return_stats)
+    })?;
+    with_stats(py, result, &x.shape()[..2.min(x.shape().len())])
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, running_mean, running_var, weight, bias, training, momentum, eps, axis, out,
+                    mean_only, num_batches_tracked, return_stats, running_var_correction))]
+pub(crate) fn gpu_batch_norm<'py>(
+    py: Python<'py>,
+    x: PyRef<'_, GpuArray>,
+    running_mean: Arr<'_>,
+    running_var: Arr<'_>,
+    weight: Arr<'_>,
+    bias: Arr<'_>,
+    training: bool,
+    momentum: Option<f64>,
+    eps: f64,
+    axis: i64,
+    out: Arr<'_>,
+    mean_only: bool,
+    num_batches_tracked: Option<i64>,
+    return_stats: bool,
+    running_var_correction: i64,
+) -> Result<Bound<'py, PyAny>> {
+    let options = BatchNormOptions {
+        training,
+        momentum,
+        eps,
+        mean_only,
+        num_batches_tracked,
+        running_var_correction,
+    };
+    let (rm, rv) = (tensor(&running_mean), tensor(&running_var));
+    let (x, w, b, out) = (&x.0, tensor(&weight), tensor(&bias), tensor(&out));
+    let result = run(py, || {
+        rsnorm_gpu::batch_norm(x, rm, rv, w, b, &options, axis, out, return_stats)
+    })?;
+    let channels = result.rstd.as_ref().map_or(0, Tensor::len);
+    with_stats(py, result, &[channels])
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<GpuArray>()?;
+    m.add("GpuError", py.get_type::<GpuError>())?;
+    m.add("GpuUnavailableError", py.get_type::<GpuUnavailableError>())?;
+    m.add_function(wrap_pyfunction!(gpu_is_available, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_device_info, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_upload, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_empty, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_astype, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_synchronize, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_layer_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_rms_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_add_layer_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_add_rms_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_l2_normalize, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_selu, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_group_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_instance_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_batch_norm, m)?)?;
+    Ok(())
+}

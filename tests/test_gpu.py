@@ -1,0 +1,508 @@
+"""rsnorm.gpu: device arrays, the ops on them against the CPU results, and every error path.
+
+The parity tests of the other files also run on the GPU (the ``rn`` fixture); these cover what is
+the GPU's own: residency, conversions, the exactness contract on offset rows, the split and 2-D
+dispatch paths, adapters without optional features, no adapter, no Vulkan loader, fork.
+Without an adapter the tests that need one skip, unless RSNORM_REQUIRE_GPU=1 (CI sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+
+import rsnorm
+from rsnorm import gpu
+
+REQUIRED = os.environ.get("RSNORM_REQUIRE_GPU") == "1"
+
+
+@pytest.fixture(scope="module")
+def device():
+    if not gpu.is_available():
+        if REQUIRED:
+            pytest.fail("RSNORM_REQUIRE_GPU=1 but rsnorm.gpu has no adapter")
+        pytest.skip("no GPU adapter")
+    return gpu.device_info()
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``code`` in a fresh interpreter with ``env`` added (the device opens once per process)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def close(got, want, tol=1e-5):
+    got = got.numpy() if isinstance(got, gpu.Array) else got
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), want, rtol=tol, atol=tol)
+
+
+# ---- arrays ----
+
+
+def test_is_available_is_a_bool_and_never_raises():
+    assert isinstance(gpu.is_available(), bool)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_round_trip_keeps_values_shape_and_dtype(device, rng, dtype):
+    x = rng.standard_normal((3, 4, 5)).astype(dtype)
+    a = gpu.asarray(x)
+    assert (a.shape, a.dtype, a.ndim, a.size, a.nbytes) == (x.shape, x.dtype, 3, 60, x.nbytes)
+    assert len(a) == 3
+    np.testing.assert_array_equal(a.numpy(), x)
+    assert repr(a) == f"rsnorm.gpu.Array(shape=(3, 4, 5), dtype={np.dtype(dtype).name})"
+
+
+def test_any_layout_uploads_as_its_values(device, rng):
+    x = rng.standard_normal((6, 8))
+    for host in (x.T, x[::2, 1::3], x.astype(">f8"), np.float32(2.5), x[:0]):
+        host = np.asarray(host)
+        np.testing.assert_array_equal(gpu.asarray(host).numpy(), host)
+        assert gpu.asarray(host).shape == host.shape
+    assert gpu.asarray([[1.0, 2.0]]).dtype == np.float64
+    np.testing.assert_array_equal(gpu.asarray(np.arange(4), dtype=np.float32).numpy(), [0, 1, 2, 3])
+
+
+def test_reshape_astype_empty(device, rng):
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    a = gpu.asarray(x)
+    np.testing.assert_array_equal(a.reshape(2, -1).numpy(), x.reshape(2, 12))
+    np.testing.assert_array_equal(a.reshape((24,)).numpy(), x.reshape(24))
+    np.testing.assert_array_equal(a.astype(np.float64).numpy(), x.astype(np.float64))
+    np.testing.assert_array_equal(gpu.asarray(a, dtype=np.float16).numpy(), x.astype(np.float16))
+    assert gpu.asarray(a) is a
+    e = gpu.empty((2, 3), np.float64)
+    assert (e.shape, e.dtype) == ((2, 3), np.float64)
+    assert gpu.empty(5).shape == (5,)
+    with pytest.raises(ValueError, match="reshape"):
+        a.reshape(5, 5)
+
+
+def test_no_silent_host_copy(device):
+    a = gpu.asarray(np.ones((2, 3), np.float32))
+    with pytest.raises(TypeError, match=r"\.numpy\(\)"):
+        np.asarray(a)
+    with pytest.raises(TypeError):
+        np.add(a, 1)
+    with pytest.raises(TypeError):
+        a + 1
+
+
+def test_array_errors(device):
+    with pytest.raises(TypeError, match=r"int64.*dtype="):
+        gpu.asarray(np.arange(3))
+    with pytest.raises(TypeError, match="complex128"):
+        gpu.asarray(np.ones(3), dtype=np.complex128)
+    with pytest.raises(ValueError, match="negative"):
+        gpu.empty((2, -1))
+    with pytest.raises(TypeError, match="asarray"):
+        gpu.Array(object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="0-dimensional"):
+        len(gpu.asarray(np.float32(1)))
+    with pytest.raises(gpu.GpuError, match="largest buffer"):
+        gpu.empty((1 << 40,), np.float32)
+
+
+def test_device_info_names_the_adapter(device):
+    for key in ("name", "backend", "driver", "max_storage_buffer_binding_size", "features"):
+        assert key in device
+    assert rsnorm.show_config is not None
+
+
+# ---- ops: parity with the CPU ----
+
+F32 = 1e-5
+
+
+def pair(rng, shape, offset=0.0, dtype=np.float32):
+    x = (rng.standard_normal(shape) + offset).astype(dtype)
+    return x, gpu.asarray(x)
+
+
+def test_results_stay_on_the_device_and_chain(device, rng):
+    x, a = pair(rng, (8, 32))
+    y = rsnorm.layer_norm(rsnorm.softmax(a))
+    assert isinstance(y, gpu.Array)
+    close(y, rsnorm.layer_norm(rsnorm.softmax(x.astype(np.float64))))
+
+
+@pytest.mark.parametrize("shape,k", [((7, 33), 1), ((2, 3, 4, 5), 2), ((5, 1), 1), ((3, 4096), 1)])
+def test_layer_and_rms_norm_with_params_and_stats(device, rng, shape, k):
+    x, a = pair(rng, shape)
+    inner = shape[-k:]
+    w, b = rng.standard_normal(inner).astype(np.float32), rng.standard_normal(inner).astype(np.float32)
+    wg, bg = gpu.asarray(w), gpu.asarray(b)
+    got = rsnorm.layer_norm(a, inner, wg, bg, return_stats=True)
+    want = rsnorm.layer_norm(x, inner, w, b, return_stats=True)
+    for g, e in zip(got, want):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        close(g, e)
+    got = rsnorm.rms_norm(a, inner, wg, return_stats=True)
+    want = rsnorm.rms_norm(x, inner, w, return_stats=True)
+    for g, e in zip(got, want):
+        assert g.shape == e.shape
+        close(g, e)
+
+
+def test_fused_adds_in_place(device, rng):
+    x, a = pair(rng, (6, 48))
+    r, rg = pair(rng, (6, 48))
+    w = rng.standard_normal(48).astype(np.float32)
+    y, s, mean, rstd = rsnorm.add_layer_norm(a, rg, gpu.asarray(w), residual_out=rg, return_stats=True)
+    want = rsnorm.add_layer_norm(x, r.copy(), w, return_stats=True)
+    assert s is not None
+    for g, e in zip((y, rg, mean, rstd), want):
+        close(g, e)
+    x, a = pair(rng, (6, 48))
+    r, rg = pair(rng, (6, 48))
+    y, s, rstd = rsnorm.add_rms_norm(a, rg, out=a, return_stats=True)
+    want = rsnorm.add_rms_norm(x, r, return_stats=True)
+    assert y.numpy() is not None
+    for g, e in zip((a, s, rstd), want):
+        close(g, e)
+
+
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_softmax_log_softmax_along_each_axis(device, rng, axis):
+    x, a = pair(rng, (5, 7, 9))
+    x = x * 30
+    a = gpu.asarray(x)
+    close(rsnorm.softmax(a, axis), rsnorm.softmax(x.astype(np.float64), axis))
+    close(rsnorm.log_softmax(a, axis), rsnorm.log_softmax(x.astype(np.float64), axis), 1e-4)
+
+
+def test_selu_l2_normalize(device, rng):
+    x, a = pair(rng, (9, 130))
+    close(rsnorm.selu(a), rsnorm.selu(x.astype(np.float64)))
+    close(rsnorm.l2_normalize(a), rsnorm.l2_normalize(x.astype(np.float64)))
+    zero = gpu.asarray(np.zeros((2, 3), np.float32))
+    np.testing.assert_array_equal(rsnorm.l2_normalize(zero).numpy(), 0)
+
+
+@pytest.mark.parametrize("axis,shape", [(1, (4, 6, 5, 3)), (-1, (4, 5, 6)), (1, (7, 6))])
+def test_batch_norm_eval(device, rng, axis, shape):
+    x, a = pair(rng, shape)
+    c = shape[axis]
+    rm = rng.standard_normal(c).astype(np.float32)
+    rv = rng.random(c).astype(np.float32) + 0.5
+    w, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    dev = [gpu.asarray(v) for v in (rm, rv, w, b)]
+    got = rsnorm.batch_norm(a, *dev, axis=axis, return_stats=True)
+    want = rsnorm.batch_norm(x, rm, rv, w, b, axis=axis, return_stats=True)
+    for g, e in zip(got, want):
+        assert g.shape == e.shape
+        close(g, e)
+    close(
+        rsnorm.batch_norm(a, dev[0], None, axis=axis, mean_only=True),
+        rsnorm.batch_norm(x, rm, None, axis=axis, mean_only=True),
+    )
+    # Running statistics in float64 beside float32 x are used as they are, as on the CPU.
+    close(
+        rsnorm.batch_norm(
+            a, gpu.asarray(rm.astype(np.float64)), gpu.asarray(rv.astype(np.float64)), axis=axis
+        ),
+        rsnorm.batch_norm(x, rm.astype(np.float64), rv.astype(np.float64), axis=axis),
+    )
+
+
+def test_group_and_instance_norm(device, rng):
+    x, a = pair(rng, (3, 6, 4, 5), offset=1e4)
+    w, b = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    wg, bg = gpu.asarray(w), gpu.asarray(b)
+    for groups in (1, 2, 3, 6):
+        got = rsnorm.group_norm(a, groups, wg, bg, return_stats=True)
+        want = rsnorm.group_norm(x, groups, w, b, return_stats=True)
+        for g, e in zip(got, want):
+            assert g.shape == e.shape
+            close(g, e, 1e-4 if g is got[1] else F32)
+    got = rsnorm.instance_norm(a, weight=wg, bias=bg, return_stats=True)
+    want = rsnorm.instance_norm(x, weight=w, bias=b, return_stats=True)
+    for g, e in zip(got, want):
+        close(g, e, 1e-4 if g is got[1] else F32)
+    rm, rv = (rng.standard_normal(6) + 1e4).astype(np.float32), rng.random(6).astype(np.float32) + 0.5
+    got = rsnorm.instance_norm(a, gpu.asarray(rm), gpu.asarray(rv), use_input_stats=False, return_stats=True)
+    want = rsnorm.instance_norm(x, rm, rv, use_input_stats=False, return_stats=True)
+    for g, e in zip(got, want):
+        assert g.shape == e.shape
+        close(g, e, 1e-4 if g is got[1] else F32)
+
+
+# ---- the exactness contract, NaN, empty ----
+
+
+@pytest.mark.parametrize("op", ["layer_norm", "rms_norm", "group_norm", "instance_norm"])
+def test_offset_rows_normalize_like_noise(device, rng, op):
+    x = (rng.standard_normal((4, 8, 256)) + 1e4).astype(np.float32)
+    args = {"group_norm": (2,)}.get(op, ())
+    fn = getattr(rsnorm, op)
+    got = fn(gpu.asarray(x), *args).numpy()
+    want = fn(x.astype(np.float64), *args)
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_nan_stays_in_its_row(device, rng):
+    x = rng.standard_normal((4, 50)).astype(np.float32)
+    x[2, 7] = np.nan
+    for op in ("layer_norm", "rms_norm", "softmax", "log_softmax", "l2_normalize"):
+        y = getattr(rsnorm, op)(gpu.asarray(x)).numpy()
+        assert np.isnan(y[2]).all(), op
+        assert np.isfinite(y[[0, 1, 3]]).all(), op
+
+
+def test_empty_arrays(device):
+    for shape in ((0, 8), (0, 3, 4)):
+        a = gpu.asarray(np.zeros(shape, np.float32))
+        for op in ("layer_norm", "rms_norm", "softmax", "selu", "l2_normalize"):
+            y = getattr(rsnorm, op)(a)
+            assert y.shape == shape and y.numpy().size == 0
+    a = gpu.asarray(np.zeros((3, 0), np.float32))
+    with pytest.raises(ValueError, match="zero elements"):
+        rsnorm.layer_norm(a)
+    with pytest.raises(ValueError, match="zero elements"):
+        rsnorm.softmax(a)
+    y, rstd = rsnorm.batch_norm(
+        gpu.asarray(np.zeros((0, 3), np.float32)),
+        gpu.asarray(np.zeros(3, np.float32)),
+        gpu.asarray(np.ones(3, np.float32)),
+        return_stats=True,
+    )[::2]
+    assert y.shape == (0, 3)
+    close(rstd, 1 / np.sqrt(1 + 1e-5))
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float16, 2e-3), (np.float64, 1e-12)])
+def test_other_dtypes(device, rng, dtype, tol):
+    x, a = pair(rng, (5, 40), dtype=dtype)
+    for op in ("layer_norm", "rms_norm", "softmax", "log_softmax", "selu", "l2_normalize"):
+        got = getattr(rsnorm, op)(a)
+        assert got.dtype == dtype
+        want = getattr(rsnorm, op)(x.astype(np.float64))
+        np.testing.assert_allclose(got.numpy().astype(np.float64), want, rtol=tol, atol=tol, err_msg=op)
+
+
+# ---- error paths ----
+
+
+def test_mixed_device_and_host_arrays_name_the_argument(device, rng):
+    x, a = pair(rng, (3, 4))
+    with pytest.raises(TypeError, match=r"layer_norm: argument 'weight'.*rsnorm\.gpu\.asarray"):
+        rsnorm.layer_norm(a, weight=np.ones(4, np.float32))
+    with pytest.raises(TypeError, match="layer_norm: argument 'x'"):
+        rsnorm.layer_norm(x, weight=gpu.asarray(np.ones(4, np.float32)))
+    with pytest.raises(TypeError, match="batch_norm: argument 'running_var'"):
+        rsnorm.batch_norm(a, gpu.asarray(np.zeros(4, np.float32)), np.ones(4, np.float32))
+
+
+def test_wrong_shapes_and_values(device, rng):
+    _, a = pair(rng, (3, 4))
+    with pytest.raises(ValueError, match=r"layer_norm: weight has shape \(3,\), expected \(4,\)"):
+        rsnorm.layer_norm(a, weight=gpu.asarray(np.ones(3, np.float32)))
+    with pytest.raises(ValueError, match="normalized_shape"):
+        rsnorm.layer_norm(a, (5,))
+    with pytest.raises(ValueError, match="eps"):
+        rsnorm.layer_norm(a, eps=-1.0)
+    with pytest.raises(ValueError, match="residual has shape"):
+        rsnorm.add_layer_norm(a, gpu.asarray(np.ones((3, 5), np.float32)))
+    with pytest.raises(ValueError, match="out has shape"):
+        rsnorm.softmax(a, out=gpu.empty((4, 3)))
+    with pytest.raises(TypeError, match="out has dtype float64"):
+        rsnorm.selu(a, out=gpu.empty((3, 4), np.float64))
+    with pytest.raises(ValueError, match="share memory"):
+        rsnorm.add_rms_norm(a, gpu.asarray(np.ones((3, 4), np.float32)), out=a, residual_out=a)
+    with pytest.raises(ValueError, match="axis"):
+        rsnorm.softmax(a, axis=2)
+    with pytest.raises(ValueError, match="num_groups"):
+        rsnorm.group_norm(gpu.asarray(np.ones((2, 4, 3), np.float32)), 3)
+    with pytest.raises(ValueError, match="running_mean has shape"):
+        rsnorm.batch_norm(a, gpu.empty(3), gpu.empty(4))
+
+
+def test_training_modes_say_they_are_not_on_the_gpu_yet(device, rng):
+    _, a = pair(rng, (3, 4))
+    rm, rv = gpu.asarray(np.zeros(4, np.float32)), gpu.asarray(np.ones(4, np.float32))
+    with pytest.raises(NotImplementedError, match="batch_norm: training"):
+        rsnorm.batch_norm(a, rm, rv, training=True)
+    with pytest.raises(NotImplementedError, match="batch statistics"):
+        rsnorm.batch_norm(a)
+    with pytest.raises(NotImplementedError, match="instance_norm: updating running"):
+        rsnorm.instance_norm(gpu.asarray(np.ones((2, 4, 3), np.float32)), rm, rv)
+    with pytest.raises(TypeError, match="the gpu backend has no layer_norm_backward"):
+        rsnorm.layer_norm_backward(a, a, a, a)
+
+
+def test_threads_share_the_device(device, rng):
+    xs = [rng.standard_normal((16, 300)).astype(np.float32) for _ in range(8)]
+    results: list = [None] * len(xs)
+
+    def work(i):
+        a = gpu.asarray(xs[i])
+        for _ in range(5):
+            y = rsnorm.layer_norm(rsnorm.softmax(a))
+        results[i] = y.numpy()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for x, got in zip(xs, results):
+        close(got, rsnorm.layer_norm(rsnorm.softmax(x.astype(np.float64))))
+
+
+# ---- paths of other adapters, in subprocesses ----
+
+PARITY = """
+import numpy as np, rsnorm
+from rsnorm import gpu
+rng = np.random.default_rng(1)
+def check(got, want, tol=1e-5):
+    np.testing.assert_allclose(got.numpy(), want, rtol=tol, atol=tol)
+for shape in [(300, 33), (40, 1000), (7, 5000), (10000, 3)]:
+    x = (rng.standard_normal(shape) + 1e3).astype(np.float32)
+    a = gpu.asarray(x)
+    check(rsnorm.layer_norm(a), rsnorm.layer_norm(x.astype(np.float64)))
+    check(rsnorm.rms_norm(a), rsnorm.rms_norm(x.astype(np.float64)))
+    check(rsnorm.softmax(a), rsnorm.softmax(x.astype(np.float64)))
+    if shape[0] * 20 * 4 <= 32768:  # along axis 0 the whole array is one block, bound at once
+        small = x[:, :20]
+        check(rsnorm.softmax(gpu.asarray(small), 0), rsnorm.softmax(small.astype(np.float64), 0))
+    check(rsnorm.log_softmax(a), rsnorm.log_softmax(x.astype(np.float64)), 1e-4)
+    check(rsnorm.selu(gpu.asarray(x - 1e3)), rsnorm.selu((x - 1e3).astype(np.float64)))
+x = rng.standard_normal((6, 8, 9, 7)).astype(np.float32)
+rm, rv = rng.standard_normal(8).astype(np.float32), rng.random(8).astype(np.float32) + 1
+check(rsnorm.batch_norm(gpu.asarray(x), gpu.asarray(rm), gpu.asarray(rv)), rsnorm.batch_norm(x, rm, rv))
+check(rsnorm.group_norm(gpu.asarray(x), 4), rsnorm.group_norm(x.astype(np.float64), 4))
+print("ok")
+"""
+
+
+def test_split_bindings_and_2d_dispatch(device):
+    """Arrays beyond the largest storage binding run in several dispatches at aligned offsets, and
+    more workgroups than a dimension takes run 2-D (both limits lowered so small arrays reach them)."""
+    done = run_python(PARITY, RSNORM_GPU_MAX_BINDING="32768", RSNORM_GPU_MAX_GROUPS="6")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_row_longer_than_a_binding_is_a_gpu_error(device):
+    done = run_python(
+        """
+        import numpy as np, rsnorm
+        from rsnorm import gpu
+        for call in (
+            lambda: rsnorm.layer_norm(gpu.asarray(np.ones((2, 2000), np.float32))),
+            lambda: rsnorm.softmax(gpu.asarray(np.ones((2000, 2), np.float32)), axis=0),
+        ):
+            try:
+                call()
+            except gpu.GpuError as e:
+                print(e)
+        """,
+        RSNORM_GPU_MAX_BINDING="4096",
+    )
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stderr
+    assert all("exceeds the GPU's largest storage binding" in line for line in lines)
+
+
+def test_without_optional_features(device):
+    """An adapter without subgroups, f16 or f64: the workgroup-tree reductions, and TypeError
+    naming the dtype and the missing feature."""
+    done = run_python(
+        PARITY
+        + """
+for dtype, feature in [(np.float16, "SHADER_F16"), (np.float64, "SHADER_F64")]:
+    try:
+        gpu.asarray(np.ones(3, dtype))
+    except TypeError as e:
+        assert feature in str(e) and np.dtype(dtype).name in str(e), e
+    else:
+        raise AssertionError(dtype)
+print(gpu.device_info()["subgroup_size"])
+""",
+        RSNORM_GPU_FEATURES="",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "none"]
+
+
+def test_no_adapter_is_a_clear_error_and_the_cpu_still_works():
+    done = run_python(
+        """
+        import numpy as np, rsnorm
+        from rsnorm import gpu
+        assert gpu.is_available() is False
+        assert issubclass(gpu.GpuUnavailableError, RuntimeError)
+        for call in (lambda: gpu.asarray(np.ones(3)), lambda: gpu.empty(3), gpu.device_info):
+            try:
+                call()
+            except gpu.GpuUnavailableError as e:
+                assert "no GPU adapter" in str(e), e
+            else:
+                raise AssertionError("no error")
+        print(rsnorm.layer_norm(np.arange(4.0))[0].round(3))
+        """,
+        VK_ICD_FILENAMES="/nonexistent.json",
+        VK_DRIVER_FILES="/nonexistent.json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["-1.342"]
+
+
+def test_without_a_vulkan_loader_import_works():
+    """The loader is opened at run time: hidden (a private mount over it), rsnorm imports, has no
+    GPU and computes on the CPU."""
+    loader = next(
+        (
+            p
+            for p in ("/usr/lib/x86_64-linux-gnu/libvulkan.so.1", "/usr/lib/aarch64-linux-gnu/libvulkan.so.1")
+            if os.path.exists(p)
+        ),
+        None,
+    )
+    if loader is None or shutil.which("unshare") is None:
+        pytest.skip("no Vulkan loader to hide, or no unshare")
+    code = "import numpy as np, rsnorm; print(rsnorm.gpu.is_available(), rsnorm.softmax(np.zeros(2))[0])"
+    script = f"mount --bind /dev/null {loader} && exec {sys.executable} -c '{code}'"
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and ("unshare" in done.stderr or "mount" in done.stderr):
+        if REQUIRED:
+            pytest.fail(f"cannot hide the loader here: {done.stderr}")
+        pytest.skip(f"cannot hide the loader here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "0.5"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_forked_child_gets_a_clear_error(device):
+    done = run_python(
+        """
+        import os, numpy as np, rsnorm
+        from rsnorm import gpu
+        gpu.asarray(np.ones(3, np.float32)).numpy()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                gpu.asarray(np.ones(3, np.float32))
+            except gpu.GpuUnavailableError as e:
+                os._exit(0 if "fork" in str(e) else 2)
+            os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), gpu.asarray(np.ones(2, np.float32)).numpy().sum())
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "2.0"]
