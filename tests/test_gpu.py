@@ -506,3 +506,15 @@ def test_a_forked_child_gets_a_clear_error(device):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "2.0"]
+
+
+def test_gpu_benchmark_runs_and_reports_the_device(device):
+    from rsnorm.bench import format_table
+    from rsnorm.bench.gpu import run_gpu
+
+    report = run_gpu("quick", rounds=1, only="selu", progress=False)
+    assert report["copy_gbps"] > 0 and device["name"] in report["config"]["device"]
+    assert [r["op"] for r in report["results"]] == ["selu", "selu"]
+    for r in report["results"]:
+        assert r["median_s"]["rsnorm"] > 0 and r["median_s"]["copy"] > 0
+    assert "device copy ceiling" in format_table(report)

@@ -35,7 +35,9 @@ def gpu_summary() -> str:
         info = _rsnorm.gpu_device_info()
     except _rsnorm.GpuError as exc:
         return f"none ({str(exc).split(' (')[0]})"
-    return f"{info['name']} ({info['backend']}, {info['driver']}; {info['features'] or 'no optional features'})"
+    return (
+        f"{info['name']} ({info['backend']}, {info['driver']}; {info['features'] or 'no optional features'})"
+    )
 
 
 def config() -> dict[str, str]:

@@ -9,6 +9,9 @@ import numpy.typing as npt
 _Shape = int | Sequence[int] | None
 _Array = npt.NDArray[np.floating]
 _ArrayLike = npt.ArrayLike
+# Arrays written in place (out=, running statistics): NumPy arrays by the time the host functions
+# call the extension (device arrays go to their backend first), typed loosely as the public layer's.
+_Out = Any
 
 __version__: str
 __all__ = [
@@ -79,7 +82,7 @@ def layer_norm(
     weight: _ArrayLike | None = None,
     bias: _ArrayLike | None = None,
     eps: float = 1e-5,
-    out: _Array | None = None,
+    out: _Out | None = None,
     return_stats: bool = False,
 ) -> Any: ...
 def rms_norm(
@@ -87,7 +90,7 @@ def rms_norm(
     normalized_shape: _Shape = None,
     weight: _ArrayLike | None = None,
     eps: float | None = None,
-    out: _Array | None = None,
+    out: _Out | None = None,
     return_stats: bool = False,
 ) -> Any: ...
 def add_layer_norm(
@@ -97,8 +100,8 @@ def add_layer_norm(
     bias: _ArrayLike | None = None,
     eps: float = 1e-5,
     normalized_shape: _Shape = None,
-    out: _Array | None = None,
-    residual_out: _Array | None = None,
+    out: _Out | None = None,
+    residual_out: _Out | None = None,
     return_stats: bool = False,
 ) -> tuple[_Array, ...]: ...
 def add_rms_norm(
@@ -107,21 +110,21 @@ def add_rms_norm(
     weight: _ArrayLike | None = None,
     eps: float | None = None,
     normalized_shape: _Shape = None,
-    out: _Array | None = None,
-    residual_out: _Array | None = None,
+    out: _Out | None = None,
+    residual_out: _Out | None = None,
     return_stats: bool = False,
 ) -> tuple[_Array, ...]: ...
 def batch_norm(
     x: _ArrayLike,
-    running_mean: _Array | None = None,
-    running_var: _Array | None = None,
+    running_mean: _Out | None = None,
+    running_var: _Out | None = None,
     weight: _ArrayLike | None = None,
     bias: _ArrayLike | None = None,
     training: bool = False,
     momentum: float | None = 0.1,
     eps: float = 1e-5,
     axis: int = 1,
-    out: _Array | None = None,
+    out: _Out | None = None,
     mean_only: bool = False,
     num_batches_tracked: int | None = None,
     return_stats: bool = False,
@@ -129,14 +132,14 @@ def batch_norm(
 ) -> Any: ...
 def instance_norm(
     x: _ArrayLike,
-    running_mean: _Array | None = None,
-    running_var: _Array | None = None,
+    running_mean: _Out | None = None,
+    running_var: _Out | None = None,
     weight: _ArrayLike | None = None,
     bias: _ArrayLike | None = None,
     use_input_stats: bool = True,
     momentum: float = 0.1,
     eps: float = 1e-5,
-    out: _Array | None = None,
+    out: _Out | None = None,
     return_stats: bool = False,
 ) -> Any: ...
 def group_norm(
@@ -145,20 +148,20 @@ def group_norm(
     weight: _ArrayLike | None = None,
     bias: _ArrayLike | None = None,
     eps: float = 1e-5,
-    out: _Array | None = None,
+    out: _Out | None = None,
     return_stats: bool = False,
 ) -> Any: ...
-def selu(x: _ArrayLike, out: _Array | None = None) -> _Array: ...
+def selu(x: _ArrayLike, out: _Out | None = None) -> _Array: ...
 def local_response_norm(
     x: _ArrayLike,
     size: int,
     alpha: float = 1e-4,
     beta: float = 0.75,
     k: float = 1.0,
-    out: _Array | None = None,
+    out: _Out | None = None,
 ) -> _Array: ...
-def weight_norm(v: _ArrayLike, g: _ArrayLike, dim: int | None = 0, out: _Array | None = None) -> _Array: ...
-def l2_normalize(x: _ArrayLike, eps: float = 1e-12, out: _Array | None = None) -> _Array: ...
+def weight_norm(v: _ArrayLike, g: _ArrayLike, dim: int | None = 0, out: _Out | None = None) -> _Array: ...
+def l2_normalize(x: _ArrayLike, eps: float = 1e-12, out: _Out | None = None) -> _Array: ...
 def moments(
     x: _ArrayLike, axis: int | Sequence[int] | None = None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
@@ -236,8 +239,8 @@ def optim_step(
     algorithm: str, group: dict[str, Any], tensors: dict[str, list[Any]], grad_scale: float = 1.0
 ) -> None: ...
 def grad_norm(grads: list[_Array]) -> float: ...
-def softmax(x: _ArrayLike, axis: int = -1, out: _Array | None = None) -> _Array: ...
-def log_softmax(x: _ArrayLike, axis: int = -1, out: _Array | None = None) -> _Array: ...
+def softmax(x: _ArrayLike, axis: int = -1, out: _Out | None = None) -> _Array: ...
+def log_softmax(x: _ArrayLike, axis: int = -1, out: _Out | None = None) -> _Array: ...
 def information(
     measure: str, p: _ArrayLike, q: _ArrayLike | None = None, axis: int = -1, base: float | None = None
 ) -> Any: ...

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import numpy.typing as npt
 
 #: An output array (its dtype is the input's: float16, float32 or float64).
 Array = npt.NDArray[Any]
-#: Anything ``np.asarray`` takes without computing, or an array of a registered backend.
-ArrayLike = npt.ArrayLike
+if TYPE_CHECKING:
+    from .gpu import Array as _DeviceArray
+
+    #: Anything ``np.asarray`` takes without computing, or an array of a registered backend.
+    ArrayLike = Union[npt.ArrayLike, _DeviceArray]
+    #: An array an op writes into (``out=``, running statistics): a NumPy or a device array.
+    OutArray = Union[npt.NDArray[Any], _DeviceArray]
+else:
+    ArrayLike = npt.ArrayLike
+    OutArray = npt.NDArray[Any]
 #: The trailing dims a row normalization covers: a size, sizes, or None for the last dim.
 Shape = Union[int, Sequence[int], None]
 #: Partial statistics (count, mean, m2), as ``moments`` returns and ``merge_moments`` takes.

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import _rsnorm
 from ._backend import op
-from ._typing import Array, ArrayLike
+from ._typing import Array, ArrayLike, OutArray
 
 __all__ = [
     "batch_norm",
@@ -27,8 +27,8 @@ __all__ = [
 @op
 def batch_norm(
     x: ArrayLike,
-    running_mean: Array | None = None,
-    running_var: Array | None = None,
+    running_mean: OutArray | None = None,
+    running_var: OutArray | None = None,
     weight: ArrayLike | None = None,
     bias: ArrayLike | None = None,
     training: bool = False,
@@ -36,7 +36,7 @@ def batch_norm(
     eps: float = 1e-5,
     *,
     axis: int = 1,
-    out: Array | None = None,
+    out: OutArray | None = None,
     mean_only: bool = False,
     num_batches_tracked: int | None = None,
     return_stats: bool = False,
@@ -92,15 +92,15 @@ def batch_norm_backward(
 @op
 def instance_norm(
     x: ArrayLike,
-    running_mean: Array | None = None,
-    running_var: Array | None = None,
+    running_mean: OutArray | None = None,
+    running_var: OutArray | None = None,
     weight: ArrayLike | None = None,
     bias: ArrayLike | None = None,
     use_input_stats: bool = True,
     momentum: float = 0.1,
     eps: float = 1e-5,
     *,
-    out: Array | None = None,
+    out: OutArray | None = None,
     return_stats: bool = False,
 ) -> Any:
     """Instance normalization of (N, C, ...): each (sample, channel) normalized alone, as
@@ -136,7 +136,7 @@ def group_norm(
     bias: ArrayLike | None = None,
     eps: float = 1e-5,
     *,
-    out: Array | None = None,
+    out: OutArray | None = None,
     return_stats: bool = False,
 ) -> Any:
     """Group normalization of (N, C, ...), statistics per sample and group of ``C / num_groups``

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _rsnorm
 from ._backend import op
-from ._typing import Array, ArrayLike, Shape
+from ._typing import Array, ArrayLike, OutArray, Shape
 
 __all__ = [
     "add_layer_norm",
@@ -43,7 +43,7 @@ def layer_norm(
     bias: ArrayLike | None = None,
     eps: float = 1e-5,
     *,
-    out: Array | None = None,
+    out: OutArray | None = None,
     return_stats: Literal[False] = False,
 ) -> Array: ...
 @overload
@@ -54,7 +54,7 @@ def layer_norm(
     bias: ArrayLike | None = None,
     eps: float = 1e-5,
     *,
-    out: Array | None = None,
+    out: OutArray | None = None,
     return_stats: Literal[True],
 ) -> tuple[Array, Array, Array]: ...
 @op
@@ -65,7 +65,7 @@ def layer_norm(
     bias: ArrayLike | None = None,
     eps: float = 1e-5,
     *,
-    out: Array | None = None,
+    out: OutArray | None = None,
     return_stats: bool = False,
 ) -> Any:
     """Layer normalization over the last ``len(normalized_shape)`` dims (None: the last dim), as
@@ -100,7 +100,7 @@ def rms_norm(
     weight: ArrayLike | None = None,
     eps: float | None = None,
     *,
-    out: Array | None = None,
+    out: OutArray | None = None,
     return_stats: Literal[False] = False,
 ) -> Array: ...
 @overload
@@ -110,7 +110,7 @@ def rms_norm(
     weight: ArrayLike | None = None,
     eps: float | None = None,
     *,
-    out: Array | None = None,
+    out: OutArray | None = None,
     return_stats: Literal[True],
 ) -> tuple[Array, Array]: ...
 @op
@@ -120,7 +120,7 @@ def rms_norm(
     weight: ArrayLike | None = None,
     eps: float | None = None,
     *,
-    out: Array | None = None,
+    out: OutArray | None = None,
     return_stats: bool = False,
 ) -> Any:
     """RMS normalization over the last ``len(normalized_shape)`` dims, as
@@ -151,8 +151,8 @@ def add_layer_norm(
     eps: float = 1e-5,
     *,
     normalized_shape: Shape = None,
-    out: Array | None = None,
-    residual_out: Array | None = None,
+    out: OutArray | None = None,
+    residual_out: OutArray | None = None,
     return_stats: bool = False,
 ) -> tuple[Array, ...]:
     """``s = x + residual; (layer_norm(s), s)`` in one pass over memory (the pre-norm transformer
@@ -190,8 +190,8 @@ def add_rms_norm(
     eps: float | None = None,
     *,
     normalized_shape: Shape = None,
-    out: Array | None = None,
-    residual_out: Array | None = None,
+    out: OutArray | None = None,
+    residual_out: OutArray | None = None,
     return_stats: bool = False,
 ) -> tuple[Array, ...]:
     """``s = x + residual; (rms_norm(s), s)`` in one pass over memory; ``(y, s[, rstd])``."""
@@ -215,7 +215,7 @@ def add_rms_norm_backward(
 
 
 @op
-def l2_normalize(x: ArrayLike, eps: float = 1e-12, *, out: Array | None = None) -> Array:
+def l2_normalize(x: ArrayLike, eps: float = 1e-12, *, out: OutArray | None = None) -> Array:
     """Each row along the last axis divided by its L2 norm, clamped below by ``eps``
     (``torch.nn.functional.normalize(x, dim=-1)``)."""
     return _rsnorm.l2_normalize(x, eps, out)
@@ -228,7 +228,7 @@ def l2_normalize_backward(grad: ArrayLike, x: ArrayLike, eps: float = 1e-12) -> 
 
 
 @op
-def weight_norm(v: ArrayLike, g: ArrayLike, dim: int | None = 0, *, out: Array | None = None) -> Array:
+def weight_norm(v: ArrayLike, g: ArrayLike, dim: int | None = 0, *, out: OutArray | None = None) -> Array:
     """Weight normalization ``w = g · v / ‖v‖``, the norm over all dims but ``dim`` (None: the whole
     tensor), as ``torch._weight_norm``; ``g`` has shape ``(v.shape[dim],)`` or that with ones."""
     return _rsnorm.weight_norm(v, g, dim, out)
@@ -250,7 +250,7 @@ def local_response_norm(
     beta: float = 0.75,
     k: float = 1.0,
     *,
-    out: Array | None = None,
+    out: OutArray | None = None,
 ) -> Array:
     """Local response normalization across channels (dim 1) of a 3-D, 4-D or 5-D array, as
     ``torch.nn.functional.local_response_norm``: ``x / (k + alpha/size · Σ x²)^beta`` over a window

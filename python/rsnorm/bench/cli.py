@@ -30,11 +30,25 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--out", default=None, help="folder for bench.json, bench.md and bench.png (matplotlib)"
     )
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "gpu"],
+        default="cpu",
+        help="cpu (default): NumPy arrays; gpu: rsnorm.gpu arrays against PyTorch CUDA",
+    )
     args = parser.parse_args(argv)
     if args.threads is not None:
         rn.set_num_threads(args.threads)
     suite = "quick" if args.quick else args.suite
-    report = run(suite, rounds=args.rounds, only=args.only, progress=not (args.json or args.markdown))
+    quiet = args.json or args.markdown
+    if args.device == "gpu":
+        from .gpu import run_gpu
+
+        if suite not in ("quick", "full"):
+            parser.error("--device gpu takes --suite quick or full")
+        report = run_gpu(suite, rounds=args.rounds, only=args.only, progress=not quiet)
+    else:
+        report = run(suite, rounds=args.rounds, only=args.only, progress=not quiet)
     if args.json:
         print(json.dumps(report, indent=2))
     elif args.markdown:

@@ -35,6 +35,14 @@ def summarize(report: dict) -> list[dict]:
 
 def _header(report: dict) -> list[str]:
     cfg = report["config"]
+    if "device" in cfg:
+        return [
+            f"rsnorm {cfg['rsnorm']} on the GPU: {cfg['device']}",
+            f"device copy ceiling (512 MB, read + write): {report['copy_gbps']:.1f} GB/s",
+            "times are medians in ms per call of a loop that waits for the device at the end (recording",
+            "and submitting included); % copy = a same-bytes device copy's time / rsnorm's time;",
+            "speed-up = peer time / rsnorm time ('torch' is PyTorch CUDA)",
+        ]
     return [
         f"rsnorm {cfg['rsnorm']} · simd {cfg['simd']} · {cfg['threads']} threads · numpy {cfg['numpy']}",
         f"copy ceiling ({cfg['threads']} threads, 256 MB, read + write): {report['copy_gbps']:.1f} GB/s",
@@ -46,22 +54,25 @@ def _header(report: dict) -> list[str]:
 
 def format_table(report: dict) -> str:
     lines = [*_header(report), ""]
+    rows = summarize(report)
+    # The peers that ran somewhere (all of them on a CPU run, so its columns stay put).
+    peers = [p for p in PEERS if "device" not in report["config"] or any(p in r["peer_ms"] for r in rows)]
     header = (
         f"{'op':<24}{'shape':<20}{'dtype':<8}{'rsnorm':>9}{'GB/s':>7}{'%copy':>7}{'alloc':>9}"
-        + "".join(f"{p:>12}" for p in PEERS)
-        + "".join(f"{'×' + p:>13}" for p in PEERS)
+        + "".join(f"{p:>12}" for p in peers)
+        + "".join(f"{'×' + p:>13}" for p in peers)
         + f"{'×fastest':>10}"
     )
     lines += [header, "-" * len(header)]
-    for row in summarize(report):
+    for row in rows:
         alloc = f"{row['alloc_ms']:>9.3f}" if row["alloc_ms"] is not None else f"{'—':>9}"
         line = (
             f"{row['op']:<24}{row['shape']!s:<20}{row['dtype']:<8}{row['ms']:>9.3f}{row['gbps']:>7.1f}"
             f"{100 * row['copy_share']:>6.0f}%{alloc}"
         )
-        line += "".join(f"{row['peer_ms'][p]:>12.3f}" if p in row["peer_ms"] else f"{'—':>12}" for p in PEERS)
+        line += "".join(f"{row['peer_ms'][p]:>12.3f}" if p in row["peer_ms"] else f"{'—':>12}" for p in peers)
         line += "".join(
-            f"{row['speedup'][p]:>12.1f}×" if p in row["speedup"] else f"{'—':>13}" for p in PEERS
+            f"{row['speedup'][p]:>12.1f}×" if p in row["speedup"] else f"{'—':>13}" for p in peers
         )
         line += f"{row['vs_fastest']:>9.1f}×" if row["vs_fastest"] is not None else f"{'—':>10}"
         lines.append(line)

@@ -3,9 +3,9 @@
 //! Work is recorded into one pending command encoder and submitted in batches: when a result is
 //! read back, on `synchronize`, or after `BATCH` dispatches. A readback waits for the device, so
 //! nothing else syncs (a synced dispatch costs milliseconds on some drivers, against microseconds
-//! of recording). Uploads and parameters go through buffers mapped at creation, never through
-//! `Queue::write_buffer`, whose writes land before the next submit's commands: recorded work would
-//! see data written after it.
+//! of recording). Uploads go through buffers mapped at creation, not `Queue::write_buffer`, whose
+//! writes land before the next submit's commands: recorded work would see data written after it
+//! (dispatch parameters use it, in slots that are never rewritten: see `Arena`).
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -37,9 +37,10 @@ pub(crate) struct Context {
     /// Workgroups per dispatch dimension (the adapter's, or fewer with `RSNORM_GPU_MAX_GROUPS`,
     /// for the tests of 2-D dispatch).
     pub(crate) max_groups: u32,
-    pub(crate) pipelines: Mutex<HashMap<crate::pipelines::Key, wgpu::ComputePipeline>>,
+    pub(crate) pipelines: Mutex<HashMap<crate::pipelines::Key, crate::pipelines::Pipeline>>,
     pool: Mutex<Pool>,
     pending: Mutex<Pending>,
+    arena: Mutex<Arena>,
     /// Errors wgpu reports outside an error scope (its default handler would panic).
     uncaptured: Arc<Mutex<Vec<String>>>,
     pid: u32,
@@ -50,6 +51,18 @@ struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     dispatches: usize,
 }
+
+/// Uniform parameters of dispatches, one slot each, written with `Queue::write_buffer`. That is safe
+/// here because a slot is written once and never reused: the write lands before the submission
+/// that holds its dispatch (or an earlier one). A full arena is replaced (wgpu keeps it alive while
+/// work uses it): one buffer per `ARENA_SLOTS` dispatches instead of one per dispatch.
+#[derive(Default)]
+struct Arena {
+    buffer: Option<wgpu::Buffer>,
+    used: u64,
+}
+
+const ARENA_SLOTS: u64 = 256;
 
 #[derive(Default)]
 struct Pool {
@@ -203,6 +216,7 @@ impl Context {
             pipelines: Mutex::default(),
             pool: Mutex::default(),
             pending: Mutex::default(),
+            arena: Mutex::default(),
             uncaptured,
             pid: std::process::id(),
         })
@@ -292,6 +306,33 @@ impl Context {
                 contents,
                 usage,
             })
+    }
+
+    /// `bytes` in a fresh slot of the uniform arena.
+    pub(crate) fn uniform(&self, bytes: &[u8]) -> crate::pipelines::Uniform {
+        let slot = u64::from(self.limits.min_uniform_buffer_offset_alignment).max(256);
+        let size = (bytes.len() as u64).next_multiple_of(16);
+        let mut arena = lock(&self.arena);
+        if arena.buffer.is_none() || arena.used + slot > slot * ARENA_SLOTS {
+            arena.buffer = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("rsnorm parameters"),
+                size: slot * ARENA_SLOTS,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+            arena.used = 0;
+        }
+        let offset = arena.used;
+        arena.used += slot;
+        let buffer = arena.buffer.clone().expect("the arena was just made");
+        let mut padded = bytes.to_vec();
+        padded.resize(size as usize, 0);
+        self.queue.write_buffer(&buffer, offset, &padded);
+        crate::pipelines::Uniform {
+            buffer,
+            offset,
+            size,
+        }
     }
 
     /// Records into the pending encoder; submits it after `BATCH` dispatches.

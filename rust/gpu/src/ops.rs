@@ -180,7 +180,7 @@ enum Input<'a> {
 /// `y`. `m[2]` receives each dispatch's first element index.
 fn elementwise(
     ctx: &Context,
-    pipeline: &wgpu::ComputePipeline,
+    pipeline: &crate::pipelines::Pipeline,
     dtype: DType,
     inputs: &[&Tensor],
     y: &Tensor,
@@ -193,7 +193,7 @@ fn elementwise(
 
 fn elementwise_with(
     ctx: &Context,
-    pipeline: &wgpu::ComputePipeline,
+    pipeline: &crate::pipelines::Pipeline,
     dtype: DType,
     inputs: &[Input<'_>],
     y: &Tensor,
@@ -799,4 +799,37 @@ pub fn batch_norm(
         mean,
         rstd,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// wgpu's default handler panics on a validation error; ours returns `Error::Device` and the
+    /// device keeps working.
+    #[test]
+    fn validation_errors_are_errors_not_panics() {
+        let Ok(ctx) = context() else {
+            assert!(
+                std::env::var("RSNORM_REQUIRE_GPU").as_deref() != Ok("1"),
+                "RSNORM_REQUIRE_GPU=1 but there is no GPU adapter"
+            );
+            return;
+        };
+        let x = Tensor::empty(&[64], DType::F32).unwrap();
+        let pipeline = ctx.pipeline(SELU, DType::F32, None, &[]).unwrap();
+        let params = ctx.params(DType::F32, [64, 0, 1, 0], [0; 4], [0.0; 4]);
+        // A binding past the end of its buffer.
+        let bad = Binding {
+            buffer: x.buffer(),
+            offset: 1 << 20,
+            size: 256,
+        };
+        let err = ctx
+            .checked(|| ctx.dispatch(&pipeline, &[bad, Binding::whole(x.buffer())], &params, 1))
+            .unwrap_err();
+        assert!(matches!(err, Error::Device(_)), "{err:?}");
+        let y = selu(&x, None).unwrap();
+        assert_eq!(y.to_bytes().unwrap().len(), 256);
+    }
 }

@@ -105,7 +105,7 @@ impl Context {
         dtype: DType,
         dst: Option<DType>,
         constants: &[(&'static str, f64)],
-    ) -> Result<wgpu::ComputePipeline> {
+    ) -> Result<Pipeline> {
         let key = Key {
             kernel,
             dtype,
@@ -116,7 +116,7 @@ impl Context {
             return Ok(found.clone());
         }
         let source = self.source(&key);
-        let pipeline = self.checked(|| {
+        let compute = self.checked(|| {
             let module = self
                 .device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -138,19 +138,16 @@ impl Context {
                     cache: None,
                 }))
         })?;
+        // Asked once: each call of get_bind_group_layout makes a new handle.
+        let layout = compute.get_bind_group_layout(0);
+        let pipeline = Pipeline { compute, layout };
         crate::context::lock(&self.pipelines).insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
     /// The uniform parameters of one dispatch: `n`, `m` (u32 x4 each) and `f` (x4 in the compute
-    /// type), laid out as `struct Params` in common.wgsl.
-    pub(crate) fn params(
-        &self,
-        dtype: DType,
-        n: [u32; 4],
-        m: [u32; 4],
-        f: [f64; 4],
-    ) -> wgpu::Buffer {
+    /// type), laid out as `struct Params` in common.wgsl, in a slot of the uniform arena.
+    pub(crate) fn params(&self, dtype: DType, n: [u32; 4], m: [u32; 4], f: [f64; 4]) -> Uniform {
         let mut bytes: Vec<u8> = n.iter().chain(&m).flat_map(|v| v.to_le_bytes()).collect();
         if dtype.compute() == DType::F64 {
             // vec4<f64> is aligned to 32 bytes.
@@ -159,16 +156,16 @@ impl Context {
         } else {
             bytes.extend(f.iter().flat_map(|&v| (v as f32).to_le_bytes()));
         }
-        self.upload(&bytes, wgpu::BufferUsages::UNIFORM)
+        self.uniform(&bytes)
     }
 
     /// Records one dispatch of `groups` workgroups (2-D beyond the per-dimension limit) with
     /// `bindings` at 0.. and the uniform `params` after them.
     pub(crate) fn dispatch(
         &self,
-        pipeline: &wgpu::ComputePipeline,
+        pipeline: &Pipeline,
         bindings: &[Binding<'_>],
-        params: &wgpu::Buffer,
+        params: &Uniform,
         groups: u32,
     ) -> Result<()> {
         if groups == 0 {
@@ -195,21 +192,40 @@ impl Context {
             .collect();
         entries.push(wgpu::BindGroupEntry {
             binding: bindings.len() as u32,
-            resource: params.as_entire_binding(),
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &params.buffer,
+                offset: params.offset,
+                size: NonZeroU64::new(params.size),
+            }),
         });
         let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
-            layout: &pipeline.get_bind_group_layout(0),
+            layout: &pipeline.layout,
             entries: &entries,
         });
         self.record(1, |encoder| {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            pass.set_pipeline(pipeline);
+            pass.set_pipeline(&pipeline.compute);
             pass.set_bind_group(0, &group, &[]);
             pass.dispatch_workgroups(gx, gy, 1);
         });
         Ok(())
     }
+}
+
+/// A compiled kernel and the layout of its bindings.
+#[derive(Debug, Clone)]
+pub(crate) struct Pipeline {
+    compute: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+/// One dispatch's parameters: a slot of a uniform arena.
+#[derive(Debug)]
+pub(crate) struct Uniform {
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
 }
 
 /// A byte range of a buffer bound to a kernel.

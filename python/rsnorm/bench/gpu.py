@@ -1,0 +1,186 @@
+"""``python -m rsnorm bench --device gpu``: the GPU ops against PyTorch CUDA (where installed), with
+GB/s against a same-bytes copy on the device measured in the same run.
+
+A sample records ``k`` calls and then waits for the device (rsnorm: ``gpu.synchronize()``; PyTorch:
+``torch.cuda.synchronize()``), so a time per call includes recording and submitting the work, as a
+user's loop sees it. Implementations are interleaved round by round, as on the CPU; medians. The
+copy is rsnorm's own device copy (``Array.astype`` to the same dtype) of half the workload's bytes,
+which moves the same bytes read plus written.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+import rsnorm as rn
+from rsnorm import gpu
+from rsnorm._config import config
+
+from .timing import _Progress
+from .workload import EPS, Result, torch_or_none
+
+# (op, shape) per suite: rows (rows, features), channels (N, C, H, W).
+SHAPES: dict[str, dict[str, list[tuple[int, ...]]]] = {
+    "quick": {"rows": [(64, 768), (256, 1024)], "channels": [(4, 16, 16, 16)]},
+    "full": {
+        "rows": [(64, 768), (4096, 1024), (4096, 16384), (65536, 4096)],
+        "channels": [(32, 64, 56, 56)],
+    },
+}
+
+
+@dataclass
+class _Impl:
+    call: Callable[[], object]
+    sync: Callable[[], object]
+
+
+def _torch_cuda() -> Any:
+    torch = torch_or_none()
+    if torch is None or not torch.cuda.is_available():
+        return None
+    return torch
+
+
+def _time(impls: dict[str, _Impl], rounds: int, target_s: float) -> dict[str, float]:
+    """Median seconds per call: each sample runs k calls then waits for its device."""
+    calls: dict[str, int] = {}
+    for name, impl in impls.items():
+        impl.call()
+        impl.sync()
+        t0 = time.perf_counter()
+        impl.call()
+        impl.sync()
+        calls[name] = max(1, min(1000, int(target_s / max(time.perf_counter() - t0, 1e-7))))
+    samples: dict[str, list[float]] = {name: [] for name in impls}
+    for _ in range(rounds):
+        for name, impl in impls.items():
+            k = calls[name]
+            t0 = time.perf_counter()
+            for _ in range(k):
+                impl.call()
+            impl.sync()
+            samples[name].append((time.perf_counter() - t0) / k)
+    return {name: float(np.median(s)) for name, s in samples.items()}
+
+
+def _row_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, int, dict[str, _Impl]]]:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    n = shape[-1]
+    w = np.ones(n, np.float32)
+    b = np.zeros(n, np.float32)
+    dx, dw, db, dr = gpu.asarray(x), gpu.asarray(w), gpu.asarray(b), gpu.asarray(x)
+    out, out2 = gpu.empty(shape), gpu.empty(shape)
+    size = x.nbytes
+    loads = {
+        "layer_norm": (2 * size, lambda: rn.layer_norm(dx, n, dw, db, EPS, out=out)),
+        "rms_norm": (2 * size, lambda: rn.rms_norm(dx, n, dw, EPS, out=out)),
+        "add_layer_norm": (
+            4 * size,
+            lambda: rn.add_layer_norm(dx, dr, dw, db, EPS, out=out, residual_out=out2),
+        ),
+        "softmax": (2 * size, lambda: rn.softmax(dx, out=out)),
+        "log_softmax": (2 * size, lambda: rn.log_softmax(dx, out=out)),
+        "l2_normalize": (2 * size, lambda: rn.l2_normalize(dx, out=out)),
+        "selu": (2 * size, lambda: rn.selu(dx, out=out)),
+    }
+    peers: dict[str, Callable[[], object]] = {}
+    if torch is not None:
+        f = torch.nn.functional
+        tx, tw, tb, tr = (torch.from_numpy(a).cuda() for a in (x, w, b, x))
+        peers = {
+            "layer_norm": lambda: f.layer_norm(tx, (n,), tw, tb, EPS),
+            "rms_norm": lambda: f.rms_norm(tx, (n,), tw, EPS),
+            "add_layer_norm": lambda: f.layer_norm(tx + tr, (n,), tw, tb, EPS),
+            "softmax": lambda: torch.softmax(tx, -1),
+            "log_softmax": lambda: torch.log_softmax(tx, -1),
+            "l2_normalize": lambda: f.normalize(tx, dim=-1),
+            "selu": lambda: f.selu(tx),
+        }
+    return [(op, moved, _impls(call, peers.get(op), torch)) for op, (moved, call) in loads.items()]
+
+
+def _channel_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, int, dict[str, _Impl]]]:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    c = shape[1]
+    w, b = np.ones(c, np.float32), np.zeros(c, np.float32)
+    rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+    dx, dw, db, drm, drv = (gpu.asarray(a) for a in (x, w, b, rm, rv))
+    out = gpu.empty(shape)
+    groups = 32 if c % 32 == 0 else 1
+    loads = {
+        "batch_norm (eval)": lambda: rn.batch_norm(dx, drm, drv, dw, db, eps=EPS, out=out),
+        "group_norm": lambda: rn.group_norm(dx, groups, dw, db, EPS, out=out),
+        "instance_norm": lambda: rn.instance_norm(dx, weight=dw, bias=db, eps=EPS, out=out),
+    }
+    peers: dict[str, Callable[[], object]] = {}
+    if torch is not None:
+        f = torch.nn.functional
+        tx, tw, tb, trm, trv = (torch.from_numpy(a).cuda() for a in (x, w, b, rm, rv))
+        peers = {
+            "batch_norm (eval)": lambda: f.batch_norm(tx, trm, trv, tw, tb, False, 0.1, EPS),
+            "group_norm": lambda: f.group_norm(tx, groups, tw, tb, EPS),
+            "instance_norm": lambda: f.instance_norm(tx, weight=tw, bias=tb, eps=EPS),
+        }
+    return [(op, 2 * x.nbytes, _impls(call, peers.get(op), torch)) for op, call in loads.items()]
+
+
+def _impls(ours: Callable[[], object], peer: Callable[[], object] | None, torch: Any) -> dict[str, _Impl]:
+    impls = {"rsnorm": _Impl(ours, gpu.synchronize)}
+    if peer is not None:
+        impls["torch"] = _Impl(peer, torch.cuda.synchronize)
+    return impls
+
+
+def _device_copy(nbytes: int) -> _Impl:
+    """A device copy of nbytes / 2 bytes: nbytes read plus written."""
+    src = gpu.empty((max(nbytes // 8, 1),), np.float32)
+    return _Impl(lambda: src.astype(np.float32), gpu.synchronize)
+
+
+def run_gpu(
+    suite: str = "full", rounds: int | None = None, only: str | None = None, progress: bool = True
+) -> dict:
+    """Times the GPU workloads of `suite` against PyTorch CUDA and a same-bytes device copy;
+    returns a report in the CPU runner's format (``copy_gbps``: a 256 MB device copy)."""
+    if not gpu.is_available():
+        raise SystemExit(
+            "python -m rsnorm bench --device gpu: no GPU adapter (rsnorm.gpu.is_available() is False)"
+        )
+    rounds = rounds or (3 if suite == "quick" else 11)
+    target_s = 0.005 if suite == "quick" else 0.05
+    torch = _torch_cuda()
+    shapes = SHAPES[suite]
+    makers = [(_row_workloads, s) for s in shapes["rows"]] + [
+        (_channel_workloads, s) for s in shapes["channels"]
+    ]
+    bar = _Progress(len(makers) + 1, progress)
+    bar.step("device copy bandwidth")
+    big = _device_copy(512 << 20)
+    ceiling = (512 << 20) / _time({"copy": big}, rounds, target_s)["copy"] / 1e9
+    del big
+    results = []
+    for make, shape in makers:
+        bar.step(f"{shape}")
+        for op, moved, impls in make(shape, torch):
+            if only is not None and only not in op:
+                continue
+            timings = _time({**impls, "copy": _device_copy(moved)}, rounds, target_s)
+            results.append(asdict(Result(op, shape, "float32", moved, timings)))
+    bar.step("done")
+    bar.close()
+    info = gpu.device_info()
+    device = f"{info['name']} ({info['backend']}, {info['driver']})"
+    if torch is not None:
+        device += f"; PyTorch {torch.__version__} on {torch.cuda.get_device_name()}"
+    else:
+        print("PyTorch with CUDA is not installed: rsnorm's GPU times only", file=sys.stderr)
+    return {"config": {**config(), "device": device}, "copy_gbps": ceiling, "results": results}
