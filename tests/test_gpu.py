@@ -518,3 +518,14 @@ def test_gpu_benchmark_runs_and_reports_the_device(device):
     for r in report["results"]:
         assert r["median_s"]["rsnorm"] > 0 and r["median_s"]["copy"] > 0
     assert "device copy ceiling" in format_table(report)
+
+
+def test_device_ops_have_the_public_signatures():
+    """The GPU ops are generated from the public functions: same parameters, kinds and defaults."""
+    import inspect
+
+    def shape(fn):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+    for name in vars(gpu.OPS):
+        assert shape(getattr(gpu.OPS, name)) == shape(getattr(rsnorm, name)), name

@@ -16,14 +16,15 @@ SHADER_F16; float64 where it has SHADER_F64; otherwise ``TypeError`` naming the 
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from . import _backend, _rsnorm
+from . import _backend, _rsnorm, activation, channels, norm
 from ._rsnorm import GpuError, GpuUnavailableError
-from ._typing import Shape
 
 __all__ = [
     "Array",
@@ -197,240 +198,62 @@ def _wrap(result: Any, *given: Any) -> Any:
     return one(result)
 
 
-def _layer_norm(
-    x: Any,
-    normalized_shape: Shape = None,
-    weight: Any = None,
-    bias: Any = None,
-    eps: float = 1e-5,
-    *,
-    out: Any = None,
-    return_stats: bool = False,
-) -> Any:
-    op = "layer_norm"
-    return _wrap(
-        _rsnorm.gpu_layer_norm(
-            _dev(op, "x", x),
-            normalized_shape,
-            _opt(op, "weight", weight),
-            _opt(op, "bias", bias),
-            eps,
-            _opt(op, "out", out),
-            return_stats,
-        ),
-        out,
+def _device_op(public: Callable[..., Any], binding: Callable[..., Any]) -> Callable[..., Any]:
+    """``public`` on device arrays: a function with its parameters and defaults that unwraps each
+    array argument (a ``TypeError`` naming it when it is not a device array), calls ``binding`` with
+    all the arguments in order, and wraps the results (an ``out=`` the caller gave comes back as that
+    same object). Compiled from source, as the seam's dispatchers are, so a call costs no
+    ``Signature.bind``."""
+    name = public.__name__
+    params = list(inspect.signature(public).parameters.values())
+    positional = [p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    keyword = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+    def argument(p: inspect.Parameter) -> str:
+        if "Array" not in str(p.annotation):
+            return p.name
+        check = "_dev" if p.default is inspect.Parameter.empty else "_opt"
+        return f"{check}({name!r}, {p.name!r}, {p.name})"
+
+    given = [n for n in ("out", "residual_out") if n in keyword]
+    source = (
+        f"def {name}({', '.join(positional + (['*', *keyword] if keyword else []))}):\n"
+        f"    return _wrap(_binding({', '.join(map(argument, params))}), {', '.join(given)})\n"
     )
+    namespace: dict[str, Any] = {"_dev": _dev, "_opt": _opt, "_wrap": _wrap, "_binding": binding}
+    exec(compile(source, f"<rsnorm.gpu {name}>", "exec"), namespace)
+    device_op = namespace[name]
+    device_op.__defaults__ = public.__defaults__
+    device_op.__kwdefaults__ = public.__kwdefaults__
+    device_op.__doc__ = f"``rsnorm.{name}`` on device arrays."
+    return cast(Callable[..., Any], device_op)
 
 
-def _rms_norm(
-    x: Any,
-    normalized_shape: Shape = None,
-    weight: Any = None,
-    eps: float | None = None,
-    *,
-    out: Any = None,
-    return_stats: bool = False,
-) -> Any:
-    op = "rms_norm"
-    return _wrap(
-        _rsnorm.gpu_rms_norm(
-            _dev(op, "x", x),
-            normalized_shape,
-            _opt(op, "weight", weight),
-            eps,
-            _opt(op, "out", out),
-            return_stats,
-        ),
-        out,
-    )
+def _softmax(x: Any, axis: int, out: Any) -> Any:
+    return _rsnorm.gpu_softmax(x, axis, False, out)
 
 
-def _add_layer_norm(
-    x: Any,
-    residual: Any,
-    weight: Any = None,
-    bias: Any = None,
-    eps: float = 1e-5,
-    *,
-    normalized_shape: Shape = None,
-    out: Any = None,
-    residual_out: Any = None,
-    return_stats: bool = False,
-) -> Any:
-    op = "add_layer_norm"
-    return _wrap(
-        _rsnorm.gpu_add_layer_norm(
-            _dev(op, "x", x),
-            _dev(op, "residual", residual),
-            _opt(op, "weight", weight),
-            _opt(op, "bias", bias),
-            eps,
-            normalized_shape,
-            _opt(op, "out", out),
-            _opt(op, "residual_out", residual_out),
-            return_stats,
-        ),
-        out,
-        residual_out,
-    )
+def _log_softmax(x: Any, axis: int, out: Any) -> Any:
+    return _rsnorm.gpu_softmax(x, axis, True, out)
 
 
-def _add_rms_norm(
-    x: Any,
-    residual: Any,
-    weight: Any = None,
-    eps: float | None = None,
-    *,
-    normalized_shape: Shape = None,
-    out: Any = None,
-    residual_out: Any = None,
-    return_stats: bool = False,
-) -> Any:
-    op = "add_rms_norm"
-    return _wrap(
-        _rsnorm.gpu_add_rms_norm(
-            _dev(op, "x", x),
-            _dev(op, "residual", residual),
-            _opt(op, "weight", weight),
-            eps,
-            normalized_shape,
-            _opt(op, "out", out),
-            _opt(op, "residual_out", residual_out),
-            return_stats,
-        ),
-        out,
-        residual_out,
-    )
-
-
-def _l2_normalize(x: Any, eps: float = 1e-12, *, out: Any = None) -> Any:
-    op = "l2_normalize"
-    return _wrap(_rsnorm.gpu_l2_normalize(_dev(op, "x", x), eps, _opt(op, "out", out)), out)
-
-
-def _softmax(x: Any, axis: int = -1, *, out: Any = None) -> Any:
-    op = "softmax"
-    return _wrap(_rsnorm.gpu_softmax(_dev(op, "x", x), axis, False, _opt(op, "out", out)), out)
-
-
-def _log_softmax(x: Any, axis: int = -1, *, out: Any = None) -> Any:
-    op = "log_softmax"
-    return _wrap(_rsnorm.gpu_softmax(_dev(op, "x", x), axis, True, _opt(op, "out", out)), out)
-
-
-def _selu(x: Any, *, out: Any = None) -> Any:
-    return _wrap(_rsnorm.gpu_selu(_dev("selu", "x", x), _opt("selu", "out", out)), out)
-
-
-def _group_norm(
-    x: Any,
-    num_groups: int,
-    weight: Any = None,
-    bias: Any = None,
-    eps: float = 1e-5,
-    *,
-    out: Any = None,
-    return_stats: bool = False,
-) -> Any:
-    op = "group_norm"
-    return _wrap(
-        _rsnorm.gpu_group_norm(
-            _dev(op, "x", x),
-            num_groups,
-            _opt(op, "weight", weight),
-            _opt(op, "bias", bias),
-            eps,
-            _opt(op, "out", out),
-            return_stats,
-        ),
-        out,
-    )
-
-
-def _instance_norm(
-    x: Any,
-    running_mean: Any = None,
-    running_var: Any = None,
-    weight: Any = None,
-    bias: Any = None,
-    use_input_stats: bool = True,
-    momentum: float = 0.1,
-    eps: float = 1e-5,
-    *,
-    out: Any = None,
-    return_stats: bool = False,
-) -> Any:
-    op = "instance_norm"
-    return _wrap(
-        _rsnorm.gpu_instance_norm(
-            _dev(op, "x", x),
-            _opt(op, "running_mean", running_mean),
-            _opt(op, "running_var", running_var),
-            _opt(op, "weight", weight),
-            _opt(op, "bias", bias),
-            use_input_stats,
-            momentum,
-            eps,
-            _opt(op, "out", out),
-            return_stats,
-        ),
-        out,
-    )
-
-
-def _batch_norm(
-    x: Any,
-    running_mean: Any = None,
-    running_var: Any = None,
-    weight: Any = None,
-    bias: Any = None,
-    training: bool = False,
-    momentum: float | None = 0.1,
-    eps: float = 1e-5,
-    *,
-    axis: int = 1,
-    out: Any = None,
-    mean_only: bool = False,
-    num_batches_tracked: int | None = None,
-    return_stats: bool = False,
-    running_var_correction: int = 1,
-) -> Any:
-    op = "batch_norm"
-    return _wrap(
-        _rsnorm.gpu_batch_norm(
-            _dev(op, "x", x),
-            _opt(op, "running_mean", running_mean),
-            _opt(op, "running_var", running_var),
-            _opt(op, "weight", weight),
-            _opt(op, "bias", bias),
-            training,
-            momentum,
-            eps,
-            axis,
-            _opt(op, "out", out),
-            mean_only,
-            num_batches_tracked,
-            return_stats,
-            running_var_correction,
-        ),
-        out,
-    )
-
+# Each public op the GPU runs, with its binding.
+_BINDINGS: list[tuple[Callable[..., Any], Callable[..., Any]]] = [
+    (norm.layer_norm, _rsnorm.gpu_layer_norm),
+    (norm.rms_norm, _rsnorm.gpu_rms_norm),
+    (norm.add_layer_norm, _rsnorm.gpu_add_layer_norm),
+    (norm.add_rms_norm, _rsnorm.gpu_add_rms_norm),
+    (norm.l2_normalize, _rsnorm.gpu_l2_normalize),
+    (activation.softmax, _softmax),
+    (activation.log_softmax, _log_softmax),
+    (activation.selu, _rsnorm.gpu_selu),
+    (channels.group_norm, _rsnorm.gpu_group_norm),
+    (channels.instance_norm, _rsnorm.gpu_instance_norm),
+    (channels.batch_norm, _rsnorm.gpu_batch_norm),
+]
 
 #: The ops the GPU runs, under the public names.
-OPS = SimpleNamespace(
-    layer_norm=_layer_norm,
-    rms_norm=_rms_norm,
-    add_layer_norm=_add_layer_norm,
-    add_rms_norm=_add_rms_norm,
-    l2_normalize=_l2_normalize,
-    softmax=_softmax,
-    log_softmax=_log_softmax,
-    selu=_selu,
-    group_norm=_group_norm,
-    instance_norm=_instance_norm,
-    batch_norm=_batch_norm,
-)
+OPS = SimpleNamespace(**{public.__name__: _device_op(public, binding) for public, binding in _BINDINGS})
 
 
 def _to_numpy(value: Any) -> Any:
