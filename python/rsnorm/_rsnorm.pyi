@@ -17,6 +17,7 @@ __version__: str
 __all__ = [
     "GpuArray",
     "GpuError",
+    "GpuTimestamp",
     "GpuUnavailableError",
     "__version__",
     "_after_fork_in_child",
@@ -47,6 +48,7 @@ __all__ = [
     "gpu_selu",
     "gpu_softmax",
     "gpu_synchronize",
+    "gpu_timestamp",
     "gpu_upload",
     "grad_norm",
     "group_norm",
@@ -282,6 +284,10 @@ class GpuArray:
     def reshape(self, shape: Sequence[int]) -> GpuArray: ...
     def same_memory(self, other: GpuArray) -> bool: ...
 
+@final
+class GpuTimestamp:
+    def nanoseconds(self) -> float: ...
+
 _G = GpuArray | None
 
 def gpu_is_available() -> bool: ...
@@ -290,6 +296,7 @@ def gpu_upload(data: npt.NDArray[np.uint8], shape: Sequence[int], dtype: str) ->
 def gpu_empty(shape: Sequence[int], dtype: str) -> GpuArray: ...
 def gpu_astype(x: GpuArray, dtype: str) -> GpuArray: ...
 def gpu_synchronize() -> None: ...
+def gpu_timestamp() -> GpuTimestamp | None: ...
 def gpu_layer_norm(
     x: GpuArray, normalized_shape: _Shape, weight: _G, bias: _G, eps: float, out: _G, return_stats: bool
 ) -> Any: ...

@@ -1,11 +1,12 @@
 """``python -m rsnorm bench --device gpu``: the GPU ops against PyTorch CUDA (where installed), with
 GB/s against a same-bytes copy on the device measured in the same run.
 
-A sample records ``k`` calls and then waits for the device (rsnorm: ``gpu.synchronize()``; PyTorch:
-``torch.cuda.synchronize()``), so a time per call includes recording and submitting the work, as a
-user's loop sees it. Implementations are interleaved round by round, as on the CPU; medians. The
-copy is rsnorm's own device copy (``Array.astype`` to the same dtype) of half the workload's bytes,
-which moves the same bytes read plus written.
+A sample runs ``k`` calls and then waits for the device. Its time is the device's own where the
+adapter has timestamps (rsnorm: a timestamp before and after the k calls; PyTorch: CUDA events),
+else the wall time, which includes recording and submitting the work as a user's loop sees it.
+Implementations are interleaved round by round, as on the CPU; medians. The copy is rsnorm's own
+device copy (``Array.astype`` to the same dtype) of half the workload's bytes, which moves the same
+bytes read plus written.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 import rsnorm as rn
-from rsnorm import gpu
+from rsnorm import _rsnorm, gpu
 from rsnorm._config import config
 
 from .timing import _Progress
@@ -35,10 +36,58 @@ SHAPES: dict[str, dict[str, list[tuple[int, ...]]]] = {
 }
 
 
+class _Clock:
+    """Wall time around a sample, waiting for the device at its end."""
+
+    def __init__(self, sync: Callable[[], object]) -> None:
+        self.sync = sync
+
+    def begin(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def end(self) -> float:
+        self.sync()
+        return time.perf_counter() - self.t0
+
+
+class _StampClock(_Clock):
+    """rsnorm's device time: timestamps before and after the sample's work (wall time without)."""
+
+    def begin(self) -> None:
+        self.stamp = _rsnorm.gpu_timestamp()
+        super().begin()
+
+    def end(self) -> float:
+        wall = super().end()
+        if self.stamp is None:
+            return wall
+        end = _rsnorm.gpu_timestamp()
+        assert end is not None
+        return (end.nanoseconds() - self.stamp.nanoseconds()) * 1e-9
+
+
+class _CudaClock(_Clock):
+    """PyTorch's device time: CUDA events around the sample."""
+
+    def __init__(self, torch: Any) -> None:
+        super().__init__(torch.cuda.synchronize)
+        self.torch = torch
+
+    def begin(self) -> None:
+        self.start = self.torch.cuda.Event(enable_timing=True)
+        self.start.record()
+
+    def end(self) -> float:
+        stop = self.torch.cuda.Event(enable_timing=True)
+        stop.record()
+        stop.synchronize()
+        return float(self.start.elapsed_time(stop)) * 1e-3
+
+
 @dataclass
 class _Impl:
     call: Callable[[], object]
-    sync: Callable[[], object]
+    clock: _Clock
 
 
 def _torch_cuda() -> Any:
@@ -53,20 +102,18 @@ def _time(impls: dict[str, _Impl], rounds: int, target_s: float) -> dict[str, fl
     calls: dict[str, int] = {}
     for name, impl in impls.items():
         impl.call()
-        impl.sync()
-        t0 = time.perf_counter()
+        impl.clock.begin()
         impl.call()
-        impl.sync()
-        calls[name] = max(1, min(1000, int(target_s / max(time.perf_counter() - t0, 1e-7))))
+        once = impl.clock.end()
+        calls[name] = max(1, min(1000, int(target_s / max(once, 1e-7))))
     samples: dict[str, list[float]] = {name: [] for name in impls}
     for _ in range(rounds):
         for name, impl in impls.items():
             k = calls[name]
-            t0 = time.perf_counter()
+            impl.clock.begin()
             for _ in range(k):
                 impl.call()
-            impl.sync()
-            samples[name].append((time.perf_counter() - t0) / k)
+            samples[name].append(impl.clock.end() / k)
     return {name: float(np.median(s)) for name, s in samples.items()}
 
 
@@ -134,16 +181,16 @@ def _channel_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, in
 
 
 def _impls(ours: Callable[[], object], peer: Callable[[], object] | None, torch: Any) -> dict[str, _Impl]:
-    impls = {"rsnorm": _Impl(ours, gpu.synchronize)}
+    impls = {"rsnorm": _Impl(ours, _StampClock(gpu.synchronize))}
     if peer is not None:
-        impls["torch"] = _Impl(peer, torch.cuda.synchronize)
+        impls["torch"] = _Impl(peer, _CudaClock(torch))
     return impls
 
 
 def _device_copy(nbytes: int) -> _Impl:
     """A device copy of nbytes / 2 bytes: nbytes read plus written."""
     src = gpu.empty((max(nbytes // 8, 1),), np.float32)
-    return _Impl(lambda: src.astype(np.float32), gpu.synchronize)
+    return _Impl(lambda: src.astype(np.float32), _StampClock(gpu.synchronize))
 
 
 def run_gpu(
@@ -178,7 +225,8 @@ def run_gpu(
     bar.step("done")
     bar.close()
     info = gpu.device_info()
-    device = f"{info['name']} ({info['backend']}, {info['driver']})"
+    clock = "device timestamps" if "TIMESTAMP_QUERY" in info["features"] else "wall time, no timestamps"
+    device = f"{info['name']} ({info['backend']}, {info['driver']}; {clock})"
     if torch is not None:
         device += f"; PyTorch {torch.__version__} on {torch.cuda.get_device_name()}"
     else:

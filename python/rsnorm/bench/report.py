@@ -39,8 +39,9 @@ def _header(report: dict) -> list[str]:
         return [
             f"rsnorm {cfg['rsnorm']} on the GPU: {cfg['device']}",
             f"device copy ceiling (512 MB, read + write): {report['copy_gbps']:.1f} GB/s",
-            "times are medians in ms per call of a loop that waits for the device at the end (recording",
-            "and submitting included); % copy = a same-bytes device copy's time / rsnorm's time;",
+            "times are medians in ms per call over samples of k calls: device time where the adapter has",
+            "timestamps (PyTorch: CUDA events), else wall time including recording and submitting;",
+            "% copy = a same-bytes device copy's time / rsnorm's time;",
             "speed-up = peer time / rsnorm time ('torch' is PyTorch CUDA)",
         ]
     return [

@@ -335,6 +335,40 @@ impl Context {
         }
     }
 
+    /// A timestamp recorded after the work recorded so far: a marker pass whose end the device
+    /// stamps once everything before it is done. None when the adapter lacks TIMESTAMP_QUERY.
+    pub(crate) fn timestamp(&self) -> Result<Option<Timestamp>> {
+        if !self.has(wgpu::Features::TIMESTAMP_QUERY) {
+            return Ok(None);
+        }
+        let set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("rsnorm timestamp"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 1,
+        });
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("rsnorm timestamp"),
+            size: 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        self.checked(|| {
+            self.record(0, |encoder| {
+                drop(encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("rsnorm timestamp"),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &set,
+                        beginning_of_pass_write_index: None,
+                        end_of_pass_write_index: Some(0),
+                    }),
+                }));
+                encoder.resolve_query_set(&set, 0..1, &buffer, 0);
+            });
+            Ok(())
+        })?;
+        Ok(Some(Timestamp { buffer }))
+    }
+
     /// Records into the pending encoder; submits it after `BATCH` dispatches.
     pub(crate) fn record(&self, dispatches: usize, body: impl FnOnce(&mut wgpu::CommandEncoder)) {
         let mut pending = lock(&self.pending);
@@ -409,5 +443,26 @@ impl Context {
         drop(view);
         staging.unmap();
         Ok(bytes)
+    }
+}
+
+/// A point on the device's clock (see `Context::timestamp`).
+#[derive(Debug)]
+pub struct Timestamp {
+    buffer: wgpu::Buffer,
+}
+
+impl Timestamp {
+    /// Records one after the work recorded so far; None when the adapter has no timestamps.
+    pub fn record() -> Result<Option<Timestamp>> {
+        context()?.timestamp()
+    }
+
+    /// The device's time at the stamp, in nanoseconds (waits for the work before it).
+    pub fn nanoseconds(&self) -> Result<f64> {
+        let ctx = context()?;
+        let bytes = ctx.download(&self.buffer, 8)?;
+        let ticks = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        Ok(ticks as f64 * f64::from(ctx.queue.get_timestamp_period()))
     }
 }

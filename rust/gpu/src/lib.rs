@@ -11,7 +11,7 @@ mod ops;
 mod pipelines;
 mod tensor;
 
-pub use context::{device_info, is_available};
+pub use context::{device_info, is_available, Timestamp};
 pub use error::{Error, Result};
 pub use ops::{
     batch_norm, group_norm, instance_norm, repeat, selu, softmax, ChannelAffine, ChannelMap,

@@ -164,3 +164,20 @@ fn float64_softmax_uses_exact_exp_and_log() {
         }
     }
 }
+
+#[test]
+fn timestamps_order_the_work() {
+    if !adapter() {
+        return;
+    }
+    let Some(start) = rsnorm_gpu::Timestamp::record().unwrap() else {
+        return; // no TIMESTAMP_QUERY
+    };
+    let x = upload(&data(256 * 1024, 0.0), &[256, 1024]);
+    for _ in 0..4 {
+        norm(RowKind::Layer, &x, 256, 1024).run().unwrap();
+    }
+    let end = rsnorm_gpu::Timestamp::record().unwrap().unwrap();
+    let elapsed = end.nanoseconds().unwrap() - start.nanoseconds().unwrap();
+    assert!(elapsed > 0.0 && elapsed < 60e9, "{elapsed} ns");
+}

@@ -151,6 +151,25 @@ pub(crate) fn gpu_astype(py: Python<'_>, x: PyRef<'_, GpuArray>, dtype: &str) ->
     Ok(GpuArray(run(py, || rsnorm_gpu::repeat(x, 1, dtype))?))
 }
 
+/// A point on the device's clock, recorded after the work recorded before it.
+#[pyclass(frozen, module = "rsnorm._rsnorm")]
+pub(crate) struct GpuTimestamp(rsnorm_gpu::Timestamp);
+
+#[pymethods]
+impl GpuTimestamp {
+    /// The device's time at the stamp in nanoseconds (waits for the work before it).
+    fn nanoseconds(&self, py: Python<'_>) -> Result<f64> {
+        let stamp = &self.0;
+        run(py, || stamp.nanoseconds())
+    }
+}
+
+/// A timestamp after the work recorded so far, or None when the adapter has no timestamps.
+#[pyfunction]
+pub(crate) fn gpu_timestamp(py: Python<'_>) -> Result<Option<GpuTimestamp>> {
+    Ok(run(py, rsnorm_gpu::Timestamp::record)?.map(GpuTimestamp))
+}
+
 /// Waits until the device has done all recorded work.
 #[pyfunction]
 pub(crate) fn gpu_synchronize(py: Python<'_>) -> Result<()> {
@@ -522,6 +541,7 @@ pub(crate) fn gpu_batch_norm<'py>(
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<GpuArray>()?;
+    m.add_class::<GpuTimestamp>()?;
     m.add("GpuError", py.get_type::<GpuError>())?;
     m.add("GpuUnavailableError", py.get_type::<GpuUnavailableError>())?;
     m.add_function(wrap_pyfunction!(gpu_is_available, m)?)?;
@@ -530,6 +550,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gpu_empty, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_astype, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_synchronize, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_timestamp, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_layer_norm, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_rms_norm, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_add_layer_norm, m)?)?;
