@@ -109,8 +109,16 @@ def lazy():
     return x, computed
 
 
+@pytest.fixture
+def without_dask_backend(monkeypatch):
+    """The seam as it is before ``import rsnorm.dask`` (the test suite imports it)."""
+    kept = {k: v for k, v in _backend._registered.items() if v.name != "dask"}
+    monkeypatch.setattr(_backend, "_registered", kept)
+    monkeypatch.setattr(_backend, "_resolved", {})
+
+
 @pytest.mark.parametrize("name", sorted(CALLS))
-def test_dask_arrays_are_refused_without_being_computed(lazy, name):
+def test_dask_arrays_are_refused_without_being_computed(lazy, without_dask_backend, name):
     x, computed = lazy
     op = name.split()[0]
     with pytest.raises(
@@ -141,7 +149,7 @@ def test_the_layer_table_covers_every_layer():
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_layers_refuse_dask_arrays_and_keep_their_state(lazy, name):
+def test_layers_refuse_dask_arrays_and_keep_their_state(lazy, without_dask_backend, name):
     x, computed = lazy
     layer = LAYERS[name]()
     before = {k: v.copy() for k, v in layer.state_dict().items()}
@@ -152,7 +160,7 @@ def test_layers_refuse_dask_arrays_and_keep_their_state(lazy, name):
         np.testing.assert_array_equal(value, before[key], err_msg=key)
 
 
-def test_optimizers_refuse_dask_parameters_and_gradients(lazy):
+def test_optimizers_refuse_dask_parameters_and_gradients(lazy, without_dask_backend):
     x, computed = lazy
     with pytest.raises(TypeError, match=r"^SGD: argument 'params': dask\.array\.core\.Array has no rsnorm"):
         rn.optim.SGD([x])

@@ -1,0 +1,341 @@
+"""rsnorm on Dask arrays: the same calls, lazy, on chunked data larger than memory or one machine.
+
+Importing this module registers a backend for ``dask.array.Array``: ``rsnorm.layer_norm(dx)`` on a
+dask array returns a dask array, and nothing is computed until the caller computes it.
+
+- Row-local ops (``layer_norm``, ``rms_norm``, ``l2_normalize``, ``softmax``, ``log_softmax``, ``selu``,
+  ``group_norm``, ``instance_norm``) and ``batch_norm`` with running statistics run chunk by chunk
+  (``map_blocks``) with rsnorm's kernels. The axes an op normalizes over must lie in one chunk; when
+  they are split, the call raises ``ValueError`` naming the axis and the ``rechunk`` that joins it
+  (statistics across chunks for these ops are the next step).
+- Global statistics: ``moments(x, axis)`` gives lazy ``(count, mean, m2)`` in float64, each chunk's by
+  rsnorm's exact kernel, merged pairwise as a tree (``split_every``) — exact where ``dask.array.var``
+  accumulates in the input dtype. ``mean_var(x, axis, ddof)`` gives the mean and variance.
+
+Arrays a dask op would update in place (``out=``, running statistics in training) are not taken:
+dask arrays are immutable, so those calls raise ``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any, cast
+
+import dask.array as da
+import numpy as np
+
+from . import _backend, activation, channels, norm, statistics
+
+__all__ = ["mean_var", "moments"]
+
+_STATS = np.dtype([("count", np.int64), ("mean", np.float64), ("m2", np.float64)])
+
+
+def _axes(ndim: int, axis: int | Sequence[int] | None) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    items = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    resolved = []
+    for a in items:
+        if not -ndim <= int(a) < ndim:
+            raise ValueError(f"moments: axis {a} is out of range for an array of {ndim} dims")
+        resolved.append(int(a) % ndim)
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"moments: axis {axis} repeats an axis")
+    return tuple(sorted(resolved))
+
+
+def _flatten(parts: Any) -> list[Any]:
+    if isinstance(parts, list):
+        return [p for item in parts for p in _flatten(item)]
+    return [parts]
+
+
+def _chunk_moments(x: np.ndarray, axis: tuple[int, ...], keepdims: bool, **_: Any) -> tuple[Any, ...]:
+    return tuple(statistics.moments(x, axis))
+
+
+def _merge(parts: Any, axis: tuple[int, ...] = (), keepdims: bool = False, **_: Any) -> tuple[Any, ...]:
+    flat = _flatten(parts)
+    merged = flat[0]
+    for part in flat[1:]:
+        merged = statistics.merge_moments(merged, part)
+    return tuple(merged)
+
+
+def _aggregate(parts: Any, axis: tuple[int, ...] = (), keepdims: bool = False, **_: Any) -> np.ndarray:
+    count, mean, m2 = _merge(parts)
+    out = np.empty(np.shape(mean), dtype=_STATS)
+    out["count"], out["mean"], out["m2"] = count, mean, m2
+    if keepdims:
+        for a in axis:
+            out = np.expand_dims(out, a)
+    return out
+
+
+def moments(
+    x: da.Array, axis: int | Sequence[int] | None = None, *, split_every: int | None = None
+) -> tuple[da.Array, da.Array, da.Array]:
+    """Lazy ``(count, mean, m2)`` of ``x`` over ``axis`` (None: all), in float64, as
+    ``rsnorm.moments`` gives for the whole array: each chunk's moments, merged as a tree of
+    ``split_every`` partials per node. The three arrays share one graph: compute them together
+    (``dask.compute(*moments(x))``) to read the data once."""
+    if not isinstance(x, da.Array):
+        x = da.asarray(x)
+    axes = _axes(x.ndim, axis)
+    stats = da.reduction(
+        x,
+        _chunk_moments,
+        _aggregate,
+        axis=axes,
+        keepdims=False,
+        dtype=_STATS,
+        combine=_merge,
+        split_every=split_every,
+        concatenate=False,
+        meta=np.empty((0,) * (x.ndim - len(axes)), dtype=_STATS),
+    )
+    return stats["count"], stats["mean"], stats["m2"]
+
+
+def mean_var(
+    x: da.Array, axis: int | Sequence[int] | None = None, ddof: int = 0, *, split_every: int | None = None
+) -> tuple[da.Array, da.Array]:
+    """Lazy float64 mean and variance (``m2 / (count - ddof)``) of ``x`` over ``axis``, exact."""
+    count, mean, m2 = moments(x, axis, split_every=split_every)
+    return mean, m2 / (count - ddof)
+
+
+# ---- the backend: the public ops on dask arrays ----
+
+
+def _one_chunk(op: str, x: da.Array, axes: Sequence[int]) -> None:
+    for a in axes:
+        if len(x.chunks[a]) > 1:
+            raise ValueError(
+                f"{op}: x is split into {len(x.chunks[a])} chunks along axis {a}, which {op} normalizes "
+                f"over; join them with x.rechunk({{{a}: -1}}) (statistics across chunks are not on the "
+                "dask backend yet)"
+            )
+
+
+def _host(op: str, name: str, value: Any) -> Any:
+    """A parameter (weight, bias, running statistics): NumPy as is, a dask array computed — it is
+    the size of one row or one channel vector, never the data."""
+    if isinstance(value, da.Array):
+        return value.compute()
+    return value
+
+
+def _refuse(op: str, **given: Any) -> None:
+    for name, value in given.items():
+        if value is not None and value is not False:
+            raise NotImplementedError(
+                f"{op}: {name} is not supported on dask arrays (they are immutable, and the statistics "
+                "are computed lazily); compute the array first to use it"
+            )
+
+
+def _blocks(fn: Callable[[np.ndarray], np.ndarray], x: da.Array) -> da.Array:
+    return cast(da.Array, da.map_blocks(fn, x, dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=x.dtype)))
+
+
+def _inner(x: da.Array, normalized_shape: Any) -> list[int]:
+    k = (
+        1
+        if normalized_shape is None or isinstance(normalized_shape, (int, np.integer))
+        else len(normalized_shape)
+    )
+    return list(range(x.ndim - k, x.ndim))
+
+
+def _layer_norm(
+    x: Any,
+    normalized_shape: Any = None,
+    weight: Any = None,
+    bias: Any = None,
+    eps: float = 1e-5,
+    *,
+    out: Any = None,
+    return_stats: bool = False,
+) -> Any:
+    _refuse("layer_norm", out=out, return_stats=return_stats)
+    _one_chunk("layer_norm", x, _inner(x, normalized_shape))
+    w, b = _host("layer_norm", "weight", weight), _host("layer_norm", "bias", bias)
+    return _blocks(lambda blk: norm.layer_norm(blk, normalized_shape, w, b, eps), x)
+
+
+def _rms_norm(
+    x: Any,
+    normalized_shape: Any = None,
+    weight: Any = None,
+    eps: float | None = None,
+    *,
+    out: Any = None,
+    return_stats: bool = False,
+) -> Any:
+    _refuse("rms_norm", out=out, return_stats=return_stats)
+    _one_chunk("rms_norm", x, _inner(x, normalized_shape))
+    w = _host("rms_norm", "weight", weight)
+    return _blocks(lambda blk: norm.rms_norm(blk, normalized_shape, w, eps), x)
+
+
+def _l2_normalize(x: Any, eps: float = 1e-12, *, out: Any = None) -> Any:
+    _refuse("l2_normalize", out=out)
+    _one_chunk("l2_normalize", x, [x.ndim - 1])
+    return _blocks(lambda blk: norm.l2_normalize(blk, eps), x)
+
+
+def _softmax_like(op: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(x: Any, axis: int = -1, *, out: Any = None) -> Any:
+        _refuse(op, out=out)
+        if x.ndim and not -x.ndim <= axis < x.ndim:
+            raise ValueError(f"{op}: axis {axis} is out of range for an array of {x.ndim} dims")
+        _one_chunk(op, x, [axis % x.ndim] if x.ndim else [])
+        return _blocks(lambda blk: fn(blk, axis), x)
+
+    call.__name__ = op
+    return call
+
+
+def _selu(x: Any, *, out: Any = None) -> Any:
+    _refuse("selu", out=out)
+    return _blocks(activation.selu, x)
+
+
+def _group_norm(
+    x: Any,
+    num_groups: int,
+    weight: Any = None,
+    bias: Any = None,
+    eps: float = 1e-5,
+    *,
+    out: Any = None,
+    return_stats: bool = False,
+) -> Any:
+    _refuse("group_norm", out=out, return_stats=return_stats)
+    _one_chunk("group_norm", x, range(1, x.ndim))
+    w, b = _host("group_norm", "weight", weight), _host("group_norm", "bias", bias)
+    return _blocks(lambda blk: channels.group_norm(blk, num_groups, w, b, eps), x)
+
+
+def _by_channel(x: da.Array, ax: int, fn: Callable[..., np.ndarray], vectors: list[Any]) -> da.Array:
+    """``fn(block, *vectors cut to the block's channels)`` on each block: per-channel vectors (running
+    statistics, weight, bias) follow the chunks along the channel axis ``ax``."""
+
+    def block(blk: np.ndarray, block_info: Any = None) -> np.ndarray:
+        lo, hi = block_info[0]["array-location"][ax]
+        return fn(blk, *(None if v is None else np.asarray(v)[lo:hi] for v in vectors))
+
+    return cast(da.Array, da.map_blocks(block, x, dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=x.dtype)))
+
+
+def _instance_norm(
+    x: Any,
+    running_mean: Any = None,
+    running_var: Any = None,
+    weight: Any = None,
+    bias: Any = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    *,
+    out: Any = None,
+    return_stats: bool = False,
+) -> Any:
+    op = "instance_norm"
+    _refuse(op, out=out, return_stats=return_stats)
+    vectors = [
+        _host(op, name, v)
+        for name, v in [
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+            ("weight", weight),
+            ("bias", bias),
+        ]
+    ]
+    if use_input_stats:
+        _refuse(op, running_mean=running_mean, running_var=running_var)
+        _one_chunk(op, x, range(2, x.ndim))
+
+    def apply(blk: np.ndarray, rm: Any, rv: Any, w: Any, b: Any) -> np.ndarray:
+        return channels.instance_norm(blk, rm, rv, w, b, use_input_stats, momentum, eps)
+
+    return _by_channel(x, 1, apply, vectors)
+
+
+def _batch_norm(
+    x: Any,
+    running_mean: Any = None,
+    running_var: Any = None,
+    weight: Any = None,
+    bias: Any = None,
+    training: bool = False,
+    momentum: float | None = 0.1,
+    eps: float = 1e-5,
+    *,
+    axis: int = 1,
+    out: Any = None,
+    mean_only: bool = False,
+    num_batches_tracked: int | None = None,
+    return_stats: bool = False,
+    running_var_correction: int = 1,
+) -> Any:
+    op = "batch_norm"
+    _refuse(op, out=out, return_stats=return_stats, training=training)
+    if running_mean is None or (running_var is None and not mean_only):
+        raise NotImplementedError(
+            f"{op}: normalizing a dask array with its own batch statistics is not on the dask backend "
+            "yet; pass running statistics (rsnorm.dask.mean_var computes them exactly)"
+        )
+    if x.ndim == 0 or not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for x of shape {x.shape}")
+    ax = axis % x.ndim
+    vectors = [
+        _host(op, name, v)
+        for name, v in [
+            ("running_mean", running_mean),
+            ("running_var", running_var),
+            ("weight", weight),
+            ("bias", bias),
+        ]
+    ]
+
+    def apply(blk: np.ndarray, rm: Any, rv: Any, w: Any, b: Any) -> np.ndarray:
+        return channels.batch_norm(
+            blk,
+            rm,
+            rv,
+            w,
+            b,
+            False,
+            momentum,
+            eps,
+            axis=ax,
+            mean_only=mean_only,
+            running_var_correction=running_var_correction,
+        )
+
+    return _by_channel(x, ax, apply, vectors)
+
+
+#: The ops on dask arrays, under the public names.
+OPS = SimpleNamespace(
+    layer_norm=_layer_norm,
+    rms_norm=_rms_norm,
+    l2_normalize=_l2_normalize,
+    softmax=_softmax_like("softmax", activation.softmax),
+    log_softmax=_softmax_like("log_softmax", activation.log_softmax),
+    selu=_selu,
+    group_norm=_group_norm,
+    instance_norm=_instance_norm,
+    batch_norm=_batch_norm,
+)
+
+
+def _to_numpy(value: Any) -> Any:
+    return value.compute() if isinstance(value, da.Array) else value
+
+
+_backend.register(da.Array, _backend.Backend("dask", OPS, lambda a: da.from_array(np.asarray(a)), _to_numpy))
