@@ -92,17 +92,63 @@ def test_empty_and_one_element_chunks(rng):
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
-def test_split_normalized_axes_and_in_place_arguments_are_refused(rng):
+@pytest.mark.parametrize("chunks", [(3, 5, 4), (2, 1, 3), (7, 5, 8)])
+def test_rows_split_across_chunks_run_in_two_phases(rng, chunks):
+    """Statistics of rows that span chunks are merged exactly, then applied in float64: within 2 ulp
+    of the float64 result (rsnorm on the float64 array), rounded; statistics as rsnorm's. Rows
+    within one chunk run rsnorm's float32 kernels, which softmax leaves up to 3 ulp off."""
+    x = (rng.standard_normal((7, 5, 8)) * 3 + 100).astype(np.float32)
+    x[2, 1, 5] = np.nan
+    dx = da.from_array(x, chunks=chunks)
+    w, b = rng.standard_normal((5, 8)).astype(np.float32), rng.standard_normal((5, 8)).astype(np.float32)
+
+    x64 = x.astype(np.float64)
+
+    def ulps(got, want):
+        want = want.astype(np.float32)
+        spacing = np.spacing(np.abs(want))
+        both = np.isfinite(want)
+        assert (np.isnan(got) == np.isnan(want)).all()
+        return (np.abs(got[both] - want[both]) / spacing[both]).max()
+
+    y, mean, rstd = rsnorm.layer_norm(dx, (5, 8), w, b, return_stats=True)
+    want = rsnorm.layer_norm(x, (5, 8), w, b, return_stats=True)
+    assert ulps(y.compute(), rsnorm.layer_norm(x64, (5, 8), w, b)) <= 2
+    assert mean.shape == want[1].shape and mean.dtype == want[1].dtype
+    np.testing.assert_allclose(mean.compute(), want[1], rtol=1e-6)
+    np.testing.assert_allclose(rstd.compute(), want[2], rtol=1e-6)
+    eps32 = float(np.finfo(np.float32).eps)
+    assert ulps(rsnorm.rms_norm(dx, 8, w[0]).compute(), rsnorm.rms_norm(x64, 8, w[0], eps32)) <= 2
+    assert ulps(rsnorm.l2_normalize(dx).compute(), rsnorm.l2_normalize(x64)) <= 2
+    for axis in (0, 1, -1):
+        split = len(dx.chunks[axis]) > 1
+        assert ulps(rsnorm.softmax(dx, axis).compute(), rsnorm.softmax(x64, axis)) <= (2 if split else 3)
+        # log_softmax near 0 is a difference of O(1) terms: an absolute tolerance.
+        got = rsnorm.log_softmax(dx, axis).compute()
+        np.testing.assert_allclose(got, rsnorm.log_softmax(x64, axis), rtol=1e-6, atol=2e-6)
+
+
+def test_softmax_rows_of_minus_infinity_across_chunks():
+    x = np.array([[-np.inf, -np.inf, 0.0, 1.0], [-np.inf] * 4], dtype=np.float64)
+    got = rsnorm.softmax(da.from_array(x, chunks=(1, 2))).compute()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(rsnorm.softmax(x)))
+    np.testing.assert_allclose(got[0], rsnorm.softmax(x)[0], rtol=1e-15)
+
+
+def test_arguments_are_checked_at_the_call_and_in_place_ones_refused(rng):
     dx = da.from_array(rng.standard_normal((4, 6)), chunks=(2, 3))
-    with pytest.raises(
-        ValueError, match=r"layer_norm: x is split into 2 chunks along axis 1.*rechunk\(\{1: -1\}\)"
-    ):
-        rsnorm.layer_norm(dx)
-    with pytest.raises(ValueError, match="softmax: x is split into 2 chunks along axis 0"):
-        rsnorm.softmax(dx, axis=0)
-    np.testing.assert_array_equal(rsnorm.softmax(dx.rechunk({1: -1})).compute(), rsnorm.softmax(dx.compute()))
+    with pytest.raises(ValueError, match=r"layer_norm: eps must be"):
+        rsnorm.layer_norm(dx, eps=-1.0)
+    with pytest.raises(ValueError, match=r"layer_norm: weight has shape \(5,\)"):
+        rsnorm.layer_norm(dx, 6, np.ones(5))
+    with pytest.raises(ValueError, match="normalized_shape"):
+        rsnorm.rms_norm(dx, (3,))
+    with pytest.raises(ValueError, match="softmax: axis 2 is out of range"):
+        rsnorm.softmax(dx, axis=2)
+    with pytest.raises(ValueError, match=r"group_norm: x is split into 2 chunks along axis 1.*rechunk"):
+        rsnorm.group_norm(dx, 2)
     with pytest.raises(NotImplementedError, match="layer_norm: out is not supported on dask arrays"):
-        rsnorm.layer_norm(dx.rechunk({1: -1}), out=np.empty((4, 6)))
+        rsnorm.layer_norm(dx, out=np.empty((4, 6)))
     with pytest.raises(NotImplementedError, match="batch_norm: training"):
         rsnorm.batch_norm(dx, np.zeros(6), np.ones(6), training=True, axis=1)
     with pytest.raises(NotImplementedError, match="batch statistics"):
@@ -125,3 +171,10 @@ def test_nothing_is_computed_until_asked(rng):
     assert computed == [] and isinstance(y, da.Array) and isinstance(stats[1], da.Array)
     y.compute()
     assert len(computed) == 4
+
+
+def test_many_chunks_merge_as_a_tree(rng):
+    x = rng.standard_normal((3, 200)) * 20
+    dx = da.from_array(x, chunks=(2, 7))  # 29 chunks along each row: several tree levels
+    np.testing.assert_allclose(rsnorm.softmax(dx).compute(), rsnorm.softmax(x), rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(rsnorm.layer_norm(dx).compute(), rsnorm.layer_norm(x), rtol=1e-12, atol=1e-12)

@@ -3,11 +3,14 @@
 Importing this module registers a backend for ``dask.array.Array``: ``rsnorm.layer_norm(dx)`` on a
 dask array returns a dask array, and nothing is computed until the caller computes it.
 
-- Row-local ops (``layer_norm``, ``rms_norm``, ``l2_normalize``, ``softmax``, ``log_softmax``, ``selu``,
-  ``group_norm``, ``instance_norm``) and ``batch_norm`` with running statistics run chunk by chunk
-  (``map_blocks``) with rsnorm's kernels. The axes an op normalizes over must lie in one chunk; when
-  they are split, the call raises ``ValueError`` naming the axis and the ``rechunk`` that joins it
-  (statistics across chunks for these ops are the next step).
+- Row ops (``layer_norm``, ``rms_norm``, ``l2_normalize``, ``softmax``, ``log_softmax``) run chunk by
+  chunk with rsnorm's kernels when each row lies in one chunk. When rows span chunks (and for
+  ``return_stats``) they run in two phases: exact per-row statistics merged over the chunks as a tree
+  (moments; for softmax the (max, Σexp) pairs), then the normalization in float64, lazily — never a
+  rechunk or a full compute behind the caller's back.
+- ``selu``; ``group_norm`` and ``instance_norm`` with a sample's (group's) elements in one chunk (a
+  split is a ``ValueError`` naming the ``rechunk`` that joins them); ``batch_norm`` and
+  ``instance_norm`` with running statistics follow any chunking of the channel axis.
 - Global statistics: ``moments(x, axis)`` gives lazy ``(count, mean, m2)`` in float64, each chunk's by
   rsnorm's exact kernel, merged pairwise as a tree (``split_every``) — exact where ``dask.array.var``
   accumulates in the input dtype. ``mean_var(x, axis, ddof)`` gives the mean and variance.
@@ -150,6 +153,43 @@ def _inner(x: da.Array, normalized_shape: Any) -> list[int]:
     return list(range(x.ndim - k, x.ndim))
 
 
+def _split(x: da.Array, axes: Sequence[int]) -> bool:
+    return any(len(x.chunks[a]) > 1 for a in axes)
+
+
+def _probe(fn: Callable[[np.ndarray], Any], x: da.Array, axes: Sequence[int]) -> None:
+    """Runs ``fn`` on one zero row of x's normalized shape, so a bad argument (normalized_shape,
+    weight's shape, eps) is an error of the call, not of a later compute."""
+    shape = tuple(n if i in axes else min(n, 1) for i, n in enumerate(x.shape))
+    if int(np.prod(shape)) <= 1 << 22:
+        fn(np.zeros(shape, dtype=x.dtype))
+
+
+def _compute_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+def _row_statistics(x: da.Array, axes: list[int]) -> tuple[da.Array, da.Array]:
+    """Per row over ``axes`` (the trailing ones): the float64 mean and biased variance, keeping the
+    reduced dims as ones so they broadcast against x."""
+    count, mean, m2 = moments(x, axes)
+    keep = (Ellipsis, *([None] * len(axes)))
+    return mean[keep], (m2 / count)[keep]
+
+
+def _rounded(param: Any, dtype: np.dtype[Any]) -> Any:
+    """A weight or bias rounded through x's dtype, as the CPU kernels take it, in float64."""
+    return None if param is None else np.asarray(param).astype(dtype).astype(np.float64)
+
+
+def _apply(x: da.Array, centered: da.Array, w: Any, b: Any, dtype: np.dtype[Any]) -> da.Array:
+    if w is not None:
+        centered = centered * _rounded(w, dtype)
+    if b is not None:
+        centered = centered + _rounded(b, dtype)
+    return centered.astype(dtype)
+
+
 def _layer_norm(
     x: Any,
     normalized_shape: Any = None,
@@ -160,10 +200,21 @@ def _layer_norm(
     out: Any = None,
     return_stats: bool = False,
 ) -> Any:
-    _refuse("layer_norm", out=out, return_stats=return_stats)
-    _one_chunk("layer_norm", x, _inner(x, normalized_shape))
+    """Chunk by chunk when each row lies in one chunk; otherwise (and for the statistics) in two
+    phases: exact row moments as a tree, then the normalization, lazily."""
+    _refuse("layer_norm", out=out)
+    axes = _inner(x, normalized_shape)
     w, b = _host("layer_norm", "weight", weight), _host("layer_norm", "bias", bias)
-    return _blocks(lambda blk: norm.layer_norm(blk, normalized_shape, w, b, eps), x)
+    _probe(lambda blk: norm.layer_norm(blk, normalized_shape, w, b, eps), x, axes)
+    if not _split(x, axes) and not return_stats:
+        return _blocks(lambda blk: norm.layer_norm(blk, normalized_shape, w, b, eps), x)
+    mean, var = _row_statistics(x, axes)
+    rstd = 1.0 / da.sqrt(var + eps)
+    y = _apply(x, (x.astype(np.float64) - mean) * rstd, w, b, x.dtype)
+    if not return_stats:
+        return y
+    compute = _compute_dtype(x.dtype)
+    return y, mean.astype(compute), rstd.astype(compute)
 
 
 def _rms_norm(
@@ -175,25 +226,99 @@ def _rms_norm(
     out: Any = None,
     return_stats: bool = False,
 ) -> Any:
-    _refuse("rms_norm", out=out, return_stats=return_stats)
-    _one_chunk("rms_norm", x, _inner(x, normalized_shape))
+    _refuse("rms_norm", out=out)
+    axes = _inner(x, normalized_shape)
     w = _host("rms_norm", "weight", weight)
-    return _blocks(lambda blk: norm.rms_norm(blk, normalized_shape, w, eps), x)
+    _probe(lambda blk: norm.rms_norm(blk, normalized_shape, w, eps), x, axes)
+    if not _split(x, axes) and not return_stats:
+        return _blocks(lambda blk: norm.rms_norm(blk, normalized_shape, w, eps), x)
+    mean, var = _row_statistics(x, axes)
+    eps_value = float(np.finfo(x.dtype).eps) if eps is None else eps
+    rstd = 1.0 / da.sqrt(var + mean * mean + eps_value)  # mean of squares = var + mean²
+    y = _apply(x, x.astype(np.float64) * rstd, w, None, x.dtype)
+    return (y, rstd.astype(_compute_dtype(x.dtype))) if return_stats else y
 
 
 def _l2_normalize(x: Any, eps: float = 1e-12, *, out: Any = None) -> Any:
     _refuse("l2_normalize", out=out)
-    _one_chunk("l2_normalize", x, [x.ndim - 1])
-    return _blocks(lambda blk: norm.l2_normalize(blk, eps), x)
+    axes = [x.ndim - 1]
+    _probe(lambda blk: norm.l2_normalize(blk, eps), x, axes)
+    if not _split(x, axes):
+        return _blocks(lambda blk: norm.l2_normalize(blk, eps), x)
+    mean, var = _row_statistics(x, axes)
+    length = da.sqrt((var + mean * mean) * x.shape[-1])
+    return (x.astype(np.float64) / da.maximum(length, eps)).astype(x.dtype)
+
+
+_SOFTMAX = np.dtype([("max", np.float64), ("sum", np.float64)])
+
+
+def _softmax_chunk(x: np.ndarray, axis: tuple[int, ...], keepdims: bool, **_: Any) -> np.ndarray:
+    out = np.empty(np.delete(x.shape, axis), dtype=_SOFTMAX)
+    if x.shape[axis[0]] == 0:
+        out["max"], out["sum"] = -np.inf, 0.0
+        return out
+    m = np.max(x, axis=axis[0], keepdims=True).astype(np.float64)
+    out["max"] = np.squeeze(m, axis[0])
+    with np.errstate(invalid="ignore"):
+        out["sum"] = np.exp(x.astype(np.float64) - np.where(np.isneginf(m), 0.0, m)).sum(axis=axis[0])
+    return out
+
+
+def _softmax_combine(parts: Any, **_: Any) -> np.ndarray:
+    return _softmax_merge(parts)
+
+
+def _softmax_merge(parts: Any, axis: tuple[int, ...] = (), keepdims: bool = False, **_: Any) -> np.ndarray:
+    flat = _flatten(parts)
+    m = np.max([p["max"] for p in flat], axis=0)
+    safe = np.where(np.isneginf(m), 0.0, m)
+    with np.errstate(invalid="ignore"):
+        total = sum(
+            p["sum"] * np.exp(np.where(np.isneginf(p["max"]), -np.inf, p["max"] - safe)) for p in flat
+        )
+    out = np.empty(np.shape(m), dtype=_SOFTMAX)
+    out["max"], out["sum"] = m, total
+    if keepdims:
+        out = np.expand_dims(out, axis[0])
+    return out
+
+
+def _softmax_apply(x: np.ndarray, pairs: np.ndarray, log: bool) -> np.ndarray:
+    """A block's softmax from its rows' merged (max, Σexp) pairs, in float64; rows of -inf or with
+    +inf give NaN, as on one machine, without NumPy's warnings."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shifted = x.astype(np.float64) - pairs["max"]
+        y = shifted - np.log(pairs["sum"]) if log else np.exp(shifted) / pairs["sum"]
+    return y.astype(x.dtype)
 
 
 def _softmax_like(op: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    log = op == "log_softmax"
+
     def call(x: Any, axis: int = -1, *, out: Any = None) -> Any:
         _refuse(op, out=out)
         if x.ndim and not -x.ndim <= axis < x.ndim:
             raise ValueError(f"{op}: axis {axis} is out of range for an array of {x.ndim} dims")
-        _one_chunk(op, x, [axis % x.ndim] if x.ndim else [])
-        return _blocks(lambda blk: fn(blk, axis), x)
+        axes = [axis % x.ndim] if x.ndim else []
+        _probe(lambda blk: fn(blk, axis), x, axes)
+        if not _split(x, axes):
+            return _blocks(lambda blk: fn(blk, axis), x)
+        # Two phases: the (max, Σexp(x - max)) of each row merged over its chunks, then the values.
+        (a,) = axes
+        pairs = da.reduction(
+            x,
+            _softmax_chunk,
+            _softmax_merge,
+            axis=a,
+            keepdims=True,
+            dtype=_SOFTMAX,
+            combine=_softmax_combine,
+            concatenate=False,
+            meta=np.empty((0,) * x.ndim, dtype=_SOFTMAX),
+        )
+        meta = np.empty((0,) * x.ndim, dtype=x.dtype)
+        return cast(da.Array, da.map_blocks(_softmax_apply, x, pairs, log=log, dtype=x.dtype, meta=meta))
 
     call.__name__ = op
     return call
