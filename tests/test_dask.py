@@ -151,8 +151,6 @@ def test_arguments_are_checked_at_the_call_and_in_place_ones_refused(rng):
         rsnorm.layer_norm(dx, out=np.empty((4, 6)))
     with pytest.raises(NotImplementedError, match="batch_norm: training"):
         rsnorm.batch_norm(dx, np.zeros(6), np.ones(6), training=True, axis=1)
-    with pytest.raises(NotImplementedError, match="batch statistics"):
-        rsnorm.batch_norm(dx, axis=1)
     with pytest.raises(TypeError, match="the dask backend has no layer_norm_backward"):
         rsnorm.layer_norm_backward(dx, dx, dx, dx)
 
@@ -178,3 +176,43 @@ def test_many_chunks_merge_as_a_tree(rng):
     dx = da.from_array(x, chunks=(2, 7))  # 29 chunks along each row: several tree levels
     np.testing.assert_allclose(rsnorm.softmax(dx).compute(), rsnorm.softmax(x), rtol=1e-13, atol=1e-300)
     np.testing.assert_allclose(rsnorm.layer_norm(dx).compute(), rsnorm.layer_norm(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("axis", [1, -1])
+def test_training_batch_norm_uses_the_whole_arrays_statistics(rng, axis):
+    x = (rng.standard_normal((12, 6, 5)) * 2 + 1e4).astype(np.float32)
+    dx = da.from_array(x, chunks=(5, 4, 3))
+    c = x.shape[axis]
+    w, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    y, mean, rstd = rsnorm.batch_norm(dx, None, None, w, b, training=True, axis=axis, return_stats=True)
+    want = rsnorm.batch_norm(x, None, None, w, b, training=True, axis=axis, return_stats=True)
+    np.testing.assert_allclose(y.compute(), want[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(mean.compute(), want[1], rtol=1e-7)
+    np.testing.assert_allclose(rstd.compute(), want[2], rtol=1e-6)
+    rm = np.zeros(c, np.float32)
+    with pytest.raises(NotImplementedError, match="fit_batch_norm"):
+        rsnorm.batch_norm(dx, rm, np.ones(c, np.float32), training=True, axis=axis)
+    np.testing.assert_array_equal(rm, 0)  # the argument checks never touch running statistics
+
+
+def test_fit_batch_norm_gives_population_statistics_to_load(rng):
+    x = (rng.standard_normal((20, 3, 4, 4)) + 1e5).astype(np.float32)
+    dx = da.from_array(x, chunks=(3, 3, 4, 2))
+    mean, var = rd.fit_batch_norm(dx)
+    exact = x.astype(np.float64)
+    np.testing.assert_allclose(mean, exact.mean(axis=(0, 2, 3)), rtol=1e-14)
+    np.testing.assert_allclose(var, exact.var(axis=(0, 2, 3)), rtol=1e-10)
+    layer = rsnorm.nn.BatchNorm(3)
+    state = layer.state_dict()
+    rm32, rv32 = mean.astype(np.float32), var.astype(np.float32)
+    layer.load_state_dict({**state, "running_mean": rm32, "running_var": rv32})
+    layer.eval()
+    np.testing.assert_array_equal(layer(x), rsnorm.batch_norm(x, rm32, rv32, state["weight"], state["bias"]))
+    seq = (rng.standard_normal((5, 8, 3)) + 10).astype(np.float32)  # (T, N, C)
+    mean, var = rd.fit_batch_norm(da.from_array(seq, chunks=(2, 3, 3)), axis=2, step_axis=0)
+    np.testing.assert_allclose(mean, seq.astype(np.float64).mean(axis=1), rtol=1e-14)
+    np.testing.assert_allclose(var, seq.astype(np.float64).var(axis=1), rtol=1e-10)
+    with pytest.raises(ValueError, match="same axis"):
+        rd.fit_batch_norm(dx, axis=1, step_axis=-3)
+    with pytest.raises(ValueError, match="out of range"):
+        rd.fit_batch_norm(dx, axis=4)

@@ -10,13 +10,17 @@ dask array returns a dask array, and nothing is computed until the caller comput
   rechunk or a full compute behind the caller's back.
 - ``selu``; ``group_norm`` and ``instance_norm`` with a sample's (group's) elements in one chunk (a
   split is a ``ValueError`` naming the ``rechunk`` that joins them); ``batch_norm`` and
-  ``instance_norm`` with running statistics follow any chunking of the channel axis.
+  ``instance_norm`` with running statistics follow any chunking of the channel axis;
+  ``batch_norm(training=True)`` normalizes with the exact statistics of the whole array, and
+  ``fit_batch_norm`` computes a training set's population statistics for a layer.
 - Global statistics: ``moments(x, axis)`` gives lazy ``(count, mean, m2)`` in float64, each chunk's by
   rsnorm's exact kernel, merged pairwise as a tree (``split_every``) — exact where ``dask.array.var``
   accumulates in the input dtype. ``mean_var(x, axis, ddof)`` gives the mean and variance.
 
 Arrays a dask op would update in place (``out=``, running statistics in training) are not taken:
-dask arrays are immutable, so those calls raise ``NotImplementedError``.
+dask arrays are immutable and the statistics lazy, so those calls raise ``NotImplementedError``.
+Parameters (weight, bias, running statistics) may be dask arrays: they are a row or a channel
+vector, and are computed when the call is made.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 
 from . import _backend, activation, channels, norm, statistics
 
-__all__ = ["mean_var", "moments"]
+__all__ = ["fit_batch_norm", "mean_var", "moments"]
 
 _STATS = np.dtype([("count", np.int64), ("mean", np.float64), ("m2", np.float64)])
 
@@ -407,13 +411,13 @@ def _batch_norm(
     return_stats: bool = False,
     running_var_correction: int = 1,
 ) -> Any:
+    """With running statistics and not training: each block with its channels' statistics. Training
+    (or no running statistics): normalized with the exact statistics of the whole array (merged over
+    every chunk, as one machine's BatchNorm over the full batch), lazily; ``return_stats`` gives
+    them. Running statistics are not updated in place (dask arrays are immutable, the statistics
+    lazy): ``fit_batch_norm`` computes the population statistics to load into a layer."""
     op = "batch_norm"
-    _refuse(op, out=out, return_stats=return_stats, training=training)
-    if running_mean is None or (running_var is None and not mean_only):
-        raise NotImplementedError(
-            f"{op}: normalizing a dask array with its own batch statistics is not on the dask backend "
-            "yet; pass running statistics (rsnorm.dask.mean_var computes them exactly)"
-        )
+    _refuse(op, out=out)
     if x.ndim == 0 or not -x.ndim <= axis < x.ndim:
         raise ValueError(f"{op}: axis {axis} is out of range for x of shape {x.shape}")
     ax = axis % x.ndim
@@ -426,6 +430,56 @@ def _batch_norm(
             ("bias", bias),
         ]
     ]
+    rm, rv, w, b = vectors
+    # The argument checks run in eval mode on copies: a training call would update the running
+    # statistics it is given, and one zero row is too few values per channel to train on.
+    c = x.shape[ax]
+    probe_rm = np.zeros(c, x.dtype) if rm is None else np.array(rm, copy=True)
+    probe_rv = np.ones(c, x.dtype) if rv is None else np.array(rv, copy=True)
+    _probe(
+        lambda blk: channels.batch_norm(
+            blk,
+            probe_rm,
+            probe_rv,
+            w,
+            b,
+            False,
+            momentum,
+            eps,
+            axis=ax,
+            mean_only=mean_only,
+            num_batches_tracked=num_batches_tracked,
+            running_var_correction=running_var_correction,
+        ),
+        x,
+        [ax],
+    )
+    batch_statistics = training or running_mean is None or (running_var is None and not mean_only)
+    if batch_statistics:
+        if training and running_mean is not None:
+            raise NotImplementedError(
+                f"{op}: training on a dask array does not update running statistics in place (the "
+                "array is lazy); normalize without them, or load rsnorm.dask.fit_batch_norm(x)'s into "
+                "the layer"
+            )
+        others = [a for a in range(x.ndim) if a != ax]
+        count, mean, m2 = moments(x, others)
+        shape = [1] * x.ndim
+        shape[ax] = x.shape[ax]
+        mean = mean.reshape(shape)
+        rstd = da.ones_like(mean) if mean_only else 1.0 / da.sqrt((m2 / count).reshape(shape) + eps)
+        cut = [slice(None) if a == ax else None for a in range(x.ndim)]
+        y = (x.astype(np.float64) - mean) * rstd
+        if w is not None:
+            y = y * _rounded(w, x.dtype)[tuple(cut)]
+        if b is not None:
+            y = y + _rounded(b, x.dtype)[tuple(cut)]
+        y = y.astype(x.dtype)
+        if not return_stats:
+            return y
+        compute = _compute_dtype(x.dtype)
+        return y, mean.reshape(-1).astype(compute), rstd.reshape(-1).astype(compute)
+    _refuse(op, return_stats=return_stats)
 
     def apply(blk: np.ndarray, rm: Any, rv: Any, w: Any, b: Any) -> np.ndarray:
         return channels.batch_norm(
@@ -443,6 +497,31 @@ def _batch_norm(
         )
 
     return _by_channel(x, ax, apply, vectors)
+
+
+def fit_batch_norm(
+    x: Any, axis: int = 1, *, ddof: int = 0, step_axis: int | None = None, split_every: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The population mean and variance (``m2 / (count - ddof)``) of each channel (``axis``) over a
+    whole training set — a dask array of any size, or a NumPy one — computed exactly in float64, to
+    load into ``nn.BatchNorm``'s ``running_mean`` and ``running_var``. With ``step_axis`` (the time
+    axis of (T, N, C, ...) sequences), the statistics of each step: (T, C), for
+    ``nn.SequenceBatchNorm``. Computes (reads the data once)."""
+    import dask
+
+    x = x if isinstance(x, da.Array) else da.asarray(x)
+    for name, a in (("axis", axis), ("step_axis", step_axis)):
+        if a is not None and not -x.ndim <= a < x.ndim:
+            raise ValueError(f"fit_batch_norm: {name} {a} is out of range for x of shape {x.shape}")
+    kept = [axis % x.ndim] if step_axis is None else [step_axis % x.ndim, axis % x.ndim]
+    if len(set(kept)) != len(kept):
+        raise ValueError(f"fit_batch_norm: axis {axis} and step_axis {step_axis} are the same axis")
+    count, mean, m2 = dask.compute(
+        *moments(x, [a for a in range(x.ndim) if a not in kept], split_every=split_every)
+    )
+    if kept[0] > kept[-1]:  # the statistics come in axis order; return them (step, channel)
+        mean, m2, count = mean.T, m2.T, count.T
+    return mean, m2 / (count - ddof)
 
 
 #: The ops on dask arrays, under the public names.
