@@ -216,3 +216,47 @@ def test_fit_batch_norm_gives_population_statistics_to_load(rng):
         rd.fit_batch_norm(dx, axis=1, step_axis=-3)
     with pytest.raises(ValueError, match="out of range"):
         rd.fit_batch_norm(dx, axis=4)
+
+
+@pytest.mark.parametrize("with_mean,with_std", [(True, True), (False, True), (True, False), (False, False)])
+def test_standard_scaler_equals_scikit_learns(rng, with_mean, with_std):
+    preprocessing = pytest.importorskip("sklearn.preprocessing")
+    x = rng.standard_normal((300, 5)) * [1, 10, 0.1, 1, 3] + [0, 5, 1e4, 0, -2]
+    x[:, 3] = 7.0  # a constant feature: scale 1
+    ours = rd.StandardScaler(with_mean=with_mean, with_std=with_std).fit(x)
+    theirs = preprocessing.StandardScaler(with_mean=with_mean, with_std=with_std).fit(x)
+    for name in ("mean_", "var_", "scale_"):
+        got, want = getattr(ours, name), getattr(theirs, name)
+        assert (got is None) == (want is None), name
+        if want is not None:
+            np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=name)
+    assert ours.n_samples_seen_ == theirs.n_samples_seen_ == 300 and ours.n_features_in_ == 5
+    np.testing.assert_allclose(ours.transform(x), theirs.transform(x), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.inverse_transform(ours.transform(x)), x, rtol=1e-12, atol=1e-9)
+    # float32 stays float32
+    assert ours.transform(x.astype(np.float32)).dtype == np.float32
+
+
+def test_standard_scaler_on_chunks_and_in_parts(rng):
+    x = (rng.standard_normal((1000, 4)) + 1e5).astype(np.float32)
+    whole = rd.StandardScaler().fit(x)
+    chunked = rd.StandardScaler().fit(da.from_array(x, chunks=(97, 4)))
+    parts = rd.StandardScaler()
+    for part in np.array_split(x, 7):
+        parts.partial_fit(part)
+    exact = x.astype(np.float64)
+    for scaler in (whole, chunked, parts):
+        np.testing.assert_allclose(scaler.mean_, exact.mean(0), rtol=1e-14)
+        np.testing.assert_allclose(scaler.var_, exact.var(0), rtol=1e-9)
+        assert scaler.n_samples_seen_ == 1000
+    y = chunked.transform(da.from_array(x, chunks=(97, 4)))
+    assert isinstance(y, da.Array)
+    np.testing.assert_allclose(y.compute(), whole.transform(x), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="not fitted"):
+        rd.StandardScaler().transform(x)
+    with pytest.raises(ValueError, match="3 features, the scaler was fit on 4"):
+        whole.transform(x[:, :3])
+    with pytest.raises(ValueError, match="2-D"):
+        rd.StandardScaler().fit(x[0])
+    with pytest.raises(TypeError, match="dtype"):
+        rd.StandardScaler().fit(np.array([["a"]]))

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import _backend, activation, channels, norm, statistics
 
-__all__ = ["fit_batch_norm", "mean_var", "moments"]
+__all__ = ["StandardScaler", "fit_batch_norm", "mean_var", "moments"]
 
 _STATS = np.dtype([("count", np.int64), ("mean", np.float64), ("m2", np.float64)])
 
@@ -112,6 +112,127 @@ def mean_var(
     """Lazy float64 mean and variance (``m2 / (count - ddof)``) of ``x`` over ``axis``, exact."""
     count, mean, m2 = moments(x, axis, split_every=split_every)
     return mean, m2 / (count - ddof)
+
+
+class StandardScaler:
+    """Feature standardization in the manner of scikit-learn's ``StandardScaler`` — ``fit``,
+    ``partial_fit``, ``transform``, ``inverse_transform``, ``fit_transform``; ``mean_``, ``var_`` (biased),
+    ``scale_``, ``n_samples_seen_``, ``n_features_in_`` — on NumPy arrays and on dask arrays of any
+    size. The statistics are rsnorm's exact float64 moments, merged over chunks and over
+    ``partial_fit`` calls; ``fit`` on a dask array computes them (one pass), ``transform`` of a dask
+    array is lazy. A feature whose variance is within rounding of zero gets scale 1, as in
+    scikit-learn. Unlike scikit-learn, NaN is not skipped: a feature with NaN gets NaN statistics.
+    """
+
+    n_features_in_: int
+    n_samples_seen_: int
+    mean_: np.ndarray[Any, Any] | None
+    var_: np.ndarray[Any, Any] | None
+    scale_: np.ndarray[Any, Any] | None
+
+    def __init__(self, *, copy: bool = True, with_mean: bool = True, with_std: bool = True) -> None:
+        self.copy = copy
+        self.with_mean = with_mean
+        self.with_std = with_std
+
+    def _reset(self) -> None:
+        for name in ("mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_", "_moments"):
+            self.__dict__.pop(name, None)
+
+    @staticmethod
+    def _check(where: str, X: Any) -> Any:
+        if not isinstance(X, da.Array):
+            X = np.asarray(X)
+            if X.dtype.kind not in "fiu":
+                raise TypeError(f"StandardScaler.{where}: X has dtype {X.dtype}; expected numbers")
+        if X.ndim != 2:
+            raise ValueError(
+                f"StandardScaler.{where}: X must be 2-D (n_samples, n_features), got shape {X.shape}"
+            )
+        return X
+
+    def fit(self, X: Any, y: Any = None) -> StandardScaler:
+        """The statistics of X (n_samples, n_features), replacing any earlier ones."""
+        self._reset()
+        return self.partial_fit(X)
+
+    def partial_fit(self, X: Any, y: Any = None) -> StandardScaler:
+        """Merges X's statistics into the ones seen so far (exactly: moments, not running means)."""
+        import dask
+
+        X = self._check("partial_fit", X)
+        if hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"StandardScaler.partial_fit: X has {X.shape[1]} features, the scaler was fit on "
+                f"{self.n_features_in_}"
+            )
+        new: tuple[Any, Any, Any]
+        if isinstance(X, da.Array):
+            c, m, q = dask.compute(*moments(X, 0))
+            new = (c, m, q)
+        else:
+            new = statistics.moments(X if X.dtype.kind == "f" else X.astype(np.float64), 0)
+        previous: tuple[Any, Any, Any] | None = getattr(self, "_moments", None)
+        merged = new if previous is None else statistics.merge_moments(previous, new)
+        self._moments: tuple[Any, Any, Any] = merged
+        count, mean, m2 = (np.asarray(v) for v in merged)
+        self.n_features_in_ = X.shape[1]
+        self.n_samples_seen_ = int(count.flat[0]) if count.size else 0
+        if not (self.with_mean or self.with_std):
+            self.mean_ = self.var_ = self.scale_ = None
+            return self
+        self.mean_ = mean.astype(np.float64)
+        if not self.with_std:
+            self.var_ = self.scale_ = None
+            return self
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.var_ = m2 / count
+        # scikit-learn's bound on the rounding error of a two-pass variance: within it the feature
+        # is constant and keeps scale 1.
+        eps = np.finfo(np.float64).eps
+        constant = self.var_ <= count * eps * self.var_ + (count * self.mean_ * eps) ** 2
+        self.scale_ = np.where(constant, 1.0, np.sqrt(self.var_))
+        return self
+
+    def _fitted(self, where: str, X: Any) -> Any:
+        if not hasattr(self, "n_features_in_"):
+            raise ValueError(f"StandardScaler.{where}: the scaler is not fitted yet; call fit first")
+        X = self._check(where, X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"StandardScaler.{where}: X has {X.shape[1]} features, the scaler was fit on "
+                f"{self.n_features_in_}"
+            )
+        return X
+
+    @staticmethod
+    def _out_dtype(X: Any) -> np.dtype[Any]:
+        return X.dtype if X.dtype.kind == "f" else np.dtype(np.float64)
+
+    def transform(self, X: Any, copy: bool | None = None) -> Any:
+        """(X - mean_) / scale_ (each part as with_mean, with_std say), in X's float dtype."""
+        X = self._fitted("transform", X)
+        dtype = self._out_dtype(X)
+        y = X.astype(np.float64)
+        if self.with_mean:
+            y = y - self.mean_
+        if self.with_std:
+            y = y / self.scale_
+        return y.astype(dtype)
+
+    def inverse_transform(self, X: Any, copy: bool | None = None) -> Any:
+        """X · scale_ + mean_: the inverse of ``transform``."""
+        X = self._fitted("inverse_transform", X)
+        dtype = self._out_dtype(X)
+        y = X.astype(np.float64)
+        if self.with_std:
+            y = y * self.scale_
+        if self.with_mean:
+            y = y + self.mean_
+        return y.astype(dtype)
+
+    def fit_transform(self, X: Any, y: Any = None) -> Any:
+        return self.fit(X).transform(X)
 
 
 # ---- the backend: the public ops on dask arrays ----
