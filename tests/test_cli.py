@@ -154,3 +154,67 @@ def test_bench_writes_json_and_chart(tmp_path):
     assert (tmp_path / "bench.md").read_text().count("\n| ") == len(report["results"]) + 1
     png = (tmp_path / "bench.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_stats_fit_and_apply_out_of_core(tmp_path, monkeypatch):
+    """Exact statistics of a .npy read in blocks, and standardization with them, written whole."""
+    from rsnorm import stats_cli
+
+    monkeypatch.setattr(stats_cli, "BLOCK_BYTES", 4096)  # many blocks on a small file
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((1000, 6)) + 1e5).astype(np.float32)
+    x[:, 2] = 4.0  # constant: scale 1
+    np.save(tmp_path / "x.npy", x)
+    assert (
+        stats_cli.main(
+            ["fit", str(tmp_path / "x.npy"), "--axis", "0", "-o", str(tmp_path / "s.npz"), "--quiet"]
+        )
+        == 0
+    )
+    with np.load(tmp_path / "s.npz") as stats:
+        exact = x.astype(np.float64)
+        np.testing.assert_array_equal(stats["count"], 1000)
+        np.testing.assert_allclose(stats["mean"], exact.mean(0), rtol=1e-14)
+        np.testing.assert_allclose(stats["var"], exact.var(0), rtol=1e-9, atol=1e-300)
+    out = run_cli(
+        "stats", "apply", str(tmp_path / "x.npy"), str(tmp_path / "s.npz"), "-o", str(tmp_path / "y.npy")
+    )
+    assert out.returncode == 0, out.stderr
+    y = np.load(tmp_path / "y.npy")
+    assert y.dtype == np.float32 and y.shape == x.shape
+    want = (exact - exact.mean(0)) / np.where(exact.var(0) > 0, exact.std(0), 1.0)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    # Per-row statistics (a kept axis 0): the blocks' results follow one another.
+    assert (
+        stats_cli.main(
+            ["fit", str(tmp_path / "x.npy"), "--axis", "1", "-o", str(tmp_path / "r.npz"), "--quiet"]
+        )
+        == 0
+    )
+    with np.load(tmp_path / "r.npz") as stats:
+        np.testing.assert_allclose(stats["mean"], x.astype(np.float64).mean(1), rtol=1e-14)
+
+
+def test_stats_bad_input_is_a_clear_error_and_leaves_no_output(tmp_path):
+    np.save(tmp_path / "ints.npy", np.arange(10))
+    np.save(tmp_path / "x.npy", np.ones((4, 3), np.float32))
+    (tmp_path / "exists.npz").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("x")
+    cases = [
+        (["fit", str(tmp_path / "notes.txt"), "-o", str(tmp_path / "a.npz")], "not a .npy file"),
+        (["fit", str(tmp_path / "ints.npy"), "-o", str(tmp_path / "a.npz")], "dtype int64"),
+        (
+            ["fit", str(tmp_path / "x.npy"), "--axis", "2", "-o", str(tmp_path / "a.npz")],
+            "--axis 2 is out of range",
+        ),
+        (["fit", str(tmp_path / "x.npy"), "-o", str(tmp_path / "exists.npz")], "exists"),
+        (["fit", str(tmp_path / "missing.npy"), "-o", str(tmp_path / "a.npz")], "no such file"),
+        (
+            ["apply", str(tmp_path / "x.npy"), str(tmp_path / "exists.npz"), "-o", str(tmp_path / "y.npy")],
+            "not",
+        ),
+    ]
+    for args, message in cases:
+        out = run_cli("stats", *args)
+        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.npz", "ints.npy", "notes.txt", "x.npy"]

@@ -1,4 +1,5 @@
-"""Command line: ``python -m rsnorm bench [--json] [--quick]`` and ``python -m rsnorm config``."""
+"""Command line: ``python -m rsnorm bench [--json] [--quick]``, ``python -m rsnorm stats fit|apply``
+and ``python -m rsnorm config``."""
 
 from __future__ import annotations
 
@@ -12,13 +13,19 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import main as bench_main
 
         return bench_main(argv[1:])
+    if command == "stats":
+        from .stats_cli import main as stats_main
+
+        return stats_main(argv[1:])
     if command == "config":
         from ._config import show_config
 
         show_config()
         return 0
     print(
-        "usage: python -m rsnorm bench [--json] [--quick] [--rounds N] [--threads N]\n"
+        "usage: python -m rsnorm bench [--json] [--quick] [--rounds N] [--threads N] [--device gpu]\n"
+        "       python -m rsnorm stats fit DATA.npy [--axis A] -o STATS.npz\n"
+        "       python -m rsnorm stats apply DATA.npy STATS.npz -o OUT.npy\n"
         "       python -m rsnorm config"
     )
     return 0 if command in ("help", "-h", "--help") else 2

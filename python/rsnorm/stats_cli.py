@@ -1,0 +1,198 @@
+"""``python -m rsnorm stats``: exact statistics of a .npy file of any size, and standardization with
+them, out of core.
+
+``stats fit DATA.npy --axis 0 -o STATS.npz`` reads DATA memory-mapped, a block of rows at a time, and
+writes the float64 ``count``, ``mean`` and ``var`` (biased) over ``--axis`` (rsnorm's exact moments,
+merged over the blocks). ``stats apply DATA.npy STATS.npz -o OUT.npy`` writes ``(x - mean) / scale`` in
+DATA's dtype, scale the standard deviation (1 where a feature is constant, as scikit-learn's
+``StandardScaler``). Outputs are written to a temporary file beside the target and renamed when
+complete, so a failure never leaves a partial file; an existing output is an error unless
+``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import statistics
+
+# Rows per block: about this many bytes of input at a time.
+BLOCK_BYTES = 64 << 20
+
+
+class StatsError(Exception):
+    """A bad input or output, reported on stderr with exit status 2."""
+
+
+def _load(path: str) -> np.ndarray[Any, Any]:
+    p = Path(path)
+    if p.suffix != ".npy":
+        raise StatsError(f"{path}: not a .npy file (rsnorm stats reads NumPy's .npy format)")
+    if not p.is_file():
+        raise StatsError(f"{path}: no such file")
+    try:
+        data = np.load(p, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise StatsError(f"{path}: not a readable .npy file ({exc})") from None
+    if data.dtype.kind != "f":
+        raise StatsError(f"{path}: dtype {data.dtype}; rsnorm stats reads float16, float32 and float64 data")
+    if data.ndim == 0:
+        raise StatsError(f"{path}: a 0-dimensional array has no axis to take statistics over")
+    return data
+
+
+def _axes(axis: list[int] | None, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    resolved = []
+    for a in axis:
+        if not -ndim <= a < ndim:
+            raise StatsError(f"--axis {a} is out of range for data of {ndim} dims")
+        resolved.append(a % ndim)
+    if len(set(resolved)) != len(resolved):
+        raise StatsError(f"--axis {axis} repeats an axis")
+    return tuple(sorted(resolved))
+
+
+def _blocks(
+    data: np.ndarray[Any, Any], progress: bool, label: str
+) -> Iterator[tuple[int, np.ndarray[Any, Any]]]:
+    """(first row, block) over axis 0, with a progress bar on stderr."""
+    rows = data.shape[0]
+    row_bytes = max(data.itemsize * int(np.prod(data.shape[1:], dtype=np.int64)), 1)
+    step = max(1, BLOCK_BYTES // row_bytes)
+    for start in range(0, max(rows, 1), step):
+        if progress:
+            done = min(start, rows)
+            filled = 30 * done // max(rows, 1)
+            sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{rows} rows")
+            sys.stderr.flush()
+        yield start, np.asarray(data[start : start + step])
+    if progress:
+        sys.stderr.write(f"\r{label} [{'#' * 30}] {rows}/{rows} rows\n")
+
+
+def _target(path: str, overwrite: bool, suffix: str) -> Path:
+    p = Path(path)
+    if p.suffix != suffix:
+        raise StatsError(f"{path}: the output must end in {suffix}")
+    if p.exists() and not overwrite:
+        raise StatsError(f"{path}: exists (pass --overwrite to replace it)")
+    if not p.parent.is_dir():
+        raise StatsError(f"{path}: no such folder {p.parent}")
+    return p
+
+
+def _replace(temporary: str, target: Path) -> None:
+    os.replace(temporary, target)
+
+
+def fit(
+    data_path: str, axis: list[int] | None, out: str, overwrite: bool = False, progress: bool = True
+) -> None:
+    data = _load(data_path)
+    axes = _axes(axis, data.ndim)
+    target = _target(out, overwrite, ".npz")
+    merged: tuple[Any, Any, Any] | None = None
+    parts: list[tuple[Any, Any, Any]] = []
+    for _, block in _blocks(data, progress, "fit"):
+        stats = statistics.moments(block, axes)
+        if 0 in axes:  # blocks cut the reduced axis: merge them
+            merged = stats if merged is None else statistics.merge_moments(merged, stats)
+        else:  # blocks cut a kept axis: their statistics follow one another
+            parts.append(stats)
+    if merged is None:
+        merged = tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[assignment]
+    assert merged is not None
+    count, mean, m2 = (np.asarray(v) for v in merged)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = m2 / count
+    fd, temporary = tempfile.mkstemp(dir=target.parent, suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, count=count, mean=mean, var=var, axis=np.asarray(axes))
+        _replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def apply(data_path: str, stats_path: str, out: str, overwrite: bool = False, progress: bool = True) -> None:
+    data = _load(data_path)
+    if Path(stats_path).suffix != ".npz" or not Path(stats_path).is_file():
+        raise StatsError(f"{stats_path}: not a statistics file (.npz written by 'rsnorm stats fit')")
+    try:
+        with np.load(stats_path, allow_pickle=False) as stats:
+            count, mean, var, axes = (stats[k] for k in ("count", "mean", "var", "axis"))
+    except (KeyError, ValueError, OSError, EOFError, AttributeError) as exc:
+        raise StatsError(
+            f"{stats_path}: not a statistics file written by 'rsnorm stats fit' ({exc!r})"
+        ) from None
+    axes = tuple(int(a) for a in axes)
+    if any(a >= data.ndim for a in axes):
+        raise StatsError(f"{stats_path}: statistics over axes {axes} do not fit data of shape {data.shape}")
+    kept_shape = tuple(n for i, n in enumerate(data.shape) if i not in axes)
+    if mean.shape != kept_shape:
+        raise StatsError(
+            f"{stats_path}: statistics of shape {mean.shape} do not fit data of shape {data.shape} "
+            f"over axes {axes}"
+        )
+    eps = np.finfo(np.float64).eps
+    constant = var <= count * eps * var + (count * mean * eps) ** 2
+    scale = np.where(constant, 1.0, np.sqrt(var))
+    shape = [1 if i in axes else n for i, n in enumerate(data.shape)]
+    mean_b, scale_b = mean.reshape(shape), scale.reshape(shape)
+    target = _target(out, overwrite, ".npy")
+    fd, temporary = tempfile.mkstemp(dir=target.parent, suffix=".npy")
+    os.close(fd)
+    try:
+        result = np.lib.format.open_memmap(temporary, mode="w+", dtype=data.dtype, shape=data.shape)
+        for start, block in _blocks(data, progress, "apply"):
+            rows = slice(start, start + block.shape[0])
+            m = mean_b if 0 in axes else mean_b[rows]
+            s = scale_b if 0 in axes else scale_b[rows]
+            result[rows] = ((block.astype(np.float64) - m) / s).astype(data.dtype)
+        result.flush()
+        del result
+        _replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m rsnorm stats", description=(__doc__ or "").splitlines()[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_fit = sub.add_parser("fit", help="exact count, mean and variance of a .npy file over --axis")
+    p_fit.add_argument("data")
+    p_fit.add_argument(
+        "--axis", type=int, action="append", help="an axis to reduce (repeatable; default all)"
+    )
+    p_fit.add_argument("-o", "--out", required=True, help="the statistics file to write (.npz)")
+    p_apply = sub.add_parser("apply", help="standardize a .npy file with statistics from 'fit'")
+    p_apply.add_argument("data")
+    p_apply.add_argument("stats")
+    p_apply.add_argument("-o", "--out", required=True, help="the standardized array to write (.npy)")
+    for p in (p_fit, p_apply):
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "fit":
+            fit(args.data, args.axis, args.out, args.overwrite, not args.quiet)
+        else:
+            apply(args.data, args.stats, args.out, args.overwrite, not args.quiet)
+    except StatsError as exc:
+        print(f"rsnorm stats {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
