@@ -470,6 +470,12 @@ def _group_norm(
     return _blocks(lambda blk: channels.group_norm(blk, num_groups, w, b, eps), x)
 
 
+def _channel_vectors(op: str, running_mean: Any, running_var: Any, weight: Any, bias: Any) -> list[Any]:
+    """The per-channel vectors of a channel norm, each as ``_host`` takes it."""
+    names = ("running_mean", "running_var", "weight", "bias")
+    return [_host(op, n, v) for n, v in zip(names, (running_mean, running_var, weight, bias))]
+
+
 def _by_channel(x: da.Array, ax: int, fn: Callable[..., np.ndarray], vectors: list[Any]) -> da.Array:
     """``fn(block, *vectors cut to the block's channels)`` on each block: per-channel vectors (running
     statistics, weight, bias) follow the chunks along the channel axis ``ax``."""
@@ -496,15 +502,7 @@ def _instance_norm(
 ) -> Any:
     op = "instance_norm"
     _refuse(op, out=out, return_stats=return_stats)
-    vectors = [
-        _host(op, name, v)
-        for name, v in [
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-            ("weight", weight),
-            ("bias", bias),
-        ]
-    ]
+    vectors = _channel_vectors(op, running_mean, running_var, weight, bias)
     if use_input_stats:
         _refuse(op, running_mean=running_mean, running_var=running_var)
         _one_chunk(op, x, range(2, x.ndim))
@@ -542,15 +540,7 @@ def _batch_norm(
     if x.ndim == 0 or not -x.ndim <= axis < x.ndim:
         raise ValueError(f"{op}: axis {axis} is out of range for x of shape {x.shape}")
     ax = axis % x.ndim
-    vectors = [
-        _host(op, name, v)
-        for name, v in [
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-            ("weight", weight),
-            ("bias", bias),
-        ]
-    ]
+    vectors = _channel_vectors(op, running_mean, running_var, weight, bias)
     rm, rv, w, b = vectors
     # The argument checks run in eval mode on copies: a training call would update the running
     # statistics it is given, and one zero row is too few values per channel to train on.
