@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from exact import exact_var_of_offset_float32
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,3 +61,84 @@ def test_column_moments_of_tables(rn, rng, shape, axis):
     _, mean_f, m2_f = rn.moments(np.asfortranarray(x), axis=axis)
     np.testing.assert_allclose(mean_f, mean, rtol=1e-14)
     np.testing.assert_allclose(m2_f, m2, rtol=1e-12)
+
+
+def test_partials_merge_exactly_at_a_large_offset(rng):
+    """float32 1e6 + randn in 100 chunks: the merged variance within 1e-12 of the exact one (the
+    float64 means alone would lose ~5e-12 to their rounding, dask.array.var in float32 4e-3)."""
+    x = (1e6 + rng.standard_normal(1_000_000)).astype(np.float32)
+    exact = exact_var_of_offset_float32(x)
+    chunks = np.array_split(x, 100)
+    merged = rn.merge_partials([rn.partial_moments(c) for c in chunks])
+    assert merged.dtype == rn.MOMENTS and merged.shape == ()
+    assert abs(merged["m2"] / merged["count"] - exact) / exact < 1e-12
+    assert int(merged["count"]) == x.size
+    np.testing.assert_allclose(merged["mean"] + merged["mean_lo"], x.astype(np.float64).mean(), rtol=1e-15)
+    # the same parts in any grouping (a tree of trees) give the same bits
+    halves = [rn.merge_partials([rn.partial_moments(c) for c in chunks[i : i + 50]]) for i in (0, 50)]
+    assert abs(rn.merge_partials(halves)["m2"] / x.size - exact) / exact < 1e-12
+
+
+def test_merge_partials_along_an_axis_and_its_refusals(rng):
+    x = rng.standard_normal((6, 4, 3))
+    parts = np.stack([rn.partial_moments(x[i : i + 2], axis=0) for i in range(0, 6, 2)], axis=1)
+    assert parts.shape == (4, 3, 3)
+    merged = rn.merge_partials(parts, axis=1)
+    count, mean, m2 = rn.moments(x, axis=0)
+    np.testing.assert_array_equal(merged["count"], count)
+    np.testing.assert_allclose(merged["mean"], mean, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(merged["m2"], m2, rtol=1e-13)
+    with pytest.raises(TypeError, match="merge_partials: parts has dtype float64"):
+        rn.merge_partials(x)
+    with pytest.raises(ValueError, match="merge_partials: axis 3 is out of range"):
+        rn.merge_partials(parts, axis=3)
+    bad = parts.copy()
+    bad["count"][0, 0, 0] = -1
+    with pytest.raises(ValueError, match="counts must be non-negative integers"):
+        rn.merge_partials(bad, axis=1)
+    empty = rn.merge_partials(np.zeros((0, 2), rn.MOMENTS))
+    assert empty.shape == (2,) and (empty["count"] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("axis", [0, (0, 2), 2, None])
+def test_apply_statistics_normalizes_with_given_statistics(rng, dtype, axis):
+    x = (rng.standard_normal((5, 12, 7)) * 3 + 1e3).astype(dtype)
+    count, mean, m2 = rn.moments(x, axis)
+    scale = rng.uniform(0.5, 2, mean.shape) / np.sqrt(m2 / count + 1e-5)
+    shift = rng.standard_normal(mean.shape)
+    y = rn.apply_statistics(x, mean, scale, shift, axis)
+    keep = np.expand_dims if axis is not None else (lambda v, _: v)
+    ax = axis if axis is not None else ()
+    want = (x.astype(np.float64) - keep(mean, ax)) * keep(scale, ax) + keep(shift, ax)
+    assert y.dtype == dtype and y.shape == x.shape
+    tol = {np.float16: 2e-3, np.float32: 4e-7, np.float64: 1e-15}[dtype]
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol * np.abs(want).max())
+    # strided input, out=, scalars broadcast to the kept shape
+    out = np.empty_like(x[:, ::2])
+    got = rn.apply_statistics(x[:, ::2], 0.0, 2.0, axis=axis, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, (x[:, ::2].astype(np.float64) * 2).astype(dtype))
+
+
+def test_apply_statistics_confines_nan_and_refuses_clearly(rng):
+    x = rng.standard_normal((4, 10))
+    mean = np.array([0.0, np.nan, 0.0, 0.0])
+    y = rn.apply_statistics(x, mean, 1.0, axis=1)
+    assert np.isnan(y[1]).all() and np.isfinite(np.delete(y, 1, 0)).all()
+    ro = x.copy()
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(rn.apply_statistics(ro, 1.0, 1.0, axis=1), ro - 1)
+    assert rn.apply_statistics(np.zeros((0, 3)), 0.0, 1.0, axis=0).shape == (0, 3)
+    with pytest.raises(
+        ValueError, match=r"apply_statistics: mean has shape \(3,\), which does not broadcast to \(4,"
+    ):
+        rn.apply_statistics(x, np.zeros(3), 1.0, axis=1)
+    with pytest.raises(TypeError, match="apply_statistics: scale must hold real numbers"):
+        rn.apply_statistics(x, 0.0, "a", axis=1)
+    with pytest.raises(TypeError, match="apply_statistics: x has dtype int64"):
+        rn.apply_statistics(np.zeros((2, 2), np.int64), 0.0, 1.0)
+    with pytest.raises(ValueError, match="apply_statistics: axis 2 is out of range"):
+        rn.apply_statistics(x, 0.0, 1.0, axis=2)
+    with pytest.raises(ValueError, match="apply_statistics: out has shape"):
+        rn.apply_statistics(x, 0.0, 1.0, axis=1, out=np.empty((4, 9)))

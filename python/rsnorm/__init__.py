@@ -12,6 +12,7 @@ import os as _os
 
 from . import _rsnorm, gpu, nn, optim
 from ._config import get_num_threads, set_num_threads, show_config, simd_level
+from ._errors import InPlaceError
 from ._rsnorm import __version__
 from .activation import log_softmax, selu, selu_backward, softmax
 from .channels import (
@@ -49,15 +50,18 @@ from .norm import (
     weight_norm_backward,
 )
 from .selection import aic, bic
-from .statistics import merge_moments, moments
+from .statistics import MOMENTS, apply_statistics, merge_moments, merge_partials, moments, partial_moments
 
 __all__ = [
+    "MOMENTS",
+    "InPlaceError",
     "__version__",
     "add_layer_norm",
     "add_layer_norm_backward",
     "add_rms_norm",
     "add_rms_norm_backward",
     "aic",
+    "apply_statistics",
     "batch_norm",
     "batch_norm_backward",
     "bic",
@@ -82,9 +86,11 @@ __all__ = [
     "local_response_norm",
     "log_softmax",
     "merge_moments",
+    "merge_partials",
     "moments",
     "nn",
     "optim",
+    "partial_moments",
     "rms_norm",
     "rms_norm_backward",
     "selu",

@@ -13,6 +13,12 @@ from typing import Any, Callable
 _INT64 = 2**63
 
 
+class InPlaceError(TypeError):
+    """A call asked to write into an array that cannot be written: ``out=`` or running statistics
+    given as a lazy, immutable dask array. The result is a new lazy array instead (``dask.array.store``
+    writes it anywhere); running statistics come from ``rsnorm.dask.fit_batch_norm``."""
+
+
 def _out_of_range_argument(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """The first argument holding an int outside int64 (or a float's range), as ``name = value``."""
     for name, value in bound_arguments(fn, args, kwargs).items():

@@ -1,7 +1,7 @@
 """The Rust extension: private, called positionally by the public Python functions."""
 
 from collections.abc import Sequence
-from typing import Any, final
+from typing import Any, Literal, final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,7 @@ __all__ = [
     "add_layer_norm_backward",
     "add_rms_norm",
     "add_rms_norm_backward",
+    "apply_statistics",
     "batch_norm",
     "batch_norm_backward",
     "cross_entropy_with_logits",
@@ -63,6 +64,7 @@ __all__ = [
     "local_response_norm",
     "log_softmax",
     "merge_moments",
+    "merge_partials",
     "moments",
     "optim_step",
     "optim_validate",
@@ -164,9 +166,29 @@ def local_response_norm(
 ) -> _Array: ...
 def weight_norm(v: _ArrayLike, g: _ArrayLike, dim: int | None = 0, out: _Out | None = None) -> _Array: ...
 def l2_normalize(x: _ArrayLike, eps: float = 1e-12, out: _Out | None = None) -> _Array: ...
+@overload
 def moments(
-    x: _ArrayLike, axis: int | Sequence[int] | None = None
+    x: _ArrayLike, axis: int | Sequence[int] | None = None, mean_lo: Literal[False] = False
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+@overload
+def moments(
+    x: _ArrayLike, axis: int | Sequence[int] | None, mean_lo: Literal[True]
+) -> tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]
+]: ...
+def merge_partials(
+    count: _ArrayLike, mean: _ArrayLike, m2: _ArrayLike, mean_lo: _ArrayLike
+) -> tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]
+]: ...
+def apply_statistics(
+    x: _ArrayLike,
+    mean: _ArrayLike,
+    scale: _ArrayLike,
+    shift: _ArrayLike | None = None,
+    axis: int | Sequence[int] | None = None,
+    out: _Out | None = None,
+) -> _Array: ...
 def merge_moments(
     a: tuple[_ArrayLike, _ArrayLike, _ArrayLike], b: tuple[_ArrayLike, _ArrayLike, _ArrayLike]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...

@@ -18,7 +18,8 @@ dask array returns a dask array, and nothing is computed until the caller comput
   accumulates in the input dtype. ``mean_var(x, axis, ddof)`` gives the mean and variance.
 
 Arrays a dask op would update in place (``out=``, running statistics in training) are not taken:
-dask arrays are immutable and the statistics lazy, so those calls raise ``NotImplementedError``.
+dask arrays are immutable and the statistics lazy, so those calls raise ``rsnorm.InPlaceError`` (a
+``TypeError``) naming the alternative.
 Parameters (weight, bias, running statistics) may be dask arrays: they are a row or a channel
 vector, and are computed when the call is made.
 """
@@ -26,17 +27,16 @@ vector, and are computed when the call is made.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from types import SimpleNamespace
 from typing import Any, cast
 
 import dask.array as da
 import numpy as np
 
-from . import _backend, activation, channels, norm, statistics
+from . import _backend, _errors, activation, channels, norm, statistics
 
-__all__ = ["StandardScaler", "fit_batch_norm", "mean_var", "moments"]
-
-_STATS = np.dtype([("count", np.int64), ("mean", np.float64), ("m2", np.float64)])
+__all__ = ["StandardScaler", "fit_batch_norm", "mean_var", "moments", "partial_moments"]
 
 
 def _axes(ndim: int, axis: int | Sequence[int] | None) -> tuple[int, ...]:
@@ -59,26 +59,48 @@ def _flatten(parts: Any) -> list[Any]:
     return [parts]
 
 
-def _chunk_moments(x: np.ndarray, axis: tuple[int, ...], keepdims: bool, **_: Any) -> tuple[Any, ...]:
-    return tuple(statistics.moments(x, axis))
+def _chunk_moments(x: np.ndarray, axis: tuple[int, ...], keepdims: bool, **_: Any) -> np.ndarray:
+    return statistics.partial_moments(x, axis)
 
 
-def _merge(parts: Any, axis: tuple[int, ...] = (), keepdims: bool = False, **_: Any) -> tuple[Any, ...]:
-    flat = _flatten(parts)
-    merged = flat[0]
-    for part in flat[1:]:
-        merged = statistics.merge_moments(merged, part)
-    return tuple(merged)
+def _merge(parts: Any, axis: tuple[int, ...] = (), keepdims: bool = False, **_: Any) -> np.ndarray:
+    """One node of the tree: every partial under it merged at once (in Rust, as a tree)."""
+    return statistics.merge_partials(_flatten(parts))
 
 
 def _aggregate(parts: Any, axis: tuple[int, ...] = (), keepdims: bool = False, **_: Any) -> np.ndarray:
-    count, mean, m2 = _merge(parts)
-    out = np.empty(np.shape(mean), dtype=_STATS)
-    out["count"], out["mean"], out["m2"] = count, mean, m2
+    out = _merge(parts)
     if keepdims:
         for a in axis:
             out = np.expand_dims(out, a)
     return out
+
+
+def partial_moments(
+    x: da.Array, axis: int | Sequence[int] | None = None, *, split_every: int | None = None
+) -> da.Array:
+    """Lazy ``rsnorm.MOMENTS`` records of ``x`` over ``axis`` (None: all), as
+    ``rsnorm.partial_moments`` gives for the whole array: each chunk's partials (float32 summed in
+    float64 as read), merged as a tree of ``split_every`` partials per node, each node's in one
+    Rust call. One array: compute it to read the data once."""
+    if not isinstance(x, da.Array):
+        x = da.asarray(x)
+    axes = _axes(x.ndim, axis)
+    return cast(
+        da.Array,
+        da.reduction(
+            x,
+            _chunk_moments,
+            _aggregate,
+            axis=axes,
+            keepdims=False,
+            dtype=statistics.MOMENTS,
+            combine=_merge,
+            split_every=split_every,
+            concatenate=False,
+            meta=np.empty((0,) * (x.ndim - len(axes)), dtype=statistics.MOMENTS),
+        ),
+    )
 
 
 def moments(
@@ -88,21 +110,7 @@ def moments(
     ``rsnorm.moments`` gives for the whole array: each chunk's moments, merged as a tree of
     ``split_every`` partials per node. The three arrays share one graph: compute them together
     (``dask.compute(*moments(x))``) to read the data once."""
-    if not isinstance(x, da.Array):
-        x = da.asarray(x)
-    axes = _axes(x.ndim, axis)
-    stats = da.reduction(
-        x,
-        _chunk_moments,
-        _aggregate,
-        axis=axes,
-        keepdims=False,
-        dtype=_STATS,
-        combine=_merge,
-        split_every=split_every,
-        concatenate=False,
-        meta=np.empty((0,) * (x.ndim - len(axes)), dtype=_STATS),
-    )
+    stats = partial_moments(x, axis, split_every=split_every)
     return stats["count"], stats["mean"], stats["m2"]
 
 
@@ -166,16 +174,14 @@ class StandardScaler:
                 f"StandardScaler.partial_fit: X has {X.shape[1]} features, the scaler was fit on "
                 f"{self.n_features_in_}"
             )
-        new: tuple[Any, Any, Any]
         if isinstance(X, da.Array):
-            c, m, q = dask.compute(*moments(X, 0))
-            new = (c, m, q)
+            (new,) = dask.compute(partial_moments(X if X.dtype.kind == "f" else X.astype(np.float64), 0))
         else:
-            new = statistics.moments(X if X.dtype.kind == "f" else X.astype(np.float64), 0)
-        previous: tuple[Any, Any, Any] | None = getattr(self, "_moments", None)
-        merged = new if previous is None else statistics.merge_moments(previous, new)
-        self._moments: tuple[Any, Any, Any] = merged
-        count, mean, m2 = (np.asarray(v) for v in merged)
+            new = statistics.partial_moments(X if X.dtype.kind == "f" else X.astype(np.float64), 0)
+        previous: np.ndarray | None = getattr(self, "_moments", None)
+        merged = new if previous is None else statistics.merge_partials([previous, new])
+        self._moments: np.ndarray = merged
+        count, mean, m2 = merged["count"], merged["mean"], merged["m2"]
         self.n_features_in_ = X.shape[1]
         self.n_samples_seen_ = int(count.flat[0]) if count.size else 0
         if not (self.with_mean or self.with_std):
@@ -210,15 +216,20 @@ class StandardScaler:
         return X.dtype if X.dtype.kind == "f" else np.dtype(np.float64)
 
     def transform(self, X: Any, copy: bool | None = None) -> Any:
-        """(X - mean_) / scale_ (each part as with_mean, with_std say), in X's float dtype."""
+        """(X - mean_) / scale_ (each part as with_mean, with_std say), in X's float dtype: one pass
+        of ``rsnorm.apply_statistics`` per chunk."""
         X = self._fitted("transform", X)
-        dtype = self._out_dtype(X)
-        y = X.astype(np.float64)
-        if self.with_mean:
-            y = y - self.mean_
-        if self.with_std:
-            y = y / self.scale_
-        return y.astype(dtype)
+        X = X.astype(self._out_dtype(X), copy=False)
+        n = self.n_features_in_
+        mean = self.mean_ if self.with_mean else np.zeros(n)
+        scale = 1.0 / cast(np.ndarray, self.scale_) if self.with_std else np.ones(n)
+
+        def apply(blk: np.ndarray, mean: Any, scale: Any) -> np.ndarray:
+            return statistics.apply_statistics(blk, mean, scale, axis=0)
+
+        if isinstance(X, da.Array):
+            return _by_channel(X, 1, apply, [mean, scale])
+        return apply(X, mean, scale)
 
     def inverse_transform(self, X: Any, copy: bool | None = None) -> Any:
         """X · scale_ + mean_: the inverse of ``transform``."""
@@ -257,11 +268,13 @@ def _host(op: str, name: str, value: Any) -> Any:
 
 
 def _refuse(op: str, **given: Any) -> None:
+    """Arguments a call would write in place: a dask array is immutable and its statistics lazy."""
     for name, value in given.items():
         if value is not None and value is not False:
-            raise NotImplementedError(
-                f"{op}: {name} is not supported on dask arrays (they are immutable, and the statistics "
-                "are computed lazily); compute the array first to use it"
+            raise _errors.InPlaceError(
+                f"{op}: {name} would be written in place, which a dask array cannot be (it is immutable "
+                "and lazy); the result is a new dask array — dask.array.store(y, target) writes it into "
+                "any array"
             )
 
 
@@ -464,10 +477,20 @@ def _group_norm(
     out: Any = None,
     return_stats: bool = False,
 ) -> Any:
-    _refuse("group_norm", out=out, return_stats=return_stats)
-    _one_chunk("group_norm", x, range(1, x.ndim))
+    """Chunk by chunk when each sample lies in one chunk; otherwise (and for the statistics) in two
+    phases: exact moments of each (sample, group), then the normalization, lazily."""
+    _refuse("group_norm", out=out)
     w, b = _host("group_norm", "weight", weight), _host("group_norm", "bias", bias)
-    return _blocks(lambda blk: channels.group_norm(blk, num_groups, w, b, eps), x)
+    _probe(lambda blk: channels.group_norm(blk, num_groups, w, b, eps), x, range(1, x.ndim))
+    if not _split(x, range(1, x.ndim)) and not return_stats:
+        return _blocks(lambda blk: channels.group_norm(blk, num_groups, w, b, eps), x)
+    mean, scale, shift, rstd = _sample_statistics(x, num_groups, w, b, eps)
+    y = _apply_kept(x, [0, 1], mean, scale, shift)
+    if not return_stats:
+        return y
+    compute = _compute_dtype(x.dtype)
+    spread = x.shape[1] // num_groups
+    return y, mean[:, ::spread].astype(compute), rstd.astype(compute)
 
 
 def _channel_vectors(op: str, running_mean: Any, running_var: Any, weight: Any, bias: Any) -> list[Any]:
@@ -487,6 +510,65 @@ def _by_channel(x: da.Array, ax: int, fn: Callable[..., np.ndarray], vectors: li
     return cast(da.Array, da.map_blocks(block, x, dtype=x.dtype, meta=np.empty((0,) * x.ndim, dtype=x.dtype)))
 
 
+def _apply_statistics_block(blk: np.ndarray, mean: Any, scale: Any, shift: Any, axes: Any) -> np.ndarray:
+    m, s, t = (np.squeeze(v, axis=axes) for v in (mean, scale, shift))
+    return statistics.apply_statistics(blk, m, s, t, axes)
+
+
+def _apply_kept(
+    x: da.Array, kept: Sequence[int], mean: da.Array, scale: da.Array, shift: da.Array
+) -> da.Array:
+    """``rsnorm.apply_statistics`` on each block with the lazy statistics of its positions of the
+    ``kept`` axes (each statistic shaped like x on those axes): the apply phase of two-phase
+    statistics, one pass per chunk in x's dtype."""
+    shape = [n if a in kept else 1 for a, n in enumerate(x.shape)]
+    chunks = {a: x.chunks[a] for a in kept}
+
+    def spread(v: Any) -> da.Array:
+        return da.asarray(v).astype(np.float64).reshape(shape).rechunk(chunks)
+
+    return cast(
+        da.Array,
+        da.map_blocks(
+            _apply_statistics_block,
+            x,
+            spread(mean),
+            spread(scale),
+            spread(shift),
+            axes=tuple(a for a in range(x.ndim) if a not in kept),
+            dtype=x.dtype,
+            meta=np.empty((0,) * x.ndim, dtype=x.dtype),
+        ),
+    )
+
+
+def _sample_statistics(
+    x: da.Array, groups: int, w: Any, b: Any, eps: float
+) -> tuple[da.Array, da.Array, da.Array, da.Array]:
+    """GroupNorm's two phases over any chunking: exact moments of every (sample, channel) over the
+    spatial dims, merged within each group of channels (the (N, C) records are small: one chunk),
+    then each (sample, channel)'s mean, scale and shift. Returns those (N, C) and the (N, G) rstd."""
+    n, c = x.shape[:2]
+    per_channel = partial_moments(x, tuple(range(2, x.ndim))).rechunk(-1)
+
+    def by_group(records: np.ndarray) -> np.ndarray:
+        return statistics.merge_partials(records.reshape(n, groups, c // groups), axis=2)
+
+    grouped = per_channel.map_blocks(by_group, chunks=((n,), (groups,)), dtype=statistics.MOMENTS)
+    rstd = 1.0 / da.sqrt(grouped["m2"] / grouped["count"] + eps)
+    spread = c // groups
+    mean = da.repeat(grouped["mean"], spread, axis=1)
+    scale = da.repeat(rstd, spread, axis=1)
+    if w is not None:
+        scale = scale * _rounded(w, x.dtype)
+    shift = da.zeros((n, c)) if b is None else da.broadcast_to(da.from_array(_rounded(b, x.dtype)), (n, c))
+    return mean, scale, shift, rstd
+
+
+def _apply_by_channel(x: da.Array, ax: int, mean: da.Array, scale: da.Array, shift: da.Array) -> da.Array:
+    return _apply_kept(x, [ax], mean, scale, shift)
+
+
 def _instance_norm(
     x: Any,
     running_mean: Any = None,
@@ -500,17 +582,37 @@ def _instance_norm(
     out: Any = None,
     return_stats: bool = False,
 ) -> Any:
+    """With the input's statistics: chunk by chunk when each (sample, channel) lies in one chunk,
+    otherwise (and for the statistics) in two phases, as GroupNorm with a group per channel. With
+    running statistics (``use_input_stats=False``): each block with its channels'."""
     op = "instance_norm"
-    _refuse(op, out=out, return_stats=return_stats)
+    _refuse(op, out=out)
     vectors = _channel_vectors(op, running_mean, running_var, weight, bias)
     if use_input_stats:
         _refuse(op, running_mean=running_mean, running_var=running_var)
-        _one_chunk(op, x, range(2, x.ndim))
+        _, _, w, b = vectors
+        probe = partial(channels.instance_norm, weight=w, bias=b, eps=eps)
+        _probe(probe, x, range(1, x.ndim))
+        if _split(x, range(2, x.ndim)) or return_stats:
+            mean, scale, shift, rstd = _sample_statistics(x, x.shape[1], w, b, eps)
+            y = _apply_kept(x, [0, 1], mean, scale, shift)
+            if not return_stats:
+                return y
+            compute = _compute_dtype(x.dtype)
+            return y, mean.astype(compute), rstd.astype(compute)
 
     def apply(blk: np.ndarray, rm: Any, rv: Any, w: Any, b: Any) -> np.ndarray:
         return channels.instance_norm(blk, rm, rv, w, b, use_input_stats, momentum, eps)
 
-    return _by_channel(x, 1, apply, vectors)
+    y = _by_channel(x, 1, apply, vectors)
+    if not return_stats:
+        return y
+    # The running statistics' mean and rstd, as the CPU gives them, for every sample.
+    one = np.zeros((1, x.shape[1]) + (1,) * (x.ndim - 2), x.dtype)
+    rm, rv, w, b = (None if v is None else np.array(v, copy=True) for v in vectors)
+    _, mean, rstd = channels.instance_norm(one, rm, rv, w, b, False, momentum, eps, return_stats=True)
+    n = x.shape[0]
+    return y, np.repeat(mean, n, axis=0), np.repeat(rstd, n, axis=0)
 
 
 def _batch_norm(
@@ -568,29 +670,22 @@ def _batch_norm(
     batch_statistics = training or running_mean is None or (running_var is None and not mean_only)
     if batch_statistics:
         if training and running_mean is not None:
-            raise NotImplementedError(
+            raise _errors.InPlaceError(
                 f"{op}: training on a dask array does not update running statistics in place (the "
                 "array is lazy); normalize without them, or load rsnorm.dask.fit_batch_norm(x)'s into "
                 "the layer"
             )
-        others = [a for a in range(x.ndim) if a != ax]
-        count, mean, m2 = moments(x, others)
-        shape = [1] * x.ndim
-        shape[ax] = x.shape[ax]
-        mean = mean.reshape(shape)
-        rstd = da.ones_like(mean) if mean_only else 1.0 / da.sqrt((m2 / count).reshape(shape) + eps)
-        cut = [slice(None) if a == ax else None for a in range(x.ndim)]
-        y = (x.astype(np.float64) - mean) * rstd
-        if w is not None:
-            y = y * _rounded(w, x.dtype)[tuple(cut)]
-        if b is not None:
-            y = y + _rounded(b, x.dtype)[tuple(cut)]
-        y = y.astype(x.dtype)
+        others = tuple(a for a in range(x.ndim) if a != ax)
+        stats = partial_moments(x, others)
+        mean = stats["mean"]
+        rstd = da.ones_like(mean) if mean_only else 1.0 / da.sqrt(stats["m2"] / stats["count"] + eps)
+        scale = rstd if w is None else rstd * _rounded(w, x.dtype)
+        shift = da.zeros_like(mean) if b is None else da.from_array(_rounded(b, x.dtype))
+        y = _apply_by_channel(x, ax, mean, scale, shift)
         if not return_stats:
             return y
         compute = _compute_dtype(x.dtype)
-        return y, mean.reshape(-1).astype(compute), rstd.reshape(-1).astype(compute)
-    _refuse(op, return_stats=return_stats)
+        return y, mean.astype(compute), rstd.astype(compute)
 
     def apply(blk: np.ndarray, rm: Any, rv: Any, w: Any, b: Any) -> np.ndarray:
         return channels.batch_norm(
@@ -607,7 +702,26 @@ def _batch_norm(
             running_var_correction=running_var_correction,
         )
 
-    return _by_channel(x, ax, apply, vectors)
+    y = _by_channel(x, ax, apply, vectors)
+    if not return_stats:
+        return y
+    # Evaluation: the statistics are the running ones (as the CPU turns them into mean and rstd).
+    one = np.zeros([c if a == ax else 1 for a in range(x.ndim)], x.dtype)
+    _, mean, rstd = channels.batch_norm(
+        one,
+        probe_rm,
+        probe_rv,
+        w,
+        b,
+        False,
+        momentum,
+        eps,
+        axis=ax,
+        mean_only=mean_only,
+        running_var_correction=running_var_correction,
+        return_stats=True,
+    )
+    return y, mean, rstd
 
 
 def fit_batch_norm(

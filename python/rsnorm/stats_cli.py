@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,22 +61,75 @@ def _axes(axis: list[int] | None, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(resolved))
 
 
-def _blocks(
-    data: np.ndarray[Any, Any], progress: bool, label: str
-) -> Iterator[tuple[int, np.ndarray[Any, Any]]]:
-    """(first row, block) over axis 0, with a progress bar on stderr."""
+def _ranges(data: np.ndarray[Any, Any]) -> list[tuple[int, int]]:
+    """(first, stop) rows of each block: about BLOCK_BYTES of data each (one block when empty)."""
     rows = data.shape[0]
     row_bytes = max(data.itemsize * int(np.prod(data.shape[1:], dtype=np.int64)), 1)
     step = max(1, BLOCK_BYTES // row_bytes)
-    for start in range(0, max(rows, 1), step):
+    return [(start, min(start + step, rows)) for start in range(0, max(rows, 1), step)]
+
+
+def _rows(path: str, start: int, stop: int) -> np.ndarray[Any, Any]:
+    """Rows [start, stop) of the .npy at ``path``, read memory-mapped: what a block task reads,
+    here or on a Dask worker (which opens the file by its path)."""
+    return np.asarray(np.load(path, mmap_mode="r", allow_pickle=False)[start:stop])
+
+
+def _fit_rows(path: str, start: int, stop: int, axes: tuple[int, ...]) -> np.ndarray[Any, Any]:
+    return statistics.partial_moments(_rows(path, start, stop), axes)
+
+
+def _apply_rows(
+    path: str, out: str, start: int, stop: int, mean: Any, inv_scale: Any, axes: tuple[int, ...]
+) -> int:
+    target = np.load(out, mmap_mode="r+", allow_pickle=False)
+    statistics.apply_statistics(_rows(path, start, stop), mean, inv_scale, axis=axes, out=target[start:stop])
+    target.flush()
+    return stop - start
+
+
+def _run(
+    tasks: list[tuple[Any, ...]], sizes: list[int], scheduler: str | None, progress: bool, label: str
+) -> list[Any]:
+    """Each ``(fn, *args)`` task's result, in order: here one after the other, or on the Dask
+    cluster at ``scheduler``; a progress bar on stderr counts the rows done (``sizes``: each
+    task's)."""
+    rows = sum(sizes)
+
+    def bar(done: int) -> None:
         if progress:
-            done = min(start, rows)
             filled = 30 * done // max(rows, 1)
             sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{rows} rows")
             sys.stderr.flush()
-        yield start, np.asarray(data[start : start + step])
+
+    done = 0
+    bar(0)
+    if scheduler is None:
+        results = []
+        for (fn, *args), size in zip(tasks, sizes):
+            results.append(fn(*args))
+            done += size
+            bar(done)
+    else:
+        try:
+            from distributed import Client, as_completed
+        except ImportError:
+            raise StatsError('--scheduler needs dask.distributed: pip install "rsnorm[dask]"') from None
+        try:
+            client = Client(scheduler, timeout=30)
+        except OSError as exc:
+            raise StatsError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc})") from None
+        with client:
+            futures = [client.submit(fn, *args, pure=False) for fn, *args in tasks]
+            size_of = {f.key: size for f, size in zip(futures, sizes)}
+            for future in as_completed(futures):
+                future.result()  # a task's error is raised here
+                done += size_of[future.key]
+                bar(done)
+            results = client.gather(futures)
     if progress:
-        sys.stderr.write(f"\r{label} [{'#' * 30}] {rows}/{rows} rows\n")
+        sys.stderr.write("\n")
+    return results
 
 
 def _target(path: str, overwrite: bool, suffix: str) -> Path:
@@ -96,23 +148,23 @@ def _replace(temporary: str, target: Path) -> None:
 
 
 def fit(
-    data_path: str, axis: list[int] | None, out: str, overwrite: bool = False, progress: bool = True
+    data_path: str,
+    axis: list[int] | None,
+    out: str,
+    overwrite: bool = False,
+    progress: bool = True,
+    scheduler: str | None = None,
 ) -> None:
     data = _load(data_path)
     axes = _axes(axis, data.ndim)
     target = _target(out, overwrite, ".npz")
-    merged: tuple[Any, Any, Any] | None = None
-    parts: list[tuple[Any, Any, Any]] = []
-    for _, block in _blocks(data, progress, "fit"):
-        stats = statistics.moments(block, axes)
-        if 0 in axes:  # blocks cut the reduced axis: merge them
-            merged = stats if merged is None else statistics.merge_moments(merged, stats)
-        else:  # blocks cut a kept axis: their statistics follow one another
-            parts.append(stats)
-    if merged is None:
-        merged = tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[assignment]
-    assert merged is not None
-    count, mean, m2 = (np.asarray(v) for v in merged)
+    path = str(Path(data_path).resolve())
+    ranges = _ranges(data)
+    tasks = [(_fit_rows, path, a, b, axes) for a, b in ranges]
+    parts = _run(tasks, [b - a for a, b in ranges], scheduler, progress, "fit")
+    # Blocks cut axis 0: merged when it is reduced, one after another when it is kept.
+    merged = statistics.merge_partials(parts) if 0 in axes else np.concatenate(parts)
+    count, mean, m2 = merged["count"], merged["mean"], merged["m2"]
     with np.errstate(invalid="ignore", divide="ignore"):
         var = m2 / count
     fd, temporary = tempfile.mkstemp(dir=target.parent, suffix=".npz")
@@ -125,7 +177,21 @@ def fit(
         raise
 
 
-def apply(data_path: str, stats_path: str, out: str, overwrite: bool = False, progress: bool = True) -> None:
+def _block_statistics(
+    mean: Any, inv_scale: Any, axes: tuple[int, ...], start: int, stop: int
+) -> tuple[Any, Any]:
+    """The statistics of rows [start, stop): all of them when axis 0 is reduced, else those rows'."""
+    return (mean, inv_scale) if 0 in axes else (mean[start:stop], inv_scale[start:stop])
+
+
+def apply(
+    data_path: str,
+    stats_path: str,
+    out: str,
+    overwrite: bool = False,
+    progress: bool = True,
+    scheduler: str | None = None,
+) -> None:
     data = _load(data_path)
     if Path(stats_path).suffix != ".npz" or not Path(stats_path).is_file():
         raise StatsError(f"{stats_path}: not a statistics file (.npz written by 'rsnorm stats fit')")
@@ -147,21 +213,19 @@ def apply(data_path: str, stats_path: str, out: str, overwrite: bool = False, pr
         )
     eps = np.finfo(np.float64).eps
     constant = var <= count * eps * var + (count * mean * eps) ** 2
-    scale = np.where(constant, 1.0, np.sqrt(var))
-    shape = [1 if i in axes else n for i, n in enumerate(data.shape)]
-    mean_b, scale_b = mean.reshape(shape), scale.reshape(shape)
+    inv_scale = 1.0 / np.where(constant, 1.0, np.sqrt(var))
     target = _target(out, overwrite, ".npy")
     fd, temporary = tempfile.mkstemp(dir=target.parent, suffix=".npy")
     os.close(fd)
     try:
-        result = np.lib.format.open_memmap(temporary, mode="w+", dtype=data.dtype, shape=data.shape)
-        for start, block in _blocks(data, progress, "apply"):
-            rows = slice(start, start + block.shape[0])
-            m = mean_b if 0 in axes else mean_b[rows]
-            s = scale_b if 0 in axes else scale_b[rows]
-            result[rows] = ((block.astype(np.float64) - m) / s).astype(data.dtype)
-        result.flush()
-        del result
+        np.lib.format.open_memmap(temporary, mode="w+", dtype=data.dtype, shape=data.shape).flush()
+        path = str(Path(data_path).resolve())
+        ranges = _ranges(data)
+        tasks = [
+            (_apply_rows, path, temporary, a, b, *_block_statistics(mean, inv_scale, axes, a, b), axes)
+            for a, b in ranges
+        ]
+        _run(tasks, [b - a for a, b in ranges], scheduler, progress, "apply")
         _replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -185,13 +249,19 @@ def main(argv: list[str]) -> int:
     p_apply.add_argument("-o", "--out", required=True, help="the standardized array to write (.npy)")
     for p in (p_fit, p_apply):
         p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+        p.add_argument(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="run the blocks on the Dask cluster at ADDRESS (tcp://host:8786); its workers open the "
+            "files by the same paths",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         if args.command == "fit":
-            fit(args.data, args.axis, args.out, args.overwrite, not args.quiet)
+            fit(args.data, args.axis, args.out, args.overwrite, not args.quiet, args.scheduler)
         else:
-            apply(args.data, args.stats, args.out, args.overwrite, not args.quiet)
+            apply(args.data, args.stats, args.out, args.overwrite, not args.quiet, args.scheduler)
     except StatsError as exc:
         print(f"rsnorm stats {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -6,9 +6,10 @@ use crate::dispatch::{
     rows_mut, rows_ref, shape_str, unaliased, with_float_array, Storage,
 };
 use crate::errors::{compute, value_error, Result};
-use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{PyArray, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use rsnorm_core::norm::channels::RowAffine;
 use rsnorm_core::norm::lrn::{self, Lrn};
 use rsnorm_core::norm::weight_norm as wn;
 use rsnorm_core::reduce::{merge_columns, Moments};
@@ -165,40 +166,164 @@ pub(crate) fn l2_normalize<'py>(
     })
 }
 
+/// `axis` of the statistics functions: None, an int or a sequence of ints.
+fn stat_axes(op: &str, axis: Option<&Bound<'_, PyAny>>) -> Result<Option<Vec<i64>>> {
+    axis.map(|a| {
+        a.extract::<i64>()
+            .map(|v| vec![v])
+            .or_else(|_| a.extract::<Vec<i64>>())
+            .map_err(|_| {
+                value_error(format!(
+                    "{op}: axis must be None, an int or a sequence of ints, got {a}"
+                ))
+            })
+    })
+    .transpose()
+}
+
 /// (count, mean, M2) over `axis` (None: all), in float64: mergeable partial statistics (Chan et
-/// al.). `count` is an int64 array shaped like `mean`.
+/// al.). `count` is an int64 array shaped like `mean`. With `mean_lo`, a fourth array: the
+/// rounding error of `mean` (see `partial_moments`).
 #[pyfunction]
-#[pyo3(signature = (x, axis=None))]
+#[pyo3(signature = (x, axis=None, mean_lo=false))]
 pub(crate) fn moments<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     axis: Option<&Bound<'py, PyAny>>,
+    mean_lo: bool,
 ) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "moments";
-    // Computed in float64 whatever the input dtype: these statistics are merged across chunks and
-    // machines, so they carry f64 precision (the normalization kernels accumulate in the row's type).
-    let x = with_float_array!(float_array(OP, "x", x)?, a => a.into_any());
-    let x = x
-        .call_method1("astype", (numpy::dtype::<f64>(py),))?
-        .cast_into::<PyArrayDyn<f64>>()?;
-    let axes: Option<Vec<i64>> = axis
-        .map(|a| {
-            a.extract::<i64>()
-                .map(|v| vec![v])
-                .or_else(|_| a.extract::<Vec<i64>>())
-                .map_err(|_| {
-                    value_error(format!(
-                        "{OP}: axis must be None, an int or a sequence of ints, got {a}"
-                    ))
-                })
-        })
-        .transpose()?;
-    let xv = array_ref(&x);
-    let r = compute(py, || statistics::moments(&xv, axes.as_deref()))?;
+    let axes = stat_axes(OP, axis)?;
+    // Float32 and float16 values are read as f64 by the core (no f64 copy of the array).
+    let r = with_float_array!(float_array(OP, "x", x)?, x => {
+        let xv = array_ref(&x);
+        compute(py, || statistics::moments(&xv, axes.as_deref()))?
+    });
     let counts = vec![r.count as i64; r.moments.len()];
     let mean = r.moments.iter().map(|m| m.mean).collect();
     let m2 = r.moments.iter().map(Moments::m2).collect();
-    moments_tuple(py, (counts, mean, m2), &r.shape)
+    let triple = moments_tuple(py, (counts, mean, m2), &r.shape)?;
+    if !mean_lo {
+        return Ok(triple);
+    }
+    let lo = r.moments.iter().map(|m| m.mean_lo).collect();
+    let lo = PyArray::from_vec(py, lo)
+        .reshape(r.shape.as_slice())?
+        .into_any();
+    Ok(triple.add(PyTuple::new(py, [lo])?)?)
+}
+
+/// The union of many partials at once: `count`, `mean`, `m2`, `mean_lo` are (parts, positions)
+/// arrays, merged over the parts as one tree per position in Rust (no Python loop).
+#[pyfunction]
+pub(crate) fn merge_partials<'py>(
+    py: Python<'py>,
+    count: &Bound<'py, PyAny>,
+    mean: &Bound<'py, PyAny>,
+    m2: &Bound<'py, PyAny>,
+    mean_lo: &Bound<'py, PyAny>,
+) -> Result<Bound<'py, PyAny>> {
+    const OP: &str = "merge_moments";
+    let mut shape: Option<Vec<usize>> = None;
+    let mut fields = Vec::with_capacity(4);
+    for (name, arr) in [
+        ("count", count),
+        ("mean", mean),
+        ("m2", m2),
+        ("mean_lo", mean_lo),
+    ] {
+        let arr = aligned_copy(arr, numpy::dtype::<f64>(py).as_any())
+            .map_err(|_| value_error(format!("{OP}: {name} must be an array of numbers")))?
+            .cast_into::<PyArrayDyn<f64>>()?;
+        let this = arr.shape().to_vec();
+        if this.len() != 2 || shape.as_ref().is_some_and(|s| *s != this) {
+            return Err(value_error(format!(
+                "{OP}: {name} has shape {}, expected (parts, positions) like count",
+                shape_str(&this)
+            )));
+        }
+        shape = Some(this);
+        fields.push(arr.to_vec()?);
+    }
+    let columns = shape.map_or(0, |s| s[1]);
+    let parts: Vec<Moments> = (0..fields[0].len())
+        .map(|i| Moments {
+            mean_lo: fields[3][i],
+            ..Moments::new(fields[0][i], fields[1][i], fields[2][i])
+        })
+        .collect();
+    let merged = compute(py, || statistics::merge_parts(&parts, columns))?;
+    let counts = merged.iter().map(|m| m.count as i64).collect();
+    let mean = merged.iter().map(|m| m.mean).collect();
+    let m2 = merged.iter().map(Moments::m2).collect();
+    let lo = merged.iter().map(|m| m.mean_lo).collect();
+    let triple = moments_tuple(py, (counts, mean, m2), &[columns])?;
+    Ok(triple.add(PyTuple::new(py, [PyArray::from_vec(py, lo).into_any()])?)?)
+}
+
+/// y = (x − mean) · scale + shift with float64 statistics per position of the dims `axis` keeps
+/// (as `moments(x, axis)` gives them; each broadcast to that shape), in x's dtype.
+#[pyfunction]
+#[pyo3(signature = (x, mean, scale, shift=None, axis=None, out=None))]
+pub(crate) fn apply_statistics<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    mean: &Bound<'py, PyAny>,
+    scale: &Bound<'py, PyAny>,
+    shift: Option<&Bound<'py, PyAny>>,
+    axis: Option<&Bound<'py, PyAny>>,
+    out: Option<&Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyAny>> {
+    const OP: &str = "apply_statistics";
+    let axes = stat_axes(OP, axis)?;
+    with_float_array!(float_array(OP, "x", x)?, x => {
+        let shape = x.shape().to_vec();
+        let kept = statistics::kept_shape(OP, &shape, axes.as_deref())?;
+        let mut values = Vec::with_capacity(3);
+        for (name, v) in [("mean", Some(mean)), ("scale", Some(scale)), ("shift", shift)] {
+            values.push(match v {
+                None => vec![0.0; kept.iter().product()],
+                Some(v) => stat_values(py, OP, name, v, &kept)?,
+            });
+        }
+        let params: Vec<RowAffine> = (0..values[0].len())
+            .map(|k| RowAffine { mean: values[0][k], scale: values[1][k], shift: values[2][k] })
+            .collect();
+        let y = output(py, OP, "out", out, &shape)?;
+        let x = unaliased(x, &[&y])?;
+        let (xv, yv) = (array_ref(&x), array_mut(&y));
+        compute(py, || statistics::apply_statistics(&xv, yv, axes.as_deref(), &params))?;
+        Ok(y.into_any())
+    })
+}
+
+/// A statistic of `apply_statistics` as float64 values of the kept shape (broadcast to it).
+fn stat_values(
+    py: Python<'_>,
+    op: &str,
+    name: &str,
+    v: &Bound<'_, PyAny>,
+    kept: &[usize],
+) -> Result<Vec<f64>> {
+    let arr = crate::dispatch::as_ndarray(v)?;
+    if !matches!(arr.dtype().kind(), b'f' | b'i' | b'u') {
+        return Err(crate::errors::type_error(format!(
+            "{op}: {name} must hold real numbers, got dtype {}",
+            arr.dtype()
+        )));
+    }
+    let wide = py
+        .import("numpy")?
+        .call_method1("broadcast_to", (arr.as_any(), PyTuple::new(py, kept)?))
+        .map_err(|_| {
+            value_error(format!(
+                "{op}: {name} has shape {}, which does not broadcast to {} (x's shape without axis)",
+                shape_str(arr.shape()),
+                shape_str(kept)
+            ))
+        })?;
+    let wide = aligned_copy(&wide, numpy::dtype::<f64>(py).as_any())?;
+    Ok(wide.cast_into::<PyArrayDyn<f64>>()?.to_vec()?)
 }
 
 /// (count, mean, M2) as NumPy arrays of `shape`: counts as int64, as `moments` returns them.

@@ -301,7 +301,7 @@ impl<T: Float> ColumnSums<T> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(super) fn naive_two_pass(x: &[f64]) -> (f64, f64) {
@@ -310,7 +310,7 @@ pub(super) mod tests {
         (mean, x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>())
     }
 
-    pub(super) fn noise(n: usize, seed: u64) -> Vec<f64> {
+    pub(crate) fn noise(n: usize, seed: u64) -> Vec<f64> {
         // xorshift: deterministic, dependency-free test data in [-1, 1).
         let mut s = seed.max(1);
         (0..n)

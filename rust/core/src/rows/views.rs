@@ -7,6 +7,7 @@
 //! dims, so the invariant holds there by construction; the `unsafe` constructors are for memory
 //! the borrow checker cannot see (NumPy's), and their callers promise it.
 
+use crate::element::Wide;
 use crate::layout::Rows;
 use std::marker::PhantomData;
 
@@ -191,6 +192,17 @@ impl<'a, S> ArrayRef<'a, S> {
         RowsRef {
             ptr: self.ptr,
             rows: axis_last(&self.shape, &self.strides, axis),
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The same elements read as [`Wide`] (f64 compute).
+    pub fn widened(&self) -> ArrayRef<'a, Wide<S>> {
+        ArrayRef {
+            // `Wide` is `repr(transparent)`: the same layout, element for element.
+            ptr: self.ptr.cast(),
+            shape: self.shape.clone(),
+            strides: self.strides.clone(),
             _borrow: PhantomData,
         }
     }
