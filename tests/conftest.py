@@ -155,10 +155,90 @@ class OnBackend:
         return on_backend
 
 
-@pytest.fixture(scope="session", params=[b.name for b in _backend.backends()])
+class _Cluster:
+    """One ``distributed.LocalCluster`` for the session (two worker processes, one thread each, on
+    127.0.0.1), started on first use and shut down when the tests end. Results come back with a
+    timeout, so a hang fails a test instead of the job."""
+
+    TIMEOUT = 120
+    client: Any = None
+
+    @classmethod
+    def available(cls) -> bool:
+        if os.environ.get("RSNORM_TEST_CLUSTER") == "0":
+            return False
+        try:
+            import distributed  # noqa: F401
+
+            import rsnorm.dask  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    @classmethod
+    def get(cls) -> Any:
+        if cls.client is None:
+            import distributed
+
+            cluster = distributed.LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=":0",
+                silence_logs=40,
+            )
+            cls.client = distributed.Client(cluster, set_as_default=False)
+        return cls.client
+
+    @classmethod
+    def close(cls) -> None:
+        if cls.client is not None:
+            cluster = cls.client.cluster
+            cls.client.close()
+            cluster.close()
+            cls.client = None
+
+    @classmethod
+    def fetch(cls, value: Any) -> Any:
+        import dask.array as da
+
+        if isinstance(value, da.Array):
+            return cls.get().compute(value).result(timeout=cls.TIMEOUT)
+        return value
+
+    @classmethod
+    def backend(cls) -> _backend.Backend:
+        dask_backend = next(b for b in _backend.backends() if b.name == "dask")
+        return _backend.Backend("dask-cluster", dask_backend.ops, dask_backend.asarray, cls.fetch)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _Cluster.close()
+
+
+@pytest.fixture(scope="session")
+def cluster_client():
+    """The session's LocalCluster client (see ``_Cluster``)."""
+    if not _Cluster.available():
+        pytest.skip("dask.distributed is not installed (or RSNORM_TEST_CLUSTER=0)")
+    return _Cluster.get()
+
+
+def cluster_fetch(*arrays):
+    """Each dask array computed on the session's cluster, with a timeout."""
+    return [_Cluster.fetch(a) for a in arrays]
+
+
+_BACKENDS = [b.name for b in _backend.backends()] + (["dask-cluster"] if _Cluster.available() else [])
+
+
+@pytest.fixture(scope="session", params=_BACKENDS)
 def rn(request):
     """The public API on each available backend (NumPy: the rsnorm module itself). A parity test
     that takes this fixture runs once per backend, so a new backend inherits it."""
+    if request.param == "dask-cluster":
+        return OnBackend(_Cluster.backend())
     backend = next(b for b in _backend.backends() if b.name == request.param)
     if backend.name == "gpu" and not rsnorm.gpu.is_available():
         if os.environ.get("RSNORM_REQUIRE_GPU") == "1":

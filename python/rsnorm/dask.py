@@ -36,7 +36,15 @@ import numpy as np
 
 from . import _backend, _errors, activation, channels, norm, statistics
 
-__all__ = ["StandardScaler", "fit_batch_norm", "mean_var", "moments", "partial_moments"]
+__all__ = [
+    "StandardScaler",
+    "ThreadLimit",
+    "fit_batch_norm",
+    "limit_threads",
+    "mean_var",
+    "moments",
+    "partial_moments",
+]
 
 
 def _axes(ndim: int, axis: int | Sequence[int] | None) -> tuple[int, ...]:
@@ -747,6 +755,54 @@ def fit_batch_norm(
     if kept[0] > kept[-1]:  # the statistics come in axis order; return them (step, channel)
         mean, m2, count = mean.T, m2.T, count.T
     return mean, m2 / (count - ddof)
+
+
+try:
+    from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
+except ImportError:  # dask without distributed: the plugin is only for clusters
+    _WorkerPlugin = object  # type: ignore[misc,assignment]
+
+
+class ThreadLimit(_WorkerPlugin):
+    """A ``distributed`` worker plugin: rsnorm computes with ``threads`` threads in each worker
+    process (default: the host's cores shared among its workers and their Dask threads, at least 1),
+    so rsnorm threads × Dask threads per worker × workers per host stays within the cores instead
+    of oversubscribing them (every worker process would otherwise start a pool of one thread per
+    core). Register with ``limit_threads(client)`` or ``client.register_plugin(ThreadLimit())``."""
+
+    name = "rsnorm-thread-limit"
+
+    def __init__(self, threads: int | None = None, workers_per_host: dict[str, int] | None = None) -> None:
+        if threads is not None and not 1 <= threads <= 1024:
+            raise ValueError(f"ThreadLimit: threads must be 1 to 1024, got {threads}")
+        self.threads = threads
+        self.workers_per_host = dict(workers_per_host or {})
+
+    def threads_for(self, host: str, dask_threads: int, cores: int) -> int:
+        if self.threads is not None:
+            return self.threads
+        return max(1, cores // (max(dask_threads, 1) * self.workers_per_host.get(host, 1)))
+
+    def setup(self, worker: Any) -> None:
+        import os
+
+        from . import set_num_threads
+
+        host = str(worker.address).rsplit(":", 1)[0].split("://")[-1]
+        set_num_threads(self.threads_for(host, worker.state.nthreads, os.cpu_count() or 1))
+
+
+def limit_threads(client: Any, threads: int | None = None) -> dict[str, int]:
+    """Registers ``ThreadLimit`` on the cluster's workers (those present and those that join) and
+    returns each worker's rsnorm thread count."""
+    from collections import Counter
+
+    from . import get_num_threads
+
+    workers = client.scheduler_info()["workers"].values()
+    per_host = Counter(str(w["host"]) for w in workers)
+    client.register_plugin(ThreadLimit(threads, dict(per_host)))
+    return cast(dict[str, int], client.run(get_num_threads))
 
 
 #: The ops on dask arrays, under the public names.

@@ -116,8 +116,8 @@ def _run(
         except ImportError:
             raise StatsError('--scheduler needs dask.distributed: pip install "rsnorm[dask]"') from None
         try:
-            client = Client(scheduler, timeout=30)
-        except OSError as exc:
+            client = Client(scheduler, timeout=10)
+        except (OSError, ValueError) as exc:
             raise StatsError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc})") from None
         with client:
             futures = [client.submit(fn, *args, pure=False) for fn, *args in tasks]

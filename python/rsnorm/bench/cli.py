@@ -32,15 +32,28 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument(
         "--device",
-        choices=["cpu", "gpu"],
+        choices=["cpu", "gpu", "dask"],
         default="cpu",
-        help="cpu (default): NumPy arrays; gpu: rsnorm.gpu arrays against PyTorch CUDA",
+        help="cpu (default): NumPy arrays; gpu: rsnorm.gpu arrays against PyTorch CUDA; dask: "
+        "standardization and BatchNorm of a memory-mapped array on a 2-worker LocalCluster",
+    )
+    parser.add_argument(
+        "--size-gb", type=float, default=4.0, help="--device dask: the table's size in GB (default 4)"
+    )
+    parser.add_argument(
+        "--data", default=None, help="--device dask: folder for the generated .npy files (kept for reuse)"
     )
     args = parser.parse_args(argv)
     if args.threads is not None:
         rn.set_num_threads(args.threads)
     suite = "quick" if args.quick else args.suite
     quiet = args.json or args.markdown
+    if args.device == "dask":
+        from .dask import format_dask, run_dask
+
+        report = run_dask(args.size_gb, rounds=args.rounds or 3, folder=args.data, progress=not quiet)
+        print(json.dumps(report, indent=2) if args.json else format_dask(report))
+        return 0
     if args.device == "gpu":
         from .gpu import run_gpu
 
