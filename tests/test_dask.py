@@ -310,3 +310,59 @@ def test_evaluation_statistics_are_the_running_ones(rng):
     ):
         for g, w in zip(dask.compute(*got), want):
             np.testing.assert_array_equal(g, w)
+
+
+def test_fused_add_norms_lrn_and_measures_across_chunks(rng):
+    """The remaining row ops where the normalized axis spans chunks: the fused add norms (two-phase
+    norm of x + residual), LRN (a halo of channels), the information measures (row sums, then
+    float64 terms) — equal to the CPU's on the whole array."""
+    x = (rng.standard_normal((6, 40)) * 2 + 50).astype(np.float32)
+    r = rng.standard_normal((6, 40)).astype(np.float32)
+    dx, dr = da.from_array(x, chunks=(3, 15)), da.from_array(r, chunks=(3, 15))
+    for op in ("add_layer_norm", "add_rms_norm"):
+        y, s, *stats = dask.compute(*getattr(rsnorm, op)(dx, dr, return_stats=True))
+        want = getattr(rsnorm, op)(x, r, return_stats=True)
+        np.testing.assert_array_equal(s, want[1], err_msg=op)
+        np.testing.assert_allclose(y, want[0], rtol=2e-6, atol=2e-6, err_msg=op)
+        for got, w in zip(stats, want[2:]):
+            np.testing.assert_allclose(got, w, rtol=1e-6, err_msg=op)
+    images = rng.standard_normal((2, 11, 4, 3)).astype(np.float32)
+    for chunks in ((1, 4, 4, 3), (2, 3, 2, 3)):
+        got = rsnorm.local_response_norm(da.from_array(images, chunks=chunks), 5).compute()
+        np.testing.assert_array_equal(got, rsnorm.local_response_norm(images, 5))
+    with pytest.raises(ValueError, match="local_response_norm: channel chunks of 1 are narrower"):
+        rsnorm.local_response_norm(da.from_array(images, chunks=(2, 1, 4, 3)), 5)
+    p, q = rng.uniform(0, 1, (5, 30)), rng.uniform(0, 1, (5, 30))
+    p[0, :4] = 0.0  # 0·log 0 = 0
+    dp, dq = da.from_array(p, chunks=(2, 7)), da.from_array(q, chunks=(2, 7))
+    for op, args, dargs in (
+        ("entropy", (p,), (dp,)),
+        ("entropy", (p, 2.0), (dp, 2.0)),
+        ("kl_div", (p, q), (dp, dq)),
+        ("cross_entropy", (p, q), (dp, dq)),
+        ("js_divergence", (p, q), (dp, dq)),
+        ("js_distance", (p, q, 2.0), (dp, dq, 2.0)),
+    ):
+        got = getattr(rsnorm, op)(*dargs)
+        assert isinstance(got, da.Array)
+        np.testing.assert_allclose(got.compute(), getattr(rsnorm, op)(*args), rtol=1e-12, err_msg=op)
+    np.testing.assert_allclose(rsnorm.entropy(dp.T, axis=0).compute(), rsnorm.entropy(p), rtol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_with_logits_by_blocks(rng, reduction):
+    logits = rng.standard_normal((10, 7, 3)).astype(np.float32)  # (N, C, d): classes on axis 1
+    target = rng.integers(0, 7, (10, 3))
+    target[2, 1] = -100  # ignored
+    dl, dt = da.from_array(logits, chunks=(4, 7, 2)), da.from_array(target, chunks=(4, 2))
+    kw = {"axis": 1, "reduction": reduction, "label_smoothing": 0.1}
+    got = rsnorm.cross_entropy_with_logits(dl, dt, **kw).compute()
+    np.testing.assert_allclose(got, rsnorm.cross_entropy_with_logits(logits, target, **kw), rtol=2e-6)
+    probs = rsnorm.softmax(rng.standard_normal((10, 7)).astype(np.float32))
+    got = rsnorm.cross_entropy_with_logits(
+        dl[:, :, 0], da.from_array(probs, chunks=(4, 7)), reduction=reduction, axis=1
+    )
+    want = rsnorm.cross_entropy_with_logits(logits[:, :, 0], probs, reduction=reduction, axis=1)
+    np.testing.assert_allclose(got.compute(), want, rtol=2e-6)
+    with pytest.raises(ValueError, match=r"split into 2 chunks along the class axis 1.*rechunk"):
+        rsnorm.cross_entropy_with_logits(da.from_array(logits, chunks=(4, 4, 3)), dt, axis=1)

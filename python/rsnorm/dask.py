@@ -3,19 +3,25 @@
 Importing this module registers a backend for ``dask.array.Array``: ``rsnorm.layer_norm(dx)`` on a
 dask array returns a dask array, and nothing is computed until the caller computes it.
 
-- Row ops (``layer_norm``, ``rms_norm``, ``l2_normalize``, ``softmax``, ``log_softmax``) run chunk by
-  chunk with rsnorm's kernels when each row lies in one chunk. When rows span chunks (and for
-  ``return_stats``) they run in two phases: exact per-row statistics merged over the chunks as a tree
-  (moments; for softmax the (max, Σexp) pairs), then the normalization in float64, lazily — never a
-  rechunk or a full compute behind the caller's back.
-- ``selu``; ``group_norm`` and ``instance_norm`` with a sample's (group's) elements in one chunk (a
-  split is a ``ValueError`` naming the ``rechunk`` that joins them); ``batch_norm`` and
+- Row ops (``layer_norm``, ``rms_norm``, the fused ``add_layer_norm`` / ``add_rms_norm``,
+  ``l2_normalize``, ``softmax``, ``log_softmax``, the information measures ``entropy``, ``kl_div``,
+  ``cross_entropy``, ``js_divergence``, ``js_distance``) run chunk by chunk with rsnorm's kernels when
+  each row lies in one chunk. When rows span chunks (and for ``return_stats``) they run in two
+  phases: exact per-row statistics merged over the chunks as a tree (moments; for softmax the (max,
+  Σexp) pairs; for the measures the row sums), then the normalization, lazily — never a rechunk or a
+  full compute behind the caller's back. ``local_response_norm`` reads a halo of channels from the
+  neighbouring chunks (``map_overlap``); ``cross_entropy_with_logits`` computes each sample's loss in
+  its block (a sample's classes split over chunks is a ``ValueError`` naming the ``rechunk``).
+- ``selu`` chunk by chunk; ``group_norm`` and ``instance_norm`` chunk by chunk when a sample lies in
+  one chunk, otherwise in two phases (exact moments per (sample, group)); ``batch_norm`` and
   ``instance_norm`` with running statistics follow any chunking of the channel axis;
   ``batch_norm(training=True)`` normalizes with the exact statistics of the whole array, and
   ``fit_batch_norm`` computes a training set's population statistics for a layer.
-- Global statistics: ``moments(x, axis)`` gives lazy ``(count, mean, m2)`` in float64, each chunk's by
-  rsnorm's exact kernel, merged pairwise as a tree (``split_every``) — exact where ``dask.array.var``
-  accumulates in the input dtype. ``mean_var(x, axis, ddof)`` gives the mean and variance.
+- Global statistics: ``moments(x, axis)`` and ``partial_moments`` give lazy float64 statistics, each
+  chunk's by rsnorm's exact kernel, merged as a tree (``split_every`` partials per node, each node in
+  one Rust call) — exact where ``dask.array.var`` accumulates in the input dtype. ``mean_var(x, axis,
+  ddof)`` gives the mean and variance.
+- ``limit_threads(client)`` shares each host's cores between its workers' Dask threads and rsnorm's.
 
 Arrays a dask op would update in place (``out=``, running statistics in training) are not taken:
 dask arrays are immutable and the statistics lazy, so those calls raise ``rsnorm.InPlaceError`` (a
@@ -34,7 +40,7 @@ from typing import Any, cast
 import dask.array as da
 import numpy as np
 
-from . import _backend, _errors, activation, channels, norm, statistics
+from . import _backend, _errors, activation, channels, divergence, norm, statistics
 
 __all__ = [
     "StandardScaler",
@@ -279,10 +285,14 @@ def _refuse(op: str, **given: Any) -> None:
     """Arguments a call would write in place: a dask array is immutable and its statistics lazy."""
     for name, value in given.items():
         if value is not None and value is not False:
+            instead = (
+                "the result is a new dask array — dask.array.store(y, target) writes it into any array"
+                if name in ("out", "residual_out")
+                else "running statistics come from rsnorm.dask.fit_batch_norm(x), computed explicitly"
+            )
             raise _errors.InPlaceError(
                 f"{op}: {name} would be written in place, which a dask array cannot be (it is immutable "
-                "and lazy); the result is a new dask array — dask.array.store(y, target) writes it into "
-                "any array"
+                f"and lazy); {instead}"
             )
 
 
@@ -805,6 +815,157 @@ def limit_threads(client: Any, threads: int | None = None) -> dict[str, int]:
     return cast(dict[str, int], client.run(get_num_threads))
 
 
+def _add_norm(op: str) -> Callable[..., Any]:
+    """``add_layer_norm`` / ``add_rms_norm``: the residual stream ``x + residual`` (in x's dtype, as
+    the CPU stores it), then the row norm of it — chunk by chunk or in two phases, as the norm."""
+    norm_fn = _layer_norm if op == "add_layer_norm" else _rms_norm
+    cpu = getattr(norm, op)
+
+    def call(
+        x: Any, residual: Any, *params: Any, out: Any = None, residual_out: Any = None, **kw: Any
+    ) -> Any:
+        _refuse(op, out=out, residual_out=residual_out)
+        x, residual = da.asarray(x), da.asarray(residual)
+        one = tuple(min(n, 1) for n in x.shape[:-1]) + x.shape[-1:]
+        params = tuple(_host(op, "param", p) for p in params)
+        kw = {k: _host(op, k, v) for k, v in kw.items()}
+        cpu(np.zeros(one, x.dtype), np.zeros(one, residual.dtype), *params, **kw)  # checks at the call
+        summed = x + residual
+        shape = kw.pop("normalized_shape", None)
+        normed = norm_fn(summed, shape, *params, **kw)
+        return (normed[0], summed, *normed[1:]) if isinstance(normed, tuple) else (normed, summed)
+
+    call.__name__ = op
+    return call
+
+
+def _lrn(
+    x: Any, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, *, out: Any = None
+) -> Any:
+    """Chunk by chunk; where channels span chunks, each block with a halo of ``size // 2`` channels
+    from its neighbours (``map_overlap``), the window LRN reads."""
+    _refuse("local_response_norm", out=out)
+    _probe(lambda blk: norm.local_response_norm(blk, size, alpha, beta, k), x, [1] if x.ndim > 1 else [])
+
+    def fn(blk: np.ndarray) -> np.ndarray:
+        return norm.local_response_norm(blk, size, alpha, beta, k)
+
+    if x.ndim < 2 or not _split(x, [1]):
+        return _blocks(fn, x)
+    depth = {a: (size // 2 if a == 1 else 0) for a in range(x.ndim)}
+    if min(x.chunks[1]) < size // 2:  # the halo must come from the next chunk alone
+        raise ValueError(
+            f"local_response_norm: channel chunks of {min(x.chunks[1])} are narrower than the window's "
+            f"half-width {size // 2}; rechunk axis 1 to chunks of at least {size // 2}"
+        )
+    return cast(da.Array, da.map_overlap(fn, x, depth=depth, boundary="none", dtype=x.dtype, meta=x._meta))
+
+
+def _information(op: str) -> Callable[..., Any]:
+    """The information measures over rows along ``axis``: chunk by chunk when each row lies in one
+    chunk; otherwise two phases — each row's sums (the measures normalize p and q to sum 1, as
+    SciPy), then each element's term in float64 summed over the row's chunks."""
+    two = op != "entropy"
+    with_base = op in ("entropy", "js_divergence", "js_distance")
+    cpu = getattr(divergence, op)
+
+    def term(u: np.ndarray, v: np.ndarray | None) -> np.ndarray:
+        """Each element's share of the measure, from the normalized u = p/Σp (and v = q/Σq)."""
+        if op == "entropy":
+            return np.where(u > 0, -u * np.log(u), 0.0)
+        assert v is not None
+        if op == "kl_div":
+            return np.where(u > 0, u * np.log(u / v), 0.0)
+        if op == "cross_entropy":
+            return np.where(u > 0, -u * np.log(v), 0.0)
+        m = (u + v) / 2
+        return np.where(u > 0, u * np.log(u / m), 0.0) / 2 + np.where(v > 0, v * np.log(v / m), 0.0) / 2
+
+    def call(*args: Any, axis: int = -1) -> Any:
+        arrays = [da.asarray(a) for a in args[: 2 if two else 1]]
+        base = args[len(arrays)] if with_base and len(args) > len(arrays) else None
+        p = arrays[0]
+        if p.ndim == 0 or not -p.ndim <= axis < p.ndim:
+            raise ValueError(f"{op}: axis {axis} is out of range for p of shape {p.shape}")
+        ax = axis % p.ndim
+        extra = (base,) if with_base else ()
+        cpu(*(np.full((1,) * p.ndim, 0.5, a.dtype) for a in arrays), *extra, axis=ax)  # checks at the call
+        dtype = np.result_type(*(a.dtype for a in arrays))
+        if not _split(p, [ax]) and all(a.chunks == p.chunks for a in arrays):
+
+            def fn(*blks: np.ndarray) -> np.ndarray:
+                return np.asarray(cpu(*blks, *extra, axis=ax))
+
+            meta = np.empty((0,) * (p.ndim - 1), dtype)
+            return cast(da.Array, da.map_blocks(fn, *arrays, drop_axis=ax, dtype=dtype, meta=meta))
+        wide = [a.astype(np.float64) for a in arrays]
+        units = [w / w.sum(axis=ax, keepdims=True) for w in wide]
+
+        def block_terms(u: np.ndarray, v: np.ndarray | None = None) -> np.ndarray:
+            with np.errstate(divide="ignore", invalid="ignore"):  # at compute time, in the block
+                return term(u, v)
+
+        total = da.map_blocks(block_terms, *units, dtype=np.float64, meta=np.empty((0,) * p.ndim))
+        result = cast(da.Array, total).sum(axis=ax)
+        if base is not None:
+            result = result / np.log(base)
+        if op == "js_distance":
+            result = da.sqrt(result)
+        return result.astype(dtype)
+
+    call.__name__ = op
+    return call
+
+
+def _cross_entropy_with_logits(
+    logits: Any,
+    target: Any,
+    *,
+    axis: int = -1,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+) -> Any:
+    """Each sample's loss block by block (the classes of a sample in one chunk), then the reduction
+    over the blocks: the sum, or the mean over the targets not ignored (index targets) or over the
+    samples (probability targets), as ``F.cross_entropy``."""
+    op = "cross_entropy_with_logits"
+    logits = da.asarray(logits)
+    target = da.asarray(target)
+    if logits.ndim == 0 or not -logits.ndim <= axis < logits.ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for logits of shape {logits.shape}")
+    ax = axis % logits.ndim
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if _split(logits, [ax]):
+        raise ValueError(
+            f"{op}: logits are split into {len(logits.chunks[ax])} chunks along the class axis {ax}; "
+            f"join them with logits.rechunk({{{ax}: -1}}) (a sample's classes are read together)"
+        )
+    indices = target.dtype.kind in "iu"
+    sample = "".join(chr(ord("a") + i) for i in range(logits.ndim))
+    t_index = sample[:ax] + sample[ax + 1 :] if indices else sample
+    out_index = sample[:ax] + sample[ax + 1 :]
+
+    def losses(lg: np.ndarray, tg: np.ndarray) -> np.ndarray:
+        return np.asarray(
+            divergence.cross_entropy_with_logits(
+                lg, tg, axis=ax, reduction="none", label_smoothing=label_smoothing, ignore_index=ignore_index
+            )
+        )
+
+    per_sample = da.blockwise(
+        losses, out_index, logits, sample, target, t_index, dtype=logits.dtype, concatenate=True
+    )
+    if reduction == "none":
+        return per_sample
+    total = per_sample.astype(np.float64).sum()
+    if reduction == "sum":
+        return total.astype(logits.dtype)
+    count = (target != ignore_index).sum() if indices else int(np.prod(per_sample.shape))
+    return (total / count).astype(logits.dtype)
+
+
 #: The ops on dask arrays, under the public names.
 OPS = SimpleNamespace(
     layer_norm=_layer_norm,
@@ -816,6 +977,15 @@ OPS = SimpleNamespace(
     group_norm=_group_norm,
     instance_norm=_instance_norm,
     batch_norm=_batch_norm,
+    add_layer_norm=_add_norm("add_layer_norm"),
+    add_rms_norm=_add_norm("add_rms_norm"),
+    local_response_norm=_lrn,
+    entropy=_information("entropy"),
+    kl_div=_information("kl_div"),
+    cross_entropy=_information("cross_entropy"),
+    js_divergence=_information("js_divergence"),
+    js_distance=_information("js_distance"),
+    cross_entropy_with_logits=_cross_entropy_with_logits,
 )
 
 
