@@ -30,6 +30,7 @@ from .divergence import (
     js_distance,
     js_divergence,
     kl_div,
+    nll_loss,
     wasserstein_1d,
 )
 from .norm import (
@@ -88,6 +89,7 @@ __all__ = [
     "merge_moments",
     "merge_partials",
     "moments",
+    "nll_loss",
     "nn",
     "optim",
     "partial_moments",

@@ -66,6 +66,7 @@ __all__ = [
     "merge_moments",
     "merge_partials",
     "moments",
+    "nll_loss",
     "optim_step",
     "optim_validate",
     "rms_norm",
@@ -274,6 +275,15 @@ def cross_entropy_with_logits(
     axis: int = -1,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+    weight: _ArrayLike | None = None,
+) -> Any: ...
+def nll_loss(
+    log_probs: _ArrayLike,
+    target: _ArrayLike,
+    weight: _ArrayLike | None = None,
+    axis: int = -1,
+    reduction: str = "mean",
     ignore_index: int = -100,
 ) -> Any: ...
 def wasserstein_1d(

@@ -917,53 +917,64 @@ def _information(op: str) -> Callable[..., Any]:
     return call
 
 
-def _cross_entropy_with_logits(
-    logits: Any,
-    target: Any,
-    *,
-    axis: int = -1,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    ignore_index: int = -100,
-) -> Any:
-    """Each sample's loss block by block (the classes of a sample in one chunk), then the reduction
-    over the blocks: the sum, or the mean over the targets not ignored (index targets) or over the
-    samples (probability targets), as ``F.cross_entropy``."""
-    op = "cross_entropy_with_logits"
-    logits = da.asarray(logits)
-    target = da.asarray(target)
-    if logits.ndim == 0 or not -logits.ndim <= axis < logits.ndim:
-        raise ValueError(f"{op}: axis {axis} is out of range for logits of shape {logits.shape}")
-    ax = axis % logits.ndim
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    if _split(logits, [ax]):
-        raise ValueError(
-            f"{op}: logits are split into {len(logits.chunks[ax])} chunks along the class axis {ax}; "
-            f"join them with logits.rechunk({{{ax}: -1}}) (a sample's classes are read together)"
-        )
-    indices = target.dtype.kind in "iu"
-    sample = "".join(chr(ord("a") + i) for i in range(logits.ndim))
-    t_index = sample[:ax] + sample[ax + 1 :] if indices else sample
-    out_index = sample[:ax] + sample[ax + 1 :]
+def _class_loss(op: str) -> Callable[..., Any]:
+    """``cross_entropy_with_logits`` and ``nll_loss``: each sample's loss in its block (a sample's
+    classes in one chunk), then the reduction over the blocks — the sum, or the mean over the
+    weights of the targets not ignored (index targets; their count without weights) or over the
+    samples (probability targets), as PyTorch's."""
+    cpu = getattr(divergence, op)
 
-    def losses(lg: np.ndarray, tg: np.ndarray) -> np.ndarray:
-        return np.asarray(
-            divergence.cross_entropy_with_logits(
-                lg, tg, axis=ax, reduction="none", label_smoothing=label_smoothing, ignore_index=ignore_index
+    def call(
+        x: Any,
+        target: Any,
+        weight: Any = None,
+        *,
+        axis: int = -1,
+        reduction: str = "mean",
+        ignore_index: int = -100,
+        **kw: Any,
+    ) -> Any:
+        x, target = da.asarray(x), da.asarray(target)
+        w = None if weight is None else np.asarray(_host(op, "weight", weight), np.float64)
+        if x.ndim == 0 or not -x.ndim <= axis < x.ndim:
+            raise ValueError(f"{op}: axis {axis} is out of range for an input of shape {x.shape}")
+        ax = axis % x.ndim
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"{op}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+        if _split(x, [ax]):
+            raise ValueError(
+                f"{op}: the input is split into {len(x.chunks[ax])} chunks along the class axis {ax}; "
+                f"join them with x.rechunk({{{ax}: -1}}) (a sample's classes are read together)"
             )
-        )
+        indices = target.dtype.kind in "iu"
+        sample = "".join(chr(ord("a") + i) for i in range(x.ndim))
+        out_index = sample[:ax] + sample[ax + 1 :]
+        args = {"weight": w, "axis": ax, "reduction": "none", "ignore_index": ignore_index, **kw}
 
-    per_sample = da.blockwise(
-        losses, out_index, logits, sample, target, t_index, dtype=logits.dtype, concatenate=True
-    )
-    if reduction == "none":
-        return per_sample
-    total = per_sample.astype(np.float64).sum()
-    if reduction == "sum":
-        return total.astype(logits.dtype)
-    count = (target != ignore_index).sum() if indices else int(np.prod(per_sample.shape))
-    return (total / count).astype(logits.dtype)
+        def losses(blk: np.ndarray, tg: np.ndarray) -> np.ndarray:
+            return np.asarray(cpu(blk, tg, **args))
+
+        t_index = out_index if indices else sample
+        per_sample = da.blockwise(
+            losses, out_index, x, sample, target, t_index, dtype=x.dtype, concatenate=True
+        )
+        if reduction == "none":
+            return per_sample
+        total = per_sample.astype(np.float64).sum()
+        if reduction == "sum":
+            return total.astype(x.dtype)
+        if not indices:
+            return (total / int(np.prod(per_sample.shape))).astype(x.dtype)
+
+        def target_weights(t: np.ndarray) -> np.ndarray:
+            kept = t != ignore_index
+            return np.where(kept, 1.0 if w is None else w[np.where(kept, t, 0)], 0.0)
+
+        denominator = target.map_blocks(target_weights, dtype=np.float64).sum()
+        return (total / denominator).astype(x.dtype)
+
+    call.__name__ = op
+    return call
 
 
 #: The ops on dask arrays, under the public names.
@@ -985,7 +996,8 @@ OPS = SimpleNamespace(
     cross_entropy=_information("cross_entropy"),
     js_divergence=_information("js_divergence"),
     js_distance=_information("js_distance"),
-    cross_entropy_with_logits=_cross_entropy_with_logits,
+    cross_entropy_with_logits=_class_loss("cross_entropy_with_logits"),
+    nll_loss=_class_loss("nll_loss"),
 )
 
 

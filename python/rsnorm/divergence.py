@@ -61,15 +61,38 @@ def cross_entropy_with_logits(
     logits: ArrayLike,
     target: ArrayLike,
     *,
+    weight: ArrayLike | None = None,
     axis: int = -1,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     ignore_index: int = -100,
 ) -> Any:
     """Cross-entropy of ``softmax(logits)`` against ``target``, as ``torch.nn.functional.cross_entropy``
-    with the classes along ``axis``: target holds class indices (ints; ``ignore_index`` skipped) or
-    probabilities. ``reduction`` is "mean", "sum" or "none"."""
-    return _rsnorm.cross_entropy_with_logits(logits, target, axis, reduction, label_smoothing, ignore_index)
+    with the classes along ``axis``: target holds class indices (any integer dtype; ``ignore_index``
+    skipped) or probabilities. ``reduction`` is "mean", "sum" or "none". ``weight`` (one value per
+    class) scales each class's term as PyTorch does; with index targets the mean then divides by the
+    weights of the targets not ignored, with probabilities by the number of samples."""
+    return _rsnorm.cross_entropy_with_logits(
+        logits, target, axis, reduction, label_smoothing, ignore_index, weight
+    )
+
+
+@op
+def nll_loss(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    *,
+    axis: int = -1,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+) -> Any:
+    """Negative log-likelihood of class indices under log-probabilities, as
+    ``torch.nn.functional.nll_loss`` with the classes along ``axis`` (PyTorch's dim 1 of (N, C, d1, …)
+    is ``axis=1``; target then (N, d1, …), any integer dtype): ``−weight[t] · log_probs[t]`` per
+    sample, ``ignore_index`` samples leaving the loss; the mean divides by the weights of the targets
+    not ignored. Reads one element per sample."""
+    return _rsnorm.nll_loss(log_probs, target, weight, axis, reduction, ignore_index)
 
 
 @op

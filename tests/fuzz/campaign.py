@@ -236,6 +236,18 @@ def _(rng):
     return rn.merge_moments, [a, (2.0, 0.5, scalar(rng, [1.0]))], {}, False
 
 
+@case("partial_moments")
+def _(rng):
+    return rn.partial_moments, [Arg(rng)], {"axis": scalar(rng, [None, 0, -1, (0, -1)])}, False
+
+
+@case("apply_statistics")
+def _(rng):
+    x = Arg(rng)
+    stats = [scalar(rng, [0.0, 1e4, np.nan]), scalar(rng, [1.0, 0.5, np.inf])]
+    return rn.apply_statistics, [x, *stats], {"axis": scalar(rng, [None, 0, -1])}, False
+
+
 @case("information")
 def _(rng):
     name = ["entropy", "kl_div", "cross_entropy", "js_divergence", "js_distance"][int(rng.integers(5))]
@@ -255,7 +267,23 @@ def _(rng):
     if target.dtype == np.int64:
         target.values = rng.integers(-1, last(x) + 1, size=(n,))
     kw = {"reduction": scalar(rng, ["mean", "sum", "none"]), "label_smoothing": scalar(rng, [0.0, 0.1])}
+    if rng.random() < 0.3:
+        kw["weight"] = Arg(rng, (last(x),), np.float64)
     return rn.cross_entropy_with_logits, [x, target], kw, False
+
+
+@case("nll_loss")
+def _(rng):
+    x = Arg(rng)
+    n = x.shape[0] if x.shape else 1
+    dtype = [np.int64, np.int8, np.uint8, np.uint64][int(rng.integers(4))]
+    target = Arg(rng, (n,), np.int64)
+    target.values = rng.integers(0 if dtype in (np.uint8, np.uint64) else -1, last(x) + 1, size=(n,)).astype(
+        dtype
+    )
+    weight = Arg(rng, (last(x),), np.float64) if rng.random() < 0.5 else None
+    kw = {"reduction": scalar(rng, ["mean", "sum", "none"])}
+    return rn.nll_loss, [x, target, weight], kw, False
 
 
 @case("wasserstein_1d")
@@ -371,6 +399,8 @@ def same(a: Any, b: Any) -> bool:
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
+    if a.dtype.names:  # records (partial_moments): field by field
+        return all(same(a[f], b[f]) for f in a.dtype.names)
     if a.dtype.kind in "fc":
         return bool(np.array_equal(a, b, equal_nan=True))
     return bool(np.array_equal(a, b))

@@ -34,6 +34,18 @@ def _numpy_cross_entropy(x, target):
     return (log_sum - shifted[np.arange(len(x)), target]).mean()
 
 
+def _numpy_weighted_cross_entropy(x, target, weight):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    log_sum = np.log(np.exp(shifted).sum(axis=-1))
+    w = weight[target]
+    return (w * (log_sum - shifted[np.arange(len(x)), target])).sum() / w.sum()
+
+
+def _numpy_nll(log_probs, target, weight):
+    w = weight[target]
+    return -(w * np.take_along_axis(log_probs, target[:, None], -1)[:, 0]).sum() / w.sum()
+
+
 def _numpy_kl(p, q):
     p = p / p.sum(-1, keepdims=True)
     q = q / q.sum(-1, keepdims=True)
@@ -89,9 +101,30 @@ def _rows(shape, w1_samples: int | None, segmentation_shape=None, dtype=np.float
         xent["torch"] = partial(
             torch.nn.functional.cross_entropy, torch.from_numpy(x), torch.from_numpy(target)
         )
+    weight = rng.uniform(0.5, 2.0, shape[-1])
+    weighted: dict[str, Callable[[], object]] = {
+        "rsnorm": partial(rn.cross_entropy_with_logits, x, target, weight=weight),
+        "numpy": partial(_numpy_weighted_cross_entropy, x, target, weight),
+    }
+    log_probs = _numpy_log_softmax(x)
+    nll: dict[str, Callable[[], object]] = {
+        "rsnorm": partial(rn.nll_loss, log_probs, target, weight),
+        "numpy": partial(_numpy_nll, log_probs, target, weight),
+    }
+    if torch is not None:
+        w32 = torch.from_numpy(weight.astype(dtype))
+        weighted["torch"] = partial(
+            torch.nn.functional.cross_entropy, torch.from_numpy(x), torch.from_numpy(target), weight=w32
+        )
+        nll["torch"] = partial(
+            torch.nn.functional.nll_loss, torch.from_numpy(log_probs), torch.from_numpy(target), weight=w32
+        )
     loads = [
         Workload("softmax", tuple(shape), np.dtype(dtype).name, 2 * x.nbytes, soft),
         Workload("cross_entropy logits", tuple(shape), np.dtype(dtype).name, x.nbytes, xent),
+        Workload("cross_entropy logits weight", tuple(shape), np.dtype(dtype).name, x.nbytes, weighted),
+        # One element read per sample: the bytes that matter are the targets' rows' elements.
+        Workload("nll_loss", tuple(shape), np.dtype(dtype).name, shape[0] * x.itemsize, nll),
         Workload("kl_div", tuple(shape), "float64", 2 * p.nbytes, kl),
         Workload("js_distance", tuple(shape), "float64", 2 * p.nbytes, js),
     ]

@@ -93,15 +93,59 @@ pub(crate) fn information<'py>(
     })
 }
 
-/// Cross-entropy of logits against class indices (integer array, the logits' shape without
-/// `axis`) or class probabilities (the logits' shape), as torch.nn.functional.cross_entropy:
-/// `reduction` 'none' | 'mean' | 'sum', `label_smoothing` in [0, 1], `ignore_index` for index
-/// targets (ignored rows give 0 and leave the mean).
+/// Class indices of any integer dtype as i64, with their shape; a uint64 index beyond i64 is the
+/// out-of-range error it is (not a wrapped negative number).
+fn class_indices(
+    py: Python<'_>,
+    op: &str,
+    target: &Bound<'_, PyUntypedArray>,
+    classes: Option<usize>,
+) -> Result<(Vec<i64>, Vec<usize>)> {
+    let shape = target.shape().to_vec();
+    if target.dtype().kind() == b'u' && target.dtype().itemsize() == 8 {
+        let wide = target
+            .call_method0("ravel")?
+            .cast_into::<PyArrayDyn<u64>>()?
+            .to_vec()?;
+        if let Some(&bad) = wide.iter().find(|&&t| t > i64::MAX as u64) {
+            let of = classes.map_or(String::new(), |c| format!(" for {c} classes"));
+            return Err(value_error(format!(
+                "{op}: target {bad} is out of range{of}"
+            )));
+        }
+    }
+    let index = target
+        .call_method1("astype", (numpy::dtype::<i64>(py),))?
+        .call_method0("ravel")?
+        .cast_into::<PyArrayDyn<i64>>()?
+        .to_vec()?;
+    Ok((index, shape))
+}
+
+/// The class count along `axis` of `shape`, where the axis is valid (the core reports it if not).
+fn class_count(shape: &[usize], axis: i64) -> Option<usize> {
+    let n = shape.len() as i64;
+    (-n..n)
+        .contains(&axis)
+        .then(|| shape[axis.rem_euclid(n.max(1)) as usize])
+}
+
+/// A class-weight vector (`F.cross_entropy`'s `weight`) as f64 values.
+fn class_weight(op: &str, weight: Option<&Bound<'_, PyAny>>) -> Result<Option<Vec<f64>>> {
+    weight.map(|w| f64_vector(op, "weight", w)).transpose()
+}
+
+/// Cross-entropy of logits against class indices (integer array of any integer dtype, the logits'
+/// shape without `axis`) or class probabilities (the logits' shape), as
+/// torch.nn.functional.cross_entropy: `reduction` 'none' | 'mean' | 'sum', `label_smoothing` in
+/// [0, 1], `ignore_index` for index targets (ignored rows give 0 and leave the mean), `weight` a
+/// per-class scale (the mean then divides by the targets' weights).
 #[pyfunction]
 #[pyo3(
-    signature = (logits, target, axis=-1, reduction=Choice(Reduction::Mean), label_smoothing=0.0, ignore_index=-100),
-    text_signature = "(logits, target, axis=-1, reduction='mean', label_smoothing=0.0, ignore_index=-100)"
+    signature = (logits, target, axis=-1, reduction=Choice(Reduction::Mean), label_smoothing=0.0, ignore_index=-100, weight=None),
+    text_signature = "(logits, target, axis=-1, reduction='mean', label_smoothing=0.0, ignore_index=-100, weight=None)"
 )]
+#[allow(clippy::too_many_arguments)] // PyTorch's arguments, each needed
 pub(crate) fn cross_entropy_with_logits<'py>(
     py: Python<'py>,
     logits: &Bound<'py, PyAny>,
@@ -110,27 +154,61 @@ pub(crate) fn cross_entropy_with_logits<'py>(
     reduction: Choice<Reduction>,
     label_smoothing: f64,
     ignore_index: i64,
+    weight: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "cross_entropy_with_logits";
     let Choice(reduction) = reduction;
+    let weight = class_weight(OP, weight)?;
     with_float_array!(float_array(OP, "logits", logits)?, x => {
         let xv = array_ref(&x);
         let target_arr = crate::dispatch::as_ndarray(target)?;
+        let w = weight.as_deref();
         let r = if matches!(target_arr.dtype().kind(), b'i' | b'u') {
-            let shape = target_arr.shape().to_vec();
-            let index: Vec<i64> = target_arr
-                .call_method1("astype", (numpy::dtype::<i64>(py),))?
-                .call_method0("ravel")?
-                .cast_into::<PyArrayDyn<i64>>()?
-                .to_vec()?;
+            let classes = class_count(x.shape(), axis);
+            let (index, shape) = class_indices(py, OP, &target_arr, classes)?;
             let target = Target::Classes { index: &index, shape: &shape, ignore: ignore_index };
-            compute(py, || sm::cross_entropy(&xv, target, axis, reduction, label_smoothing))?
+            compute(py, || sm::cross_entropy(&xv, target, axis, reduction, label_smoothing, w))?
         } else {
             let probs = same_dtype(OP, "target", target, "probability target must have the dtype of logits")?;
             let tv = array_ref(&probs);
             let target = Target::Probabilities(&tv);
-            compute(py, || sm::cross_entropy(&xv, target, axis, reduction, label_smoothing))?
+            compute(py, || sm::cross_entropy(&xv, target, axis, reduction, label_smoothing, w))?
         };
+        f64_array_like(py, &x, &r.values, &r.shape)
+    })
+}
+
+/// torch.nn.functional.nll_loss: −w_t·log_probs_t per sample (classes along `axis`), class indices
+/// of any integer dtype, `ignore_index` rows leaving the loss, reduced as `reduction` says.
+#[pyfunction]
+#[pyo3(
+    signature = (log_probs, target, weight=None, axis=-1, reduction=Choice(Reduction::Mean), ignore_index=-100),
+    text_signature = "(log_probs, target, weight=None, axis=-1, reduction='mean', ignore_index=-100)"
+)]
+pub(crate) fn nll_loss<'py>(
+    py: Python<'py>,
+    log_probs: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
+    axis: i64,
+    reduction: Choice<Reduction>,
+    ignore_index: i64,
+) -> Result<Bound<'py, PyAny>> {
+    const OP: &str = "nll_loss";
+    let Choice(reduction) = reduction;
+    let weight = class_weight(OP, weight)?;
+    let target_arr = crate::dispatch::as_ndarray(target)?;
+    if !matches!(target_arr.dtype().kind(), b'i' | b'u') {
+        return Err(type_error(format!(
+            "{OP}: target has dtype {}; expected class indices (an integer dtype)",
+            target_arr.dtype()
+        )));
+    }
+    with_float_array!(float_array(OP, "log_probs", log_probs)?, x => {
+        let xv = array_ref(&x);
+        let (index, shape) = class_indices(py, OP, &target_arr, class_count(x.shape(), axis))?;
+        let w = weight.as_deref();
+        let r = compute(py, || sm::nll_loss(&xv, &index, &shape, ignore_index, w, axis, reduction))?;
         f64_array_like(py, &x, &r.values, &r.shape)
     })
 }

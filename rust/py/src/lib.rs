@@ -130,6 +130,7 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(divergence::log_softmax, m)?)?;
     m.add_function(wrap_pyfunction!(divergence::information, m)?)?;
     m.add_function(wrap_pyfunction!(divergence::cross_entropy_with_logits, m)?)?;
+    m.add_function(wrap_pyfunction!(divergence::nll_loss, m)?)?;
     m.add_function(wrap_pyfunction!(divergence::wasserstein_1d, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;

@@ -1,0 +1,172 @@
+"""Class weights in cross-entropy and NLL loss, against float64 references written from PyTorch's
+documented formulas (``F.cross_entropy`` with ``weight``/``label_smoothing``, ``F.nll_loss``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rsnorm
+
+
+def log_softmax64(x, axis):
+    x = np.asarray(x, np.float64)
+    m = x.max(axis=axis, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+
+
+def ce_ref(logits, target, weight=None, axis=-1, reduction="mean", eps=0.0, ignore=-100):
+    lp = np.moveaxis(log_softmax64(logits, axis), axis, -1)
+    classes = lp.shape[-1]
+    w = np.ones(classes) if weight is None else np.asarray(weight, np.float64)
+    if np.asarray(target).dtype.kind in "iu":
+        t = np.asarray(target).astype(np.int64)
+        keep = t != ignore
+        safe = np.where(keep, t, 0)
+        picked = np.take_along_axis(lp, safe[..., None], -1)[..., 0]
+        loss = (1 - eps) * -w[safe] * picked + eps / classes * -(lp * w).sum(-1)
+        loss = np.where(keep, loss, 0.0)
+        denominator = w[safe][keep].sum()
+    else:
+        s = np.moveaxis(np.asarray(target, np.float64), axis, -1) * (1 - eps) + eps / classes
+        loss = -(lp * s * w).sum(-1)
+        denominator = loss.size
+    return {"none": loss, "sum": loss.sum(), "mean": loss.sum() / denominator}[reduction]
+
+
+def nll_ref(log_probs, target, weight=None, axis=-1, reduction="mean", ignore=-100):
+    lp = np.moveaxis(np.asarray(log_probs, np.float64), axis, -1)
+    w = np.ones(lp.shape[-1]) if weight is None else np.asarray(weight, np.float64)
+    t = np.asarray(target).astype(np.int64)
+    keep = t != ignore
+    safe = np.where(keep, t, 0)
+    loss = np.where(keep, -w[safe] * np.take_along_axis(lp, safe[..., None], -1)[..., 0], 0.0)
+    return {"none": loss, "sum": loss.sum(), "mean": loss.sum() / w[safe][keep].sum()}[reduction]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_class_weights_scale_each_class_as_pytorch(rn, rng, reduction, eps, dtype):
+    logits = (rng.standard_normal((6, 5, 3)) * 3).astype(dtype)  # (N, C, d): classes on axis 1
+    target = rng.integers(0, 5, (6, 3))
+    target[1, 2] = -100
+    weight = rng.uniform(0.2, 2.0, 5)
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    kw = {"axis": 1, "reduction": reduction, "label_smoothing": eps}
+    got = rn.cross_entropy_with_logits(logits, target, weight=weight, **kw)
+    want = ce_ref(logits, target, weight, 1, reduction, eps)
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    probs = rsnorm.softmax(rng.standard_normal((6, 5, 3)), axis=1).astype(dtype)
+    got = rn.cross_entropy_with_logits(logits, probs, weight=weight, **kw)
+    np.testing.assert_allclose(got, ce_ref(logits, probs, weight, 1, reduction, eps), rtol=tol, atol=tol)
+    # weights of ones are no weights
+    ones = rn.cross_entropy_with_logits(logits, target, weight=np.ones(5), **kw)
+    np.testing.assert_allclose(ones, rn.cross_entropy_with_logits(logits, target, **kw), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_nll_loss_equals_pytorchs_definition(rn, rng, reduction, weighted):
+    log_probs = log_softmax64(rng.standard_normal((4, 7, 2, 3)), 1).astype(np.float32)  # (N, C, d1, d2)
+    target = rng.integers(0, 7, (4, 2, 3))
+    target[0, 0, 0] = 3  # ignored below
+    weight = rng.uniform(0.1, 3.0, 7) if weighted else None
+    got = rn.nll_loss(log_probs, target, weight, axis=1, reduction=reduction, ignore_index=3)
+    want = nll_ref(log_probs, target, weight, 1, reduction, ignore=3)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert np.asarray(got).dtype == np.float32
+    # classes last, float64, strided log-probabilities
+    lp = log_softmax64(rng.standard_normal((9, 11)), -1)[::2]
+    t = rng.integers(0, 11, 5)
+    np.testing.assert_allclose(
+        rn.nll_loss(lp, t, reduction=reduction), nll_ref(lp, t, reduction=reduction), rtol=1e-14
+    )
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
+)
+def test_class_indices_of_every_integer_dtype(rng, dtype):
+    logits = rng.standard_normal((5, 4))
+    target = np.array([0, 3, 1, 2, 3], dtype=dtype)
+    want = ce_ref(logits, target.astype(np.int64))
+    np.testing.assert_allclose(rsnorm.cross_entropy_with_logits(logits, target), want, rtol=1e-14)
+    lp = log_softmax64(logits, -1)
+    np.testing.assert_allclose(rsnorm.nll_loss(lp, target), nll_ref(lp, target.astype(np.int64)), rtol=1e-14)
+
+
+def test_loss_errors_name_the_function_argument_and_value(rng):
+    logits = rng.standard_normal((3, 4))
+    with pytest.raises(ValueError, match="cross_entropy_with_logits: target 4 is out of range for 4 classes"):
+        rsnorm.cross_entropy_with_logits(logits, np.array([0, 4, 1]))
+    huge = np.array([0, 2**64 - 1, 1], dtype=np.uint64)
+    with pytest.raises(
+        ValueError, match="nll_loss: target 18446744073709551615 is out of range for 4 classes"
+    ):
+        rsnorm.nll_loss(logits, huge)
+    with pytest.raises(
+        ValueError, match="cross_entropy_with_logits: target 18446744073709551615 is out of range"
+    ):
+        rsnorm.cross_entropy_with_logits(logits, huge)
+    with pytest.raises(ValueError, match="nll_loss: target -2 is out of range for 4 classes"):
+        rsnorm.nll_loss(logits, np.array([0, -2, 1]))
+    with pytest.raises(ValueError, match="weight has 3 values for 4 classes"):
+        rsnorm.cross_entropy_with_logits(logits, np.array([0, 1, 2]), weight=np.ones(3))
+    with pytest.raises(ValueError, match="nll_loss: weight has 5 values for 4 classes"):
+        rsnorm.nll_loss(logits, np.array([0, 1, 2]), np.ones(5))
+    with pytest.raises(TypeError, match="nll_loss: target has dtype float64; expected class indices"):
+        rsnorm.nll_loss(logits, np.zeros(3))
+    with pytest.raises(ValueError, match=r"nll_loss: target has shape \(2,\), expected \(3,\)"):
+        rsnorm.nll_loss(logits, np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"nll_loss.*reduction must be 'none', 'mean' or 'sum', got 'avg'"):
+        rsnorm.nll_loss(logits, np.array([0, 1, 2]), reduction="avg")
+    with pytest.raises(TypeError, match="nll_loss: log_probs has dtype int64"):
+        rsnorm.nll_loss(np.zeros((3, 4), np.int64), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="nll_loss: axis 2 is out of range"):
+        rsnorm.nll_loss(logits, np.array([0, 1, 2]), axis=2)
+    with pytest.raises(TypeError, match="nll_loss: weight has dtype <U1"):
+        rsnorm.nll_loss(logits, np.array([0, 1, 2]), np.array(["a"] * 4))
+
+
+def test_all_targets_ignored_and_empty_batches(rng):
+    lp = log_softmax64(rng.standard_normal((3, 4)), -1)
+    assert np.isnan(rsnorm.nll_loss(lp, np.full(3, -100)))
+    np.testing.assert_array_equal(rsnorm.nll_loss(lp, np.full(3, -100), reduction="none"), 0.0)
+    assert rsnorm.nll_loss(np.zeros((0, 4)), np.zeros(0, np.int64), reduction="sum") == 0.0
+    nan_row = lp.copy()
+    nan_row[1, 2] = np.nan
+    got = rsnorm.nll_loss(nan_row, np.array([0, 2, 1]), reduction="none")
+    assert np.isnan(got[1]) and np.isfinite(got[[0, 2]]).all()
+
+
+def _onnx_cases():
+    import json
+    from pathlib import Path
+
+    data = np.load(Path(__file__).parent / "data" / "onnx_losses.npz")
+    for case in json.loads(str(data["index"])):
+        yield pytest.param(
+            case, {k: data[k] for k in data.files if k.startswith(case["key"] + "/")}, id=case["key"]
+        )
+
+
+@pytest.mark.parametrize("case,arrays", list(_onnx_cases()))
+def test_onnx_backend_node_cases(rn, case, arrays):
+    """The ONNX backend node tests of NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss
+    (recorded by tools/record_onnx_losses.py): classes on axis 1, weights, ignore_index, reductions."""
+    key, attrs = case["key"], case["attrs"]
+    inputs = [arrays[f"{key}/in{i}"] for i in range(case["inputs"])]
+    weight = inputs[2] if len(inputs) > 2 else None
+    kw = {
+        "axis": 1,
+        "reduction": attrs.get("reduction", "mean"),
+        "ignore_index": attrs.get("ignore_index", -100),
+    }
+    if case["op"] == "NegativeLogLikelihoodLoss":
+        got = rn.nll_loss(inputs[0], inputs[1], weight, **kw)
+    else:
+        got = rn.cross_entropy_with_logits(inputs[0], inputs[1], weight=weight, **kw)
+    want = arrays[f"{key}/out0"]
+    assert np.shape(got) == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
