@@ -667,8 +667,10 @@ def _batch_norm(
     c = x.shape[ax]
     probe_rm = np.zeros(c, x.dtype) if rm is None else np.array(rm, copy=True)
     probe_rv = np.ones(c, x.dtype) if rv is None else np.array(rv, copy=True)
-    _probe(
-        lambda blk: channels.batch_norm(
+
+    def evaluate(blk: np.ndarray, **extra: Any) -> Any:
+        """The CPU op in evaluation mode on those copies: the checks, and eval's statistics."""
+        return channels.batch_norm(
             blk,
             probe_rm,
             probe_rv,
@@ -679,12 +681,11 @@ def _batch_norm(
             eps,
             axis=ax,
             mean_only=mean_only,
-            num_batches_tracked=num_batches_tracked,
             running_var_correction=running_var_correction,
-        ),
-        x,
-        [ax],
-    )
+            **extra,
+        )
+
+    _probe(lambda blk: evaluate(blk, num_batches_tracked=num_batches_tracked), x, [ax])
     batch_statistics = training or running_mean is None or (running_var is None and not mean_only)
     if batch_statistics:
         if training and running_mean is not None:
@@ -725,20 +726,7 @@ def _batch_norm(
         return y
     # Evaluation: the statistics are the running ones (as the CPU turns them into mean and rstd).
     one = np.zeros([c if a == ax else 1 for a in range(x.ndim)], x.dtype)
-    _, mean, rstd = channels.batch_norm(
-        one,
-        probe_rm,
-        probe_rv,
-        w,
-        b,
-        False,
-        momentum,
-        eps,
-        axis=ax,
-        mean_only=mean_only,
-        running_var_correction=running_var_correction,
-        return_stats=True,
-    )
+    _, mean, rstd = evaluate(one, return_stats=True)
     return y, mean, rstd
 
 
