@@ -116,6 +116,15 @@ def _run(
         except ImportError:
             raise StatsError('--scheduler needs dask.distributed: pip install "rsnorm[dask]"') from None
         try:
+            # A malformed address is refused before a Client exists: a half-built Client's
+            # finalizer can deadlock a later cluster start in the same process (distributed's
+            # LoopRunner lock), which a test process would hit.
+            from distributed.comm import parse_address, parse_host_port
+
+            parse_host_port(parse_address(scheduler)[1])
+        except ValueError as exc:
+            raise StatsError(f"--scheduler {scheduler}: not a scheduler address ({exc})") from None
+        try:
             client = Client(scheduler, timeout=10)
         except (OSError, ValueError) as exc:
             raise StatsError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc})") from None

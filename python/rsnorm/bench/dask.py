@@ -88,9 +88,12 @@ def run_dask(
         log(f"writing {images} ({np.prod(nchw_shape) * 4 / 1e9:.1f} GB)")
         _write(images, nchw_shape, np.linspace(0, 1e3, 32, dtype=np.float32)[:, None, None])
 
+    import gc
+
     import rsnorm
     import rsnorm.dask as rd
 
+    gc.collect()  # finalize any dropped Client now, not inside the cluster's start (a deadlock)
     cluster = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
