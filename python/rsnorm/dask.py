@@ -263,16 +263,6 @@ class StandardScaler:
 # ---- the backend: the public ops on dask arrays ----
 
 
-def _one_chunk(op: str, x: da.Array, axes: Sequence[int]) -> None:
-    for a in axes:
-        if len(x.chunks[a]) > 1:
-            raise ValueError(
-                f"{op}: x is split into {len(x.chunks[a])} chunks along axis {a}, which {op} normalizes "
-                f"over; join them with x.rechunk({{{a}: -1}}) (statistics across chunks are not on the "
-                "dask backend yet)"
-            )
-
-
 def _host(op: str, name: str, value: Any) -> Any:
     """A parameter (weight, bias, running statistics): NumPy as is, a dask array computed — it is
     the size of one row or one channel vector, never the data."""
@@ -583,10 +573,6 @@ def _sample_statistics(
     return mean, scale, shift, rstd
 
 
-def _apply_by_channel(x: da.Array, ax: int, mean: da.Array, scale: da.Array, shift: da.Array) -> da.Array:
-    return _apply_kept(x, [ax], mean, scale, shift)
-
-
 def _instance_norm(
     x: Any,
     running_mean: Any = None,
@@ -700,7 +686,7 @@ def _batch_norm(
         rstd = da.ones_like(mean) if mean_only else 1.0 / da.sqrt(stats["m2"] / stats["count"] + eps)
         scale = rstd if w is None else rstd * _rounded(w, x.dtype)
         shift = da.zeros_like(mean) if b is None else da.from_array(_rounded(b, x.dtype))
-        y = _apply_by_channel(x, ax, mean, scale, shift)
+        y = _apply_kept(x, [ax], mean, scale, shift)
         if not return_stats:
             return y
         compute = _compute_dtype(x.dtype)
