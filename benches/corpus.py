@@ -100,6 +100,12 @@ def _calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], Any]]]:
                     )
                     yield f"{key}/l2_normalize", lambda x=x: rsnorm.l2_normalize(x)
                     yield f"{key}/l2_normalize_backward", lambda x=x, g=g: rsnorm.l2_normalize_backward(g, x)
+                    for p in (1.0, 3.0, np.inf):
+                        yield f"{key}/normalize{p}", lambda x=x, p=p: rsnorm.normalize(x, p, 0)
+                        yield (
+                            f"{key}/normalize_backward{p}",
+                            lambda x=x, g=g, p=p: rsnorm.normalize_backward(g, x, p, 0),
+                        )
                     yield f"{key}/selu", lambda x=x: rsnorm.selu(x)
                     for axis in (-1, 0):
                         yield f"{key}/softmax{axis}", lambda x=x, a=axis: rsnorm.softmax(x, a)
@@ -289,7 +295,7 @@ def _optimizer_calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[
 
 
 def _flatten(value: Any) -> list[Any]:
-    if isinstance(value, tuple | list):
+    if isinstance(value, (tuple, list)):
         return [v for item in value for v in _flatten(item)]
     return [np.asarray(value)]
 

@@ -27,7 +27,7 @@ def test_every_public_function_is_a_documented_python_function():
         assert isinstance(fn, types.FunctionType), name
         assert fn.__name__ == name and len(inspect.getdoc(fn) or "") > 20, name
         assert fn.__module__.startswith("rsnorm."), name
-    assert len(PUBLIC) == 40
+    assert len(PUBLIC) == 42
     sig = inspect.signature(rn.layer_norm)
     assert list(sig.parameters) == ["x", "normalized_shape", "weight", "bias", "eps", "out", "return_stats"]
     assert sig.parameters["out"].kind is inspect.Parameter.KEYWORD_ONLY
@@ -63,6 +63,8 @@ CALLS = {
     "kl_div": lambda x: rn.kl_div(x, ones(4, 8)),
     "l2_normalize": lambda x: rn.l2_normalize(x),
     "l2_normalize_backward": lambda x: rn.l2_normalize_backward(x, ones(4, 8)),
+    "normalize": lambda x: rn.normalize(x, 1.0, 0),
+    "normalize_backward": lambda x: rn.normalize_backward(x, ones(4, 8), 1.0, 0),
     "layer_norm": lambda x: rn.layer_norm(x),
     "layer_norm_backward": lambda x: rn.layer_norm_backward(x, ones(4, 8), ones(4), ones(4)),
     "local_response_norm": lambda x: rn.local_response_norm(x, 3),

@@ -35,7 +35,7 @@ def test_bench_json_has_every_workload_with_positive_medians():
         for mode in ("train", "eval")
     }
     row_backward_ops = ("layer_norm", "rms_norm", "add_layer_norm", "add_rms_norm", "l2_normalize")
-    row_backward_ops += ("weight_norm", "selu", "cosine_linear")
+    row_backward_ops += ("normalize p=1", "weight_norm", "selu", "cosine_linear")
     backward = {(f"{op} fwd+bwd", s) for s in suite.row_backward_shapes for op in row_backward_ops}
     backward |= {
         (f"{op} fwd+bwd", s)
@@ -43,7 +43,7 @@ def test_bench_json_has_every_workload_with_positive_medians():
         for op in ("batch_norm", "group_norm", "instance_norm")
     }
     more_rows = ("add_layer_norm", "add_rms_norm", "l2_normalize", "weight_norm", "selu", "log_softmax")
-    more_rows += ("moments", "merge_moments", "cosine_linear")
+    more_rows += ("normalize p=1", "moments", "merge_moments", "cosine_linear")
     rows |= {(op, s) for s in suite.row_op_shapes for op in more_rows}
     optimizer_ops = ("adam", "adamw", "sgd", "sgd momentum", "sgd nesterov", "adagrad", "adadelta", "rmsprop")
     optimizers = {

@@ -154,7 +154,7 @@ def _onnx_cases():
 @pytest.mark.parametrize("case,arrays", list(_onnx_cases()))
 def test_onnx_backend_node_cases(rn, case, arrays):
     """The ONNX backend node tests of NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss
-    (recorded by tools/record_onnx_losses.py): classes on axis 1, weights, ignore_index, reductions."""
+    (recorded by tools/record_onnx_cases.py): classes on axis 1, weights, ignore_index, reductions."""
     key, attrs = case["key"], case["attrs"]
     inputs = [arrays[f"{key}/in{i}"] for i in range(case["inputs"])]
     weight = inputs[2] if len(inputs) > 2 else None

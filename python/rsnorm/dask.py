@@ -4,10 +4,10 @@ Importing this module registers a backend for ``dask.array.Array``: ``rsnorm.lay
 dask array returns a dask array, and nothing is computed until the caller computes it.
 
 - Row ops (``layer_norm``, ``rms_norm``, the fused ``add_layer_norm`` / ``add_rms_norm``,
-  ``l2_normalize``, ``softmax``, ``log_softmax``, the information measures ``entropy``, ``kl_div``,
-  ``cross_entropy``, ``js_divergence``, ``js_distance``) run chunk by chunk with rsnorm's kernels when
-  each row lies in one chunk. When rows span chunks (and for ``return_stats``) they run in two
-  phases: exact per-row statistics merged over the chunks as a tree (moments; for softmax the (max,
+  ``l2_normalize``, ``normalize``, ``softmax``, ``log_softmax``, the information measures ``entropy``,
+  ``kl_div``, ``cross_entropy``, ``js_divergence``, ``js_distance``) run chunk by chunk with rsnorm's
+  kernels when each row lies in one chunk. When rows span chunks (and for ``return_stats``) they run
+  in two phases: exact per-row statistics merged over the chunks as a tree (moments; for softmax the (max,
   Σexp) pairs; for the measures the row sums), then the normalization, lazily — never a rechunk or a
   full compute behind the caller's back. ``local_response_norm`` reads a halo of channels from the
   neighbouring chunks (``map_overlap``); ``cross_entropy_with_logits`` computes each sample's loss in
@@ -391,9 +391,31 @@ def _l2_normalize(x: Any, eps: float = 1e-12, *, out: Any = None) -> Any:
     _probe(lambda blk: norm.l2_normalize(blk, eps), x, axes)
     if not _split(x, axes):
         return _blocks(lambda blk: norm.l2_normalize(blk, eps), x)
-    mean, var = _row_statistics(x, axes)
-    length = da.sqrt((var + mean * mean) * x.shape[-1])
-    return (x.astype(np.float64) / da.maximum(length, eps)).astype(x.dtype)
+    return _normalize(x, 2.0, -1, eps)
+
+
+def _normalize(x: Any, p: float = 2.0, axis: int = -1, eps: float = 1e-12, *, out: Any = None) -> Any:
+    _refuse("normalize", out=out)
+    # The arguments' errors (p, axis, eps) now, from the CPU function, not at compute time.
+    norm.normalize(np.zeros((1,) * x.ndim, dtype=x.dtype), p, axis, eps)
+    ax = axis % x.ndim if x.ndim else 0
+    if x.ndim == 0 or not _split(x, [ax]):
+        return _blocks(lambda blk: norm.normalize(blk, p, axis, eps), x)
+    # Slices across chunks: the norm as (max |x|)·(Σ (|x|/max)^p)^(1/p) in float64, as the kernel
+    # computes it (no power overflows); an infinite or NaN max is the norm itself.
+    x64 = x.astype(np.float64)
+    size = abs(x64)
+    top = size.max(axis=ax, keepdims=True)
+    if p == np.inf:
+        length = top
+    else:
+        usable = da.isfinite(top) & (top > 0)
+        scaled = (size / da.where(usable, top, 1.0)) ** p
+        length = da.where(usable, top * scaled.sum(axis=ax, keepdims=True) ** (1.0 / p), top)
+    # A zero slice (eps = 0) stays zeros, as the kernel leaves it.
+    divisor = da.maximum(length, eps)
+    zero = divisor == 0
+    return da.where(zero, 0.0, x64 / da.where(zero, 1.0, divisor)).astype(x.dtype)
 
 
 _SOFTMAX = np.dtype([("max", np.float64), ("sum", np.float64)])
@@ -956,6 +978,7 @@ OPS = SimpleNamespace(
     layer_norm=_layer_norm,
     rms_norm=_rms_norm,
     l2_normalize=_l2_normalize,
+    normalize=_normalize,
     softmax=_softmax_like("softmax", activation.softmax),
     log_softmax=_softmax_like("log_softmax", activation.log_softmax),
     selu=_selu,

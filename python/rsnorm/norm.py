@@ -28,6 +28,8 @@ __all__ = [
     "layer_norm",
     "layer_norm_backward",
     "local_response_norm",
+    "normalize",
+    "normalize_backward",
     "rms_norm",
     "rms_norm_backward",
     "weight_norm",
@@ -225,6 +227,26 @@ def l2_normalize(x: ArrayLike, eps: float = 1e-12, *, out: OutArray | None = Non
 def l2_normalize_backward(grad: ArrayLike, x: ArrayLike, eps: float = 1e-12) -> Array:
     """Gradient ``dx`` of ``l2_normalize``."""
     return _rsnorm.l2_normalize_backward(grad, x, eps)
+
+
+@op
+def normalize(
+    x: ArrayLike, p: float = 2.0, axis: int = -1, eps: float = 1e-12, *, out: OutArray | None = None
+) -> Array:
+    """Each slice along ``axis`` divided by its Lp norm, clamped below by ``eps``:
+    ``x / max(‖x‖_p, eps)`` (``torch.nn.functional.normalize(x, p, dim=axis, eps=eps)``). ``p`` is
+    a number >= 1 or ``inf`` (the largest magnitude); ``eps=0`` gives the plain norm, as ONNX's
+    ``LpNormalization``."""
+    return _rsnorm.normalize(x, p, axis, eps, out)
+
+
+@op
+def normalize_backward(
+    grad: ArrayLike, x: ArrayLike, p: float = 2.0, axis: int = -1, eps: float = 1e-12
+) -> Array:
+    """Gradient ``dx`` of ``normalize`` (for ``p=inf`` the gradient of the largest magnitude is
+    shared equally by the values that reach it, as PyTorch does)."""
+    return _rsnorm.normalize_backward(grad, x, p, axis, eps)
 
 
 @op

@@ -207,6 +207,18 @@ def _(rng):
     return rn.l2_normalize, [Arg(rng)], {}, True
 
 
+@case("normalize")
+def _(rng):
+    p = scalar(rng, [1.0, 2.0, 3.0, 1.5, np.inf, 0.5, np.nan])
+    axis = scalar(rng, [-1, 0, 1, 2, -3])
+    eps = scalar(rng, [1e-12, 0.0, -1.0])
+    if rng.random() < 0.3:
+        go = Arg(rng)
+        return rn.normalize_backward, [go, like(rng, go)], {"p": p, "axis": axis, "eps": eps}, False
+    # NaN stays in its row: checked along the last axis, the one rows lie along for axis=-1.
+    return rn.normalize, [Arg(rng)], {"p": p, "axis": axis, "eps": eps}, axis == -1
+
+
 @case("selu")
 def _(rng):
     return rn.selu, [Arg(rng)], {}, False

@@ -56,6 +56,16 @@ def _numpy_l2_normalize_train_step(x, go):
     return (go - y * (go * y).sum(-1, keepdims=True)) / norm
 
 
+def _numpy_l1_normalize(x):
+    return x / np.maximum(np.abs(x).sum(-1, keepdims=True), 1e-12)
+
+
+def _numpy_l1_normalize_train_step(x, go):
+    norm = np.maximum(np.abs(x).sum(-1, keepdims=True), 1e-12)
+    _ = x / norm
+    return go / norm - np.sign(x) * ((go * x).sum(-1, keepdims=True) / (norm * norm))
+
+
 def _numpy_weight_norm(v, g):
     return v * (g / np.sqrt((v * v).sum(-1)))[:, None]
 
@@ -127,6 +137,11 @@ def _rsnorm_add_rms_norm_train_step(x, residual, w, go):
 def _rsnorm_l2_normalize_train_step(x, go):
     rn.l2_normalize(x)
     return rn.l2_normalize_backward(go, x)
+
+
+def _rsnorm_l1_normalize_train_step(x, go):
+    rn.normalize(x, 1.0)
+    return rn.normalize_backward(go, x, 1.0)
 
 
 def _rsnorm_weight_norm_train_step(v, g, go):
@@ -206,6 +221,10 @@ def _row_ops(shape, threads: int, dtype=np.float32) -> list[Workload]:
             "rsnorm": partial(rn.l2_normalize, x, out=y),
             "numpy": partial(_numpy_l2_normalize, x),
         },
+        "normalize p=1": {
+            "rsnorm": partial(rn.normalize, x, 1.0, out=y),
+            "numpy": partial(_numpy_l1_normalize, x),
+        },
         "weight_norm": {
             "rsnorm": partial(rn.weight_norm, x, g, 0, out=y),
             "numpy": partial(_numpy_weight_norm, x, g),
@@ -228,6 +247,7 @@ def _row_ops(shape, threads: int, dtype=np.float32) -> list[Workload]:
                 _add_then_norm, partial(f.rms_norm, normalized_shape=(n,), weight=tw, eps=EPS), tx, tr
             )
         impls["l2_normalize"]["torch"] = partial(f.normalize, tx, 2.0, -1)
+        impls["normalize p=1"]["torch"] = partial(f.normalize, tx, 1.0, -1)
         impls["weight_norm"]["torch"] = partial(torch._weight_norm, tx, tg[:, None], 0)
         impls["selu"]["torch"] = partial(torch.selu, tx)
         impls["cosine_linear"]["torch"] = lambda: f.linear(
@@ -235,6 +255,7 @@ def _row_ops(shape, threads: int, dtype=np.float32) -> list[Workload]:
         )
     ort_calls = {
         "l2_normalize": ort_call("LpNormalization", {"X": x}, {"axis": -1, "p": 2}, 1, threads),
+        "normalize p=1": ort_call("LpNormalization", {"X": x}, {"axis": -1, "p": 1}, 1, threads),
         "selu": ort_call("Selu", {"X": x}, {}, 6, threads),
     }
     for op, call in ort_calls.items():
@@ -284,6 +305,10 @@ def _backward(shape, dtype=np.float32) -> list[Workload]:
             "rsnorm": partial(_rsnorm_l2_normalize_train_step, x, go),
             "numpy": partial(_numpy_l2_normalize_train_step, x, go),
         },
+        "normalize p=1 fwd+bwd": {
+            "rsnorm": partial(_rsnorm_l1_normalize_train_step, x, go),
+            "numpy": partial(_numpy_l1_normalize_train_step, x, go),
+        },
         "weight_norm fwd+bwd": {
             "rsnorm": partial(_rsnorm_weight_norm_train_step, x, g, go),
             "numpy": partial(_numpy_weight_norm_train_step, x, g, go),
@@ -307,6 +332,7 @@ def _backward(shape, dtype=np.float32) -> list[Workload]:
             step, lambda x, r, w, b: f.layer_norm(x + r, (n,), w, b, EPS), (x, residual, w, b), go
         )
         impls["l2_normalize fwd+bwd"]["torch"] = partial(step, lambda x: f.normalize(x, dim=-1), (x,), go)
+        impls["normalize p=1 fwd+bwd"]["torch"] = partial(step, lambda x: f.normalize(x, 1.0, -1), (x,), go)
         impls["weight_norm fwd+bwd"]["torch"] = partial(
             step, lambda v, g: torch._weight_norm(v, g[:, None], 0), (x, g), go
         )

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rsnorm_core::norm::backward as bw;
 use rsnorm_core::norm::channels::backward::ChannelStats;
+use rsnorm_core::norm::lp_normalize as lp;
 use rsnorm_core::rows::{ArrayMut, ArrayRef};
 
 /// Forward statistics (mean, rstd) as f64, `expected` values in any shape with that many elements.
@@ -388,7 +389,32 @@ pub(crate) fn l2_normalize_backward<'py>(
         let gy = same_as_x(op, "grad", grad, &shape)?;
         let dx = output(py, op, "dx", None, &shape)?;
         let (gv, xv, dv) = (rows_ref(&gy, 1), rows_ref(&x, 1), rows_mut(&dx, 1));
-        compute(py, || bw::l2_normalize_backward(&gv, &xv, &dv, eps))?;
+        compute(py, || lp::l2_normalize_backward(&gv, &xv, &dv, eps))?;
+        Ok(dx.into_any())
+    })
+}
+
+/// Backward of normalize along `axis`: dx from the output gradient and x.
+#[pyfunction]
+#[pyo3(
+    signature = (grad, x, p=2.0, axis=-1, eps=1e-12),
+    text_signature = "(grad, x, p=2.0, axis=-1, eps=1e-12)"
+)]
+pub(crate) fn normalize_backward<'py>(
+    py: Python<'py>,
+    grad: &Bound<'py, PyAny>,
+    x: &Bound<'py, PyAny>,
+    p: f64,
+    axis: i64,
+    eps: f64,
+) -> Result<Bound<'py, PyAny>> {
+    let op = "normalize_backward";
+    with_float_array!(float_array(op, "x", x)?, x => {
+        let shape = x.shape().to_vec();
+        let gy = same_as_x(op, "grad", grad, &shape)?;
+        let dx = output(py, op, "dx", None, &shape)?;
+        let (gv, xv, dv) = (array_ref(&gy), array_ref(&x), array_mut(&dx));
+        compute(py, || lp::normalize_backward(&gv, &xv, &dv, p, axis, eps))?;
         Ok(dx.into_any())
     })
 }

@@ -102,16 +102,38 @@ fn class_indices(
     classes: Option<usize>,
 ) -> Result<(Vec<i64>, Vec<usize>)> {
     let shape = target.shape().to_vec();
+    let out_of_range = |bad: u64| {
+        let of = classes.map_or(String::new(), |c| format!(" for {c} classes"));
+        value_error(format!("{op}: target {bad} is out of range{of}"))
+    };
+    // Native integer arrays are read in place, in C order (the ravel order): the astype/ravel
+    // round trip through Python had cost more than nll_loss's whole kernel on 4096 samples.
+    macro_rules! native {
+        ($($t:ty),*) => {$(
+            if let Ok(typed) = target.cast::<PyArrayDyn<$t>>() {
+                let view = typed.readonly();
+                // Only a uint64 beyond i64 fails: reported with its own value, not wrapped.
+                let wide = |t: $t| {
+                    i64::try_from(t).map_err(|_| out_of_range(u64::try_from(t).unwrap_or(u64::MAX)))
+                };
+                // A contiguous target as a slice: ndarray's n-d iterator cost ~4 ns a value.
+                let index = match view.as_slice() {
+                    Ok(values) => values.iter().map(|&t| wide(t)).collect::<Result<Vec<_>>>()?,
+                    Err(_) => view.as_array().iter().map(|&t| wide(t)).collect::<Result<Vec<_>>>()?,
+                };
+                return Ok((index, shape));
+            }
+        )*};
+    }
+    native!(i64, i32, i16, i8, u64, u32, u16, u8);
+    // Other byte orders: through NumPy's conversion.
     if target.dtype().kind() == b'u' && target.dtype().itemsize() == 8 {
         let wide = target
             .call_method0("ravel")?
             .cast_into::<PyArrayDyn<u64>>()?
             .to_vec()?;
         if let Some(&bad) = wide.iter().find(|&&t| t > i64::MAX as u64) {
-            let of = classes.map_or(String::new(), |c| format!(" for {c} classes"));
-            return Err(value_error(format!(
-                "{op}: target {bad} is out of range{of}"
-            )));
+            return Err(out_of_range(bad));
         }
     }
     let index = target
@@ -227,6 +249,9 @@ fn f64_vector(op: &str, name: &str, obj: &Bound<'_, PyAny>) -> Result<Vec<f64>> 
             "{op}: {name} must be 1-D, got shape {}",
             shape_str(arr.shape())
         )));
+    }
+    if let Ok(typed) = arr.cast::<PyArrayDyn<f64>>() {
+        return Ok(typed.readonly().as_array().iter().copied().collect());
     }
     let as_f64 = arr.call_method1("astype", (numpy::dtype::<f64>(obj.py()),))?;
     Ok(as_f64.cast_into::<PyArrayDyn<f64>>()?.to_vec()?)

@@ -109,6 +109,7 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(misc::local_response_norm, m)?)?;
     m.add_function(wrap_pyfunction!(misc::weight_norm, m)?)?;
     m.add_function(wrap_pyfunction!(misc::l2_normalize, m)?)?;
+    m.add_function(wrap_pyfunction!(misc::normalize, m)?)?;
     m.add_function(wrap_pyfunction!(misc::moments, m)?)?;
     m.add_function(wrap_pyfunction!(misc::merge_moments, m)?)?;
     m.add_function(wrap_pyfunction!(misc::merge_partials, m)?)?;
@@ -122,6 +123,7 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(backward::group_norm_backward, m)?)?;
     m.add_function(wrap_pyfunction!(backward::weight_norm_backward, m)?)?;
     m.add_function(wrap_pyfunction!(backward::l2_normalize_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(backward::normalize_backward, m)?)?;
     m.add_function(wrap_pyfunction!(backward::selu_backward, m)?)?;
     m.add_function(wrap_pyfunction!(optim::optim_step, m)?)?;
     m.add_function(wrap_pyfunction!(optim::optim_validate, m)?)?;

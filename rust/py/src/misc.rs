@@ -1,4 +1,5 @@
-//! Bindings of the remaining forward ops: selu, local_response_norm, weight_norm, l2_normalize,
+//! Bindings of the remaining forward ops: selu, local_response_norm, weight_norm, normalize,
+//! l2_normalize,
 //! and the mergeable statistics moments / merge_moments.
 
 use crate::dispatch::{
@@ -10,6 +11,7 @@ use numpy::{PyArray, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedA
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rsnorm_core::norm::channels::RowAffine;
+use rsnorm_core::norm::lp_normalize as lp;
 use rsnorm_core::norm::lrn::{self, Lrn};
 use rsnorm_core::norm::weight_norm as wn;
 use rsnorm_core::reduce::{merge_columns, Moments};
@@ -161,7 +163,31 @@ pub(crate) fn l2_normalize<'py>(
         let y = output(py, "l2_normalize", "out", out, &shape)?;
         let x = unaliased(x, &[&y])?;
         let (xv, yv) = (rows_ref(&x, 1), rows_mut(&y, 1));
-        compute(py, || wn::l2_normalize(&xv, &yv, eps))?;
+        compute(py, || lp::l2_normalize(&xv, &yv, eps))?;
+        Ok(y.into_any())
+    })
+}
+
+/// Each slice along `axis` divided by max(‖slice‖_p, eps): torch.nn.functional.normalize(x, p, dim,
+/// eps); eps = 0 is ONNX's LpNormalization.
+#[pyfunction]
+#[pyo3(
+    signature = (x, p=2.0, axis=-1, eps=1e-12, out=None),
+    text_signature = "(x, p=2.0, axis=-1, eps=1e-12, out=None)"
+)]
+pub(crate) fn normalize<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    p: f64,
+    axis: i64,
+    eps: f64,
+    out: Option<&Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyAny>> {
+    with_float_array!(float_array("normalize", "x", x)?, x => {
+        let y = output(py, "normalize", "out", out, x.shape())?;
+        let x = unaliased(x, &[&y])?;
+        let (xv, yv) = (array_ref(&x), array_mut(&y));
+        compute(py, || lp::normalize(&xv, &yv, p, axis, eps))?;
         Ok(y.into_any())
     })
 }

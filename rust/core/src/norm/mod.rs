@@ -7,6 +7,7 @@ pub mod columns;
 pub mod group_norm;
 pub mod instance_norm;
 pub mod layer_norm;
+pub mod lp_normalize;
 pub mod lrn;
 pub mod rms_norm;
 pub mod weight_norm;

@@ -1,11 +1,10 @@
 //! Weight normalization (Salimans & Kingma 2016, as torch.nn.utils.weight_norm): w = g · v/‖v‖,
-//! the norm taken over every dim but `dim`, and the row-wise L2 normalization that cosine
-//! normalization (x·w / (‖x‖‖w‖)) is built from.
+//! the norm taken over every dim but `dim`.
 
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
 use crate::reduce::l2_norm;
-use crate::rows::{check_same_rows, map_row_runs, map_rows, RowsMut, RowsRef};
+use crate::rows::{check_same_rows, map_rows, RowsMut, RowsRef};
 
 /// `w_row = v_row · g[row] / ‖v_row‖` for each row of `v`; returns the norms ‖v_row‖.
 pub fn weight_norm<S: Element>(v: &RowsRef<S>, w: &RowsMut<S>, g: &[f64]) -> Result<Vec<f64>> {
@@ -35,35 +34,6 @@ pub fn weight_norm<S: Element>(v: &RowsRef<S>, w: &RowsMut<S>, g: &[f64]) -> Res
     Ok(norms)
 }
 
-/// `y_row = x_row / max(‖x_row‖, eps)` (torch.nn.functional.normalize with p=2 over the last dim).
-pub fn l2_normalize<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, eps: f64) -> Result<()> {
-    crate::error::check_eps("l2_normalize", eps)?;
-    check_same_rows("l2_normalize", x.rows(), &[("out", y.rows())])?;
-    map_row_runs(
-        x,
-        y,
-        &mut [],
-        #[inline(always)]
-        |_, row| {
-            let (sum_squares, scale) = row.scaled_sum_squares();
-            let norm = sum_squares.sqrt() / scale;
-            // `f64::max` would turn a NaN norm into eps and scale the row's other entries by
-            // 1/eps; a NaN stays NaN across its row (PyTorch's clamp_min keeps it too).
-            let divisor = if norm < eps { eps } else { norm };
-            let scale = <S::Compute as Float>::from_f64(1.0 / divisor);
-            row.write(
-                #[inline(always)]
-                |_, x, y| {
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        *y = x * scale;
-                    }
-                },
-            );
-        },
-    );
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,7 +51,7 @@ mod tests {
         assert_eq!(norms, vec![5.0, 2.0]);
         assert_eq!(w, vec![6.0, 8.0, 0.0, 1.0]);
         let mut y = vec![0.0; 4];
-        l2_normalize(
+        super::super::lp_normalize::l2_normalize(
             &RowsRef::from_slice(&v, 2),
             &RowsMut::from_slice(&mut y, 2),
             1e-12,

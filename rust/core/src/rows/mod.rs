@@ -7,6 +7,7 @@ use crate::layout::Rows;
 use crate::simd;
 
 mod runs;
+mod tiles;
 mod views;
 
 pub use runs::{map_row_runs, Chunks, RowRuns, ROW_CHUNK};
@@ -322,6 +323,10 @@ pub fn map_rows<S, R, const NI: usize, const NO: usize>(
         results.is_empty() || results.len() == n_rows,
         "one result per row"
     );
+    // SAFETY: the views passed `check_views`.
+    if unsafe { tiles::map_row_tiles(inputs, outputs, results, n_rows, row_len, &kernel) } {
+        return;
+    }
     let keep_results = !results.is_empty();
     let results = SharedMut(results.as_mut_ptr());
     simd::for_each_range(
