@@ -229,7 +229,7 @@ def test_dask_slices_across_chunks(rng, p):
     """Slices split over chunks: the norm from dask reductions in float64, scaled as the kernel
     scales it (1e300 does not overflow), equal to the CPU result."""
     da = pytest.importorskip("dask.array")
-    import rsnorm.dask  # noqa: F401  (registers the backend)
+    import rsnorm.dask  # registers the backend
 
     x = rng.standard_normal((12, 7))
     x[3] *= 1e300
