@@ -29,11 +29,11 @@ def test_layer_backward_matches_finite_differences(rng, make, mode):
     # Non-trivial parameters and running statistics.
     for arr in layer.parameters().values():
         arr[...] = rng.standard_normal(arr.shape) + 1
-    if isinstance(layer, rn.nn.CosineLinear | rn.nn.WeightNormLinear):
+    if isinstance(layer, (rn.nn.CosineLinear, rn.nn.WeightNormLinear)):
         x = rng.standard_normal((5, 6))
     else:
         x = rng.standard_normal(
-            (5, 6, 3) if not isinstance(layer, rn.nn.LayerNorm | rn.nn.RMSNorm) else (5, 3, 6)
+            (5, 6, 3) if not isinstance(layer, (rn.nn.LayerNorm, rn.nn.RMSNorm)) else (5, 3, 6)
         )
     layer(x)  # one training step moves the running statistics
     if mode == "eval":

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Builds rsnorm's release artifacts into dist/ and checks each one:
+#   - manylinux2014 (glibc 2.17) abi3 wheels for x86_64 and aarch64, cross-built with zig
+#     (`maturin build --zig`), so one wheel per platform serves CPython 3.9+;
+#   - musllinux_1_2 x86_64 with --musl (Alpine);
+#   - the sdist.
+# Checks: `auditwheel show` reports the tag the wheel claims; the wheel is under the size budget;
+# the x86_64 wheel installs into a clean venv whose PATH has no cargo/rustc and passes the test suite
+# there (against the installed wheel, not the source tree), then imports and computes under
+# `qemu-x86_64 -cpu Nehalem` (a pre-AVX CPU) on the scalar path.
+#
+#   scripts/build_wheels.sh [--arch x86_64|aarch64|all] [--musl] [--no-test] [--sdist-build]
+#                           [--python PYTHON]... [--test-only]
+#
+# --python (repeatable) runs the suite of the x86_64 wheel under each interpreter given (default:
+# python3; CONSTRAINTS=FILE in the environment pins its test dependencies, e.g. the oldest NumPy).
+# --sdist-build also builds a wheel from the sdist in a clean venv (one more compile). --test-only
+# tests the wheels already in dist/.
+# Needs Linux with rustup and Python >= 3.9; fetches maturin, ziglang and auditwheel from PyPI (pinned
+# below) into .venv-release. Prints one line per artifact: file, tag, size, check result.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ARCH=all MUSL=0 TEST=1 SDIST_BUILD=0 BUILD=1 PYTHONS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --arch) ARCH=$2; shift ;;
+        --musl) MUSL=1 ;;
+        --no-test) TEST=0 ;;
+        --sdist-build) SDIST_BUILD=1 ;;
+        --python) PYTHONS+=("$2"); shift ;;
+        --test-only) BUILD=0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        *) echo "build_wheels.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ ${#PYTHONS[@]} -gt 0 ] || PYTHONS=(python3)
+case "$ARCH" in x86_64) ARCHES=(x86_64) ;; aarch64) ARCHES=(aarch64) ;; all) ARCHES=(x86_64 aarch64) ;;
+    *) echo "build_wheels.sh: --arch must be x86_64, aarch64 or all, got '$ARCH'" >&2; exit 2 ;; esac
+
+# The budget a wheel must stay under (the x86_64 wheel carries AVX2 and AVX-512 paths and the GPU
+# backend; ~3.5 MB in 0.1).
+BUDGET_BYTES=$((12 * 1024 * 1024))
+# Pinned build tools: a release is reproducible from this file.
+TOOLS=("maturin==1.16.0" "ziglang==0.17.1" "auditwheel==6.8.2")
+DIST=dist
+SUMMARY=()
+
+say() { echo "== build_wheels: $*"; }
+
+say "tools: ${TOOLS[*]}"
+python3 -m venv .venv-release
+.venv-release/bin/python -m pip install -q "${TOOLS[@]}"
+MATURIN=.venv-release/bin/maturin
+AUDITWHEEL=.venv-release/bin/auditwheel
+# maturin finds zig through the ziglang package of the interpreter it runs under.
+export PATH="$PWD/.venv-release/bin:$PATH"
+
+if [ "$BUILD" = 1 ]; then
+rm -rf "$DIST"
+mkdir -p "$DIST"
+
+say "sdist"
+"$MATURIN" sdist --out "$DIST"
+SDIST=$(ls "$DIST"/*.tar.gz)
+# Listings are read whole before grep (grep -q closing the pipe early would fail it under pipefail).
+listing=$(tar tzf "$SDIST")
+for f in LICENSE-MIT LICENSE-APACHE pyproject.toml Cargo.lock; do
+    grep -q "/$f\$" <<<"$listing" || { echo "sdist lacks $f" >&2; exit 1; }
+done
+SUMMARY+=("$(basename "$SDIST")  sdist  $(stat -c %s "$SDIST") bytes  licences, pyproject, Cargo.lock: ok")
+
+build() {  # target, compatibility
+    say "wheel $1 ($2)"
+    rustup target add "$1" >/dev/null
+    "$MATURIN" build --release --zig --target "$1" --compatibility "$2" --out "$DIST"
+}
+
+check_wheel() {  # wheel, expected platform tag
+    local wheel=$1 tag=$2 size listing
+    size=$(stat -c %s "$wheel")
+    [ "$size" -le "$BUDGET_BYTES" ] || { echo "$wheel: $size bytes, over the $BUDGET_BYTES budget" >&2; exit 1; }
+    case "$wheel" in *"$tag"*) ;; *) echo "$wheel: name lacks the tag $tag" >&2; exit 1 ;; esac
+    case "$wheel" in *-cp39-abi3-*) ;; *) echo "$wheel: not an abi3 (cp39) wheel" >&2; exit 1 ;; esac
+    listing=$(unzip -l "$wheel")
+    for f in LICENSE-APACHE LICENSE-MIT; do
+        grep -q "licenses/$f" <<<"$listing" || { echo "$wheel: no $f" >&2; exit 1; }
+    done
+    # auditwheel reads the extension's symbol versions: the policy it reports must be the claimed one.
+    "$AUDITWHEEL" show "$wheel" | tee "$DIST/.auditwheel.txt"
+    grep -q "\"$tag\"" "$DIST/.auditwheel.txt" \
+        || { echo "$wheel: auditwheel does not confirm $tag" >&2; exit 1; }
+    SUMMARY+=("$(basename "$wheel")  $tag  $size bytes  auditwheel, size, licences: ok")
+}
+
+for arch in "${ARCHES[@]}"; do
+    build "$arch-unknown-linux-gnu" manylinux2014
+    check_wheel "$(ls "$DIST"/*manylinux*"$arch".whl | head -1)" "manylinux_2_17_$arch"
+done
+if [ "$MUSL" = 1 ]; then
+    build x86_64-unknown-linux-musl musllinux_1_2
+    check_wheel "$(ls "$DIST"/*musllinux*x86_64.whl | head -1)" musllinux_1_2_x86_64
+fi
+rm -f "$DIST/.auditwheel.txt"
+fi
+SDIST=$(ls "$DIST"/*.tar.gz)
+
+test_wheel() {  # wheel, python
+    local wheel=$1 python venv
+    # The interpreter itself (not a pyenv shim), and a PATH of its directory and the system's: no
+    # Rust toolchain.
+    python=$("$2" -c 'import sys; print(sys.executable)')
+    venv=$(mktemp -d)/venv
+    say "clean venv ($("$python" --version 2>&1)), no Rust on PATH: install $(basename "$wheel") and run the suite" >&2
+    env -i HOME="$HOME" PATH="$(dirname "$python"):/usr/local/bin:/usr/bin:/bin" \
+        PIP_FIND_LINKS="${PIP_FIND_LINKS:-}" CONSTRAINTS="${CONSTRAINTS:-}" \
+        bash -euo pipefail -c '
+        ! command -v cargo >/dev/null && ! command -v rustc >/dev/null \
+            || { echo "a Rust toolchain is on PATH: the check would not prove a compiler-free install" >&2; exit 1; }
+        "$1" -m venv "$2"
+        . "$2/bin/activate"
+        python -m pip install -q --upgrade pip
+        python -m pip install -q ${CONSTRAINTS:+-c "$CONSTRAINTS"} "$3[test]"
+        cd "$4"
+        # The installed wheel, not python/ of the checkout: the suite imports rsnorm from site-packages.
+        python -c "import rsnorm, sys; assert rsnorm.__file__.startswith(sys.prefix), rsnorm.__file__; print(\"rsnorm\", rsnorm.__version__, rsnorm.simd_level(), \"from\", rsnorm.__file__)"
+        python -m pytest -q -p no:cacheprovider tests
+    ' _ "$python" "$venv" "$(readlink -f "$wheel")" "$PWD" >&2
+    echo "$venv"
+}
+
+if [ "$TEST" = 1 ]; then
+    X86=$(ls "$DIST"/*manylinux*x86_64.whl 2>/dev/null | head -1 || true)
+    if [ -n "$X86" ]; then
+        for python in "${PYTHONS[@]}"; do
+            venv=$(test_wheel "$X86" "$python")
+            SUMMARY+=("$(basename "$X86")  suite under $("$python" --version 2>&1) in a venv without Rust: passed")
+        done
+        say "pre-AVX CPU: qemu-x86_64 -cpu Nehalem"
+        if command -v qemu-x86_64 >/dev/null; then
+            level=$(qemu-x86_64 -cpu Nehalem "$venv/bin/python" -c '
+import numpy as np, rsnorm
+x = np.random.default_rng(0).standard_normal((64, 300)).astype(np.float32)
+y = rsnorm.layer_norm(x)
+x64 = x.astype(np.float64)
+want = (x64 - x64.mean(-1, keepdims=True)) / np.sqrt(x64.var(-1, keepdims=True) + 1e-5)
+assert np.abs(y - want).max() < 1e-5
+assert abs(rsnorm.softmax(x).sum(-1) - 1).max() < 1e-5
+print(rsnorm.simd_level())')
+            [ "$level" = scalar ] || { echo "under Nehalem simd_level() is '$level', expected 'scalar'" >&2; exit 1; }
+            SUMMARY+=("$(basename "$X86")  qemu-x86_64 -cpu Nehalem: imports, computes, simd_level() = scalar")
+        else
+            echo "WARNING: qemu-x86_64 not installed (Debian: qemu-user); the pre-AVX check did not run"
+        fi
+    fi
+    AARCH=$(ls "$DIST"/*manylinux*aarch64.whl 2>/dev/null | head -1 || true)
+    if [ -n "$AARCH" ]; then
+        # No aarch64 CPython here: auditwheel (above) read the extension's architecture and symbol
+        # versions; the kernels themselves run under qemu-aarch64 in .ci/run's core tests.
+        SUMMARY+=("$(basename "$AARCH")  aarch64: auditwheel-checked; rsnorm-core's tests run under qemu-aarch64 in CI")
+    fi
+fi
+
+if [ "$SDIST_BUILD" = 1 ]; then
+    say "the sdist builds in a clean venv"
+    venv=$(mktemp -d)/venv
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    "$venv/bin/python" -m pip wheel -q --no-deps "$SDIST" -w "$(dirname "$venv")"
+    SUMMARY+=("$(basename "$SDIST")  built into a wheel in a clean venv: ok")
+fi
+
+say "artifacts"
+printf '%s\n' "${SUMMARY[@]}"
