@@ -126,7 +126,7 @@ test_wheel() {  # wheel, python
         # The installed wheel, not python/ of the checkout: the suite imports rsnorm from site-packages.
         python -c "import rsnorm, sys; assert rsnorm.__file__.startswith(sys.prefix), rsnorm.__file__; print(\"rsnorm\", rsnorm.__version__, rsnorm.simd_level(), \"from\", rsnorm.__file__)"
         python -m pytest -q -p no:cacheprovider tests
-    ' _ "$python" "$venv" "$(readlink -f "$wheel")" "$PWD" >&2
+    ' _ "$python" "$venv" "$(readlink -f "$wheel")" "$PWD" >&2 || return 1
     echo "$venv"
 }
 
@@ -134,7 +134,8 @@ if [ "$TEST" = 1 ]; then
     X86=$(ls "$DIST"/*manylinux*x86_64.whl 2>/dev/null | head -1 || true)
     if [ -n "$X86" ]; then
         for python in "${PYTHONS[@]}"; do
-            venv=$(test_wheel "$X86" "$python")
+            # `|| exit 1`: errexit does not reach into a command substitution.
+            venv=$(test_wheel "$X86" "$python") || { echo "the suite failed under $python" >&2; exit 1; }
             SUMMARY+=("$(basename "$X86")  suite under $("$python" --version 2>&1) in a venv without Rust: passed")
         done
         say "pre-AVX CPU: qemu-x86_64 -cpu Nehalem"
