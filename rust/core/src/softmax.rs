@@ -506,15 +506,8 @@ impl ColumnLayout {
             return None;
         }
         let split = |rows: &crate::layout::Rows| {
-            let (&axis_stride, &width) = (rows.inner.strides.first()?, rows.outer.shape.last()?);
-            let last = rows.outer.strides.len() - 1;
-            (rows.inner.shape.len() == 1 && rows.outer.strides[last] == 1).then(|| {
-                let runs = crate::layout::Dims::new(
-                    &rows.outer.shape[..last],
-                    &rows.outer.strides[..last],
-                );
-                (rows.inner.shape[0], axis_stride, width, runs)
-            })
+            crate::rows::column_runs(rows)
+                .map(|(stride, width, runs)| (rows.row_len(), stride, width, runs))
         };
         if !crate::rows::same_or_apart(x, y) {
             return None; // left to the row driver, which refuses it

@@ -103,6 +103,22 @@ impl<T> SharedMut<T> {
     }
 }
 
+/// A view's rows as columns: each row one dim of `stride`, and row r + 1 starting one element
+/// after row r, in runs of `width` such rows (the innermost outer dim): (stride, width, the runs'
+/// outer dims), or None if its rows are not laid out so. The layout of softmax's column kernel and
+/// of the row driver's tiles.
+pub(crate) fn column_runs(rows: &Rows) -> Option<(isize, usize, crate::layout::Dims)> {
+    let &[stride] = rows.inner.strides.as_slice() else {
+        return None;
+    };
+    let width = *rows.outer.shape.last()?;
+    let last = rows.outer.strides.len() - 1;
+    (rows.outer.strides[last] == 1).then(|| {
+        let runs = crate::layout::Dims::new(&rows.outer.shape[..last], &rows.outer.strides[..last]);
+        (stride, width, runs)
+    })
+}
+
 /// Checks that every view has the rows of `reference` (same count and length).
 pub fn check_same_rows(op: &str, reference: &Rows, others: &[(&str, &Rows)]) -> Result<()> {
     for (name, rows) in others {

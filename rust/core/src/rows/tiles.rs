@@ -15,16 +15,9 @@ use crate::simd;
 /// Scratch a task may hold for its tile, all views together.
 const TILE_BYTES: usize = 2 << 20;
 
-/// A view's rows as runs of `width` neighbouring rows: (the stride of a row's elements, the runs'
-/// outer dims), or None if its rows are not laid out so.
+/// [`super::column_runs`] of a view whose rows are strided (contiguous rows need no tiles).
 fn columns(rows: &Rows) -> Option<(isize, usize, Dims)> {
-    let stride = rows.inner.single_stride()?;
-    let width = *rows.outer.shape.last()?;
-    let last = rows.outer.strides.len() - 1;
-    (stride != 1 && rows.outer.strides[last] == 1).then(|| {
-        let runs = Dims::new(&rows.outer.shape[..last], &rows.outer.strides[..last]);
-        (stride, width, runs)
-    })
+    super::column_runs(rows).filter(|&(stride, _, _)| stride != 1)
 }
 
 /// [`super::map_rows`]'s work on tiles, if every view's rows lie in runs of neighbours (the same
