@@ -369,7 +369,9 @@ pub fn nll_loss<S: Element>(
     // One pass, summing as it reads (the order `reduce_losses` sums in): the loads of a loss over
     // (4096, 1000) miss the cache, and a vector of per-row options and a second pass had cost
     // a third of its time on top of them.
-    let (mut total, mut kept) = (0.0f64, 0usize);
+    // `weights` sums the kept targets' class weights (the weighted mean's denominator) in the
+    // same pass and order as `target_weights` would.
+    let (mut total, mut kept, mut weights) = (0.0f64, 0usize, 0.0f64);
     for (r, &t) in index.iter().enumerate() {
         if t == ignore {
             if keep_each {
@@ -381,9 +383,11 @@ pub fn nll_loss<S: Element>(
         let at = start + t as isize * stride;
         // SAFETY: t is a class (checked), so the element lies in row r of the view.
         let v = unsafe { *rows.as_ptr().offset(at) }.load().to_f64();
-        let loss = -weight.map_or(1.0, |w| w[t as usize]) * v;
+        let w_t = weight.map_or(1.0, |w| w[t as usize]);
+        let loss = -w_t * v;
         total += loss;
         kept += 1;
+        weights += w_t;
         if keep_each {
             losses.push(loss);
         }
@@ -398,7 +402,11 @@ pub fn nll_loss<S: Element>(
             shape: vec![],
         },
         Reduction::Mean => {
-            let count = weight.map_or(kept as f64, |w| target_weights(index, ignore, w));
+            let count = if weight.is_some() {
+                weights
+            } else {
+                kept as f64
+            };
             Reduced {
                 values: vec![total / count],
                 shape: vec![],
