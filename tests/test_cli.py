@@ -136,6 +136,30 @@ def test_table_lists_rows_ratios_and_ceiling():
     assert lone.rstrip().endswith("—"), lone
 
 
+def test_table_has_only_present_peers_and_fits_a_terminal():
+    table = bench.format_table(REPORT)
+    header = next(line for line in table.splitlines() if line.startswith("op "))
+    assert header.split() == [
+        "op",
+        "shape",
+        "dtype",
+        "ms",
+        "GB/s",
+        "%copy",
+        "alloc",
+        "×numpy",
+        "×ort",
+        "×fastest",
+    ]
+    assert "(×ort = onnxruntime)" in table
+    assert (
+        max(
+            len(line) for line in table.splitlines() if not line.startswith(("rsnorm", "times", "%", "speed"))
+        )
+        <= 100
+    )
+
+
 def test_markdown_table_has_only_present_peers():
     md = bench.format_markdown(REPORT)
     header = next(line for line in md.splitlines() if line.startswith("| op"))
@@ -147,8 +171,29 @@ def test_markdown_table_has_only_present_peers():
 def test_config_and_usage():
     out = run_cli("config")
     assert out.returncode == 0 and "simd" in out.stdout and "threads" in out.stdout
-    assert run_cli("help").returncode == 0
-    assert run_cli("nonsense").returncode == 2
+    help_ = run_cli("--help")
+    assert help_.returncode == 0 and help_.stdout == run_cli("help").stdout
+    # Every command and every option README uses, from the commands' own parsers.
+    for text in ("bench", "stats fit", "stats apply", "config", "--out", "--quick", "--device", "--axis"):
+        assert text in help_.stdout, text
+    wrong = run_cli("nonsense")
+    assert wrong.returncode == 2 and "unknown command 'nonsense'" in wrong.stderr and "--out" in wrong.stderr
+
+
+def test_bench_says_what_is_missing(tmp_path, monkeypatch, capsys):
+    """An absent peer or matplotlib is said on stderr, not skipped silently."""
+    from rsnorm.bench import cli
+
+    monkeypatch.setattr(
+        cli, "missing_peers", lambda: [("torch", "torch"), ("onnxruntime", "onnx onnxruntime")]
+    )
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    assert cli.main(["--quick", "--rounds", "1", "--only", "aic", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "peers not installed, left out of the comparison: torch (pip install torch), " in err
+    assert "onnxruntime (pip install onnx onnxruntime)" in err
+    assert "matplotlib is not installed: no chart was drawn" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.md"]
 
 
 def test_bench_writes_json_and_chart(tmp_path):

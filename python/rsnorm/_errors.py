@@ -48,8 +48,28 @@ def _culprit(
     if not match:
         return None
     type_name = match.group(1) or match.group(2)
-    names = [n for n, v in bound_arguments(fn, args, kwargs).items() if type(v).__name__ == type_name]
+    bound = bound_arguments(fn, args, kwargs)
+    names = [n for n, v in bound.items() if type(v).__name__ == type_name]
+    if len(names) > 1:
+        # The dispatcher passes every parameter, defaults included (axis=-1 beside reduction=1): the
+        # culprit is one the caller changed. (Python >= 3.11 gets the name from PyO3's note instead.)
+        params = _parameters(fn)
+        names = [n for n in names if n not in params or not _is_default(bound[n], params[n].default)]
     return names[0] if len(names) == 1 else None
+
+
+def _parameters(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    try:
+        return dict(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return {}
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    scalar = (int, float, str, type(None))
+    return value is default or (
+        isinstance(value, scalar) and type(value) is type(default) and bool(value == default)
+    )
 
 
 def contract_error(

@@ -100,21 +100,21 @@ def partial_moments(
     if not isinstance(x, da.Array):
         x = da.asarray(x)
     axes = _axes(x.ndim, axis)
-    return cast(
-        da.Array,
-        da.reduction(
-            x,
-            _chunk_moments,
-            _aggregate,
-            axis=axes,
-            keepdims=False,
-            dtype=statistics.MOMENTS,
-            combine=_merge,
-            split_every=split_every,
-            concatenate=False,
-            meta=np.empty((0,) * (x.ndim - len(axes)), dtype=statistics.MOMENTS),
-        ),
+    # Reduced with keepdims and indexed down after: dask < 2024.9 (the last for Python 3.9) makes a
+    # 0-d result's meta with meta.sum(), which record dtypes lack.
+    kept = da.reduction(
+        x,
+        _chunk_moments,
+        _aggregate,
+        axis=axes,
+        keepdims=True,
+        dtype=statistics.MOMENTS,
+        combine=_merge,
+        split_every=split_every,
+        concatenate=False,
+        meta=np.empty((0,) * x.ndim, dtype=statistics.MOMENTS),
     )
+    return cast(da.Array, kept[tuple(0 if a in axes else slice(None) for a in range(x.ndim))])
 
 
 def moments(

@@ -241,7 +241,8 @@ def apply(
         raise
 
 
-def main(argv: list[str]) -> int:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The stats command's parser and its subcommands' (also listed by ``python -m rsnorm --help``)."""
     parser = argparse.ArgumentParser(
         prog="python -m rsnorm stats", description=(__doc__ or "").splitlines()[0]
     )
@@ -265,7 +266,11 @@ def main(argv: list[str]) -> int:
             "files by the same paths",
         )
         p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    return parser, {"fit": p_fit, "apply": p_apply}
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser()[0].parse_args(argv)
     try:
         if args.command == "fit":
             fit(args.data, args.axis, args.out, args.overwrite, not args.quiet, args.scheduler)

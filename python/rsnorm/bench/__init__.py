@@ -1,4 +1,4 @@
-"""``python -m rsnorm bench``: rsnorm against NumPy, PyTorch CPU and ONNX Runtime, side by side.
+"""``python -m rsnorm bench``: rsnorm against NumPy, SciPy, PyTorch CPU and ONNX Runtime, side by side.
 
 Every implementation of a workload is timed in the same run, interleaved round by round so
 machine noise hits all of them alike; the table reports medians. Bandwidth is bytes read plus

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -12,11 +13,11 @@ from .chart import write_results
 from .report import format_markdown, format_table
 from .suites import SUITES
 from .timing import run
+from .workload import missing_peers
 
 
-def main(argv: list[str]) -> int:
-    import argparse
-
+def build_parser() -> argparse.ArgumentParser:
+    """The bench command's options (also listed by ``python -m rsnorm --help``)."""
     parser = argparse.ArgumentParser(prog="python -m rsnorm bench", description=(_doc or "").splitlines()[0])
     parser.add_argument(
         "--suite", choices=sorted(SUITES), default="full", help="shapes to run (default full)"
@@ -43,6 +44,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--data", default=None, help="--device dask: folder for the generated .npy files (kept for reuse)"
     )
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads is not None:
         rn.set_num_threads(args.threads)
@@ -61,6 +67,13 @@ def main(argv: list[str]) -> int:
             parser.error("--device gpu takes --suite quick or full")
         report = run_gpu(suite, rounds=args.rounds, only=args.only, progress=not quiet)
     else:
+        absent = missing_peers()
+        if absent:
+            print(
+                "peers not installed, left out of the comparison: "
+                + ", ".join(f"{name} (pip install {package})" for name, package in absent),
+                file=sys.stderr,
+            )
         report = run(suite, rounds=args.rounds, only=args.only, progress=not quiet)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -69,6 +82,9 @@ def main(argv: list[str]) -> int:
     else:
         print(format_table(report))
     if args.out:
-        for path in write_results(report, args.out):
+        paths = write_results(report, args.out)
+        for path in paths:
             print(f"wrote {path}", file=sys.stderr)
+        if not any(path.endswith(".png") for path in paths):
+            print("matplotlib is not installed: no chart was drawn (pip install matplotlib)", file=sys.stderr)
     return 0

@@ -47,35 +47,40 @@ def _header(report: dict) -> list[str]:
     return [
         f"rsnorm {cfg['rsnorm']} · simd {cfg['simd']} · {cfg['threads']} threads · numpy {cfg['numpy']}",
         f"copy ceiling ({cfg['threads']} threads, 256 MB, read + write): {report['copy_gbps']:.1f} GB/s",
-        "times are medians in ms; 'rsnorm' writes into a preallocated out=, 'alloc' returns a new array;",
+        "times are rsnorm's medians in ms: 'ms' writes into a preallocated out=, 'alloc' returns new arrays;",
         "% copy = time of a same-bytes copy (interleaved with the workload) / rsnorm's time;",
         "speed-up = peer time / rsnorm time; 'fastest' is against the fastest peer",
     ]
 
 
+# Short column labels for the text table, so it fits a terminal.
+SHORT = {"numpy": "numpy", "scipy": "scipy", "torch": "torch", "torch fused": "torch-f", "onnxruntime": "ort"}
+
+
 def format_table(report: dict) -> str:
-    lines = [*_header(report), ""]
+    """The text table: rsnorm's time, GB/s, % copy and each installed peer's speed-up (its time is
+    in --json and --markdown). Only peers that ran somewhere get a column; op and shape columns are
+    as wide as their longest entry."""
     rows = summarize(report)
-    # The peers that ran somewhere (all of them on a CPU run, so its columns stay put).
-    peers = [p for p in PEERS if "device" not in report["config"] or any(p in r["peer_ms"] for r in rows)]
+    peers = [p for p in PEERS if any(p in r["peer_ms"] for r in rows)]
+    op_w = max([len("op"), *(len(r["op"]) for r in rows)]) + 2
+    shape_w = max([len("shape"), *(len(str(r["shape"])) for r in rows)]) + 2
     header = (
-        f"{'op':<24}{'shape':<20}{'dtype':<8}{'rsnorm':>9}{'GB/s':>7}{'%copy':>7}{'alloc':>9}"
-        + "".join(f"{p:>12}" for p in peers)
-        + "".join(f"{'×' + p:>13}" for p in peers)
-        + f"{'×fastest':>10}"
+        f"{'op':<{op_w}}{'shape':<{shape_w}}{'dtype':<8}{'ms':>8}{'GB/s':>7}{'%copy':>7}{'alloc':>8}"
+        + "".join(f"{'×' + SHORT[p]:>9}" for p in peers)
+        + f"{'×fastest':>9}"
     )
+    legend = [f"×{SHORT[p]} = {p}" for p in peers if SHORT[p] != p]
+    lines = [*_header(report), *(["(" + ", ".join(legend) + ")"] if legend else []), ""]
     lines += [header, "-" * len(header)]
     for row in rows:
-        alloc = f"{row['alloc_ms']:>9.3f}" if row["alloc_ms"] is not None else f"{'—':>9}"
+        alloc = f"{row['alloc_ms']:>8.3f}" if row["alloc_ms"] is not None else f"{'—':>8}"
         line = (
-            f"{row['op']:<24}{row['shape']!s:<20}{row['dtype']:<8}{row['ms']:>9.3f}{row['gbps']:>7.1f}"
-            f"{100 * row['copy_share']:>6.0f}%{alloc}"
+            f"{row['op']:<{op_w}}{row['shape']!s:<{shape_w}}{row['dtype']:<8}{row['ms']:>8.3f}"
+            f"{row['gbps']:>7.1f}{100 * row['copy_share']:>6.0f}%{alloc}"
         )
-        line += "".join(f"{row['peer_ms'][p]:>12.3f}" if p in row["peer_ms"] else f"{'—':>12}" for p in peers)
-        line += "".join(
-            f"{row['speedup'][p]:>12.1f}×" if p in row["speedup"] else f"{'—':>13}" for p in peers
-        )
-        line += f"{row['vs_fastest']:>9.1f}×" if row["vs_fastest"] is not None else f"{'—':>10}"
+        line += "".join(f"{row['speedup'][p]:>8.1f}×" if p in row["speedup"] else f"{'—':>9}" for p in peers)
+        line += f"{row['vs_fastest']:>8.1f}×" if row["vs_fastest"] is not None else f"{'—':>9}"
         lines.append(line)
     return "\n".join(lines)
 

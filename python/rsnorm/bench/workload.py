@@ -114,6 +114,18 @@ def scipy_or_none():
     return scipy
 
 
+def missing_peers() -> list[tuple[str, str]]:
+    """The optional peers that are not installed, as (name, what to pip install)."""
+    absent = []
+    if scipy_or_none() is None:
+        absent.append(("scipy", "scipy"))
+    if torch_or_none() is None:
+        absent.append(("torch", "torch"))
+    if onnxruntime_or_none() is None:
+        absent.append(("onnxruntime", "onnx onnxruntime"))
+    return absent
+
+
 def torch_train_step(torch, forward, inputs, go):
     """PyTorch autograd over `forward(*inputs)`: gradients of every input."""
     tensors = [torch.from_numpy(a).requires_grad_() for a in inputs]
