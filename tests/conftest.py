@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shlex
+import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,10 @@ import pytest
 
 import rsnorm
 from rsnorm import _backend
+
+# The interpreter tests start in subprocesses: this one, or the command in RSNORM_TEST_PYTHON when the
+# suite itself runs under emulation (scripts/build_wheels.sh --aarch64-python: "qemu-aarch64 -L ...").
+PYTHON = shlex.split(os.environ.get("RSNORM_TEST_PYTHON", "")) or [sys.executable]
 
 # Backends that register themselves when imported, where they are installed and usable.
 for _module in ("rsnorm.gpu", "rsnorm.dask"):

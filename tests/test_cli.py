@@ -9,12 +9,13 @@ import sys
 import numpy as np
 
 import rsnorm as rn
+from conftest import PYTHON
 from rsnorm import bench
 
 
 def run_cli(*args, timeout=300):
     return subprocess.run(
-        [sys.executable, "-m", "rsnorm", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [*PYTHON, "-m", "rsnorm", *args], capture_output=True, text=True, timeout=timeout, check=False
     )
 
 

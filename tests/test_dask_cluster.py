@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import rsnorm
-from conftest import cluster_fetch
+from conftest import PYTHON, cluster_fetch
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
@@ -137,11 +137,10 @@ def test_forked_worker_processes(tmp_path):
     has run: rsnorm in them computes, and nothing hangs. In its own process: the start method is
     process-wide state."""
     import subprocess
-    import sys
 
     script = tmp_path / "forked.py"
     script.write_text(FORKED)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
+    done = subprocess.run([*PYTHON, str(script)], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 

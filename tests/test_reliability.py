@@ -4,7 +4,6 @@ deadlocks, silent wrong answers, panics and wrong exception types. Each test fai
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
 import time
 
@@ -12,13 +11,14 @@ import numpy as np
 import pytest
 
 import rsnorm as rn
+from conftest import PYTHON
 from rsnorm import optim
 
 
 def run_python(code: str, timeout: float) -> subprocess.CompletedProcess[str]:
     """Runs `code` in a fresh interpreter; a hang fails the test instead of stalling the suite."""
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout
+        [*PYTHON, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 
 import numpy as np
 import pytest
 
 import rsnorm as rn
+from conftest import PYTHON
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_mid_size_calls_while_workers_are_awake_match_one_thread(rng, restore_th
 def test_environment_variable_sets_default():
     code = "import rsnorm; print(rsnorm.get_num_threads())"
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        [*PYTHON, "-c", code],
         env={**os.environ, "RSNORM_NUM_THREADS": "3"},
         capture_output=True,
         text=True,
@@ -114,9 +114,7 @@ if pid == 0:
 _, status = os.waitpid(pid, 0)
 print(os.waitstatus_to_exitcode(status))
 """
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
+    out = subprocess.run([*PYTHON, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "0"
 
 
@@ -165,7 +163,7 @@ print(rn.simd_level())
         for level in ("scalar", "avx2", "avx512"):
             path = os.path.join(tmp, f"{level}.npz")
             run = subprocess.run(
-                [sys.executable, "-c", code, path],
+                [*PYTHON, "-c", code, path],
                 env={**os.environ, "RSNORM_SIMD": level},
                 capture_output=True,
                 text=True,
@@ -174,6 +172,8 @@ print(rn.simd_level())
             )
             with np.load(path) as saved:
                 outputs[run.stdout.strip()] = dict(saved)
+    if set(outputs) == {"neon"}:
+        pytest.skip("aarch64 has one SIMD level, NEON, which RSNORM_SIMD cannot lower")
     assert "scalar" in outputs
     for level, results in outputs.items():
         for op, result in results.items():

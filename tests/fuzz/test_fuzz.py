@@ -5,8 +5,9 @@ so that a crash or a hang is reported with the call that caused it. ``--fuzz-cal
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
+
+from conftest import PYTHON
 
 CAMPAIGN = Path(__file__).with_name("campaign.py")
 BATCH = 2500
@@ -19,7 +20,7 @@ def test_fuzz_campaign_finds_nothing(fuzz_calls: int, fuzz_seed: int, tmp_path: 
     for start in range(0, fuzz_calls, BATCH):
         calls = min(BATCH, fuzz_calls - start)
         progress = tmp_path / "in_flight"
-        command = [sys.executable, str(CAMPAIGN), "--seed", str(fuzz_seed), "--start", str(start)]
+        command = [*PYTHON, str(CAMPAIGN), "--seed", str(fuzz_seed), "--start", str(start)]
         command += ["--calls", str(calls), "--progress", str(progress)]
         try:
             out = subprocess.run(command, capture_output=True, text=True, timeout=BATCH_TIMEOUT_S)
