@@ -151,6 +151,7 @@ def test_table_has_only_present_peers_and_fits_a_terminal():
         "×numpy",
         "×ort",
         "×fastest",
+        "missed",
     ]
     assert "(×ort = onnxruntime)" in table
     assert (
@@ -166,7 +167,29 @@ def test_markdown_table_has_only_present_peers():
     header = next(line for line in md.splitlines() if line.startswith("| op"))
     assert "numpy ms" in header and "onnxruntime ms" in header and "torch ms" not in header
     row = next(line for line in md.splitlines() if line.startswith("| layer_norm"))
-    assert row == "| layer_norm | (8, 1000) | 0.002 | 32.0 | 80% | 0.010 | 0.004 | 2.0× |", row
+    assert row == "| layer_norm | (8, 1000) | 0.002 | 32.0 | 80% | 0.010 | 0.004 | 2.0× | — |", row
+
+
+def test_rows_below_target_are_marked():
+    """Issue 25's targets: ≥ 90% of the copy from 64 MB moved, ≥ 1.3× the fastest peer up to 1 MB,
+    else parity (within 5%)."""
+    mb = 1 << 20
+
+    def missed(bytes_moved, copy_s, peer_s):
+        result = {"op": "op", "shape": [1], "dtype": "float32", "bytes_moved": bytes_moved}
+        result["median_s"] = {"rsnorm": 1.0, "copy": copy_s, "numpy": peer_s}
+        (row,) = bench.summarize({**REPORT, "results": [result]})
+        return row["missed"]
+
+    assert missed(64 * mb, 0.91, 1.0) == ""
+    assert missed(64 * mb, 0.89, 1.0) == "<90% copy"
+    assert missed(64 * mb, 0.89, 0.9) == "<90% copy, <0.95× peer"
+    assert missed(mb, 0.5, 1.29) == "<1.3× peer"
+    assert missed(mb, 0.1, 1.31) == ""  # small: the roofline is not the target there
+    assert missed(2 * mb, 0.5, 0.96) == ""  # within 5% of the peer is parity
+    assert missed(2 * mb, 0.5, 0.94) == "<0.95× peer"
+    table = bench.format_table({**REPORT, "results": [{**REPORT["results"][0], "bytes_moved": 128 * mb}]})
+    assert table.splitlines()[-1].endswith("<90% copy")
 
 
 def test_config_and_usage():

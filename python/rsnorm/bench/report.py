@@ -5,6 +5,31 @@ from __future__ import annotations
 
 PEERS = ("numpy", "scipy", "torch", "torch fused", "onnxruntime")
 
+# The speed targets (issue 25): a large memory-bound workload reaches this share of its roofline (a
+# same-bytes copy in the same run); a small one is this much faster than the fastest peer; any other
+# is at least at parity with it, where within 5% is parity.
+LARGE_BYTES, ROOFLINE_TARGET = 64 << 20, 0.90
+SMALL_BYTES, SMALL_TARGET = 1 << 20, 1.3
+PARITY = 0.95
+
+
+_TARGETS = (
+    f"missed = below target: ≥ {ROOFLINE_TARGET:.0%} copy from {LARGE_BYTES >> 20} MB moved, "
+    f"≥ {SMALL_TARGET}× fastest peer to {SMALL_BYTES >> 20} MB, else ≥ {PARITY}×"
+)
+
+
+def target_missed(row: dict, bytes_moved: int) -> str:
+    """Which targets the row misses ("" when none), e.g. "<90% copy, <1.3× peer"."""
+    misses = []
+    if bytes_moved >= LARGE_BYTES and row["copy_share"] < ROOFLINE_TARGET:
+        misses.append(f"<{ROOFLINE_TARGET:.0%} copy")
+    if row["vs_fastest"] is not None:
+        want = SMALL_TARGET if bytes_moved <= SMALL_BYTES else PARITY
+        if row["vs_fastest"] < want:
+            misses.append(f"<{want}× peer")
+    return ", ".join(misses)
+
 
 def summarize(report: dict) -> list[dict]:
     """Per workload: rsnorm's median, GB/s, share of the same-bytes copy, each peer's speed-up and
@@ -14,22 +39,22 @@ def summarize(report: dict) -> list[dict]:
         t = r["median_s"]
         ours = t["rsnorm"]
         peers = {p: t[p] / ours for p in PEERS if p in t}
-        rows.append(
-            {
-                "op": r["op"],
-                "shape": tuple(r["shape"]),
-                "dtype": r["dtype"],
-                "ms": ours * 1e3,
-                "alloc_ms": t["rsnorm alloc"] * 1e3 if "rsnorm alloc" in t else None,
-                "gbps": r["bytes_moved"] / ours / 1e9,
-                "copy_share": t["copy"] / ours
-                if "copy" in t
-                else r["bytes_moved"] / ours / 1e9 / report["copy_gbps"],
-                "peer_ms": {p: t[p] * 1e3 for p in PEERS if p in t},
-                "speedup": peers,
-                "vs_fastest": min(peers.values()) if peers else None,
-            }
-        )
+        row = {
+            "op": r["op"],
+            "shape": tuple(r["shape"]),
+            "dtype": r["dtype"],
+            "ms": ours * 1e3,
+            "alloc_ms": t["rsnorm alloc"] * 1e3 if "rsnorm alloc" in t else None,
+            "gbps": r["bytes_moved"] / ours / 1e9,
+            "copy_share": t["copy"] / ours
+            if "copy" in t
+            else r["bytes_moved"] / ours / 1e9 / report["copy_gbps"],
+            "peer_ms": {p: t[p] * 1e3 for p in PEERS if p in t},
+            "speedup": peers,
+            "vs_fastest": min(peers.values()) if peers else None,
+        }
+        row["missed"] = target_missed(row, r["bytes_moved"])
+        rows.append(row)
     return rows
 
 
@@ -43,6 +68,7 @@ def _header(report: dict) -> list[str]:
             "timestamps (PyTorch: CUDA events), else wall time including recording and submitting;",
             "% copy = a same-bytes device copy's time / rsnorm's time;",
             "speed-up = peer time / rsnorm time ('torch' is PyTorch CUDA)",
+            _TARGETS,
         ]
     return [
         f"rsnorm {cfg['rsnorm']} · simd {cfg['simd']} · {cfg['threads']} threads · numpy {cfg['numpy']}",
@@ -50,6 +76,7 @@ def _header(report: dict) -> list[str]:
         "times are rsnorm's medians in ms: 'ms' writes into a preallocated out=, 'alloc' returns new arrays;",
         "% copy = time of a same-bytes copy (interleaved with the workload) / rsnorm's time;",
         "speed-up = peer time / rsnorm time; 'fastest' is against the fastest peer",
+        _TARGETS,
     ]
 
 
@@ -68,7 +95,7 @@ def format_table(report: dict) -> str:
     header = (
         f"{'op':<{op_w}}{'shape':<{shape_w}}{'dtype':<8}{'ms':>8}{'GB/s':>7}{'%copy':>7}{'alloc':>8}"
         + "".join(f"{'×' + SHORT[p]:>9}" for p in peers)
-        + f"{'×fastest':>9}"
+        + f"{'×fastest':>9}  missed"
     )
     legend = [f"×{SHORT[p]} = {p}" for p in peers if SHORT[p] != p]
     lines = [*_header(report), *(["(" + ", ".join(legend) + ")"] if legend else []), ""]
@@ -81,7 +108,7 @@ def format_table(report: dict) -> str:
         )
         line += "".join(f"{row['speedup'][p]:>8.1f}×" if p in row["speedup"] else f"{'—':>9}" for p in peers)
         line += f"{row['vs_fastest']:>8.1f}×" if row["vs_fastest"] is not None else f"{'—':>9}"
-        lines.append(line)
+        lines.append(f"{line}  {row['missed']}".rstrip())
     return "\n".join(lines)
 
 
@@ -90,12 +117,14 @@ def format_markdown(report: dict) -> str:
     rows = summarize(report)
     peers = [p for p in PEERS if any(p in row["peer_ms"] for row in rows)]
     head = ["op", "shape", "rsnorm ms", "GB/s", "% copy", *(f"{p} ms" for p in peers), "× fastest peer"]
+    head.append("missed")
     lines = ["\n".join(f"> {line}" for line in _header(report)), ""]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 3) + "---|"]
     for row in rows:
         cells = [row["op"], str(row["shape"]), f"{row['ms']:.3f}", f"{row['gbps']:.1f}"]
         cells.append(f"{100 * row['copy_share']:.0f}%")
         cells += [f"{row['peer_ms'][p]:.3f}" if p in row["peer_ms"] else "—" for p in peers]
         cells.append(f"{row['vs_fastest']:.1f}×" if row["vs_fastest"] is not None else "—")
+        cells.append(row["missed"] or "—")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
