@@ -47,6 +47,31 @@ def test_moments_exact_in_float64_for_float32_data(rn, rng):
         rn.merge_moments((-1, 0.0, 0.0), (1, 0.0, 0.0))
 
 
+def test_merge_moments_of_any_layout_is_the_same_merge(rng):
+    """Arrays as `moments` returns them (one shape, C order, int64 counts) take a path without NumPy
+    calls; strided, float-count, list and broadcast inputs take NumPy's conversions. Same bits."""
+    a = rn.moments((rng.standard_normal((64, 100)) + 1e4).astype(np.float32), 1)
+    b = rn.moments(rng.standard_normal((64, 30)) * 3, 1)
+    want = rn.merge_moments(a, b)
+    assert [v.dtype for v in want] == [np.int64, np.float64, np.float64]
+    np.testing.assert_array_equal(want[0], 130)
+    for left, right in [
+        (tuple(v.astype(np.float64) for v in a), b),  # float counts
+        (tuple(np.repeat(v, 2)[::2] for v in a), b),  # strided
+        (tuple(v.tolist() for v in a), tuple(v.tolist() for v in b)),  # lists
+    ]:
+        for got, expected in zip(rn.merge_moments(left, right), want):
+            np.testing.assert_array_equal(got, expected)
+    # Broadcasting a 0-d triple equals merging it with each position.
+    whole = rn.moments(np.ones(10), None)
+    got = rn.merge_moments(whole, b)
+    for i in (0, 63):
+        single = rn.merge_moments(tuple(np.asarray(v) for v in whole), tuple(v[i : i + 1] for v in b))
+        assert [g[i] for g in got] == [s[0] for s in single]
+    with pytest.raises(ValueError, match="counts must be non-negative integers"):
+        rn.merge_moments((-a[0], a[1], a[2]), b)
+
+
 @pytest.mark.parametrize(("shape", "axis"), [((3000, 20), 0), ((6, 50, 9), (0, 1)), ((40, 7), 0)])
 def test_column_moments_of_tables(rn, rng, shape, axis):
     """Leading axes of a C-contiguous array (feature statistics of a table) run down the columns;
