@@ -56,8 +56,10 @@ AARCH64_DEBS="python3.11-minimal:arm64 libpython3.11-minimal:arm64 libpython3.11
     libssl3:arm64 libbz2-1.0:arm64 liblzma5:arm64 libsqlite3-0:arm64 libncursesw6:arm64
     libtinfo6:arm64 libreadline8:arm64 libuuid1:arm64 libcrypt1:arm64 libnsl2:arm64 libtirpc3:arm64
     libdb5.3:arm64 libgdbm6:arm64"
-AARCH64_TESTS="not dask and not gpu and not cluster and not cli and not fuzz and not example"
-AARCH64_TESTS+=" and not fork_while_another_thread"
+# The CPU backend's tests (pytest -k), run under an emulated CPU: the dask backend runs the same
+# kernels, the GPU one none of them.
+CPU_TESTS="not dask and not gpu and not cluster"
+AARCH64_TESTS="$CPU_TESTS and not cli and not fuzz and not example and not fork_while_another_thread"
 # Pinned build tools: a release is reproducible from this file.
 TOOLS=("maturin==1.16.0" "ziglang==0.17.1" "auditwheel==6.8.2")
 DIST=dist
@@ -157,13 +159,11 @@ if [ "$TEST" = 1 ]; then
         done
         if [ "$QEMU" = 1 ] && command -v qemu-x86_64 >/dev/null; then
             # The last venv's interpreter under an emulated pre-AVX CPU (qemu-user emulates this
-            # process only; subprocesses the tests start run natively). The CPU backend's tests: the
-            # dask backend runs the same kernels, the GPU one none of them.
+            # process only; subprocesses the tests start run natively).
             say "pre-AVX CPU: qemu-x86_64 -cpu Nehalem, the CPU backend's tests"
             level=$(qemu-x86_64 -cpu Nehalem "$venv/bin/python" -c 'import rsnorm; print(rsnorm.simd_level())')
             [ "$level" = scalar ] || { echo "under Nehalem simd_level() is '$level', expected 'scalar'" >&2; exit 1; }
-            qemu-x86_64 -cpu Nehalem "$venv/bin/python" -m pytest -q -p no:cacheprovider tests \
-                -k "not dask and not gpu and not cluster"
+            qemu-x86_64 -cpu Nehalem "$venv/bin/python" -m pytest -q -p no:cacheprovider tests -k "$CPU_TESTS"
             SUMMARY+=("$(basename "$X86")  qemu-x86_64 -cpu Nehalem: simd_level() = scalar, CPU-backend suite passed")
         elif [ "$QEMU" = 1 ]; then
             echo "WARNING: qemu-x86_64 not installed (Debian: qemu-user); the pre-AVX check did not run"
