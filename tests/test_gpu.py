@@ -341,17 +341,215 @@ def test_wrong_shapes_and_values(device, rng):
         rsnorm.batch_norm(a, gpu.empty(3), gpu.empty(4))
 
 
-def test_training_modes_say_they_are_not_on_the_gpu_yet(device, rng):
+# ---- training: batch statistics and running-statistic updates ----
+
+
+def training_pair(rng, shape, axis):
+    """Offset data (1e4 + noise, each channel its own scale), the channel count, and running
+    statistics, weight and bias as host arrays."""
+    x = rng.standard_normal(shape) * 2 + 1e4
+    c = shape[axis]
+    rm, rv = rng.standard_normal(c), rng.random(c) + 0.5
+    w, b = rng.standard_normal(c), rng.standard_normal(c)
+    return [v.astype(np.float32) for v in (x, rm, rv, w, b)]
+
+
+@pytest.mark.parametrize(
+    "axis,shape", [(1, (16, 3, 40, 25)), (-1, (64, 12)), (1, (5, 7)), (0, (9, 10, 3)), (-1, (2, 3, 4))]
+)
+@pytest.mark.parametrize("momentum,tracked,correction", [(0.1, None, 1), (None, 3, 1), (0.3, None, 0)])
+def test_batch_norm_training_matches_the_cpu(device, rng, axis, shape, momentum, tracked, correction):
+    """Batch statistics (several blocks per channel in the first shape), the running statistics
+    updated in place by each rule, and the statistics returned: the CPU's values."""
+    x, rm, rv, w, b = training_pair(rng, shape, axis)
+    grm, grv = gpu.asarray(rm), gpu.asarray(rv)
+    kw = dict(
+        training=True,
+        momentum=momentum,
+        axis=axis,
+        num_batches_tracked=tracked,
+        return_stats=True,
+        running_var_correction=correction,
+    )
+    got = rsnorm.batch_norm(gpu.asarray(x), grm, grv, gpu.asarray(w), gpu.asarray(b), **kw)
+    want = rsnorm.batch_norm(x, rm, rv, w, b, **kw)
+    for g, e in zip(got, want):
+        assert g.shape == e.shape and g.dtype == e.dtype
+        close(g, e)
+    close(grm, rm)
+    close(grv, rv)
+
+
+def test_batch_norm_batch_statistics_modes(device, rng):
+    x, rm, rv, w, b = training_pair(rng, (6, 4, 5, 7), 1)
+    a = gpu.asarray(x)
+    # Without running statistics: the batch's, in training and in evaluation alike.
+    for training in (True, False):
+        got = rsnorm.batch_norm(a, weight=gpu.asarray(w), training=training, return_stats=True)
+        want = rsnorm.batch_norm(x, weight=w, training=training, return_stats=True)
+        for g, e in zip(got, want):
+            close(g, e)
+    # Mean-only: the mean subtracted, the running variance neither needed nor written.
+    grm = gpu.asarray(rm)
+    kw = dict(training=True, mean_only=True, return_stats=True)
+    got = rsnorm.batch_norm(a, grm, None, bias=gpu.asarray(b), **kw)
+    want = rsnorm.batch_norm(x, rm, None, bias=b, **kw)
+    for g, e in zip(got, want):
+        close(g, e)
+    close(grm, rm)
+    # Running statistics in float64 beside float32 x are updated in their own dtype.
+    rm64, rv64 = rm.astype(np.float64), rv.astype(np.float64)
+    if "SHADER_F64" in device["features"].split():
+        g64 = [gpu.asarray(rm64), gpu.asarray(rv64)]
+        rsnorm.batch_norm(a, *g64, training=True)
+        rsnorm.batch_norm(x, rm64, rv64, training=True)
+        assert g64[0].dtype == np.float64
+        close(g64[0], rm64)
+        close(g64[1], rv64)
+
+
+def test_batch_statistics_are_deterministic_and_nan_stays_in_its_channel(device, rng):
+    x, *_ = training_pair(rng, (32, 4, 300), 1)
+    x[3, 2, 17] = np.nan
+    a = gpu.asarray(x)
+    first = [t.numpy() for t in rsnorm.batch_norm(a, training=True, return_stats=True)]
+    for _ in range(3):
+        again = [t.numpy() for t in rsnorm.batch_norm(a, training=True, return_stats=True)]
+        for f, g in zip(first, again):
+            np.testing.assert_array_equal(f, g)
+    y, mean, rstd = first
+    assert np.isnan(y[:, 2]).all() and np.isnan(mean[2]) and np.isnan(rstd[2])
+    keep = [0, 1, 3]
+    want = rsnorm.batch_norm(x[:, keep], training=True, return_stats=True)
+    close(y[:, keep], want[0])
+    close(mean[keep], want[1])
+    close(rstd[keep], want[2])
+
+
+def test_instance_norm_updates_running_statistics(device, rng):
+    x = (rng.standard_normal((3, 6, 4, 5)) * 3 + 1e4).astype(np.float32)
+    rm, rv = rng.standard_normal(6).astype(np.float32), rng.random(6).astype(np.float32) + 0.5
+    w, b = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    grm, grv = gpu.asarray(rm), gpu.asarray(rv)
+    got = rsnorm.instance_norm(
+        gpu.asarray(x), grm, grv, gpu.asarray(w), gpu.asarray(b), momentum=0.2, return_stats=True
+    )
+    want = rsnorm.instance_norm(x, rm, rv, w, b, momentum=0.2, return_stats=True)
+    for g, e in zip(got, want):
+        assert g.shape == e.shape
+        close(g, e)
+    close(grm, rm)
+    close(grv, rv)
+
+
+def test_training_on_empty_batches(device):
+    x = np.zeros((0, 3, 4), np.float32)
+    rm, rv = np.ones(3, np.float32), np.ones(3, np.float32)
+    grm, grv = gpu.asarray(rm), gpu.asarray(rv)
+    got = rsnorm.batch_norm(gpu.asarray(x), grm, grv, training=True, return_stats=True)
+    want = rsnorm.batch_norm(x, rm, rv, training=True, return_stats=True)
+    for g, e in zip(got, want):
+        np.testing.assert_array_equal(g.numpy(), e)
+    np.testing.assert_array_equal(grm.numpy(), rm)
+    np.testing.assert_array_equal(grv.numpy(), rv)
+
+
+def test_training_errors_name_the_rule(device, rng):
     _, a = pair(rng, (3, 4))
     rm, rv = gpu.asarray(np.zeros(4, np.float32)), gpu.asarray(np.ones(4, np.float32))
-    with pytest.raises(NotImplementedError, match="batch_norm: training"):
-        rsnorm.batch_norm(a, rm, rv, training=True)
-    with pytest.raises(NotImplementedError, match="batch statistics"):
-        rsnorm.batch_norm(a)
-    with pytest.raises(NotImplementedError, match="instance_norm: updating running"):
-        rsnorm.instance_norm(gpu.asarray(np.ones((2, 4, 3), np.float32)), rm, rv)
-    with pytest.raises(TypeError, match="the gpu backend has no layer_norm_backward"):
-        rsnorm.layer_norm_backward(a, a, a, a)
+    with pytest.raises(ValueError, match="batch_norm: running_mean and running_var share memory"):
+        rsnorm.batch_norm(a, rm, rm, training=True)
+    with pytest.raises(ValueError, match=r"batch_norm: momentum=None .* needs num_batches_tracked"):
+        rsnorm.batch_norm(a, rm, rv, training=True, momentum=None)
+    with pytest.raises(ValueError, match="batch_norm: expected more than 1 value per channel"):
+        rsnorm.batch_norm(gpu.asarray(np.ones((1, 4), np.float32)), rm, rv, training=True)
+    with pytest.raises(ValueError, match="batch_norm: give both running_mean and running_var"):
+        rsnorm.batch_norm(a, rm, None)
+    with pytest.raises(ValueError, match="batch_norm: running_var_correction must be >= 0"):
+        rsnorm.batch_norm(a, rm, rv, training=True, running_var_correction=-1)
+    with pytest.raises(TypeError, match=r"batch_norm: argument 'running_mean'.*rsnorm.gpu.asarray"):
+        rsnorm.batch_norm(a, np.zeros(4, np.float32), rv, training=True)
+    with pytest.raises(ValueError, match="instance_norm: expected more than 1 spatial element"):
+        rsnorm.instance_norm(gpu.asarray(np.ones((2, 4, 1), np.float32)), rm, rv)
+    with pytest.raises(ValueError, match="instance_norm: running_mean and running_var share memory"):
+        rsnorm.instance_norm(gpu.asarray(np.ones((2, 4, 3), np.float32)), rm, rm)
+    with pytest.raises(TypeError, match="the gpu backend has no batch_norm_backward"):
+        rsnorm.batch_norm_backward(a, a, a, a)
+
+
+# ---- backward ----
+
+
+@pytest.mark.parametrize("shape,k", [((64, 300), 1), ((3, 5, 4, 6), 2), ((200, 7), 1), ((1, 4096), 1)])
+def test_row_norm_backward_matches_the_cpu(device, rng, shape, k):
+    """dx and the parameter gradients of LayerNorm and RMSNorm (and the fused-add forms) from the
+    forward's statistics, on offset rows: the CPU's values."""
+    x = (rng.standard_normal(shape) + 1e3).astype(np.float32)
+    go = rng.standard_normal(shape).astype(np.float32)
+    extra = rng.standard_normal(shape).astype(np.float32)
+    inner = shape[-k:]
+    w, b = rng.standard_normal(inner).astype(np.float32), rng.standard_normal(inner).astype(np.float32)
+    a, ga, ea, wa, ba = (gpu.asarray(v) for v in (x, go, extra, w, b))
+    _, mean, rstd = rsnorm.layer_norm(x, inner, w, b, return_stats=True)
+    dm, dr = gpu.asarray(mean), gpu.asarray(rstd)
+    ns = dict(normalized_shape=inner)
+    cases = [
+        (
+            rsnorm.layer_norm_backward(ga, a, dm, dr, wa, ba, **ns),
+            rsnorm.layer_norm_backward(go, x, mean, rstd, w, b, **ns),
+        ),
+        (
+            rsnorm.layer_norm_backward(ga, a, dm, dr, **ns),
+            rsnorm.layer_norm_backward(go, x, mean, rstd, **ns),
+        ),
+        (rsnorm.rms_norm_backward(ga, a, dr, wa, **ns), rsnorm.rms_norm_backward(go, x, rstd, w, **ns)),
+        (
+            rsnorm.add_layer_norm_backward(ga, a, dm, dr, wa, None, grad_residual_out=ea, **ns),
+            rsnorm.add_layer_norm_backward(go, x, mean, rstd, w, None, grad_residual_out=extra, **ns),
+        ),
+        (
+            rsnorm.add_rms_norm_backward(ga, a, dr, None, **ns),
+            rsnorm.add_rms_norm_backward(go, x, rstd, None, **ns),
+        ),
+    ]
+    for got, want in cases:
+        assert len(got) == len(want)
+        for g, e in zip(got, want):
+            if e is None:
+                assert g is None
+                continue
+            assert g.shape == e.shape and g.dtype == e.dtype
+            # Parameter gradients are sums over the rows: compared relative to their scale.
+            scale = max(1.0, float(np.abs(e).max()))
+            close(g.numpy() / scale, e / scale, 2e-5)
+    dx, dres, *_ = cases[3][0]
+    assert dx is dres
+
+
+def test_parameter_gradients_are_deterministic(device, rng):
+    x = rng.standard_normal((1000, 96)).astype(np.float32)
+    go = rng.standard_normal((1000, 96)).astype(np.float32)
+    _, mean, rstd = rsnorm.layer_norm(x, return_stats=True)
+    args = [gpu.asarray(v) for v in (go, x, mean, rstd)]
+    w = gpu.asarray(np.ones(96, np.float32))
+    first = [t.numpy() for t in rsnorm.layer_norm_backward(*args, w, w)]
+    for _ in range(3):
+        for f, g in zip(first, rsnorm.layer_norm_backward(*args, w, w)):
+            np.testing.assert_array_equal(f, g.numpy())
+
+
+def test_backward_errors(device, rng):
+    x, a = pair(rng, (4, 6))
+    _, mean, rstd = rsnorm.layer_norm(x, return_stats=True)
+    dm, dr = gpu.asarray(mean), gpu.asarray(rstd)
+    with pytest.raises(ValueError, match=r"layer_norm_backward: rstd has 3 values .* expected 4"):
+        rsnorm.layer_norm_backward(a, a, dm, gpu.asarray(rstd[:3]))
+    with pytest.raises(ValueError, match="layer_norm_backward: grad_out has shape"):
+        rsnorm.layer_norm_backward(gpu.asarray(x[:2]), a, dm, dr)
+    with pytest.raises(ValueError, match="rms_norm_backward: weight has shape"):
+        rsnorm.rms_norm_backward(a, a, dr, gpu.empty(5))
+    with pytest.raises(TypeError, match=r"layer_norm_backward: argument 'mean'.*rsnorm.gpu.asarray"):
+        rsnorm.layer_norm_backward(a, a, mean, dr)
 
 
 def test_threads_share_the_device(device, rng):
@@ -395,6 +593,25 @@ for shape in [(300, 33), (40, 1000), (7, 5000), (10000, 3)]:
 x = rng.standard_normal((6, 8, 9, 7)).astype(np.float32)
 rm, rv = rng.standard_normal(8).astype(np.float32), rng.random(8).astype(np.float32) + 1
 check(rsnorm.batch_norm(gpu.asarray(x), gpu.asarray(rm), gpu.asarray(rv)), rsnorm.batch_norm(x, rm, rv))
+x = (rng.standard_normal((300, 40)) + 1e3).astype(np.float32)
+go = rng.standard_normal((300, 40)).astype(np.float32)
+w = rng.standard_normal(40).astype(np.float32)
+_, mean, rstd = rsnorm.layer_norm(x, 40, w, return_stats=True)
+got = rsnorm.layer_norm_backward(*(gpu.asarray(v) for v in (go, x, mean, rstd, w, w)))
+want = rsnorm.layer_norm_backward(go, x, mean, rstd, w, w)
+for g, e in zip(got, want):
+    check(g, e, 1e-4)
+# Batch statistics over dispatches of whole samples: 30 of (2, 3000) and 40 of (8, 63).
+for shape in [(30, 2, 3000), (40, 8, 9, 7)]:
+    x = (rng.standard_normal(shape) + 1e4).astype(np.float32)
+    rm, rv = np.zeros(shape[1], np.float32), np.ones(shape[1], np.float32)
+    grm, grv = gpu.asarray(rm), gpu.asarray(rv)
+    got = rsnorm.batch_norm(gpu.asarray(x), grm, grv, training=True, return_stats=True)
+    want = rsnorm.batch_norm(x, rm, rv, training=True, return_stats=True)
+    for g, e in zip(got, want):
+        check(g, e)
+    check(grm, rm)
+    check(grv, rv)
 check(rsnorm.group_norm(gpu.asarray(x), 4), rsnorm.group_norm(x.astype(np.float64), 4))
 print("ok")
 """

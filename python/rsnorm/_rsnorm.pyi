@@ -35,7 +35,9 @@ __all__ = [
     "cross_entropy_with_logits",
     "get_num_threads",
     "gpu_add_layer_norm",
+    "gpu_add_layer_norm_backward",
     "gpu_add_rms_norm",
+    "gpu_add_rms_norm_backward",
     "gpu_astype",
     "gpu_batch_norm",
     "gpu_device_info",
@@ -45,7 +47,9 @@ __all__ = [
     "gpu_is_available",
     "gpu_l2_normalize",
     "gpu_layer_norm",
+    "gpu_layer_norm_backward",
     "gpu_rms_norm",
+    "gpu_rms_norm_backward",
     "gpu_selu",
     "gpu_softmax",
     "gpu_synchronize",
@@ -398,3 +402,37 @@ def gpu_batch_norm(
     return_stats: bool,
     running_var_correction: int,
 ) -> Any: ...
+def gpu_layer_norm_backward(
+    grad_out: GpuArray,
+    x: GpuArray,
+    mean: GpuArray,
+    rstd: GpuArray,
+    weight: _G,
+    bias: _G,
+    normalized_shape: int | Sequence[int] | None,
+) -> tuple[GpuArray, GpuArray | None, GpuArray | None]: ...
+def gpu_rms_norm_backward(
+    grad_out: GpuArray,
+    x: GpuArray,
+    rstd: GpuArray,
+    weight: _G,
+    normalized_shape: int | Sequence[int] | None,
+) -> tuple[GpuArray, GpuArray | None]: ...
+def gpu_add_layer_norm_backward(
+    grad_out: GpuArray,
+    residual_sum: GpuArray,
+    mean: GpuArray,
+    rstd: GpuArray,
+    weight: _G,
+    bias: _G,
+    grad_residual_out: _G,
+    normalized_shape: int | Sequence[int] | None,
+) -> tuple[GpuArray, GpuArray, GpuArray | None, GpuArray | None]: ...
+def gpu_add_rms_norm_backward(
+    grad_out: GpuArray,
+    residual_sum: GpuArray,
+    rstd: GpuArray,
+    weight: _G,
+    grad_residual_out: _G,
+    normalized_shape: int | Sequence[int] | None,
+) -> tuple[GpuArray, GpuArray, GpuArray | None]: ...

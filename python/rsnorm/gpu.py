@@ -194,7 +194,9 @@ def _wrap(result: Any, *given: Any) -> Any:
         return Array(handle)
 
     if isinstance(result, tuple):
-        return tuple(one(r) for r in result)
+        # One Array per handle: add_layer_norm_backward's dx and dresidual are one array, as on the CPU.
+        arrays: dict[int, Array] = {}
+        return tuple(None if r is None else arrays.setdefault(id(r), one(r)) for r in result)
     return one(result)
 
 
@@ -250,6 +252,10 @@ _BINDINGS: list[tuple[Callable[..., Any], Callable[..., Any]]] = [
     (channels.group_norm, _rsnorm.gpu_group_norm),
     (channels.instance_norm, _rsnorm.gpu_instance_norm),
     (channels.batch_norm, _rsnorm.gpu_batch_norm),
+    (norm.layer_norm_backward, _rsnorm.gpu_layer_norm_backward),
+    (norm.rms_norm_backward, _rsnorm.gpu_rms_norm_backward),
+    (norm.add_layer_norm_backward, _rsnorm.gpu_add_layer_norm_backward),
+    (norm.add_rms_norm_backward, _rsnorm.gpu_add_rms_norm_backward),
 ]
 
 #: The ops the GPU runs, under the public names.

@@ -30,7 +30,7 @@ from .workload import EPS, Result, torch_or_none
 SHAPES: dict[str, dict[str, list[tuple[int, ...]]]] = {
     "quick": {"rows": [(64, 768), (256, 1024)], "channels": [(4, 16, 16, 16)]},
     "full": {
-        "rows": [(64, 768), (4096, 1024), (4096, 16384), (65536, 4096)],
+        "rows": [(64, 768), (4096, 1024), (4096, 4096), (4096, 16384), (65536, 4096)],
         "channels": [(32, 64, 56, 56)],
     },
 }
@@ -126,6 +126,11 @@ def _row_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, int, d
     dx, dw, db, dr = gpu.asarray(x), gpu.asarray(w), gpu.asarray(b), gpu.asarray(x)
     out, out2 = gpu.empty(shape), gpu.empty(shape)
     size = x.nbytes
+
+    def layer_norm_train() -> object:
+        _, mean, rstd = rn.layer_norm(dx, n, dw, db, EPS, out=out, return_stats=True)
+        return rn.layer_norm_backward(dr, dx, mean, rstd, dw, db)
+
     loads = {
         "layer_norm": (2 * size, lambda: rn.layer_norm(dx, n, dw, db, EPS, out=out)),
         "rms_norm": (2 * size, lambda: rn.rms_norm(dx, n, dw, EPS, out=out)),
@@ -137,6 +142,9 @@ def _row_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, int, d
         "log_softmax": (2 * size, lambda: rn.log_softmax(dx, out=out)),
         "l2_normalize": (2 * size, lambda: rn.l2_normalize(dx, out=out)),
         "selu": (2 * size, lambda: rn.selu(dx, out=out)),
+        # The least a forward and backward move: x read and y written, then grad_out and x read and
+        # dx written (the parameter gradients' second read of both is counted as the work it is not).
+        "layer_norm fwd+bwd": (5 * size, layer_norm_train),
     }
     peers: dict[str, Callable[[], object]] = {}
     if torch is not None:
@@ -151,6 +159,13 @@ def _row_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, int, d
             "l2_normalize": lambda: f.normalize(tx, dim=-1),
             "selu": lambda: f.selu(tx),
         }
+        txg, twg, tbg = (t.clone().requires_grad_(True) for t in (tx, tw, tb))
+
+        def torch_layer_norm_train() -> object:
+            y = f.layer_norm(txg, (n,), twg, tbg, EPS)
+            return torch.autograd.grad(y, (txg, twg, tbg), tr)
+
+        peers["layer_norm fwd+bwd"] = torch_layer_norm_train
     return [(op, moved, _impls(call, peers.get(op), torch)) for op, (moved, call) in loads.items()]
 
 
@@ -163,10 +178,16 @@ def _channel_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, in
     dx, dw, db, drm, drv = (gpu.asarray(a) for a in (x, w, b, rm, rv))
     out = gpu.empty(shape)
     groups = 32 if c % 32 == 0 else 1
+    size = x.nbytes
+    # Training reads x twice (statistics, then the normalization) and writes y once.
     loads = {
-        "batch_norm (eval)": lambda: rn.batch_norm(dx, drm, drv, dw, db, eps=EPS, out=out),
-        "group_norm": lambda: rn.group_norm(dx, groups, dw, db, EPS, out=out),
-        "instance_norm": lambda: rn.instance_norm(dx, weight=dw, bias=db, eps=EPS, out=out),
+        "batch_norm (eval)": (2 * size, lambda: rn.batch_norm(dx, drm, drv, dw, db, eps=EPS, out=out)),
+        "batch_norm (train)": (
+            3 * size,
+            lambda: rn.batch_norm(dx, drm, drv, dw, db, True, 0.1, EPS, out=out),
+        ),
+        "group_norm": (2 * size, lambda: rn.group_norm(dx, groups, dw, db, EPS, out=out)),
+        "instance_norm": (2 * size, lambda: rn.instance_norm(dx, weight=dw, bias=db, eps=EPS, out=out)),
     }
     peers: dict[str, Callable[[], object]] = {}
     if torch is not None:
@@ -174,10 +195,11 @@ def _channel_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, in
         tx, tw, tb, trm, trv = (torch.from_numpy(a).cuda() for a in (x, w, b, rm, rv))
         peers = {
             "batch_norm (eval)": lambda: f.batch_norm(tx, trm, trv, tw, tb, False, 0.1, EPS),
+            "batch_norm (train)": lambda: f.batch_norm(tx, trm, trv, tw, tb, True, 0.1, EPS),
             "group_norm": lambda: f.group_norm(tx, groups, tw, tb, EPS),
             "instance_norm": lambda: f.instance_norm(tx, weight=tw, bias=tb, eps=EPS),
         }
-    return [(op, 2 * x.nbytes, _impls(call, peers.get(op), torch)) for op, call in loads.items()]
+    return [(op, moved, _impls(call, peers.get(op), torch)) for op, (moved, call) in loads.items()]
 
 
 def _impls(ours: Callable[[], object], peer: Callable[[], object] | None, torch: Any) -> dict[str, _Impl]:

@@ -10,9 +10,6 @@ pub enum Error {
     /// An argument the device cannot take: a dtype whose shader feature the adapter lacks, arrays
     /// of different dtypes. `TypeError`.
     Unsupported(String),
-    /// A mode of an op the GPU path does not run yet (training-mode statistics, running-statistic
-    /// updates): `NotImplementedError`, so a caller can run it on NumPy arrays instead.
-    NotImplemented(String),
     /// A bad argument by the core's rules (shapes, eps): `ValueError`.
     Value(rsnorm_core::Error),
     /// The device refused or lost the work (validation, out of memory, device lost, an array
@@ -25,10 +22,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Unavailable(msg)
-            | Error::Unsupported(msg)
-            | Error::NotImplemented(msg)
-            | Error::Device(msg) => f.write_str(msg),
+            Error::Unavailable(msg) | Error::Unsupported(msg) | Error::Device(msg) => {
+                f.write_str(msg)
+            }
             Error::Value(err) => err.fmt(f),
         }
     }

@@ -5,12 +5,15 @@
 //! The device opens on first use, never at load: the Vulkan loader is found at run time, so a
 //! library with this crate linked loads where there is no GPU, and `is_available` says false.
 
+mod backward;
+mod batch_stats;
 mod context;
 mod error;
 mod ops;
 mod pipelines;
 mod tensor;
 
+pub use backward::{RowGrads, RowNormBackward};
 pub use context::{device_info, is_available, Timestamp};
 pub use error::{Error, Result};
 pub use ops::{

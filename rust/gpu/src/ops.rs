@@ -1,16 +1,18 @@
 //! The ops on device arrays. Each checks its arguments by the core's rules (the same messages as
 //! the CPU path), allocates or checks its outputs, and records its dispatches; none waits.
 
+use crate::batch_stats::{channel_stats, check_running, update_running};
 use crate::context::{context, Context};
 use crate::error::{Error, Result};
 use crate::pipelines::{Binding, CAST, CHANNELS, ROWS, SELU, SOFTMAX, WG};
 use crate::tensor::{DType, Tensor};
 use rsnorm_core::error::{check_eps, reduction_axis, shape_str};
+use rsnorm_core::norm::channels::check_paired;
 
 /// Splits `units` (rows, or elements) into dispatches whose bindings fit the device's largest
 /// storage binding, each starting at an offset every binding can take. `unit_bytes`: the bytes
 /// one unit takes in each binding that is split.
-fn chunks(ctx: &Context, units: u64, unit_bytes: &[u64]) -> Result<Vec<(u64, u64)>> {
+pub(crate) fn chunks(ctx: &Context, units: u64, unit_bytes: &[u64]) -> Result<Vec<(u64, u64)>> {
     let widest = unit_bytes.iter().copied().max().unwrap_or(1).max(1);
     if units * widest <= ctx.max_binding {
         return Ok(vec![(0, units)]);
@@ -45,7 +47,7 @@ fn gcd(a: u64, b: u64) -> u64 {
 }
 
 /// The part of `t` holding units `start..start + count` of `unit_bytes` each.
-fn part(t: &Tensor, unit_bytes: u64, (start, count): (u64, u64)) -> Binding<'_> {
+pub(crate) fn part(t: &Tensor, unit_bytes: u64, (start, count): (u64, u64)) -> Binding<'_> {
     Binding {
         buffer: t.buffer(),
         offset: start * unit_bytes,
@@ -54,7 +56,7 @@ fn part(t: &Tensor, unit_bytes: u64, (start, count): (u64, u64)) -> Binding<'_> 
 }
 
 /// An optional binding: `t`'s part, or (unused by the kernel, which a constant tells) `dummy`.
-fn part_or<'a>(
+pub(crate) fn part_or<'a>(
     t: Option<&'a Tensor>,
     dummy: &'a Tensor,
     unit_bytes: u64,
@@ -67,17 +69,23 @@ fn part_or<'a>(
 }
 
 /// An optional binding of a whole array (a parameter), or `dummy`.
-fn whole_or<'a>(t: Option<&'a Tensor>, dummy: &'a Tensor) -> Binding<'a> {
+pub(crate) fn whole_or<'a>(t: Option<&'a Tensor>, dummy: &'a Tensor) -> Binding<'a> {
     Binding::whole(t.unwrap_or(dummy).buffer())
 }
 
-fn to_u32(op: &str, what: &str, n: u64) -> Result<u32> {
+pub(crate) fn to_u32(op: &str, what: &str, n: u64) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::Device(format!("{op}: {what} ({n}) exceeds 2**32")))
 }
 
 /// `t` as `dtype`, converted on the device when it is not already (parameters in another float
 /// dtype, rounded through the input's as on the CPU).
-fn to_dtype(ctx: &Context, op: &str, arg: &str, t: &Tensor, dtype: DType) -> Result<Tensor> {
+pub(crate) fn to_dtype(
+    ctx: &Context,
+    op: &str,
+    arg: &str,
+    t: &Tensor,
+    dtype: DType,
+) -> Result<Tensor> {
     if t.dtype() == dtype {
         return Ok(t.clone());
     }
@@ -122,14 +130,14 @@ pub fn repeat(t: &Tensor, times: usize, dtype: DType) -> Result<Tensor> {
     tile(ctx, t, times, dtype)
 }
 
-fn new_like(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Tensor> {
+pub(crate) fn new_like(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Tensor> {
     let bytes = shape.iter().product::<usize>() * dtype.size();
     let buffer = ctx.buffer(bytes as u64)?;
     Ok(Tensor::wrap(buffer, shape.to_vec(), dtype))
 }
 
 /// `out` checked against the result's shape and dtype, or a new array.
-fn output(
+pub(crate) fn output(
     ctx: &Context,
     op: &str,
     name: &str,
@@ -158,7 +166,13 @@ fn output(
 }
 
 /// An input that must have x's shape (a residual); converted to x's dtype.
-fn same_shape(ctx: &Context, op: &str, name: &str, t: &Tensor, x: &Tensor) -> Result<Tensor> {
+pub(crate) fn same_shape(
+    ctx: &Context,
+    op: &str,
+    name: &str,
+    t: &Tensor,
+    x: &Tensor,
+) -> Result<Tensor> {
     if t.shape() != x.shape() {
         return Err(Error::Value(rsnorm_core::Error::ShapeMismatch(format!(
             "{op}: {name} has shape {}, x has shape {}",
@@ -280,7 +294,7 @@ pub struct RowNormOutput {
 }
 
 /// Threads per row: about four elements each, a power of two up to the workgroup.
-fn threads_per_row(row_len: usize) -> u32 {
+pub(crate) fn threads_per_row(row_len: usize) -> u32 {
     (row_len.div_ceil(4).next_power_of_two() as u32).clamp(1, WG)
 }
 
@@ -468,16 +482,23 @@ pub fn selu(x: &Tensor, out: Option<&Tensor>) -> Result<Tensor> {
     Ok(y)
 }
 
-/// Normalization with given per-channel statistics (BatchNorm in eval mode, InstanceNorm with
-/// its running statistics): channels at `axis`.
+/// Normalization with per-channel statistics (BatchNorm in eval mode, InstanceNorm with its
+/// running statistics, both with batch statistics): channels at `axis`.
 #[derive(Debug, Clone, Copy)]
 pub struct ChannelAffine<'a> {
     pub op: &'static str,
     pub x: &'a Tensor,
     pub axis: usize,
     pub mean: &'a Tensor,
-    /// None: subtract the mean only.
+    /// Batch statistics keep the mean in two parts: `pivot + mean`.
+    pub pivot: Option<&'a Tensor>,
+    /// None: the statistics' rstd is that of a variance of 1.
     pub var: Option<&'a Tensor>,
+    /// Scale by rstd (false: mean-only BatchNorm subtracts the mean only).
+    pub scale: bool,
+    /// Parameters per this many channels, channel c taking parameter c % it (InstanceNorm's N·C
+    /// instances seen as channels); None: one per channel.
+    pub param_channels: Option<usize>,
     pub weight: Option<&'a Tensor>,
     pub bias: Option<&'a Tensor>,
     pub eps: f64,
@@ -512,15 +533,16 @@ impl ChannelAffine<'_> {
             .bias
             .map(|b| to_dtype(ctx, op, "bias", b, dtype))
             .transpose()?;
-        for (name, t) in [
-            ("running_mean", Some(&mean)),
-            ("running_var", var.as_ref()),
-            ("weight", weight.as_ref()),
-            ("bias", bias.as_ref()),
+        let param_channels = self.param_channels.unwrap_or(channels);
+        for (name, t, len) in [
+            ("running_mean", Some(&mean), channels),
+            ("running_var", var.as_ref(), channels),
+            ("weight", weight.as_ref(), param_channels),
+            ("bias", bias.as_ref(), param_channels),
         ] {
-            if let Some(t) = t.filter(|t| t.len() != channels) {
+            if let Some(t) = t.filter(|t| t.len() != len) {
                 return Err(Error::Value(rsnorm_core::Error::ShapeMismatch(format!(
-                    "{op}: {name} has {} elements, x has {channels} channels",
+                    "{op}: {name} has {} elements, x has {len} channels",
                     t.len()
                 ))));
             }
@@ -541,6 +563,8 @@ impl ChannelAffine<'_> {
             None,
             &[
                 ("HAS_VAR", flag(var.is_some())),
+                ("SCALE", flag(self.scale)),
+                ("HAS_PIVOT", flag(self.pivot.is_some())),
                 ("HAS_W", flag(weight.is_some())),
                 ("HAS_B", flag(bias.is_some())),
                 ("STATS", flag(rstd.is_some())),
@@ -567,7 +591,7 @@ impl ChannelAffine<'_> {
                     ],
                     [
                         to_u32(op, "inner size", inner as u64)?,
-                        0,
+                        to_u32(op, "channels", param_channels.max(1) as u64)?,
                         to_u32(op, "elements", chunk.0)?,
                         0,
                     ],
@@ -581,6 +605,7 @@ impl ChannelAffine<'_> {
                     whole_or(bias.as_ref(), &mean),
                     part(&y, size, chunk),
                     whole_or(rstd.as_ref(), &mean),
+                    whole_or(self.pivot, &mean),
                 ];
                 ctx.dispatch(&pipeline, &bindings, &params, groups)?;
             }
@@ -604,13 +629,6 @@ fn channel_params(
         }
     }
     Ok(())
-}
-
-fn not_yet(op: &str, what: &str) -> Error {
-    Error::NotImplemented(format!(
-        "{op}: {what} is not on the GPU yet (rsnorm.gpu runs inference: normalization with given \
-         or per-row statistics); pass NumPy arrays to compute it on the CPU"
-    ))
 }
 
 /// GroupNorm of (N, C, ...): `(y, mean, rstd)`, the statistics (N·G) when `stats`.
@@ -649,8 +667,9 @@ pub fn group_norm(
     .run()
 }
 
-/// InstanceNorm of (N, C, ...) with each instance's statistics, or (`use_input_stats=False`)
-/// with the running ones: `(y, mean, rstd)`, the statistics (N·C) when `stats`.
+/// InstanceNorm of (N, C, ...) with each instance's statistics (running statistics, when given,
+/// updated in place with their batch average), or (`use_input_stats=False`) with the running
+/// ones: `(y, mean, rstd)`, the statistics (N·C) when `stats`.
 pub fn instance_norm(
     x: &Tensor,
     running_mean: Option<&Tensor>,
@@ -662,6 +681,7 @@ pub fn instance_norm(
     stats: bool,
 ) -> Result<RowNormOutput> {
     const OP: &str = "instance_norm";
+    let ctx = context()?;
     let (batch, channels, spatial) = options.check(x.shape())?;
     channel_params(OP, [("weight", weight), ("bias", bias)], channels)?;
     channel_params(
@@ -669,10 +689,9 @@ pub fn instance_norm(
         [("running_mean", running_mean), ("running_var", running_var)],
         channels,
     )?;
-    if running_mean.is_some() != running_var.is_some() {
-        return Err(Error::Value(rsnorm_core::Error::InvalidArgument(format!(
-            "{OP}: running_mean and running_var go together; pass both or neither"
-        ))));
+    check_paired(OP, running_mean.is_some(), running_var.is_some())?;
+    if options.use_input_stats {
+        rsnorm_core::norm::instance_norm::check_instances(x.shape())?;
     }
     match (running_mean, running_var, options.use_input_stats) {
         (None, _, true) => RowNorm {
@@ -695,17 +714,59 @@ pub fn instance_norm(
             stats,
         }
         .run(),
-        (Some(_), _, true) => Err(not_yet(
-            OP,
-            "updating running statistics (use_input_stats=True with running_mean)",
-        )),
+        (Some(rm), Some(rv), true) => {
+            // The N·C instances are the channels of x seen as (1, N·C, spatial).
+            x.dtype().check(ctx, OP, "x")?;
+            let y = output(ctx, OP, "out", out, x.shape(), x.dtype())?;
+            check_running(
+                ctx,
+                OP,
+                &[("running_mean", Some(rm)), ("running_var", Some(rv))],
+                &[("out", Some(&y)), ("x", Some(x))],
+            )?;
+            let instances = [1, batch * channels, spatial];
+            let xs = x.reshape(&instances);
+            let s = channel_stats(ctx, OP, &xs, 1, options.eps, 1.0)?;
+            update_running(ctx, OP, &s.mean, rm, batch, options.momentum)?;
+            update_running(ctx, OP, &s.corrected, rv, batch, options.momentum)?;
+            let (y, _) = ChannelAffine {
+                op: OP,
+                x: &xs,
+                axis: 1,
+                mean: &s.dev_mean,
+                pivot: Some(&s.pivot),
+                var: Some(&s.var),
+                scale: true,
+                param_channels: Some(channels),
+                weight,
+                bias,
+                eps: options.eps,
+                out: Some(&y.reshape(&instances)),
+                stats: false,
+            }
+            .run()?;
+            let (mean, rstd) = if stats {
+                (Some(s.mean), Some(s.rstd))
+            } else {
+                (None, None)
+            };
+            Ok(RowNormOutput {
+                y: y.reshape(x.shape()),
+                sum: None,
+                mean,
+                rstd,
+            })
+        }
         (Some(mean), Some(var), false) => {
             let (y, rstd) = ChannelAffine {
                 op: OP,
                 x,
                 axis: 1,
                 mean,
+                pivot: None,
                 var: Some(var),
+                scale: true,
+                param_channels: None,
                 weight,
                 bias,
                 eps: options.eps,
@@ -734,8 +795,9 @@ pub fn instance_norm(
     }
 }
 
-/// BatchNorm in eval mode (running statistics given, not training), channels at `axis`:
-/// `(y, mean, rstd)`, the per-channel statistics when `stats`.
+/// BatchNorm, channels at `axis`: with the batch's statistics when training or without running
+/// statistics (updating the running ones in place when training), else with the running ones.
+/// `(y, mean, rstd)`, the per-channel statistics used when `stats`.
 pub fn batch_norm(
     x: &Tensor,
     running_mean: Option<&Tensor>,
@@ -748,6 +810,7 @@ pub fn batch_norm(
     stats: bool,
 ) -> Result<RowNormOutput> {
     const OP: &str = "batch_norm";
+    let ctx = context()?;
     let axis = options.channel_axis(axis, x.shape())?;
     let channels = x.shape()[axis];
     channel_params(OP, [("weight", weight), ("bias", bias)], channels)?;
@@ -756,42 +819,67 @@ pub fn batch_norm(
         [("running_mean", running_mean), ("running_var", running_var)],
         channels,
     )?;
+    if !options.mean_only {
+        check_paired(OP, running_mean.is_some(), running_var.is_some())?;
+    }
+    x.dtype().check(ctx, OP, "x")?;
+    let affine = |mean: &Tensor, pivot: Option<&Tensor>, var: Option<&Tensor>, out, stats| {
+        ChannelAffine {
+            op: OP,
+            x,
+            axis,
+            mean,
+            pivot,
+            var,
+            scale: !options.mean_only,
+            param_channels: None,
+            weight,
+            bias,
+            eps: options.eps,
+            out,
+            stats,
+        }
+        .run()
+    };
+    if let (Some(mean), false) = (running_mean, options.training) {
+        let (y, rstd) = affine(mean, None, running_var, out, stats)?;
+        let mean = match rstd {
+            Some(_) => Some(repeat(mean, 1, x.dtype().compute())?),
+            None => None,
+        };
+        return Ok(RowNormOutput {
+            y,
+            sum: None,
+            mean,
+            rstd,
+        });
+    }
+    let factor = options.batch_factor(x.shape(), axis, running_mean.is_some())?;
+    let y = output(ctx, OP, "out", out, x.shape(), x.dtype())?;
+    let running_var = running_var.filter(|_| !options.mean_only);
     if options.training {
-        return Err(not_yet(
+        check_running(
+            ctx,
             OP,
-            "training (batch statistics, running-statistic updates)",
-        ));
+            &[("running_mean", running_mean), ("running_var", running_var)],
+            &[("out", Some(&y)), ("x", Some(x))],
+        )?;
     }
-    let Some(mean) = running_mean else {
-        return Err(not_yet(
-            OP,
-            "normalizing without running statistics (batch statistics)",
-        ));
-    };
-    let var = if options.mean_only {
-        None
+    let correction = options.running_var_correction as f64;
+    let s = channel_stats(ctx, OP, x, axis, options.eps, correction)?;
+    if options.training {
+        if let Some(rm) = running_mean {
+            update_running(ctx, OP, &s.mean, rm, 1, factor)?;
+        }
+        if let Some(rv) = running_var {
+            update_running(ctx, OP, &s.corrected, rv, 1, factor)?;
+        }
+    }
+    let (y, _) = affine(&s.dev_mean, Some(&s.pivot), Some(&s.var), Some(&y), false)?;
+    let (mean, rstd) = if stats {
+        (Some(s.mean), Some(s.rstd))
     } else {
-        Some(
-            running_var
-                .ok_or_else(|| not_yet(OP, "normalizing without running_var (batch statistics)"))?,
-        )
-    };
-    let (y, rstd) = ChannelAffine {
-        op: OP,
-        x,
-        axis,
-        mean,
-        var,
-        weight,
-        bias,
-        eps: options.eps,
-        out,
-        stats,
-    }
-    .run()?;
-    let mean = match rstd {
-        Some(_) => Some(repeat(mean, 1, x.dtype().compute())?),
-        None => None,
+        (None, None)
     };
     Ok(RowNormOutput {
         y,

@@ -34,6 +34,10 @@ pub(crate) const SOFTMAX: Kernel = kernel!("softmax");
 pub(crate) const CHANNELS: Kernel = kernel!("channels");
 pub(crate) const SELU: Kernel = kernel!("selu");
 pub(crate) const CAST: Kernel = kernel!("cast");
+pub(crate) const BATCH_STATS: Kernel = kernel!("batch_stats");
+pub(crate) const RUNNING: Kernel = kernel!("running");
+pub(crate) const ROWS_BACKWARD: Kernel = kernel!("rows_backward");
+pub(crate) const PARAM_GRADS: Kernel = kernel!("param_grads");
 
 /// One compiled pipeline: the kernel, its dtypes and its constants (as f64 bits, hashable).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -6,13 +6,13 @@ use crate::errors::{type_error, Error, Result};
 use crate::norm::{normalized_ndim, stats_shape};
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::create_exception;
-use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use rsnorm_core::norm::batch_norm::BatchNormOptions;
 use rsnorm_core::norm::group_norm::GroupNormOptions;
 use rsnorm_core::norm::instance_norm::InstanceNormOptions;
-use rsnorm_gpu::{DType, RowKind, RowNorm, RowNormOutput, Tensor};
+use rsnorm_gpu::{DType, RowGrads, RowKind, RowNorm, RowNormBackward, RowNormOutput, Tensor};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 create_exception!(
@@ -34,7 +34,6 @@ impl From<rsnorm_gpu::Error> for Error {
         Error::from(match err {
             rsnorm_gpu::Error::Unavailable(_) => GpuUnavailableError::new_err(msg),
             rsnorm_gpu::Error::Unsupported(_) => PyTypeError::new_err(msg),
-            rsnorm_gpu::Error::NotImplemented(_) => PyNotImplementedError::new_err(msg),
             rsnorm_gpu::Error::Value(_) => PyValueError::new_err(msg),
             rsnorm_gpu::Error::Device(_) => GpuError::new_err(msg),
         })
@@ -221,15 +220,7 @@ impl RowArgs<'_, '_> {
         let shape = self.x.0.shape();
         let inner_ndim = normalized_ndim(op, shape, self.normalized_shape)?;
         let inner = &shape[shape.len() - inner_ndim..];
-        for (name, p) in [("weight", &self.weight), ("bias", &self.bias)] {
-            if let Some(p) = tensor(p).filter(|p| p.shape() != inner) {
-                return Err(Error::from(PyValueError::new_err(format!(
-                    "{op}: {name} has shape {}, expected {} (the normalized shape)",
-                    rsnorm_core::error::shape_str(p.shape()),
-                    rsnorm_core::error::shape_str(inner)
-                ))));
-            }
-        }
+        check_params(op, [("weight", &self.weight), ("bias", &self.bias)], inner)?;
         let row_len: usize = inner.iter().product();
         let rows: usize = shape[..shape.len() - inner_ndim].iter().product();
         let norm = RowNorm {
@@ -257,6 +248,20 @@ impl RowArgs<'_, '_> {
             .collect();
         outputs(py, y, rest)
     }
+}
+
+/// Weight and bias have the normalized shape.
+fn check_params(op: &str, params: [(&str, &Arr<'_>); 2], inner: &[usize]) -> Result<()> {
+    for (name, p) in params {
+        if let Some(p) = tensor(p).filter(|p| p.shape() != inner) {
+            return Err(Error::from(PyValueError::new_err(format!(
+                "{op}: {name} has shape {}, expected {} (the normalized shape)",
+                rsnorm_core::error::shape_str(p.shape()),
+                rsnorm_core::error::shape_str(inner)
+            ))));
+        }
+    }
+    Ok(())
 }
 
 /// eps None: the dtype's machine epsilon (RMSNorm's default, as on the CPU).
@@ -538,6 +543,175 @@ pub(crate) fn gpu_batch_norm<'py>(
     with_stats(py, result, &[channels])
 }
 
+/// The arguments of a row norm's backward, as the CPU bindings take them.
+struct RowBackwardArgs<'a, 'py> {
+    op: &'static str,
+    kind: RowKind,
+    grad_out: &'a GpuArray,
+    x: &'a GpuArray,
+    mean: Arr<'a>,
+    rstd: &'a GpuArray,
+    weight: Arr<'a>,
+    bias: Arr<'a>,
+    grad_sum: Arr<'a>,
+    normalized_shape: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl RowBackwardArgs<'_, '_> {
+    /// `(dx, dweight, dbias)`, a parameter's gradient None when the parameter was.
+    fn run<'py>(&self, py: Python<'py>) -> Result<Vec<Option<Bound<'py, PyAny>>>> {
+        let op = self.op;
+        let shape = self.x.0.shape();
+        let inner_ndim = normalized_ndim(op, shape, self.normalized_shape)?;
+        let inner = &shape[shape.len() - inner_ndim..];
+        check_params(op, [("weight", &self.weight), ("bias", &self.bias)], inner)?;
+        let backward = RowNormBackward {
+            op,
+            kind: self.kind,
+            grad_out: &self.grad_out.0,
+            x: &self.x.0,
+            rows: shape[..shape.len() - inner_ndim].iter().product(),
+            row_len: inner.iter().product(),
+            mean: tensor(&self.mean),
+            rstd: &self.rstd.0,
+            weight: tensor(&self.weight),
+            dweight: self.weight.is_some(),
+            dbias: self.bias.is_some(),
+            grad_sum: tensor(&self.grad_sum),
+        };
+        let RowGrads { dx, dweight, dbias } = run(py, || backward.run())?;
+        let param = |t: Option<Tensor>| t.map(|t| wrap(py, t.reshape(inner))).transpose();
+        Ok(vec![Some(wrap(py, dx)?), param(dweight)?, param(dbias)?])
+    }
+}
+
+/// The tuple of `items`, None where absent.
+fn optional_tuple<'py>(
+    py: Python<'py>,
+    items: Vec<Option<Bound<'py, PyAny>>>,
+) -> Result<Bound<'py, PyAny>> {
+    let items: Vec<Bound<'py, PyAny>> = items
+        .into_iter()
+        .map(|i| i.unwrap_or_else(|| py.None().into_bound(py)))
+        .collect();
+    Ok(PyTuple::new(py, items)?.into_any())
+}
+
+#[pyfunction]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight, bias, normalized_shape))]
+pub(crate) fn gpu_layer_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: PyRef<'_, GpuArray>,
+    x: PyRef<'_, GpuArray>,
+    mean: PyRef<'_, GpuArray>,
+    rstd: PyRef<'_, GpuArray>,
+    weight: Arr<'_>,
+    bias: Arr<'_>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyAny>> {
+    let grads = RowBackwardArgs {
+        op: "layer_norm_backward",
+        kind: RowKind::Layer,
+        grad_out: &grad_out,
+        x: &x,
+        mean: Some(mean),
+        rstd: &rstd,
+        weight,
+        bias,
+        grad_sum: None,
+        normalized_shape,
+    }
+    .run(py)?;
+    optional_tuple(py, grads)
+}
+
+#[pyfunction]
+#[pyo3(signature = (grad_out, x, rstd, weight, normalized_shape))]
+pub(crate) fn gpu_rms_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: PyRef<'_, GpuArray>,
+    x: PyRef<'_, GpuArray>,
+    rstd: PyRef<'_, GpuArray>,
+    weight: Arr<'_>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyAny>> {
+    let mut grads = RowBackwardArgs {
+        op: "rms_norm_backward",
+        kind: RowKind::Rms,
+        grad_out: &grad_out,
+        x: &x,
+        mean: None,
+        rstd: &rstd,
+        weight,
+        bias: None,
+        grad_sum: None,
+        normalized_shape,
+    }
+    .run(py)?;
+    grads.truncate(2);
+    optional_tuple(py, grads)
+}
+
+#[pyfunction]
+#[pyo3(signature = (grad_out, residual_sum, mean, rstd, weight, bias, grad_residual_out, normalized_shape))]
+pub(crate) fn gpu_add_layer_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: PyRef<'_, GpuArray>,
+    residual_sum: PyRef<'_, GpuArray>,
+    mean: PyRef<'_, GpuArray>,
+    rstd: PyRef<'_, GpuArray>,
+    weight: Arr<'_>,
+    bias: Arr<'_>,
+    grad_residual_out: Arr<'_>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyAny>> {
+    let mut grads = RowBackwardArgs {
+        op: "add_layer_norm_backward",
+        kind: RowKind::Layer,
+        grad_out: &grad_out,
+        x: &residual_sum,
+        mean: Some(mean),
+        rstd: &rstd,
+        weight,
+        bias,
+        grad_sum: grad_residual_out,
+        normalized_shape,
+    }
+    .run(py)?;
+    // dx and dresidual are one array.
+    grads.insert(1, grads[0].clone());
+    optional_tuple(py, grads)
+}
+
+#[pyfunction]
+#[pyo3(signature = (grad_out, residual_sum, rstd, weight, grad_residual_out, normalized_shape))]
+pub(crate) fn gpu_add_rms_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: PyRef<'_, GpuArray>,
+    residual_sum: PyRef<'_, GpuArray>,
+    rstd: PyRef<'_, GpuArray>,
+    weight: Arr<'_>,
+    grad_residual_out: Arr<'_>,
+    normalized_shape: Option<&Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyAny>> {
+    let mut grads = RowBackwardArgs {
+        op: "add_rms_norm_backward",
+        kind: RowKind::Rms,
+        grad_out: &grad_out,
+        x: &residual_sum,
+        mean: None,
+        rstd: &rstd,
+        weight,
+        bias: None,
+        grad_sum: grad_residual_out,
+        normalized_shape,
+    }
+    .run(py)?;
+    grads.truncate(2);
+    grads.insert(1, grads[0].clone());
+    optional_tuple(py, grads)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<GpuArray>()?;
@@ -561,5 +735,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gpu_group_norm, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_instance_norm, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_batch_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_layer_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_rms_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_add_layer_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_add_rms_norm_backward, m)?)?;
     Ok(())
 }

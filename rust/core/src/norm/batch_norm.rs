@@ -65,6 +65,49 @@ impl BatchNormOptions {
         resolve_axis(OP, axis, shape.len())
     }
 
+    /// The checks of a call that normalizes with the batch's statistics (x of `shape`, channels at
+    /// `axis`), and the weight of the batch in the running statistics (0 when none are updated).
+    pub fn batch_factor(
+        &self,
+        shape: &[usize],
+        axis: usize,
+        has_running_mean: bool,
+    ) -> Result<f64> {
+        let total: usize = shape.iter().product();
+        let count = total.checked_div(shape[axis]).unwrap_or(0);
+        // The rows the kernels see: (outer, channel) slices, or outer rows on the column path.
+        let inner_len: usize = shape[axis + 1..].iter().product();
+        let row_end = if inner_len < COLUMN_PATH_BELOW {
+            axis
+        } else {
+            axis + 1
+        };
+        let n_rows: usize = shape[..row_end].iter().product();
+        if count == 0 && n_rows > 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{OP}: no values per channel in x of shape {}",
+                shape_str(shape)
+            )));
+        }
+        if self.training && count <= 1 && !self.mean_only && total > 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{OP}: expected more than 1 value per channel when training, got x of shape {}",
+                shape_str(shape)
+            )));
+        }
+        Ok(match (self.momentum, self.num_batches_tracked) {
+            (Some(m), _) => m,
+            (None, Some(n)) => 1.0 / (n as f64 + 1.0),
+            (None, None) if self.training && has_running_mean => {
+                return Err(Error::InvalidArgument(format!(
+                    "{OP}: momentum=None (cumulative average) needs num_batches_tracked, the batches \
+                     seen before"
+                )))
+            }
+            (None, None) => 0.0,
+        })
+    }
+
     /// Whether the running mean (and, unless mean-only, variance) are written.
     pub fn writes_running_var(&self) -> bool {
         self.training && !self.mean_only
@@ -124,30 +167,7 @@ pub fn batch_norm<S: Element>(
         }
         return Ok(running_moments(&mean, &var));
     }
-    let total: usize = shape.iter().product();
-    let count = total.checked_div(channels).unwrap_or(0);
-    if count == 0 && xv.rows().n_rows() > 0 {
-        return Err(Error::InvalidArgument(format!(
-            "{OP}: no values per channel in x of shape {}",
-            shape_str(shape)
-        )));
-    }
-    if o.training && count <= 1 && !o.mean_only && total > 0 {
-        return Err(Error::InvalidArgument(format!(
-            "{OP}: expected more than 1 value per channel when training, got x of shape {}",
-            shape_str(shape)
-        )));
-    }
-    let factor = match (o.momentum, o.num_batches_tracked) {
-        (Some(m), _) => m,
-        (None, Some(n)) => 1.0 / (n as f64 + 1.0),
-        (None, None) if o.training && running.mean.is_some() => {
-            return Err(Error::InvalidArgument(format!(
-                "{OP}: momentum=None (cumulative average) needs num_batches_tracked, the batches seen before"
-            )))
-        }
-        (None, None) => 0.0,
-    };
+    let factor = o.batch_factor(shape, axis, running.mean.is_some())?;
     let per_channel = if by_columns {
         let per_column = column_moments(&xv, columns);
         let per_channel = merge_rows(&per_column, channels, |k| k / inner_len.max(1));

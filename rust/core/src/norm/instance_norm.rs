@@ -79,6 +79,19 @@ pub fn instance_norm<S: Element>(
     Ok(per_row)
 }
 
+/// An instance's own statistics need more than one value, when there are instances (x of
+/// `shape`, (N, C, ...) as [`InstanceNormOptions::check`] accepts it).
+pub fn check_instances(shape: &[usize]) -> Result<()> {
+    let spatial: usize = shape[2..].iter().product();
+    if spatial <= 1 && shape[0] * shape[1] > 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{OP}: expected more than 1 spatial element per instance, got x of shape {}",
+            shape_str(shape)
+        )));
+    }
+    Ok(())
+}
+
 /// Normalizes each row (instance) with its own statistics.
 fn instance_statistics<S: Element>(
     xv: &crate::rows::RowsRef<S>,
@@ -89,13 +102,7 @@ fn instance_statistics<S: Element>(
     shape: &[usize],
     eps: f64,
 ) -> Result<Vec<Moments>> {
-    let spatial: usize = shape[2..].iter().product();
-    if spatial <= 1 && xv.rows().n_rows() > 0 {
-        return Err(Error::InvalidArgument(format!(
-            "{OP}: expected more than 1 spatial element per instance, got x of shape {}",
-            shape_str(shape)
-        )));
-    }
+    check_instances(shape)?;
     let grouping = RowGrouping::Consecutive { len: 1 };
     normalize_row_groups(xv, yv, grouping, eps, |r, g| {
         g.affine(weight, bias, r % channels)

@@ -15,7 +15,8 @@ mod running;
 
 pub use groups::{normalize_row_groups, GroupStats, RowGrouping};
 pub use running::{
-    batched_channels, check_momentum, mean_rstd, running_moments, update_running, RunningStats,
+    batched_channels, check_momentum, check_paired, mean_rstd, running_moments, update_running,
+    RunningStats,
 };
 
 /// y = (x − mean) · scale + shift for one row.

@@ -13,13 +13,18 @@ pub struct RunningStats<'a> {
 impl RunningStats<'_> {
     /// Running statistics are given as a pair or not at all.
     pub fn check_paired(&self, op: &str) -> Result<()> {
-        if self.mean.is_some() != self.var.is_some() {
-            return Err(Error::InvalidArgument(format!(
-                "{op}: give both running_mean and running_var, or neither"
-            )));
-        }
-        Ok(())
+        check_paired(op, self.mean.is_some(), self.var.is_some())
     }
+}
+
+/// Running statistics are given as a pair or not at all (`has_mean`, `has_var`: which are given).
+pub fn check_paired(op: &str, has_mean: bool, has_var: bool) -> Result<()> {
+    if has_mean != has_var {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: give both running_mean and running_var, or neither"
+        )));
+    }
+    Ok(())
 }
 
 /// Running statistics as the statistics a call used: a count of 1 whose M2 is the variance.
