@@ -473,8 +473,8 @@ def test_training_errors_name_the_rule(device, rng):
         rsnorm.instance_norm(gpu.asarray(np.ones((2, 4, 1), np.float32)), rm, rv)
     with pytest.raises(ValueError, match="instance_norm: running_mean and running_var share memory"):
         rsnorm.instance_norm(gpu.asarray(np.ones((2, 4, 3), np.float32)), rm, rm)
-    with pytest.raises(TypeError, match="the gpu backend has no batch_norm_backward"):
-        rsnorm.batch_norm_backward(a, a, a, a)
+    with pytest.raises(TypeError, match="the gpu backend has no weight_norm_backward"):
+        rsnorm.weight_norm_backward(a, a, a)
 
 
 # ---- backward ----
@@ -524,6 +524,63 @@ def test_row_norm_backward_matches_the_cpu(device, rng, shape, k):
             close(g.numpy() / scale, e / scale, 2e-5)
     dx, dres, *_ = cases[3][0]
     assert dx is dres
+
+
+@pytest.mark.parametrize(
+    "shape,axis", [((6, 4, 5, 7), 1), ((64, 12), -1), ((3, 5, 2), -1), ((4, 6, 40), 1), ((2, 3), 0)]
+)
+@pytest.mark.parametrize("training,mean_only", [(True, False), (False, False), (True, True), (False, True)])
+def test_batch_norm_backward_matches_the_cpu(device, rng, shape, axis, training, mean_only):
+    x = (rng.standard_normal(shape) + 1e2).astype(np.float32)
+    go = rng.standard_normal(shape).astype(np.float32)
+    c = shape[axis]
+    w = rng.standard_normal(c).astype(np.float32)
+    _, mean, rstd = rsnorm.batch_norm(x, training=True, axis=axis, return_stats=True)
+    kw = dict(training=training, axis=axis, mean_only=mean_only)
+    for weight in (w, None):
+        args = (go, x, mean, rstd)
+        got = rsnorm.batch_norm_backward(*(gpu.asarray(v) for v in args), _up(weight), **kw)
+        want = rsnorm.batch_norm_backward(*args, weight, **kw)
+        _same_grads(got, want)
+
+
+def _up(v):
+    return None if v is None else gpu.asarray(v)
+
+
+def _same_grads(got, want):
+    assert len(got) == len(want)
+    for g, e in zip(got, want):
+        if e is None:
+            assert g is None
+            continue
+        assert g.shape == e.shape and g.dtype == e.dtype
+        scale = max(1.0, float(np.abs(e).max()))
+        close(g.numpy() / scale, e / scale, 2e-5)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 6])
+def test_group_and_instance_norm_backward_match_the_cpu(device, rng, groups):
+    shape = (3, 6, 5, 7)
+    x = (rng.standard_normal(shape) + 1e2).astype(np.float32)
+    go = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal(6).astype(np.float32)
+    _, mean, rstd = rsnorm.group_norm(x, groups, return_stats=True)
+    for weight in (w, None):
+        args = (go, x, mean, rstd)
+        got = rsnorm.group_norm_backward(*(gpu.asarray(v) for v in args), _up(weight), num_groups=groups)
+        _same_grads(got, rsnorm.group_norm_backward(*args, weight, num_groups=groups))
+    _, mean, rstd = rsnorm.instance_norm(x, return_stats=True)
+    for use_input_stats in (True, False):
+        args = (go, x, mean, rstd)
+        got = rsnorm.instance_norm_backward(
+            *(gpu.asarray(v) for v in args), gpu.asarray(w), use_input_stats=use_input_stats
+        )
+        _same_grads(got, rsnorm.instance_norm_backward(*args, w, use_input_stats=use_input_stats))
+    with pytest.raises(ValueError, match="group_norm_backward: num_groups"):
+        rsnorm.group_norm_backward(*(gpu.asarray(v) for v in (go, x, mean, rstd)), num_groups=4)
+    with pytest.raises(ValueError, match="batch_norm_backward: mean has 18 values"):
+        rsnorm.batch_norm_backward(*(gpu.asarray(v) for v in (go, x, mean, rstd)))
 
 
 def test_parameter_gradients_are_deterministic(device, rng):
@@ -756,3 +813,89 @@ def test_device_ops_have_the_public_signatures():
 
     for name in vars(gpu.OPS):
         assert shape(getattr(gpu.OPS, name)) == shape(getattr(rsnorm, name)), name
+
+
+# ---- optimizers on device arrays ----
+
+OPTIMIZERS = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, maximize=True)),
+    ("Adam", dict(lr=1e-2)),
+    ("Adam", dict(lr=1e-2, betas=(0.8, 0.9), weight_decay=0.1, amsgrad=True)),
+    ("AdamW", dict(lr=1e-2, amsgrad=True, maximize=True)),
+    ("Adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.5)),
+    ("Adadelta", dict(lr=1.0, weight_decay=0.1)),
+    ("RMSprop", dict(lr=1e-2, momentum=0.9, centered=True)),
+    ("RMSprop", dict(lr=1e-2, centered=True, weight_decay=0.1)),
+    ("RMSprop", dict(lr=1e-2, momentum=0.5)),
+]
+SHAPES = [(7, 5), (300,), (2, 3, 4)]
+
+
+@pytest.mark.parametrize("name,kw", OPTIMIZERS)
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_optimizer_steps_match_the_cpu(device, rng, name, kw, clip):
+    """Five steps on device-resident parameters, gradients and state equal the CPU optimizer's
+    (f32, 1e-6), with clipping fused into the step; state_dict gives host arrays under PyTorch's
+    names, and a device optimizer continues from the CPU one's state."""
+    cls = getattr(rsnorm.optim, name)
+    host = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+    dev = [gpu.asarray(p) for p in host]
+    cpu_opt, gpu_opt = cls(host, **kw), cls(dev, **kw)
+    for _ in range(5):
+        grads = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+        want = cpu_opt.step(grads, clip_grad_norm=clip)
+        got = gpu_opt.step([gpu.asarray(g) for g in grads], clip_grad_norm=clip)
+        if clip is None:
+            assert got is None and want is None
+        else:
+            assert isinstance(got, gpu.Array) and got.shape == ()
+            close(got, want, 1e-6)
+    for d, h in zip(dev, host):
+        close(d, h, 1e-6)
+    got_state, want_state = gpu_opt.state_dict(), cpu_opt.state_dict()
+    assert got_state["param_groups"] == want_state["param_groups"]
+    for i, entry in want_state["state"].items():
+        assert got_state["state"][i].keys() == entry.keys()
+        for k, v in entry.items():
+            assert type(got_state["state"][i][k]) is np.ndarray
+            close(got_state["state"][i][k], v, 1e-6)
+    resumed = cls([gpu.asarray(p) for p in host], **kw)
+    resumed.load_state_dict(want_state)
+    grads = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+    cpu_opt.step(grads)
+    resumed.step([gpu.asarray(g) for g in grads])
+    for d, h in zip(resumed.param_groups[0]["params"], host):
+        close(d, h, 1e-6)
+
+
+def test_clip_grad_norm_on_the_device(device, rng):
+    grads = [rng.standard_normal(s).astype(np.float32) * 3 for s in SHAPES]
+    dev = [gpu.asarray(g) for g in grads]
+    want = rsnorm.optim.clip_grad_norm(grads, 1.0)
+    got = rsnorm.optim.clip_grad_norm(dev, 1.0)
+    assert isinstance(got, gpu.Array) and got.shape == ()
+    close(got, want, 1e-6)
+    for d, h in zip(dev, grads):
+        close(d, h, 1e-6)
+
+
+def test_device_optimizer_errors(device, rng):
+    p = gpu.asarray(np.ones((3, 4), np.float32))
+    q = gpu.asarray(np.ones(5, np.float32))
+    with pytest.raises(TypeError, match="Adam: parameters on the GPU and in host memory"):
+        rsnorm.optim.Adam([p, np.ones(3, np.float32)])
+    opt = rsnorm.optim.Adam([p, q])
+    with pytest.raises(TypeError, match=r"Adam.step: argument 'grads\[1\]'.*rsnorm.gpu.asarray"):
+        opt.step([gpu.asarray(np.ones((3, 4), np.float32)), np.ones(5, np.float32)])
+    with pytest.raises(ValueError, match=r"Adam.step: grads\[1\] has shape \(4,\), parameter has \(5,\)"):
+        opt.step([gpu.asarray(np.ones((3, 4), np.float32)), gpu.empty(4)])
+    with pytest.raises(ValueError, match="share memory"):
+        opt.step([p, gpu.asarray(np.ones(5, np.float32))])
+    # A refused step changes nothing: no state created, no step counted.
+    assert opt.state == {}
+    with pytest.raises(ValueError, match="share memory"):
+        rsnorm.optim.SGD([p, p.reshape(12)]).step([gpu.empty((3, 4)), gpu.empty(12)])
+    with pytest.raises(ValueError, match="Adam: invalid beta parameter at index 0"):
+        rsnorm.optim.Adam([p], betas=(1.5, 0.9))

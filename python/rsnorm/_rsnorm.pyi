@@ -40,16 +40,22 @@ __all__ = [
     "gpu_add_rms_norm_backward",
     "gpu_astype",
     "gpu_batch_norm",
+    "gpu_batch_norm_backward",
     "gpu_device_info",
     "gpu_empty",
+    "gpu_grad_norm",
     "gpu_group_norm",
+    "gpu_group_norm_backward",
     "gpu_instance_norm",
+    "gpu_instance_norm_backward",
     "gpu_is_available",
     "gpu_l2_normalize",
     "gpu_layer_norm",
     "gpu_layer_norm_backward",
+    "gpu_optim_step",
     "gpu_rms_norm",
     "gpu_rms_norm_backward",
+    "gpu_scale_grads",
     "gpu_selu",
     "gpu_softmax",
     "gpu_synchronize",
@@ -436,3 +442,31 @@ def gpu_add_rms_norm_backward(
     grad_residual_out: _G,
     normalized_shape: int | Sequence[int] | None,
 ) -> tuple[GpuArray, GpuArray, GpuArray | None]: ...
+def gpu_optim_step(
+    algorithm: str,
+    group: dict[str, Any],
+    params: Sequence[GpuArray],
+    grads: Sequence[GpuArray],
+    states: Sequence[Sequence[GpuArray]],
+    steps: Sequence[int],
+    fresh: Sequence[bool],
+    clip: tuple[float, GpuArray] | None,
+) -> None: ...
+def gpu_grad_norm(grads: Sequence[GpuArray]) -> GpuArray: ...
+def gpu_scale_grads(grads: Sequence[GpuArray], max_norm: float, norm: GpuArray) -> None: ...
+def gpu_batch_norm_backward(
+    grad_out: GpuArray,
+    x: GpuArray,
+    mean: GpuArray,
+    rstd: GpuArray,
+    weight: _G,
+    training: bool,
+    axis: int,
+    mean_only: bool,
+) -> tuple[GpuArray, GpuArray | None, GpuArray]: ...
+def gpu_group_norm_backward(
+    grad_out: GpuArray, x: GpuArray, mean: GpuArray, rstd: GpuArray, weight: _G, num_groups: int
+) -> tuple[GpuArray, GpuArray | None, GpuArray]: ...
+def gpu_instance_norm_backward(
+    grad_out: GpuArray, x: GpuArray, mean: GpuArray, rstd: GpuArray, weight: _G, use_input_stats: bool
+) -> tuple[GpuArray, GpuArray | None, GpuArray]: ...

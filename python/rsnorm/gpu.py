@@ -256,6 +256,9 @@ _BINDINGS: list[tuple[Callable[..., Any], Callable[..., Any]]] = [
     (norm.rms_norm_backward, _rsnorm.gpu_rms_norm_backward),
     (norm.add_layer_norm_backward, _rsnorm.gpu_add_layer_norm_backward),
     (norm.add_rms_norm_backward, _rsnorm.gpu_add_rms_norm_backward),
+    (channels.batch_norm_backward, _rsnorm.gpu_batch_norm_backward),
+    (channels.group_norm_backward, _rsnorm.gpu_group_norm_backward),
+    (channels.instance_norm_backward, _rsnorm.gpu_instance_norm_backward),
 ]
 
 #: The ops the GPU runs, under the public names.

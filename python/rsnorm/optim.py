@@ -5,6 +5,11 @@ PyTorch-style parameter groups: dicts with "params" and per-group options); ``op
 applies one fused pass per tensor, all tensors of a group in parallel. ``state_dict()`` /
 ``load_state_dict()`` use PyTorch's names (step, exp_avg, exp_avg_sq, max_exp_avg_sq,
 momentum_buffer, square_avg, acc_delta, sum, grad_avg) so state moves both ways.
+
+Parameters that are ``rsnorm.gpu`` arrays are updated on the device: gradients must be device arrays
+too, the state is created there, every tensor's update is one kernel pass with the step-dependent
+scalars computed in float64 on the host, and nothing comes back to the host (``state_dict()`` copies
+the state out; ``load_state_dict`` takes host or device arrays).
 """
 
 from __future__ import annotations
@@ -23,13 +28,30 @@ Array = npt.NDArray[Any]
 __all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "clip_grad_norm"]
 
 
-def clip_grad_norm(grads: Sequence[Array], max_norm: float) -> float:
+def _gpu() -> Any:
+    from . import gpu
+
+    return gpu
+
+
+def _on_device(value: Any) -> bool:
+    return type(value).__module__ == "rsnorm.gpu"
+
+
+def clip_grad_norm(grads: Sequence[Any], max_norm: float) -> Any:
     """Scales the gradients in place so their global L2 norm is at most max_norm (as
     ``torch.nn.utils.clip_grad_norm_``: coefficient max_norm / (norm + 1e-6), capped at 1).
-    Returns the norm before clipping."""
+    Returns the norm before clipping: a float, or for ``rsnorm.gpu`` gradients a 0-d device array
+    (computed and applied on the device, read only if the caller reads it)."""
     if not max_norm >= 0:
         raise ValueError(f"clip_grad_norm: max_norm must be >= 0, got {max_norm}")
     grads = list(grads)
+    if grads and any(_on_device(g) for g in grads):
+        gpu = _gpu()
+        handles = [gpu._dev("clip_grad_norm", f"grads[{i}]", g) for i, g in enumerate(grads)]
+        device_norm = _rsnorm.gpu_grad_norm(handles)
+        _rsnorm.gpu_scale_grads(handles, float(max_norm), device_norm)
+        return gpu.Array(device_norm)
     for i, g in enumerate(grads):
         if not isinstance(g, np.ndarray):
             raise TypeError(
@@ -81,8 +103,11 @@ class Optimizer:
     subclass names its core `algorithm`; the core reads the options it needs from each group."""
 
     algorithm = ""
+    _device: bool | None = None
+    _params_own_data: bool = False
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        self._device = None
         self.defaults = dict(defaults)
         groups = list(params)
         if not groups:
@@ -105,14 +130,31 @@ class Optimizer:
         if len(set(ids)) != len(ids):
             raise ValueError(f"{type(self).__name__}: a parameter appears in more than one group")
         params = self._all_params()
-        _check_no_overlap(type(self).__name__, params, [])
-        # Fresh (data-owning) gradients cannot overlap parameters that own their data either:
-        # then step() needs no overlap check.
-        self._params_own_data = all(p.flags.owndata for p in params)
+        if self._device:
+            # Device memory is checked by the step itself (parameters, state and gradients).
+            self._params_own_data = True
+        else:
+            _check_no_overlap(type(self).__name__, params, [])
+            # Fresh (data-owning) gradients cannot overlap parameters that own their data either:
+            # then step() needs no overlap check.
+            self._params_own_data = all(p.flags.owndata for p in params)
         self.state: dict[int, dict[str, Any]] = {}
 
     def _check_param(self, p: Any) -> None:
         name = type(self).__name__
+        # The first parameter decides: all on the GPU, or all in host memory.
+        device = getattr(self, "_device", None)
+        if device is None:
+            device = self._device = _on_device(p)
+        if device != _on_device(p):
+            raise TypeError(
+                f"{name}: parameters on the GPU and in host memory in one optimizer; move them to one "
+                "place (rsnorm.gpu.asarray, or .numpy())"
+            )
+        if device:
+            if p.dtype.kind != "f":
+                raise ValueError(f"{name}: parameters must be floating-point, got dtype {p.dtype}")
+            return
         if not isinstance(p, np.ndarray):
             host_array(name, "params", p)  # TypeError for an array of another backend
         if not isinstance(p, np.ndarray) or p.dtype not in (np.float32, np.float64):
@@ -136,6 +178,12 @@ class Optimizer:
     def _initial_state(self, name: str, p: Array, group: dict[str, Any]) -> Array:
         return np.zeros_like(p)
 
+    def _new_state(self, name: str, p: Any, group: dict[str, Any]) -> Any:
+        if not self._device:
+            return self._initial_state(name, p, group)
+        host = self._initial_state(name, np.zeros(p.shape, p.dtype), group)
+        return _gpu().asarray(host)
+
     def _all_params(self) -> list[Array]:
         return [p for g in self.param_groups for p in g["params"]]
 
@@ -151,9 +199,13 @@ class Optimizer:
             raise ValueError(
                 f"{type(self).__name__}.step: {len(params)} parameters but {len(grads)} gradients"
             )
-        checked = []
-        for i, (p, g) in enumerate(zip(params, grads)):
-            g = host_array(f"{type(self).__name__}.step", f"grads[{i}]", g)
+        checked: list[Any] = []
+        given: list[Any] = list(grads)
+        for i, (p, g) in enumerate(zip(params, given)):
+            if self._device:
+                _gpu()._dev(f"{type(self).__name__}.step", f"grads[{i}]", g)
+            else:
+                g = host_array(f"{type(self).__name__}.step", f"grads[{i}]", g)
             if g.shape != p.shape:
                 raise ValueError(
                     f"{type(self).__name__}.step: grads[{i}] has shape {g.shape}, parameter has {p.shape}"
@@ -162,37 +214,80 @@ class Optimizer:
                 raise ValueError(
                     f"{type(self).__name__}.step: grads[{i}] has dtype {g.dtype}, parameter has {p.dtype}"
                 )
-            checked.append(np.require(g, requirements=["C", "A"]))  # contiguous and aligned (a copy if not)
-        if not (self._params_own_data and all(g.flags.owndata for g in checked)):
+            # Host gradients contiguous and aligned (a copy if not); device arrays always are.
+            checked.append(g if self._device else np.require(g, requirements=["C", "A"]))
+        if not (self._device or (self._params_own_data and all(g.flags.owndata for g in checked))):
             _check_no_overlap(f"{type(self).__name__}.step", params, checked)
-        norm = None
+        norm: Any = None
         scale = 1.0
         if clip_grad_norm is not None:
             if clip_grad_norm < 0:
                 raise ValueError(
                     f"{type(self).__name__}.step: clip_grad_norm must be >= 0, got {clip_grad_norm}"
                 )
-            norm = _rsnorm.grad_norm(checked)
-            scale = min(1.0, clip_grad_norm / (norm + 1e-6))
+            if self._device:
+                norm = _rsnorm.gpu_grad_norm([g._a for g in checked])
+            else:
+                norm = _rsnorm.grad_norm(checked)
+                scale = min(1.0, clip_grad_norm / (norm + 1e-6))
         index = 0
         for group in self.param_groups:
             names = self._validated(group)
             states, steps, fresh = [], [], []
+            # The state a step creates, dropped again if the step refuses its arguments.
+            created: list[tuple[int, list[str]]] = []
             for p in group["params"]:
-                st = self.state.setdefault(index, {"step": 0})
-                new = any(n not in st for n in names)
-                for n in names:
-                    if n not in st:
-                        st[n] = self._initial_state(n, p, group)
-                st["step"] += 1
+                st = self.state.get(index, {"step": 0})
+                new = [n for n in names if n not in st]
+                for n in new:
+                    st[n] = self._new_state(n, p, group)
+                self.state[index] = st
+                created.append((index, new))
                 states.append([st[n] for n in names])
-                steps.append(st["step"])
-                fresh.append(new and "momentum_buffer" in names and self.algorithm == "sgd")
+                steps.append(st["step"] + 1)
+                fresh.append(bool(new) and "momentum_buffer" in names and self.algorithm == "sgd")
                 index += 1
             group_grads = checked[index - len(group["params"]) : index]
-            tensors = dict(params=group["params"], grads=group_grads, states=states, steps=steps, fresh=fresh)
-            _rsnorm.optim_step(self.algorithm, group, tensors, scale)
+            try:
+                self._group_step(group, group_grads, states, steps, fresh, scale, clip_grad_norm, norm)
+            except Exception:
+                for i, new in created:
+                    for n in new:
+                        del self.state[i][n]
+                    if self.state[i] == {"step": 0}:
+                        del self.state[i]
+                raise
+            for i, _ in created:
+                self.state[i]["step"] += 1
+        if self._device and norm is not None:
+            return _gpu().Array(norm)  # type: ignore[no-any-return]
         return norm
+
+    def _group_step(
+        self,
+        group: dict[str, Any],
+        grads: list[Any],
+        states: list[list[Any]],
+        steps: list[int],
+        fresh: list[bool],
+        scale: float,
+        max_norm: float | None,
+        norm: Any,
+    ) -> None:
+        if self._device:
+            _rsnorm.gpu_optim_step(
+                self.algorithm,
+                group,
+                [p._a for p in group["params"]],
+                [g._a for g in grads],
+                [[s._a for s in st] for st in states],
+                steps,
+                fresh,
+                None if norm is None else (float(max_norm or 0.0), norm),
+            )
+        else:
+            tensors = dict(params=group["params"], grads=grads, states=states, steps=steps, fresh=fresh)
+            _rsnorm.optim_step(self.algorithm, group, tensors, scale)
 
     def zero_state(self) -> None:
         """Forgets all state (moments, buffers, step counts): the next step is a first step."""
@@ -203,7 +298,7 @@ class Optimizer:
         "param_groups": [{..., "params": [indices]}]}."""
         state = {}
         for i, st in self.state.items():
-            entry = {k: v for k, v in st.items() if k != "step"}
+            entry = {k: (v.numpy() if _on_device(v) else v) for k, v in st.items() if k != "step"}
             if self._tracks_step():
                 entry = {"step": np.array(float(st["step"])), **entry}
             state[i] = entry
@@ -258,12 +353,14 @@ class Optimizer:
                     continue
                 if value is None:
                     continue
-                arr = np.asarray(value)
+                arr = value.numpy() if _on_device(value) else np.asarray(value)
                 if arr.shape != p.shape:
                     raise ValueError(
                         f"{where}: {name} of parameter {i} has shape {arr.shape}, expected {p.shape}"
                     )
                 st[name] = np.array(arr, dtype=p.dtype, order="C")
+                if self._device:
+                    st[name] = _gpu().asarray(st[name])
             if not self._tracks_step() and "momentum_buffer" in st:
                 st["step"] = 1
             new_state[i] = st

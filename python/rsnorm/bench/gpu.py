@@ -4,13 +4,14 @@ GB/s against a same-bytes copy on the device measured in the same run.
 A sample runs ``k`` calls and then waits for the device. Its time is the device's own where the
 adapter has timestamps (rsnorm: a timestamp before and after the k calls; PyTorch: CUDA events),
 else the wall time, which includes recording and submitting the work as a user's loop sees it.
-Implementations are interleaved round by round, as on the CPU; medians. The copy is rsnorm's own
-device copy (``Array.astype`` to the same dtype) of half the workload's bytes, which moves the same
-bytes read plus written.
+Implementations are interleaved round by round, as on the CPU; medians. The copy moves the workload's
+bytes (half read, half written): PyTorch's device copy where PyTorch with CUDA is installed, else
+rsnorm's own (``Array.astype`` to the same dtype).
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -28,10 +29,16 @@ from .workload import EPS, Result, torch_or_none
 
 # (op, shape) per suite: rows (rows, features), channels (N, C, H, W).
 SHAPES: dict[str, dict[str, list[tuple[int, ...]]]] = {
-    "quick": {"rows": [(64, 768), (256, 1024)], "channels": [(4, 16, 16, 16)]},
+    "quick": {
+        "rows": [(64, 768), (256, 1024)],
+        "channels": [(4, 16, 16, 16)],
+        "optim": [(1, 1 << 20), (20, 50_000)],
+    },
     "full": {
         "rows": [(64, 768), (4096, 1024), (4096, 4096), (4096, 16384), (65536, 4096)],
         "channels": [(32, 64, 56, 56)],
+        # (tensors, elements each): 100M parameters in one tensor, and in 200 of 500k.
+        "optim": [(1, 100_000_000), (200, 500_000)],
     },
 }
 
@@ -202,6 +209,37 @@ def _channel_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, in
     return [(op, moved, _impls(call, peers.get(op), torch)) for op, (moved, call) in loads.items()]
 
 
+def _optimizer_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, int, dict[str, _Impl]]]:
+    """Adam and AdamW steps over `shape` = (tensors, elements each) of float32, every tensor on the
+    device: p, g and both moments read, p and the moments written (7 × 4 bytes per parameter)."""
+    tensors, each = shape
+    rng = np.random.default_rng(0)
+    host = [rng.standard_normal(each, dtype=np.float32) for _ in range(min(tensors, 2))]
+    params = [gpu.asarray(host[i % len(host)]) for i in range(tensors)]
+    grads = [gpu.asarray(host[(i + 1) % len(host)] * 1e-2) for i in range(tensors)]
+    moved = 7 * 4 * tensors * each
+    results = []
+    for name in ("Adam", "AdamW"):
+        ours = getattr(rn.optim, name)(params, lr=1e-4)
+        peer = None
+        if torch is not None:
+            tparams = [
+                torch.from_numpy(host[i % len(host)]).cuda().requires_grad_(True) for i in range(tensors)
+            ]
+            for i, t in enumerate(tparams):
+                t.grad = torch.from_numpy(host[(i + 1) % len(host)] * 1e-2).cuda()
+            topt = getattr(torch.optim, name)(tparams, lr=1e-4, fused=True)
+            peer = topt.step
+        results.append(
+            (
+                f"{name.lower()} step ({tensors} tensors)",
+                moved,
+                _impls(functools.partial(ours.step, grads), peer, torch),
+            )
+        )
+    return results
+
+
 def _impls(ours: Callable[[], object], peer: Callable[[], object] | None, torch: Any) -> dict[str, _Impl]:
     impls = {"rsnorm": _Impl(ours, _StampClock(gpu.synchronize))}
     if peer is not None:
@@ -209,10 +247,16 @@ def _impls(ours: Callable[[], object], peer: Callable[[], object] | None, torch:
     return impls
 
 
-def _device_copy(nbytes: int) -> _Impl:
-    """A device copy of nbytes / 2 bytes: nbytes read plus written."""
-    src = gpu.empty((max(nbytes // 8, 1),), np.float32)
-    return _Impl(lambda: src.astype(np.float32), _StampClock(gpu.synchronize))
+def _device_copy(nbytes: int, torch: Any) -> _Impl:
+    """A device copy of nbytes / 2 bytes: nbytes read plus written. PyTorch's copy where PyTorch
+    with CUDA is installed: the faster one, so the roofline (4.1 TB/s on an H200, where rsnorm's own
+    one-element-per-thread copy reaches 1.9 TB/s); else rsnorm's ``astype``."""
+    n = max(nbytes // 8, 1)
+    if torch is not None:
+        src, dst = torch.empty(n, device="cuda"), torch.empty(n, device="cuda")
+        return _Impl(lambda: dst.copy_(src), _CudaClock(torch))
+    src_gpu = gpu.empty((n,), np.float32)
+    return _Impl(lambda: src_gpu.astype(np.float32), _StampClock(gpu.synchronize))
 
 
 def run_gpu(
@@ -228,12 +272,14 @@ def run_gpu(
     target_s = 0.005 if suite == "quick" else 0.05
     torch = _torch_cuda()
     shapes = SHAPES[suite]
-    makers = [(_row_workloads, s) for s in shapes["rows"]] + [
-        (_channel_workloads, s) for s in shapes["channels"]
-    ]
+    makers = (
+        [(_row_workloads, s) for s in shapes["rows"]]
+        + [(_channel_workloads, s) for s in shapes["channels"]]
+        + [(_optimizer_workloads, s) for s in shapes["optim"]]
+    )
     bar = _Progress(len(makers) + 1, progress)
     bar.step("device copy bandwidth")
-    big = _device_copy(512 << 20)
+    big = _device_copy(512 << 20, torch)
     ceiling = (512 << 20) / _time({"copy": big}, rounds, target_s)["copy"] / 1e9
     del big
     results = []
@@ -242,7 +288,7 @@ def run_gpu(
         for op, moved, impls in make(shape, torch):
             if only is not None and only not in op:
                 continue
-            timings = _time({**impls, "copy": _device_copy(moved)}, rounds, target_s)
+            timings = _time({**impls, "copy": _device_copy(moved, torch)}, rounds, target_s)
             results.append(asdict(Result(op, shape, "float32", moved, timings)))
     bar.step("done")
     bar.close()

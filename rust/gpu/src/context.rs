@@ -16,8 +16,10 @@ use wgpu::util::DeviceExt;
 /// memory that temporaries of a long chain of ops hold).
 const BATCH: usize = 64;
 
-/// Bytes of freed buffers kept for reuse.
-const POOL_BYTES: u64 = 1 << 30;
+/// Bytes of freed buffers kept for reuse. 1 GiB was too few on an H200: a 1 GiB temporary (the dx
+/// of a (65536, 4096) backward) could never be kept, so every call allocated it anew and wgpu
+/// zero-filled it, 27 ms a call where the work takes 3.
+const POOL_BYTES: u64 = 4 << 30;
 
 /// The features rsnorm uses when the adapter has them; the rest are never requested.
 const WANTED: wgpu::Features = wgpu::Features::SHADER_F16

@@ -10,14 +10,16 @@ mod batch_stats;
 mod context;
 mod error;
 mod ops;
+mod optim;
 mod pipelines;
 mod tensor;
 
-pub use backward::{RowGrads, RowNormBackward};
+pub use backward::{ChannelBackward, ChannelKind, RowGrads, RowNormBackward, StatsUse};
 pub use context::{device_info, is_available, Timestamp};
 pub use error::{Error, Result};
 pub use ops::{
     batch_norm, group_norm, instance_norm, repeat, selu, softmax, ChannelAffine, ChannelMap,
     RowKind, RowNorm, RowNormOutput,
 };
+pub use optim::{grad_norm, optim_step, scale_grads, StepTensor};
 pub use tensor::{synchronize, DType, Tensor};

@@ -38,6 +38,9 @@ pub(crate) const BATCH_STATS: Kernel = kernel!("batch_stats");
 pub(crate) const RUNNING: Kernel = kernel!("running");
 pub(crate) const ROWS_BACKWARD: Kernel = kernel!("rows_backward");
 pub(crate) const PARAM_GRADS: Kernel = kernel!("param_grads");
+pub(crate) const OPTIM: Kernel = kernel!("optim");
+pub(crate) const CHANNELS_BACKWARD: Kernel = kernel!("channels_backward");
+pub(crate) const SUMSQ: Kernel = kernel!("sumsq");
 
 /// One compiled pipeline: the kernel, its dtypes and its constants (as f64 bits, hashable).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -12,7 +12,10 @@ use pyo3::types::{PyDict, PyTuple};
 use rsnorm_core::norm::batch_norm::BatchNormOptions;
 use rsnorm_core::norm::group_norm::GroupNormOptions;
 use rsnorm_core::norm::instance_norm::InstanceNormOptions;
-use rsnorm_gpu::{DType, RowGrads, RowKind, RowNorm, RowNormBackward, RowNormOutput, Tensor};
+use rsnorm_gpu::{
+    ChannelKind, DType, RowGrads, RowKind, RowNorm, RowNormBackward, RowNormOutput, StatsUse,
+    Tensor,
+};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 create_exception!(
@@ -712,6 +715,176 @@ pub(crate) fn gpu_add_rms_norm_backward<'py>(
     optional_tuple(py, grads)
 }
 
+/// One optimizer step of a parameter group on the device (`rsnorm.optim` calls it with the
+/// group's options, the tensors, each tensor's state in `state_names` order, step counts after this
+/// step, and whether each momentum buffer is new); `clip`: (max_norm, the global norm).
+#[pyfunction]
+#[pyo3(signature = (algorithm, group, params, grads, states, steps, fresh, clip))]
+pub(crate) fn gpu_optim_step(
+    py: Python<'_>,
+    algorithm: &str,
+    group: &Bound<'_, PyDict>,
+    params: Vec<PyRef<'_, GpuArray>>,
+    grads: Vec<PyRef<'_, GpuArray>>,
+    states: Vec<Vec<PyRef<'_, GpuArray>>>,
+    steps: Vec<u64>,
+    fresh: Vec<bool>,
+    clip: Option<(f64, PyRef<'_, GpuArray>)>,
+) -> Result<()> {
+    let alg = crate::optim::algorithm(algorithm, group)?;
+    let n = params.len();
+    if grads.len() != n || states.len() != n || steps.len() != n || fresh.len() != n {
+        return Err(Error::from(PyValueError::new_err(format!(
+            "optimizer step: {n} parameters but {} gradients",
+            grads.len()
+        ))));
+    }
+    let tensors: Vec<rsnorm_gpu::StepTensor<'_>> = (0..n)
+        .map(|i| rsnorm_gpu::StepTensor {
+            param: &params[i].0,
+            grad: &grads[i].0,
+            state: states[i].iter().map(|s| &s.0).collect(),
+            step: steps[i],
+            fresh_buffer: fresh[i],
+        })
+        .collect();
+    let clip = clip.as_ref().map(|(m, norm)| (*m, &norm.0));
+    run(py, || rsnorm_gpu::optim_step(&alg, &tensors, clip))
+}
+
+/// The global L2 norm of device gradients, a 0-d device array.
+#[pyfunction]
+pub(crate) fn gpu_grad_norm(py: Python<'_>, grads: Vec<PyRef<'_, GpuArray>>) -> Result<GpuArray> {
+    let grads: Vec<&Tensor> = grads.iter().map(|g| &g.0).collect();
+    Ok(GpuArray(run(py, || rsnorm_gpu::grad_norm(&grads))?))
+}
+
+/// Scales device gradients in place by min(1, max_norm / (norm + 1e-6)).
+#[pyfunction]
+pub(crate) fn gpu_scale_grads(
+    py: Python<'_>,
+    grads: Vec<PyRef<'_, GpuArray>>,
+    max_norm: f64,
+    norm: PyRef<'_, GpuArray>,
+) -> Result<()> {
+    let grads: Vec<&Tensor> = grads.iter().map(|g| &g.0).collect();
+    let norm = &norm.0;
+    run(py, || rsnorm_gpu::scale_grads(&grads, max_norm, norm))
+}
+
+/// `(dx, dweight, dbias)` of a channel norm, dweight None without a weight.
+fn channel_backward<'py>(
+    py: Python<'py>,
+    backward: &rsnorm_gpu::ChannelBackward<'_>,
+) -> Result<Bound<'py, PyAny>> {
+    let RowGrads { dx, dweight, dbias } = run(py, || backward.run())?;
+    let wrapped = |t: Option<Tensor>| t.map(|t| wrap(py, t)).transpose();
+    optional_tuple(
+        py,
+        vec![Some(wrap(py, dx)?), wrapped(dweight)?, wrapped(dbias)?],
+    )
+}
+
+#[pyfunction]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight, training, axis, mean_only))]
+pub(crate) fn gpu_batch_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: PyRef<'_, GpuArray>,
+    x: PyRef<'_, GpuArray>,
+    mean: PyRef<'_, GpuArray>,
+    rstd: PyRef<'_, GpuArray>,
+    weight: Arr<'_>,
+    training: bool,
+    axis: i64,
+    mean_only: bool,
+) -> Result<Bound<'py, PyAny>> {
+    const OP: &str = rsnorm_core::norm::batch_norm::BACKWARD_OP;
+    let axis = rsnorm_core::error::resolve_axis(OP, axis, x.0.shape().len())?;
+    let stats_use = match (training, mean_only) {
+        (false, _) => StatsUse::Constant,
+        (true, false) => StatsUse::Batch,
+        (true, true) => StatsUse::BatchMean,
+    };
+    let backward = rsnorm_gpu::ChannelBackward {
+        op: OP,
+        grad_out: &grad_out.0,
+        x: &x.0,
+        axis,
+        kind: ChannelKind::Batch,
+        mean: &mean.0,
+        rstd: &rstd.0,
+        weight: tensor(&weight),
+        stats_use,
+        unit_rstd: mean_only,
+    };
+    channel_backward(py, &backward)
+}
+
+#[pyfunction]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight, num_groups))]
+pub(crate) fn gpu_group_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: PyRef<'_, GpuArray>,
+    x: PyRef<'_, GpuArray>,
+    mean: PyRef<'_, GpuArray>,
+    rstd: PyRef<'_, GpuArray>,
+    weight: Arr<'_>,
+    num_groups: i64,
+) -> Result<Bound<'py, PyAny>> {
+    use rsnorm_core::norm::channels::backward::ChannelStats;
+    const OP: &str = rsnorm_core::norm::group_norm::BACKWARD_OP;
+    let ChannelStats::Group { groups } =
+        rsnorm_core::norm::group_norm::backward_stats(x.0.shape(), num_groups)?
+    else {
+        unreachable!("backward_stats gives the group layout")
+    };
+    let backward = rsnorm_gpu::ChannelBackward {
+        op: OP,
+        grad_out: &grad_out.0,
+        x: &x.0,
+        axis: 1,
+        kind: ChannelKind::Group(groups),
+        mean: &mean.0,
+        rstd: &rstd.0,
+        weight: tensor(&weight),
+        stats_use: StatsUse::Batch,
+        unit_rstd: false,
+    };
+    channel_backward(py, &backward)
+}
+
+#[pyfunction]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight, use_input_stats))]
+pub(crate) fn gpu_instance_norm_backward<'py>(
+    py: Python<'py>,
+    grad_out: PyRef<'_, GpuArray>,
+    x: PyRef<'_, GpuArray>,
+    mean: PyRef<'_, GpuArray>,
+    rstd: PyRef<'_, GpuArray>,
+    weight: Arr<'_>,
+    use_input_stats: bool,
+) -> Result<Bound<'py, PyAny>> {
+    const OP: &str = "instance_norm_backward";
+    rsnorm_core::norm::channels::batched_channels(OP, x.0.shape())?;
+    let backward = rsnorm_gpu::ChannelBackward {
+        op: OP,
+        grad_out: &grad_out.0,
+        x: &x.0,
+        axis: 1,
+        kind: ChannelKind::Instance,
+        mean: &mean.0,
+        rstd: &rstd.0,
+        weight: tensor(&weight),
+        stats_use: if use_input_stats {
+            StatsUse::Batch
+        } else {
+            StatsUse::Constant
+        },
+        unit_rstd: false,
+    };
+    channel_backward(py, &backward)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<GpuArray>()?;
@@ -739,5 +912,11 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gpu_rms_norm_backward, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_add_layer_norm_backward, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_add_rms_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_optim_step, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_batch_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_group_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_instance_norm_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_grad_norm, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_scale_grads, m)?)?;
     Ok(())
 }

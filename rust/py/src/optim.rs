@@ -79,7 +79,7 @@ macro_rules! from_group {
 /// The algorithm `name` with its hyperparameters from a param group (a dict holding at least
 /// the options PyTorch's optimizer of that name takes).
 #[rustfmt::skip] // one line per algorithm: its hyperparameters, as the core's struct names them
-fn algorithm(name: &str, g: &Bound<'_, PyDict>) -> Result<Algorithm> {
+pub(crate) fn algorithm(name: &str, g: &Bound<'_, PyDict>) -> Result<Algorithm> {
     Ok(match name {
         "sgd" => Algorithm::Sgd(from_group!(g => Sgd[lr, momentum, dampening, weight_decay, nesterov, maximize])),
         "adagrad" => Algorithm::Adagrad(from_group!(g => Adagrad[lr, lr_decay, weight_decay, eps, maximize])),

@@ -21,11 +21,11 @@ pub struct Adam {
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct AdamScalars {
     /// lr / (1 − β₁ᵗ).
-    step_size: f64,
+    pub(super) step_size: f64,
     /// √(1 − β₂ᵗ).
-    bias_correction2_sqrt: f64,
+    pub(super) bias_correction2_sqrt: f64,
     /// AdamW: 1 − lr·weight_decay.
-    weight_keep: f64,
+    pub(super) weight_keep: f64,
 }
 
 impl Adam {

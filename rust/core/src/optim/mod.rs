@@ -111,6 +111,33 @@ fn scalars(alg: &Algorithm, step: u64) -> Scalars {
     }
 }
 
+/// The step-dependent scalars of a tensor at step `step` (its count after this step), in f64 as
+/// PyTorch computes them: for a device kernel, which takes them rounded to its compute type.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepScalars {
+    /// Adagrad: lr / (1 + (t − 1)·lr_decay).
+    pub adagrad_lr: f64,
+    /// Adam: lr / (1 − β₁ᵗ).
+    pub adam_step_size: f64,
+    /// Adam: √(1 − β₂ᵗ).
+    pub adam_bias_correction2_sqrt: f64,
+    /// AdamW: 1 − lr·weight_decay.
+    pub adam_weight_keep: f64,
+}
+
+impl Algorithm {
+    /// The scalars of step `step` (see [`StepScalars`]).
+    pub fn step_scalars(&self, step: u64) -> StepScalars {
+        let sc = scalars(self, step);
+        StepScalars {
+            adagrad_lr: sc.adagrad_lr,
+            adam_step_size: sc.adam.step_size,
+            adam_bias_correction2_sqrt: sc.adam.bias_correction2_sqrt,
+            adam_weight_keep: sc.adam.weight_keep,
+        }
+    }
+}
+
 /// A tensor of a step as raw pointers, shared by the tasks that update its disjoint chunks.
 struct Raw<T> {
     param: *mut T,

@@ -117,7 +117,7 @@ fn channel_stats(c: u32, lid: u32) {
     }
     let v = m2 / n;
     // Rounding can leave a constant channel's variance slightly below 0; NaN stays NaN.
-    let var_ = select(v, C(0), v < C(0));
+    let var_ = select(v, C(0), v < C(0) && !is_nan_c(v));
     dev_mean[c] = mean;
     pivot[c] = base;
     var_out[c] = var_;

@@ -25,3 +25,9 @@ fn expm1_c(x: C) -> C {
     p = p * x + C(0.5);
     return x + x * x * p;
 }
+
+// NaN by its bits: drivers may compile comparisons as if NaN did not exist (WGSL allows it; the
+// NVIDIA driver turned `NaN < eps` true), so a select that must keep NaN tests for it this way.
+fn is_nan_c(x: C) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}

@@ -115,3 +115,9 @@ fn expm1_c(x: f64) -> f64 {
     p = p * x + 0.5;
     return x + x * x * p;
 }
+
+// NaN by its bits (see math_f32.wgsl), through f32: the conversion keeps NaN a NaN and takes any
+// other value to a number or an infinity (naga has no bitcast of f64).
+fn is_nan_c(x: C) -> bool {
+    return (bitcast<u32>(f32(x)) & 0x7fffffffu) > 0x7f800000u;
+}

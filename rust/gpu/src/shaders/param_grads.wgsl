@@ -1,7 +1,7 @@
 // The parameter gradients of the row norms, dweight[j] = Σ_r grad[r, j]·x̂[r, j] and dbias[j] =
-// Σ_r grad[r, j], summed in a fixed order whatever the scheduling: stage 0 sums blocks of ROWS rows
-// of a column (one thread per column, reads coalesced along the row), stage 1 each column's
-// blocks in order.
+// Σ_r grad[r, j], summed in a fixed order whatever the scheduling: stage 0 sums blocks of rows of a
+// column (one thread per column, reads coalesced along the row), stage 1 each column's blocks in
+// order. The host sizes the blocks so stage 0 has enough workgroups and stage 1 few blocks to add.
 
 @group(0) @binding(0) var<storage, read_write> grad: array<S>;
 @group(0) @binding(1) var<storage, read_write> x: array<S>;
@@ -14,11 +14,10 @@
 
 override STAGE: u32 = 0u;
 override CENTERED: bool = true;
-const ROWS: u32 = 64u;
 
-// Stage 0, p.n: rows in this dispatch, cols, workgroups, workgroups per row of columns; p.m.x:
-// the dispatch's first block.
-// Stage 1, p.n: -, cols, workgroups; p.m.y: blocks.
+// Stage 0, p.n: rows in this dispatch, cols, workgroups, workgroups per row of columns; p.m: the
+// dispatch's first block, rows per block.
+// Stage 1, p.n: -, cols, workgroups; p.m.z: blocks.
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -33,10 +32,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         if j >= cols {
             return;
         }
-        let end = min(block * ROWS + ROWS, p.n.x);
+        let start = block * p.m.y;
+        let end = min(start + p.m.y, p.n.x);
         var sw = C(0);
         var sb = C(0);
-        for (var row = block * ROWS; row < end; row++) {
+        for (var row = start; row < end; row++) {
             var mu = C(0);
             if CENTERED {
                 mu = mean[row];
@@ -55,7 +55,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         var sw = C(0);
         var sb = C(0);
-        for (var block = 0u; block < p.m.y; block++) {
+        for (var block = 0u; block < p.m.z; block++) {
             let at = (block * cols + j) * 2u;
             sw += partials[at];
             sb += partials[at + 1u];

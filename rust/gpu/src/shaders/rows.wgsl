@@ -87,12 +87,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         c = r.x / n;
         // Rounding can leave a constant row's variance slightly below 0; NaN stays NaN.
         let var_ = r.y / n - c * c;
-        scale = inverseSqrt(select(var_, C(0), var_ < C(0)) + p.f.x);
+        scale = inverseSqrt(select(var_, C(0), var_ < C(0) && !is_nan_c(var_)) + p.f.x);
     } else if MODE == RMS {
         scale = inverseSqrt(r.y / n + p.f.x);
     } else {
         let norm = sqrt(r.y);
-        scale = C(1) / select(norm, p.f.x, norm < p.f.x);
+        scale = C(1) / select(norm, p.f.x, norm < p.f.x && !is_nan_c(norm));
     }
     if !live {
         return;

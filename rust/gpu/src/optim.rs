@@ -1,0 +1,368 @@
+//! Optimizer steps on device arrays: parameters, gradients and state stay on the device, each
+//! tensor updated in place by one pass of `shaders/optim.wgsl` with torch.optim's rules (the core's
+//! `optim` formulas), the step-dependent scalars computed in f64 on the host. Gradient clipping's
+//! global norm is a device reduction (`shaders/sumsq.wgsl`), read by the step without a host
+//! round trip.
+
+use crate::context::{context, Context};
+use crate::error::{Error, Result};
+use crate::ops::{chunks, new_like, part, to_u32};
+use crate::pipelines::{Binding, OPTIM, SUMSQ, WG};
+use crate::tensor::{DType, Tensor};
+use rsnorm_core::error::shape_str;
+use rsnorm_core::optim::Algorithm;
+
+/// Elements one workgroup of the norm's first stage sums (`BLOCK` in sumsq.wgsl).
+const NORM_BLOCK: u64 = 4096;
+/// Scalars per tensor in the step's table (optim.wgsl's `sc`).
+const ROW: usize = 16;
+
+/// One tensor of a step: its parameter, gradient and state (in `Algorithm::state_names` order),
+/// its step count after this step, and whether its momentum buffer is new (SGD copies the
+/// gradient into it).
+#[derive(Debug, Clone)]
+pub struct StepTensor<'a> {
+    pub param: &'a Tensor,
+    pub grad: &'a Tensor,
+    pub state: Vec<&'a Tensor>,
+    pub step: u64,
+    pub fresh_buffer: bool,
+}
+
+fn invalid(msg: String) -> Error {
+    Error::Value(rsnorm_core::Error::InvalidArgument(msg))
+}
+
+/// The checks of a step: matching shapes and dtypes, parameters in memory of their own.
+fn check(ctx: &Context, op: &str, states: usize, tensors: &[StepTensor<'_>]) -> Result<()> {
+    for (i, t) in tensors.iter().enumerate() {
+        t.param.dtype().check(ctx, op, "params")?;
+        if t.grad.shape() != t.param.shape() {
+            return Err(invalid(format!(
+                "{op}: grads[{i}] has shape {}, parameter has {}",
+                shape_str(t.grad.shape()),
+                shape_str(t.param.shape())
+            )));
+        }
+        if t.grad.dtype() != t.param.dtype() {
+            return Err(invalid(format!(
+                "{op}: grads[{i}] has dtype {}, parameter has {}",
+                t.grad.dtype().name(),
+                t.param.dtype().name()
+            )));
+        }
+        if t.state.len() != states
+            || t.state
+                .iter()
+                .any(|s| s.shape() != t.param.shape() || s.dtype() != t.param.dtype())
+        {
+            return Err(invalid(format!(
+                "{op}: the state of parameter {i} does not match it (another shape or dtype)"
+            )));
+        }
+        // Written in place: no parameter or state may be another's memory or a gradient's.
+        let written: Vec<&Tensor> = std::iter::once(t.param)
+            .chain(t.state.iter().copied())
+            .collect();
+        for (j, other) in tensors.iter().enumerate() {
+            let others = std::iter::once(other.param)
+                .chain(other.state.iter().copied())
+                .chain(std::iter::once(other.grad));
+            for (k, o) in others.enumerate() {
+                let same_array = j == i && k < written.len();
+                if !same_array && written.iter().any(|w| w.same_memory(o)) {
+                    return Err(invalid(format!(
+                        "{op}: parameter {i} (or its state) and {} {j} share memory; parameters \
+                         are updated in place, so each must have memory of its own",
+                        if k == 0 {
+                            "parameter"
+                        } else if k <= other.state.len() {
+                            "the state of parameter"
+                        } else {
+                            "gradient"
+                        }
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The table row of one tensor (optim.wgsl's layout), in f64.
+fn row(alg: &Algorithm, t: &StepTensor<'_>, max_norm: f64) -> [f64; ROW] {
+    let mut r = [0.0; ROW];
+    r[4] = f64::from(u8::from(t.fresh_buffer));
+    r[5] = max_norm;
+    let sc = alg.step_scalars(t.step);
+    match *alg {
+        Algorithm::Sgd(a) => {
+            (r[0], r[1], r[2], r[3]) = (a.lr, a.weight_decay, a.momentum, 1.0 - a.dampening);
+        }
+        Algorithm::Adagrad(a) => (r[0], r[1], r[11]) = (sc.adagrad_lr, a.weight_decay, a.eps),
+        Algorithm::Adadelta(a) => {
+            (r[0], r[1], r[9], r[10], r[11]) = (a.lr, a.weight_decay, a.rho, 1.0 - a.rho, a.eps);
+        }
+        Algorithm::Rmsprop(a) => {
+            (r[0], r[1], r[2]) = (a.lr, a.weight_decay, a.momentum);
+            (r[9], r[10], r[11]) = (a.alpha, 1.0 - a.alpha, a.eps);
+        }
+        Algorithm::Adam(a) => {
+            (r[0], r[1], r[6], r[7]) = (
+                sc.adam_step_size,
+                a.weight_decay,
+                sc.adam_bias_correction2_sqrt,
+                sc.adam_weight_keep,
+            );
+            (r[8], r[9], r[10], r[11]) = (1.0 - a.beta1, a.beta2, 1.0 - a.beta2, a.eps);
+        }
+    }
+    r
+}
+
+/// The pipeline constants of a group's rules.
+fn constants(alg: &Algorithm, clip: bool) -> Vec<(&'static str, f64)> {
+    let flag = |b: bool| f64::from(u8::from(b));
+    let (kind, momentum, nesterov, decay, decoupled, amsgrad, centered, maximize) = match *alg {
+        Algorithm::Sgd(a) => (
+            0,
+            a.momentum != 0.0,
+            a.nesterov,
+            a.weight_decay,
+            false,
+            false,
+            false,
+            a.maximize,
+        ),
+        Algorithm::Adagrad(a) => (
+            1,
+            false,
+            false,
+            a.weight_decay,
+            false,
+            false,
+            false,
+            a.maximize,
+        ),
+        Algorithm::Adadelta(a) => (
+            2,
+            false,
+            false,
+            a.weight_decay,
+            false,
+            false,
+            false,
+            a.maximize,
+        ),
+        Algorithm::Rmsprop(a) => (
+            3,
+            a.momentum > 0.0,
+            false,
+            a.weight_decay,
+            false,
+            false,
+            a.centered,
+            a.maximize,
+        ),
+        Algorithm::Adam(a) => (
+            4,
+            false,
+            false,
+            a.weight_decay,
+            a.decoupled,
+            a.amsgrad,
+            false,
+            a.maximize,
+        ),
+    };
+    vec![
+        ("ALG", f64::from(kind)),
+        ("MOMENTUM", flag(momentum)),
+        ("NESTEROV", flag(nesterov)),
+        ("DECAY", flag(decay != 0.0)),
+        ("DECOUPLED", flag(decoupled)),
+        ("AMSGRAD", flag(amsgrad)),
+        ("CENTERED", flag(centered)),
+        ("MAXIMIZE", flag(maximize)),
+        ("CLIP", flag(clip)),
+    ]
+}
+
+/// One optimizer step of every tensor, in place. `clip`: (max_norm, the gradients' global norm
+/// from [`grad_norm`]), the gradients scaled as they are read.
+pub fn optim_step(
+    alg: &Algorithm,
+    tensors: &[StepTensor<'_>],
+    clip: Option<(f64, &Tensor)>,
+) -> Result<()> {
+    const OP: &str = "optimizer step";
+    let ctx = context()?;
+    alg.validate()?;
+    let states = alg.state_names().len();
+    check(ctx, OP, states, tensors)?;
+    let Some(first) = tensors.first() else {
+        return Ok(());
+    };
+    let dtype = first.param.dtype();
+    if let Some(t) = tensors.iter().find(|t| t.param.dtype() != dtype) {
+        return Err(Error::Unsupported(format!(
+            "{OP}: parameters of one group have one dtype ({} and {})",
+            dtype.name(),
+            t.param.dtype().name()
+        )));
+    }
+    let compute = dtype.compute();
+    let max_norm = clip.map_or(0.0, |(m, _)| m);
+    let table: Vec<f64> = tensors.iter().flat_map(|t| row(alg, t, max_norm)).collect();
+    let table = upload(&table, compute)?;
+    let norm = match clip {
+        Some((_, norm)) => crate::ops::to_dtype(ctx, OP, "norm", norm, compute)?,
+        None => table.clone(),
+    };
+    let pipeline = ctx.pipeline(OPTIM, dtype, None, &constants(alg, clip.is_some()))?;
+    let size = dtype.size() as u64;
+    ctx.checked(|| {
+        for (k, t) in tensors.iter().enumerate() {
+            let len = t.param.len() as u64;
+            let index = to_u32(OP, "tensors", k as u64)?;
+            for chunk in chunks(ctx, len, &[size])? {
+                if chunk.1 == 0 {
+                    continue;
+                }
+                let groups = to_u32(OP, "workgroups", chunk.1.div_ceil(u64::from(WG)))?;
+                let params = ctx.params(
+                    dtype,
+                    [to_u32(OP, "elements", chunk.1)?, 0, groups, 0],
+                    [index, 0, to_u32(OP, "elements", chunk.0)?, 0],
+                    [0.0; 4],
+                );
+                let state =
+                    |s: usize| part(t.state.get(s).copied().unwrap_or(t.param), size, chunk);
+                let bindings = [
+                    part(t.param, size, chunk),
+                    part(t.grad, size, chunk),
+                    state(0),
+                    state(1),
+                    state(2),
+                    Binding::whole(table.buffer()),
+                    Binding::whole(norm.buffer()),
+                ];
+                ctx.dispatch(&pipeline, &bindings, &params, groups)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `values` as a device array of `dtype`.
+fn upload(values: &[f64], dtype: DType) -> Result<Tensor> {
+    let bytes: Vec<u8> = match dtype {
+        DType::F64 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        _ => values
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect(),
+    };
+    Tensor::from_bytes(&bytes, &[values.len()], dtype)
+}
+
+/// The global L2 norm of `grads` (one dtype), a 0-d device array in the compute dtype, summed in
+/// a fixed order.
+pub fn grad_norm(grads: &[&Tensor]) -> Result<Tensor> {
+    const OP: &str = "clip_grad_norm";
+    let ctx = context()?;
+    let dtype = grads.first().map_or(DType::F32, |g| g.dtype());
+    dtype.check(ctx, OP, "grads")?;
+    if let Some(g) = grads.iter().find(|g| g.dtype() != dtype) {
+        return Err(Error::Unsupported(format!(
+            "{OP}: gradients of one dtype, got {} and {}",
+            dtype.name(),
+            g.dtype().name()
+        )));
+    }
+    let compute = dtype.compute();
+    let size = dtype.size() as u64;
+    let mut plan = Vec::new();
+    let mut slots = 0u64;
+    for g in grads {
+        for chunk in chunks(ctx, g.len() as u64, &[size])? {
+            let blocks = chunk.1.div_ceil(NORM_BLOCK);
+            plan.push((*g, chunk, blocks, slots));
+            slots += blocks;
+        }
+    }
+    let partials = new_like(ctx, &[slots.max(1) as usize], compute)?;
+    let norm = new_like(ctx, &[], compute)?;
+    let stage = |n: u32| ctx.pipeline(SUMSQ, dtype, None, &[("STAGE", f64::from(n))]);
+    ctx.checked(|| {
+        let sums = stage(0)?;
+        for &(g, chunk, blocks, first) in &plan {
+            if blocks == 0 {
+                continue;
+            }
+            let groups = to_u32(OP, "workgroups", blocks)?;
+            let params = ctx.params(
+                dtype,
+                [to_u32(OP, "elements", chunk.1)?, 0, groups, 0],
+                [to_u32(OP, "blocks", first)?, 0, 0, 0],
+                [0.0; 4],
+            );
+            let bindings = [
+                part(g, size, chunk),
+                Binding::whole(partials.buffer()),
+                Binding::whole(norm.buffer()),
+            ];
+            ctx.dispatch(&sums, &bindings, &params, groups)?;
+        }
+        let fold = stage(1)?;
+        let params = ctx.params(
+            dtype,
+            [0, 0, 1, 0],
+            [0, to_u32(OP, "blocks", slots)?, 0, 0],
+            [0.0; 4],
+        );
+        // x is not read: the partials stand in (at least one element).
+        let bindings = [
+            Binding::whole(partials.buffer()),
+            Binding::whole(partials.buffer()),
+            Binding::whole(norm.buffer()),
+        ];
+        ctx.dispatch(&fold, &bindings, &params, 1)
+    })?;
+    Ok(norm)
+}
+
+/// Scales `grads` in place by min(1, max_norm / (norm + 1e-6)), `norm` from [`grad_norm`]
+/// (torch.nn.utils.clip_grad_norm_).
+pub fn scale_grads(grads: &[&Tensor], max_norm: f64, norm: &Tensor) -> Result<()> {
+    const OP: &str = "clip_grad_norm";
+    let ctx = context()?;
+    for g in grads {
+        let dtype = g.dtype();
+        let size = dtype.size() as u64;
+        let norm = crate::ops::to_dtype(ctx, OP, "norm", norm, dtype.compute())?;
+        let pipeline = ctx.pipeline(SUMSQ, dtype, None, &[("STAGE", 2.0)])?;
+        ctx.checked(|| {
+            for chunk in chunks(ctx, g.len() as u64, &[size])? {
+                if chunk.1 == 0 {
+                    continue;
+                }
+                let groups = to_u32(OP, "workgroups", chunk.1.div_ceil(u64::from(WG)))?;
+                let params = ctx.params(
+                    dtype,
+                    [to_u32(OP, "elements", chunk.1)?, 0, groups, 0],
+                    [0; 4],
+                    [max_norm, 0.0, 0.0, 0.0],
+                );
+                let bindings = [
+                    part(g, size, chunk),
+                    Binding::whole(norm.buffer()),
+                    Binding::whole(norm.buffer()),
+                ];
+                ctx.dispatch(&pipeline, &bindings, &params, groups)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
