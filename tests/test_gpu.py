@@ -899,3 +899,54 @@ def test_device_optimizer_errors(device, rng):
         rsnorm.optim.SGD([p, p.reshape(12)]).step([gpu.empty((3, 4)), gpu.empty(12)])
     with pytest.raises(ValueError, match="Adam: invalid beta parameter at index 0"):
         rsnorm.optim.Adam([p], betas=(1.5, 0.9))
+
+
+# ---- layers on the device ----
+
+LAYERS = [
+    (lambda: rsnorm.nn.LayerNorm(12), (8, 12)),
+    (lambda: rsnorm.nn.RMSNorm(12), (8, 12)),
+    (lambda: rsnorm.nn.BatchNorm(6), (8, 6, 5)),
+    (lambda: rsnorm.nn.BatchNorm(6, momentum=None, axis=-1, running_var_correction=0), (8, 5, 6)),
+    (lambda: rsnorm.nn.GroupNorm(2, 6), (4, 6, 5)),
+    (lambda: rsnorm.nn.InstanceNorm(6, affine=True, track_running_stats=True), (4, 6, 5)),
+]
+
+
+@pytest.mark.parametrize("make,shape", LAYERS)
+def test_layers_train_on_the_device(device, rng, make, shape):
+    """A layer moved to the device trains there with an optimizer over its parameters, step for
+    step as on the host: outputs, input gradients, parameter gradients, running statistics; its
+    state dict is host arrays, and loading one keeps the arrays the optimizer holds."""
+    host, dev = make(), make().to_device()
+    assert dev.on_device and not host.on_device
+    opt_host = rsnorm.optim.Adam(list(host.parameters().values()), lr=0.05)
+    opt_dev = rsnorm.optim.Adam(list(dev.parameters().values()), lr=0.05)
+    for _ in range(3):
+        x = (rng.standard_normal(shape) * 2 + 3).astype(np.float32)
+        go = rng.standard_normal(shape).astype(np.float32)
+        y = dev(gpu.asarray(x))
+        assert isinstance(y, gpu.Array)
+        close(y, host(x), 1e-4)
+        close(dev.backward(gpu.asarray(go)), host.backward(go), 1e-4)
+        assert dev.grad.keys() == host.grad.keys()
+        for k in host.grad:
+            assert isinstance(dev.grad[k], gpu.Array)
+            close(dev.grad[k], host.grad[k], 1e-4)
+        opt_host.step([host.grad[k] for k in host.parameters()])
+        opt_dev.step([dev.grad[k] for k in dev.parameters()])
+    want, got = host.state_dict(), dev.state_dict()
+    assert got.keys() == want.keys()
+    for k in want:
+        assert type(got[k]) is np.ndarray and got[k].dtype == want[k].dtype
+        close(got[k], want[k], 1e-4)
+    x = rng.standard_normal(shape).astype(np.float32)
+    close(dev.eval()(gpu.asarray(x)), host.eval()(x), 1e-4)
+    held = dict(dev.parameters())
+    fresh = make().state_dict()
+    dev.load_state_dict(fresh)
+    for k, v in dev.parameters().items():
+        assert v is held[k]
+        close(v, fresh[k], 0)
+    dev.to_host()
+    assert not dev.on_device and all(type(v) is np.ndarray for v in dev.state_dict().values())

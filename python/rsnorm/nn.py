@@ -3,6 +3,12 @@
 ``state_dict()`` / ``load_state_dict()`` use torch.nn's keys and shapes (weight, bias, running_mean,
 running_var, num_batches_tracked), so a PyTorch state dict converted with ``{k: v.numpy() for k, v in
 sd.items()}`` loads unchanged and gives PyTorch's outputs.
+
+``layer.to_device()`` moves a layer's parameters and running statistics to the GPU (``rsnorm.gpu``
+arrays; ``num_batches_tracked`` stays a host counter): it then takes and returns device arrays, its
+gradients are device arrays, and an optimizer over ``layer.parameters()`` steps on the device.
+``state_dict()`` of such a layer returns host copies; ``load_state_dict`` takes host or device arrays
+and copies them into the layer's own (so an optimizer holding them keeps working).
 """
 
 from __future__ import annotations
@@ -56,8 +62,9 @@ class Module:
 
     def __init__(self) -> None:
         self.training = True
-        self._parameters: dict[str, Array | None] = {}
-        self._buffers: dict[str, Array | None] = {}
+        # NumPy arrays, or rsnorm.gpu arrays after to_device().
+        self._parameters: dict[str, Any] = {}
+        self._buffers: dict[str, Any] = {}
         #: Gradients of the last ``backward`` by parameter name (as in ``parameters()``).
         self.grad: dict[str, Array] = {}
         self._saved: tuple[Any, ...] | None = None
@@ -74,16 +81,50 @@ class Module:
         return {k: v for k, v in self._parameters.items() if v is not None}
 
     def state_dict(self) -> dict[str, Array]:
-        """Parameters and buffers by PyTorch's names (the arrays themselves, as PyTorch shares storage)."""
+        """Parameters and buffers by PyTorch's names: the arrays themselves, as PyTorch shares
+        storage; host copies of a layer on the GPU."""
         state = self.parameters()
+        state.update({k: v for k, v in self._buffers.items() if v is not None})
+        return {k: _host(v) for k, v in state.items()}
+
+    def _own_arrays(self) -> dict[str, Any]:
+        state: dict[str, Any] = {k: v for k, v in self._parameters.items() if v is not None}
         state.update({k: v for k, v in self._buffers.items() if v is not None})
         return state
 
+    def _extra_state_keys(self) -> set[str]:
+        """Keys of the state dict that are settings, not arrays of the layer."""
+        return set()
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the layer's parameters and running statistics are on the GPU."""
+        return any(_is_device(v) for v in self._own_arrays().values())
+
+    def to_device(self) -> Module:
+        """Moves parameters and running statistics to the GPU (``rsnorm.gpu.asarray``); returns the
+        layer. An optimizer made before holds the old host arrays: make it after."""
+        from . import gpu
+
+        for table in (self._parameters, self._buffers):
+            for k, v in table.items():
+                if v is not None and k != "num_batches_tracked" and not _is_device(v):
+                    table[k] = gpu.asarray(v)
+        return self
+
+    def to_host(self) -> Module:
+        """Moves parameters and running statistics back to NumPy arrays; returns the layer."""
+        for table in (self._parameters, self._buffers):
+            for k, v in table.items():
+                table[k] = _host(v)
+        return self
+
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
         """Copies values into this layer's arrays (keeping their dtype). Strict: keys must match exactly."""
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
+        own = self._own_arrays()
+        keys = set(own) | self._extra_state_keys()
+        missing = sorted(keys - set(state))
+        unexpected = sorted(set(state) - keys)
         if strict and (missing or unexpected):
             raise ValueError(
                 f"{type(self).__name__}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
@@ -91,13 +132,18 @@ class Module:
         for name, target in own.items():
             if name not in state:
                 continue
-            value = np.asarray(state[name])
+            value = np.asarray(_host(state[name]))
             if value.shape != target.shape:
                 raise ValueError(
                     f"{type(self).__name__}.load_state_dict: {name} has shape {value.shape}, "
                     f"expected {target.shape}"
                 )
-            np.copyto(target, value, casting="unsafe")
+            if _is_device(target):
+                from . import gpu
+
+                target._a.copy_from(gpu.asarray(value, dtype=target.dtype)._a)
+            else:
+                np.copyto(target, value, casting="unsafe")
 
     def __call__(self, x: npt.ArrayLike) -> Array:
         return self.forward(x)
@@ -125,6 +171,15 @@ class Module:
 
     def _set_grads(self, **grads: Array | None) -> None:
         self.grad = {k: v for k, v in grads.items() if v is not None and self._parameters.get(k) is not None}
+
+
+def _is_device(value: Any) -> bool:
+    return type(value).__module__ == "rsnorm.gpu"
+
+
+def _host(value: Any) -> Any:
+    """A device array's values as a NumPy array; anything else as it is."""
+    return value.numpy() if _is_device(value) else value
 
 
 def _shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:
@@ -234,8 +289,8 @@ class _RunningStats(Module):
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
-            self._buffers["running_mean"][...] = 0  # type: ignore[index]
-            self._buffers["running_var"][...] = 1  # type: ignore[index]
+            zeros = np.zeros(self.num_features)
+            self.load_state_dict({"running_mean": zeros, "running_var": zeros + 1}, strict=False)
             self._buffers["num_batches_tracked"][...] = 0  # type: ignore[index]
 
 
@@ -260,6 +315,9 @@ class _BatchNormBase(_RunningStats):
         if self.running_var_correction != 1:
             state["running_var_correction"] = np.array(self.running_var_correction, np.int64)
         return state
+
+    def _extra_state_keys(self) -> set[str]:
+        return {"running_var_correction"} if self.running_var_correction != 1 else set()
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
         state = dict(state)

@@ -222,6 +222,7 @@ pub fn optim_step(
     let pipeline = ctx.pipeline(OPTIM, dtype, None, &constants(alg, clip.is_some()))?;
     let size = dtype.size() as u64;
     ctx.checked(|| {
+        let mut work = Vec::with_capacity(tensors.len());
         for (k, t) in tensors.iter().enumerate() {
             let len = t.param.len() as u64;
             let index = to_u32(OP, "tensors", k as u64)?;
@@ -238,7 +239,7 @@ pub fn optim_step(
                 );
                 let state =
                     |s: usize| part(t.state.get(s).copied().unwrap_or(t.param), size, chunk);
-                let bindings = [
+                let bindings = vec![
                     part(t.param, size, chunk),
                     part(t.grad, size, chunk),
                     state(0),
@@ -247,10 +248,11 @@ pub fn optim_step(
                     Binding::whole(table.buffer()),
                     Binding::whole(norm.buffer()),
                 ];
-                ctx.dispatch(&pipeline, &bindings, &params, groups)?;
+                work.push((bindings, params, groups));
             }
         }
-        Ok(())
+        // One compute pass for the whole step.
+        ctx.dispatch_all(&pipeline, &work)
     })
 }
 

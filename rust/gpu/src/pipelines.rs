@@ -178,6 +178,48 @@ impl Context {
         if groups == 0 {
             return Ok(());
         }
+        let (gx, gy) = self.grid(groups)?;
+        let group = self.bind_group(pipeline, bindings, params);
+        self.record(1, |encoder| {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            pass.set_pipeline(&pipeline.compute);
+            pass.set_bind_group(0, &group, &[]);
+            pass.dispatch_workgroups(gx, gy, 1);
+        });
+        Ok(())
+    }
+
+    /// Records many dispatches of one pipeline in one compute pass, counted as one towards the
+    /// submission batch: an optimizer step over hundreds of tensors, where a pass and a possible
+    /// submission per tensor cost more than the tensor's work.
+    pub(crate) fn dispatch_all(
+        &self,
+        pipeline: &Pipeline,
+        work: &[(Vec<Binding<'_>>, Uniform, u32)],
+    ) -> Result<()> {
+        let mut grids = Vec::with_capacity(work.len());
+        for (bindings, params, groups) in work.iter().filter(|w| w.2 > 0) {
+            grids.push((
+                self.grid(*groups)?,
+                self.bind_group(pipeline, bindings, params),
+            ));
+        }
+        if grids.is_empty() {
+            return Ok(());
+        }
+        self.record(1, |encoder| {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            pass.set_pipeline(&pipeline.compute);
+            for ((gx, gy), group) in &grids {
+                pass.set_bind_group(0, group, &[]);
+                pass.dispatch_workgroups(*gx, *gy, 1);
+            }
+        });
+        Ok(())
+    }
+
+    /// `groups` workgroups as a 1-D or 2-D grid within the per-dimension limit.
+    fn grid(&self, groups: u32) -> Result<(u32, u32)> {
         let per_dim = self.max_groups;
         let (gx, gy) = (groups.min(per_dim), groups.div_ceil(per_dim));
         if gy > per_dim {
@@ -185,6 +227,15 @@ impl Context {
                 "{groups} workgroups exceed the GPU's dispatch limit"
             )));
         }
+        Ok((gx, gy))
+    }
+
+    fn bind_group(
+        &self,
+        pipeline: &Pipeline,
+        bindings: &[Binding<'_>],
+        params: &Uniform,
+    ) -> wgpu::BindGroup {
         let mut entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
             .iter()
             .enumerate()
@@ -205,18 +256,11 @@ impl Context {
                 size: NonZeroU64::new(params.size),
             }),
         });
-        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &pipeline.layout,
             entries: &entries,
-        });
-        self.record(1, |encoder| {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            pass.set_pipeline(&pipeline.compute);
-            pass.set_bind_group(0, &group, &[]);
-            pass.dispatch_workgroups(gx, gy, 1);
-        });
-        Ok(())
+        })
     }
 }
 

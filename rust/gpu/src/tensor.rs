@@ -148,6 +148,32 @@ impl Tensor {
         context()?.download(self.buffer(), self.nbytes() as u64)
     }
 
+    /// Copies `src`'s values into this array, in place (recorded after the work before it): a
+    /// layer's `load_state_dict` keeps the arrays an optimizer holds.
+    pub fn copy_from(&self, src: &Tensor) -> Result<()> {
+        if src.dtype != self.dtype || src.len() != self.len() {
+            return Err(Error::Unsupported(format!(
+                "copy: a {} array of {} elements into a {} array of {}",
+                src.dtype.name(),
+                src.len(),
+                self.dtype.name(),
+                self.len()
+            )));
+        }
+        if self.is_empty() || self.same_memory(src) {
+            return Ok(());
+        }
+        let ctx = context()?;
+        // Buffers are whole multiples of 4 bytes, as copies must be.
+        let bytes = (self.nbytes() as u64).next_multiple_of(4);
+        ctx.checked(|| {
+            ctx.record(1, |encoder| {
+                encoder.copy_buffer_to_buffer(src.buffer(), 0, self.buffer(), 0, bytes);
+            });
+            Ok(())
+        })
+    }
+
     /// The same memory seen with another shape of as many elements.
     #[must_use]
     pub fn reshape(&self, shape: &[usize]) -> Tensor {

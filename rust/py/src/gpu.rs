@@ -100,6 +100,12 @@ impl GpuArray {
         Ok(GpuArray(self.0.reshape(&shape)))
     }
 
+    /// Copies `src`'s values into this array in place (same dtype and size).
+    fn copy_from(&self, py: Python<'_>, src: PyRef<'_, GpuArray>) -> Result<()> {
+        let (dst, src) = (&self.0, &src.0);
+        run(py, || dst.copy_from(src))
+    }
+
     /// Whether two arrays are the same device memory.
     fn same_memory(&self, other: &GpuArray) -> bool {
         self.0.same_memory(&other.0)
