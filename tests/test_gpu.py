@@ -197,6 +197,13 @@ def test_softmax_log_softmax_along_each_axis(device, rng, axis):
 def test_selu_l2_normalize(device, rng):
     x, a = pair(rng, (9, 130))
     close(rsnorm.selu(a), rsnorm.selu(x.astype(np.float64)))
+    go = rng.standard_normal(x.shape).astype(np.float32)
+    close(
+        rsnorm.selu_backward(gpu.asarray(go), a),
+        rsnorm.selu_backward(go.astype(np.float64), x.astype(np.float64)),
+    )
+    with pytest.raises(ValueError, match="selu_backward: grad_out has shape"):
+        rsnorm.selu_backward(gpu.asarray(go[:3]), a)
     close(rsnorm.l2_normalize(a), rsnorm.l2_normalize(x.astype(np.float64)))
     zero = gpu.asarray(np.zeros((2, 3), np.float32))
     np.testing.assert_array_equal(rsnorm.l2_normalize(zero).numpy(), 0)
@@ -853,21 +860,29 @@ def test_optimizer_steps_match_the_cpu(device, rng, name, kw, clip):
             assert isinstance(got, gpu.Array) and got.shape == ()
             close(got, want, 1e-6)
     for d, h in zip(dev, host):
-        close(d, h, 1e-6)
+        close_to_scale(d, h, 1e-6)
     got_state, want_state = gpu_opt.state_dict(), cpu_opt.state_dict()
     assert got_state["param_groups"] == want_state["param_groups"]
     for i, entry in want_state["state"].items():
         assert got_state["state"][i].keys() == entry.keys()
         for k, v in entry.items():
             assert type(got_state["state"][i][k]) is np.ndarray
-            close(got_state["state"][i][k], v, 1e-6)
+            close_to_scale(got_state["state"][i][k], v, 1e-6)
     resumed = cls([gpu.asarray(p) for p in host], **kw)
     resumed.load_state_dict(want_state)
     grads = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
     cpu_opt.step(grads)
     resumed.step([gpu.asarray(g) for g in grads])
     for d, h in zip(resumed.param_groups[0]["params"], host):
-        close(d, h, 1e-6)
+        close_to_scale(d, h, 1e-6)
+
+
+def close_to_scale(got, want, tol):
+    """Within `tol` of the array's largest magnitude: float32 rounding of steps that moved values by
+    several units (centered RMSprop with momentum on the H200: 2.7e-6 on values that reached 21)."""
+    scale = max(1.0, float(np.abs(want).max()))
+    got = got.numpy() if isinstance(got, gpu.Array) else got
+    np.testing.assert_allclose(np.asarray(got, np.float64) / scale, want / scale, rtol=0, atol=tol)
 
 
 def test_clip_grad_norm_on_the_device(device, rng):

@@ -249,6 +249,7 @@ _BINDINGS: list[tuple[Callable[..., Any], Callable[..., Any]]] = [
     (activation.softmax, _softmax),
     (activation.log_softmax, _log_softmax),
     (activation.selu, _rsnorm.gpu_selu),
+    (activation.selu_backward, _rsnorm.gpu_selu_backward),
     (channels.group_norm, _rsnorm.gpu_group_norm),
     (channels.instance_norm, _rsnorm.gpu_instance_norm),
     (channels.batch_norm, _rsnorm.gpu_batch_norm),

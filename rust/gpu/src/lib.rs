@@ -18,8 +18,8 @@ pub use backward::{ChannelBackward, ChannelKind, RowGrads, RowNormBackward, Stat
 pub use context::{device_info, is_available, Timestamp};
 pub use error::{Error, Result};
 pub use ops::{
-    batch_norm, group_norm, instance_norm, repeat, selu, softmax, ChannelAffine, ChannelMap,
-    RowKind, RowNorm, RowNormOutput,
+    batch_norm, group_norm, instance_norm, repeat, selu, selu_backward, softmax, ChannelAffine,
+    ChannelMap, RowKind, RowNorm, RowNormOutput,
 };
 pub use optim::{grad_norm, optim_step, scale_grads, StepTensor};
 pub use tensor::{synchronize, DType, Tensor};

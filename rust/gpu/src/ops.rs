@@ -477,9 +477,25 @@ pub fn selu(x: &Tensor, out: Option<&Tensor>) -> Result<Tensor> {
     if y.is_empty() {
         return Ok(y);
     }
-    let pipeline = ctx.pipeline(SELU, dtype, None, &[])?;
-    elementwise(ctx, &pipeline, dtype, &[x], &y, [0; 4], [0.0; 4])?;
+    let pipeline = ctx.pipeline(SELU, dtype, None, &[("BACKWARD", 0.0)])?;
+    elementwise(ctx, &pipeline, dtype, &[x, x], &y, [0; 4], [0.0; 4])?;
     Ok(y)
+}
+
+/// SELU's backward: dx from grad_out and the forward's input.
+pub fn selu_backward(grad_out: &Tensor, x: &Tensor) -> Result<Tensor> {
+    const OP: &str = "selu_backward";
+    let ctx = context()?;
+    let dtype = x.dtype();
+    dtype.check(ctx, OP, "x")?;
+    let grad = same_shape(ctx, OP, "grad_out", grad_out, x)?;
+    let dx = new_like(ctx, x.shape(), dtype)?;
+    if dx.is_empty() {
+        return Ok(dx);
+    }
+    let pipeline = ctx.pipeline(SELU, dtype, None, &[("BACKWARD", 1.0)])?;
+    elementwise(ctx, &pipeline, dtype, &[x, &grad], &dx, [0; 4], [0.0; 4])?;
+    Ok(dx)
 }
 
 /// Normalization with per-channel statistics (BatchNorm in eval mode, InstanceNorm with its

@@ -455,6 +455,18 @@ pub(crate) fn gpu_selu<'py>(
     wrap(py, y)
 }
 
+#[pyfunction]
+#[pyo3(signature = (grad_out, x))]
+pub(crate) fn gpu_selu_backward<'py>(
+    py: Python<'py>,
+    grad_out: PyRef<'_, GpuArray>,
+    x: PyRef<'_, GpuArray>,
+) -> Result<Bound<'py, PyAny>> {
+    let (grad_out, x) = (&grad_out.0, &x.0);
+    let dx = run(py, || rsnorm_gpu::selu_backward(grad_out, x))?;
+    wrap(py, dx)
+}
+
 /// `y`, or `(y, mean, rstd)` with the statistics shaped `stats`.
 fn with_stats<'py>(
     py: Python<'py>,
@@ -778,17 +790,42 @@ pub(crate) fn gpu_scale_grads(
     run(py, || rsnorm_gpu::scale_grads(&grads, max_norm, norm))
 }
 
-/// `(dx, dweight, dbias)` of a channel norm, dweight None without a weight.
-fn channel_backward<'py>(
-    py: Python<'py>,
-    backward: &rsnorm_gpu::ChannelBackward<'_>,
-) -> Result<Bound<'py, PyAny>> {
-    let RowGrads { dx, dweight, dbias } = run(py, || backward.run())?;
-    let wrapped = |t: Option<Tensor>| t.map(|t| wrap(py, t)).transpose();
-    optional_tuple(
-        py,
-        vec![Some(wrap(py, dx)?), wrapped(dweight)?, wrapped(dbias)?],
-    )
+/// The arrays of a channel norm's backward, as its binding takes them.
+struct ChannelGrads<'a> {
+    grad_out: PyRef<'a, GpuArray>,
+    x: PyRef<'a, GpuArray>,
+    mean: PyRef<'a, GpuArray>,
+    rstd: PyRef<'a, GpuArray>,
+    weight: Arr<'a>,
+}
+
+impl ChannelGrads<'_> {
+    /// `(dx, dweight, dbias)`, dweight None without a weight.
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        op: &'static str,
+        (axis, kind): (usize, ChannelKind),
+        stats_use: StatsUse,
+        unit_rstd: bool,
+    ) -> Result<Bound<'py, PyAny>> {
+        let backward = rsnorm_gpu::ChannelBackward {
+            op,
+            grad_out: &self.grad_out.0,
+            x: &self.x.0,
+            axis,
+            kind,
+            mean: &self.mean.0,
+            rstd: &self.rstd.0,
+            weight: tensor(&self.weight),
+            stats_use,
+            unit_rstd,
+        };
+        let RowGrads { dx, dweight, dbias } = run(py, || backward.run())?;
+        let wrapped = |t: Option<Tensor>| t.map(|t| wrap(py, t)).transpose();
+        let grads = vec![Some(wrap(py, dx)?), wrapped(dweight)?, wrapped(dbias)?];
+        optional_tuple(py, grads)
+    }
 }
 
 #[pyfunction]
@@ -811,19 +848,15 @@ pub(crate) fn gpu_batch_norm_backward<'py>(
         (true, false) => StatsUse::Batch,
         (true, true) => StatsUse::BatchMean,
     };
-    let backward = rsnorm_gpu::ChannelBackward {
-        op: OP,
-        grad_out: &grad_out.0,
-        x: &x.0,
-        axis,
-        kind: ChannelKind::Batch,
-        mean: &mean.0,
-        rstd: &rstd.0,
-        weight: tensor(&weight),
-        stats_use,
-        unit_rstd: mean_only,
-    };
-    channel_backward(py, &backward)
+    let layout = (axis, ChannelKind::Batch);
+    ChannelGrads {
+        grad_out,
+        x,
+        mean,
+        rstd,
+        weight,
+    }
+    .run(py, OP, layout, stats_use, mean_only)
 }
 
 #[pyfunction]
@@ -844,19 +877,15 @@ pub(crate) fn gpu_group_norm_backward<'py>(
     else {
         unreachable!("backward_stats gives the group layout")
     };
-    let backward = rsnorm_gpu::ChannelBackward {
-        op: OP,
-        grad_out: &grad_out.0,
-        x: &x.0,
-        axis: 1,
-        kind: ChannelKind::Group(groups),
-        mean: &mean.0,
-        rstd: &rstd.0,
-        weight: tensor(&weight),
-        stats_use: StatsUse::Batch,
-        unit_rstd: false,
-    };
-    channel_backward(py, &backward)
+    let layout = (1, ChannelKind::Group(groups));
+    ChannelGrads {
+        grad_out,
+        x,
+        mean,
+        rstd,
+        weight,
+    }
+    .run(py, OP, layout, StatsUse::Batch, false)
 }
 
 #[pyfunction]
@@ -872,23 +901,20 @@ pub(crate) fn gpu_instance_norm_backward<'py>(
 ) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "instance_norm_backward";
     rsnorm_core::norm::channels::batched_channels(OP, x.0.shape())?;
-    let backward = rsnorm_gpu::ChannelBackward {
-        op: OP,
-        grad_out: &grad_out.0,
-        x: &x.0,
-        axis: 1,
-        kind: ChannelKind::Instance,
-        mean: &mean.0,
-        rstd: &rstd.0,
-        weight: tensor(&weight),
-        stats_use: if use_input_stats {
-            StatsUse::Batch
-        } else {
-            StatsUse::Constant
-        },
-        unit_rstd: false,
+    let stats_use = if use_input_stats {
+        StatsUse::Batch
+    } else {
+        StatsUse::Constant
     };
-    channel_backward(py, &backward)
+    let layout = (1, ChannelKind::Instance);
+    ChannelGrads {
+        grad_out,
+        x,
+        mean,
+        rstd,
+        weight,
+    }
+    .run(py, OP, layout, stats_use, false)
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -911,6 +937,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gpu_l2_normalize, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_softmax, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_selu, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_selu_backward, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_group_norm, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_instance_norm, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_batch_norm, m)?)?;
