@@ -11,6 +11,7 @@ use crate::pipelines::{Binding, OPTIM, SUMSQ, WG};
 use crate::tensor::{DType, Tensor};
 use rsnorm_core::error::shape_str;
 use rsnorm_core::optim::Algorithm;
+use std::collections::HashMap;
 
 /// Elements one workgroup of the norm's first stage sums (`BLOCK` in sumsq.wgsl).
 const NORM_BLOCK: u64 = 4096;
@@ -60,30 +61,41 @@ fn check(ctx: &Context, op: &str, states: usize, tensors: &[StepTensor<'_>]) -> 
                 "{op}: the state of parameter {i} does not match it (another shape or dtype)"
             )));
         }
-        // Written in place: no parameter or state may be another's memory or a gradient's.
-        let written: Vec<&Tensor> = std::iter::once(t.param)
-            .chain(t.state.iter().copied())
-            .collect();
-        for (j, other) in tensors.iter().enumerate() {
-            let others = std::iter::once(other.param)
-                .chain(other.state.iter().copied())
-                .chain(std::iter::once(other.grad));
-            for (k, o) in others.enumerate() {
-                let same_array = j == i && k < written.len();
-                if !same_array && written.iter().any(|w| w.same_memory(o)) {
-                    return Err(invalid(format!(
-                        "{op}: parameter {i} (or its state) and {} {j} share memory; parameters \
-                         are updated in place, so each must have memory of its own",
-                        if k == 0 {
-                            "parameter"
-                        } else if k <= other.state.len() {
-                            "the state of parameter"
-                        } else {
-                            "gradient"
-                        }
-                    )));
+    }
+    check_memory(op, tensors)
+}
+
+/// Written in place, no parameter or state may be another tensor's memory, and no gradient any
+/// parameter's or state's: one pass over the memory the step writes (a step runs every iteration,
+/// and comparing every pair was quadratic in the tensors).
+fn check_memory(op: &str, tensors: &[StepTensor<'_>]) -> Result<()> {
+    let conflict = |i: usize, role: &str, j: usize| {
+        invalid(format!(
+            "{op}: parameter {i} (or its state) and {role} {j} share memory; parameters are \
+             updated in place, so each must have memory of its own"
+        ))
+    };
+    // The tensor whose parameter or state each written memory is.
+    let mut owner: HashMap<usize, usize> = HashMap::new();
+    for (j, t) in tensors.iter().enumerate() {
+        let written = std::iter::once(t.param).chain(t.state.iter().copied());
+        for (k, w) in written.enumerate() {
+            match owner.insert(w.memory_id(), j) {
+                Some(i) if i != j => {
+                    let role = if k == 0 {
+                        "parameter"
+                    } else {
+                        "the state of parameter"
+                    };
+                    return Err(conflict(i, role, j));
                 }
+                _ => {}
             }
+        }
+    }
+    for (j, t) in tensors.iter().enumerate() {
+        if let Some(&i) = owner.get(&t.grad.memory_id()) {
+            return Err(conflict(i, "gradient", j));
         }
     }
     Ok(())
