@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _rsnorm
+from . import _rsnorm, gpu
 from ._backend import host_array
 from .channels import (
     batch_norm,
@@ -85,7 +85,7 @@ class Module:
         storage; host copies of a layer on the GPU."""
         state = self.parameters()
         state.update({k: v for k, v in self._buffers.items() if v is not None})
-        return {k: _host(v) for k, v in state.items()}
+        return {k: gpu._to_numpy(v) for k, v in state.items()}
 
     def _own_arrays(self) -> dict[str, Any]:
         state: dict[str, Any] = {k: v for k, v in self._parameters.items() if v is not None}
@@ -99,16 +99,14 @@ class Module:
     @property
     def on_device(self) -> bool:
         """Whether the layer's parameters and running statistics are on the GPU."""
-        return any(_is_device(v) for v in self._own_arrays().values())
+        return any(isinstance(v, gpu.Array) for v in self._own_arrays().values())
 
     def to_device(self) -> Module:
         """Moves parameters and running statistics to the GPU (``rsnorm.gpu.asarray``); returns the
         layer. An optimizer made before holds the old host arrays: make it after."""
-        from . import gpu
-
         for table in (self._parameters, self._buffers):
             for k, v in table.items():
-                if v is not None and k != "num_batches_tracked" and not _is_device(v):
+                if v is not None and k != "num_batches_tracked" and not isinstance(v, gpu.Array):
                     table[k] = gpu.asarray(v)
         return self
 
@@ -116,7 +114,7 @@ class Module:
         """Moves parameters and running statistics back to NumPy arrays; returns the layer."""
         for table in (self._parameters, self._buffers):
             for k, v in table.items():
-                table[k] = _host(v)
+                table[k] = gpu._to_numpy(v)
         return self
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
@@ -132,15 +130,13 @@ class Module:
         for name, target in own.items():
             if name not in state:
                 continue
-            value = np.asarray(_host(state[name]))
+            value = np.asarray(gpu._to_numpy(state[name]))
             if value.shape != target.shape:
                 raise ValueError(
                     f"{type(self).__name__}.load_state_dict: {name} has shape {value.shape}, "
                     f"expected {target.shape}"
                 )
-            if _is_device(target):
-                from . import gpu
-
+            if isinstance(target, gpu.Array):
                 target._a.copy_from(gpu.asarray(value, dtype=target.dtype)._a)
             else:
                 np.copyto(target, value, casting="unsafe")
@@ -171,15 +167,6 @@ class Module:
 
     def _set_grads(self, **grads: Array | None) -> None:
         self.grad = {k: v for k, v in grads.items() if v is not None and self._parameters.get(k) is not None}
-
-
-def _is_device(value: Any) -> bool:
-    return type(value).__module__ == "rsnorm.gpu"
-
-
-def _host(value: Any) -> Any:
-    """A device array's values as a NumPy array; anything else as it is."""
-    return value.numpy() if _is_device(value) else value
 
 
 def _shape(normalized_shape: int | Sequence[int]) -> tuple[int, ...]:

@@ -20,22 +20,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _rsnorm
+from . import _rsnorm, gpu
 from ._backend import host_array
 
 Array = npt.NDArray[Any]
 
 __all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "clip_grad_norm"]
-
-
-def _gpu() -> Any:
-    from . import gpu
-
-    return gpu
-
-
-def _on_device(value: Any) -> bool:
-    return type(value).__module__ == "rsnorm.gpu"
 
 
 def clip_grad_norm(grads: Sequence[Any], max_norm: float) -> Any:
@@ -46,8 +36,7 @@ def clip_grad_norm(grads: Sequence[Any], max_norm: float) -> Any:
     if not max_norm >= 0:
         raise ValueError(f"clip_grad_norm: max_norm must be >= 0, got {max_norm}")
     grads = list(grads)
-    if grads and any(_on_device(g) for g in grads):
-        gpu = _gpu()
+    if any(isinstance(g, gpu.Array) for g in grads):
         handles = [gpu._dev("clip_grad_norm", f"grads[{i}]", g) for i, g in enumerate(grads)]
         device_norm = _rsnorm.gpu_grad_norm(handles)
         _rsnorm.gpu_scale_grads(handles, float(max_norm), device_norm)
@@ -103,8 +92,9 @@ class Optimizer:
     subclass names its core `algorithm`; the core reads the options it needs from each group."""
 
     algorithm = ""
-    _device: bool | None = None
-    _params_own_data: bool = False
+    # Whether the parameters are rsnorm.gpu arrays (the first one decides); None before it is seen.
+    _device: bool | None
+    _params_own_data: bool
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self._device = None
@@ -143,10 +133,11 @@ class Optimizer:
     def _check_param(self, p: Any) -> None:
         name = type(self).__name__
         # The first parameter decides: all on the GPU, or all in host memory.
-        device = getattr(self, "_device", None)
-        if device is None:
-            device = self._device = _on_device(p)
-        if device != _on_device(p):
+        on_device = isinstance(p, gpu.Array)
+        if self._device is None:
+            self._device = on_device
+        device = self._device
+        if device != on_device:
             raise TypeError(
                 f"{name}: parameters on the GPU and in host memory in one optimizer; move them to one "
                 "place (rsnorm.gpu.asarray, or .numpy())"
@@ -182,12 +173,14 @@ class Optimizer:
         if not self._device:
             return self._initial_state(name, p, group)
         host = self._initial_state(name, np.zeros(p.shape, p.dtype), group)
-        return _gpu().asarray(host)
+        return gpu.asarray(host)
 
     def _all_params(self) -> list[Array]:
         return [p for g in self.param_groups for p in g["params"]]
 
-    def step(self, grads: Sequence[npt.ArrayLike], clip_grad_norm: float | None = None) -> float | None:
+    def step(
+        self, grads: Sequence[npt.ArrayLike], clip_grad_norm: float | None = None
+    ) -> float | gpu.Array | None:
         """Updates every parameter in place from its gradient (same order as the parameters).
 
         With ``clip_grad_norm=max_norm`` the gradients are first scaled as
@@ -203,7 +196,7 @@ class Optimizer:
         given: list[Any] = list(grads)
         for i, (p, g) in enumerate(zip(params, given)):
             if self._device:
-                _gpu()._dev(f"{type(self).__name__}.step", f"grads[{i}]", g)
+                gpu._dev(f"{type(self).__name__}.step", f"grads[{i}]", g)
             else:
                 g = host_array(f"{type(self).__name__}.step", f"grads[{i}]", g)
             if g.shape != p.shape:
@@ -260,7 +253,7 @@ class Optimizer:
             for i, _ in created:
                 self.state[i]["step"] += 1
         if self._device and norm is not None:
-            return _gpu().Array(norm)  # type: ignore[no-any-return]
+            return gpu.Array(norm)
         return norm
 
     def _group_step(
@@ -298,7 +291,7 @@ class Optimizer:
         "param_groups": [{..., "params": [indices]}]}."""
         state = {}
         for i, st in self.state.items():
-            entry = {k: (v.numpy() if _on_device(v) else v) for k, v in st.items() if k != "step"}
+            entry = {k: gpu._to_numpy(v) for k, v in st.items() if k != "step"}
             if self._tracks_step():
                 entry = {"step": np.array(float(st["step"])), **entry}
             state[i] = entry
@@ -353,14 +346,14 @@ class Optimizer:
                     continue
                 if value is None:
                     continue
-                arr = value.numpy() if _on_device(value) else np.asarray(value)
+                arr = np.asarray(gpu._to_numpy(value))
                 if arr.shape != p.shape:
                     raise ValueError(
                         f"{where}: {name} of parameter {i} has shape {arr.shape}, expected {p.shape}"
                     )
                 st[name] = np.array(arr, dtype=p.dtype, order="C")
                 if self._device:
-                    st[name] = _gpu().asarray(st[name])
+                    st[name] = gpu.asarray(st[name])
             if not self._tracks_step() and "momentum_buffer" in st:
                 st["step"] = 1
             new_state[i] = st
