@@ -145,6 +145,20 @@ def _calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], Any]]]:
                     lambda p=pv, q=q: rsnorm.cross_entropy_with_logits(p, q / q.sum(-1, keepdims=True)),
                 )
                 yield f"{key}/selu_backward", lambda p=pv, q=q: rsnorm.selu_backward(q, p - 0.5)
+                yield (
+                    f"{key}/softmax_backward",
+                    lambda p=pv, q=q: rsnorm.softmax_backward(q, rsnorm.softmax(p)),
+                )
+                yield (
+                    f"{key}/log_softmax_backward",
+                    lambda p=pv, q=q: rsnorm.log_softmax_backward(q, rsnorm.log_softmax(p)),
+                )
+                yield (
+                    f"{key}/ce_logits_backward",
+                    lambda p=pv, t=target: rsnorm.cross_entropy_with_logits_backward(
+                        1.0, p, t, label_smoothing=0.1
+                    ),
+                )
         for n in (1, 1000, 100_000):
             u, v = rng.standard_normal(n).astype(dtype), rng.standard_normal(n + 3).astype(dtype)
             yield f"{name}/{n}/wasserstein", lambda u=u, v=v: rsnorm.wasserstein_1d(u, v)

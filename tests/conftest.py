@@ -129,6 +129,8 @@ class OnBackend:
             moved: list[tuple[np.ndarray, Any]] = []
 
             def to(value: Any) -> Any:
+                if isinstance(value, np.ndarray) and value.dtype.kind in "iu" and backend.name == "gpu":
+                    return value  # class indices: rsnorm.gpu holds floats and takes them from the host
                 if isinstance(value, np.ndarray):
                     try:
                         moved.append((value, backend.asarray(value)))

@@ -27,7 +27,7 @@ def test_every_public_function_is_a_documented_python_function():
         assert isinstance(fn, types.FunctionType), name
         assert fn.__name__ == name and len(inspect.getdoc(fn) or "") > 20, name
         assert fn.__module__.startswith("rsnorm."), name
-    assert len(PUBLIC) == 42
+    assert len(PUBLIC) == 45
     sig = inspect.signature(rn.layer_norm)
     assert list(sig.parameters) == ["x", "normalized_shape", "weight", "bias", "eps", "out", "return_stats"]
     assert sig.parameters["out"].kind is inspect.Parameter.KEYWORD_ONLY
@@ -51,6 +51,9 @@ CALLS = {
     "cosine_linear_backward": lambda x: rn.cosine_linear_backward(x, ones(4, 8), ones(3, 8)),
     "cross_entropy": lambda x: rn.cross_entropy(x, ones(4, 8)),
     "cross_entropy_with_logits": lambda x: rn.cross_entropy_with_logits(x, np.zeros(4, np.int64)),
+    "cross_entropy_with_logits_backward": lambda x: rn.cross_entropy_with_logits_backward(
+        1.0, x, np.zeros(4, np.int64)
+    ),
     "entropy": lambda x: rn.entropy(x),
     "group_norm": lambda x: rn.group_norm(x, 2),
     "group_norm_backward": lambda x: rn.group_norm_backward(
@@ -69,6 +72,7 @@ CALLS = {
     "layer_norm_backward": lambda x: rn.layer_norm_backward(x, ones(4, 8), ones(4), ones(4)),
     "local_response_norm": lambda x: rn.local_response_norm(x, 3),
     "log_softmax": lambda x: rn.log_softmax(x),
+    "log_softmax_backward": lambda x: rn.log_softmax_backward(x, ones(4, 8)),
     "merge_moments": lambda x: rn.merge_moments((x, x, x), (ones(8), ones(8), ones(8))),
     "moments": lambda x: rn.moments(x),
     "nll_loss": lambda x: rn.nll_loss(x, np.zeros(4, np.int64)),
@@ -80,6 +84,7 @@ CALLS = {
     "selu": lambda x: rn.selu(x),
     "selu_backward": lambda x: rn.selu_backward(x, ones(4, 8)),
     "softmax": lambda x: rn.softmax(x),
+    "softmax_backward": lambda x: rn.softmax_backward(x, ones(4, 8)),
     "wasserstein_1d": lambda x: rn.wasserstein_1d(x[0], ones(8)),
     "weight_norm": lambda x: rn.weight_norm(x, ones(4)),
     "weight_norm_backward": lambda x: rn.weight_norm_backward(x, ones(4, 8), ones(4)),

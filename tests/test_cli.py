@@ -53,7 +53,12 @@ def test_bench_json_has_every_workload_with_positive_medians():
         for op in optimizer_ops
     }
     divergence_ops = ("softmax", "cross_entropy logits", "kl_div", "js_distance", "entropy", "cross_entropy")
-    divergence_ops += ("cross_entropy logits weight", "nll_loss")
+    divergence_ops += (
+        "cross_entropy logits weight",
+        "nll_loss",
+        "softmax backward",
+        "cross_entropy logits backward",
+    )
     divergences = {(op, s) for s in suite.divergence_shapes for op in (*divergence_ops, "js_divergence")}
     divergences.add(("softmax axis=1", suite.segmentation_shape))
     for op in ("wasserstein_1d", "aic", "bic"):
@@ -61,7 +66,12 @@ def test_bench_json_has_every_workload_with_positive_medians():
     assert seen == rows | channels | backward | optimizers | divergences
     # Bytes read + written per element, by op (x-sized arrays times the item size, or per
     # parameter for the optimizers); cosine_linear and the moments also count other arrays.
-    arrays = {"cross_entropy logits": 1, "cross_entropy logits weight": 1, "entropy": 1}
+    arrays = {
+        "cross_entropy logits": 1,
+        "cross_entropy logits weight": 1,
+        "entropy": 1,
+        "softmax backward": 3,
+    }
     arrays |= {"add_layer_norm": 4, "add_rms_norm": 4}
     arrays |= {"add_layer_norm fwd+bwd": 7, "add_rms_norm fwd+bwd": 7, "aic": 3, "bic": 4}
     per_parameter = {"adam": 28, "adamw": 28, "sgd": 12, "sgd momentum": 20, "sgd nesterov": 20}

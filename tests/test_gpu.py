@@ -965,3 +965,54 @@ def test_layers_train_on_the_device(device, rng, make, shape):
         close(v, fresh[k], 0)
     dev.to_host()
     assert not dev.on_device and all(type(v) is np.ndarray for v in dev.state_dict().values())
+
+
+def test_cross_entropy_on_the_device_takes_host_class_indices(device, rng):
+    """Class indices stay on the host (device arrays hold floats); probabilities, grad_out and the
+    results are device arrays; the reduction is summed in a fixed order (the same bits each run)."""
+    logits = (rng.standard_normal((300, 10)) * 2 + 1e4).astype(np.float32)
+    target = rng.integers(0, 10, 300)
+    target[::7] = -100
+    d_logits = gpu.asarray(logits)
+    loss = rsnorm.cross_entropy_with_logits(d_logits, target, label_smoothing=0.1)
+    assert isinstance(loss, gpu.Array) and loss.shape == () and loss.dtype == np.float32
+    want = rsnorm.cross_entropy_with_logits(logits, target, label_smoothing=0.1)
+    close(loss.numpy(), want, 1e-6)
+    again = rsnorm.cross_entropy_with_logits(d_logits, target, label_smoothing=0.1)
+    assert loss.numpy().tobytes() == again.numpy().tobytes()
+    grad = rsnorm.cross_entropy_with_logits_backward(1.0, d_logits, target, label_smoothing=0.1)
+    assert isinstance(grad, gpu.Array)
+    close(grad.numpy(), rsnorm.cross_entropy_with_logits_backward(1.0, logits, target, label_smoothing=0.1))
+    # 'none': one loss per sample, and a device grad_out of that shape
+    per = rsnorm.cross_entropy_with_logits(d_logits, target, reduction="none")
+    g = rng.standard_normal(300).astype(np.float32)
+    dx = rsnorm.cross_entropy_with_logits_backward(gpu.asarray(g), d_logits, target, reduction="none")
+    close(per.numpy(), rsnorm.cross_entropy_with_logits(logits, target, reduction="none"))
+    close(dx.numpy(), rsnorm.cross_entropy_with_logits_backward(g, logits, target, reduction="none"))
+    # weights on the device are read back (a few values); out= in place over the logits
+    w = rng.uniform(0.5, 2.0, 10)
+    buf = gpu.asarray(logits)
+    got = rsnorm.cross_entropy_with_logits_backward(1.0, buf, target, weight=gpu.asarray(w), out=buf)
+    assert got is buf
+    close(buf.numpy(), rsnorm.cross_entropy_with_logits_backward(1.0, logits, target, weight=w))
+    with pytest.raises(TypeError, match="cross_entropy_with_logits: target is a host float64 array"):
+        rsnorm.cross_entropy_with_logits(d_logits, rng.random((300, 10)))
+    with pytest.raises(ValueError, match="cross_entropy_with_logits_backward: grad_out has shape"):
+        rsnorm.cross_entropy_with_logits_backward(gpu.asarray(g), d_logits, target)
+    with pytest.raises(
+        ValueError, match="cross_entropy_with_logits: target 10 is out of range for 10 classes"
+    ):
+        rsnorm.cross_entropy_with_logits(d_logits, np.full(300, 10))
+
+
+def test_softmax_backward_on_the_device_in_place(device, rng):
+    x = rng.standard_normal((64, 33)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    y = rsnorm.softmax(x)
+    dg = gpu.asarray(g)
+    assert rsnorm.softmax_backward(dg, gpu.asarray(y), out=dg) is dg
+    close(dg.numpy(), rsnorm.softmax_backward(g, y))
+    with pytest.raises(ValueError, match=r"log_softmax_backward: grad_out has shape \(64, 32\)"):
+        rsnorm.log_softmax_backward(gpu.asarray(g[:, 1:]), gpu.asarray(y))
+    with pytest.raises(TypeError, match="softmax_backward: argument 'y'"):
+        rsnorm.softmax_backward(dg, y)

@@ -170,3 +170,119 @@ def test_onnx_backend_node_cases(rn, case, arrays):
     want = arrays[f"{key}/out0"]
     assert np.shape(got) == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def ce_grad_ref(grad_out, logits, target, weight=None, axis=-1, reduction="mean", eps=0.0, ignore=-100):
+    """The gradient of ``ce_ref`` with respect to the logits, in float64: per sample p·Σw·q − w·q with
+    p = softmax(logits) and q the smoothed target (one-hot for class indices), scaled by the loss's
+    gradient (the mean's divided by its denominator); ignored samples 0."""
+    x = np.moveaxis(np.asarray(logits, np.float64), axis, -1)
+    classes = x.shape[-1]
+    p = np.exp(log_softmax64(x, -1))
+    w = np.ones(classes) if weight is None else np.asarray(weight, np.float64)
+    if np.asarray(target).dtype.kind in "iu":
+        t = np.asarray(target).astype(np.int64)
+        keep = t != ignore
+        safe = np.where(keep, t, 0)
+        q = (1 - eps) * np.eye(classes)[safe] + eps / classes
+        denominator = w[safe][keep].sum()
+    else:
+        q = (1 - eps) * np.moveaxis(np.asarray(target, np.float64), axis, -1) + eps / classes
+        keep = np.ones(x.shape[:-1], bool)
+        denominator = keep.size
+    grad = p * (w * q).sum(-1, keepdims=True) - w * q
+    g = np.asarray(grad_out, np.float64)
+    scale = {"none": g, "sum": g, "mean": g / denominator}[reduction]
+    grad = np.where(keep[..., None], grad * np.broadcast_to(scale, keep.shape)[..., None], 0.0)
+    return np.moveaxis(grad, -1, axis)
+
+
+def test_the_gradient_reference_is_the_losss_derivative(rng):
+    """Central differences of the float64 loss reference confirm the gradient reference the tests
+    below compare with, for each target kind, weights and smoothing."""
+    logits = rng.standard_normal((3, 5, 2)) * 2
+    weight = rng.uniform(0.2, 2.0, 5)
+    targets = [np.array([[1, -100], [4, 0], [2, 2]]), rsnorm.softmax(rng.standard_normal((3, 5, 2)), axis=1)]
+    for target in targets:
+        kw = {"weight": weight, "axis": 1, "eps": 0.3}
+        want = ce_grad_ref(1.0, logits, target, **kw)
+        numeric = np.zeros_like(logits)
+        for i in np.ndindex(logits.shape):
+            step = np.zeros_like(logits)
+            step[i] = 1e-6
+            numeric[i] = (ce_ref(logits + step, target, **kw) - ce_ref(logits - step, target, **kw)) / 2e-6
+        np.testing.assert_allclose(want, numeric, atol=1e-8)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_backward_is_the_gradient_of_the_loss(rn, rng, reduction, eps, weighted, dtype):
+    # 1e4-offset logits of 7 classes (not a multiple of any vector width) on axis 1 of (N, C, d).
+    logits = (rng.standard_normal((6, 7, 3)) * 3 + 1e4).astype(dtype)
+    target = rng.integers(0, 7, (6, 3))
+    target[1, 2] = -100
+    probs = rsnorm.softmax(rng.standard_normal((6, 7, 3)), axis=1).astype(dtype)
+    weight = rng.uniform(0.2, 2.0, 7) if weighted else None
+    grad_out = rng.standard_normal((6, 3)) if reduction == "none" else np.float64(1.7)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    kw = {"weight": weight, "axis": 1, "reduction": reduction, "label_smoothing": eps}
+    for t in (target, probs):
+        got = rn.cross_entropy_with_logits_backward(grad_out, logits, t, **kw)
+        assert got.dtype == dtype and got.shape == logits.shape
+        want = ce_grad_ref(grad_out, logits, t, weight, 1, reduction, eps)
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max())
+        # the loss of these offset logits, too (smoothing once lost 2e-4 to the offset on the CPU)
+        loss = rn.cross_entropy_with_logits(logits, t, **kw)
+        want_loss = ce_ref(logits, t, weight, 1, reduction, eps)
+        np.testing.assert_allclose(loss, want_loss, rtol=tol * 10, atol=tol * 10)
+
+
+def test_cross_entropy_backward_classes_last_and_ignored_rows(rn, rng):
+    logits = rng.standard_normal((40, 10)).astype(np.float32)
+    target = rng.integers(0, 10, 40).astype(np.uint8)
+    target[::3] = 255
+    got = rn.cross_entropy_with_logits_backward(1.0, logits, target, ignore_index=255)
+    np.testing.assert_allclose(got, ce_grad_ref(1.0, logits, target, ignore=255), rtol=0, atol=1e-7)
+    assert not got[::3].any()
+    every = rn.cross_entropy_with_logits_backward(1.0, logits, np.full(40, 255, np.uint8), ignore_index=255)
+    assert not every.any()  # nothing to average: no gradient (as PyTorch's)
+
+
+def test_cross_entropy_backward_out_nan_and_errors(rng):
+    logits = rng.standard_normal((5, 4))
+    target = np.array([0, 3, 1, 2, 0])
+    out = np.empty_like(logits)
+    assert rsnorm.cross_entropy_with_logits_backward(1.0, logits, target, out=out) is out
+    np.testing.assert_allclose(out, ce_grad_ref(1.0, logits, target), rtol=1e-13, atol=1e-15)
+    inplace = logits.copy()
+    rsnorm.cross_entropy_with_logits_backward(1.0, inplace, target, out=inplace)
+    np.testing.assert_allclose(inplace, out, rtol=1e-13, atol=1e-15)
+    bad = logits.copy()
+    bad[2, 1] = np.nan
+    got = rsnorm.cross_entropy_with_logits_backward(np.ones(5), bad, target, reduction="none")
+    assert np.isnan(got[2]).all() and np.isfinite(np.delete(got, 2, axis=0)).all()
+    name = "cross_entropy_with_logits_backward"
+    with pytest.raises(
+        ValueError, match=rf"{name}: grad_out has shape \(5,\), the loss \(reduction 'mean'\)"
+    ):
+        rsnorm.cross_entropy_with_logits_backward(np.ones(5), logits, target)
+    with pytest.raises(
+        ValueError, match=rf"{name}: grad_out has shape \(\), the loss \(reduction 'none'\) has \(5,\)"
+    ):
+        rsnorm.cross_entropy_with_logits_backward(1.0, logits, target, reduction="none")
+    with pytest.raises(ValueError, match=rf"{name}: target 4 is out of range for 4 classes"):
+        rsnorm.cross_entropy_with_logits_backward(1.0, logits, np.array([0, 4, 1, 2, 0]))
+    with pytest.raises(ValueError, match=rf"{name}: label_smoothing must be in \[0, 1\], got -0.5"):
+        rsnorm.cross_entropy_with_logits_backward(1.0, logits, target, label_smoothing=-0.5)
+    with pytest.raises(ValueError, match=rf"{name}: weight has 3 values for 4 classes"):
+        rsnorm.cross_entropy_with_logits_backward(1.0, logits, target, weight=np.ones(3))
+    with pytest.raises(ValueError, match=rf"{name}: probability target has shape \(5, 3\)"):
+        rsnorm.cross_entropy_with_logits_backward(1.0, logits, np.ones((5, 3)))
+    with pytest.raises(ValueError, match=rf"{name}: reduction must be"):
+        rsnorm.cross_entropy_with_logits_backward(1.0, logits, target, reduction="avg")
+    with pytest.raises(TypeError, match=rf"{name}: grad_out has dtype"):
+        rsnorm.cross_entropy_with_logits_backward("x", logits, target)
+    with pytest.raises(ValueError, match=rf"{name}: out has shape"):
+        rsnorm.cross_entropy_with_logits_backward(1.0, logits, target, out=np.empty((4, 5)))

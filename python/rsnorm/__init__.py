@@ -14,7 +14,7 @@ from . import _rsnorm, gpu, nn, optim
 from ._config import get_num_threads, set_num_threads, show_config, simd_level
 from ._errors import InPlaceError
 from ._rsnorm import __version__
-from .activation import log_softmax, selu, selu_backward, softmax
+from .activation import log_softmax, log_softmax_backward, selu, selu_backward, softmax, softmax_backward
 from .channels import (
     batch_norm,
     batch_norm_backward,
@@ -26,6 +26,7 @@ from .channels import (
 from .divergence import (
     cross_entropy,
     cross_entropy_with_logits,
+    cross_entropy_with_logits_backward,
     entropy,
     js_distance,
     js_divergence,
@@ -72,6 +73,7 @@ __all__ = [
     "cosine_linear_backward",
     "cross_entropy",
     "cross_entropy_with_logits",
+    "cross_entropy_with_logits_backward",
     "entropy",
     "get_num_threads",
     "gpu",
@@ -88,6 +90,7 @@ __all__ = [
     "layer_norm_backward",
     "local_response_norm",
     "log_softmax",
+    "log_softmax_backward",
     "merge_moments",
     "merge_partials",
     "moments",
@@ -105,6 +108,7 @@ __all__ = [
     "show_config",
     "simd_level",
     "softmax",
+    "softmax_backward",
     "wasserstein_1d",
     "weight_norm",
     "weight_norm_backward",

@@ -33,6 +33,7 @@ __all__ = [
     "batch_norm",
     "batch_norm_backward",
     "cross_entropy_with_logits",
+    "cross_entropy_with_logits_backward",
     "get_num_threads",
     "gpu_add_layer_norm",
     "gpu_add_layer_norm_backward",
@@ -41,6 +42,8 @@ __all__ = [
     "gpu_astype",
     "gpu_batch_norm",
     "gpu_batch_norm_backward",
+    "gpu_cross_entropy",
+    "gpu_cross_entropy_backward",
     "gpu_device_info",
     "gpu_empty",
     "gpu_grad_norm",
@@ -59,6 +62,7 @@ __all__ = [
     "gpu_selu",
     "gpu_selu_backward",
     "gpu_softmax",
+    "gpu_softmax_backward",
     "gpu_synchronize",
     "gpu_timestamp",
     "gpu_upload",
@@ -89,6 +93,7 @@ __all__ = [
     "set_num_threads",
     "simd_level",
     "softmax",
+    "softmax_backward",
     "wasserstein_1d",
     "weight_norm",
     "weight_norm_backward",
@@ -285,6 +290,9 @@ def optim_step(
 def grad_norm(grads: list[_Array]) -> float: ...
 def softmax(x: _ArrayLike, axis: int = -1, out: _Out | None = None) -> _Array: ...
 def log_softmax(x: _ArrayLike, axis: int = -1, out: _Out | None = None) -> _Array: ...
+def softmax_backward(
+    grad_out: _ArrayLike, y: _ArrayLike, axis: int = -1, log: bool = False, out: _Out | None = None
+) -> _Array: ...
 def information(
     measure: str, p: _ArrayLike, q: _ArrayLike | None = None, axis: int = -1, base: float | None = None
 ) -> Any: ...
@@ -297,6 +305,17 @@ def cross_entropy_with_logits(
     ignore_index: int = -100,
     weight: _ArrayLike | None = None,
 ) -> Any: ...
+def cross_entropy_with_logits_backward(
+    grad_out: _ArrayLike,
+    logits: _ArrayLike,
+    target: _ArrayLike,
+    axis: int = -1,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+    weight: _ArrayLike | None = None,
+    out: _Out | None = None,
+) -> _Array: ...
 def nll_loss(
     log_probs: _ArrayLike,
     target: _ArrayLike,
@@ -378,6 +397,27 @@ def gpu_add_rms_norm(
 ) -> Any: ...
 def gpu_l2_normalize(x: GpuArray, eps: float, out: _G) -> GpuArray: ...
 def gpu_softmax(x: GpuArray, axis: int, log: bool, out: _G) -> GpuArray: ...
+def gpu_softmax_backward(grad_out: GpuArray, y: GpuArray, axis: int, log: bool, out: _G) -> GpuArray: ...
+def gpu_cross_entropy(
+    logits: GpuArray,
+    target: Any,
+    axis: int,
+    reduction: str,
+    label_smoothing: float,
+    ignore_index: int,
+    weight: _ArrayLike | None,
+) -> GpuArray: ...
+def gpu_cross_entropy_backward(
+    grad_out: Any,
+    logits: GpuArray,
+    target: Any,
+    axis: int,
+    reduction: str,
+    label_smoothing: float,
+    ignore_index: int,
+    weight: _ArrayLike | None,
+    out: _G,
+) -> GpuArray: ...
 def gpu_selu(x: GpuArray, out: _G) -> GpuArray: ...
 def gpu_selu_backward(grad_out: GpuArray, x: GpuArray) -> GpuArray: ...
 def gpu_group_norm(

@@ -1,4 +1,4 @@
-"""Activations: SELU (forward and backward), softmax and log-softmax along an axis."""
+"""Activations: SELU, softmax and log-softmax along an axis, forward and backward."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from . import _rsnorm
 from ._backend import op
 from ._typing import Array, ArrayLike, OutArray
 
-__all__ = ["log_softmax", "selu", "selu_backward", "softmax"]
+__all__ = ["log_softmax", "log_softmax_backward", "selu", "selu_backward", "softmax", "softmax_backward"]
 
 
 @op
@@ -33,3 +33,22 @@ def softmax(x: ArrayLike, axis: int = -1, *, out: OutArray | None = None) -> Arr
 def log_softmax(x: ArrayLike, axis: int = -1, *, out: OutArray | None = None) -> Array:
     """``x − log Σ exp(x)`` along ``axis`` (``torch.log_softmax``), max-subtracted."""
     return _rsnorm.log_softmax(x, axis, out)
+
+
+@op
+def softmax_backward(
+    grad_out: ArrayLike, y: ArrayLike, axis: int = -1, *, out: OutArray | None = None
+) -> Array:
+    """Gradient ``dx`` of ``softmax`` from ``grad_out`` and the forward's output ``y`` (what PyTorch
+    saves; ``torch._softmax_backward_data``): ``y·(grad_out − Σ grad_out·y)`` along ``axis``, the sum
+    in float64."""
+    return _rsnorm.softmax_backward(grad_out, y, axis, False, out)
+
+
+@op
+def log_softmax_backward(
+    grad_out: ArrayLike, y: ArrayLike, axis: int = -1, *, out: OutArray | None = None
+) -> Array:
+    """Gradient ``dx`` of ``log_softmax`` from ``grad_out`` and the forward's output ``y``:
+    ``grad_out − exp(y)·Σ grad_out`` along ``axis``, the sum in float64."""
+    return _rsnorm.softmax_backward(grad_out, y, axis, True, out)

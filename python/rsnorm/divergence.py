@@ -13,11 +13,12 @@ from typing import Any
 
 from . import _rsnorm
 from ._backend import op
-from ._typing import ArrayLike
+from ._typing import Array, ArrayLike, OutArray
 
 __all__ = [
     "cross_entropy",
     "cross_entropy_with_logits",
+    "cross_entropy_with_logits_backward",
     "entropy",
     "js_distance",
     "js_divergence",
@@ -74,6 +75,28 @@ def cross_entropy_with_logits(
     weights of the targets not ignored, with probabilities by the number of samples."""
     return _rsnorm.cross_entropy_with_logits(
         logits, target, axis, reduction, label_smoothing, ignore_index, weight
+    )
+
+
+@op
+def cross_entropy_with_logits_backward(
+    grad_out: ArrayLike,
+    logits: ArrayLike,
+    target: ArrayLike,
+    *,
+    weight: ArrayLike | None = None,
+    axis: int = -1,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    ignore_index: int = -100,
+    out: OutArray | None = None,
+) -> Array:
+    """Gradient of ``cross_entropy_with_logits`` with respect to ``logits`` (their shape and dtype),
+    given the loss's gradient ``grad_out``: a number for "mean" and "sum" (1.0 for the loss itself),
+    the losses' shape for "none". ``softmax(logits)`` minus the (smoothed, weighted) target per
+    sample, as PyTorch's autograd gives it; ignored samples get 0."""
+    return _rsnorm.cross_entropy_with_logits_backward(
+        grad_out, logits, target, axis, reduction, label_smoothing, ignore_index, weight, out
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from . import _backend, _rsnorm, activation, channels, norm
+from . import _backend, _rsnorm, activation, channels, divergence, norm
 from ._rsnorm import GpuError, GpuUnavailableError
 
 __all__ = [
@@ -200,11 +200,25 @@ def _wrap(result: Any, *given: Any) -> Any:
     return one(result)
 
 
-def _device_op(public: Callable[..., Any], binding: Callable[..., Any]) -> Callable[..., Any]:
+def _either(value: Any) -> Any:
+    """A device array's handle, or a host value as it is (the binding tells which it takes)."""
+    return value._a if isinstance(value, Array) else value
+
+
+def _host(value: Any) -> Any:
+    """A host value, a device array copied to the host (a few values: class weights)."""
+    return value.numpy() if isinstance(value, Array) else value
+
+
+def _device_op(
+    public: Callable[..., Any], binding: Callable[..., Any], host: dict[str, str] | None = None
+) -> Callable[..., Any]:
     """``public`` on device arrays: a function with its parameters and defaults that unwraps each
     array argument (a ``TypeError`` naming it when it is not a device array), calls ``binding`` with
     all the arguments in order, and wraps the results (an ``out=`` the caller gave comes back as that
-    same object). Compiled from source, as the seam's dispatchers are, so a call costs no
+    same object). ``host`` names the arguments that may be host values instead, each with how it is
+    passed: "_either" (a device array's handle or the host value) or "_host" (host values, a device
+    array copied there). Compiled from source, as the seam's dispatchers are, so a call costs no
     ``Signature.bind``."""
     name = public.__name__
     params = list(inspect.signature(public).parameters.values())
@@ -212,6 +226,8 @@ def _device_op(public: Callable[..., Any], binding: Callable[..., Any]) -> Calla
     keyword = [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
     def argument(p: inspect.Parameter) -> str:
+        if host and p.name in host:
+            return f"{host[p.name]}({p.name})"
         if "Array" not in str(p.annotation):
             return p.name
         check = "_dev" if p.default is inspect.Parameter.empty else "_opt"
@@ -222,7 +238,14 @@ def _device_op(public: Callable[..., Any], binding: Callable[..., Any]) -> Calla
         f"def {name}({', '.join(positional + (['*', *keyword] if keyword else []))}):\n"
         f"    return _wrap(_binding({', '.join(map(argument, params))}), {', '.join(given)})\n"
     )
-    namespace: dict[str, Any] = {"_dev": _dev, "_opt": _opt, "_wrap": _wrap, "_binding": binding}
+    namespace: dict[str, Any] = {
+        "_dev": _dev,
+        "_opt": _opt,
+        "_either": _either,
+        "_host": _host,
+        "_wrap": _wrap,
+        "_binding": binding,
+    }
     exec(compile(source, f"<rsnorm.gpu {name}>", "exec"), namespace)
     device_op = namespace[name]
     device_op.__defaults__ = public.__defaults__
@@ -239,8 +262,49 @@ def _log_softmax(x: Any, axis: int, out: Any) -> Any:
     return _rsnorm.gpu_softmax(x, axis, True, out)
 
 
-# Each public op the GPU runs, with its binding.
-_BINDINGS: list[tuple[Callable[..., Any], Callable[..., Any]]] = [
+def _softmax_backward(grad_out: Any, y: Any, axis: int, out: Any) -> Any:
+    return _rsnorm.gpu_softmax_backward(grad_out, y, axis, False, out)
+
+
+def _log_softmax_backward(grad_out: Any, y: Any, axis: int, out: Any) -> Any:
+    return _rsnorm.gpu_softmax_backward(grad_out, y, axis, True, out)
+
+
+def _cross_entropy(
+    logits: Any,
+    target: Any,
+    weight: Any,
+    axis: int,
+    reduction: str,
+    label_smoothing: float,
+    ignore_index: int,
+) -> Any:
+    return _rsnorm.gpu_cross_entropy(logits, target, axis, reduction, label_smoothing, ignore_index, weight)
+
+
+def _cross_entropy_backward(
+    grad_out: Any,
+    logits: Any,
+    target: Any,
+    weight: Any,
+    axis: int,
+    reduction: str,
+    label_smoothing: float,
+    ignore_index: int,
+    out: Any,
+) -> Any:
+    return _rsnorm.gpu_cross_entropy_backward(
+        grad_out, logits, target, axis, reduction, label_smoothing, ignore_index, weight, out
+    )
+
+
+# Cross-entropy's class indices stay on the host (device arrays hold floats; a batch's indices are
+# data like its inputs), probabilities are a device array; weights are a few host values.
+_CE_HOST = {"target": "_either", "weight": "_host", "grad_out": "_either"}
+
+
+# Each public op the GPU runs, with its binding (and the arguments that may be host values).
+_BINDINGS: list[tuple[Any, ...]] = [
     (norm.layer_norm, _rsnorm.gpu_layer_norm),
     (norm.rms_norm, _rsnorm.gpu_rms_norm),
     (norm.add_layer_norm, _rsnorm.gpu_add_layer_norm),
@@ -248,6 +312,10 @@ _BINDINGS: list[tuple[Callable[..., Any], Callable[..., Any]]] = [
     (norm.l2_normalize, _rsnorm.gpu_l2_normalize),
     (activation.softmax, _softmax),
     (activation.log_softmax, _log_softmax),
+    (activation.softmax_backward, _softmax_backward),
+    (activation.log_softmax_backward, _log_softmax_backward),
+    (divergence.cross_entropy_with_logits, _cross_entropy, _CE_HOST),
+    (divergence.cross_entropy_with_logits_backward, _cross_entropy_backward, _CE_HOST),
     (activation.selu, _rsnorm.gpu_selu),
     (activation.selu_backward, _rsnorm.gpu_selu_backward),
     (channels.group_norm, _rsnorm.gpu_group_norm),
@@ -263,7 +331,7 @@ _BINDINGS: list[tuple[Callable[..., Any], Callable[..., Any]]] = [
 ]
 
 #: The ops the GPU runs, under the public names.
-OPS = SimpleNamespace(**{public.__name__: _device_op(public, binding) for public, binding in _BINDINGS})
+OPS = SimpleNamespace(**{entry[0].__name__: _device_op(*entry) for entry in _BINDINGS})
 
 
 def _to_numpy(value: Any) -> Any:

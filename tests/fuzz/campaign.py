@@ -271,8 +271,7 @@ def _(rng):
     return getattr(rn, name), args, {"axis": scalar(rng, [-1, 0])}, False
 
 
-@case("cross_entropy_with_logits")
-def _(rng):
+def logits_and_target(rng: np.random.Generator) -> tuple[Arg, Arg, dict[str, Any]]:
     x = Arg(rng)
     n = x.shape[0] if x.shape else 1
     target = Arg(rng, (n,), np.int64) if rng.random() < 0.7 else like(rng, x)
@@ -281,7 +280,28 @@ def _(rng):
     kw = {"reduction": scalar(rng, ["mean", "sum", "none"]), "label_smoothing": scalar(rng, [0.0, 0.1])}
     if rng.random() < 0.3:
         kw["weight"] = Arg(rng, (last(x),), np.float64)
+    return x, target, kw
+
+
+@case("cross_entropy_with_logits")
+def _(rng):
+    x, target, kw = logits_and_target(rng)
     return rn.cross_entropy_with_logits, [x, target], kw, False
+
+
+@case("cross_entropy_with_logits_backward")
+def _(rng):
+    x, target, kw = logits_and_target(rng)
+    grad = Arg(rng, x.shape[:-1]) if kw["reduction"] == "none" else scalar(rng, [1.0, 0.5])
+    return rn.cross_entropy_with_logits_backward, [grad, x, target], kw, False
+
+
+@case("softmax_backward")
+def _(rng):
+    y = Arg(rng)
+    fn = rn.softmax_backward if rng.random() < 0.5 else rn.log_softmax_backward
+    # Not NaN-confined: y need not be a forward's output, and y·g or exp(y) of large ones overflow.
+    return fn, [like(rng, y), y], {"axis": scalar(rng, [-1, 0])}, False
 
 
 @case("nll_loss")

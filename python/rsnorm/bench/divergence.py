@@ -28,6 +28,18 @@ def _numpy_log_softmax(x):
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def _numpy_softmax_backward(g, y):
+    return y * (g - (g * y).sum(axis=-1, keepdims=True))
+
+
+def _numpy_cross_entropy_backward(x, target):
+    """The mean cross-entropy's gradient: (softmax(x) − onehot(target)) / N."""
+    grad = _numpy_softmax(x)
+    grad[np.arange(len(x)), target] -= 1
+    grad /= len(x)
+    return grad
+
+
 def _numpy_cross_entropy(x, target):
     shifted = x - x.max(axis=-1, keepdims=True)
     log_sum = np.log(np.exp(shifted).sum(axis=-1))
@@ -106,6 +118,24 @@ def _rows(shape, w1_samples: int | None, segmentation_shape=None, dtype=np.float
         "rsnorm": partial(rn.cross_entropy_with_logits, x, target, weight=weight),
         "numpy": partial(_numpy_weighted_cross_entropy, x, target, weight),
     }
+    g, sm = rng.standard_normal(shape).astype(dtype), _numpy_softmax(x)
+    dx = np.empty_like(x)
+    soft_back: dict[str, Callable[[], object]] = {
+        "rsnorm": partial(rn.softmax_backward, g, sm, out=dx),
+        "numpy": partial(_numpy_softmax_backward, g, sm),
+    }
+    if torch is not None:
+        soft_back["torch"] = partial(
+            torch._softmax_backward_data,
+            torch.from_numpy(g),
+            torch.from_numpy(sm),
+            -1,
+            torch.from_numpy(x).dtype,
+        )
+    xent_back: dict[str, Callable[[], object]] = {
+        "rsnorm": partial(rn.cross_entropy_with_logits_backward, 1.0, x, target, out=dx),
+        "numpy": partial(_numpy_cross_entropy_backward, x, target),
+    }
     log_probs = _numpy_log_softmax(x)
     nll: dict[str, Callable[[], object]] = {
         "rsnorm": partial(rn.nll_loss, log_probs, target, weight),
@@ -123,6 +153,10 @@ def _rows(shape, w1_samples: int | None, segmentation_shape=None, dtype=np.float
         Workload("softmax", tuple(shape), np.dtype(dtype).name, 2 * x.nbytes, soft),
         Workload("cross_entropy logits", tuple(shape), np.dtype(dtype).name, x.nbytes, xent),
         Workload("cross_entropy logits weight", tuple(shape), np.dtype(dtype).name, x.nbytes, weighted),
+        Workload("softmax backward", tuple(shape), np.dtype(dtype).name, 3 * x.nbytes, soft_back),
+        Workload(
+            "cross_entropy logits backward", tuple(shape), np.dtype(dtype).name, 2 * x.nbytes, xent_back
+        ),
         # One element read per sample: the bytes that matter are the targets' rows' elements.
         Workload("nll_loss", tuple(shape), np.dtype(dtype).name, shape[0] * x.itemsize, nll),
         Workload("kl_div", tuple(shape), "float64", 2 * p.nbytes, kl),

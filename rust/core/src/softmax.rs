@@ -46,6 +46,15 @@ pub fn logsumexp<T: Float>(x: &[T]) -> f64 {
     max.to_f64() + crate::reduce::sum_map(x, |v| (v - max).exp_nonpositive()).ln()
 }
 
+/// The mean of a non-empty row, as its maximum plus the mean deviation below it: the lanes of
+/// the row's type sum deviations, which an offset (1e4 + noise) would otherwise swamp (in f32,
+/// 7 logits near 1e4 lost 2e-4 of a smoothed cross-entropy).
+#[inline(always)]
+fn row_mean<T: Float>(x: &[T]) -> f64 {
+    let max = row_max(x);
+    max.to_f64() + crate::reduce::sum_map(x, |v| v - max) / x.len() as f64
+}
+
 /// What [`cross_entropy_with_logits`] compares each row of logits with.
 pub enum LogitTarget<'a, S> {
     /// One class index per row; rows whose index is `ignore` give no loss (None).
@@ -84,6 +93,100 @@ fn weighted_sum<T: Float>(x: &[T], weight: &[f64]) -> f64 {
     x.iter().zip(weight).map(|(&v, &w)| w * v.to_f64()).sum()
 }
 
+/// The rules [`cross_entropy_with_logits`] and its backward share: label_smoothing in [0, 1], a
+/// class axis with elements, a weight per class, one class index per row (each a class or
+/// `ignore`) or probabilities shaped like the logits.
+fn check_logit_target<S: Element>(
+    op: &str,
+    x: &RowsRef<S>,
+    target: &LogitTarget<'_, S>,
+    label_smoothing: f64,
+    weight: Option<&[f64]>,
+) -> Result<()> {
+    let (n_rows, classes) = (x.rows().n_rows(), x.rows().row_len());
+    match *target {
+        LogitTarget::Classes { index, ignore } => {
+            let index = Some((index, ignore));
+            check_class_args(op, n_rows, classes, index, label_smoothing, weight)
+        }
+        LogitTarget::Probabilities(probs) => {
+            check_class_args(op, n_rows, classes, None, label_smoothing, weight)?;
+            check_same_rows(op, x.rows(), &[("target", probs.rows())])
+        }
+    }
+}
+
+/// The rules of cross-entropy's arguments over `n_rows` rows of `classes` logits: label_smoothing
+/// in [0, 1], a class axis with elements, a weight per class, and (`index`: the class indices
+/// and ignore_index) one index per row, each a class or ignore_index.
+pub fn check_class_args(
+    op: &str,
+    n_rows: usize,
+    classes: usize,
+    index: Option<(&[i64], i64)>,
+    label_smoothing: f64,
+    weight: Option<&[f64]>,
+) -> Result<()> {
+    if !(0.0..=1.0).contains(&label_smoothing) {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: label_smoothing must be in [0, 1], got {label_smoothing}"
+        )));
+    }
+    if classes == 0 && n_rows > 0 {
+        return Err(Error::EmptyReduction(format!(
+            "{op}: the class axis has zero elements"
+        )));
+    }
+    check_weight(op, weight, classes)?;
+    let Some((index, ignore)) = index else {
+        return Ok(());
+    };
+    if index.len() != n_rows {
+        return Err(Error::ShapeMismatch(format!(
+            "{op}: {} class indices for {n_rows} rows",
+            index.len()
+        )));
+    }
+    check_classes(op, index, ignore, classes)
+}
+
+/// What the mean of cross-entropy divides by (PyTorch's): with class indices the weights of the
+/// targets not ignored (their count without weights), with probabilities the rows.
+pub fn mean_denominator(
+    index: Option<(&[i64], i64)>,
+    n_rows: usize,
+    weight: Option<&[f64]>,
+) -> f64 {
+    match (index, weight) {
+        (Some((index, ignore)), Some(w)) => target_weights(index, ignore, w),
+        (Some((index, ignore)), None) => index.iter().filter(|&&t| t != ignore).count() as f64,
+        (None, _) => n_rows as f64,
+    }
+}
+
+/// The loss's gradient has the loss's shape: 0-d for 'mean' and 'sum', `loss_rows` for 'none'.
+pub fn check_loss_grad(
+    op: &str,
+    grad_shape: &[usize],
+    reduction: Reduction,
+    loss_rows: &[usize],
+) -> Result<()> {
+    let loss_shape: &[usize] = if reduction == Reduction::None {
+        loss_rows
+    } else {
+        &[]
+    };
+    if grad_shape == loss_shape {
+        return Ok(());
+    }
+    Err(Error::ShapeMismatch(format!(
+        "{op}: grad_out has shape {}, the loss (reduction '{}') has {}",
+        shape_str(grad_shape),
+        reduction.name(),
+        shape_str(loss_shape)
+    )))
+}
+
 /// torch.nn.functional.cross_entropy of each row of logits (reduction 'none'): the cross-entropy
 /// of softmax(x) against the target smoothed to (1 − ε)·target + ε/classes. With a class index t,
 /// lse − (1 − ε)·x_t − ε·mean(x); with probabilities s, Σ s·(lse − x) in f64. Class weights w
@@ -96,30 +199,13 @@ pub fn cross_entropy_with_logits<S: Element>(
     weight: Option<&[f64]>,
 ) -> Result<Vec<Option<f64>>> {
     const OP: &str = "cross_entropy_with_logits";
-    if !(0.0..=1.0).contains(&label_smoothing) {
-        return Err(Error::InvalidArgument(format!(
-            "{OP}: label_smoothing must be in [0, 1], got {label_smoothing}"
-        )));
-    }
+    check_logit_target(OP, x, target, label_smoothing, weight)?;
     let (n_rows, classes) = (x.rows().n_rows(), x.rows().row_len());
-    if classes == 0 && n_rows > 0 {
-        return Err(Error::EmptyReduction(format!(
-            "{OP}: the class axis has zero elements"
-        )));
-    }
-    check_weight(OP, weight, classes)?;
     let eps = label_smoothing;
     let mut out = vec![None; n_rows];
     let outputs: [&RowsMut<S>; 0] = [];
     match *target {
         LogitTarget::Classes { index, ignore } => {
-            if index.len() != n_rows {
-                return Err(Error::ShapeMismatch(format!(
-                    "{OP}: {} class indices for {n_rows} rows",
-                    index.len()
-                )));
-            }
-            check_classes(OP, index, ignore, classes)?;
             if let Some(w) = weight {
                 let total: f64 = w.iter().sum();
                 map_rows(
@@ -157,13 +243,16 @@ pub fn cross_entropy_with_logits<S: Element>(
                     if t == ignore {
                         return None;
                     }
-                    let mean = crate::reduce::sum(x) / classes as f64;
-                    Some(logsumexp(x) - (1.0 - eps) * x[t as usize].to_f64() - eps * mean)
+                    let lse = logsumexp(x);
+                    let picked = lse - x[t as usize].to_f64();
+                    if eps == 0.0 {
+                        return Some(picked);
+                    }
+                    Some((1.0 - eps) * picked + eps * (lse - row_mean(x)))
                 },
             );
         }
         LogitTarget::Probabilities(probs) => {
-            check_same_rows(OP, x.rows(), &[("target", probs.rows())])?;
             let uniform = eps / classes as f64;
             if let Some(w) = weight {
                 map_rows(
@@ -192,12 +281,19 @@ pub fn cross_entropy_with_logits<S: Element>(
                 #[inline(always)]
                 |_, [x, t], []| {
                     let lse = logsumexp(x);
-                    Some(sum_pairs(
+                    // sum_pairs pads its tail with (0, 0), so the smoothing's ε/C on every
+                    // class is summed apart: folded into the pairs, each padding slot added
+                    // ε/C·lse (7 classes, ε = 0.2: 2.24 for 2.19).
+                    let pairs = sum_pairs(
                         x,
                         t,
                         #[inline(always)]
-                        |xv, tv| (tv * (1.0 - eps) + uniform) * (lse - xv),
-                    ))
+                        |xv, tv| tv * (lse - xv),
+                    );
+                    if eps == 0.0 {
+                        return Some(pairs);
+                    }
+                    Some((1.0 - eps) * pairs + eps * (lse - row_mean(x)))
                 },
             );
         }
@@ -214,6 +310,17 @@ pub enum Reduction {
     Mean,
     /// The sum over the rows not ignored.
     Sum,
+}
+
+impl Reduction {
+    /// PyTorch's name of it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reduction::None => "none",
+            Reduction::Mean => "mean",
+            Reduction::Sum => "sum",
+        }
+    }
 }
 
 /// PyTorch's names: 'none', 'mean', 'sum'.
@@ -256,44 +363,210 @@ pub fn cross_entropy<S: Element>(
     weight: Option<&[f64]>,
 ) -> Result<Reduced> {
     const OP: &str = "cross_entropy_with_logits";
-    let axis = reduction_axis(OP, logits.shape(), axis)?;
-    let row_shape = without_axis(logits.shape(), axis);
+    let (axis, row_shape) = target_axis(OP, logits, &target, axis)?;
     let x = logits.rows_along(axis);
     // The mean's denominator with index targets and class weights: the weights of the targets
     // not ignored (PyTorch's), instead of their count.
     let mut weight_total = None;
     let losses = match target {
-        Target::Classes {
-            index,
-            shape,
-            ignore,
-        } => {
-            if shape != row_shape {
-                return Err(Error::InvalidArgument(format!(
-                    "{OP}: class-index target has shape {}, expected {} (logits without the class axis)",
-                    shape_str(shape),
-                    shape_str(&row_shape)
-                )));
-            }
+        Target::Classes { index, ignore, .. } => {
             let target = LogitTarget::Classes { index, ignore };
             let losses = cross_entropy_with_logits(&x, &target, label_smoothing, weight)?;
             weight_total = weight.map(|w| target_weights(index, ignore, w));
             losses
         }
         Target::Probabilities(probs) => {
-            if probs.shape() != logits.shape() {
-                return Err(Error::InvalidArgument(format!(
-                    "{OP}: probability target has shape {}, logits have {}",
-                    shape_str(probs.shape()),
-                    shape_str(logits.shape())
-                )));
-            }
             let t = probs.rows_along(axis);
             let target = LogitTarget::Probabilities(&t);
             cross_entropy_with_logits(&x, &target, label_smoothing, weight)?
         }
     };
     Ok(reduce_losses(&losses, weight_total, reduction, row_shape))
+}
+
+/// The class axis of `logits` and the losses' shape (the logits' without it), once the target's
+/// shape is checked against them.
+fn target_axis<S: Element>(
+    op: &str,
+    logits: &ArrayRef<S>,
+    target: &Target<'_, S>,
+    axis: i64,
+) -> Result<(usize, Vec<usize>)> {
+    let shape = match *target {
+        Target::Classes { shape, .. } => TargetShape::Classes(shape),
+        Target::Probabilities(probs) => TargetShape::Probabilities(probs.shape()),
+    };
+    class_axis(op, logits.shape(), shape, axis)
+}
+
+/// The shape of what cross-entropy compares the logits with.
+#[derive(Clone, Copy, Debug)]
+pub enum TargetShape<'a> {
+    /// Class indices: the logits' shape without the class axis.
+    Classes(&'a [usize]),
+    /// Probabilities: the logits' shape.
+    Probabilities(&'a [usize]),
+}
+
+/// The class axis of logits of shape `logits` and the losses' shape (the logits' without it),
+/// once the target's shape is checked against them.
+pub fn class_axis(
+    op: &str,
+    logits: &[usize],
+    target: TargetShape<'_>,
+    axis: i64,
+) -> Result<(usize, Vec<usize>)> {
+    let axis = reduction_axis(op, logits, axis)?;
+    let row_shape = without_axis(logits, axis);
+    match target {
+        TargetShape::Classes(shape) if shape != row_shape => Err(Error::InvalidArgument(format!(
+            "{op}: class-index target has shape {}, expected {} (logits without the class axis)",
+            shape_str(shape),
+            shape_str(&row_shape)
+        ))),
+        TargetShape::Probabilities(shape) if shape != logits => {
+            Err(Error::InvalidArgument(format!(
+                "{op}: probability target has shape {}, logits have {}",
+                shape_str(shape),
+                shape_str(logits)
+            )))
+        }
+        _ => Ok((axis, row_shape)),
+    }
+}
+
+/// The gradient of [`cross_entropy`] with respect to the logits, into `dx` (the logits' shape),
+/// given the loss's gradient `grad` of shape `grad_shape` (0-d for 'mean' and 'sum', the losses'
+/// shape for 'none').
+/// With p = softmax(x), a class index t and weights w (1 without), a row's loss
+/// (1 − ε)·w_t·(lse − x_t) + ε/C·Σ w_c·(lse − x_c) has the gradient
+/// p·((1 − ε)·w_t + ε/C·Σw) − ε/C·w − (1 − ε)·w_t·[j = t]; with probabilities s smoothed to
+/// q = (1 − ε)·s + ε/C, p·Σ w·q − w·q. Each row is scaled by its loss's gradient (the mean's
+/// divided by the mean's denominator); ignored rows get 0. Coefficients in f64, the elements in
+/// the row's compute type.
+#[allow(clippy::too_many_arguments)] // PyTorch's arguments, each needed
+pub fn cross_entropy_backward<S: Element>(
+    grad: &[f64],
+    grad_shape: &[usize],
+    logits: &ArrayRef<S>,
+    target: Target<'_, S>,
+    dx: &ArrayMut<S>,
+    axis: i64,
+    reduction: Reduction,
+    label_smoothing: f64,
+    weight: Option<&[f64]>,
+) -> Result<()> {
+    const OP: &str = "cross_entropy_with_logits_backward";
+    let (axis, row_shape) = target_axis(OP, logits, &target, axis)?;
+    let x = logits.rows_along(axis);
+    let d = dx.rows_along(axis);
+    check_same_rows(OP, x.rows(), &[("out", d.rows())])?;
+    let (n_rows, classes) = (x.rows().n_rows(), x.rows().row_len());
+    check_loss_grad(OP, grad_shape, reduction, &row_shape)?;
+    assert_eq!(
+        grad.len(),
+        grad_shape.iter().product::<usize>(),
+        "grad_out's values fill its shape"
+    );
+    let eps = label_smoothing;
+    let c = classes as f64;
+    let uniform = eps / c;
+    match target {
+        Target::Classes { index, ignore, .. } => {
+            check_logit_target(OP, &x, &LogitTarget::Classes { index, ignore }, eps, weight)?;
+            let denominator = mean_denominator(Some((index, ignore)), n_rows, weight);
+            let scale = row_scale(grad, reduction, denominator);
+            let total = weight.map_or(c, |w| w.iter().sum());
+            map_rows(
+                [&x],
+                [&d],
+                &mut [],
+                #[inline(always)]
+                |row, [x], [d]| {
+                    let t = index[row];
+                    if t == ignore {
+                        d.fill(<S::Compute as Float>::ZERO);
+                        return;
+                    }
+                    let t = t as usize;
+                    let s = scale(row);
+                    let w_t = weight.map_or(1.0, |w| w[t]);
+                    let sum = exp_shifted(x, d);
+                    let a = from_f64::<S>(s * ((1.0 - eps) * w_t + uniform * total) / sum);
+                    if let Some(w) = weight {
+                        for (o, &w_c) in d.iter_mut().zip(w) {
+                            *o = *o * a - from_f64::<S>(s * uniform * w_c);
+                        }
+                    } else {
+                        let b = from_f64::<S>(s * uniform);
+                        for o in d.iter_mut() {
+                            *o = *o * a - b;
+                        }
+                    }
+                    d[t] = d[t] - from_f64::<S>(s * (1.0 - eps) * w_t);
+                },
+            );
+        }
+        Target::Probabilities(probs) => {
+            let t = probs.rows_along(axis);
+            check_logit_target(OP, &x, &LogitTarget::Probabilities(&t), eps, weight)?;
+            let scale = row_scale(grad, reduction, mean_denominator(None, n_rows, weight));
+            map_rows(
+                [&x, &t],
+                [&d],
+                &mut [],
+                #[inline(always)]
+                |row, [x, t], [d]| {
+                    let s = scale(row);
+                    let sum = exp_shifted(x, d);
+                    if let Some(w) = weight {
+                        let q = |tv: S::Compute| (1.0 - eps) * tv.to_f64() + uniform;
+                        let mass: f64 = t.iter().zip(w).map(|(&tv, &w_c)| w_c * q(tv)).sum();
+                        let a = from_f64::<S>(s * mass / sum);
+                        for ((o, &tv), &w_c) in d.iter_mut().zip(t).zip(w) {
+                            *o = *o * a - from_f64::<S>(s * w_c * q(tv));
+                        }
+                    } else {
+                        let mass = (1.0 - eps) * crate::reduce::sum(t) + eps;
+                        let a = from_f64::<S>(s * mass / sum);
+                        let (keep, u) =
+                            (from_f64::<S>(s * (1.0 - eps)), from_f64::<S>(s * uniform));
+                        for (o, &tv) in d.iter_mut().zip(t) {
+                            *o = *o * a - (tv * keep + u);
+                        }
+                    }
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `v` in a row's compute type.
+#[inline(always)]
+fn from_f64<S: Element>(v: f64) -> S::Compute {
+    <S::Compute as Float>::from_f64(v)
+}
+
+/// exp(x − max x) into `e`, returning the sum (softmax's numerator and denominator).
+#[inline(always)]
+fn exp_shifted<T: Float>(x: &[T], e: &mut [T]) -> f64 {
+    let max = row_max(x);
+    crate::reduce::sum_map_into(x, e, |v| (v - max).exp_nonpositive())
+}
+
+/// Each row's factor of the loss's gradient: its own value ('none'), the one value ('sum'), or
+/// that divided by the mean's denominator.
+fn row_scale(
+    grad: &[f64],
+    reduction: Reduction,
+    denominator: f64,
+) -> impl Fn(usize) -> f64 + Sync + '_ {
+    move |row| match reduction {
+        Reduction::None => grad[row],
+        Reduction::Sum => grad[0],
+        Reduction::Mean => grad[0] / denominator,
+    }
 }
 
 /// Σ weight[t] over the class indices not ignored (in range: checked before).
@@ -424,16 +697,80 @@ pub fn softmax_along<S: Element>(
     log: bool,
 ) -> Result<()> {
     let op = if log { "log_softmax" } else { "softmax" };
-    if x.shape().is_empty() {
-        if axis != 0 && axis != -1 {
-            return Err(Error::InvalidArgument(format!(
-                "{op}: axis {axis} is out of range for a 0-dimensional input (0 or -1)"
-            )));
-        }
-        return softmax(&x.rows_along(0), &y.rows_along(0), log);
-    }
-    let axis = reduction_axis(op, x.shape(), axis)?;
+    let axis = softmax_axis(op, x.shape(), axis)?;
     softmax(&x.rows_along(axis), &y.rows_along(axis), log)
+}
+
+/// The softmax axis of `shape`: a 0-d array is one value along axis 0 (or -1).
+pub fn softmax_axis(op: &str, shape: &[usize], axis: i64) -> Result<usize> {
+    if !shape.is_empty() {
+        return reduction_axis(op, shape, axis);
+    }
+    if axis != 0 && axis != -1 {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: axis {axis} is out of range for a 0-dimensional input (0 or -1)"
+        )));
+    }
+    Ok(0)
+}
+
+/// The gradient of softmax (or log_softmax) along `axis` into `dx`, from the loss's gradient
+/// `grad` and the forward's output `y` (what PyTorch saves): softmax dx = y·(g − Σ g·y),
+/// log_softmax dx = g − exp(y)·Σ g, the row sums in f64.
+pub fn softmax_backward_along<S: Element>(
+    grad: &ArrayRef<S>,
+    y: &ArrayRef<S>,
+    dx: &ArrayMut<S>,
+    axis: i64,
+    log: bool,
+) -> Result<()> {
+    let op = if log {
+        "log_softmax_backward"
+    } else {
+        "softmax_backward"
+    };
+    if grad.shape() != y.shape() {
+        return Err(Error::ShapeMismatch(format!(
+            "{op}: grad_out has shape {}, y has {}",
+            shape_str(grad.shape()),
+            shape_str(y.shape())
+        )));
+    }
+    let axis = softmax_axis(op, y.shape(), axis)?;
+    let (g, y, d) = (
+        grad.rows_along(axis),
+        y.rows_along(axis),
+        dx.rows_along(axis),
+    );
+    check_same_rows(op, y.rows(), &[("out", d.rows())])?;
+    map_rows(
+        [&g, &y],
+        [&d],
+        &mut [],
+        #[inline(always)]
+        |_, [g, y], [d]| {
+            if !log {
+                let dot = from_f64::<S>(sum_pairs(g, y, |g, y| g * y));
+                for ((o, &gv), &yv) in d.iter_mut().zip(g).zip(y) {
+                    *o = yv * (gv - dot);
+                }
+                return;
+            }
+            let total = from_f64::<S>(crate::reduce::sum(g));
+            // A log-probability is ≤ 0, where the vectorized exp holds; anything else (or NaN)
+            // takes the exact one.
+            if row_max(y) <= <S::Compute as Float>::ZERO {
+                for ((o, &gv), &yv) in d.iter_mut().zip(g).zip(y) {
+                    *o = gv - yv.exp_nonpositive() * total;
+                }
+            } else {
+                for ((o, &gv), &yv) in d.iter_mut().zip(g).zip(y) {
+                    *o = gv - from_f64::<S>(yv.to_f64().exp()) * total;
+                }
+            }
+        },
+    );
+    Ok(())
 }
 
 /// Rows of softmax need an element each: an empty axis with other elements has no softmax.

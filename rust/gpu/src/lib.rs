@@ -9,6 +9,7 @@ mod backward;
 mod batch_stats;
 mod context;
 mod error;
+mod losses;
 mod ops;
 mod optim;
 mod pipelines;
@@ -17,9 +18,10 @@ mod tensor;
 pub use backward::{ChannelBackward, ChannelKind, RowGrads, RowNormBackward, StatsUse};
 pub use context::{device_info, is_available, Timestamp};
 pub use error::{Error, Result};
+pub use losses::{ClassTarget, CrossEntropy, LossGrad};
 pub use ops::{
-    batch_norm, group_norm, instance_norm, repeat, selu, selu_backward, softmax, ChannelAffine,
-    ChannelMap, RowKind, RowNorm, RowNormOutput,
+    batch_norm, group_norm, instance_norm, repeat, selu, selu_backward, softmax, softmax_backward,
+    ChannelAffine, ChannelMap, RowKind, RowNorm, RowNormOutput,
 };
 pub use optim::{grad_norm, optim_step, scale_grads, StepTensor};
 pub use tensor::{synchronize, DType, Tensor};

@@ -4,9 +4,9 @@
 use crate::batch_stats::{channel_stats, check_running, update_running};
 use crate::context::{context, Context};
 use crate::error::{Error, Result};
-use crate::pipelines::{Binding, CAST, CHANNELS, ROWS, SELU, SOFTMAX, WG};
+use crate::pipelines::{Binding, CAST, CHANNELS, ROWS, SELU, SOFTMAX, SOFTMAX_BACKWARD, WG};
 use crate::tensor::{DType, Tensor};
-use rsnorm_core::error::{check_eps, reduction_axis, shape_str};
+use rsnorm_core::error::{check_eps, shape_str};
 use rsnorm_core::norm::channels::check_paired;
 
 /// Splits `units` (rows, or elements) into dispatches whose bindings fit the device's largest
@@ -420,52 +420,150 @@ pub fn softmax(x: &Tensor, axis: i64, log: bool, out: Option<&Tensor>) -> Result
     let ctx = context()?;
     let dtype = x.dtype();
     dtype.check(ctx, op, "x")?;
-    let shape = x.shape();
-    let (outer, n, inner) = if shape.is_empty() {
-        if axis != 0 && axis != -1 {
-            return Err(Error::Value(rsnorm_core::Error::InvalidArgument(format!(
-                "{op}: axis {axis} is out of range for a 0-dimensional input (0 or -1)"
-            ))));
-        }
-        (1, 1, 1)
-    } else {
-        let axis = reduction_axis(op, shape, axis)?;
-        let outer: usize = shape[..axis].iter().product();
-        let inner: usize = shape[axis + 1..].iter().product();
-        (outer, shape[axis], inner)
-    };
-    rsnorm_core::softmax::check_axis_len(outer * inner, n)?;
-    let y = output(ctx, op, "out", out, shape, dtype)?;
+    let rows = AxisRows::of(op, x.shape(), axis)?;
+    rsnorm_core::softmax::check_axis_len(rows.outer * rows.inner, rows.n)?;
+    let y = output(ctx, op, "out", out, x.shape(), dtype)?;
     if y.is_empty() {
         return Ok(y);
     }
-    // Rows along the axis run `inner` apart; short rows share a workgroup.
-    let t = threads_per_row(n);
-    let flag = f64::from(u8::from(log));
-    let pipeline = ctx.pipeline(SOFTMAX, dtype, None, &[("T", f64::from(t)), ("LOG", flag)])?;
-    let block_bytes = (n * inner * dtype.size()) as u64;
-    let rows_per_group = u64::from(WG / t);
-    ctx.checked(|| {
-        for chunk in chunks(ctx, outer as u64, &[block_bytes])? {
-            let rows = chunk.1 * inner as u64;
-            let groups = to_u32(op, "workgroups", rows.div_ceil(rows_per_group))?;
-            let params = ctx.params(
-                dtype,
-                [
-                    to_u32(op, "rows", rows)?,
-                    to_u32(op, "axis length", n as u64)?,
-                    groups,
-                    0,
-                ],
-                [to_u32(op, "inner size", inner as u64)?, 0, 0, 0],
-                [0.0; 4],
-            );
-            let bindings = [part(x, block_bytes, chunk), part(&y, block_bytes, chunk)];
-            ctx.dispatch(&pipeline, &bindings, &params, groups)?;
-        }
-        Ok(())
-    })?;
+    rows.record_log(ctx, op, SOFTMAX, log, &[x, &y])?;
     Ok(y)
+}
+
+/// The backward of softmax (or log_softmax) along `axis`, from grad_out and the forward's output.
+pub fn softmax_backward(
+    grad: &Tensor,
+    y: &Tensor,
+    axis: i64,
+    log: bool,
+    out: Option<&Tensor>,
+) -> Result<Tensor> {
+    let op = if log {
+        "log_softmax_backward"
+    } else {
+        "softmax_backward"
+    };
+    let ctx = context()?;
+    let dtype = y.dtype();
+    dtype.check(ctx, op, "y")?;
+    if grad.shape() != y.shape() {
+        return Err(Error::Value(rsnorm_core::Error::ShapeMismatch(format!(
+            "{op}: grad_out has shape {}, y has {}",
+            shape_str(grad.shape()),
+            shape_str(y.shape())
+        ))));
+    }
+    let grad = to_dtype(ctx, op, "grad_out", grad, dtype)?;
+    let rows = AxisRows::of(op, y.shape(), axis)?;
+    let dx = output(ctx, op, "out", out, y.shape(), dtype)?;
+    if dx.is_empty() {
+        return Ok(dx);
+    }
+    rows.record_log(ctx, op, SOFTMAX_BACKWARD, log, &[&grad, y, &dx])?;
+    Ok(dx)
+}
+
+/// An array seen as rows along one axis: (outer, n, inner), row r being (r / inner, ·, r % inner),
+/// its elements `inner` apart.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AxisRows {
+    pub(crate) outer: usize,
+    pub(crate) n: usize,
+    pub(crate) inner: usize,
+}
+
+impl AxisRows {
+    /// The rows along `axis` of `shape` (a 0-d array is one value).
+    pub(crate) fn of(op: &str, shape: &[usize], axis: i64) -> Result<AxisRows> {
+        let axis = rsnorm_core::softmax::softmax_axis(op, shape, axis)?;
+        if shape.is_empty() {
+            return Ok(AxisRows {
+                outer: 1,
+                n: 1,
+                inner: 1,
+            });
+        }
+        Ok(AxisRows {
+            outer: shape[..axis].iter().product(),
+            n: shape[axis],
+            inner: shape[axis + 1..].iter().product(),
+        })
+    }
+
+    /// Threads per row (the `T` constant): short rows share a workgroup.
+    pub(crate) fn threads(&self) -> f64 {
+        f64::from(threads_per_row(self.n))
+    }
+
+    /// Bytes of one `outer` block of a `dtype` array.
+    pub(crate) fn block_bytes(&self, dtype: DType) -> u64 {
+        (self.n * self.inner * dtype.size()) as u64
+    }
+
+    /// Records softmax.wgsl or softmax_backward.wgsl (`LOG`: the log_softmax form) over all rows of
+    /// `tensors`, each bound in the dispatch's blocks.
+    pub(crate) fn record_log(
+        &self,
+        ctx: &Context,
+        op: &str,
+        kernel: crate::pipelines::Kernel,
+        log: bool,
+        tensors: &[&Tensor],
+    ) -> Result<()> {
+        let dtype = tensors[0].dtype();
+        let flag = f64::from(u8::from(log));
+        let constants = [("T", self.threads()), ("LOG", flag)];
+        let pipeline = ctx.pipeline(kernel, dtype, None, &constants)?;
+        let block = self.block_bytes(dtype);
+        self.record(
+            ctx,
+            op,
+            &pipeline,
+            dtype,
+            &[block],
+            [0; 3],
+            [0.0; 4],
+            |chunk| tensors.iter().map(|t| part(t, block, chunk)).collect(),
+        )
+    }
+
+    /// Records `pipeline` over all rows, in dispatches over blocks of `outer` that fit a binding
+    /// (`unit_bytes`: a block's bytes in each split binding); `bind` gives a dispatch's bindings
+    /// for its blocks `(start, count)`. Params: n = (rows, n, workgroups), m = (inner, *m), f.
+    #[allow(clippy::too_many_arguments)] // the dispatch's parts, each needed
+    pub(crate) fn record<'a>(
+        &self,
+        ctx: &Context,
+        op: &str,
+        pipeline: &crate::pipelines::Pipeline,
+        dtype: DType,
+        unit_bytes: &[u64],
+        m: [u32; 3],
+        f: [f64; 4],
+        bind: impl Fn((u64, u64)) -> Vec<Binding<'a>>,
+    ) -> Result<()> {
+        let rows_per_group = u64::from(WG / threads_per_row(self.n));
+        let inner = self.inner as u64;
+        ctx.checked(|| {
+            for chunk in chunks(ctx, self.outer as u64, unit_bytes)? {
+                let rows = chunk.1 * inner;
+                let groups = to_u32(op, "workgroups", rows.div_ceil(rows_per_group))?;
+                let params = ctx.params(
+                    dtype,
+                    [
+                        to_u32(op, "rows", rows)?,
+                        to_u32(op, "axis length", self.n as u64)?,
+                        groups,
+                        0,
+                    ],
+                    [to_u32(op, "inner size", inner)?, m[0], m[1], m[2]],
+                    f,
+                );
+                ctx.dispatch(pipeline, &bind(chunk), &params, groups)?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// SELU of every element.

@@ -269,7 +269,7 @@ pub fn optim_step(
 }
 
 /// `values` as a device array of `dtype`.
-fn upload(values: &[f64], dtype: DType) -> Result<Tensor> {
+pub(crate) fn upload(values: &[f64], dtype: DType) -> Result<Tensor> {
     let bytes: Vec<u8> = match dtype {
         DType::F64 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         _ => values

@@ -56,6 +56,36 @@ pub(crate) fn log_softmax<'py>(
     softmax_impl(py, "log_softmax", x, axis, out, true)
 }
 
+/// The gradient of softmax (`log`: log_softmax) along `axis` from grad_out and the forward's
+/// output `y`, as torch's _softmax_backward_data.
+#[pyfunction]
+#[pyo3(
+    signature = (grad_out, y, axis=-1, log=false, out=None),
+    text_signature = "(grad_out, y, axis=-1, log=False, out=None)"
+)]
+pub(crate) fn softmax_backward<'py>(
+    py: Python<'py>,
+    grad_out: &Bound<'py, PyAny>,
+    y: &Bound<'py, PyAny>,
+    axis: i64,
+    log: bool,
+    out: Option<&Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyAny>> {
+    let op = if log {
+        "log_softmax_backward"
+    } else {
+        "softmax_backward"
+    };
+    with_float_array!(float_array(op, "y", y)?, y => {
+        let g = same_dtype(op, "grad_out", grad_out, "grad_out must have the dtype of y")?;
+        let dx = output(py, op, "out", out, y.shape())?;
+        let (g, y) = (unaliased(g, &[&dx])?, unaliased(y, &[&dx])?);
+        let (gv, yv, dv) = (array_ref(&g), array_ref(&y), array_mut(&dx));
+        compute(py, || sm::softmax_backward_along(&gv, &yv, &dv, axis, log))?;
+        Ok(dx.into_any())
+    })
+}
+
 /// Argument `name` as an array of the first array's dtype; `mismatch` is the message otherwise.
 fn same_dtype<'py, S: Storage>(
     op: &str,
@@ -144,6 +174,24 @@ fn class_indices(
     Ok((index, shape))
 }
 
+/// A cross-entropy target of an integer dtype as class indices with their shape (for logits of
+/// shape `logits` with the classes along `axis`); None for probabilities.
+#[allow(clippy::type_complexity)] // the indices and their shape
+pub(crate) fn class_target(
+    py: Python<'_>,
+    op: &str,
+    target: &Bound<'_, PyAny>,
+    logits: &[usize],
+    axis: i64,
+) -> Result<Option<(Vec<i64>, Vec<usize>)>> {
+    let target = crate::dispatch::as_ndarray(target)?;
+    if !matches!(target.dtype().kind(), b'i' | b'u') {
+        return Ok(None);
+    }
+    let classes = class_count(logits, axis);
+    class_indices(py, op, &target, classes).map(Some)
+}
+
 /// The class count along `axis` of `shape`, where the axis is valid (the core reports it if not).
 fn class_count(shape: &[usize], axis: i64) -> Option<usize> {
     let n = shape.len() as i64;
@@ -183,11 +231,8 @@ pub(crate) fn cross_entropy_with_logits<'py>(
     let weight = class_weight(OP, weight)?;
     with_float_array!(float_array(OP, "logits", logits)?, x => {
         let xv = array_ref(&x);
-        let target_arr = crate::dispatch::as_ndarray(target)?;
         let w = weight.as_deref();
-        let r = if matches!(target_arr.dtype().kind(), b'i' | b'u') {
-            let classes = class_count(x.shape(), axis);
-            let (index, shape) = class_indices(py, OP, &target_arr, classes)?;
+        let r = if let Some((index, shape)) = class_target(py, OP, target, x.shape(), axis)? {
             let target = Target::Classes { index: &index, shape: &shape, ignore: ignore_index };
             compute(py, || sm::cross_entropy(&xv, target, axis, reduction, label_smoothing, w))?
         } else {
@@ -197,6 +242,51 @@ pub(crate) fn cross_entropy_with_logits<'py>(
             compute(py, || sm::cross_entropy(&xv, target, axis, reduction, label_smoothing, w))?
         };
         f64_array_like(py, &x, &r.values, &r.shape)
+    })
+}
+
+/// The gradient of [`cross_entropy_with_logits`] with respect to the logits, given the loss's
+/// gradient `grad_out` (a number for 'mean' and 'sum', the losses' shape for 'none').
+#[pyfunction]
+#[pyo3(
+    signature = (grad_out, logits, target, axis=-1, reduction=Choice(Reduction::Mean), label_smoothing=0.0, ignore_index=-100, weight=None, out=None),
+    text_signature = "(grad_out, logits, target, axis=-1, reduction='mean', label_smoothing=0.0, ignore_index=-100, weight=None, out=None)"
+)]
+#[allow(clippy::too_many_arguments)] // PyTorch's arguments, each needed
+pub(crate) fn cross_entropy_with_logits_backward<'py>(
+    py: Python<'py>,
+    grad_out: &Bound<'py, PyAny>,
+    logits: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    axis: i64,
+    reduction: Choice<Reduction>,
+    label_smoothing: f64,
+    ignore_index: i64,
+    weight: Option<&Bound<'py, PyAny>>,
+    out: Option<&Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyAny>> {
+    const OP: &str = "cross_entropy_with_logits_backward";
+    let Choice(reduction) = reduction;
+    let weight = class_weight(OP, weight)?;
+    let (grad, grad_shape) = real_values(OP, "grad_out", grad_out)?;
+    with_float_array!(float_array(OP, "logits", logits)?, x => {
+        let dx = output(py, OP, "out", out, x.shape())?;
+        let x = unaliased(x, &[&dx])?;
+        let (xv, dv) = (array_ref(&x), array_mut(&dx));
+        let w = weight.as_deref();
+        let grad = (grad.as_slice(), grad_shape.as_slice());
+        let run = |target| {
+            sm::cross_entropy_backward(grad.0, grad.1, &xv, target, &dv, axis, reduction, label_smoothing, w)
+        };
+        if let Some((index, shape)) = class_target(py, OP, target, x.shape(), axis)? {
+            compute(py, || run(Target::Classes { index: &index, shape: &shape, ignore: ignore_index }))?;
+        } else {
+            let probs = same_dtype(OP, "target", target, "probability target must have the dtype of logits")?;
+            let probs = unaliased(probs, &[&dx])?;
+            let tv = array_ref(&probs);
+            compute(py, || run(Target::Probabilities(&tv)))?;
+        }
+        Ok(dx.into_any())
     })
 }
 
@@ -235,7 +325,23 @@ pub(crate) fn nll_loss<'py>(
     })
 }
 
-fn f64_vector(op: &str, name: &str, obj: &Bound<'_, PyAny>) -> Result<Vec<f64>> {
+pub(crate) fn f64_vector(op: &str, name: &str, obj: &Bound<'_, PyAny>) -> Result<Vec<f64>> {
+    let (values, shape) = real_values(op, name, obj)?;
+    if shape.len() != 1 {
+        return Err(value_error(format!(
+            "{op}: {name} must be 1-D, got shape {}",
+            shape_str(&shape)
+        )));
+    }
+    Ok(values)
+}
+
+/// An array (or number) of real values as f64 in C order, with its shape.
+pub(crate) fn real_values(
+    op: &str,
+    name: &str,
+    obj: &Bound<'_, PyAny>,
+) -> Result<(Vec<f64>, Vec<usize>)> {
     let arr: Bound<'_, PyUntypedArray> = crate::dispatch::as_ndarray(obj)?;
     let kind = arr.dtype().kind();
     if !matches!(kind, b'f' | b'i' | b'u') {
@@ -244,17 +350,12 @@ fn f64_vector(op: &str, name: &str, obj: &Bound<'_, PyAny>) -> Result<Vec<f64>> 
             arr.dtype()
         )));
     }
-    if arr.ndim() != 1 {
-        return Err(value_error(format!(
-            "{op}: {name} must be 1-D, got shape {}",
-            shape_str(arr.shape())
-        )));
-    }
+    let shape = arr.shape().to_vec();
     if let Ok(typed) = arr.cast::<PyArrayDyn<f64>>() {
-        return Ok(typed.readonly().as_array().iter().copied().collect());
+        return Ok((typed.readonly().as_array().iter().copied().collect(), shape));
     }
     let as_f64 = arr.call_method1("astype", (numpy::dtype::<f64>(obj.py()),))?;
-    Ok(as_f64.cast_into::<PyArrayDyn<f64>>()?.to_vec()?)
+    Ok((as_f64.cast_into::<PyArrayDyn<f64>>()?.to_vec()?, shape))
 }
 
 /// scipy.stats.wasserstein_distance: the 1-D earth mover's distance between two samples, with

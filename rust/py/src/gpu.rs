@@ -2,8 +2,10 @@
 //! that arguments are device arrays and calls these positionally; each parses, makes one
 //! rsnorm-gpu call with the interpreter detached, and wraps.
 
+use crate::args::Choice;
 use crate::errors::{type_error, Error, Result};
 use crate::norm::{normalized_ndim, stats_shape};
+use numpy::PyUntypedArrayMethods;
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -12,9 +14,10 @@ use pyo3::types::{PyDict, PyTuple};
 use rsnorm_core::norm::batch_norm::BatchNormOptions;
 use rsnorm_core::norm::group_norm::GroupNormOptions;
 use rsnorm_core::norm::instance_norm::InstanceNormOptions;
+use rsnorm_core::softmax::Reduction;
 use rsnorm_gpu::{
-    ChannelKind, DType, RowGrads, RowKind, RowNorm, RowNormBackward, RowNormOutput, StatsUse,
-    Tensor,
+    ChannelKind, ClassTarget, CrossEntropy, DType, LossGrad, RowGrads, RowKind, RowNorm,
+    RowNormBackward, RowNormOutput, StatsUse, Tensor,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -441,6 +444,156 @@ pub(crate) fn gpu_softmax<'py>(
     let (x, out) = (&x.0, tensor(&out));
     let y = run(py, || rsnorm_gpu::softmax(x, axis, log, out))?;
     wrap(py, y)
+}
+
+#[pyfunction]
+#[pyo3(signature = (grad_out, y, axis, log, out))]
+pub(crate) fn gpu_softmax_backward<'py>(
+    py: Python<'py>,
+    grad_out: PyRef<'_, GpuArray>,
+    y: PyRef<'_, GpuArray>,
+    axis: i64,
+    log: bool,
+    out: Arr<'_>,
+) -> Result<Bound<'py, PyAny>> {
+    let (g, y, out) = (&grad_out.0, &y.0, tensor(&out));
+    let dx = run(py, || rsnorm_gpu::softmax_backward(g, y, axis, log, out))?;
+    wrap(py, dx)
+}
+
+/// Cross-entropy's arguments: the target a device array of probabilities or a host array of
+/// class indices (device arrays hold floats), the weights host values.
+struct CrossEntropyArgs<'a, 'py> {
+    op: &'static str,
+    logits: &'a Tensor,
+    target: &'a Bound<'py, PyAny>,
+    axis: i64,
+    reduction: Reduction,
+    label_smoothing: f64,
+    ignore_index: i64,
+    weight: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl CrossEntropyArgs<'_, '_> {
+    /// Calls `work` with the parsed call (the interpreter detached).
+    fn run<T: Send>(
+        &self,
+        py: Python<'_>,
+        work: impl FnOnce(&CrossEntropy<'_>) -> rsnorm_gpu::Result<T> + Send,
+    ) -> Result<T> {
+        let op = self.op;
+        let weight = self
+            .weight
+            .map(|w| crate::divergence::f64_vector(op, "weight", w))
+            .transpose()?;
+        let probs = self
+            .target
+            .cast::<GpuArray>()
+            .ok()
+            .map(|t| t.borrow().0.clone());
+        let indices = if probs.is_some() {
+            None
+        } else {
+            let shape = self.logits.shape();
+            let found = crate::divergence::class_target(py, op, self.target, shape, self.axis)?;
+            if found.is_none() {
+                return Err(type_error(format!(
+                    "{op}: target is a host {} array; with the logits on the GPU, class indices \
+                     are a host integer array and probabilities a device array \
+                     (rsnorm.gpu.asarray(target))",
+                    crate::dispatch::as_ndarray(self.target)?.dtype()
+                )));
+            }
+            found
+        };
+        let target = match (&probs, &indices) {
+            (Some(p), _) => ClassTarget::Probabilities(p),
+            (None, Some((index, shape))) => ClassTarget::Indices {
+                index,
+                shape,
+                ignore: self.ignore_index,
+            },
+            (None, None) => unreachable!("a target is probabilities or indices"),
+        };
+        let ce = CrossEntropy {
+            logits: self.logits,
+            target,
+            axis: self.axis,
+            reduction: self.reduction,
+            label_smoothing: self.label_smoothing,
+            weight: weight.as_deref(),
+        };
+        run(py, || work(&ce))
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (logits, target, axis, reduction, label_smoothing, ignore_index, weight))]
+#[allow(clippy::too_many_arguments)] // PyTorch's arguments, each needed
+pub(crate) fn gpu_cross_entropy<'py>(
+    py: Python<'py>,
+    logits: PyRef<'_, GpuArray>,
+    target: &Bound<'py, PyAny>,
+    axis: i64,
+    reduction: Choice<Reduction>,
+    label_smoothing: f64,
+    ignore_index: i64,
+    weight: Option<&Bound<'py, PyAny>>,
+) -> Result<Bound<'py, PyAny>> {
+    let args = CrossEntropyArgs {
+        op: "cross_entropy_with_logits",
+        logits: &logits.0,
+        target,
+        axis,
+        reduction: reduction.0,
+        label_smoothing,
+        ignore_index,
+        weight,
+    };
+    // A closure, not the method path: that names one lifetime of CrossEntropy, not any.
+    #[allow(clippy::redundant_closure_for_method_calls)]
+    let loss = args.run(py, |ce| ce.forward())?;
+    wrap(py, loss)
+}
+
+#[pyfunction]
+#[pyo3(signature = (grad_out, logits, target, axis, reduction, label_smoothing, ignore_index, weight, out))]
+#[allow(clippy::too_many_arguments)] // PyTorch's arguments, each needed
+pub(crate) fn gpu_cross_entropy_backward<'py>(
+    py: Python<'py>,
+    grad_out: &Bound<'py, PyAny>,
+    logits: PyRef<'_, GpuArray>,
+    target: &Bound<'py, PyAny>,
+    axis: i64,
+    reduction: Choice<Reduction>,
+    label_smoothing: f64,
+    ignore_index: i64,
+    weight: Option<&Bound<'py, PyAny>>,
+    out: Arr<'_>,
+) -> Result<Bound<'py, PyAny>> {
+    const OP: &str = "cross_entropy_with_logits_backward";
+    let args = CrossEntropyArgs {
+        op: OP,
+        logits: &logits.0,
+        target,
+        axis,
+        reduction: reduction.0,
+        label_smoothing,
+        ignore_index,
+        weight,
+    };
+    let out = tensor(&out);
+    let device = grad_out
+        .cast::<GpuArray>()
+        .ok()
+        .map(|g| g.borrow().0.clone());
+    let dx = if let Some(g) = device {
+        args.run(py, |ce| ce.backward(LossGrad::Device(&g), out))?
+    } else {
+        let (values, shape) = crate::divergence::real_values(OP, "grad_out", grad_out)?;
+        args.run(py, |ce| ce.backward(LossGrad::Host(&values, &shape), out))?
+    };
+    wrap(py, dx)
 }
 
 #[pyfunction]
@@ -936,6 +1089,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gpu_add_rms_norm, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_l2_normalize, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_softmax_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_cross_entropy, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_cross_entropy_backward, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_selu, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_selu_backward, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_group_norm, m)?)?;

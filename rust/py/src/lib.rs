@@ -130,6 +130,11 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(optim::grad_norm, m)?)?;
     m.add_function(wrap_pyfunction!(divergence::softmax, m)?)?;
     m.add_function(wrap_pyfunction!(divergence::log_softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(divergence::softmax_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(
+        divergence::cross_entropy_with_logits_backward,
+        m
+    )?)?;
     m.add_function(wrap_pyfunction!(divergence::information, m)?)?;
     m.add_function(wrap_pyfunction!(divergence::cross_entropy_with_logits, m)?)?;
     m.add_function(wrap_pyfunction!(divergence::nll_loss, m)?)?;
