@@ -1,10 +1,14 @@
 """Train a NumPy MLP with LayerNorm and BatchNorm layers using only NumPy and rsnorm.
 
-    python examples/mnist_like_mlp.py [--epochs 5]
+    python examples/mnist_like_mlp.py [--epochs 5] [--device cpu|gpu]
 
 Synthetic MNIST-like data (10 classes of 784-pixel "images" around random prototypes), a
 Linear → LayerNorm → ReLU → Linear → BatchNorm → ReLU → Linear network, softmax cross-entropy,
 and AdamW: forward and backward through rsnorm.nn layers, updates by rsnorm.optim.
+
+With ``--device gpu`` the parameters, gradients, activations and optimizer state stay on the GPU
+(rsnorm.gpu arrays): each step uploads its batch, and the loss is read back once per epoch (a device
+array until then). The labels stay a host integer array, as cross-entropy takes class indices.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 import rsnorm as rn
+from rsnorm import gpu
 
 Array = npt.NDArray[Any]
 
@@ -29,27 +34,45 @@ class Linear(rn.nn.Module):
         self._parameters["weight"] = rng.uniform(-bound, bound, (n_out, n_in)).astype(np.float32)
         self._parameters["bias"] = np.zeros(n_out, np.float32)
 
-    def forward(self, x: npt.ArrayLike) -> Array:
-        x = np.asarray(x)
-        self._saved = (x,)
-        return x @ self._array("weight").T + self._array("bias")
+    # A row of ones on the device for the bias gradient, made once per batch size.
+    _ones: Any = None
 
-    def backward(self, grad_out: npt.ArrayLike) -> Array:
+    def forward(self, x: Any) -> Any:
+        self._saved = (x,)
+        w: Any = self._array("weight")
+        b: Any = self._array("bias")
+        if isinstance(x, gpu.Array):
+            return gpu.matmul(x, w, bias=b, transpose_b=True)
+        return np.asarray(x) @ w.T + b
+
+    def backward(self, grad_out: Any) -> Any:
         (x,) = self._saved_for_backward()
+        w: Any = self._array("weight")
+        if isinstance(grad_out, gpu.Array):
+            # The bias gradient as a row of ones times grad_out: a column sum in a fixed order.
+            n = grad_out.shape[0]
+            if self._ones is None or self._ones.shape[1] != n:
+                self._ones = gpu.asarray(np.ones((1, n), grad_out.dtype))
+            ones = self._ones
+            dbias: Any = gpu.matmul(ones, grad_out).reshape(grad_out.shape[1])
+            dweight: Any = gpu.matmul(grad_out, x, transpose_a=True)
+            self._set_grads(weight=dweight, bias=dbias)
+            return gpu.matmul(grad_out, w)
         go = np.asarray(grad_out)
         self._set_grads(weight=go.T @ x, bias=go.sum(axis=0))
-        return go @ self._array("weight")
+        return go @ w
 
 
 class ReLU(rn.nn.Module):
-    def forward(self, x: npt.ArrayLike) -> Array:
-        x = np.asarray(x)
-        self._saved = (x > 0,)
-        return np.maximum(x, 0)
+    def forward(self, x: Any) -> Any:
+        self._saved = (x,)
+        return gpu.relu(x) if isinstance(x, gpu.Array) else np.maximum(np.asarray(x), 0)
 
-    def backward(self, grad_out: npt.ArrayLike) -> Array:
-        (mask,) = self._saved_for_backward()
-        return np.asarray(grad_out) * mask
+    def backward(self, grad_out: Any) -> Any:
+        (x,) = self._saved_for_backward()
+        if isinstance(grad_out, gpu.Array):
+            return gpu.relu_backward(grad_out, x)
+        return np.asarray(grad_out) * (x > 0)
 
 
 def synthetic_digits(n: int, prototypes: Array, rng: np.random.Generator) -> tuple[Array, Array]:
@@ -59,19 +82,21 @@ def synthetic_digits(n: int, prototypes: Array, rng: np.random.Generator) -> tup
     return images, labels
 
 
-def softmax_cross_entropy(logits: Array, labels: Array) -> tuple[float, Array]:
-    """Mean cross-entropy and its gradient with respect to the logits."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    probs = np.exp(shifted)
-    probs /= probs.sum(axis=1, keepdims=True)
-    n = len(labels)
-    loss = float(-np.log(probs[np.arange(n), labels] + 1e-12).mean())
-    grad = probs
-    grad[np.arange(n), labels] -= 1
-    return loss, grad / n
+def host(value: Any) -> Array:
+    """A NumPy copy of a device array (the one way back from the GPU), or the host array itself."""
+    return value.numpy() if isinstance(value, gpu.Array) else np.asarray(value)
 
 
-def train(epochs: int = 5, batch: int = 128, seed: int = 0, verbose: bool = True) -> dict[str, list[float]]:
+def softmax_cross_entropy(logits: Any, labels: Array) -> tuple[Any, Any]:
+    """Mean cross-entropy (a device array for device logits, read when the caller chooses) and its
+    gradient with respect to the logits."""
+    loss = rn.cross_entropy_with_logits(logits, labels)
+    return loss, rn.cross_entropy_with_logits_backward(1.0, logits, labels)
+
+
+def train(
+    epochs: int = 5, batch: int = 128, seed: int = 0, verbose: bool = True, device: str = "cpu"
+) -> dict[str, list[float]]:
     rng = np.random.default_rng(seed)
     prototypes = rng.standard_normal((10, 784)).astype(np.float32)
     x_train, y_train = synthetic_digits(4096, prototypes, rng)
@@ -85,6 +110,9 @@ def train(epochs: int = 5, batch: int = 128, seed: int = 0, verbose: bool = True
         ReLU(),
         Linear(128, 10, rng),
     ]
+    on_gpu = device == "gpu"
+    if on_gpu:
+        layers = [layer.to_device() for layer in layers]
     params = [(layer, name, p) for layer in layers for name, p in layer.parameters().items()]
     opt = rn.optim.AdamW([p for _, _, p in params], lr=2e-3, weight_decay=1e-2)
     history: dict[str, list[float]] = {"loss": [], "test_accuracy": []}
@@ -95,7 +123,7 @@ def train(epochs: int = 5, batch: int = 128, seed: int = 0, verbose: bool = True
         losses = []
         for start in range(0, len(order), batch):
             idx = order[start : start + batch]
-            h = x_train[idx]
+            h = gpu.asarray(x_train[idx]) if on_gpu else x_train[idx]
             for layer in layers:
                 h = layer(h)
             loss, grad = softmax_cross_entropy(h, y_train[idx])
@@ -105,11 +133,12 @@ def train(epochs: int = 5, batch: int = 128, seed: int = 0, verbose: bool = True
             losses.append(loss)
         for layer in layers:
             layer.eval()
-        h = x_test
+        h = gpu.asarray(x_test) if on_gpu else x_test
         for layer in layers:
             h = layer(h)
-        accuracy = float((h.argmax(axis=1) == y_test).mean())
-        history["loss"].append(float(np.mean(losses)))
+        accuracy = float((host(h).argmax(axis=1) == y_test).mean())
+        # The epoch's losses read back at once (device arrays until now on the GPU).
+        history["loss"].append(float(np.mean([float(host(loss)) for loss in losses])))
         history["test_accuracy"].append(accuracy)
         if verbose:
             print(f"epoch {epoch + 1}: train loss {history['loss'][-1]:.4f}, test accuracy {accuracy:.3f}")
@@ -119,4 +148,6 @@ def train(epochs: int = 5, batch: int = 128, seed: int = 0, verbose: bool = True
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
-    train(parser.parse_args().epochs)
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    args = parser.parse_args()
+    train(args.epochs, device=args.device)

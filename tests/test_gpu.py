@@ -1016,3 +1016,44 @@ def test_softmax_backward_on_the_device_in_place(device, rng):
         rsnorm.log_softmax_backward(gpu.asarray(g[:, 1:]), gpu.asarray(y))
     with pytest.raises(TypeError, match="softmax_backward: argument 'y'"):
         rsnorm.softmax_backward(dg, y)
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True), (True, True)])
+def test_matmul_relu_on_the_device(device, rng, ta, tb):
+    """The array utilities of a training loop: op(a)·op(b) + bias against float64 NumPy, the same bits
+    on every run, and ReLU with its backward."""
+    m, k, n = 37, 70, 19
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    a64, b64 = (a.T if ta else a).astype(np.float64), (b.T if tb else b).astype(np.float64)
+    want = a64 @ b64 + bias
+    da, db = gpu.asarray(a), gpu.asarray(b)
+    got = gpu.matmul(da, db, bias=gpu.asarray(bias), transpose_a=ta, transpose_b=tb)
+    assert isinstance(got, gpu.Array) and got.shape == (m, n)
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=2e-6 * np.abs(want).max())
+    again = gpu.matmul(da, db, bias=gpu.asarray(bias), transpose_a=ta, transpose_b=tb)
+    assert got.numpy().tobytes() == again.numpy().tobytes()
+    out = gpu.empty((m, n))
+    assert gpu.matmul(da, db, transpose_a=ta, transpose_b=tb, out=out) is out
+    np.testing.assert_allclose(out.numpy(), want - bias, rtol=0, atol=2e-6 * np.abs(want).max())
+
+
+def test_matmul_relu_edges_and_errors(device, rng):
+    zeros_k = gpu.matmul(gpu.empty((4, 0)), gpu.empty((0, 3)), bias=gpu.asarray(np.ones(3, np.float32)))
+    np.testing.assert_array_equal(zeros_k.numpy(), np.ones((4, 3)))
+    assert gpu.matmul(gpu.empty((0, 5)), gpu.empty((5, 3))).shape == (0, 3)
+    x = np.array([-1.0, 0.0, 2.0, np.nan, -np.inf, np.inf], np.float32)
+    np.testing.assert_array_equal(gpu.relu(gpu.asarray(x)).numpy(), [0, 0, 2, np.nan, 0, np.inf])
+    g = gpu.asarray(np.full(6, 3.0, np.float32))
+    np.testing.assert_array_equal(gpu.relu_backward(g, gpu.asarray(x)).numpy(), [0, 0, 3, 0, 0, 3])
+    with pytest.raises(ValueError, match=r"matmul: a gives \(2, 3\) and b \(4, 5\).*3 and 4 differ"):
+        gpu.matmul(gpu.empty((2, 3)), gpu.empty((4, 5)))
+    with pytest.raises(ValueError, match=r"matmul: b must be 2-D, got shape \(3,\)"):
+        gpu.matmul(gpu.empty((2, 3)), gpu.empty(3))
+    with pytest.raises(ValueError, match=r"matmul: bias has shape \(4,\), expected \(5,\)"):
+        gpu.matmul(gpu.empty((2, 3)), gpu.empty((3, 5)), bias=gpu.empty(4))
+    with pytest.raises(TypeError, match=r"rsnorm.gpu.matmul: argument 'b' is a numpy.ndarray"):
+        gpu.matmul(gpu.empty((2, 3)), np.ones((3, 5)))
+    with pytest.raises(ValueError, match=r"relu_backward: grad_out has shape \(2,\), x has shape \(6,\)"):
+        gpu.relu_backward(gpu.empty(2), gpu.asarray(x))

@@ -55,7 +55,10 @@ __all__ = [
     "gpu_l2_normalize",
     "gpu_layer_norm",
     "gpu_layer_norm_backward",
+    "gpu_matmul",
     "gpu_optim_step",
+    "gpu_relu",
+    "gpu_relu_backward",
     "gpu_rms_norm",
     "gpu_rms_norm_backward",
     "gpu_scale_grads",
@@ -419,6 +422,11 @@ def gpu_cross_entropy_backward(
     out: _G,
 ) -> GpuArray: ...
 def gpu_selu(x: GpuArray, out: _G) -> GpuArray: ...
+def gpu_relu(x: GpuArray, out: _G) -> GpuArray: ...
+def gpu_relu_backward(grad_out: GpuArray, x: GpuArray, out: _G) -> GpuArray: ...
+def gpu_matmul(
+    a: GpuArray, b: GpuArray, bias: _G, transpose_a: bool, transpose_b: bool, out: _G
+) -> GpuArray: ...
 def gpu_selu_backward(grad_out: GpuArray, x: GpuArray) -> GpuArray: ...
 def gpu_group_norm(
     x: GpuArray, num_groups: int, weight: _G, bias: _G, eps: float, out: _G, return_stats: bool

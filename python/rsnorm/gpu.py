@@ -10,6 +10,10 @@ The device opens on first use, not at import. Without one (no Vulkan, Metal or D
 Vulkan loader), ``is_available()`` is False and ``asarray`` and friends raise
 ``GpuUnavailableError`` — a ``RuntimeError``; nothing silently runs on the CPU instead.
 
+Beside the public functions, three array utilities keep a training loop's other layers on the device
+(NumPy has them for host arrays): ``matmul`` (a linear layer's forward and backward), ``relu`` and
+``relu_backward``.
+
 dtypes: float32 always; float16 (stored in 16 bits, computed in float32) where the adapter has
 SHADER_F16; float64 where it has SHADER_F64; otherwise ``TypeError`` naming the missing feature.
 """
@@ -34,6 +38,9 @@ __all__ = [
     "device_info",
     "empty",
     "is_available",
+    "matmul",
+    "relu",
+    "relu_backward",
     "synchronize",
 ]
 
@@ -208,6 +215,46 @@ def _either(value: Any) -> Any:
 def _host(value: Any) -> Any:
     """A host value, a device array copied to the host (a few values: class weights)."""
     return value.numpy() if isinstance(value, Array) else value
+
+
+def matmul(
+    a: Array,
+    b: Array,
+    *,
+    bias: Array | None = None,
+    transpose_a: bool = False,
+    transpose_b: bool = False,
+    out: Array | None = None,
+) -> Array:
+    """``op(a) @ op(b) + bias`` of 2-D device arrays, ``op`` the transpose where asked: a linear
+    layer's forward ``matmul(x, w, bias=b, transpose_b=True)`` and backward ``matmul(go, w)``,
+    ``matmul(go, x, transpose_a=True)``. Summed in the compute dtype in a fixed order (the same bits on
+    every run); b and bias are converted to a's dtype."""
+    where = "rsnorm.gpu.matmul"
+    handle = _rsnorm.gpu_matmul(
+        _dev(where, "a", a),
+        _dev(where, "b", b),
+        _opt(where, "bias", bias),
+        bool(transpose_a),
+        bool(transpose_b),
+        _opt(where, "out", out),
+    )
+    return _wrap(handle, out)
+
+
+def relu(x: Array, *, out: Array | None = None) -> Array:
+    """``max(x, 0)`` of a device array, NaN kept (``torch.relu``, ``np.maximum(x, 0)``)."""
+    where = "rsnorm.gpu.relu"
+    return _wrap(_rsnorm.gpu_relu(_dev(where, "x", x), _opt(where, "out", out)), out)
+
+
+def relu_backward(grad_out: Array, x: Array, *, out: Array | None = None) -> Array:
+    """ReLU's gradient: ``grad_out`` where ``x > 0``, else 0 (``torch``'s ``threshold_backward``)."""
+    where = "rsnorm.gpu.relu_backward"
+    handle = _rsnorm.gpu_relu_backward(
+        _dev(where, "grad_out", grad_out), _dev(where, "x", x), _opt(where, "out", out)
+    )
+    return _wrap(handle, out)
 
 
 def _device_op(

@@ -20,8 +20,9 @@ pub use context::{device_info, is_available, Timestamp};
 pub use error::{Error, Result};
 pub use losses::{ClassTarget, CrossEntropy, LossGrad};
 pub use ops::{
-    batch_norm, group_norm, instance_norm, repeat, selu, selu_backward, softmax, softmax_backward,
-    ChannelAffine, ChannelMap, RowKind, RowNorm, RowNormOutput,
+    batch_norm, group_norm, instance_norm, matmul, relu, relu_backward, repeat, selu,
+    selu_backward, softmax, softmax_backward, ChannelAffine, ChannelMap, RowKind, RowNorm,
+    RowNormOutput,
 };
 pub use optim::{grad_norm, optim_step, scale_grads, StepTensor};
 pub use tensor::{synchronize, DType, Tensor};

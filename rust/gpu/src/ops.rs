@@ -4,7 +4,9 @@
 use crate::batch_stats::{channel_stats, check_running, update_running};
 use crate::context::{context, Context};
 use crate::error::{Error, Result};
-use crate::pipelines::{Binding, CAST, CHANNELS, ROWS, SELU, SOFTMAX, SOFTMAX_BACKWARD, WG};
+use crate::pipelines::{
+    Binding, CAST, CHANNELS, MATMUL, ROWS, SELU, SOFTMAX, SOFTMAX_BACKWARD, WG,
+};
 use crate::tensor::{DType, Tensor};
 use rsnorm_core::error::{check_eps, shape_str};
 use rsnorm_core::norm::channels::check_paired;
@@ -568,32 +570,147 @@ impl AxisRows {
 
 /// SELU of every element.
 pub fn selu(x: &Tensor, out: Option<&Tensor>) -> Result<Tensor> {
-    let ctx = context()?;
-    let dtype = x.dtype();
-    dtype.check(ctx, "selu", "x")?;
-    let y = output(ctx, "selu", "out", out, x.shape(), dtype)?;
-    if y.is_empty() {
-        return Ok(y);
-    }
-    let pipeline = ctx.pipeline(SELU, dtype, None, &[("BACKWARD", 0.0)])?;
-    elementwise(ctx, &pipeline, dtype, &[x, x], &y, [0; 4], [0.0; 4])?;
-    Ok(y)
+    activation("selu", false, x, None, out)
 }
 
 /// SELU's backward: dx from grad_out and the forward's input.
 pub fn selu_backward(grad_out: &Tensor, x: &Tensor) -> Result<Tensor> {
-    const OP: &str = "selu_backward";
+    activation("selu_backward", false, x, Some(grad_out), None)
+}
+
+/// ReLU of every element, NaN kept (as `np.maximum(x, 0)` and `torch.relu`).
+pub fn relu(x: &Tensor, out: Option<&Tensor>) -> Result<Tensor> {
+    activation("relu", true, x, None, out)
+}
+
+/// ReLU's backward: grad_out where x > 0, else 0 (torch's `threshold_backward`).
+pub fn relu_backward(grad_out: &Tensor, x: &Tensor, out: Option<&Tensor>) -> Result<Tensor> {
+    activation("relu_backward", true, x, Some(grad_out), out)
+}
+
+/// selu.wgsl over every element: SELU or (`relu`) ReLU of x, or with `grad_out` their backward.
+fn activation(
+    op: &str,
+    relu: bool,
+    x: &Tensor,
+    grad_out: Option<&Tensor>,
+    out: Option<&Tensor>,
+) -> Result<Tensor> {
     let ctx = context()?;
     let dtype = x.dtype();
-    dtype.check(ctx, OP, "x")?;
-    let grad = same_shape(ctx, OP, "grad_out", grad_out, x)?;
-    let dx = new_like(ctx, x.shape(), dtype)?;
-    if dx.is_empty() {
-        return Ok(dx);
+    dtype.check(ctx, op, "x")?;
+    let grad = grad_out
+        .map(|g| same_shape(ctx, op, "grad_out", g, x))
+        .transpose()?;
+    let y = output(ctx, op, "out", out, x.shape(), dtype)?;
+    if y.is_empty() {
+        return Ok(y);
     }
-    let pipeline = ctx.pipeline(SELU, dtype, None, &[("BACKWARD", 1.0)])?;
-    elementwise(ctx, &pipeline, dtype, &[x, &grad], &dx, [0; 4], [0.0; 4])?;
-    Ok(dx)
+    let constants = [
+        ("BACKWARD", f64::from(u8::from(grad.is_some()))),
+        ("RELU", f64::from(u8::from(relu))),
+    ];
+    let pipeline = ctx.pipeline(SELU, dtype, None, &constants)?;
+    elementwise(
+        ctx,
+        &pipeline,
+        dtype,
+        &[x, grad.as_ref().unwrap_or(x)],
+        &y,
+        [0; 4],
+        [0.0; 4],
+    )?;
+    Ok(y)
+}
+
+/// op(a) · op(b), plus `bias` on every row, of 2-D arrays (op: the transpose where asked): a linear
+/// layer's forward (x · wᵀ + b) and backward (go · w, goᵀ · x) on the device. Summed in the
+/// compute dtype in increasing k; b and bias in a's dtype.
+pub fn matmul(
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    (transpose_a, transpose_b): (bool, bool),
+    out: Option<&Tensor>,
+) -> Result<Tensor> {
+    const OP: &str = "matmul";
+    let ctx = context()?;
+    let dtype = a.dtype();
+    dtype.check(ctx, OP, "a")?;
+    for (name, t) in [("a", a), ("b", b)] {
+        if t.shape().len() != 2 {
+            return Err(Error::Value(rsnorm_core::Error::InvalidArgument(format!(
+                "{OP}: {name} must be 2-D, got shape {}",
+                shape_str(t.shape())
+            ))));
+        }
+    }
+    let dims = |t: &Tensor, transpose: bool| {
+        let s = t.shape();
+        if transpose {
+            (s[1], s[0])
+        } else {
+            (s[0], s[1])
+        }
+    };
+    let ((m, k), (k_b, n)) = (dims(a, transpose_a), dims(b, transpose_b));
+    if k != k_b {
+        return Err(Error::Value(rsnorm_core::Error::ShapeMismatch(format!(
+            "{OP}: a gives ({m}, {k}) and b ({k_b}, {n}) after their transposes; the inner \
+             dimensions {k} and {k_b} differ"
+        ))));
+    }
+    let b = to_dtype(ctx, OP, "b", b, dtype)?;
+    let bias = bias
+        .map(|t| to_dtype(ctx, OP, "bias", t, dtype))
+        .transpose()?;
+    if let Some(t) = bias.as_ref().filter(|t| t.shape() != [n]) {
+        return Err(Error::Value(rsnorm_core::Error::ShapeMismatch(format!(
+            "{OP}: bias has shape {}, expected ({n},)",
+            shape_str(t.shape())
+        ))));
+    }
+    let c = output(ctx, OP, "out", out, &[m, n], dtype)?;
+    if c.is_empty() {
+        return Ok(c);
+    }
+    for (name, t) in [("a", a), ("b", &b), ("out", &c)] {
+        if t.nbytes() as u64 > ctx.max_binding {
+            return Err(Error::Device(format!(
+                "{OP}: {name} has {} bytes, more than the GPU's largest storage binding ({} bytes)",
+                t.nbytes(),
+                ctx.max_binding
+            )));
+        }
+    }
+    let flag = |on: bool| f64::from(u8::from(on));
+    let constants = [
+        ("TRANS_A", flag(transpose_a)),
+        ("TRANS_B", flag(transpose_b)),
+        ("BIAS", flag(bias.is_some())),
+    ];
+    let pipeline = ctx.pipeline(MATMUL, dtype, None, &constants)?;
+    let tiles_n = n.div_ceil(16) as u64;
+    let groups = to_u32(OP, "tiles", m.div_ceil(16) as u64 * tiles_n)?;
+    let params = ctx.params(
+        dtype,
+        [
+            to_u32(OP, "rows", m as u64)?,
+            to_u32(OP, "columns", n as u64)?,
+            to_u32(OP, "inner dimension", k as u64)?,
+            0,
+        ],
+        [groups, to_u32(OP, "tiles", tiles_n)?, 0, 0],
+        [0.0; 4],
+    );
+    let bindings = [
+        Binding::whole(a.buffer()),
+        Binding::whole(b.buffer()),
+        whole_or(bias.as_ref(), a),
+        Binding::whole(c.buffer()),
+    ];
+    ctx.checked(|| ctx.dispatch(&pipeline, &bindings, &params, groups))?;
+    Ok(c)
 }
 
 /// Normalization with per-channel statistics (BatchNorm in eval mode, InstanceNorm with its

@@ -33,6 +33,7 @@ pub(crate) const ROWS: Kernel = kernel!("rows");
 pub(crate) const SOFTMAX: Kernel = kernel!("softmax");
 pub(crate) const SOFTMAX_BACKWARD: Kernel = kernel!("softmax_backward");
 pub(crate) const CROSS_ENTROPY: Kernel = kernel!("cross_entropy");
+pub(crate) const MATMUL: Kernel = kernel!("matmul");
 pub(crate) const CHANNELS: Kernel = kernel!("channels");
 pub(crate) const SELU: Kernel = kernel!("selu");
 pub(crate) const CAST: Kernel = kernel!("cast");

@@ -598,6 +598,49 @@ pub(crate) fn gpu_cross_entropy_backward<'py>(
 
 #[pyfunction]
 #[pyo3(signature = (x, out))]
+pub(crate) fn gpu_relu<'py>(
+    py: Python<'py>,
+    x: PyRef<'_, GpuArray>,
+    out: Arr<'_>,
+) -> Result<Bound<'py, PyAny>> {
+    let (x, out) = (&x.0, tensor(&out));
+    let y = run(py, || rsnorm_gpu::relu(x, out))?;
+    wrap(py, y)
+}
+
+#[pyfunction]
+#[pyo3(signature = (grad_out, x, out))]
+pub(crate) fn gpu_relu_backward<'py>(
+    py: Python<'py>,
+    grad_out: PyRef<'_, GpuArray>,
+    x: PyRef<'_, GpuArray>,
+    out: Arr<'_>,
+) -> Result<Bound<'py, PyAny>> {
+    let (g, x, out) = (&grad_out.0, &x.0, tensor(&out));
+    let dx = run(py, || rsnorm_gpu::relu_backward(g, x, out))?;
+    wrap(py, dx)
+}
+
+#[pyfunction]
+#[pyo3(signature = (a, b, bias, transpose_a, transpose_b, out))]
+pub(crate) fn gpu_matmul<'py>(
+    py: Python<'py>,
+    a: PyRef<'_, GpuArray>,
+    b: PyRef<'_, GpuArray>,
+    bias: Arr<'_>,
+    transpose_a: bool,
+    transpose_b: bool,
+    out: Arr<'_>,
+) -> Result<Bound<'py, PyAny>> {
+    let (a, b, bias, out) = (&a.0, &b.0, tensor(&bias), tensor(&out));
+    let c = run(py, || {
+        rsnorm_gpu::matmul(a, b, bias, (transpose_a, transpose_b), out)
+    })?;
+    wrap(py, c)
+}
+
+#[pyfunction]
+#[pyo3(signature = (x, out))]
 pub(crate) fn gpu_selu<'py>(
     py: Python<'py>,
     x: PyRef<'_, GpuArray>,
@@ -1093,6 +1136,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gpu_cross_entropy, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_cross_entropy_backward, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_selu, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_relu, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_relu_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(gpu_matmul, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_selu_backward, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_group_norm, m)?)?;
     m.add_function(wrap_pyfunction!(gpu_instance_norm, m)?)?;

@@ -1,4 +1,4 @@
-// SELU, one element per thread: λx for x > 0, λα(eˣ - 1) otherwise; and its backward,
+// SELU (or ReLU), one element per thread: λx for x > 0, λα(eˣ - 1) otherwise; and its backward,
 // dx = go·λ for x > 0, go·λα·eˣ otherwise (eˣ itself, not expm1 + 1, as the CPU).
 
 @group(0) @binding(0) var<storage, read_write> x: array<S>;
@@ -11,6 +11,8 @@ const LAMBDA = 1.0507009873554804934193349852946;
 const ALPHA = 1.6732632423543772848170429916717;
 
 override BACKWARD: bool = false;
+// ReLU instead: max(x, 0) keeping NaN, and its backward go·[x > 0] (torch's threshold_backward).
+override RELU: bool = false;
 
 // p.n: elements, -, workgroups.
 @compute @workgroup_size(WG)
@@ -22,6 +24,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return;
     }
     let v = C(x[i]);
+    if RELU {
+        if BACKWARD {
+            y[i] = S(select(C(0), C(grad[i]), v > C(0)));
+        } else {
+            y[i] = S(select(C(0), v, v > C(0) || is_nan_c(v)));
+        }
+        return;
+    }
     if BACKWARD {
         let go = C(grad[i]);
         if v > C(0) {
