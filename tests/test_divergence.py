@@ -224,6 +224,30 @@ def test_wasserstein_weighted_and_large(rn, rng):
     )
 
 
+def test_wasserstein_long_samples_sorted_by_radix_and_swept_in_halves(rn, rng):
+    """Samples long enough for the radix sort and the two-thread sweep: ties across the split (small
+    integers), weights, ±0 and signs, an infinity; SciPy's values, the same bits on every call."""
+    u = rng.integers(-20, 20, 120_000).astype(np.float64)
+    v = rng.integers(-10, 30, 90_000).astype(np.float64) * 0.5
+    u[:7] = -0.0
+    uw, vw = rng.random(u.size), rng.random(v.size)
+    for args in ((u, v), (u, v, uw, vw), (u, v, None, vw), (v, u, vw, None)):
+        got = rn.wasserstein_1d(*args)
+        assert got == pytest.approx(scipy.stats.wasserstein_distance(*args), rel=1e-9)
+        assert rn.wasserstein_1d(*args) == got
+    spread = rng.standard_normal(100_000) * 10.0 ** rng.integers(-300, 300, 100_000)
+    other = rng.standard_normal(70_000)
+    assert rn.wasserstein_1d(spread, other) == pytest.approx(
+        scipy.stats.wasserstein_distance(spread, other), rel=1e-9
+    )
+    with_inf = np.append(other, np.inf)
+    assert rn.wasserstein_1d(u, with_inf) == scipy.stats.wasserstein_distance(u, with_inf) == np.inf
+    twice = np.append(with_inf, np.inf)
+    assert np.isnan(rn.wasserstein_1d(u, twice))
+    with np.errstate(invalid="ignore"):  # SciPy's inf − inf
+        assert np.isnan(scipy.stats.wasserstein_distance(u, twice))
+
+
 def test_aic_bic_choose_the_polynomial_degree(rng):
     x = np.linspace(-1, 1, 200)
     y = 1 - 2 * x + 3 * x**3 + rng.normal(0, 0.1, 200)

@@ -268,8 +268,8 @@ pub fn for_each_range(n_items: usize, work_per_item: usize, f: impl Fn(Range<usi
     }
 }
 
-/// Runs two closures in parallel on the pool (inside it, so the sorts they run with
-/// [`sort_unstable_by`] are parallel on rsnorm's threads too) when there are threads to spare.
+/// Runs two closures in parallel on the pool (the two samples of a Wasserstein distance, sorted
+/// one on each thread) when there are threads to spare.
 pub fn join<A: Send, B: Send>(
     a: impl FnOnce() -> A + Send,
     b: impl FnOnce() -> B + Send,
@@ -280,21 +280,6 @@ pub fn join<A: Send, B: Send>(
     match rayon_pool().pool.as_ref() {
         Some(pool) => pool.install(|| rayon::join(a, b)),
         None => (a(), b()),
-    }
-}
-
-/// Sorts in parallel when called on one of rsnorm's pool threads (inside [`join`]), serially
-/// otherwise: never on rayon's global pool, whose threads a forked child does not have (a
-/// parallel sort there waits for them forever).
-pub fn sort_unstable_by<T: Send>(
-    values: &mut [T],
-    compare: impl Fn(&T, &T) -> std::cmp::Ordering + Sync,
-) {
-    use rayon::slice::ParallelSliceMut;
-    if rayon::current_thread_index().is_some() {
-        values.par_sort_unstable_by(compare);
-    } else {
-        values.sort_unstable_by(compare);
     }
 }
 
