@@ -148,6 +148,28 @@ def test_softmax_rows_of_minus_infinity_across_chunks():
     np.testing.assert_allclose(got[0], rsnorm.softmax(x)[0], rtol=1e-15)
 
 
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_backward_with_rows_across_chunks(rng, log):
+    """Rows split over chunks (and grad_out chunked unlike y): each row's sum merged in float64, the
+    same gradient as on one machine."""
+    x = rng.standard_normal((6, 40)).astype(np.float32) * 3 + 1e4
+    y = (rsnorm.log_softmax if log else rsnorm.softmax)(x)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    fn = rsnorm.log_softmax_backward if log else rsnorm.softmax_backward
+    want = fn(g, y)
+    got = fn(da.from_array(g, chunks=(3, 7)), da.from_array(y, chunks=(2, 13)))
+    assert isinstance(got, da.Array)
+    got = got.compute()
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
+    whole_rows = fn(da.from_array(g, chunks=(2, 40)), da.from_array(y, chunks=(2, 40)), axis=-1).compute()
+    np.testing.assert_array_equal(whole_rows, want)  # chunk by chunk: the kernel itself
+    with pytest.raises(ValueError, match=r"softmax_backward: grad_out has shape \(6, 39\), y has \(6, 40\)"):
+        fn(da.from_array(g[:, 1:]), da.from_array(y))
+    with pytest.raises(rsnorm.InPlaceError, match="out would be written in place"):
+        fn(da.from_array(g), da.from_array(y), out=np.empty_like(g))
+
+
 def test_arguments_are_checked_at_the_call_and_in_place_ones_refused(rng):
     dx = da.from_array(rng.standard_normal((4, 6)), chunks=(2, 3))
     with pytest.raises(ValueError, match=r"layer_norm: eps must be"):

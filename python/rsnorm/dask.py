@@ -4,7 +4,8 @@ Importing this module registers a backend for ``dask.array.Array``: ``rsnorm.lay
 dask array returns a dask array, and nothing is computed until the caller computes it.
 
 - Row ops (``layer_norm``, ``rms_norm``, the fused ``add_layer_norm`` / ``add_rms_norm``,
-  ``l2_normalize``, ``normalize``, ``softmax``, ``log_softmax``, the information measures ``entropy``,
+  ``l2_normalize``, ``normalize``, ``softmax``, ``log_softmax`` and their backward, the information
+  measures ``entropy``,
   ``kl_div``, ``cross_entropy``, ``js_divergence``, ``js_distance``) run chunk by chunk with rsnorm's
   kernels when each row lies in one chunk. When rows span chunks (and for ``return_stats``) they run
   in two phases: exact per-row statistics merged over the chunks as a tree (moments; for softmax the (max,
@@ -487,6 +488,34 @@ def _softmax_like(op: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         )
         meta = np.empty((0,) * x.ndim, dtype=x.dtype)
         return cast(da.Array, da.map_blocks(_softmax_apply, x, pairs, log=log, dtype=x.dtype, meta=meta))
+
+    call.__name__ = op
+    return call
+
+
+def _softmax_backward_like(op: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """softmax_backward / log_softmax_backward: chunk by chunk when each row lies in one chunk (of the
+    same chunks in both arrays); otherwise each row's Σ grad·y (or Σ grad) over its chunks in float64,
+    then each element's gradient from it."""
+    log = op == "log_softmax_backward"
+
+    def call(grad_out: Any, y: Any, axis: int = -1, *, out: Any = None) -> Any:
+        _refuse(op, out=out)
+        g, y = da.asarray(grad_out), da.asarray(y)
+        fn(np.zeros((1,) * g.ndim, g.dtype), np.zeros((1,) * y.ndim, y.dtype), axis)  # checks at the call
+        if g.shape != y.shape:
+            raise ValueError(f"{op}: grad_out has shape {g.shape}, y has {y.shape}")
+        axes = [axis % y.ndim] if y.ndim else []
+        meta = np.empty((0,) * y.ndim, dtype=y.dtype)
+        if not _split(y, axes) and g.chunks == y.chunks:
+            return cast(da.Array, da.map_blocks(lambda a, b: fn(a, b, axis), g, y, dtype=y.dtype, meta=meta))
+        (a,) = axes
+        g64, y64 = g.astype(np.float64), y.astype(np.float64)
+        if log:
+            dx = g64 - da.exp(y64) * g64.sum(axis=a, keepdims=True)
+        else:
+            dx = y64 * (g64 - (g64 * y64).sum(axis=a, keepdims=True))
+        return dx.astype(y.dtype)
 
     call.__name__ = op
     return call
@@ -981,6 +1010,8 @@ OPS = SimpleNamespace(
     normalize=_normalize,
     softmax=_softmax_like("softmax", activation.softmax),
     log_softmax=_softmax_like("log_softmax", activation.log_softmax),
+    softmax_backward=_softmax_backward_like("softmax_backward", activation.softmax_backward),
+    log_softmax_backward=_softmax_backward_like("log_softmax_backward", activation.log_softmax_backward),
     selu=_selu,
     group_norm=_group_norm,
     instance_norm=_instance_norm,
