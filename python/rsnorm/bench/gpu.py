@@ -138,6 +138,13 @@ def _row_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, int, d
         _, mean, rstd = rn.layer_norm(dx, n, dw, db, EPS, out=out, return_stats=True)
         return rn.layer_norm_backward(dr, dx, mean, rstd, dw, db)
 
+    # Class indices stay on the host (see rsnorm.gpu); the loss stays a device array.
+    labels = rng.integers(0, n, shape[0] if len(shape) > 1 else 1).reshape(shape[:-1])
+
+    def cross_entropy_train() -> object:
+        rn.cross_entropy_with_logits(dx, labels)
+        return rn.cross_entropy_with_logits_backward(1.0, dx, labels, out=out)
+
     loads = {
         "layer_norm": (2 * size, lambda: rn.layer_norm(dx, n, dw, db, EPS, out=out)),
         "rms_norm": (2 * size, lambda: rn.rms_norm(dx, n, dw, EPS, out=out)),
@@ -152,6 +159,9 @@ def _row_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, int, d
         # The least a forward and backward move: x read and y written, then grad_out and x read and
         # dx written (the parameter gradients' second read of both is counted as the work it is not).
         "layer_norm fwd+bwd": (5 * size, layer_norm_train),
+        "softmax backward": (3 * size, lambda: rn.softmax_backward(dr, dx, out=out)),
+        # The logits read by the loss, then read again and their gradient written.
+        "cross_entropy fwd+bwd": (3 * size, cross_entropy_train),
     }
     peers: dict[str, Callable[[], object]] = {}
     if torch is not None:
@@ -173,6 +183,14 @@ def _row_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, int, d
             return torch.autograd.grad(y, (txg, twg, tbg), tr)
 
         peers["layer_norm fwd+bwd"] = torch_layer_norm_train
+        peers["softmax backward"] = lambda: torch._softmax_backward_data(tr, tx, -1, tx.dtype)
+        tlabels = torch.from_numpy(labels).cuda()
+
+        def torch_cross_entropy_train() -> object:
+            loss = f.cross_entropy(txg, tlabels)
+            return torch.autograd.grad(loss, txg)
+
+        peers["cross_entropy fwd+bwd"] = torch_cross_entropy_train
     return [(op, moved, _impls(call, peers.get(op), torch)) for op, (moved, call) in loads.items()]
 
 
