@@ -404,21 +404,21 @@ def gpu_softmax_backward(grad_out: GpuArray, y: GpuArray, axis: int, log: bool, 
 def gpu_cross_entropy(
     logits: GpuArray,
     target: Any,
+    weight: _ArrayLike | None,
     axis: int,
     reduction: str,
     label_smoothing: float,
     ignore_index: int,
-    weight: _ArrayLike | None,
 ) -> GpuArray: ...
 def gpu_cross_entropy_backward(
     grad_out: Any,
     logits: GpuArray,
     target: Any,
+    weight: _ArrayLike | None,
     axis: int,
     reduction: str,
     label_smoothing: float,
     ignore_index: int,
-    weight: _ArrayLike | None,
     out: _G,
 ) -> GpuArray: ...
 def gpu_selu(x: GpuArray, out: _G) -> GpuArray: ...

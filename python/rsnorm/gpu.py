@@ -317,34 +317,6 @@ def _log_softmax_backward(grad_out: Any, y: Any, axis: int, out: Any) -> Any:
     return _rsnorm.gpu_softmax_backward(grad_out, y, axis, True, out)
 
 
-def _cross_entropy(
-    logits: Any,
-    target: Any,
-    weight: Any,
-    axis: int,
-    reduction: str,
-    label_smoothing: float,
-    ignore_index: int,
-) -> Any:
-    return _rsnorm.gpu_cross_entropy(logits, target, axis, reduction, label_smoothing, ignore_index, weight)
-
-
-def _cross_entropy_backward(
-    grad_out: Any,
-    logits: Any,
-    target: Any,
-    weight: Any,
-    axis: int,
-    reduction: str,
-    label_smoothing: float,
-    ignore_index: int,
-    out: Any,
-) -> Any:
-    return _rsnorm.gpu_cross_entropy_backward(
-        grad_out, logits, target, axis, reduction, label_smoothing, ignore_index, weight, out
-    )
-
-
 # Cross-entropy's class indices stay on the host (device arrays hold floats; a batch's indices are
 # data like its inputs), probabilities are a device array; weights are a few host values.
 _CE_HOST = {"target": "_either", "weight": "_host", "grad_out": "_either"}
@@ -361,8 +333,8 @@ _BINDINGS: list[tuple[Any, ...]] = [
     (activation.log_softmax, _log_softmax),
     (activation.softmax_backward, _softmax_backward),
     (activation.log_softmax_backward, _log_softmax_backward),
-    (divergence.cross_entropy_with_logits, _cross_entropy, _CE_HOST),
-    (divergence.cross_entropy_with_logits_backward, _cross_entropy_backward, _CE_HOST),
+    (divergence.cross_entropy_with_logits, _rsnorm.gpu_cross_entropy, _CE_HOST),
+    (divergence.cross_entropy_with_logits_backward, _rsnorm.gpu_cross_entropy_backward, _CE_HOST),
     (activation.selu, _rsnorm.gpu_selu),
     (activation.selu_backward, _rsnorm.gpu_selu_backward),
     (channels.group_norm, _rsnorm.gpu_group_norm),

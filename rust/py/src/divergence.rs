@@ -14,7 +14,6 @@ use pyo3::prelude::*;
 use rsnorm_core::information::{self as info, Measure};
 use rsnorm_core::softmax::{self as sm, Reduction, Target};
 use rsnorm_core::wasserstein::wasserstein_1d as wasserstein;
-use std::borrow::Cow;
 
 fn softmax_impl<'py>(
     py: Python<'py>,
@@ -202,7 +201,10 @@ fn class_count(shape: &[usize], axis: i64) -> Option<usize> {
 }
 
 /// A class-weight vector (`F.cross_entropy`'s `weight`) as f64 values.
-fn class_weight(op: &str, weight: Option<&Bound<'_, PyAny>>) -> Result<Option<Vec<f64>>> {
+pub(crate) fn class_weight(
+    op: &str,
+    weight: Option<&Bound<'_, PyAny>>,
+) -> Result<Option<Vec<f64>>> {
     weight.map(|w| f64_vector(op, "weight", w)).transpose()
 }
 
@@ -326,19 +328,30 @@ pub(crate) fn nll_loss<'py>(
     })
 }
 
+/// A 1-D array of real values as f64.
 pub(crate) fn f64_vector(op: &str, name: &str, obj: &Bound<'_, PyAny>) -> Result<Vec<f64>> {
-    let (values, shape) = real_values(op, name, obj)?;
-    if shape.len() != 1 {
-        return Err(value_error(format!(
-            "{op}: {name} must be 1-D, got shape {}",
-            shape_str(&shape)
-        )));
-    }
-    Ok(values)
+    Ok(f64_vector_array(op, name, obj)?.to_vec()?)
 }
 
-/// A 1-D array of real values as a float64 NumPy array (itself when it is one).
+/// A 1-D array of real values as a float64 NumPy array ([`real_array`]).
 fn f64_vector_array<'py>(
+    op: &str,
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+) -> Result<Bound<'py, PyArrayDyn<f64>>> {
+    let arr = real_array(op, name, obj)?;
+    if arr.ndim() != 1 {
+        return Err(value_error(format!(
+            "{op}: {name} must be 1-D, got shape {}",
+            shape_str(arr.shape())
+        )));
+    }
+    Ok(arr)
+}
+
+/// An array (or number) of real values as a native, aligned, C-contiguous float64 NumPy array:
+/// itself when it is one (read in place, one memcpy to copy), else converted.
+fn real_array<'py>(
     op: &str,
     name: &str,
     obj: &Bound<'py, PyAny>,
@@ -350,13 +363,6 @@ fn f64_vector_array<'py>(
             arr.dtype()
         )));
     }
-    if arr.ndim() != 1 {
-        return Err(value_error(format!(
-            "{op}: {name} must be 1-D, got shape {}",
-            shape_str(arr.shape())
-        )));
-    }
-    // Native, aligned float64 as it is (read in place); anything else copied so.
     let f64_dtype = numpy::dtype::<f64>(obj.py()).into_any();
     Ok(crate::dispatch::aligned_copy(arr.as_any(), &f64_dtype)?.cast_into::<PyArrayDyn<f64>>()?)
 }
@@ -367,27 +373,8 @@ pub(crate) fn real_values(
     name: &str,
     obj: &Bound<'_, PyAny>,
 ) -> Result<(Vec<f64>, Vec<usize>)> {
-    let arr: Bound<'_, PyUntypedArray> = crate::dispatch::as_ndarray(obj)?;
-    let kind = arr.dtype().kind();
-    if !matches!(kind, b'f' | b'i' | b'u') {
-        return Err(type_error(format!(
-            "{op}: {name} has dtype {}; expected real numbers",
-            arr.dtype()
-        )));
-    }
-    let shape = arr.shape().to_vec();
-    if let Ok(typed) = arr.cast::<PyArrayDyn<f64>>() {
-        let view = typed.readonly();
-        // A contiguous array is one copy (memcpy): ndarray's n-d iterator cost ~4 ns a value,
-        // 8 ms of a million-value Wasserstein distance's two samples.
-        let values = match view.as_slice() {
-            Ok(values) => values.to_vec(),
-            Err(_) => view.as_array().iter().copied().collect(),
-        };
-        return Ok((values, shape));
-    }
-    let as_f64 = arr.call_method1("astype", (numpy::dtype::<f64>(obj.py()),))?;
-    Ok((as_f64.cast_into::<PyArrayDyn<f64>>()?.to_vec()?, shape))
+    let arr = real_array(op, name, obj)?;
+    Ok((arr.to_vec()?, arr.shape().to_vec()))
 }
 
 /// scipy.stats.wasserstein_distance: the 1-D earth mover's distance between two samples, with
@@ -419,19 +406,14 @@ pub(crate) fn wasserstein_1d(
         .iter()
         .map(|a| a.as_ref().map(PyArrayMethods::readonly))
         .collect::<Vec<_>>();
-    // Contiguous samples are read in place: a copy of each (and its fresh pages) had cost more
-    // than a fifth of a million-value distance.
-    let values: Vec<Option<Cow<'_, [f64]>>> = views
+    // The samples are read in place (C-contiguous float64): a copy of each (and its fresh pages)
+    // had cost more than a fifth of a million-value distance.
+    let values = views
         .iter()
-        .map(|v| {
-            v.as_ref().map(|v| match v.as_slice() {
-                Ok(values) => Cow::Borrowed(values),
-                Err(_) => Cow::Owned(v.as_array().iter().copied().collect()),
-            })
-        })
-        .collect();
-    let [Some(u), Some(v), uw, vw] = &values[..] else {
+        .map(|v| v.as_ref().map(|v| v.as_slice()).transpose())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let [Some(u), Some(v), uw, vw] = values[..] else {
         unreachable!("u_values and v_values are always given")
     };
-    compute(py, || wasserstein(u, v, uw.as_deref(), vw.as_deref()))
+    compute(py, || wasserstein(u, v, uw, vw))
 }

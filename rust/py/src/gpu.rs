@@ -482,10 +482,7 @@ impl CrossEntropyArgs<'_, '_> {
         work: impl FnOnce(&CrossEntropy<'_>) -> rsnorm_gpu::Result<T> + Send,
     ) -> Result<T> {
         let op = self.op;
-        let weight = self
-            .weight
-            .map(|w| crate::divergence::f64_vector(op, "weight", w))
-            .transpose()?;
+        let weight = crate::divergence::class_weight(op, self.weight)?;
         let probs = self
             .target
             .cast::<GpuArray>()
@@ -528,17 +525,17 @@ impl CrossEntropyArgs<'_, '_> {
 }
 
 #[pyfunction]
-#[pyo3(signature = (logits, target, axis, reduction, label_smoothing, ignore_index, weight))]
+#[pyo3(signature = (logits, target, weight, axis, reduction, label_smoothing, ignore_index))]
 #[allow(clippy::too_many_arguments)] // PyTorch's arguments, each needed
 pub(crate) fn gpu_cross_entropy<'py>(
     py: Python<'py>,
     logits: PyRef<'_, GpuArray>,
     target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
     axis: i64,
     reduction: Choice<Reduction>,
     label_smoothing: f64,
     ignore_index: i64,
-    weight: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
     let args = CrossEntropyArgs {
         op: "cross_entropy_with_logits",
@@ -557,18 +554,18 @@ pub(crate) fn gpu_cross_entropy<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (grad_out, logits, target, axis, reduction, label_smoothing, ignore_index, weight, out))]
+#[pyo3(signature = (grad_out, logits, target, weight, axis, reduction, label_smoothing, ignore_index, out))]
 #[allow(clippy::too_many_arguments)] // PyTorch's arguments, each needed
 pub(crate) fn gpu_cross_entropy_backward<'py>(
     py: Python<'py>,
     grad_out: &Bound<'py, PyAny>,
     logits: PyRef<'_, GpuArray>,
     target: &Bound<'py, PyAny>,
+    weight: Option<&Bound<'py, PyAny>>,
     axis: i64,
     reduction: Choice<Reduction>,
     label_smoothing: f64,
     ignore_index: i64,
-    weight: Option<&Bound<'py, PyAny>>,
     out: Arr<'_>,
 ) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "cross_entropy_with_logits_backward";
