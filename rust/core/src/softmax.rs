@@ -714,6 +714,27 @@ pub fn softmax_axis(op: &str, shape: &[usize], axis: i64) -> Result<usize> {
     Ok(0)
 }
 
+/// The name of softmax's (`log`: log_softmax's) backward, as errors give it.
+pub fn backward_name(log: bool) -> &'static str {
+    if log {
+        "log_softmax_backward"
+    } else {
+        "softmax_backward"
+    }
+}
+
+/// The backward's grad_out must have the shape of the forward's output y.
+pub fn check_backward_shapes(op: &str, grad: &[usize], y: &[usize]) -> Result<()> {
+    if grad == y {
+        return Ok(());
+    }
+    Err(Error::ShapeMismatch(format!(
+        "{op}: grad_out has shape {}, y has {}",
+        shape_str(grad),
+        shape_str(y)
+    )))
+}
+
 /// The gradient of softmax (or log_softmax) along `axis` into `dx`, from the loss's gradient
 /// `grad` and the forward's output `y` (what PyTorch saves): softmax dx = y·(g − Σ g·y),
 /// log_softmax dx = g − exp(y)·Σ g, the row sums in f64.
@@ -724,18 +745,8 @@ pub fn softmax_backward_along<S: Element>(
     axis: i64,
     log: bool,
 ) -> Result<()> {
-    let op = if log {
-        "log_softmax_backward"
-    } else {
-        "softmax_backward"
-    };
-    if grad.shape() != y.shape() {
-        return Err(Error::ShapeMismatch(format!(
-            "{op}: grad_out has shape {}, y has {}",
-            shape_str(grad.shape()),
-            shape_str(y.shape())
-        )));
-    }
+    let op = backward_name(log);
+    check_backward_shapes(op, grad.shape(), y.shape())?;
     let axis = softmax_axis(op, y.shape(), axis)?;
     let (g, y, d) = (
         grad.rows_along(axis),

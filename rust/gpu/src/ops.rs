@@ -440,21 +440,11 @@ pub fn softmax_backward(
     log: bool,
     out: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let op = if log {
-        "log_softmax_backward"
-    } else {
-        "softmax_backward"
-    };
+    let op = rsnorm_core::softmax::backward_name(log);
     let ctx = context()?;
     let dtype = y.dtype();
     dtype.check(ctx, op, "y")?;
-    if grad.shape() != y.shape() {
-        return Err(Error::Value(rsnorm_core::Error::ShapeMismatch(format!(
-            "{op}: grad_out has shape {}, y has {}",
-            shape_str(grad.shape()),
-            shape_str(y.shape())
-        ))));
-    }
+    rsnorm_core::softmax::check_backward_shapes(op, grad.shape(), y.shape())?;
     let grad = to_dtype(ctx, op, "grad_out", grad, dtype)?;
     let rows = AxisRows::of(op, y.shape(), axis)?;
     let dx = output(ctx, op, "out", out, y.shape(), dtype)?;

@@ -71,11 +71,7 @@ pub(crate) fn softmax_backward<'py>(
     log: bool,
     out: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
-    let op = if log {
-        "log_softmax_backward"
-    } else {
-        "softmax_backward"
-    };
+    let op = sm::backward_name(log);
     with_float_array!(float_array(op, "y", y)?, y => {
         let g = same_dtype(op, "grad_out", grad_out, "grad_out must have the dtype of y")?;
         let dx = output(py, op, "out", out, y.shape())?;

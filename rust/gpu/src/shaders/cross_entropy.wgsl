@@ -68,22 +68,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         // An ignore_index may be any integer; other indices are classes (checked on the host).
         tc = select(u32(c), 0u, ignored);
     }
-    // LOWEST, not -inf: exp(-inf - -inf) would be NaN for a leading -inf.
-    var m = LOWEST;
-    var s = C(0);
+    var part = vec2<C>(LOWEST, C(0));
     if live {
         for (var j = lane; j < n; j += T) {
-            let v = C(x[base + j * inner]);
-            if v > m {
-                s = s * exp_c(m - v) + C(1);
-                m = v;
-            } else {
-                s += exp_c(v - m);
-            }
+            part = softmax_add(part, C(x[base + j * inner]));
         }
     }
-    let ms = row_reduce(vec2<C>(m, s), SOFTMAX);
-    m = ms.x;
+    let ms = row_reduce(part, SOFTMAX);
+    let m = ms.x;
     let log_s = log_c(ms.y);
     // Probabilities: Σ w·q·(m − x) and Σ w·q, q = (1 − ε)·t + ε/C. Indices: Σ w·(m − x).
     var acc = vec2<C>(C(0), C(0));

@@ -15,6 +15,16 @@ fn combine(a: vec2<C>, b: vec2<C>, op: u32) -> vec2<C> {
     return vec2<C>(m, a.y * exp_c(a.x - m) + b.y * exp_c(b.x - m));
 }
 
+// A running (max, Σexp(x − max)) pair with one more value, the sum rescaled when the maximum grows:
+// the pairs `combine` merges as SOFTMAX. Start from (LOWEST, 0), not -inf: exp(-inf − -inf) would be
+// NaN for a leading -inf.
+fn softmax_add(ms: vec2<C>, v: C) -> vec2<C> {
+    if v > ms.x {
+        return vec2<C>(v, ms.y * exp_c(ms.x - v) + C(1));
+    }
+    return vec2<C>(ms.x, ms.y + exp_c(v - ms.x));
+}
+
 fn tree_reduce(v: vec2<C>, op: u32) -> vec2<C> {
     let lid = lanes.lid;
     let lane = lid % T;

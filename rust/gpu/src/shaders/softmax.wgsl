@@ -1,6 +1,6 @@
 // softmax and log_softmax along one axis of an array seen as (outer, n, inner): row r is
 // (r / inner, ·, r % inner), its elements `inner` apart. One pass keeps a running maximum m and
-// Σexp(x - m) per thread (rescaled when m grows), a second writes the outputs.
+// Σexp(x - m) per thread (`softmax_add`), a second writes the outputs.
 
 @group(0) @binding(0) var<storage, read_write> x: array<S>;
 @group(0) @binding(1) var<storage, read_write> y: array<S>;
@@ -22,21 +22,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let lane = l.lid % T;
     let live = row < p.n.x;
     let base = (row / inner) * n * inner + row % inner;
-    // LOWEST, not -inf: exp(-inf - -inf) would be NaN for a leading -inf.
-    var m = LOWEST;
-    var s = C(0);
+    var ms = vec2<C>(LOWEST, C(0));
     if live {
         for (var j = lane; j < n; j += T) {
-            let v = C(x[base + j * inner]);
-            if v > m {
-                s = s * exp_c(m - v) + C(1);
-                m = v;
-            } else {
-                s += exp_c(v - m);
-            }
+            ms = softmax_add(ms, C(x[base + j * inner]));
         }
     }
-    let r = row_reduce(vec2<C>(m, s), SOFTMAX);
+    let r = row_reduce(ms, SOFTMAX);
     if !live {
         return;
     }
