@@ -365,23 +365,23 @@ pub fn cross_entropy<S: Element>(
     const OP: &str = "cross_entropy_with_logits";
     let (axis, row_shape) = target_axis(OP, logits, &target, axis)?;
     let x = logits.rows_along(axis);
-    // The mean's denominator with index targets and class weights: the weights of the targets
-    // not ignored (PyTorch's), instead of their count.
-    let mut weight_total = None;
-    let losses = match target {
+    let (losses, index) = match target {
         Target::Classes { index, ignore, .. } => {
             let target = LogitTarget::Classes { index, ignore };
             let losses = cross_entropy_with_logits(&x, &target, label_smoothing, weight)?;
-            weight_total = weight.map(|w| target_weights(index, ignore, w));
-            losses
+            (losses, Some((index, ignore)))
         }
         Target::Probabilities(probs) => {
             let t = probs.rows_along(axis);
             let target = LogitTarget::Probabilities(&t);
-            cross_entropy_with_logits(&x, &target, label_smoothing, weight)?
+            (
+                cross_entropy_with_logits(&x, &target, label_smoothing, weight)?,
+                None,
+            )
         }
     };
-    Ok(reduce_losses(&losses, weight_total, reduction, row_shape))
+    let denominator = mean_denominator(index, losses.len(), weight);
+    Ok(reduce_losses(&losses, denominator, reduction, row_shape))
 }
 
 /// The class axis of `logits` and the losses' shape (the logits' without it), once the target's
@@ -579,10 +579,10 @@ fn target_weights(index: &[i64], ignore: i64, weight: &[f64]) -> f64 {
 }
 
 /// Per-row losses (None: an ignored row) reduced as `reduction` says; the mean divides by
-/// `denominator` where given (the targets' class weights), else by the rows not ignored.
+/// `denominator` ([`mean_denominator`]).
 fn reduce_losses(
     losses: &[Option<f64>],
-    denominator: Option<f64>,
+    denominator: f64,
     reduction: Reduction,
     row_shape: Vec<usize>,
 ) -> Reduced {
@@ -596,13 +596,10 @@ fn reduce_losses(
             values: vec![kept.sum()],
             shape: vec![],
         },
-        Reduction::Mean => {
-            let count = denominator.unwrap_or(kept.clone().count() as f64);
-            Reduced {
-                values: vec![kept.sum::<f64>() / count],
-                shape: vec![],
-            }
-        }
+        Reduction::Mean => Reduced {
+            values: vec![kept.sum::<f64>() / denominator],
+            shape: vec![],
+        },
     }
 }
 
