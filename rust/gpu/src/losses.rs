@@ -140,17 +140,16 @@ impl CrossEntropy<'_> {
         let m = [IGNORED as u32, stride, 0];
         let f = [self.label_smoothing, factor, prep.total_weight, 0.0];
         let units = [block, per_row(4), per_row(compute)];
-        let scale_rows = scale.filter(|s| s.1 == 1).map(|s| s.0);
-        let scale_one = scale.filter(|s| s.1 == 0).map(|s| s.0);
         rows.record(ctx, op, &pipeline, dtype, &units, m, f, |chunk| {
             vec![
                 part(x, block, chunk),
                 part_or(prep.probs.as_ref(), x, block, chunk),
                 part_or(prep.index.as_ref(), x, per_row(4), chunk),
                 whole_or(prep.weight.as_ref(), x),
-                match scale_one {
-                    Some(t) => whole_or(Some(t), x),
-                    None => part_or(scale_rows, x, per_row(compute), chunk),
+                // One value per row is split with the rows; one value for all, bound whole.
+                match scale {
+                    Some((t, 1)) => part(t, per_row(compute), chunk),
+                    other => whole_or(other.map(|s| s.0), x),
                 },
                 part_or(dx, x, block, chunk),
                 part_or(loss, x, per_row(compute), chunk),
