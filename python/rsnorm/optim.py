@@ -7,9 +7,9 @@ applies one fused pass per tensor, all tensors of a group in parallel. ``state_d
 momentum_buffer, square_avg, acc_delta, sum, grad_avg) so state moves both ways.
 
 Parameters that are ``rsnorm.gpu`` arrays are updated on the device: gradients must be device arrays
-too, the state is created there, every tensor's update is one kernel pass with the step-dependent
-scalars computed in float64 on the host, and nothing comes back to the host (``state_dict()`` copies
-the state out; ``load_state_dict`` takes host or device arrays).
+too, the state is created there, one dispatch updates many tensors (multi-tensor, as PyTorch's fused
+steps) with the step-dependent scalars computed in float64 on the host, and nothing comes back to the
+host (``state_dict()`` copies the state out; ``load_state_dict`` takes host or device arrays).
 """
 
 from __future__ import annotations

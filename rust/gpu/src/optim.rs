@@ -1,6 +1,8 @@
-//! Optimizer steps on device arrays: parameters, gradients and state stay on the device, each
-//! tensor updated in place by one pass of `shaders/optim.wgsl` with torch.optim's rules (the core's
-//! `optim` formulas), the step-dependent scalars computed in f64 on the host. Gradient clipping's
+//! Optimizer steps on device arrays: parameters, gradients and state stay on the device, updated
+//! in place by `shaders/optim.wgsl` with torch.optim's rules (the core's `optim` formulas), the
+//! step-dependent scalars computed in f64 on the host. One dispatch updates many tensors (up to
+//! the slots the adapter's storage-binding limit allows), as PyTorch's multi-tensor kernels do:
+//! a step over hundreds of small tensors costs a few dispatches, not one each. Gradient clipping's
 //! global norm is a device reduction (`shaders/sumsq.wgsl`), read by the step without a host
 //! round trip.
 
@@ -12,11 +14,17 @@ use crate::tensor::{DType, Tensor};
 use rsnorm_core::error::shape_str;
 use rsnorm_core::optim::Algorithm;
 use std::collections::HashMap;
+use std::fmt::Write;
 
 /// Elements one workgroup of the norm's first stage sums (`BLOCK` in sumsq.wgsl).
 const NORM_BLOCK: u64 = 4096;
 /// Scalars per tensor in the step's table (optim.wgsl's `sc`).
 const ROW: usize = 16;
+/// Tensors one dispatch updates at most: 64 bring 200 tensors down to 4 dispatches, and a larger
+/// shader (one switch arm per slot) gains little more.
+const MAX_SLOTS: u32 = 64;
+/// Bindings of optim.wgsl before the slots': plan, scalars, norm.
+const SHARED_BINDINGS: u32 = 3;
 
 /// One tensor of a step: its parameter, gradient and state (in `Algorithm::state_names` order),
 /// its step count after this step, and whether its momentum buffer is new (SGD copies the
@@ -200,6 +208,81 @@ fn constants(alg: &Algorithm, clip: bool) -> Vec<(&'static str, f64)> {
     ]
 }
 
+/// Tensors one dispatch of a rule with `states` states updates: as many as the storage bindings
+/// (the parameter, gradient and states of each) the adapter allows in one stage.
+fn slots(ctx: &Context, states: usize) -> u32 {
+    let limits = &ctx.limits;
+    let storage = limits
+        .max_storage_buffers_per_shader_stage
+        .min(limits.max_bindings_per_bind_group.saturating_sub(1));
+    let per_tensor = 2 + states as u32;
+    (storage.saturating_sub(SHARED_BINDINGS) / per_tensor).clamp(1, MAX_SLOTS)
+}
+
+/// The value of a pipeline constant.
+fn constant(constants: &[(&'static str, f64)], name: &str) -> u32 {
+    constants
+        .iter()
+        .find(|c| c.0 == name)
+        .map_or(0, |c| c.1 as u32)
+}
+
+/// optim.wgsl's slot bindings and their `load`/`store`, for its SLOTS and STATES constants.
+pub(crate) fn slot_bindings(constants: &[(&'static str, f64)]) -> String {
+    let (slots, states) = (constant(constants, "SLOTS"), constant(constants, "STATES"));
+    let mut src = String::from(
+        "@group(0) @binding(0) var<storage, read> plan: array<u32>;\n\
+         @group(0) @binding(1) var<storage, read> scalars: array<C>;\n\
+         @group(0) @binding(2) var<storage, read> norm: array<C>;\n",
+    );
+    let mut binding = SHARED_BINDINGS;
+    let mut var = |src: &mut String, access: &str, name: String| {
+        let _ = writeln!(
+            src,
+            "@group(0) @binding({binding}) var<storage, {access}> {name}: array<S>;"
+        );
+        binding += 1;
+    };
+    for k in 0..slots {
+        var(&mut src, "read_write", format!("param_{k}"));
+        var(&mut src, "read", format!("grad_{k}"));
+        for j in 0..states {
+            var(&mut src, "read_write", format!("state{j}_{k}"));
+        }
+    }
+    let _ = writeln!(src, "@group(0) @binding({binding}) var<uniform> p: Params;");
+    let (mut load, mut store) = (String::new(), String::new());
+    for k in 0..slots {
+        let values: Vec<String> = (0..3)
+            .map(|j| {
+                if j < states {
+                    format!("C(state{j}_{k}[i])")
+                } else {
+                    "C(0)".into()
+                }
+            })
+            .collect();
+        let _ = writeln!(
+            load,
+            "        case {k}u: {{ return Elem(C(param_{k}[i]), C(grad_{k}[i]), {}); }}",
+            values.join(", ")
+        );
+        let _ = write!(store, "        case {k}u: {{ param_{k}[i] = S(e.x);");
+        for j in 0..states {
+            let _ = write!(store, " state{j}_{k}[i] = S(e.s{j});");
+        }
+        store.push_str(" }\n");
+    }
+    let _ = write!(
+        src,
+        "fn load(slot: u32, i: u32) -> Elem {{\n    switch slot {{\n{load}        \
+         default: {{ return Elem(C(0), C(0), C(0), C(0), C(0)); }}\n    }}\n}}\n\
+         fn store(slot: u32, i: u32, e: Elem) {{\n    switch slot {{\n{store}        \
+         default: {{}}\n    }}\n}}\n"
+    );
+    src
+}
+
 /// One optimizer step of every tensor, in place. `clip`: (max_norm, the gradients' global norm
 /// from [`grad_norm`]), the gradients scaled as they are read.
 pub fn optim_step(
@@ -231,37 +314,74 @@ pub fn optim_step(
         Some((_, norm)) => crate::ops::to_dtype(ctx, OP, "norm", norm, compute)?,
         None => table.clone(),
     };
-    let pipeline = ctx.pipeline(OPTIM, dtype, None, &constants(alg, clip.is_some()))?;
+    let slots = slots(ctx, states);
+    let mut constants = constants(alg, clip.is_some());
+    constants.extend([("SLOTS", f64::from(slots)), ("STATES", states as f64)]);
+    let pipeline = ctx.pipeline(OPTIM, dtype, None, &constants)?;
     let size = dtype.size() as u64;
-    ctx.checked(|| {
-        let mut work = Vec::with_capacity(tensors.len());
-        for (k, t) in tensors.iter().enumerate() {
-            let len = t.param.len() as u64;
-            let index = to_u32(OP, "tensors", k as u64)?;
-            for chunk in chunks(ctx, len, &[size])? {
-                if chunk.1 == 0 {
-                    continue;
-                }
-                let groups = to_u32(OP, "workgroups", chunk.1.div_ceil(u64::from(WG)))?;
-                let params = ctx.params(
-                    dtype,
-                    [to_u32(OP, "elements", chunk.1)?, 0, groups, 0],
-                    [index, 0, to_u32(OP, "elements", chunk.0)?, 0],
-                    [0.0; 4],
-                );
-                let state =
-                    |s: usize| part(t.state.get(s).copied().unwrap_or(t.param), size, chunk);
-                let bindings = vec![
-                    part(t.param, size, chunk),
-                    part(t.grad, size, chunk),
-                    state(0),
-                    state(1),
-                    state(2),
-                    Binding::whole(table.buffer()),
-                    Binding::whole(norm.buffer()),
-                ];
-                work.push((bindings, params, groups));
+    // Every non-empty binding-sized part of every tensor, in order: (tensor, part).
+    let mut parts = Vec::new();
+    for (k, t) in tensors.iter().enumerate() {
+        for chunk in chunks(ctx, t.param.len() as u64, &[size])? {
+            if chunk.1 > 0 {
+                parts.push((k, chunk));
             }
+        }
+    }
+    // optim.wgsl's plan: per part, its first workgroup within its dispatch, its elements, its
+    // tensor's row of the table. A dispatch (a range of parts, and its workgroups) takes up to
+    // `slots` parts, within the grid's workgroups.
+    let grid = u64::from(ctx.max_groups).pow(2);
+    let mut plan: Vec<u32> = Vec::with_capacity(parts.len() * 4);
+    let mut dispatches: Vec<(std::ops::Range<usize>, u64)> = Vec::new();
+    for (n, &(k, (_, count))) in parts.iter().enumerate() {
+        let need = count.div_ceil(u64::from(WG));
+        match dispatches.last_mut() {
+            Some((range, groups)) if range.len() < slots as usize && *groups + need <= grid => {
+                plan.extend([to_u32(OP, "workgroups", *groups)?, 0, 0, 0]);
+                range.end = n + 1;
+                *groups += need;
+            }
+            _ => {
+                plan.extend([0, 0, 0, 0]);
+                dispatches.push((n..n + 1, need));
+            }
+        }
+        let row = plan.len() - 4;
+        plan[row + 1] = to_u32(OP, "elements", count)?;
+        plan[row + 2] = to_u32(OP, "tensors", k as u64)?;
+    }
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let plan_bytes: Vec<u8> = plan.iter().flat_map(|v| v.to_le_bytes()).collect();
+    ctx.checked(|| {
+        let plan = ctx.upload(&plan_bytes, wgpu::BufferUsages::STORAGE);
+        let mut work = Vec::with_capacity(dispatches.len());
+        for (range, groups) in &dispatches {
+            let dispatch = &parts[range.clone()];
+            let mut bindings = vec![
+                Binding::whole(&plan),
+                Binding::whole(table.buffer()),
+                Binding::whole(norm.buffer()),
+            ];
+            for &(k, chunk) in dispatch {
+                let t = &tensors[k];
+                bindings.push(part(t.param, size, chunk));
+                bindings.push(part(t.grad, size, chunk));
+                bindings.extend(t.state.iter().map(|s| part(s, size, chunk)));
+            }
+            // Unused slots repeat the last part's bindings (a dispatch binds every slot), which
+            // no workgroup reaches.
+            let per_tensor = 2 + states;
+            let last = bindings.len() - per_tensor..bindings.len();
+            for _ in dispatch.len()..slots as usize {
+                bindings.extend_from_within(last.clone());
+            }
+            let groups = to_u32(OP, "workgroups", *groups)?;
+            let (first, used) = (to_u32(OP, "parts", range.start as u64)?, range.len() as u32);
+            let params = ctx.params(dtype, [0, used, groups, 0], [first, 0, 0, 0], [0.0; 4]);
+            work.push((bindings, params, groups));
         }
         // One compute pass for the whole step.
         ctx.dispatch_all(&pipeline, &work)

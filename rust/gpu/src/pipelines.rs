@@ -13,18 +13,41 @@ use std::num::NonZeroU64;
 
 pub(crate) const WG: u32 = 256;
 
-/// A kernel's source and name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Source text a kernel's host code writes for a pipeline's constants (the bindings of a variable
+/// number of arrays), put before the kernel's file.
+pub(crate) type Generate = fn(&[(&'static str, f64)]) -> String;
+
+/// A kernel's source and name. Kernels are told apart by name (each file is one kernel).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Kernel {
     pub(crate) name: &'static str,
     source: &'static str,
+    generate: Option<Generate>,
+}
+
+impl PartialEq for Kernel {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Kernel {}
+
+impl std::hash::Hash for Kernel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
 }
 
 macro_rules! kernel {
     ($name:literal) => {
+        kernel!($name, None)
+    };
+    ($name:literal, $generate:expr) => {
         Kernel {
             name: $name,
             source: include_str!(concat!("shaders/", $name, ".wgsl")),
+            generate: $generate,
         }
     };
 }
@@ -41,7 +64,7 @@ pub(crate) const BATCH_STATS: Kernel = kernel!("batch_stats");
 pub(crate) const RUNNING: Kernel = kernel!("running");
 pub(crate) const ROWS_BACKWARD: Kernel = kernel!("rows_backward");
 pub(crate) const PARAM_GRADS: Kernel = kernel!("param_grads");
-pub(crate) const OPTIM: Kernel = kernel!("optim");
+pub(crate) const OPTIM: Kernel = kernel!("optim", Some(crate::optim::slot_bindings));
 pub(crate) const CHANNELS_BACKWARD: Kernel = kernel!("channels_backward");
 pub(crate) const SUMSQ: Kernel = kernel!("sumsq");
 
@@ -70,7 +93,7 @@ impl Context {
         self.has(wgpu::Features::SUBGROUP) && dtype.compute() == DType::F32
     }
 
-    fn source(&self, key: &Key) -> String {
+    fn source(&self, key: &Key, constants: &[(&'static str, f64)]) -> String {
         let mut src = String::new();
         if key.dtype == DType::F16 || key.dst == Some(DType::F16) {
             src.push_str("enable f16;\n");
@@ -104,6 +127,9 @@ impl Context {
             include_str!("shaders/lanes_tree.wgsl")
         });
         src.push_str(include_str!("shaders/reduce.wgsl"));
+        if let Some(generate) = key.kernel.generate {
+            src.push_str(&generate(constants));
+        }
         src.push_str(key.kernel.source);
         src
     }
@@ -125,7 +151,7 @@ impl Context {
         if let Some(found) = crate::context::lock(&self.pipelines).get(&key) {
             return Ok(found.clone());
         }
-        let source = self.source(&key);
+        let source = self.source(&key, constants);
         let compute = self.checked(|| {
             let module = self
                 .device

@@ -1,17 +1,29 @@
-// One optimizer step of one tensor, in place, with torch.optim's rules and order of operations
-// (see rust/core/src/optim: the same formulas). One element per thread. The step-dependent scalars
-// come from the host, computed in f64, one row of 16 per tensor; the rules are constants of the
-// pipeline.
+// One optimizer step of many tensors in one dispatch, in place, with torch.optim's rules and
+// order of operations (see rust/core/src/optim: the same formulas). One element per thread. The
+// step-dependent scalars come from the host, computed in f64, one row of 16 per tensor; the rules
+// are constants of the pipeline.
+//
+// A dispatch updates up to SLOTS tensors (or parts of tensors longer than a binding), like
+// PyTorch's multi-tensor kernels: optim.rs puts before this file each slot's bindings (its
+// parameter, gradient and STATES states) and `load`/`store`, which pick the slot's arrays by a
+// switch on the slot, the same for a whole workgroup. Bindings 0-2:
+//   plan: per slot of every dispatch of the step, 4 u32: its first workgroup in the dispatch, its
+//         elements, its row of `scalars`, 0;
+//   scalars: the table of rows;
+//   norm: the global gradient norm (clip_grad_norm fused into the step), from sumsq.wgsl.
 
-@group(0) @binding(0) var<storage, read_write> param: array<S>;
-@group(0) @binding(1) var<storage, read_write> grad: array<S>;
-@group(0) @binding(2) var<storage, read_write> s0: array<S>;
-@group(0) @binding(3) var<storage, read_write> s1: array<S>;
-@group(0) @binding(4) var<storage, read_write> s2: array<S>;
-@group(0) @binding(5) var<storage, read_write> scalars: array<C>;
-// The global gradient norm (clip_grad_norm fused into the step), from sumsq.wgsl.
-@group(0) @binding(6) var<storage, read_write> norm: array<C>;
-@group(0) @binding(7) var<uniform> p: Params;
+override SLOTS: u32 = 1u;
+override STATES: u32 = 0u;
+
+// One element of a slot: parameter, gradient and states (in Algorithm::state_names order; the
+// ones the rules lack stay 0 and are not stored).
+struct Elem {
+    x: C,
+    g: C,
+    s0: C,
+    s1: C,
+    s2: C,
+}
 
 const SGD: u32 = 0u;
 const ADAGRAD: u32 = 1u;
@@ -33,37 +45,58 @@ override CLIP: bool = false;
 // Row k of the table: lr (Adam: lr / (1 - β₁ᵗ); Adagrad: the decayed lr), weight decay, momentum,
 // 1 - dampening, fresh momentum buffer (0/1), max_norm, √(1 - β₂ᵗ), 1 - lr·wd, 1 - β₁, the
 // second-moment decay (β₂, alpha, rho), 1 - it, eps.
-fn sc(i: u32) -> C {
-    return scalars[p.m.x * 16u + i];
+fn sc(row: u32, i: u32) -> C {
+    return scalars[row * 16u + i];
 }
 
-// p.n: elements in this dispatch, -, workgroups; p.m: the tensor's row, -, the dispatch's first
-// element.
+// p.n: -, slots used, workgroups; p.m: the dispatch's first row of `plan`.
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let gi = group_index(wid, nwg);
-    let i = gi * WG + lid;
-    if gi >= p.n.z || i >= p.n.x {
+    if gi >= p.n.z {
         return;
     }
-    var x = C(param[i]);
-    var g = C(grad[i]);
+    // The slot of this workgroup: the last whose first workgroup is at or before it.
+    var lo = 0u;
+    var hi = p.n.y;
+    while hi - lo > 1u {
+        let mid = (lo + hi) / 2u;
+        if gi >= plan[(p.m.x + mid) * 4u] {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let entry = (p.m.x + lo) * 4u;
+    let i = (gi - plan[entry]) * WG + lid;
+    if i >= plan[entry + 1u] {
+        return;
+    }
+    var e = load(lo, i);
+    update(&e, plan[entry + 2u]);
+    store(lo, i, e);
+}
+
+// The step of one element, in place.
+fn update(e: ptr<function, Elem>, row: u32) {
+    var x = (*e).x;
+    var g = (*e).g;
     if CLIP {
         // torch.nn.utils.clip_grad_norm_: the coefficient capped at 1.
-        g *= min(C(1), sc(5u) / (norm[0] + C(1e-6)));
+        g *= min(C(1), sc(row, 5u) / (norm[0] + C(1e-6)));
     }
     if MAXIMIZE {
         g = -g;
     }
-    let lr = sc(0u);
-    let wd = sc(1u);
-    let b = sc(9u);
-    let one_minus_b = sc(10u);
-    let eps = sc(11u);
+    let lr = sc(row, 0u);
+    let wd = sc(row, 1u);
+    let b = sc(row, 9u);
+    let one_minus_b = sc(row, 10u);
+    let eps = sc(row, 11u);
     if DECAY {
         if DECOUPLED {
-            x *= sc(7u);
+            x *= sc(row, 7u);
         } else {
             g += wd * x;
         }
@@ -71,14 +104,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if ALG == SGD {
         var d = g;
         if MOMENTUM {
-            let mom = sc(2u);
-            var buf = C(s0[i]);
-            if sc(4u) != C(0) {
+            let mom = sc(row, 2u);
+            var buf = (*e).s0;
+            if sc(row, 4u) != C(0) {
                 buf = g;
             } else {
-                buf = mom * buf + sc(3u) * g;
+                buf = mom * buf + sc(row, 3u) * g;
             }
-            s0[i] = S(buf);
+            (*e).s0 = buf;
             d = buf;
             if NESTEROV {
                 d = g + mom * buf;
@@ -86,56 +119,56 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         x -= lr * d;
     } else if ALG == ADAGRAD {
-        let sum = C(s0[i]) + g * g;
-        s0[i] = S(sum);
+        let sum = (*e).s0 + g * g;
+        (*e).s0 = sum;
         x -= lr * (g / (sqrt(sum) + eps));
     } else if ALG == ADADELTA {
-        let sq = C(s0[i]) * b + one_minus_b * g * g;
-        let acc = C(s1[i]);
+        let sq = (*e).s0 * b + one_minus_b * g * g;
+        let acc = (*e).s1;
         let delta = sqrt(acc + eps) / sqrt(sq + eps) * g;
-        s0[i] = S(sq);
-        s1[i] = S(acc * b + one_minus_b * delta * delta);
+        (*e).s0 = sq;
+        (*e).s1 = acc * b + one_minus_b * delta * delta;
         x -= lr * delta;
     } else if ALG == RMSPROP {
-        let sq = C(s0[i]) * b + one_minus_b * g * g;
-        s0[i] = S(sq);
+        let sq = (*e).s0 * b + one_minus_b * g * g;
+        (*e).s0 = sq;
         var avg = sqrt(sq) + eps;
         if CENTERED {
             // grad_avg is the last state: s2 with a momentum buffer, else s1.
             var ga: C;
             if MOMENTUM {
-                ga = C(s2[i]);
+                ga = (*e).s2;
             } else {
-                ga = C(s1[i]);
+                ga = (*e).s1;
             }
             ga += one_minus_b * (g - ga);
             if MOMENTUM {
-                s2[i] = S(ga);
+                (*e).s2 = ga;
             } else {
-                s1[i] = S(ga);
+                (*e).s1 = ga;
             }
             avg = sqrt(sq - ga * ga) + eps;
         }
         if MOMENTUM {
-            let buf = C(s1[i]) * sc(2u) + g / avg;
-            s1[i] = S(buf);
+            let buf = (*e).s1 * sc(row, 2u) + g / avg;
+            (*e).s1 = buf;
             x -= lr * buf;
         } else {
             x -= lr * (g / avg);
         }
     } else {
-        let m = C(s0[i]) + sc(8u) * (g - C(s0[i]));
-        let v = C(s1[i]) * b + one_minus_b * g * g;
-        s0[i] = S(m);
-        s1[i] = S(v);
+        let m = (*e).s0 + sc(row, 8u) * (g - (*e).s0);
+        let v = (*e).s1 * b + one_minus_b * g * g;
+        (*e).s0 = m;
+        (*e).s1 = v;
         var second = v;
         if AMSGRAD {
             // torch.maximum: NaN in either propagates.
-            let old = C(s2[i]);
+            let old = (*e).s2;
             second = select(old, v, v > old || is_nan_c(v));
-            s2[i] = S(second);
+            (*e).s2 = second;
         }
-        x -= lr * (m / (sqrt(second) / sc(6u) + eps));
+        x -= lr * (m / (sqrt(second) / sc(row, 6u) + eps));
     }
-    param[i] = S(x);
+    (*e).x = x;
 }
