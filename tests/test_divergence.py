@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 import rsnorm as rn
 from conftest import golden_cases
+from rsnorm import _rsnorm
 
 
 def _tol(case):
@@ -259,6 +260,60 @@ def test_aic_bic_choose_the_polynomial_degree(rng):
     assert int(np.argmin(rn.bic(ll, k, len(x)))) == 3
     assert rn.aic(-10.0, 3) == 26.0
     assert rn.bic(-10.0, 2, np.e) == pytest.approx(22.0)
+
+
+def test_aic_bic_broadcast_convert_and_match_the_formulas(rng):
+    """The fused criteria against NumPy's float64 formulas: AIC bit for bit, BIC within 2 ulp (its
+    ln and NumPy's may differ by one); operands broadcast (one value, a column against a row),
+    integer counts of any width read exactly, uint64 as float64, a scalar for scalar operands."""
+    models = 100_003  # blocks and threads, and a tail
+    ll = -rng.random(models) * 1e3
+    k = rng.integers(0, 50, models)
+    n = rng.integers(1, 10**6, models)
+    np.testing.assert_array_equal(rn.aic(ll, k), 2.0 * k - 2.0 * ll)
+    np.testing.assert_allclose(rn.bic(ll, k, n), k * np.log(n) - 2.0 * ll, rtol=5e-16, atol=0)
+    for k_, n_ in [(k.astype(np.int8), n.astype(np.uint32)), (k.astype(np.uint64), n.astype(np.float32))]:
+        np.testing.assert_allclose(
+            rn.bic(ll, k_, n_), k_ * np.log(n_.astype(np.float64)) - 2.0 * ll, rtol=5e-16
+        )
+    np.testing.assert_array_equal(
+        rn.aic(ll.astype(np.float32), 3), 6.0 - 2.0 * ll.astype(np.float32).astype(np.float64)
+    )
+    col, row = ll[:4, None], k[None, :6]
+    got = rn.bic(col, row, 100)
+    assert got.shape == (4, 6) and got.dtype == np.float64
+    np.testing.assert_allclose(got, row * np.log(100.0) - 2.0 * col, rtol=5e-16)
+    scalar = rn.aic(-1.5, 2)
+    assert type(scalar) is np.float64 and scalar == 7.0
+    assert rn.aic(np.empty((0, 3)), 1).shape == (0, 3)
+    assert np.isnan(rn.aic(np.nan, 1)) and rn.bic(-np.inf, 1, 2) == np.inf
+
+
+def test_aic_bic_errors():
+    with pytest.raises(
+        ValueError, match=r"^aic: the shapes cannot be broadcast together: log_likelihood \(2,\), k \(3,\)"
+    ):
+        rn.aic([1.0, 2.0], [1, 2, 3])
+    k = np.ones(50_000, np.int64)
+    k[[30_000, 41_000]] = [-7, -1]
+    with pytest.raises(ValueError, match=r"^aic: k must be >= 0, got -7$"):
+        rn.aic(0.0, k)
+    n = np.full(50_000, 10.0)
+    n[45_000] = np.nan
+    with pytest.raises(ValueError, match=r"^bic: n must be > 0, got nan$"):
+        rn.bic(0.0, k, n)  # n is checked before k
+    with pytest.raises(ValueError, match=r"^bic: n must be > 0, got -inf$"):
+        rn.bic(0.0, 1, -np.inf)
+    with pytest.raises(ValueError, match=r"^aic: k must be >= 0, got -0.5$"):
+        rn.aic(0.0, [1.0, -0.5])
+    with pytest.raises(TypeError, match=r"^bic: n has dtype bool; expected real numbers"):
+        rn.bic(0.0, 1, True)
+    with pytest.raises(TypeError, match=r"^aic: log_likelihood has dtype complex128"):
+        rn.aic(1j, 1)
+    with pytest.raises(ValueError, match=r"^bic: log_likelihood has 2 values for 3 models"):
+        _rsnorm.information_criterion(np.zeros(2), np.ones(1), np.ones(1), 3)
+    with pytest.raises(TypeError, match=r"^aic: k must be a 1-D int64 or float64 array"):
+        _rsnorm.information_criterion(np.zeros(2), np.ones(2, np.int32), None, 2)
 
 
 def test_errors(rng):

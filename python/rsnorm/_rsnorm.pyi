@@ -73,6 +73,7 @@ __all__ = [
     "group_norm",
     "group_norm_backward",
     "information",
+    "information_criterion",
     "instance_norm",
     "instance_norm_backward",
     "l2_normalize",
@@ -217,6 +218,9 @@ def apply_statistics(
 def merge_moments(
     a: tuple[_ArrayLike, _ArrayLike, _ArrayLike], b: tuple[_ArrayLike, _ArrayLike, _ArrayLike]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+def information_criterion(
+    log_likelihood: _ArrayLike, k: _ArrayLike, n: _ArrayLike | None, models: int
+) -> npt.NDArray[np.float64]: ...
 def layer_norm_backward(
     grad_out: _ArrayLike,
     x: _ArrayLike,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import _rsnorm
 from ._backend import op
 
 __all__ = ["aic", "bic"]
@@ -32,40 +33,41 @@ def _real(name: str, values: npt.ArrayLike, what: str) -> Any:
     return arr
 
 
-def _check(name: str, values: npt.ArrayLike, what: str, minimum: float, strict: bool) -> Any:
-    """`values` as an array, after checking they are real numbers at or above (strictly above)
-    `minimum`. One min() reduction, not an array of comparisons, and no float64 copy (the
-    formulas' ufuncs convert as they go): the checks and copies had made AIC/BIC over a million
-    models 1.5× slower than NumPy's formula."""
+def _counts(name: str, values: npt.ArrayLike, what: str) -> Any:
+    """Real numbers as an array of int64 (integers that fit, read exactly) or float64."""
     arr = _real(name, values, what)
-    lowest = arr.min() if arr.size else None
-    if lowest is not None and not (lowest > minimum or (lowest == minimum and not strict)):
-        # Out of range, or NaN somewhere (the min is then NaN): find the first bad value.
-        bad = arr <= minimum if strict else arr < minimum
-        if not np.any(bad):
-            bad = np.isnan(arr)
-        if np.any(bad):
-            raise ValueError(
-                f"{name}: {what} must be {'>' if strict else '>='} {minimum}, got {arr[bad].ravel()[0]}"
-            )
-    return arr
+    exact = arr.dtype.kind == "i" or (arr.dtype.kind == "u" and arr.dtype.itemsize < 8)
+    return arr.astype(np.int64 if exact else np.float64, copy=False)
 
 
-def _log_likelihood(name: str, values: npt.ArrayLike) -> Any:
-    """Checked log-likelihoods as float64 (no copy when they are), so results are float64."""
-    return _real(name, values, "log_likelihood").astype(np.float64, copy=False)
+def _criterion(name: str, **operands: Any) -> Any:
+    """The criterion over the operands broadcast together, by one fused pass in the core (the
+    checks, integer conversions and arithmetic in one read of each operand; NumPy's formula had
+    made a temporary per operation, and BIC over a million models ran at 0.6× it). An operand of
+    one value is passed as one value, not broadcast into a copy."""
+    arrays = {k: _counts(name, v, k) for k, v in operands.items()}
+    try:
+        shape = np.broadcast_shapes(*(a.shape for a in arrays.values()))
+    except ValueError:
+        shapes = ", ".join(f"{k} {a.shape}" for k, a in arrays.items())
+        raise ValueError(f"{name}: the shapes cannot be broadcast together: {shapes}") from None
+    flat = [
+        a.reshape(1) if a.size == 1 else np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(-1)
+        for a in arrays.values()
+    ]
+    n = flat[2] if len(flat) == 3 else None
+    out = _rsnorm.information_criterion(flat[0], flat[1], n, int(np.prod(shape)))
+    # A scalar for scalar operands, as NumPy's arithmetic gives.
+    return out.reshape(shape)[()]
 
 
 @op
 def aic(log_likelihood: npt.ArrayLike, k: npt.ArrayLike) -> Any:
     """Akaike information criterion 2k − 2 ln L̂ (k: number of estimated parameters)."""
-    ll = _log_likelihood("aic", log_likelihood)
-    return 2.0 * _check("aic", k, "k", 0, False) - 2.0 * ll
+    return _criterion("aic", log_likelihood=log_likelihood, k=k)
 
 
 @op
 def bic(log_likelihood: npt.ArrayLike, k: npt.ArrayLike, n: npt.ArrayLike) -> Any:
     """Bayesian information criterion k ln n − 2 ln L̂ (n: number of observations)."""
-    ll = _log_likelihood("bic", log_likelihood)
-    log_n = np.log(_check("bic", n, "n", 0, True), dtype=np.float64)
-    return _check("bic", k, "k", 0, False) * log_n - 2.0 * ll
+    return _criterion("bic", log_likelihood=log_likelihood, k=k, n=n)

@@ -331,7 +331,13 @@ def _(rng):
     k.values = np.abs(k.values)
     if rng.random() < 0.5:
         return rn.aic, [ll, k], {}, False
-    return rn.bic, [ll, k, scalar(rng, [10, 100])], {}, False
+    if rng.random() < 0.6:
+        return rn.bic, [ll, k, scalar(rng, [10, 100])], {}, False
+    # n per model (a row of it, broadcast against ll, some of the time).
+    n = Arg(rng, ll.shape[-1:] if ll.shape and rng.random() < 0.3 else ll.shape)
+    with np.errstate(over="ignore"):  # uint8 255 + 1
+        n.values = np.abs(n.values) + 1
+    return rn.bic, [ll, k, n], {}, False
 
 
 @case("cosine_linear")

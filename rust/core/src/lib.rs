@@ -18,6 +18,7 @@ pub mod optim;
 pub mod parallel;
 pub mod reduce;
 pub mod rows;
+pub mod selection;
 pub mod simd;
 pub mod softmax;
 pub mod statistics;

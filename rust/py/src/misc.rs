@@ -1,6 +1,6 @@
 //! Bindings of the remaining forward ops: selu, local_response_norm, weight_norm, normalize,
 //! l2_normalize,
-//! and the mergeable statistics moments / merge_moments.
+//! the mergeable statistics moments / merge_moments, and the AIC / BIC criteria.
 
 use crate::dispatch::{
     aligned_copy, array_mut, array_ref, float_array, output, param, param_slice, resolve_axis,
@@ -15,6 +15,7 @@ use rsnorm_core::norm::lp_normalize as lp;
 use rsnorm_core::norm::lrn::{self, Lrn};
 use rsnorm_core::norm::weight_norm as wn;
 use rsnorm_core::reduce::{merge_columns, Moments};
+use rsnorm_core::selection::{self, Values};
 use rsnorm_core::statistics;
 use rsnorm_core::Float;
 
@@ -452,4 +453,62 @@ pub(crate) fn merge_moments<'py>(
     // Counts are whole numbers (checked), returned as NumPy's int64 like `moments`'.
     let counts = counts.iter().map(|&c| c as i64).collect();
     moments_tuple(py, (counts, mean, m2), &shape)
+}
+
+/// An operand of a model-selection criterion: a 1-D int64 or float64 array, read in place.
+enum Counts<'py> {
+    F64(numpy::PyReadonlyArray1<'py, f64>),
+    I64(numpy::PyReadonlyArray1<'py, i64>),
+}
+
+impl<'py> Counts<'py> {
+    fn of(op: &str, name: &str, obj: &Bound<'py, PyAny>) -> Result<Self> {
+        if let Ok(a) = obj.cast::<numpy::PyArray1<f64>>() {
+            return Ok(Counts::F64(a.readonly()));
+        }
+        if let Ok(a) = obj.cast::<numpy::PyArray1<i64>>() {
+            return Ok(Counts::I64(a.readonly()));
+        }
+        Err(crate::errors::type_error(format!(
+            "{op}: {name} must be a 1-D int64 or float64 array"
+        )))
+    }
+
+    fn values(&self) -> Result<Values<'_>> {
+        Ok(match self {
+            Counts::F64(a) => Values::F64(a.as_slice()?),
+            Counts::I64(a) => Values::I64(a.as_slice()?),
+        })
+    }
+}
+
+/// AIC (without `n`) or BIC of `models` models. The operands are flat C-contiguous int64 or
+/// float64 arrays of one value or one per model: the Python layer checks dtypes and broadcasts.
+#[pyfunction]
+#[pyo3(signature = (log_likelihood, k, n, models))]
+pub(crate) fn information_criterion<'py>(
+    py: Python<'py>,
+    log_likelihood: &Bound<'py, PyAny>,
+    k: &Bound<'py, PyAny>,
+    n: Option<&Bound<'py, PyAny>>,
+    models: usize,
+) -> Result<Bound<'py, numpy::PyArray1<f64>>> {
+    let op = if n.is_some() { "bic" } else { "aic" };
+    let ll = Counts::of(op, "log_likelihood", log_likelihood)?;
+    let k = Counts::of(op, "k", k)?;
+    let n = n.map(|n| Counts::of(op, "n", n)).transpose()?;
+    let (ll, k) = (ll.values()?, k.values()?);
+    let n = n.as_ref().map(Counts::values).transpose()?;
+    // SAFETY: the kernel writes every element before the array is returned; on an error it is
+    // dropped unread.
+    let result = unsafe { numpy::PyArray1::<f64>::new(py, models, false) };
+    {
+        let mut out = result.readwrite();
+        let out = out.as_slice_mut()?;
+        compute(py, || match n {
+            None => selection::aic(ll, k, out),
+            Some(n) => selection::bic(ll, k, n, out),
+        })?;
+    }
+    Ok(result)
 }
