@@ -238,6 +238,59 @@ impl Dims {
     }
 }
 
+/// An operand of an elementwise op over positions (models, merged statistics): a value per
+/// position, or one value for every position (length 1), as f64 or as i64 counts.
+#[derive(Clone, Copy, Debug)]
+pub enum Values<'a> {
+    F64(&'a [f64]),
+    I64(&'a [i64]),
+}
+
+impl Values<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Values::F64(v) => v.len(),
+            Values::I64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values of positions `start..start + buf.len()` as f64 (the one value, repeated).
+    #[inline(always)]
+    pub(crate) fn fill(&self, start: usize, buf: &mut [f64]) {
+        match *self {
+            Values::F64([one]) => buf.fill(*one),
+            Values::I64([one]) => buf.fill(*one as f64),
+            Values::F64(v) => buf.copy_from_slice(&v[start..start + buf.len()]),
+            Values::I64(v) => {
+                let len = buf.len();
+                for (b, &x) in buf.iter_mut().zip(&v[start..start + len]) {
+                    *b = x as f64;
+                }
+            }
+        }
+    }
+
+    /// Position `i`'s value as Python prints it (integers as integers), for messages.
+    pub(crate) fn show(&self, i: usize) -> String {
+        match *self {
+            Values::I64(v) => v[if v.len() == 1 { 0 } else { i }].to_string(),
+            Values::F64(v) => {
+                let x = v[if v.len() == 1 { 0 } else { i }];
+                match x {
+                    _ if x.is_nan() => "nan".into(),
+                    f64::INFINITY => "inf".into(),
+                    f64::NEG_INFINITY => "-inf".into(),
+                    _ => format!("{x:?}"),
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

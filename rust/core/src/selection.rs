@@ -6,62 +6,11 @@
 
 use crate::error::{Error, Result};
 use crate::fastmath;
+pub use crate::layout::Values;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Models one block of a range takes: the operands are converted into stack buffers of this many.
 const BLOCK: usize = 256;
-
-/// One operand: a value per model, or one value for every model (length 1).
-#[derive(Clone, Copy, Debug)]
-pub enum Values<'a> {
-    F64(&'a [f64]),
-    I64(&'a [i64]),
-}
-
-impl Values<'_> {
-    pub fn len(&self) -> usize {
-        match self {
-            Values::F64(v) => v.len(),
-            Values::I64(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The values of models `start..start + buf.len()` as f64 (the one value, repeated).
-    #[inline(always)]
-    fn fill(&self, start: usize, buf: &mut [f64]) {
-        match *self {
-            Values::F64([one]) => buf.fill(*one),
-            Values::I64([one]) => buf.fill(*one as f64),
-            Values::F64(v) => buf.copy_from_slice(&v[start..start + buf.len()]),
-            Values::I64(v) => {
-                let len = buf.len();
-                for (b, &x) in buf.iter_mut().zip(&v[start..start + len]) {
-                    *b = x as f64;
-                }
-            }
-        }
-    }
-
-    /// Model `i`'s value as Python prints it (integers as integers), for messages.
-    fn show(&self, i: usize) -> String {
-        match *self {
-            Values::I64(v) => v[if v.len() == 1 { 0 } else { i }].to_string(),
-            Values::F64(v) => {
-                let x = v[if v.len() == 1 { 0 } else { i }];
-                match x {
-                    _ if x.is_nan() => "nan".into(),
-                    f64::INFINITY => "inf".into(),
-                    f64::NEG_INFINITY => "-inf".into(),
-                    _ => format!("{x:?}"),
-                }
-            }
-        }
-    }
-}
 
 /// AIC of each model into `out`: 2k − 2 ln L̂. Each operand has one value or one per model.
 pub fn aic(log_likelihood: Values<'_>, k: Values<'_>, out: &mut [f64]) -> Result<()> {

@@ -10,12 +10,13 @@ use crate::errors::{compute, value_error, Result};
 use numpy::{PyArray, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use rsnorm_core::layout::Values;
 use rsnorm_core::norm::channels::RowAffine;
 use rsnorm_core::norm::lp_normalize as lp;
 use rsnorm_core::norm::lrn::{self, Lrn};
 use rsnorm_core::norm::weight_norm as wn;
 use rsnorm_core::reduce::{merge_columns, Moments};
-use rsnorm_core::selection::{self, Values};
+use rsnorm_core::selection;
 use rsnorm_core::statistics;
 use rsnorm_core::Float;
 
@@ -379,40 +380,23 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Triple<'py> {
     }
 }
 
-/// The six arrays as float64 values without a NumPy call, when they already agree: one shape, C
-/// order, aligned, native float64 means and M2s, int64 or float64 counts (what `moments` returns).
-/// None sends the call through `broadcast_f64` (broadcasting, conversions): those NumPy calls had
-/// cost ~10 µs, 3× NumPy's whole merge of 64 positions.
-fn same_shape_f64(parts: &[Bound<'_, PyAny>]) -> Option<(Vec<usize>, Vec<Vec<f64>>)> {
-    fn read<T: numpy::Element + Copy>(part: &Bound<'_, PyAny>) -> Option<(Vec<usize>, Vec<T>)> {
-        let arr = part.cast::<PyArrayDyn<T>>().ok()?;
-        if !arr.is_c_contiguous()
-            || !(arr.data() as usize).is_multiple_of(std::mem::align_of::<T>())
-        {
-            return None;
-        }
-        let view = arr.try_readonly().ok()?;
-        Some((arr.shape().to_vec(), view.as_slice().ok()?.to_vec()))
-    }
+/// The six arrays read in place when they already agree: one shape, C order, aligned, native
+/// float64 or int64 (what `moments` returns). None sends the call through `broadcast_f64`
+/// (broadcasting, conversions): those NumPy calls had cost ~10 µs, 3× NumPy's whole merge of 64
+/// positions.
+fn same_shape<'py>(parts: &[Bound<'py, PyAny>]) -> Option<(Vec<usize>, Vec<Column<'py>>)> {
     let mut shape: Option<Vec<usize>> = None;
-    let mut values = Vec::with_capacity(parts.len());
-    for (i, part) in parts.iter().enumerate() {
-        let (s, v) = match read::<f64>(part) {
-            Some(read) => read,
-            // Counts as `moments` gives them: int64, converted as np.require would.
-            None if i % 3 == 0 => {
-                let (s, c) = read::<i64>(part)?;
-                (s, c.into_iter().map(|c| c as f64).collect())
-            }
-            None => return None,
-        };
-        if shape.as_ref().is_some_and(|known| *known != s) {
+    let mut columns = Vec::with_capacity(parts.len());
+    for part in parts {
+        let column = Column::of(part)?;
+        let s = column.shape();
+        if shape.as_ref().is_some_and(|known| known.as_slice() != s) {
             return None;
         }
-        shape = Some(s);
-        values.push(v);
+        shape = Some(s.to_vec());
+        columns.push(column);
     }
-    Some((shape?, values))
+    Some((shape?, columns))
 }
 
 /// The six arrays of two triples broadcast together, as float64 values, and their shape.
@@ -443,42 +427,82 @@ pub(crate) fn merge_moments<'py>(
     b: Triple<'py>,
 ) -> Result<Bound<'py, PyAny>> {
     let parts: Vec<Bound<'py, PyAny>> = a.0.into_iter().chain(b.0).collect();
-    let (shape, v) = match same_shape_f64(&parts) {
-        Some(agreed) => agreed,
-        None => broadcast_f64(py, &parts)?,
+    let copies;
+    let columns;
+    let (shape, values): (Vec<usize>, Vec<Values<'_>>) =
+        if let Some((shape, read)) = same_shape(&parts) {
+            columns = read;
+            let values = columns.iter().map(Column::values).collect::<Result<_>>()?;
+            (shape, values)
+        } else {
+            let (shape, broadcast) = broadcast_f64(py, &parts)?;
+            copies = broadcast;
+            (shape, copies.iter().map(|v| Values::F64(v)).collect())
+        };
+    let [na, ma, qa, nb, mb, qb] = values[..] else {
+        unreachable!("two triples are six arrays")
     };
-    let [counts, mean, m2] = compute(py, || {
-        merge_columns([&v[0], &v[1], &v[2]], [&v[3], &v[4], &v[5]])
-    })?;
-    // Counts are whole numbers (checked), returned as NumPy's int64 like `moments`'.
-    let counts = counts.iter().map(|&c| c as i64).collect();
-    moments_tuple(py, (counts, mean, m2), &shape)
+    // SAFETY: the kernel writes every element before the arrays are returned; on an error they
+    // are dropped unread.
+    let (count, mean, m2) = unsafe {
+        (
+            PyArrayDyn::<i64>::new(py, shape.as_slice(), false),
+            PyArrayDyn::<f64>::new(py, shape.as_slice(), false),
+            PyArrayDyn::<f64>::new(py, shape.as_slice(), false),
+        )
+    };
+    {
+        let (mut c, mut m, mut q) = (count.readwrite(), mean.readwrite(), m2.readwrite());
+        let out = (c.as_slice_mut()?, m.as_slice_mut()?, q.as_slice_mut()?);
+        compute(py, || merge_columns([na, ma, qa], [nb, mb, qb], out))?;
+    }
+    Ok(PyTuple::new(py, [count.into_any(), mean.into_any(), m2.into_any()])?.into_any())
 }
 
-/// An operand of a model-selection criterion: a 1-D int64 or float64 array, read in place.
-enum Counts<'py> {
-    F64(numpy::PyReadonlyArray1<'py, f64>),
-    I64(numpy::PyReadonlyArray1<'py, i64>),
+/// An array read in place as one operand of an elementwise kernel: C-contiguous, aligned, native
+/// float64 or int64.
+enum Column<'py> {
+    F64(numpy::PyReadonlyArrayDyn<'py, f64>),
+    I64(numpy::PyReadonlyArrayDyn<'py, i64>),
 }
 
-impl<'py> Counts<'py> {
-    fn of(op: &str, name: &str, obj: &Bound<'py, PyAny>) -> Result<Self> {
-        if let Ok(a) = obj.cast::<numpy::PyArray1<f64>>() {
-            return Ok(Counts::F64(a.readonly()));
+impl<'py> Column<'py> {
+    /// `obj` when it is such an array (None: another dtype or layout, or written elsewhere now).
+    fn of(obj: &Bound<'py, PyAny>) -> Option<Self> {
+        fn read<'py, T: numpy::Element>(
+            obj: &Bound<'py, PyAny>,
+        ) -> Option<numpy::PyReadonlyArrayDyn<'py, T>> {
+            let arr = obj.cast::<PyArrayDyn<T>>().ok()?;
+            let aligned = (arr.data() as usize).is_multiple_of(std::mem::align_of::<T>());
+            (arr.is_c_contiguous() && aligned).then(|| arr.try_readonly().ok())?
         }
-        if let Ok(a) = obj.cast::<numpy::PyArray1<i64>>() {
-            return Ok(Counts::I64(a.readonly()));
+        read::<f64>(obj)
+            .map(Column::F64)
+            .or_else(|| read::<i64>(obj).map(Column::I64))
+    }
+
+    fn shape(&self) -> &[usize] {
+        match self {
+            Column::F64(a) => a.shape(),
+            Column::I64(a) => a.shape(),
         }
-        Err(crate::errors::type_error(format!(
-            "{op}: {name} must be a 1-D int64 or float64 array"
-        )))
     }
 
     fn values(&self) -> Result<Values<'_>> {
         Ok(match self {
-            Counts::F64(a) => Values::F64(a.as_slice()?),
-            Counts::I64(a) => Values::I64(a.as_slice()?),
+            Column::F64(a) => Values::F64(a.as_slice()?),
+            Column::I64(a) => Values::I64(a.as_slice()?),
         })
+    }
+}
+
+/// An operand of a model-selection criterion: a 1-D int64 or float64 array, read in place.
+fn criterion_operand<'py>(op: &str, name: &str, obj: &Bound<'py, PyAny>) -> Result<Column<'py>> {
+    match Column::of(obj) {
+        Some(column) if column.shape().len() == 1 => Ok(column),
+        _ => Err(crate::errors::type_error(format!(
+            "{op}: {name} must be a 1-D int64 or float64 array"
+        ))),
     }
 }
 
@@ -494,11 +518,11 @@ pub(crate) fn information_criterion<'py>(
     models: usize,
 ) -> Result<Bound<'py, numpy::PyArray1<f64>>> {
     let op = if n.is_some() { "bic" } else { "aic" };
-    let ll = Counts::of(op, "log_likelihood", log_likelihood)?;
-    let k = Counts::of(op, "k", k)?;
-    let n = n.map(|n| Counts::of(op, "n", n)).transpose()?;
+    let ll = criterion_operand(op, "log_likelihood", log_likelihood)?;
+    let k = criterion_operand(op, "k", k)?;
+    let n = n.map(|n| criterion_operand(op, "n", n)).transpose()?;
     let (ll, k) = (ll.values()?, k.values()?);
-    let n = n.as_ref().map(Counts::values).transpose()?;
+    let n = n.as_ref().map(Column::values).transpose()?;
     // SAFETY: the kernel writes every element before the array is returned; on an error it is
     // dropped unread.
     let result = unsafe { numpy::PyArray1::<f64>::new(py, models, false) };
