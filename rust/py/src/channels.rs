@@ -52,7 +52,7 @@ impl<'py> Running<'py> {
                 shape_str(array.shape())
             )));
         }
-        if written && !is_writeable(array)? {
+        if written && !is_writeable(array) {
             return Err(value_error(format!(
                 "{op}: {name} is read-only but training updates it in place"
             )));

@@ -80,7 +80,7 @@ fn copy_typed<S: Storage>(
     if !src.is_c_contiguous()
         || !dst.is_c_contiguous()
         || src.len() != dst.len()
-        || !dispatch::is_writeable(dst.as_untyped())?
+        || !dispatch::is_writeable(dst.as_untyped())
     {
         return Err(value_error(
             "_parallel_copy: src and dst must be C-contiguous, writeable dst, same size",
