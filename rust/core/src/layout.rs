@@ -276,10 +276,11 @@ impl Values<'_> {
 
     /// Position `i`'s value as Python prints it (integers as integers), for messages.
     pub(crate) fn show(&self, i: usize) -> String {
+        let i = if self.len() == 1 { 0 } else { i };
         match *self {
-            Values::I64(v) => v[if v.len() == 1 { 0 } else { i }].to_string(),
+            Values::I64(v) => v[i].to_string(),
             Values::F64(v) => {
-                let x = v[if v.len() == 1 { 0 } else { i }];
+                let x = v[i];
                 match x {
                     _ if x.is_nan() => "nan".into(),
                     f64::INFINITY => "inf".into(),

@@ -208,15 +208,19 @@ fn constants(alg: &Algorithm, clip: bool) -> Vec<(&'static str, f64)> {
     ]
 }
 
-/// Tensors one dispatch of a rule with `states` states updates: as many as the storage bindings
-/// (the parameter, gradient and states of each) the adapter allows in one stage.
+/// Bindings of one slot: the parameter, the gradient and the rule's `states` states.
+fn slot_width(states: usize) -> usize {
+    2 + states
+}
+
+/// Tensors one dispatch of a rule with `states` states updates: as many slots as the storage
+/// bindings the adapter allows in one stage.
 fn slots(ctx: &Context, states: usize) -> u32 {
     let limits = &ctx.limits;
     let storage = limits
         .max_storage_buffers_per_shader_stage
         .min(limits.max_bindings_per_bind_group.saturating_sub(1));
-    let per_tensor = 2 + states as u32;
-    (storage.saturating_sub(SHARED_BINDINGS) / per_tensor).clamp(1, MAX_SLOTS)
+    (storage.saturating_sub(SHARED_BINDINGS) / slot_width(states) as u32).clamp(1, MAX_SLOTS)
 }
 
 /// The value of a pipeline constant.
@@ -373,8 +377,7 @@ pub fn optim_step(
             }
             // Unused slots repeat the last part's bindings (a dispatch binds every slot), which
             // no workgroup reaches.
-            let per_tensor = 2 + states;
-            let last = bindings.len() - per_tensor..bindings.len();
+            let last = bindings.len() - slot_width(states)..bindings.len();
             for _ in dispatch.len()..slots as usize {
                 bindings.extend_from_within(last.clone());
             }

@@ -473,8 +473,8 @@ impl<'py> Column<'py> {
             obj: &Bound<'py, PyAny>,
         ) -> Option<numpy::PyReadonlyArrayDyn<'py, T>> {
             let arr = obj.cast::<PyArrayDyn<T>>().ok()?;
-            let aligned = (arr.data() as usize).is_multiple_of(std::mem::align_of::<T>());
-            (arr.is_c_contiguous() && aligned).then(|| arr.try_readonly().ok())?
+            let usable = arr.is_c_contiguous() && arr.as_untyped().is_aligned();
+            usable.then(|| arr.try_readonly().ok())?
         }
         read::<f64>(obj)
             .map(Column::F64)
