@@ -9,33 +9,61 @@ use crate::rows::{
     check_same_rows, map_rows, without_axis, ArrayMut, ArrayRef, Reduced, RowsMut, RowsRef,
 };
 
-/// The larger of a running maximum and `v`, NaN winning (a max that propagates NaN).
+/// The larger of a running maximum and `v` (one `max` instruction). A NaN is not tracked:
+/// every caller sums a function of each element (exp(v − max), v − max), which carries the NaN
+/// into the row's result anyway, and tracking it cost three more instructions per vector of a
+/// pass that is a tenth of a softmax row.
 #[inline(always)]
-fn keep<T: Float>(best: T, v: T) -> T {
-    if v > best || v.partial_cmp(&v).is_none() {
+fn larger<T: Float>(best: T, v: T) -> T {
+    if v > best {
         v
     } else {
         best
     }
 }
 
-/// Largest element of a row (NaN if any is NaN, as a max that propagates), over independent
-/// lanes so the comparisons vectorize instead of forming one serial chain.
+/// Largest element of a row (NaN elements skipped unless the first is NaN; see [`larger`]).
+/// Four vectors of lanes in the main loop, since one `max` chain per vector waited on the
+/// instruction's latency; the lanes then meet by a halving tree, not a serial fold of 32
+/// dependent steps. Rows shorter than a chunk are one serial fold.
 #[inline(always)]
 fn row_max<T: Float>(x: &[T]) -> T {
-    let mut lanes = [x[0]; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for j in 0..LANES {
-            lanes[j] = keep(lanes[j], chunk[j]);
+    const WAYS: usize = 4;
+    let mut ways = [[x[0]; LANES]; WAYS];
+    let wide = x.chunks_exact(WAYS * LANES);
+    let rest = wide.remainder();
+    for chunk in wide {
+        for (lanes, part) in ways.iter_mut().zip(chunk.chunks_exact(LANES)) {
+            for j in 0..LANES {
+                lanes[j] = larger(lanes[j], part[j]);
+            }
         }
     }
-    let mut best = tail.iter().fold(x[0], |b, &v| keep(b, v));
-    for &lane in &lanes {
-        best = keep(best, lane);
+    let [mut lanes, others @ ..] = ways;
+    for other in &others {
+        for j in 0..LANES {
+            lanes[j] = larger(lanes[j], other[j]);
+        }
     }
-    best
+    let narrow = rest.chunks_exact(LANES);
+    let tail = narrow.remainder();
+    let best = tail.iter().fold(x[0], |b, &v| larger(b, v));
+    if x.len() < LANES {
+        return best;
+    }
+    for chunk in narrow {
+        for j in 0..LANES {
+            lanes[j] = larger(lanes[j], chunk[j]);
+        }
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for j in 0..width {
+            lanes[j] = larger(lanes[j], lanes[j + width]);
+        }
+    }
+    larger(lanes[0], best)
 }
 
 /// log Σ exp(x) of a non-empty row, stable for any magnitude: max + ln Σ exp(x − max), the
@@ -766,8 +794,10 @@ pub fn softmax_backward_along<S: Element>(
             }
             let total = from_f64::<S>(crate::reduce::sum(g));
             // A log-probability is ≤ 0, where the vectorized exp holds; anything else (or NaN)
-            // takes the exact one.
-            if row_max(y) <= <S::Compute as Float>::ZERO {
+            // takes the exact one. `&`, not `&&`: without the branch the test vectorizes.
+            let zero = <S::Compute as Float>::ZERO;
+            #[allow(clippy::needless_bitwise_bool)]
+            if y.iter().fold(true, |all, &v| all & (v <= zero)) {
                 for ((o, &gv), &yv) in d.iter_mut().zip(g).zip(y) {
                     *o = gv - yv.exp_nonpositive() * total;
                 }
@@ -806,22 +836,32 @@ pub fn softmax<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, log: bool) -> Result<
         [y],
         &mut [],
         #[inline(always)]
-        |row, [x_row], [y]| {
-            // The next row (its first 32 KB, within L1) streams in while this one's
-            // exponentials are computed; its max pass would otherwise wait on memory with
-            // nothing to overlap. (4096, 1000) one thread: 1.13x.
-            let next = x.ahead(row);
-            next.touch_span(0, next.bytes().min(32 << 10));
-            let x = x_row;
+        |row, [x_row], [y_row]| {
+            // The next row's x and y (their first 32 KB, within L1) stream in a chunk at a time
+            // beside this row's exponentials, the pass with arithmetic to hide them behind: the
+            // max pass would wait on x, the stores on y's lines. One burst of prefetches at the
+            // row's start stalled on the line-fill buffers instead (log_softmax (4096, 1024),
+            // one thread: no prefetch 2.8 ms, x in a burst 3.0, x and y spread 2.2).
+            let next = [x.ahead(row), y.ahead(row)].map(|a| a.capped(32 << 10));
+            let chunk_bytes = LANES * std::mem::size_of::<S>();
+            let prefetch = |at: usize| {
+                for a in next {
+                    a.touch_span(at * std::mem::size_of::<S>(), chunk_bytes);
+                }
+            };
+            let (x, y) = (x_row, y_row);
             let max = row_max(x);
             // Positive terms: the lane sum in the row's type with f64 block totals is exact enough.
-            let sum = crate::reduce::sum_map_into(x, y, |v| (v - max).exp_nonpositive());
+            let exp = |v: S::Compute| (v - max).exp_nonpositive();
             if log {
+                // Only the sum is needed: y is written once, by the last pass.
+                let sum = crate::reduce::sum_map_hooked(x, exp, prefetch);
                 let shift = <S::Compute as Float>::from_f64(sum.ln());
                 for (o, &v) in y.iter_mut().zip(x) {
                     *o = (v - max) - shift;
                 }
             } else {
+                let sum = crate::reduce::sum_map_into_hooked(x, y, exp, prefetch);
                 let inv = <S::Compute as Float>::from_f64(1.0 / sum);
                 for o in y.iter_mut() {
                     *o = *o * inv;
@@ -958,7 +998,7 @@ unsafe fn column_block<T: Float>(
     max.copy_from_slice(x_row(0));
     for k in 1..n {
         for (m, &v) in max.iter_mut().zip(x_row(k)) {
-            *m = keep(*m, v);
+            *m = larger(*m, v);
         }
     }
     // Each column summed as `sum_map_into` sums a row, so a column gives the bits its row would

@@ -114,12 +114,25 @@ fn blocked_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> f64 {
 /// (all but the last) continue a sum exactly as the blocks of one slice do.
 #[inline(always)]
 pub(super) fn blocked_sum_onto<T: Float>(total: f64, x: &[T], f: impl Fn(T) -> T) -> f64 {
+    blocked_sum_hooked(total, x, f, |_| {})
+}
+
+/// [`blocked_sum_onto`], calling `hook` with each full chunk's offset before summing it (a
+/// place for prefetches spread through the pass instead of issued in one burst).
+#[inline(always)]
+fn blocked_sum_hooked<T: Float>(
+    total: f64,
+    x: &[T],
+    f: impl Fn(T) -> T,
+    mut hook: impl FnMut(usize),
+) -> f64 {
     let mut total = total;
-    for block in x.chunks(BLOCK) {
+    for (b, block) in x.chunks(BLOCK).enumerate() {
         let mut acc = [T::ZERO; LANES];
         let chunks = block.chunks_exact(LANES);
         let tail = chunks.remainder();
-        for chunk in chunks {
+        for (c, chunk) in chunks.enumerate() {
+            hook(b * BLOCK + c * LANES);
             for (a, &v) in acc.iter_mut().zip(chunk) {
                 *a = *a + f(v);
             }
@@ -145,19 +158,40 @@ pub fn sum_map<T: Float>(x: &[T], f: impl Fn(T) -> T) -> f64 {
     blocked_sum(x, f)
 }
 
+/// [`sum_map`] (the same sum), calling `hook` with the offset of each chunk of [`LANES`] values
+/// before it is summed.
+#[inline(always)]
+pub fn sum_map_hooked<T: Float>(x: &[T], f: impl Fn(T) -> T, hook: impl FnMut(usize)) -> f64 {
+    blocked_sum_hooked(0.0, x, f, hook)
+}
+
 /// Writes `y[i] = f(x[i])` and returns Σ y, summed exactly as [`sum`] would sum `y` afterwards
 /// (same lanes and blocks), in one pass instead of two.
 #[inline(always)]
 pub fn sum_map_into<T: Float>(x: &[T], y: &mut [T], f: impl Fn(T) -> T) -> f64 {
+    sum_map_into_hooked(x, y, f, |_| {})
+}
+
+/// [`sum_map_into`] (the same values and sum), calling `hook` with the offset of each chunk of
+/// [`LANES`] values before it is mapped.
+#[inline(always)]
+pub fn sum_map_into_hooked<T: Float>(
+    x: &[T],
+    y: &mut [T],
+    f: impl Fn(T) -> T,
+    mut hook: impl FnMut(usize),
+) -> f64 {
     assert_eq!(x.len(), y.len(), "sum_map_into: lengths differ");
     let mut total = 0.0f64;
-    for (xb, yb) in x.chunks(BLOCK).zip(y.chunks_mut(BLOCK)) {
+    for (b, (xb, yb)) in x.chunks(BLOCK).zip(y.chunks_mut(BLOCK)).enumerate() {
         let mut acc = [T::ZERO; LANES];
         let full = xb.len() / LANES * LANES;
-        for (xc, yc) in xb[..full]
+        for (c, (xc, yc)) in xb[..full]
             .chunks_exact(LANES)
             .zip(yb[..full].chunks_exact_mut(LANES))
+            .enumerate()
         {
+            hook(b * BLOCK + c * LANES);
             for ((a, o), &v) in acc.iter_mut().zip(yc.iter_mut()).zip(xc) {
                 *o = f(v);
                 *a = *a + *o;

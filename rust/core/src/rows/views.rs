@@ -431,6 +431,38 @@ impl Ahead {
     pub fn bytes(self) -> usize {
         self.bytes
     }
+
+    /// The first `limit` bytes of this target.
+    #[inline(always)]
+    #[must_use]
+    pub fn capped(self, limit: usize) -> Ahead {
+        Ahead {
+            ptr: self.ptr,
+            bytes: self.bytes.min(limit),
+        }
+    }
+}
+
+/// Row `row` of `rows` from `ptr` as prefetch target: nothing when out of range, not a
+/// contiguous run, or shorter than [`Ahead::MIN_ROW_BYTES`].
+#[inline(always)]
+fn row_target<S>(ptr: *const S, rows: &Rows, row: usize) -> Ahead {
+    if row >= rows.n_rows()
+        || rows.inner.single_stride() != Some(1)
+        || rows.row_len() * std::mem::size_of::<S>() < Ahead::MIN_ROW_BYTES
+    {
+        return Ahead::NONE;
+    }
+    Ahead::of(ptr.wrapping_offset(rows.row_offset(row)), rows.row_len())
+}
+
+impl<S> RowsMut<'_, S> {
+    /// The row after `row` as prefetch target (see [`RowsRef::prefetch_target`]): its lines
+    /// fetched before the row is written spare the stores their wait.
+    #[inline(always)]
+    pub fn ahead(&self, row: usize) -> Ahead {
+        row_target(self.ptr.cast_const(), &self.rows, row + 1)
+    }
 }
 
 impl<S> RowsRef<'_, S> {
@@ -444,15 +476,6 @@ impl<S> RowsRef<'_, S> {
     /// shorter than [`Ahead::MIN_ROW_BYTES`].
     #[inline(always)]
     pub fn prefetch_target(&self, row: usize) -> Ahead {
-        if row >= self.rows.n_rows()
-            || self.rows.inner.single_stride() != Some(1)
-            || self.rows.row_len() * std::mem::size_of::<S>() < Ahead::MIN_ROW_BYTES
-        {
-            return Ahead::NONE;
-        }
-        Ahead::of(
-            self.ptr.wrapping_offset(self.rows.row_offset(row)),
-            self.rows.row_len(),
-        )
+        row_target(self.ptr, &self.rows, row)
     }
 }
