@@ -72,7 +72,15 @@ pub fn layer_norm<S: Element>(
         y,
         stats,
         #[inline(always)]
-        |row, runs| layer_norm_runs(runs, weight, bias, eps, x.ahead(row)),
+        |row, runs| {
+            layer_norm_runs(
+                runs,
+                weight,
+                bias,
+                eps,
+                x.ahead(row).and(y.ahead_beyond_cache(row)),
+            )
+        },
     );
     Ok(())
 }

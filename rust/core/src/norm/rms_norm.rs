@@ -60,7 +60,14 @@ pub fn rms_norm<S: Element>(
         y,
         rstd,
         #[inline(always)]
-        |row, runs| rms_norm_runs(runs, weight, eps, x.ahead(row)),
+        |row, runs| {
+            rms_norm_runs(
+                runs,
+                weight,
+                eps,
+                x.ahead(row).and(y.ahead_beyond_cache(row)),
+            )
+        },
     );
     Ok(())
 }
