@@ -114,9 +114,10 @@ pub fn add_layer_norm<S: Element>(
         [y, sum],
         stats,
         #[inline(always)]
-        |_, [x, residual], [y, sum]| {
-            add_into::<S>(x, residual, sum);
-            layer_norm_row::<S>(sum, y, weight, bias, eps, Ahead::NONE)
+        |row, [x_row, residual_row], [y_row, sum_row]| {
+            add_into::<S>(x_row, residual_row, sum_row);
+            let ahead = super::fused_add_ahead(x, residual, y, sum, row);
+            layer_norm_row::<S>(sum_row, y_row, weight, bias, eps, ahead)
         },
     );
     Ok(())

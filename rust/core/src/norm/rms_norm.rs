@@ -93,9 +93,10 @@ pub fn add_rms_norm<S: Element>(
         [y, sum],
         rstd,
         #[inline(always)]
-        |_, [x, residual], [y, sum]| {
-            add_into::<S>(x, residual, sum);
-            rms_norm_row::<S>(sum, y, weight, eps, Ahead::NONE)
+        |row, [x_row, residual_row], [y_row, sum_row]| {
+            add_into::<S>(x_row, residual_row, sum_row);
+            let ahead = super::fused_add_ahead(x, residual, y, sum, row);
+            rms_norm_row::<S>(sum_row, y_row, weight, eps, ahead)
         },
     );
     Ok(())

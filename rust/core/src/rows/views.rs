@@ -368,33 +368,34 @@ impl<'a, S> RowsMut<'a, S> {
 }
 
 /// Memory a kernel may prefetch while it works on a row: the next row's input, so that its load
-/// from DRAM overlaps this row's arithmetic instead of following it.
+/// from DRAM overlaps this row's arithmetic instead of following it, and possibly other rows of
+/// the same length (a second input, the outputs) touched at the same offsets.
 #[derive(Clone, Copy, Debug)]
 pub struct Ahead {
-    ptr: *const u8,
-    bytes: usize,
-    /// A second region touched at the same offsets (the next row's output), or none.
-    out: *const u8,
-    out_bytes: usize,
+    /// The regions; unused ones have no bytes. The first sets the pace ([`Ahead::bytes`]).
+    ptr: [*const u8; Ahead::REGIONS],
+    bytes: [usize; Ahead::REGIONS],
 }
 
 impl Ahead {
+    /// Regions one target holds: a fused-add norm's x, residual, y and sum.
+    const REGIONS: usize = 4;
+
     pub const NONE: Ahead = Ahead {
-        ptr: std::ptr::null(),
-        bytes: 0,
-        out: std::ptr::null(),
-        out_bytes: 0,
+        ptr: [std::ptr::null(); Ahead::REGIONS],
+        bytes: [0; Ahead::REGIONS],
     };
 
-    /// This target and `out` (one region) touched together, offset for offset.
+    /// This target and `other`'s first region (a row of the same length) touched together,
+    /// offset for offset; `other` is dropped when every region is taken.
     #[inline(always)]
     #[must_use]
-    pub fn and(self, out: Ahead) -> Ahead {
-        Ahead {
-            out: out.ptr,
-            out_bytes: out.bytes,
-            ..self
+    pub fn and(mut self, other: Ahead) -> Ahead {
+        if let Some(free) = self.bytes.iter().position(|&b| b == 0) {
+            self.ptr[free] = other.ptr[0];
+            self.bytes[free] = other.bytes[0];
         }
+        self
     }
 
     /// Bytes per prefetch: one cache line.
@@ -415,18 +416,18 @@ impl Ahead {
     /// The `len` values from `ptr` (any address: prefetches never fault).
     #[inline(always)]
     pub fn of<T>(ptr: *const T, len: usize) -> Ahead {
-        Ahead {
-            ptr: ptr.cast(),
-            bytes: len * std::mem::size_of::<T>(),
-            ..Ahead::NONE
-        }
+        let mut target = Ahead::NONE;
+        target.ptr[0] = ptr.cast();
+        target.bytes[0] = len * std::mem::size_of::<T>();
+        target
     }
 
     /// Prefetches the line at `offset` bytes (ignored past the end). Prefetches never fault.
     #[inline(always)]
     pub fn touch(self, offset: usize) {
-        Self::fetch(self.ptr, self.bytes, offset);
-        Self::fetch(self.out, self.out_bytes, offset);
+        for (&ptr, &bytes) in self.ptr.iter().zip(&self.bytes) {
+            Self::fetch(ptr, bytes, offset);
+        }
     }
 
     /// Prefetches the line at `offset` of the `bytes` from `ptr`, if within them. (A write
@@ -461,7 +462,7 @@ impl Ahead {
     }
 
     pub fn bytes(self) -> usize {
-        self.bytes
+        self.bytes[0]
     }
 
     /// The first `limit` bytes of this target.
@@ -469,8 +470,7 @@ impl Ahead {
     #[must_use]
     pub fn capped(self, limit: usize) -> Ahead {
         Ahead {
-            bytes: self.bytes.min(limit),
-            out_bytes: self.out_bytes.min(limit),
+            bytes: self.bytes.map(|b| b.min(limit)),
             ..self
         }
     }
