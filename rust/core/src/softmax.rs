@@ -29,6 +29,9 @@ fn larger<T: Float>(best: T, v: T) -> T {
 #[inline(always)]
 fn row_max<T: Float>(x: &[T]) -> T {
     const WAYS: usize = 4;
+    if x.len() < LANES {
+        return x.iter().fold(x[0], |b, &v| larger(b, v));
+    }
     let mut ways = [[x[0]; LANES]; WAYS];
     let wide = x.chunks_exact(WAYS * LANES);
     let rest = wide.remainder();
@@ -48,9 +51,6 @@ fn row_max<T: Float>(x: &[T]) -> T {
     let narrow = rest.chunks_exact(LANES);
     let tail = narrow.remainder();
     let best = tail.iter().fold(x[0], |b, &v| larger(b, v));
-    if x.len() < LANES {
-        return best;
-    }
     for chunk in narrow {
         for j in 0..LANES {
             lanes[j] = larger(lanes[j], chunk[j]);

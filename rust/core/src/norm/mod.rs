@@ -112,10 +112,11 @@ pub(crate) fn fused_add_ahead<S>(
     if out.bytes() == 0 {
         return Ahead::NONE;
     }
+    // The sum has y's rows (checked), so y's size decided for it too.
     x.ahead(row)
         .and(residual.ahead(row))
         .and(out)
-        .and(sum.ahead_beyond_cache(row))
+        .and(sum.ahead(row))
 }
 
 /// The checks every row norm shares: eps, the same rows in every view, a non-empty row when there
