@@ -290,12 +290,13 @@ impl<T: Float> ColumnSums<T> {
 
     /// Adds one row: `add(first_lanes, second_lanes)` adds the row's values into both.
     #[inline(always)]
-    pub fn add_row(&mut self, add: impl FnOnce(&mut [T], &mut [T])) {
-        add(&mut self.first, &mut self.second);
+    pub fn add_row<R>(&mut self, add: impl FnOnce(&mut [T], &mut [T]) -> R) -> R {
+        let result = add(&mut self.first, &mut self.second);
         self.pending += 1;
         if self.pending == Self::FLUSH_ROWS {
             self.flush();
         }
+        result
     }
 
     #[inline(always)]

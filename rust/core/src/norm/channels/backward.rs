@@ -85,14 +85,8 @@ pub fn grouped_norm_backward<S: Element>(
             |row, [go, x], []| {
                 let (s, _) = row_map[row];
                 let (hi, lo) = split_mean::<S::Compute>(mean[s]);
-                grad_sums(
-                    go,
-                    x,
-                    None,
-                    hi,
-                    lo,
-                    <S::Compute as Float>::from_f64(rstd[s]),
-                )
+                let r = <S::Compute as Float>::from_f64(rstd[s]);
+                grad_sums(go, x, None, hi, lo, r, None)
             },
         );
         let mut dweight = vec![0.0; layout.channels];
