@@ -9,7 +9,7 @@ use numpy::{
 };
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rsnorm_core::layout::Rows;
+use rsnorm_core::layout::{DimVec, Rows};
 use rsnorm_core::rows::{ArrayMut, ArrayRef, RowsMut, RowsRef};
 
 /// A storage dtype rsnorm accepts: a core element whose compute type NumPy also knows.
@@ -156,7 +156,7 @@ pub(crate) fn is_writeable(arr: &Bound<'_, PyUntypedArray>) -> bool {
     flags & numpy::npyffi::NPY_ARRAY_WRITEABLE != 0
 }
 
-pub(crate) fn element_strides(arr: &Bound<'_, PyUntypedArray>) -> Vec<isize> {
+pub(crate) fn element_strides(arr: &Bound<'_, PyUntypedArray>) -> DimVec<isize> {
     let itemsize = arr.dtype().itemsize() as isize;
     arr.strides().iter().map(|s| s / itemsize).collect()
 }

@@ -86,8 +86,8 @@ const ELEMENTWISE_CHUNK: usize = 4096;
 /// Total length when all rows together are one contiguous run.
 fn flat_unit_stride(rows: &Rows) -> Option<usize> {
     let mut all = rows.outer.clone();
-    all.shape.extend(&rows.inner.shape);
-    all.strides.extend(&rows.inner.strides);
+    all.shape.extend_from_slice(&rows.inner.shape);
+    all.strides.extend_from_slice(&rows.inner.strides);
     let all = crate::layout::Dims::new(&all.shape, &all.strides);
     (all.single_stride() == Some(1)).then(|| all.len())
 }
