@@ -186,8 +186,8 @@ pub fn row_norm_backward<S: Element>(
                 let n = row_len as f64;
                 let a = <S::Compute as Float>::from_f64(if centered { sg / n } else { 0.0 });
                 let b = <S::Compute as Float>::from_f64(sgx / n);
-                let dx_of =
-                    |g: S::Compute, xv: S::Compute| (g - a - (((xv - hi) - lo) * r) * b) * r;
+                let x_hat = |xv: S::Compute| ((xv - hi) - lo) * r;
+                let dx_of = |g: S::Compute, xv: S::Compute| (g - a - x_hat(xv) * b) * r;
                 match weight {
                     Some(w) => {
                         for (((d, &g0), &xv), &wv) in dx.iter_mut().zip(go).zip(x).zip(w) {
