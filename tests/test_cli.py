@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import rsnorm as rn
 from conftest import PYTHON
@@ -76,13 +77,23 @@ def test_bench_json_has_every_workload_with_positive_medians():
     arrays |= {"add_layer_norm fwd+bwd": 7, "add_rms_norm fwd+bwd": 7, "aic": 3, "bic": 4}
     per_parameter = {"adam": 28, "adamw": 28, "sgd": 12, "sgd momentum": 20, "sgd nesterov": 20}
     per_parameter |= {"adagrad": 20, "adadelta": 28, "rmsprop": 20}
+    reductions = {"cross_entropy logits", "cross_entropy logits weight", "nll_loss", "kl_div"}
+    reductions |= {"js_distance", "entropy", "cross_entropy", "js_divergence", "moments"}
     for r in report["results"]:
-        # rsnorm, the same-bytes copy and at least one peer
-        assert {"rsnorm", "copy"} <= set(r["median_s"]) and len(r["median_s"]) >= 3
-        assert all(t > 0 for t in r["median_s"].values())
         op, n = r["op"], int(np.prod(r["shape"]))
         itemsize = 8 if r["dtype"] == "float64" else 4
         optimizer = op.rsplit(" ", 1)[0]
+        # Each row's roofline: in-place steps, reductions' reads, cosine_linear's matrix products,
+        # else a same-bytes copy.
+        if optimizer in per_parameter:
+            assert r["roofline"] == "in-place", op
+        elif op in reductions:
+            assert r["roofline"] == "read", op
+        else:
+            assert r["roofline"] == ("matmul" if op.startswith("cosine_linear") else "copy"), op
+        # rsnorm, the roofline and at least one peer
+        assert {"rsnorm", r["roofline"]} <= set(r["median_s"]) and len(r["median_s"]) >= 3
+        assert all(t > 0 for t in r["median_s"].values())
         if op.startswith(("cosine_linear", "moments", "merge_moments")):
             continue
         if op == "nll_loss":  # one element read per sample
@@ -142,7 +153,7 @@ def test_table_lists_rows_ratios_and_ceiling():
     row = next(line for line in table.splitlines() if line.startswith("layer_norm"))
     # 64 kB in 2 µs is 32 GB/s; the same-bytes copy took 1.6 µs (80%); NumPy is 5× slower, ORT 2×,
     # so the fastest peer is 2× slower.
-    assert "32.0" in row and "80%" in row and "5.0×" in row and row.endswith("2.0×"), row
+    assert "32.0" in row and "80% copy" in row and "5.0×" in row and row.endswith("2.0×"), row
     lone = next(line for line in table.splitlines() if line.startswith("wasserstein_1d"))
     assert lone.rstrip().endswith("—"), lone
 
@@ -156,7 +167,7 @@ def test_table_has_only_present_peers_and_fits_a_terminal():
         "dtype",
         "ms",
         "GB/s",
-        "%copy",
+        "roofline",
         "alloc",
         "×numpy",
         "×ort",
@@ -177,7 +188,7 @@ def test_markdown_table_has_only_present_peers():
     header = next(line for line in md.splitlines() if line.startswith("| op"))
     assert "numpy ms" in header and "onnxruntime ms" in header and "torch ms" not in header
     row = next(line for line in md.splitlines() if line.startswith("| layer_norm"))
-    assert row == "| layer_norm | (8, 1000) | 0.002 | 32.0 | 80% | 0.010 | 0.004 | 2.0× | — |", row
+    assert row == "| layer_norm | (8, 1000) | 0.002 | 32.0 | 80% copy | 0.010 | 0.004 | 2.0× | — |", row
 
 
 def test_rows_below_target_are_marked():
@@ -185,10 +196,10 @@ def test_rows_below_target_are_marked():
     else parity (within 5%)."""
     mb = 1 << 20
 
-    def missed(bytes_moved, copy_s, peer_s):
+    def missed(bytes_moved, copy_s, peer_s, roofline="copy"):
         result = {"op": "op", "shape": [1], "dtype": "float32", "bytes_moved": bytes_moved}
-        result["median_s"] = {"rsnorm": 1.0, "copy": copy_s, "numpy": peer_s}
-        (row,) = bench.summarize({**REPORT, "results": [result]})
+        result["median_s"] = {"rsnorm": 1.0, roofline: copy_s, "numpy": peer_s}
+        (row,) = bench.summarize({**REPORT, "results": [{**result, "roofline": roofline}]})
         return row["missed"]
 
     assert missed(64 * mb, 0.91, 1.0) == ""
@@ -198,8 +209,30 @@ def test_rows_below_target_are_marked():
     assert missed(mb, 0.1, 1.31) == ""  # small: the roofline is not the target there
     assert missed(2 * mb, 0.5, 0.96) == ""  # within 5% of the peer is parity
     assert missed(2 * mb, 0.5, 0.94) == "<0.95× peer"
+    # Each row is held to its own roofline, named where missed.
+    assert missed(64 * mb, 0.89, 1.0, "in-place") == "<90% in-place"
+    assert missed(64 * mb, 0.95, 1.0, "read") == ""
     table = bench.format_table({**REPORT, "results": [{**REPORT["results"][0], "bytes_moved": 128 * mb}]})
     assert table.splitlines()[-1].endswith("<90% copy")
+
+
+def test_rooflines_are_timed_as_named():
+    """The roofline a row names is the work timed: an in-place stream scales its buffer, a read sums
+    it (both with rsnorm's threads), and they refuse arrays they cannot stream."""
+    from rsnorm import _rsnorm
+
+    buf = np.arange(100_000, dtype=np.float32)
+    _rsnorm._parallel_scale(buf, 0.5)
+    np.testing.assert_array_equal(buf, np.arange(100_000, dtype=np.float32) * 0.5)
+    assert _rsnorm._parallel_sum(buf) == np.arange(100_000, dtype=np.float64).sum() * 0.5
+    buf.flags.writeable = False
+    with pytest.raises(ValueError, match="_parallel_scale: buf must be C-contiguous and writeable"):
+        _rsnorm._parallel_scale(buf, 1.0)
+    with pytest.raises(ValueError, match="_parallel_sum: buf must be C-contiguous"):
+        _rsnorm._parallel_sum(buf[::2])
+    # An older report (no roofline named) is read against its copy.
+    (row,) = bench.summarize(REPORT | {"results": REPORT["results"][:1]})
+    assert row["roofline"] == "copy" and row["roofline_share"] == pytest.approx(0.8)
 
 
 def test_config_and_usage():

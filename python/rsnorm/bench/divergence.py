@@ -149,18 +149,17 @@ def _rows(shape, w1_samples: int | None, segmentation_shape=None, dtype=np.float
         nll["torch"] = partial(
             torch.nn.functional.nll_loss, torch.from_numpy(log_probs), torch.from_numpy(target), weight=w32
         )
+    dt = np.dtype(dtype).name
     loads = [
-        Workload("softmax", tuple(shape), np.dtype(dtype).name, 2 * x.nbytes, soft),
-        Workload("cross_entropy logits", tuple(shape), np.dtype(dtype).name, x.nbytes, xent),
-        Workload("cross_entropy logits weight", tuple(shape), np.dtype(dtype).name, x.nbytes, weighted),
-        Workload("softmax backward", tuple(shape), np.dtype(dtype).name, 3 * x.nbytes, soft_back),
-        Workload(
-            "cross_entropy logits backward", tuple(shape), np.dtype(dtype).name, 2 * x.nbytes, xent_back
-        ),
+        Workload("softmax", tuple(shape), dt, 2 * x.nbytes, soft),
+        Workload("cross_entropy logits", tuple(shape), dt, x.nbytes, xent, roofline="read"),
+        Workload("cross_entropy logits weight", tuple(shape), dt, x.nbytes, weighted, roofline="read"),
+        Workload("softmax backward", tuple(shape), dt, 3 * x.nbytes, soft_back),
+        Workload("cross_entropy logits backward", tuple(shape), dt, 2 * x.nbytes, xent_back),
         # One element read per sample: the bytes that matter are the targets' rows' elements.
-        Workload("nll_loss", tuple(shape), np.dtype(dtype).name, shape[0] * x.itemsize, nll),
-        Workload("kl_div", tuple(shape), "float64", 2 * p.nbytes, kl),
-        Workload("js_distance", tuple(shape), "float64", 2 * p.nbytes, js),
+        Workload("nll_loss", tuple(shape), dt, shape[0] * x.itemsize, nll, roofline="read"),
+        Workload("kl_div", tuple(shape), "float64", 2 * p.nbytes, kl, roofline="read"),
+        Workload("js_distance", tuple(shape), "float64", 2 * p.nbytes, js, roofline="read"),
     ]
     if segmentation_shape:
         seg = rng.standard_normal(segmentation_shape).astype(dtype)
@@ -203,8 +202,10 @@ def _probabilities(shape) -> list[Workload]:
         impls["entropy"]["scipy"] = partial(scipy.stats.entropy, p, axis=-1)
         impls["js_divergence"]["scipy"] = lambda: scipy.spatial.distance.jensenshannon(p, q, axis=-1) ** 2
     arrays = {"entropy": 1, "cross_entropy": 2, "js_divergence": 2}
-    loads = [Workload(op, tuple(shape), "float64", arrays[op] * p.nbytes, i) for op, i in impls.items()]
-    return loads
+    return [
+        Workload(op, tuple(shape), "float64", arrays[op] * p.nbytes, i, roofline="read")
+        for op, i in impls.items()
+    ]
 
 
 def _log_softmax(shape, threads: int, dtype=np.float32) -> Workload:

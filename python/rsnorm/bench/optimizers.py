@@ -150,7 +150,8 @@ def _steps(sizes: dict[str, tuple[int, ...]], dtype=np.float32) -> list[Workload
                     stepper = _torch_optimizer(torch, cls, params(), grads, lr=1e-3, **options, **extra)
                     if stepper is not None:
                         impls[variant] = stepper
-            loads.append(Workload(f"{op} {label}", (n,), np.dtype(dtype).name, bytes_per * n, impls))
+            dt = np.dtype(dtype).name
+            loads.append(Workload(f"{op} {label}", (n,), dt, bytes_per * n, impls, roofline="in-place"))
     return loads
 
 

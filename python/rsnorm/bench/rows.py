@@ -108,6 +108,14 @@ def _numpy_cosine_linear_train_step(x, w, go):
     return dx, dw
 
 
+def _cosine(loads: list[Workload], op: str) -> Workload:
+    """The cosine_linear workload `op` of `loads`, held to its matrix products (BLAS) alone: the
+    caller sets its ``matmul``."""
+    load = next(w for w in loads if w.op == op)
+    load.roofline = "matmul"
+    return load
+
+
 def _add_then_norm(norm, x, residual):
     """A residual-add norm as a peer runs it: the sum once, then its norm; returns both."""
     total = x + residual
@@ -267,10 +275,13 @@ def _row_ops(shape, threads: int, dtype=np.float32) -> list[Workload]:
         "add_rms_norm": 4 * x.nbytes,
         "cosine_linear": x.nbytes + weight.nbytes + shape[0] * COSINE_OUT_FEATURES * x.itemsize,
     }
-    return [
+    loads = [
         Workload(op, tuple(shape), np.dtype(dtype).name, moved.get(op, 2 * x.nbytes), by_impl)
         for op, by_impl in impls.items()
     ]
+    x_unit, weight_unit = _numpy_l2_normalize(x), _numpy_l2_normalize(weight)
+    _cosine(loads, "cosine_linear").matmul = lambda: x_unit @ weight_unit.T
+    return loads
 
 
 def _backward(shape, dtype=np.float32) -> list[Workload]:
@@ -354,7 +365,14 @@ def _backward(shape, dtype=np.float32) -> list[Workload]:
     # the sum), write dx. cosine_linear: the matmuls' operands and outputs, both passes.
     moved = {"add_layer_norm fwd+bwd": 7 * x.nbytes, "add_rms_norm fwd+bwd": 7 * x.nbytes}
     moved["cosine_linear fwd+bwd"] = 3 * x.nbytes + 3 * weight.nbytes + 2 * go_cos.nbytes
-    return [Workload(op, tuple(shape), dt, moved.get(op, 5 * x.nbytes), i) for op, i in impls.items()]
+    loads = [Workload(op, tuple(shape), dt, moved.get(op, 5 * x.nbytes), i) for op, i in impls.items()]
+    x_unit, weight_unit = _numpy_l2_normalize(x), _numpy_l2_normalize(weight)
+    _cosine(loads, "cosine_linear fwd+bwd").matmul = lambda: (
+        x_unit @ weight_unit.T,
+        go_cos @ weight_unit,
+        go_cos.T @ x_unit,
+    )
+    return loads
 
 
 @family("rows")

@@ -43,7 +43,7 @@ def _moments(shape, dtype=np.float32) -> list[Workload]:
     rows, dt = shape[0], np.dtype(dtype).name
     # Read x (or two sets of moments), write the three per-row statistics.
     return [
-        Workload("moments", tuple(shape), dt, x.nbytes + 3 * 8 * rows, moments),
+        Workload("moments", tuple(shape), dt, x.nbytes + 3 * 8 * rows, moments, roofline="read"),
         Workload("merge_moments", tuple(shape), dt, 9 * 8 * rows, merge),
     ]
 

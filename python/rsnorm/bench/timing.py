@@ -1,5 +1,5 @@
-"""Timing: every implementation of a workload and a same-bytes copy, interleaved round by round;
-medians per call."""
+"""Timing: every implementation of a workload and its roofline (a same-bytes copy, an in-place
+stream or its matrix products), interleaved round by round; medians per call."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rsnorm import _rsnorm
 from rsnorm._config import config
 
 from .suites import SUITES, Suite
-from .workload import Result
+from .workload import Result, Workload
 
 
 def _calls_per_sample(fn, target_s: float) -> int:
@@ -79,11 +79,19 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _copy_reference(nbytes: int) -> Callable[[], object]:
-    """rsnorm's threads copying nbytes / 2 bytes into another buffer: the same bytes read plus
-    written as a workload that moves nbytes."""
-    src = np.ones(max(nbytes // 8, 1), dtype=np.float32)
-    return partial(_rsnorm._parallel_copy, src, np.empty_like(src))
+def _roofline(load: Workload) -> Callable[[], object]:
+    """The work `load` is held to (its `roofline`): rsnorm's threads copying bytes_moved / 2 bytes
+    into another buffer, or scaling bytes_moved / 2 bytes in place (the same bytes read plus
+    written), or summing bytes_moved bytes; or the workload's own matrix products."""
+    if load.roofline == "matmul":
+        assert load.matmul is not None, f"{load.op}: a matmul roofline needs its matmul"
+        return load.matmul
+    if load.roofline == "read":
+        return partial(_rsnorm._parallel_sum, np.ones(max(load.bytes_moved // 4, 1), dtype=np.float32))
+    buf = np.ones(max(load.bytes_moved // 8, 1), dtype=np.float32)
+    if load.roofline == "in-place":
+        return partial(_rsnorm._parallel_scale, buf, 1.0)
+    return partial(_rsnorm._parallel_copy, buf, np.empty_like(buf))
 
 
 def run(
@@ -93,7 +101,7 @@ def run(
     progress: bool = True,
 ) -> dict:
     """Times every workload of `suite` (those whose op contains `only`, if given) against its peers
-    and a same-bytes copy, interleaved; returns the report (config, ceiling, per-workload medians)."""
+    and its roofline, interleaved; returns the report (config, ceiling, per-workload medians)."""
     suite = SUITES[suite] if isinstance(suite, str) else suite
     rounds = rounds or suite.rounds
     threads = rn.get_num_threads()
@@ -104,9 +112,9 @@ def run(
     results = []
     for load in loads:
         bar.step(f"{load.op} {load.shape}")
-        impls = {**load.impls, "copy": _copy_reference(load.bytes_moved)}
+        impls = {**load.impls, load.roofline: _roofline(load)}
         timings = _time_interleaved(impls, rounds, suite.target_s, suite.settle_s)
-        results.append(Result(load.op, load.shape, load.dtype, load.bytes_moved, timings))
+        results.append(Result(load.op, load.shape, load.dtype, load.bytes_moved, timings, load.roofline))
         del impls
     bar.step("done")
     bar.close()

@@ -15,6 +15,14 @@ if TYPE_CHECKING:
 EPS = 1e-5
 
 
+# The rooflines a row is held to, each timed with rsnorm's threads on the workload's bytes: "copy"
+# (half read from one buffer, half written to another), "in-place" (half streamed through one
+# buffer, read and written back: in-place updates such as optimizer steps), "read" (all read and
+# summed: reductions such as losses, divergences and moments); or "matmul" (the workload's matrix
+# products alone, by NumPy's BLAS: cosine_linear).
+ROOFLINES = ("copy", "in-place", "read", "matmul")
+
+
 @dataclass
 class Workload:
     op: str
@@ -22,6 +30,9 @@ class Workload:
     dtype: str
     bytes_moved: int
     impls: dict[str, Callable[[], object]] = field(repr=False)
+    roofline: str = "copy"
+    # With roofline "matmul": the workload's matrix products, timed as its roofline.
+    matmul: Callable[[], object] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -31,6 +42,8 @@ class Result:
     dtype: str
     bytes_moved: int
     median_s: dict[str, float]
+    # Which entry of median_s is the row's roofline (one of ROOFLINES).
+    roofline: str = "copy"
 
     def gbps(self, impl: str) -> float:
         return self.bytes_moved / self.median_s[impl] / 1e9

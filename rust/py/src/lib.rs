@@ -94,6 +94,41 @@ fn copy_typed<S: Storage>(
     })
 }
 
+/// Multiplies `buf` (C-contiguous, writeable) by `factor` in place with rsnorm's threads: the
+/// in-place-stream ceiling the benchmarks report in-place updates against.
+#[pyfunction]
+fn _parallel_scale(py: Python<'_>, buf: &Bound<'_, PyAny>, factor: f64) -> Result<()> {
+    with_float_array!(float_array("_parallel_scale", "buf", buf)?, buf => scale_typed(py, buf, factor))
+}
+
+fn scale_typed<S: Storage>(
+    py: Python<'_>,
+    buf: Bound<'_, PyArrayDyn<S>>,
+    factor: f64,
+) -> Result<()> {
+    if !buf.is_c_contiguous() || !dispatch::is_writeable(buf.as_untyped()) {
+        return Err(value_error(
+            "_parallel_scale: buf must be C-contiguous and writeable",
+        ));
+    }
+    // SAFETY: contiguous and writeable; no other view is borrowed here.
+    let data = unsafe { buf.as_slice_mut()? };
+    compute(py, || {
+        rsnorm_core::parallel::parallel_scale(data, factor);
+        Ok(())
+    })
+}
+
+/// Σ buf (float32, C-contiguous) read by rsnorm's threads: the read-only-stream ceiling the
+/// benchmarks report reductions against.
+#[pyfunction]
+fn _parallel_sum(py: Python<'_>, buf: numpy::PyReadonlyArrayDyn<'_, f32>) -> Result<f64> {
+    let data = buf
+        .as_slice()
+        .map_err(|_| value_error("_parallel_sum: buf must be C-contiguous"))?;
+    compute(py, || Ok(rsnorm_core::parallel::parallel_sum(data)))
+}
+
 #[pymodule]
 fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -148,5 +183,7 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_copy, m)?)?;
+    m.add_function(wrap_pyfunction!(_parallel_scale, m)?)?;
+    m.add_function(wrap_pyfunction!(_parallel_sum, m)?)?;
     Ok(())
 }

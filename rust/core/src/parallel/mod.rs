@@ -297,6 +297,50 @@ pub fn parallel_copy<T: Copy + Send + Sync>(src: &[T], dst: &mut [T]) {
     });
 }
 
+/// Multiplies every element of `data` by `factor` in place with the worker threads, compiled for
+/// the active SIMD level: an in-place stream (each byte read once and written back), the ceiling
+/// the benchmarks hold in-place updates such as optimizer steps to. A copy is not that ceiling: it
+/// also reads the destination's lines before writing them.
+pub fn parallel_scale<T: crate::Element>(data: &mut [T], factor: f64) {
+    use crate::Float;
+    let factor = T::Compute::from_f64(factor);
+    let ptr = data.as_mut_ptr() as usize;
+    crate::simd::for_each_range(
+        data.len(),
+        1,
+        #[inline(always)]
+        |range| {
+            // SAFETY: ranges are disjoint and inside the slice.
+            let part = unsafe {
+                std::slice::from_raw_parts_mut((ptr as *mut T).add(range.start), range.len())
+            };
+            for v in part {
+                *v = T::store(v.load() * factor);
+            }
+        },
+    );
+}
+
+/// Σ data, read by the worker threads compiled for the active SIMD level: a read-only stream,
+/// the ceiling the benchmarks hold reductions (losses, divergences, moments) to.
+pub fn parallel_sum<T: crate::Float>(data: &[T]) -> f64 {
+    let partials = std::sync::Mutex::new(0.0f64);
+    crate::simd::for_each_range(
+        data.len(),
+        1,
+        #[inline(always)]
+        |range| {
+            let part = crate::reduce::sum(&data[range]);
+            *partials
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) += part;
+        },
+    );
+    partials
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,5 +465,22 @@ mod tests {
         let mut dst = vec![0.0f32; src.len()];
         parallel_copy(&src, &mut dst);
         assert_eq!(src, dst);
+    }
+
+    #[test]
+    fn parallel_scale_scales_every_element() {
+        let mut data: Vec<f32> = (0..200_000).map(|i| i as f32).collect();
+        parallel_scale(&mut data, 0.5);
+        assert!(data
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v.to_bits() == (i as f32 * 0.5).to_bits()));
+    }
+
+    #[test]
+    fn parallel_sum_sums_every_element() {
+        let data: Vec<f32> = (0..200_000).map(|i| (i % 7) as f32).collect();
+        let want: f64 = data.iter().map(|&v| f64::from(v)).sum();
+        assert_eq!(parallel_sum(&data).to_bits(), want.to_bits());
     }
 }
