@@ -283,6 +283,26 @@ def test_errors(rng):
         opt.step([np.ones((3, 4))])
 
 
+@pytest.mark.parametrize("make", [optim.Adam, optim.SGD, lambda ps: optim.SGD(ps, momentum=0.9)])
+def test_a_refused_step_changes_no_state(rng, make):
+    """The core refuses a gradient that is its parameter after the step created the state it
+    needed: that state is dropped again and no step is counted, on a first step and a later one."""
+    p, q = rng.standard_normal((3, 4)), rng.standard_normal(5)
+    opt = make([p, q])
+    with pytest.raises(ValueError, match=r"grads\[1\] shares memory with params\[1\]"):
+        opt.step([np.ones((3, 4)), q])
+    assert opt.state == {}
+    opt.step([np.ones((3, 4)), np.ones(5)])
+    before = {i: {k: np.copy(v) for k, v in st.items()} for i, st in opt.state.items()}
+    with pytest.raises(ValueError, match=r"grads\[1\] shares memory with params\[1\]"):
+        opt.step([np.ones((3, 4)), q])
+    assert before.keys() == opt.state.keys() and all(st["step"] == 1 for st in opt.state.values())
+    for i, st in opt.state.items():
+        assert st.keys() == before[i].keys()
+        for k, v in st.items():
+            np.testing.assert_array_equal(v, before[i][k])
+
+
 def test_options_are_read_by_the_core_from_the_group(rng):
     p = rng.standard_normal(4)
     # Numbers of any real type, flags by truth value, as PyTorch reads them.
