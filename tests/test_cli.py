@@ -230,9 +230,29 @@ def test_rooflines_are_timed_as_named():
         _rsnorm._parallel_scale(buf, 1.0)
     with pytest.raises(ValueError, match="_parallel_sum: buf must be C-contiguous"):
         _rsnorm._parallel_sum(buf[::2])
+    # An in-place reference streams the workload's footprint (each array once; Adam's parameter,
+    # gradient and two moments) and is scaled to the bytes the workload moves (28 per parameter).
+    from rsnorm.bench import timing, workload
+
+    adam = workload.Workload("adam", (10,), "float32", 280, {}, roofline="in-place", footprint=160)
+    assert timing._in_place_scale(adam) == 280 / 320
+    assert timing._in_place_scale(workload.Workload("x", (10,), "float32", 80, {})) == 1.0
     # An older report (no roofline named) is read against its copy.
     (row,) = bench.summarize(REPORT | {"results": REPORT["results"][:1]})
     assert row["roofline"] == "copy" and row["roofline_share"] == pytest.approx(0.8)
+
+
+def test_optimizer_rows_stream_their_footprint_in_place():
+    """Each optimizer row's roofline streams its parameter, gradient and state arrays once."""
+    from rsnorm.bench import optimizers
+
+    arrays = {"adam": 4, "adamw": 4, "sgd": 2, "sgd momentum": 3, "sgd nesterov": 3}
+    arrays |= {"adagrad": 3, "adadelta": 4, "rmsprop": 3}
+    loads = optimizers._steps({"1k": (600, 400)})
+    assert {load.op.rsplit(" ", 1)[0] for load in loads} == set(arrays)
+    for load in loads:
+        assert load.roofline == "in-place", load.op
+        assert load.footprint == arrays[load.op.rsplit(" ", 1)[0]] * 4 * 1000, load.op
 
 
 def test_config_and_usage():

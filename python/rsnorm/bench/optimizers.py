@@ -150,8 +150,19 @@ def _steps(sizes: dict[str, tuple[int, ...]], dtype=np.float32) -> list[Workload
                     stepper = _torch_optimizer(torch, cls, params(), grads, lr=1e-3, **options, **extra)
                     if stepper is not None:
                         impls[variant] = stepper
-            dt = np.dtype(dtype).name
-            loads.append(Workload(f"{op} {label}", (n,), dt, bytes_per * n, impls, roofline="in-place"))
+            # The parameter, gradient and state arrays, each touched once.
+            footprint = (bytes_per + 4) // 8 * np.dtype(dtype).itemsize * n
+            loads.append(
+                Workload(
+                    f"{op} {label}",
+                    (n,),
+                    np.dtype(dtype).name,
+                    bytes_per * n,
+                    impls,
+                    roofline="in-place",
+                    footprint=footprint,
+                )
+            )
     return loads
 
 

@@ -81,17 +81,25 @@ class _Progress:
 
 def _roofline(load: Workload) -> Callable[[], object]:
     """The work `load` is held to (its `roofline`): rsnorm's threads copying bytes_moved / 2 bytes
-    into another buffer, or scaling bytes_moved / 2 bytes in place (the same bytes read plus
-    written), or summing bytes_moved bytes; or the workload's own matrix products."""
+    into another buffer, or scaling the workload's footprint in place (`_in_place_scale` converts
+    its time to the workload's bytes), or summing bytes_moved bytes; or the workload's own matrix
+    products."""
     if load.roofline == "matmul":
         assert load.matmul is not None, f"{load.op}: a matmul roofline needs its matmul"
         return load.matmul
     if load.roofline == "read":
         return partial(_rsnorm._parallel_sum, np.ones(max(load.bytes_moved // 4, 1), dtype=np.float32))
-    buf = np.ones(max(load.bytes_moved // 8, 1), dtype=np.float32)
     if load.roofline == "in-place":
-        return partial(_rsnorm._parallel_scale, buf, 1.0)
+        assert load.footprint, f"{load.op}: an in-place roofline needs the workload's footprint"
+        return partial(_rsnorm._parallel_scale, np.ones(max(load.footprint // 4, 1), np.float32), 1.0)
+    buf = np.ones(max(load.bytes_moved // 8, 1), dtype=np.float32)
     return partial(_rsnorm._parallel_copy, buf, np.empty_like(buf))
+
+
+def _in_place_scale(load: Workload) -> float:
+    """What the in-place reference's time is multiplied by: it moved twice the footprint (each byte
+    read and written back), the workload moves bytes_moved."""
+    return load.bytes_moved / (2 * load.footprint) if load.roofline == "in-place" and load.footprint else 1.0
 
 
 def run(
@@ -114,6 +122,7 @@ def run(
         bar.step(f"{load.op} {load.shape}")
         impls = {**load.impls, load.roofline: _roofline(load)}
         timings = _time_interleaved(impls, rounds, suite.target_s, suite.settle_s)
+        timings[load.roofline] *= _in_place_scale(load)
         results.append(Result(load.op, load.shape, load.dtype, load.bytes_moved, timings, load.roofline))
         del impls
     bar.step("done")
