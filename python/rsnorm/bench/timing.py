@@ -1,5 +1,5 @@
 """Timing: every implementation of a workload and its roofline (a same-bytes copy, an in-place
-stream or its matrix products), interleaved round by round; medians per call."""
+stream, a read or its matrix products), interleaved round by round; medians per call."""
 
 from __future__ import annotations
 
