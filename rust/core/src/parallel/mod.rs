@@ -322,7 +322,8 @@ pub fn parallel_scale<T: crate::Element>(data: &mut [T], factor: f64) {
 }
 
 /// Σ data, read by the worker threads compiled for the active SIMD level: a read-only stream,
-/// the ceiling the benchmarks hold reductions (losses, divergences, moments) to.
+/// the ceiling the benchmarks hold reductions (losses, divergences, moments) to. The ranges'
+/// sums are added in the order they finish, so the last bits may differ between calls.
 pub fn parallel_sum<T: crate::Float>(data: &[T]) -> f64 {
     let partials = std::sync::Mutex::new(0.0f64);
     crate::simd::for_each_range(
