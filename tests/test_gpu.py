@@ -616,6 +616,66 @@ def test_backward_errors(device, rng):
         rsnorm.layer_norm_backward(a, a, mean, dr)
 
 
+def test_backward_out_on_the_device(device, rng):
+    """out= of the device backward passes: the results are written into the given device arrays (the
+    same objects come back), over grad_out or x in place, with the CPU's values."""
+    x = (rng.standard_normal((6, 40)) + 1e2).astype(np.float32)
+    go = rng.standard_normal(x.shape).astype(np.float32)
+    w, b = (rng.standard_normal(40).astype(np.float32) for _ in range(2))
+    _, mean, rstd = rsnorm.layer_norm(x, 40, w, b, return_stats=True)
+    a, ga, wa, ba, dm, dr = (gpu.asarray(v) for v in (x, go, w, b, mean, rstd))
+    want = rsnorm.layer_norm_backward(go, x, mean, rstd, w, b)
+    out = (gpu.empty(x.shape), gpu.empty(40), gpu.empty(40))
+    got = rsnorm.layer_norm_backward(ga, a, dm, dr, wa, ba, out=out)
+    assert all(g is o for g, o in zip(got, out))
+    _same_grads(got, want)
+    for target in ("grad_out", "x"):
+        g2, x2 = gpu.asarray(go), gpu.asarray(x)
+        into = g2 if target == "grad_out" else x2
+        got = rsnorm.layer_norm_backward(g2, x2, dm, dr, wa, ba, out=(into, None, None))
+        assert got[0] is into
+        _same_grads(got, want)
+    _, rstd = rsnorm.rms_norm(x, 40, w, return_stats=True)
+    dr = gpu.asarray(rstd)
+    dw = gpu.empty(40)
+    got = rsnorm.rms_norm_backward(ga, a, dr, wa, out=(None, dw))
+    assert got[1] is dw
+    _same_grads(got, rsnorm.rms_norm_backward(go, x, rstd, w))
+    g2 = gpu.asarray(go)
+    got = rsnorm.add_rms_norm_backward(g2, a, dr, wa, out=(None, g2, None))
+    assert got[0] is g2 and got[1] is g2
+    _same_grads(got, rsnorm.add_rms_norm_backward(go, x, rstd, w))
+    c = x.reshape(6, 4, 10)
+    gc = go.reshape(c.shape)
+    _, mean, rstd = rsnorm.batch_norm(c, training=True, return_stats=True)
+    cw = w[:4].copy()
+    for fn, kw in ((rsnorm.batch_norm_backward, {}), (rsnorm.group_norm_backward, {"num_groups": 1})):
+        if fn is rsnorm.group_norm_backward:
+            _, mean, rstd = rsnorm.group_norm(c, 1, return_stats=True)
+        want = fn(gc, c, mean, rstd, cw, **kw)
+        g2 = gpu.asarray(gc)
+        out = (g2, gpu.empty(4), gpu.empty(4))
+        args = (gpu.asarray(c), gpu.asarray(mean), gpu.asarray(rstd), gpu.asarray(cw))
+        got = fn(g2, *args, **kw, out=out)
+        assert all(g is o for g, o in zip(got, out))
+        _same_grads(got, want)
+    g2 = gpu.asarray(go)
+    assert rsnorm.selu_backward(g2, a, out=g2) is g2
+    close(g2, rsnorm.selu_backward(go, x))
+    with pytest.raises(TypeError, match=r"layer_norm_backward: argument 'out\[0\]' is a numpy.ndarray"):
+        rsnorm.layer_norm_backward(ga, a, dm, dr, wa, ba, out=(go, None, None))
+    with pytest.raises(
+        ValueError, match=r"layer_norm_backward: out\[1\] has shape \(39,\), expected \(40,\)"
+    ):
+        rsnorm.layer_norm_backward(ga, a, dm, dr, wa, ba, out=(None, gpu.empty(39), None))
+    with pytest.raises(ValueError, match=r"layer_norm_backward: out\[2\] is given, .*\(bias is None\)"):
+        rsnorm.layer_norm_backward(ga, a, dm, dr, wa, None, out=(None, None, gpu.empty(40)))
+    with pytest.raises(TypeError, match=r"layer_norm_backward: out must be a tuple of 3 arrays"):
+        rsnorm.layer_norm_backward(ga, a, dm, dr, wa, ba, out=gpu.empty(x.shape))
+    with pytest.raises(ValueError, match=r"batch_norm_backward: out has 1 entries, expected 3"):
+        rsnorm.batch_norm_backward(gpu.asarray(gc), *args, out=(None,))
+
+
 def test_threads_share_the_device(device, rng):
     xs = [rng.standard_normal((16, 300)).astype(np.float32) for _ in range(8)]
     results: list = [None] * len(xs)

@@ -12,6 +12,8 @@ _ArrayLike = npt.ArrayLike
 # Arrays written in place (out=, running statistics): NumPy arrays by the time the host functions
 # call the extension (device arrays go to their backend first), typed loosely as the public layer's.
 _Out = Any
+# A backward's out=: one entry per result, each an array or None.
+_Outs = tuple[Any, ...]
 
 __version__: str
 __all__ = [
@@ -231,6 +233,7 @@ def layer_norm_backward(
     weight: _ArrayLike | None = None,
     bias: _ArrayLike | None = None,
     normalized_shape: _Shape = None,
+    out: _Outs | None = None,
 ) -> tuple[_Array, _Array | None, _Array | None]: ...
 def rms_norm_backward(
     grad_out: _ArrayLike,
@@ -238,6 +241,7 @@ def rms_norm_backward(
     rstd: _ArrayLike,
     weight: _ArrayLike | None = None,
     normalized_shape: _Shape = None,
+    out: _Outs | None = None,
 ) -> tuple[_Array, _Array | None]: ...
 def add_layer_norm_backward(
     grad_out: _ArrayLike,
@@ -248,6 +252,7 @@ def add_layer_norm_backward(
     bias: _ArrayLike | None = None,
     grad_residual_out: _ArrayLike | None = None,
     normalized_shape: _Shape = None,
+    out: _Outs | None = None,
 ) -> tuple[_Array, _Array, _Array | None, _Array | None]: ...
 def add_rms_norm_backward(
     grad_out: _ArrayLike,
@@ -256,6 +261,7 @@ def add_rms_norm_backward(
     weight: _ArrayLike | None = None,
     grad_residual_out: _ArrayLike | None = None,
     normalized_shape: _Shape = None,
+    out: _Outs | None = None,
 ) -> tuple[_Array, _Array, _Array | None]: ...
 def batch_norm_backward(
     grad_out: _ArrayLike,
@@ -266,6 +272,7 @@ def batch_norm_backward(
     training: bool = True,
     axis: int = 1,
     mean_only: bool = False,
+    out: _Outs | None = None,
 ) -> tuple[_Array, _Array | None, _Array]: ...
 def instance_norm_backward(
     grad_out: _ArrayLike,
@@ -274,6 +281,7 @@ def instance_norm_backward(
     rstd: _ArrayLike,
     weight: _ArrayLike | None = None,
     use_input_stats: bool = True,
+    out: _Outs | None = None,
 ) -> tuple[_Array, _Array | None, _Array]: ...
 def group_norm_backward(
     grad_out: _ArrayLike,
@@ -283,15 +291,23 @@ def group_norm_backward(
     weight: _ArrayLike | None = None,
     *,
     num_groups: int,
+    out: _Outs | None = None,
 ) -> tuple[_Array, _Array | None, _Array]: ...
 def weight_norm_backward(
-    grad_w: _ArrayLike, v: _ArrayLike, g: _ArrayLike, dim: int | None = 0
+    grad_w: _ArrayLike, v: _ArrayLike, g: _ArrayLike, dim: int | None = 0, out: _Outs | None = None
 ) -> tuple[_Array, _Array]: ...
-def l2_normalize_backward(grad: _ArrayLike, x: _ArrayLike, eps: float = 1e-12) -> _Array: ...
-def normalize_backward(
-    grad: _ArrayLike, x: _ArrayLike, p: float = 2.0, axis: int = -1, eps: float = 1e-12
+def l2_normalize_backward(
+    grad: _ArrayLike, x: _ArrayLike, eps: float = 1e-12, out: _Out | None = None
 ) -> _Array: ...
-def selu_backward(grad_out: _ArrayLike, x: _ArrayLike) -> _Array: ...
+def normalize_backward(
+    grad: _ArrayLike,
+    x: _ArrayLike,
+    p: float = 2.0,
+    axis: int = -1,
+    eps: float = 1e-12,
+    out: _Out | None = None,
+) -> _Array: ...
+def selu_backward(grad_out: _ArrayLike, x: _ArrayLike, out: _Out | None = None) -> _Array: ...
 def optim_validate(name: str, group: dict[str, Any]) -> list[str]: ...
 def optim_step(
     algorithm: str, group: dict[str, Any], tensors: dict[str, list[Any]], grad_scale: float = 1.0
@@ -371,6 +387,8 @@ class GpuTimestamp:
     def nanoseconds(self) -> float: ...
 
 _G = GpuArray | None
+# out= of a device backward: its entries as handles (the binding checks the tuple).
+_GOuts = tuple[GpuArray | None, ...] | None
 
 def gpu_is_available() -> bool: ...
 def gpu_device_info() -> dict[str, str]: ...
@@ -435,7 +453,7 @@ def gpu_relu_backward(grad_out: GpuArray, x: GpuArray, out: _G) -> GpuArray: ...
 def gpu_matmul(
     a: GpuArray, b: GpuArray, bias: _G, transpose_a: bool, transpose_b: bool, out: _G
 ) -> GpuArray: ...
-def gpu_selu_backward(grad_out: GpuArray, x: GpuArray) -> GpuArray: ...
+def gpu_selu_backward(grad_out: GpuArray, x: GpuArray, out: _G) -> GpuArray: ...
 def gpu_group_norm(
     x: GpuArray, num_groups: int, weight: _G, bias: _G, eps: float, out: _G, return_stats: bool
 ) -> Any: ...
@@ -475,6 +493,7 @@ def gpu_layer_norm_backward(
     weight: _G,
     bias: _G,
     normalized_shape: int | Sequence[int] | None,
+    out: _GOuts,
 ) -> tuple[GpuArray, GpuArray | None, GpuArray | None]: ...
 def gpu_rms_norm_backward(
     grad_out: GpuArray,
@@ -482,6 +501,7 @@ def gpu_rms_norm_backward(
     rstd: GpuArray,
     weight: _G,
     normalized_shape: int | Sequence[int] | None,
+    out: _GOuts,
 ) -> tuple[GpuArray, GpuArray | None]: ...
 def gpu_add_layer_norm_backward(
     grad_out: GpuArray,
@@ -492,6 +512,7 @@ def gpu_add_layer_norm_backward(
     bias: _G,
     grad_residual_out: _G,
     normalized_shape: int | Sequence[int] | None,
+    out: _GOuts,
 ) -> tuple[GpuArray, GpuArray, GpuArray | None, GpuArray | None]: ...
 def gpu_add_rms_norm_backward(
     grad_out: GpuArray,
@@ -500,6 +521,7 @@ def gpu_add_rms_norm_backward(
     weight: _G,
     grad_residual_out: _G,
     normalized_shape: int | Sequence[int] | None,
+    out: _GOuts,
 ) -> tuple[GpuArray, GpuArray, GpuArray | None]: ...
 def gpu_optim_step(
     algorithm: str,
@@ -522,10 +544,23 @@ def gpu_batch_norm_backward(
     training: bool,
     axis: int,
     mean_only: bool,
+    out: _GOuts,
 ) -> tuple[GpuArray, GpuArray | None, GpuArray]: ...
 def gpu_group_norm_backward(
-    grad_out: GpuArray, x: GpuArray, mean: GpuArray, rstd: GpuArray, weight: _G, num_groups: int
+    grad_out: GpuArray,
+    x: GpuArray,
+    mean: GpuArray,
+    rstd: GpuArray,
+    weight: _G,
+    num_groups: int,
+    out: _GOuts,
 ) -> tuple[GpuArray, GpuArray | None, GpuArray]: ...
 def gpu_instance_norm_backward(
-    grad_out: GpuArray, x: GpuArray, mean: GpuArray, rstd: GpuArray, weight: _G, use_input_stats: bool
+    grad_out: GpuArray,
+    x: GpuArray,
+    mean: GpuArray,
+    rstd: GpuArray,
+    weight: _G,
+    use_input_stats: bool,
+    out: _GOuts,
 ) -> tuple[GpuArray, GpuArray | None, GpuArray]: ...

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 else:
     ArrayLike = npt.ArrayLike
     OutArray = npt.NDArray[Any]
+#: ``out=`` of a function returning several arrays: one entry per result, an array or None (as NumPy's
+#: ufuncs with several outputs take it).
+OutArrays = tuple[Union[OutArray, None], ...]
 #: The trailing dims a row normalization covers: a size, sizes, or None for the last dim.
 Shape = Union[int, Sequence[int], None]
 #: Partial statistics (count, mean, m2), as ``moments`` returns and ``merge_moments`` takes.

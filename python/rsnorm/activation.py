@@ -17,9 +17,9 @@ def selu(x: ArrayLike, *, out: OutArray | None = None) -> Array:
 
 
 @op
-def selu_backward(grad_out: ArrayLike, x: ArrayLike) -> Array:
-    """Gradient ``dx`` of ``selu`` at ``x``."""
-    return _rsnorm.selu_backward(grad_out, x)
+def selu_backward(grad_out: ArrayLike, x: ArrayLike, *, out: OutArray | None = None) -> Array:
+    """Gradient ``dx`` of ``selu`` at ``x``; ``out`` may be ``grad_out`` or ``x`` (in place)."""
+    return _rsnorm.selu_backward(grad_out, x, out)
 
 
 @op

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import _rsnorm
 from ._backend import op
-from ._typing import Array, ArrayLike, OutArray
+from ._typing import Array, ArrayLike, OutArray, OutArrays
 
 __all__ = [
     "batch_norm",
@@ -82,11 +82,13 @@ def batch_norm_backward(
     training: bool = True,
     axis: int = 1,
     mean_only: bool = False,
+    out: OutArrays | None = None,
 ) -> tuple[Array, Array | None, Array]:
     """Gradients ``(dx, dweight, dbias)`` of ``batch_norm``; ``training=False`` is the evaluation-mode
     gradient (the statistics are constants), ``mean_only=True`` that of mean-only batch norm (which
-    does not scale: ``rstd`` is not read)."""
-    return _rsnorm.batch_norm_backward(grad_out, x, mean, rstd, weight, training, axis, mean_only)
+    does not scale: ``rstd`` is not read). ``out``: arrays to write the results into, as for
+    ``layer_norm_backward``."""
+    return _rsnorm.batch_norm_backward(grad_out, x, mean, rstd, weight, training, axis, mean_only, out)
 
 
 @op
@@ -121,11 +123,12 @@ def instance_norm_backward(
     weight: ArrayLike | None = None,
     *,
     use_input_stats: bool = True,
+    out: OutArrays | None = None,
 ) -> tuple[Array, Array | None, Array]:
     """Gradients ``(dx, dweight, dbias)`` of ``instance_norm`` from its ``(N, C)`` statistics;
     ``use_input_stats=False`` (the forward normalized with running statistics) treats them as
-    constants."""
-    return _rsnorm.instance_norm_backward(grad_out, x, mean, rstd, weight, use_input_stats)
+    constants. ``out`` as for ``batch_norm_backward``."""
+    return _rsnorm.instance_norm_backward(grad_out, x, mean, rstd, weight, use_input_stats, out)
 
 
 @op
@@ -154,6 +157,7 @@ def group_norm_backward(
     weight: ArrayLike | None = None,
     *,
     num_groups: int,
+    out: OutArrays | None = None,
 ) -> tuple[Array, Array | None, Array]:
-    """Gradients ``(dx, dweight, dbias)`` of ``group_norm``."""
-    return _rsnorm.group_norm_backward(grad_out, x, mean, rstd, weight, num_groups=num_groups)
+    """Gradients ``(dx, dweight, dbias)`` of ``group_norm``; ``out`` as for ``batch_norm_backward``."""
+    return _rsnorm.group_norm_backward(grad_out, x, mean, rstd, weight, num_groups=num_groups, out=out)

@@ -207,6 +207,19 @@ def _wrap(result: Any, *given: Any) -> Any:
     return one(result)
 
 
+def _outs(op: str, name: str, value: Any) -> Any:
+    """A backward's ``out=`` tuple with its device arrays as handles (the binding checks the rest:
+    the tuple's length, each entry's shape and dtype)."""
+    if type(value) is not tuple:
+        return value
+    return tuple(None if v is None else _dev(op, f"{name}[{i}]", v) for i, v in enumerate(value))
+
+
+def _given(value: Any) -> tuple[Any, ...]:
+    """The arrays of an ``out=`` tuple (what the results may be)."""
+    return value if type(value) is tuple else ()
+
+
 def _either(value: Any) -> Any:
     """A device array's handle, or a host value as it is (the binding tells which it takes)."""
     return value._a if isinstance(value, Array) else value
@@ -275,12 +288,15 @@ def _device_op(
     def argument(p: inspect.Parameter) -> str:
         if host and p.name in host:
             return f"{host[p.name]}({p.name})"
+        if "OutArrays" in str(p.annotation):
+            return f"_outs({name!r}, {p.name!r}, {p.name})"
         if "Array" not in str(p.annotation):
             return p.name
         check = "_dev" if p.default is inspect.Parameter.empty else "_opt"
         return f"{check}({name!r}, {p.name!r}, {p.name})"
 
-    given = [n for n in ("out", "residual_out") if n in keyword]
+    outs = {p.name for p in params if "OutArrays" in str(p.annotation)}
+    given = [f"*_given({n})" if n in outs else n for n in ("out", "residual_out") if n in keyword]
     source = (
         f"def {name}({', '.join(positional + (['*', *keyword] if keyword else []))}):\n"
         f"    return _wrap(_binding({', '.join(map(argument, params))}), {', '.join(given)})\n"
@@ -288,6 +304,8 @@ def _device_op(
     namespace: dict[str, Any] = {
         "_dev": _dev,
         "_opt": _opt,
+        "_outs": _outs,
+        "_given": _given,
         "_either": _either,
         "_host": _host,
         "_wrap": _wrap,

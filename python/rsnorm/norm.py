@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _rsnorm
 from ._backend import op
-from ._typing import Array, ArrayLike, OutArray, Shape
+from ._typing import Array, ArrayLike, OutArray, OutArrays, Shape
 
 __all__ = [
     "add_layer_norm",
@@ -90,9 +90,14 @@ def layer_norm_backward(
     bias: ArrayLike | None = None,
     *,
     normalized_shape: Shape = None,
+    out: OutArrays | None = None,
 ) -> tuple[Array, Array | None, Array | None]:
-    """Gradients ``(dx, dweight, dbias)`` of ``layer_norm`` given its ``mean`` and ``rstd``."""
-    return _rsnorm.layer_norm_backward(grad_out, x, mean, rstd, weight, bias, normalized_shape)
+    """Gradients ``(dx, dweight, dbias)`` of ``layer_norm`` given its ``mean`` and ``rstd``.
+
+    ``out`` (a tuple with one entry per result, each an array or None) names arrays to write the
+    results into, as NumPy's functions with several outputs take it; dx may be ``grad_out`` or ``x``
+    (in place)."""
+    return _rsnorm.layer_norm_backward(grad_out, x, mean, rstd, weight, bias, normalized_shape, out)
 
 
 @overload
@@ -139,9 +144,12 @@ def rms_norm_backward(
     weight: ArrayLike | None = None,
     *,
     normalized_shape: Shape = None,
+    out: OutArrays | None = None,
 ) -> tuple[Array, Array | None]:
-    """Gradients ``(dx, dweight)`` of ``rms_norm`` given its ``rstd``."""
-    return _rsnorm.rms_norm_backward(grad_out, x, rstd, weight, normalized_shape)
+    """Gradients ``(dx, dweight)`` of ``rms_norm`` given its ``rstd``.
+
+    ``out``: arrays to write the results into, as for ``layer_norm_backward``."""
+    return _rsnorm.rms_norm_backward(grad_out, x, rstd, weight, normalized_shape, out)
 
 
 @op
@@ -176,11 +184,15 @@ def add_layer_norm_backward(
     *,
     grad_residual_out: ArrayLike | None = None,
     normalized_shape: Shape = None,
+    out: OutArrays | None = None,
 ) -> tuple[Array, Array, Array | None, Array | None]:
     """Gradients ``(dx, dresidual, dweight, dbias)`` of ``add_layer_norm`` (dx and dresidual are the
-    same array); ``grad_residual_out`` is the gradient arriving at the returned sum, if any."""
+    same array); ``grad_residual_out`` is the gradient arriving at the returned sum, if any.
+
+    ``out``: arrays to write the results into, as for ``layer_norm_backward``; dx and dresidual are
+    one array, given as ``out[0]`` or ``out[1]`` (or the same array as both)."""
     return _rsnorm.add_layer_norm_backward(
-        grad_out, residual_sum, mean, rstd, weight, bias, grad_residual_out, normalized_shape
+        grad_out, residual_sum, mean, rstd, weight, bias, grad_residual_out, normalized_shape, out
     )
 
 
@@ -209,10 +221,12 @@ def add_rms_norm_backward(
     *,
     grad_residual_out: ArrayLike | None = None,
     normalized_shape: Shape = None,
+    out: OutArrays | None = None,
 ) -> tuple[Array, Array, Array | None]:
-    """Gradients ``(dx, dresidual, dweight)`` of ``add_rms_norm`` (dx and dresidual are the same array)."""
+    """Gradients ``(dx, dresidual, dweight)`` of ``add_rms_norm`` (dx and dresidual are the same array;
+    ``out`` as for ``add_layer_norm_backward``)."""
     return _rsnorm.add_rms_norm_backward(
-        grad_out, residual_sum, rstd, weight, grad_residual_out, normalized_shape
+        grad_out, residual_sum, rstd, weight, grad_residual_out, normalized_shape, out
     )
 
 
@@ -224,9 +238,11 @@ def l2_normalize(x: ArrayLike, eps: float = 1e-12, *, out: OutArray | None = Non
 
 
 @op
-def l2_normalize_backward(grad: ArrayLike, x: ArrayLike, eps: float = 1e-12) -> Array:
-    """Gradient ``dx`` of ``l2_normalize``."""
-    return _rsnorm.l2_normalize_backward(grad, x, eps)
+def l2_normalize_backward(
+    grad: ArrayLike, x: ArrayLike, eps: float = 1e-12, *, out: OutArray | None = None
+) -> Array:
+    """Gradient ``dx`` of ``l2_normalize``; ``out`` may be ``grad`` or ``x`` (in place)."""
+    return _rsnorm.l2_normalize_backward(grad, x, eps, out)
 
 
 @op
@@ -242,11 +258,17 @@ def normalize(
 
 @op
 def normalize_backward(
-    grad: ArrayLike, x: ArrayLike, p: float = 2.0, axis: int = -1, eps: float = 1e-12
+    grad: ArrayLike,
+    x: ArrayLike,
+    p: float = 2.0,
+    axis: int = -1,
+    eps: float = 1e-12,
+    *,
+    out: OutArray | None = None,
 ) -> Array:
     """Gradient ``dx`` of ``normalize`` (for ``p=inf`` the gradient of the largest magnitude is
-    shared equally by the values that reach it, as PyTorch does)."""
-    return _rsnorm.normalize_backward(grad, x, p, axis, eps)
+    shared equally by the values that reach it, as PyTorch does); ``out`` may be ``grad`` or ``x``."""
+    return _rsnorm.normalize_backward(grad, x, p, axis, eps, out)
 
 
 @op
@@ -258,10 +280,11 @@ def weight_norm(v: ArrayLike, g: ArrayLike, dim: int | None = 0, *, out: OutArra
 
 @op
 def weight_norm_backward(
-    grad_w: ArrayLike, v: ArrayLike, g: ArrayLike, *, dim: int | None = 0
+    grad_w: ArrayLike, v: ArrayLike, g: ArrayLike, *, dim: int | None = 0, out: OutArrays | None = None
 ) -> tuple[Array, Array]:
-    """Gradients ``(dv, dg)`` of ``weight_norm`` from the gradient of ``w``."""
-    return _rsnorm.weight_norm_backward(grad_w, v, g, dim)
+    """Gradients ``(dv, dg)`` of ``weight_norm`` from the gradient of ``w``; ``out`` as for
+    ``layer_norm_backward`` (dv may be ``grad_w`` or ``v``)."""
+    return _rsnorm.weight_norm_backward(grad_w, v, g, dim, out)
 
 
 @op

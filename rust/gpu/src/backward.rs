@@ -36,6 +36,8 @@ pub struct RowNormBackward<'a> {
     pub dbias: bool,
     /// The gradient reaching a fused add's sum output: added to dx.
     pub grad_sum: Option<&'a Tensor>,
+    /// Where dx is written (`out=`; it may be grad_out, x or grad_sum), else a new array.
+    pub out: Option<&'a Tensor>,
 }
 
 #[derive(Debug)]
@@ -89,7 +91,7 @@ impl RowNormBackward<'_> {
             .weight
             .map(|w| to_dtype(ctx, op, "weight", w, dtype))
             .transpose()?;
-        let dx = output(ctx, op, "dx", None, x.shape(), dtype)?;
+        let dx = output(ctx, op, "out", self.out, x.shape(), dtype)?;
         let want = self.dweight || self.dbias;
         let (dweight, dbias) = if want {
             (
@@ -117,6 +119,10 @@ impl RowNormBackward<'_> {
         let parts = chunks(ctx, rows as u64, &[row_bytes, stat_bytes])?;
         let cols32 = to_u32(op, "row length", cols as u64)?;
         let rows_per_group = u64::from(WG / t);
+        // The parameter gradients read grad_out and x before dx is written: dx may be either.
+        if let (Some(dw), Some(db)) = (&dweight, &dbias) {
+            self.param_grads(&grad, mean.as_ref(), &rstd, &parts, dw, db)?;
+        }
         ctx.checked(|| {
             for &chunk in &parts {
                 if chunk.1 == 0 || cols == 0 {
@@ -142,9 +148,6 @@ impl RowNormBackward<'_> {
             }
             Ok(())
         })?;
-        if let (Some(dw), Some(db)) = (&dweight, &dbias) {
-            self.param_grads(&grad, mean.as_ref(), &rstd, &parts, dw, db)?;
-        }
         Ok(RowGrads {
             dx,
             dweight: dweight.filter(|_| self.dweight),
@@ -279,6 +282,8 @@ pub struct ChannelBackward<'a> {
     pub stats_use: StatsUse,
     /// rstd taken as 1 (mean-only BatchNorm).
     pub unit_rstd: bool,
+    /// Where dx is written (`out=`; it may be grad_out or x: it is written last), else a new array.
+    pub out: Option<&'a Tensor>,
 }
 
 impl ChannelBackward<'_> {
@@ -322,7 +327,7 @@ impl ChannelBackward<'_> {
             stat_sums: new_like(ctx, &[(stats * 2).max(1)], compute)?,
             dweight: new_like(ctx, &[channels], compute)?,
             dbias: new_like(ctx, &[channels], compute)?,
-            dx: output(ctx, op, "dx", None, shape, dtype)?,
+            dx: output(ctx, op, "out", self.out, shape, dtype)?,
         };
         let flag = |b: bool| f64::from(u8::from(b));
         let (kind, groups) = match self.kind {

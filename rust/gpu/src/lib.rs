@@ -20,7 +20,7 @@ pub use context::{device_info, is_available, Timestamp};
 pub use error::{Error, Result};
 pub use losses::{ClassTarget, CrossEntropy, LossGrad};
 pub use ops::{
-    batch_norm, group_norm, instance_norm, matmul, relu, relu_backward, repeat, selu,
+    batch_norm, check_out, group_norm, instance_norm, matmul, relu, relu_backward, repeat, selu,
     selu_backward, softmax, softmax_backward, ChannelAffine, ChannelMap, RowKind, RowNorm,
     RowNormOutput,
 };

@@ -150,6 +150,12 @@ pub(crate) fn output(
     let Some(out) = out else {
         return new_like(ctx, shape, dtype);
     };
+    check_out(op, name, out, shape, dtype)?;
+    Ok(out.clone())
+}
+
+/// An `out=` array of the result's shape and dtype, else the error naming `name`.
+pub fn check_out(op: &str, name: &str, out: &Tensor, shape: &[usize], dtype: DType) -> Result<()> {
     if out.dtype() != dtype {
         return Err(Error::Unsupported(format!(
             "{op}: {name} has dtype {}, expected {}",
@@ -164,7 +170,7 @@ pub(crate) fn output(
             shape_str(shape)
         ))));
     }
-    Ok(out.clone())
+    Ok(())
 }
 
 /// An input that must have x's shape (a residual); converted to x's dtype.
@@ -564,8 +570,8 @@ pub fn selu(x: &Tensor, out: Option<&Tensor>) -> Result<Tensor> {
 }
 
 /// SELU's backward: dx from grad_out and the forward's input.
-pub fn selu_backward(grad_out: &Tensor, x: &Tensor) -> Result<Tensor> {
-    activation("selu_backward", false, x, Some(grad_out), None)
+pub fn selu_backward(grad_out: &Tensor, x: &Tensor, out: Option<&Tensor>) -> Result<Tensor> {
+    activation("selu_backward", false, x, Some(grad_out), out)
 }
 
 /// ReLU of every element, NaN kept (as `np.maximum(x, 0)` and `torch.relu`).

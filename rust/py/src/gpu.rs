@@ -649,14 +649,15 @@ pub(crate) fn gpu_selu<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (grad_out, x))]
+#[pyo3(signature = (grad_out, x, out))]
 pub(crate) fn gpu_selu_backward<'py>(
     py: Python<'py>,
     grad_out: PyRef<'_, GpuArray>,
     x: PyRef<'_, GpuArray>,
+    out: Arr<'_>,
 ) -> Result<Bound<'py, PyAny>> {
-    let (grad_out, x) = (&grad_out.0, &x.0);
-    let dx = run(py, || rsnorm_gpu::selu_backward(grad_out, x))?;
+    let (grad_out, x, out) = (&grad_out.0, &x.0, tensor(&out));
+    let dx = run(py, || rsnorm_gpu::selu_backward(grad_out, x, out))?;
     wrap(py, dx)
 }
 
@@ -757,6 +758,58 @@ pub(crate) fn gpu_batch_norm<'py>(
     with_stats(py, result, &[channels])
 }
 
+/// A backward's `out=` (see the CPU binding's `out_entries`) as device arrays.
+fn device_outs<'py, const N: usize>(
+    op: &str,
+    out: Option<&Bound<'py, PyAny>>,
+    results: [&str; N],
+) -> Result<[Option<Bound<'py, PyAny>>; N]> {
+    crate::backward::out_entries(op, out, results)
+}
+
+/// An `out=` entry as a device array, checked against its result's shape and dtype before any work;
+/// `computed` is false (with the parameter's name) for a gradient not computed.
+fn device_out<'py>(
+    op: &str,
+    (entry, index): (Option<&Bound<'py, PyAny>>, usize),
+    (computed, parameter): (bool, &str),
+    shape: &[usize],
+    dtype: DType,
+) -> Result<Option<PyRef<'py, GpuArray>>> {
+    let Some(entry) = entry else {
+        return Ok(None);
+    };
+    if !computed {
+        return Err(crate::backward::not_computed(op, index, parameter));
+    }
+    let name = format!("out[{index}]");
+    let Ok(array) = entry.extract::<PyRef<'py, GpuArray>>() else {
+        return Err(type_error(format!(
+            "{op}: {name} must be an rsnorm.gpu array, got {}",
+            entry.get_type().name()?
+        )));
+    };
+    rsnorm_gpu::check_out(op, &name, &array.0, shape, dtype)?;
+    Ok(Some(array))
+}
+
+/// A parameter's gradient: copied into its `out=` array when given (a few values), else as it is.
+fn param_result<'py>(
+    py: Python<'py>,
+    grad: Option<Tensor>,
+    into: Option<&PyRef<'_, GpuArray>>,
+) -> Result<Option<Bound<'py, PyAny>>> {
+    let Some(grad) = grad else {
+        return Ok(None);
+    };
+    let Some(into) = into else {
+        return wrap(py, grad).map(Some);
+    };
+    let target = into.0.clone();
+    run(py, || target.copy_from(&grad))?;
+    wrap(py, into.0.clone()).map(Some)
+}
+
 /// The arguments of a row norm's backward, as the CPU bindings take them.
 struct RowBackwardArgs<'a, 'py> {
     op: &'static str,
@@ -769,6 +822,8 @@ struct RowBackwardArgs<'a, 'py> {
     bias: Arr<'a>,
     grad_sum: Arr<'a>,
     normalized_shape: Option<&'a Bound<'py, PyAny>>,
+    /// `out=` entries for (dx, dweight, dbias), each with its index in the public tuple.
+    out: [(Option<Bound<'py, PyAny>>, usize); 3],
 }
 
 impl RowBackwardArgs<'_, '_> {
@@ -779,6 +834,18 @@ impl RowBackwardArgs<'_, '_> {
         let inner_ndim = normalized_ndim(op, shape, self.normalized_shape)?;
         let inner = &shape[shape.len() - inner_ndim..];
         check_params(op, [("weight", &self.weight), ("bias", &self.bias)], inner)?;
+        let dtype = self.x.0.dtype();
+        let [(dx, i), (dw, j), (db, k)] = &self.out;
+        let dx_out = device_out(op, (dx.as_ref(), *i), (true, "x"), shape, dtype)?;
+        let dw = (dw.as_ref(), *j);
+        let dw_out = device_out(op, dw, (self.weight.is_some(), "weight"), inner, dtype)?;
+        let db_out = device_out(
+            op,
+            (db.as_ref(), *k),
+            (self.bias.is_some(), "bias"),
+            inner,
+            dtype,
+        )?;
         let backward = RowNormBackward {
             op,
             kind: self.kind,
@@ -792,10 +859,15 @@ impl RowBackwardArgs<'_, '_> {
             dweight: self.weight.is_some(),
             dbias: self.bias.is_some(),
             grad_sum: tensor(&self.grad_sum),
+            out: tensor(&dx_out),
         };
         let RowGrads { dx, dweight, dbias } = run(py, || backward.run())?;
-        let param = |t: Option<Tensor>| t.map(|t| wrap(py, t.reshape(inner))).transpose();
-        Ok(vec![Some(wrap(py, dx)?), param(dweight)?, param(dbias)?])
+        let shaped = |t: Option<Tensor>| t.map(|t| t.reshape(inner));
+        Ok(vec![
+            Some(wrap(py, dx)?),
+            param_result(py, shaped(dweight), dw_out.as_ref())?,
+            param_result(py, shaped(dbias), db_out.as_ref())?,
+        ])
     }
 }
 
@@ -812,7 +884,8 @@ fn optional_tuple<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (grad_out, x, mean, rstd, weight, bias, normalized_shape))]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight, bias, normalized_shape, out))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn gpu_layer_norm_backward<'py>(
     py: Python<'py>,
     grad_out: PyRef<'_, GpuArray>,
@@ -822,9 +895,13 @@ pub(crate) fn gpu_layer_norm_backward<'py>(
     weight: Arr<'_>,
     bias: Arr<'_>,
     normalized_shape: Option<&Bound<'py, PyAny>>,
+    out: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
+    let op = "layer_norm_backward";
+    let [dx, dw, db] = device_outs(op, out, ["dx", "dweight", "dbias"])?;
     let grads = RowBackwardArgs {
-        op: "layer_norm_backward",
+        out: [(dx, 0), (dw, 1), (db, 2)],
+        op,
         kind: RowKind::Layer,
         grad_out: &grad_out,
         x: &x,
@@ -840,7 +917,7 @@ pub(crate) fn gpu_layer_norm_backward<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (grad_out, x, rstd, weight, normalized_shape))]
+#[pyo3(signature = (grad_out, x, rstd, weight, normalized_shape, out))]
 pub(crate) fn gpu_rms_norm_backward<'py>(
     py: Python<'py>,
     grad_out: PyRef<'_, GpuArray>,
@@ -848,9 +925,13 @@ pub(crate) fn gpu_rms_norm_backward<'py>(
     rstd: PyRef<'_, GpuArray>,
     weight: Arr<'_>,
     normalized_shape: Option<&Bound<'py, PyAny>>,
+    out: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
+    let op = "rms_norm_backward";
+    let [dx, dw] = device_outs(op, out, ["dx", "dweight"])?;
     let mut grads = RowBackwardArgs {
-        op: "rms_norm_backward",
+        out: [(dx, 0), (dw, 1), (None, 2)],
+        op,
         kind: RowKind::Rms,
         grad_out: &grad_out,
         x: &x,
@@ -867,7 +948,8 @@ pub(crate) fn gpu_rms_norm_backward<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (grad_out, residual_sum, mean, rstd, weight, bias, grad_residual_out, normalized_shape))]
+#[pyo3(signature = (grad_out, residual_sum, mean, rstd, weight, bias, grad_residual_out, normalized_shape,
+                    out))]
 pub(crate) fn gpu_add_layer_norm_backward<'py>(
     py: Python<'py>,
     grad_out: PyRef<'_, GpuArray>,
@@ -878,9 +960,17 @@ pub(crate) fn gpu_add_layer_norm_backward<'py>(
     bias: Arr<'_>,
     grad_residual_out: Arr<'_>,
     normalized_shape: Option<&Bound<'py, PyAny>>,
+    out: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
+    let op = "add_layer_norm_backward";
+    let [dx, dr, dw, db] = device_outs(op, out, ["dx", "dresidual", "dweight", "dbias"])?;
     let mut grads = RowBackwardArgs {
-        op: "add_layer_norm_backward",
+        out: [
+            crate::backward::one_sum_gradient(op, dx, dr)?,
+            (dw, 2),
+            (db, 3),
+        ],
+        op,
         kind: RowKind::Layer,
         grad_out: &grad_out,
         x: &residual_sum,
@@ -898,7 +988,8 @@ pub(crate) fn gpu_add_layer_norm_backward<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (grad_out, residual_sum, rstd, weight, grad_residual_out, normalized_shape))]
+#[pyo3(signature = (grad_out, residual_sum, rstd, weight, grad_residual_out, normalized_shape, out))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn gpu_add_rms_norm_backward<'py>(
     py: Python<'py>,
     grad_out: PyRef<'_, GpuArray>,
@@ -907,9 +998,17 @@ pub(crate) fn gpu_add_rms_norm_backward<'py>(
     weight: Arr<'_>,
     grad_residual_out: Arr<'_>,
     normalized_shape: Option<&Bound<'py, PyAny>>,
+    out: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
+    let op = "add_rms_norm_backward";
+    let [dx, dr, dw] = device_outs(op, out, ["dx", "dresidual", "dweight"])?;
     let mut grads = RowBackwardArgs {
-        op: "add_rms_norm_backward",
+        out: [
+            crate::backward::one_sum_gradient(op, dx, dr)?,
+            (dw, 2),
+            (None, 3),
+        ],
+        op,
         kind: RowKind::Rms,
         grad_out: &grad_out,
         x: &residual_sum,
@@ -990,6 +1089,8 @@ struct ChannelGrads<'a> {
     mean: PyRef<'a, GpuArray>,
     rstd: PyRef<'a, GpuArray>,
     weight: Arr<'a>,
+    /// `out=` entries for (dx, dweight, dbias).
+    out: [Option<Bound<'a, PyAny>>; 3],
 }
 
 impl ChannelGrads<'_> {
@@ -1002,6 +1103,13 @@ impl ChannelGrads<'_> {
         stats_use: StatsUse,
         unit_rstd: bool,
     ) -> Result<Bound<'py, PyAny>> {
+        let (shape, dtype) = (self.x.0.shape(), self.x.0.dtype());
+        let channels = [shape.get(axis).copied().unwrap_or(0)];
+        let [dx, dw, db] = &self.out;
+        let dx_out = device_out(op, (dx.as_ref(), 0), (true, "x"), shape, dtype)?;
+        let has_w = (self.weight.is_some(), "weight");
+        let dw_out = device_out(op, (dw.as_ref(), 1), has_w, &channels, dtype)?;
+        let db_out = device_out(op, (db.as_ref(), 2), (true, "bias"), &channels, dtype)?;
         let backward = rsnorm_gpu::ChannelBackward {
             op,
             grad_out: &self.grad_out.0,
@@ -1013,16 +1121,20 @@ impl ChannelGrads<'_> {
             weight: tensor(&self.weight),
             stats_use,
             unit_rstd,
+            out: tensor(&dx_out),
         };
         let RowGrads { dx, dweight, dbias } = run(py, || backward.run())?;
-        let wrapped = |t: Option<Tensor>| t.map(|t| wrap(py, t)).transpose();
-        let grads = vec![Some(wrap(py, dx)?), wrapped(dweight)?, wrapped(dbias)?];
+        let grads = vec![
+            Some(wrap(py, dx)?),
+            param_result(py, dweight, dw_out.as_ref())?,
+            param_result(py, dbias, db_out.as_ref())?,
+        ];
         optional_tuple(py, grads)
     }
 }
 
 #[pyfunction]
-#[pyo3(signature = (grad_out, x, mean, rstd, weight, training, axis, mean_only))]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight, training, axis, mean_only, out))]
 pub(crate) fn gpu_batch_norm_backward<'py>(
     py: Python<'py>,
     grad_out: PyRef<'_, GpuArray>,
@@ -1033,6 +1145,7 @@ pub(crate) fn gpu_batch_norm_backward<'py>(
     training: bool,
     axis: i64,
     mean_only: bool,
+    out: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
     const OP: &str = rsnorm_core::norm::batch_norm::BACKWARD_OP;
     let axis = rsnorm_core::error::resolve_axis(OP, axis, x.0.shape().len())?;
@@ -1048,12 +1161,13 @@ pub(crate) fn gpu_batch_norm_backward<'py>(
         mean,
         rstd,
         weight,
+        out: device_outs(OP, out, ["dx", "dweight", "dbias"])?,
     }
     .run(py, OP, layout, stats_use, mean_only)
 }
 
 #[pyfunction]
-#[pyo3(signature = (grad_out, x, mean, rstd, weight, num_groups))]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight, num_groups, out))]
 pub(crate) fn gpu_group_norm_backward<'py>(
     py: Python<'py>,
     grad_out: PyRef<'_, GpuArray>,
@@ -1062,6 +1176,7 @@ pub(crate) fn gpu_group_norm_backward<'py>(
     rstd: PyRef<'_, GpuArray>,
     weight: Arr<'_>,
     num_groups: i64,
+    out: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
     use rsnorm_core::norm::channels::backward::ChannelStats;
     const OP: &str = rsnorm_core::norm::group_norm::BACKWARD_OP;
@@ -1077,12 +1192,13 @@ pub(crate) fn gpu_group_norm_backward<'py>(
         mean,
         rstd,
         weight,
+        out: device_outs(OP, out, ["dx", "dweight", "dbias"])?,
     }
     .run(py, OP, layout, StatsUse::Batch, false)
 }
 
 #[pyfunction]
-#[pyo3(signature = (grad_out, x, mean, rstd, weight, use_input_stats))]
+#[pyo3(signature = (grad_out, x, mean, rstd, weight, use_input_stats, out))]
 pub(crate) fn gpu_instance_norm_backward<'py>(
     py: Python<'py>,
     grad_out: PyRef<'_, GpuArray>,
@@ -1091,6 +1207,7 @@ pub(crate) fn gpu_instance_norm_backward<'py>(
     rstd: PyRef<'_, GpuArray>,
     weight: Arr<'_>,
     use_input_stats: bool,
+    out: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
     const OP: &str = "instance_norm_backward";
     rsnorm_core::norm::channels::batched_channels(OP, x.0.shape())?;
@@ -1106,6 +1223,7 @@ pub(crate) fn gpu_instance_norm_backward<'py>(
         mean,
         rstd,
         weight,
+        out: device_outs(OP, out, ["dx", "dweight", "dbias"])?,
     }
     .run(py, OP, layout, stats_use, false)
 }
