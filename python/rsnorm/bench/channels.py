@@ -81,19 +81,20 @@ def _numpy_group_norm_train_step(x, groups, w, go):
     return dx.reshape(x.shape), (go * xhat).sum(axis=axes), go.sum(axis=axes)
 
 
-def _rsnorm_batch_norm_train_step(x, w, b, go):
-    _, mean, rstd = rn.batch_norm(x, None, None, w, b, True, 0.1, EPS, return_stats=True)
-    return rn.batch_norm_backward(go, x, mean, rstd, w)
+# `bufs` (y, dx): the arrays a training loop writes every step (out=); without them, new arrays.
+def _rsnorm_batch_norm_train_step(x, w, b, go, bufs=(None, None)):
+    _, mean, rstd = rn.batch_norm(x, None, None, w, b, True, 0.1, EPS, out=bufs[0], return_stats=True)
+    return rn.batch_norm_backward(go, x, mean, rstd, w, out=(bufs[1], None, None))
 
 
-def _rsnorm_group_norm_train_step(x, groups, w, b, go):
-    _, mean, rstd = rn.group_norm(x, groups, w, b, EPS, return_stats=True)
-    return rn.group_norm_backward(go, x, mean, rstd, w, num_groups=groups)
+def _rsnorm_group_norm_train_step(x, groups, w, b, go, bufs=(None, None)):
+    _, mean, rstd = rn.group_norm(x, groups, w, b, EPS, out=bufs[0], return_stats=True)
+    return rn.group_norm_backward(go, x, mean, rstd, w, num_groups=groups, out=(bufs[1], None, None))
 
 
-def _rsnorm_instance_norm_train_step(x, w, b, go):
-    _, mean, rstd = rn.instance_norm(x, None, None, w, b, True, 0.1, EPS, return_stats=True)
-    return rn.instance_norm_backward(go, x, mean, rstd, w)
+def _rsnorm_instance_norm_train_step(x, w, b, go, bufs=(None, None)):
+    _, mean, rstd = rn.instance_norm(x, None, None, w, b, True, 0.1, EPS, out=bufs[0], return_stats=True)
+    return rn.instance_norm_backward(go, x, mean, rstd, w, out=(bufs[1], None, None))
 
 
 def _forward(shape, threads: int, dtype=np.float32) -> list[Workload]:
@@ -210,17 +211,21 @@ def _backward(shape, dtype=np.float32) -> list[Workload]:
     groups = math.gcd(GROUPS, max(c // 2, 1))
     x, go = (rng.standard_normal(shape, dtype=np.float64).astype(dtype) for _ in range(2))
     w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    bufs = (np.empty_like(x), np.empty_like(x))
     impls: dict[str, dict[str, Callable[[], object]]] = {
         "batch_norm fwd+bwd": {
-            "rsnorm": partial(_rsnorm_batch_norm_train_step, x, w, b, go),
+            "rsnorm": partial(_rsnorm_batch_norm_train_step, x, w, b, go, bufs),
+            "rsnorm alloc": partial(_rsnorm_batch_norm_train_step, x, w, b, go),
             "numpy": partial(_numpy_batch_norm_train_step, x, w, b, go),
         },
         "group_norm fwd+bwd": {
-            "rsnorm": partial(_rsnorm_group_norm_train_step, x, groups, w, b, go),
+            "rsnorm": partial(_rsnorm_group_norm_train_step, x, groups, w, b, go, bufs),
+            "rsnorm alloc": partial(_rsnorm_group_norm_train_step, x, groups, w, b, go),
             "numpy": partial(_numpy_group_norm_train_step, x, groups, w, go),
         },
         "instance_norm fwd+bwd": {
-            "rsnorm": partial(_rsnorm_instance_norm_train_step, x, w, b, go),
+            "rsnorm": partial(_rsnorm_instance_norm_train_step, x, w, b, go, bufs),
+            "rsnorm alloc": partial(_rsnorm_instance_norm_train_step, x, w, b, go),
             "numpy": partial(_numpy_group_norm_train_step, x, c, w, go),
         },
     }

@@ -131,12 +131,13 @@ def _row_workloads(shape: tuple[int, ...], torch: Any) -> list[tuple[str, int, d
     w = np.ones(n, np.float32)
     b = np.zeros(n, np.float32)
     dx, dw, db, dr = gpu.asarray(x), gpu.asarray(w), gpu.asarray(b), gpu.asarray(x)
-    out, out2 = gpu.empty(shape), gpu.empty(shape)
+    out, out2, grad_in = gpu.empty(shape), gpu.empty(shape), gpu.empty(shape)
     size = x.nbytes
 
     def layer_norm_train() -> object:
         _, mean, rstd = rn.layer_norm(dx, n, dw, db, EPS, out=out, return_stats=True)
-        return rn.layer_norm_backward(dr, dx, mean, rstd, dw, db)
+        # dx into an array of its own, as a training loop reuses its gradient buffers.
+        return rn.layer_norm_backward(dr, dx, mean, rstd, dw, db, out=(grad_in, None, None))
 
     # Class indices stay on the host (see rsnorm.gpu); the loss stays a device array.
     labels = rng.integers(0, n, shape[0] if len(shape) > 1 else 1).reshape(shape[:-1])

@@ -122,44 +122,55 @@ def _add_then_norm(norm, x, residual):
     return norm(total), total
 
 
-def _rsnorm_layer_norm_train_step(x, w, b, go):
-    _, mean, rstd = rn.layer_norm(x, x.shape[-1], w, b, EPS, return_stats=True)
-    return rn.layer_norm_backward(go, x, mean, rstd, w, b)
+# A training step's rsnorm calls. `bufs` (y, x + residual, dx) are the arrays a training loop writes
+# every step (out=); without them each call returns new arrays (the 'alloc' column).
+_NO_BUFS = (None, None, None)
 
 
-def _rsnorm_rms_norm_train_step(x, w, go):
-    _, rstd = rn.rms_norm(x, x.shape[-1], w, EPS, return_stats=True)
-    return rn.rms_norm_backward(go, x, rstd, w)
+def _rsnorm_layer_norm_train_step(x, w, b, go, bufs=_NO_BUFS):
+    y, _, dx = bufs
+    _, mean, rstd = rn.layer_norm(x, x.shape[-1], w, b, EPS, out=y, return_stats=True)
+    return rn.layer_norm_backward(go, x, mean, rstd, w, b, out=(dx, None, None))
 
 
-def _rsnorm_add_layer_norm_train_step(x, residual, w, b, go):
-    _, total, mean, rstd = rn.add_layer_norm(x, residual, w, b, EPS, return_stats=True)
-    return rn.add_layer_norm_backward(go, total, mean, rstd, w, b)
+def _rsnorm_rms_norm_train_step(x, w, go, bufs=_NO_BUFS):
+    y, _, dx = bufs
+    _, rstd = rn.rms_norm(x, x.shape[-1], w, EPS, out=y, return_stats=True)
+    return rn.rms_norm_backward(go, x, rstd, w, out=(dx, None))
 
 
-def _rsnorm_add_rms_norm_train_step(x, residual, w, go):
-    _, total, rstd = rn.add_rms_norm(x, residual, w, EPS, return_stats=True)
-    return rn.add_rms_norm_backward(go, total, rstd, w)
+def _rsnorm_add_layer_norm_train_step(x, residual, w, b, go, bufs=_NO_BUFS):
+    y, total, dx = bufs
+    _, total, mean, rstd = rn.add_layer_norm(
+        x, residual, w, b, EPS, out=y, residual_out=total, return_stats=True
+    )
+    return rn.add_layer_norm_backward(go, total, mean, rstd, w, b, out=(dx, None, None, None))
 
 
-def _rsnorm_l2_normalize_train_step(x, go):
-    rn.l2_normalize(x)
-    return rn.l2_normalize_backward(go, x)
+def _rsnorm_add_rms_norm_train_step(x, residual, w, go, bufs=_NO_BUFS):
+    y, total, dx = bufs
+    _, total, rstd = rn.add_rms_norm(x, residual, w, EPS, out=y, residual_out=total, return_stats=True)
+    return rn.add_rms_norm_backward(go, total, rstd, w, out=(dx, None, None))
 
 
-def _rsnorm_l1_normalize_train_step(x, go):
-    rn.normalize(x, 1.0)
-    return rn.normalize_backward(go, x, 1.0)
+def _rsnorm_l2_normalize_train_step(x, go, bufs=_NO_BUFS):
+    rn.l2_normalize(x, out=bufs[0])
+    return rn.l2_normalize_backward(go, x, out=bufs[2])
 
 
-def _rsnorm_weight_norm_train_step(v, g, go):
-    rn.weight_norm(v, g, 0)
-    return rn.weight_norm_backward(go, v, g, dim=0)
+def _rsnorm_l1_normalize_train_step(x, go, bufs=_NO_BUFS):
+    rn.normalize(x, 1.0, out=bufs[0])
+    return rn.normalize_backward(go, x, 1.0, out=bufs[2])
 
 
-def _rsnorm_selu_train_step(x, go):
-    rn.selu(x)
-    return rn.selu_backward(go, x)
+def _rsnorm_weight_norm_train_step(v, g, go, bufs=_NO_BUFS):
+    rn.weight_norm(v, g, 0, out=bufs[0])
+    return rn.weight_norm_backward(go, v, g, dim=0, out=(bufs[2], None))
+
+
+def _rsnorm_selu_train_step(x, go, bufs=_NO_BUFS):
+    rn.selu(x, out=bufs[0])
+    return rn.selu_backward(go, x, out=bufs[2])
 
 
 def _rsnorm_cosine_linear_train_step(x, w, go):
@@ -295,37 +306,46 @@ def _backward(shape, dtype=np.float32) -> list[Workload]:
     g = (rng.random(shape[0]) + 0.5).astype(dtype)
     weight = rng.standard_normal((COSINE_OUT_FEATURES, n)).astype(dtype)
     go_cos = rng.standard_normal((shape[0], COSINE_OUT_FEATURES)).astype(dtype)
+    bufs = tuple(np.empty_like(x) for _ in range(3))
     impls: dict[str, dict[str, Callable[[], object]]] = {
         "layer_norm fwd+bwd": {
-            "rsnorm": partial(_rsnorm_layer_norm_train_step, x, w, b, go),
+            "rsnorm": partial(_rsnorm_layer_norm_train_step, x, w, b, go, bufs),
+            "rsnorm alloc": partial(_rsnorm_layer_norm_train_step, x, w, b, go),
             "numpy": partial(_numpy_layer_norm_train_step, x, w, b, go),
         },
         "rms_norm fwd+bwd": {
-            "rsnorm": partial(_rsnorm_rms_norm_train_step, x, w, go),
+            "rsnorm": partial(_rsnorm_rms_norm_train_step, x, w, go, bufs),
+            "rsnorm alloc": partial(_rsnorm_rms_norm_train_step, x, w, go),
             "numpy": partial(_numpy_rms_norm_train_step, x, w, go),
         },
         "add_layer_norm fwd+bwd": {
-            "rsnorm": partial(_rsnorm_add_layer_norm_train_step, x, residual, w, b, go),
+            "rsnorm": partial(_rsnorm_add_layer_norm_train_step, x, residual, w, b, go, bufs),
+            "rsnorm alloc": partial(_rsnorm_add_layer_norm_train_step, x, residual, w, b, go),
             "numpy": lambda: _numpy_layer_norm_train_step(x + residual, w, b, go),
         },
         "add_rms_norm fwd+bwd": {
-            "rsnorm": partial(_rsnorm_add_rms_norm_train_step, x, residual, w, go),
+            "rsnorm": partial(_rsnorm_add_rms_norm_train_step, x, residual, w, go, bufs),
+            "rsnorm alloc": partial(_rsnorm_add_rms_norm_train_step, x, residual, w, go),
             "numpy": lambda: _numpy_rms_norm_train_step(x + residual, w, go),
         },
         "l2_normalize fwd+bwd": {
-            "rsnorm": partial(_rsnorm_l2_normalize_train_step, x, go),
+            "rsnorm": partial(_rsnorm_l2_normalize_train_step, x, go, bufs),
+            "rsnorm alloc": partial(_rsnorm_l2_normalize_train_step, x, go),
             "numpy": partial(_numpy_l2_normalize_train_step, x, go),
         },
         "normalize p=1 fwd+bwd": {
-            "rsnorm": partial(_rsnorm_l1_normalize_train_step, x, go),
+            "rsnorm": partial(_rsnorm_l1_normalize_train_step, x, go, bufs),
+            "rsnorm alloc": partial(_rsnorm_l1_normalize_train_step, x, go),
             "numpy": partial(_numpy_l1_normalize_train_step, x, go),
         },
         "weight_norm fwd+bwd": {
-            "rsnorm": partial(_rsnorm_weight_norm_train_step, x, g, go),
+            "rsnorm": partial(_rsnorm_weight_norm_train_step, x, g, go, bufs),
+            "rsnorm alloc": partial(_rsnorm_weight_norm_train_step, x, g, go),
             "numpy": partial(_numpy_weight_norm_train_step, x, g, go),
         },
         "selu fwd+bwd": {
-            "rsnorm": partial(_rsnorm_selu_train_step, x, go),
+            "rsnorm": partial(_rsnorm_selu_train_step, x, go, bufs),
+            "rsnorm alloc": partial(_rsnorm_selu_train_step, x, go),
             "numpy": partial(_numpy_selu_train_step, x, go),
         },
         "cosine_linear fwd+bwd": {
