@@ -180,6 +180,53 @@ print(rn.simd_level())
             np.testing.assert_array_equal(result, outputs["scalar"][op], err_msg=f"{level} {op}")
 
 
+PREFETCH_CODE = """
+import sys, numpy as np, rsnorm as rn
+rng = np.random.default_rng(5)
+# Rows of 4 KB and more are prefetch targets; a (8192, 1024) f32 output (32 MB) also has its next
+# output row prefetched. Offset rows, parameters, and the channel norms' 12.5 KB rows.
+x = (rng.standard_normal((8192, 1024)) + 1e4).astype(np.float32)
+r = rng.standard_normal(x.shape).astype(np.float32)
+w = rng.standard_normal(1024).astype(np.float32)
+img = (rng.standard_normal((4, 8, 56, 56)) + 10).astype(np.float32)
+c = rng.standard_normal(8).astype(np.float32)
+outputs = {
+    "layer_norm": rn.layer_norm(x, 1024, w, w),
+    "rms_norm": rn.rms_norm(x, 1024, w),
+    "add_layer_norm": rn.add_layer_norm(x, r, w, w)[0],
+    "add_rms_norm": rn.add_rms_norm(x, r, w)[0],
+    "batch_norm": rn.batch_norm(img, None, None, c, c, training=True),
+    "batch_norm_eval": rn.batch_norm(img, c * 0, c * 0 + 2, c, c),
+    "group_norm": rn.group_norm(img, 4, c, c),
+    "instance_norm": rn.instance_norm(img, weight=c, bias=c),
+}
+np.savez(sys.argv[1], **outputs)
+from rsnorm._config import config
+print(config()["prefetch"])
+"""
+
+
+def test_norms_identical_with_and_without_row_prefetch(tmp_path):
+    """The norms' software prefetch of their next rows is chosen by CPU vendor (RSNORM_PREFETCH
+    overrides): it changes when memory arrives, never a result."""
+    outputs = {}
+    for flag in ("0", "1"):
+        path = str(tmp_path / f"{flag}.npz")
+        run = subprocess.run(
+            [*PYTHON, "-c", PREFETCH_CODE, path],
+            env={**os.environ, "RSNORM_PREFETCH": flag},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert run.stdout.strip() == ("rows ahead" if flag == "1" else "hardware only")
+        with np.load(path) as saved:
+            outputs[flag] = dict(saved)
+    for op, result in outputs["1"].items():
+        np.testing.assert_array_equal(result, outputs["0"][op], err_msg=op)
+
+
 def test_channel_norms_identical_across_thread_counts(rng, restore_threads):
     # Few threads take whole channels / groups per task (one sweep over memory), many threads split
     # rows (two sweeps); the (4, 48, 48) channels exceed the one-sweep cache budget at any count.

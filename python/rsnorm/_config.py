@@ -45,6 +45,9 @@ def config() -> dict[str, str]:
     return {
         "rsnorm": _rsnorm.__version__,
         "simd": _rsnorm.simd_level(),
+        # The norms' software prefetch of their next rows: on where it measured faster (by CPU
+        # vendor), RSNORM_PREFETCH=0|1 to choose.
+        "prefetch": "rows ahead" if _rsnorm._row_prefetch() else "hardware only",
         "threads": str(_rsnorm.get_num_threads()),
         "gpu": gpu_summary(),
         "numpy": np.__version__,

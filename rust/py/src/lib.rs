@@ -62,6 +62,13 @@ fn simd_level() -> &'static str {
     rsnorm_core::simd::level().name()
 }
 
+/// Whether the norms prefetch their next rows in software (chosen by CPU vendor, or
+/// `RSNORM_PREFETCH`).
+#[pyfunction]
+fn _row_prefetch() -> bool {
+    rsnorm_core::simd::row_prefetch()
+}
+
 /// Copies `src` into `dst` (same dtype, C-contiguous, same size) with rsnorm's threads: the
 /// memory-bandwidth ceiling the benchmarks report against.
 #[pyfunction]
@@ -182,6 +189,7 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_after_fork_in_parent, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
+    m.add_function(wrap_pyfunction!(_row_prefetch, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_copy, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_scale, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_sum, m)?)?;

@@ -78,7 +78,7 @@ pub fn layer_norm<S: Element>(
                 weight,
                 bias,
                 eps,
-                x.ahead(row).and(y.ahead_beyond_cache(row)),
+                super::ahead_if_useful(|| x.ahead(row).and(y.ahead_beyond_cache(row))),
             )
         },
     );

@@ -96,6 +96,17 @@ pub(crate) fn in_segments<T>(ahead: Ahead, y: &mut [T], mut body: impl FnMut(usi
     }
 }
 
+/// `target()` when this CPU's norms gain from prefetching their next rows in software
+/// ([`crate::simd::row_prefetch`]), else nothing (the hardware prefetcher follows the rows alone).
+#[inline(always)]
+pub(crate) fn ahead_if_useful(target: impl FnOnce() -> Ahead) -> Ahead {
+    if crate::simd::row_prefetch() {
+        target()
+    } else {
+        Ahead::NONE
+    }
+}
+
 /// The next row of a fused-add norm's views (x, residual, y, sum) as one prefetch target, when
 /// the outputs are large ([`RowsMut::ahead_beyond_cache`]); below that, even the inputs'
 /// prefetches cost more than they saved (add_rms_norm (64, 768) 0.80×, add_layer_norm
@@ -108,7 +119,7 @@ pub(crate) fn fused_add_ahead<S>(
     sum: &RowsMut<S>,
     row: usize,
 ) -> Ahead {
-    let out = y.ahead_beyond_cache(row);
+    let out = ahead_if_useful(|| y.ahead_beyond_cache(row));
     if out.bytes() == 0 {
         return Ahead::NONE;
     }

@@ -65,7 +65,7 @@ pub fn rms_norm<S: Element>(
                 runs,
                 weight,
                 eps,
-                x.ahead(row).and(y.ahead_beyond_cache(row)),
+                super::ahead_if_useful(|| x.ahead(row).and(y.ahead_beyond_cache(row))),
             )
         },
     );

@@ -76,9 +76,10 @@ pub fn affine_rows<S: Element>(
                 #[inline(always)]
                 |range| {
                     for row in range {
+                        let ahead = crate::norm::ahead_if_useful(|| x.ahead(row));
                         // SAFETY: `DirectRows::of` these views (native, rows in range); the
                         // range gives each row to one task.
-                        unsafe { direct.affine::<S::Compute>(row, affine(row), x.ahead(row)) };
+                        unsafe { direct.affine::<S::Compute>(row, affine(row), ahead) };
                     }
                 },
             );
@@ -89,7 +90,10 @@ pub fn affine_rows<S: Element>(
             [y],
             &mut [],
             #[inline(always)]
-            |row, [x_row], [y]| affine_row(x_row, y, affine(row), x.ahead(row)),
+            |row, [x_row], [y]| {
+                let ahead = crate::norm::ahead_if_useful(|| x.ahead(row));
+                affine_row(x_row, y, affine(row), ahead);
+            },
         );
         Ok(())
     })
