@@ -161,23 +161,31 @@ print(rn.simd_level())
     outputs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for level in ("scalar", "avx2", "avx512"):
-            path = os.path.join(tmp, f"{level}.npz")
-            run = subprocess.run(
-                [*PYTHON, "-c", code, path],
-                env={**os.environ, "RSNORM_SIMD": level},
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
+            printed, saved = _outputs_in_subprocess(
+                code, os.path.join(tmp, f"{level}.npz"), RSNORM_SIMD=level
             )
-            with np.load(path) as saved:
-                outputs[run.stdout.strip()] = dict(saved)
+            outputs[printed] = saved
     if set(outputs) == {"neon"}:
         pytest.skip("aarch64 has one SIMD level, NEON, which RSNORM_SIMD cannot lower")
     assert "scalar" in outputs
     for level, results in outputs.items():
         for op, result in results.items():
             np.testing.assert_array_equal(result, outputs["scalar"][op], err_msg=f"{level} {op}")
+
+
+def _outputs_in_subprocess(code: str, path: str, **env: str) -> tuple[str, dict]:
+    """Runs `code` (which saves its outputs to `path`) in a fresh interpreter with `env` set; returns
+    what it printed and the outputs."""
+    run = subprocess.run(
+        [*PYTHON, "-c", code, path],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    with np.load(path) as saved:
+        return run.stdout.strip(), dict(saved)
 
 
 PREFETCH_CODE = """
@@ -212,17 +220,8 @@ def test_norms_identical_with_and_without_row_prefetch(tmp_path):
     outputs = {}
     for flag in ("0", "1"):
         path = str(tmp_path / f"{flag}.npz")
-        run = subprocess.run(
-            [*PYTHON, "-c", PREFETCH_CODE, path],
-            env={**os.environ, "RSNORM_PREFETCH": flag},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        assert run.stdout.strip() == ("rows ahead" if flag == "1" else "hardware only")
-        with np.load(path) as saved:
-            outputs[flag] = dict(saved)
+        printed, outputs[flag] = _outputs_in_subprocess(PREFETCH_CODE, path, RSNORM_PREFETCH=flag)
+        assert printed == ("rows ahead" if flag == "1" else "hardware only")
     for op, result in outputs["1"].items():
         np.testing.assert_array_equal(result, outputs["0"][op], err_msg=op)
 
