@@ -80,7 +80,9 @@ def _numpy_js_divergence(p, q):
     return ((p * np.log(p / m)).sum(-1) + (q * np.log(q / m)).sum(-1)) / 2
 
 
-def _rows(shape, w1_samples: int | None, segmentation_shape=None, dtype=np.float32) -> list[Workload]:
+def _rows(
+    shape, threads: int, w1_samples: int | None, segmentation_shape=None, dtype=np.float32
+) -> list[Workload]:
     """softmax, cross-entropy of logits and KL/JS over rows; (given) softmax over the channels of a
     segmentation output (N, classes, H, W) and Wasserstein-1 between two samples."""
     rng = np.random.default_rng(4)
@@ -104,6 +106,7 @@ def _rows(shape, w1_samples: int | None, segmentation_shape=None, dtype=np.float
         js["scipy"] = partial(scipy.spatial.distance.jensenshannon, p, q, axis=-1)
     if torch is not None:
         soft["torch"] = partial(torch.softmax, torch.from_numpy(x), -1)
+    _with_ort(soft, "Softmax", x, -1, threads)
     target = rng.integers(0, shape[-1], shape[0])
     xent: dict[str, Callable[[], object]] = {
         "rsnorm": partial(rn.cross_entropy_with_logits, x, target),
@@ -171,6 +174,7 @@ def _rows(shape, w1_samples: int | None, segmentation_shape=None, dtype=np.float
         }
         if torch is not None:
             channel["torch"] = partial(torch.softmax, torch.from_numpy(seg), 1)
+        _with_ort(channel, "Softmax", seg, 1, threads)
         loads.append(Workload("softmax axis=1", seg.shape, np.dtype(dtype).name, 2 * seg.nbytes, channel))
     if w1_samples:
         u, v = rng.standard_normal(w1_samples), rng.standard_normal(w1_samples) * 2 + 0.5
@@ -208,6 +212,14 @@ def _probabilities(shape) -> list[Workload]:
     ]
 
 
+def _with_ort(impls: dict, node: str, x: np.ndarray, axis: int, threads: int) -> None:
+    """ONNX Runtime's `node` (Softmax, LogSoftmax; opset 13: along `axis` alone) as a peer, where
+    it is installed."""
+    call = ort_call(node, {"X": x}, {"axis": axis}, 13, threads)
+    if call is not None:
+        impls["onnxruntime"] = call
+
+
 def _log_softmax(shape, threads: int, dtype=np.float32) -> Workload:
     rng = np.random.default_rng(5)
     torch = torch_or_none()
@@ -219,9 +231,7 @@ def _log_softmax(shape, threads: int, dtype=np.float32) -> Workload:
     }
     if torch is not None:
         impls["torch"] = partial(torch.log_softmax, torch.from_numpy(x), -1)
-    call = ort_call("LogSoftmax", {"X": x}, {"axis": -1}, 13, threads)
-    if call is not None:
-        impls["onnxruntime"] = call
+    _with_ort(impls, "LogSoftmax", x, -1, threads)
     return Workload("log_softmax", tuple(shape), np.dtype(dtype).name, 2 * x.nbytes, impls)
 
 
@@ -230,6 +240,8 @@ def divergence_workloads(suite, threads: int) -> list[Workload]:
     loads = []
     for k, shape in enumerate(suite.divergence_shapes):
         last = k == len(suite.divergence_shapes) - 1
-        loads += _rows(shape, suite.w1_samples if last else None, suite.segmentation_shape if last else None)
+        loads += _rows(
+            shape, threads, suite.w1_samples if last else None, suite.segmentation_shape if last else None
+        )
         loads += _probabilities(shape)
     return loads + [_log_softmax(shape, threads) for shape in suite.row_op_shapes]
