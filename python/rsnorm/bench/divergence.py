@@ -175,7 +175,7 @@ def _rows(
         if torch is not None:
             channel["torch"] = partial(torch.softmax, torch.from_numpy(seg), 1)
         _with_ort(channel, "Softmax", seg, 1, threads)
-        loads.append(Workload("softmax axis=1", seg.shape, np.dtype(dtype).name, 2 * seg.nbytes, channel))
+        loads.append(Workload("softmax axis=1", seg.shape, dt, 2 * seg.nbytes, channel))
     if w1_samples:
         u, v = rng.standard_normal(w1_samples), rng.standard_normal(w1_samples) * 2 + 0.5
         w1: dict[str, Callable[[], object]] = {"rsnorm": partial(rn.wasserstein_1d, u, v)}

@@ -3,6 +3,7 @@
 //! rsnorm-gpu call with the interpreter detached, and wraps.
 
 use crate::args::Choice;
+use crate::backward::out_entries;
 use crate::errors::{type_error, Error, Result};
 use crate::norm::{normalized_ndim, stats_shape};
 use numpy::PyUntypedArrayMethods;
@@ -758,15 +759,6 @@ pub(crate) fn gpu_batch_norm<'py>(
     with_stats(py, result, &[channels])
 }
 
-/// A backward's `out=` (see the CPU binding's `out_entries`) as device arrays.
-fn device_outs<'py, const N: usize>(
-    op: &str,
-    out: Option<&Bound<'py, PyAny>>,
-    results: [&str; N],
-) -> Result<[Option<Bound<'py, PyAny>>; N]> {
-    crate::backward::out_entries(op, out, results)
-}
-
 /// An `out=` entry as a device array, checked against its result's shape and dtype before any work;
 /// `computed` is false (with the parameter's name) for a gradient not computed.
 fn device_out<'py>(
@@ -898,7 +890,7 @@ pub(crate) fn gpu_layer_norm_backward<'py>(
     out: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
     let op = "layer_norm_backward";
-    let [dx, dw, db] = device_outs(op, out, ["dx", "dweight", "dbias"])?;
+    let [dx, dw, db] = out_entries(op, out, ["dx", "dweight", "dbias"])?;
     let grads = RowBackwardArgs {
         out: [(dx, 0), (dw, 1), (db, 2)],
         op,
@@ -928,7 +920,7 @@ pub(crate) fn gpu_rms_norm_backward<'py>(
     out: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
     let op = "rms_norm_backward";
-    let [dx, dw] = device_outs(op, out, ["dx", "dweight"])?;
+    let [dx, dw] = out_entries(op, out, ["dx", "dweight"])?;
     let mut grads = RowBackwardArgs {
         out: [(dx, 0), (dw, 1), (None, 2)],
         op,
@@ -963,7 +955,7 @@ pub(crate) fn gpu_add_layer_norm_backward<'py>(
     out: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
     let op = "add_layer_norm_backward";
-    let [dx, dr, dw, db] = device_outs(op, out, ["dx", "dresidual", "dweight", "dbias"])?;
+    let [dx, dr, dw, db] = out_entries(op, out, ["dx", "dresidual", "dweight", "dbias"])?;
     let mut grads = RowBackwardArgs {
         out: [
             crate::backward::one_sum_gradient(op, dx, dr)?,
@@ -1001,7 +993,7 @@ pub(crate) fn gpu_add_rms_norm_backward<'py>(
     out: Option<&Bound<'py, PyAny>>,
 ) -> Result<Bound<'py, PyAny>> {
     let op = "add_rms_norm_backward";
-    let [dx, dr, dw] = device_outs(op, out, ["dx", "dresidual", "dweight"])?;
+    let [dx, dr, dw] = out_entries(op, out, ["dx", "dresidual", "dweight"])?;
     let mut grads = RowBackwardArgs {
         out: [
             crate::backward::one_sum_gradient(op, dx, dr)?,
@@ -1161,7 +1153,7 @@ pub(crate) fn gpu_batch_norm_backward<'py>(
         mean,
         rstd,
         weight,
-        out: device_outs(OP, out, ["dx", "dweight", "dbias"])?,
+        out: out_entries(OP, out, ["dx", "dweight", "dbias"])?,
     }
     .run(py, OP, layout, stats_use, mean_only)
 }
@@ -1192,7 +1184,7 @@ pub(crate) fn gpu_group_norm_backward<'py>(
         mean,
         rstd,
         weight,
-        out: device_outs(OP, out, ["dx", "dweight", "dbias"])?,
+        out: out_entries(OP, out, ["dx", "dweight", "dbias"])?,
     }
     .run(py, OP, layout, StatsUse::Batch, false)
 }
@@ -1223,7 +1215,7 @@ pub(crate) fn gpu_instance_norm_backward<'py>(
         mean,
         rstd,
         weight,
-        out: device_outs(OP, out, ["dx", "dweight", "dbias"])?,
+        out: out_entries(OP, out, ["dx", "dweight", "dbias"])?,
     }
     .run(py, OP, layout, stats_use, false)
 }
