@@ -35,21 +35,20 @@ def _cases(dtype: Any) -> list[Case]:
     cw = rng.standard_normal(6).astype(dtype)
     g = (rng.random(6) + 0.5).astype(dtype)
 
-    def ln(grad, x, **kw):
-        _, mean, rstd = rn.layer_norm(x, 40, w, b, return_stats=True)
-        return rn.layer_norm_backward(grad, x, mean, rstd, w, b, **kw)
+    # The fused adds' backward takes the sum's statistics, which the plain norm of x gives here.
+    def layer(backward):
+        def call(grad, x, **kw):
+            _, mean, rstd = rn.layer_norm(x, 40, w, b, return_stats=True)
+            return backward(grad, x, mean, rstd, w, b, **kw)
 
-    def rms(grad, x, **kw):
-        _, rstd = rn.rms_norm(x, 40, w, return_stats=True)
-        return rn.rms_norm_backward(grad, x, rstd, w, **kw)
+        return call
 
-    def add_ln(grad, x, **kw):
-        _, mean, rstd = rn.layer_norm(x, 40, w, b, return_stats=True)
-        return rn.add_layer_norm_backward(grad, x, mean, rstd, w, b, **kw)
+    def rms(backward):
+        def call(grad, x, **kw):
+            _, rstd = rn.rms_norm(x, 40, w, return_stats=True)
+            return backward(grad, x, rstd, w, **kw)
 
-    def add_rms(grad, x, **kw):
-        _, rstd = rn.rms_norm(x, 40, w, return_stats=True)
-        return rn.add_rms_norm_backward(grad, x, rstd, w, **kw)
+        return call
 
     def channel(forward, backward, **extra):
         def call(grad, x, **kw):
@@ -66,16 +65,28 @@ def _cases(dtype: Any) -> list[Case]:
     inn = channel(lambda x: rn.instance_norm(x, return_stats=True), rn.instance_norm_backward)
     param, cparam = (40,), (6,)
     return [
-        Case("layer_norm_backward", ln, ("dx", "dweight", "dbias"), (None, param, param), row),
-        Case("rms_norm_backward", rms, ("dx", "dweight"), (None, param), row),
+        Case(
+            "layer_norm_backward",
+            layer(rn.layer_norm_backward),
+            ("dx", "dweight", "dbias"),
+            (None, param, param),
+            row,
+        ),
+        Case("rms_norm_backward", rms(rn.rms_norm_backward), ("dx", "dweight"), (None, param), row),
         Case(
             "add_layer_norm_backward",
-            add_ln,
+            layer(rn.add_layer_norm_backward),
             ("dx", "dresidual", "dweight", "dbias"),
             (None, None, param, param),
             row,
         ),
-        Case("add_rms_norm_backward", add_rms, ("dx", "dresidual", "dweight"), (None, None, param), row),
+        Case(
+            "add_rms_norm_backward",
+            rms(rn.add_rms_norm_backward),
+            ("dx", "dresidual", "dweight"),
+            (None, None, param),
+            row,
+        ),
         Case("batch_norm_backward", bn, ("dx", "dweight", "dbias"), (None, cparam, cparam), chan),
         Case("batch_norm_backward eval", bn_eval, ("dx", "dweight", "dbias"), (None, cparam, cparam), chan),
         Case("group_norm_backward", gn, ("dx", "dweight", "dbias"), (None, cparam, cparam), chan),
