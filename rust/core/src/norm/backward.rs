@@ -170,6 +170,7 @@ pub fn row_norm_backward<S: Element>(
             [dx],
             block_rows(n_rows, row_len),
             init,
+            ColumnSums::finish,
             #[inline(always)]
             |acc: &mut ColumnSums<S::Compute>, row, [go, x], [dx]| {
                 let (hi, lo) = split_mean::<S::Compute>(mean.map_or(0.0, |m| m[row]));

@@ -92,6 +92,7 @@ fn deviation_sums<S: Element>(
         outputs,
         column_block_rows(x, columns),
         || ColumnSums::<S::Compute>::new(columns),
+        ColumnSums::finish,
         #[inline(always)]
         |acc, _, [group], []| {
             for row in group.chunks_exact(columns) {
@@ -293,6 +294,7 @@ pub fn column_grad_sums<S: Element>(
             outputs,
             column_block_rows(&x, columns),
             || ColumnSums::<S::Compute>::new(columns),
+            ColumnSums::finish,
             #[inline(always)]
             |acc, _, [go, x], []| {
                 for (go, x) in go.chunks_exact(columns).zip(x.chunks_exact(columns)) {

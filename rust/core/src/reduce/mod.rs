@@ -270,8 +270,8 @@ pub fn sum_squares<T: Float>(x: &[T]) -> f64 {
 pub struct ColumnSums<T> {
     first: Vec<T>,
     second: Vec<T>,
-    first_total: Vec<f64>,
-    second_total: Vec<f64>,
+    /// The first sum's f64 totals, then the second's (from [`spare`]).
+    totals: Vec<f64>,
     pending: usize,
 }
 
@@ -282,8 +282,7 @@ impl<T: Float> ColumnSums<T> {
         ColumnSums {
             first: vec![T::ZERO; len],
             second: vec![T::ZERO; len],
-            first_total: vec![0.0; len],
-            second_total: vec![0.0; len],
+            totals: spare::zeroed(2 * len),
             pending: 0,
         }
     }
@@ -301,9 +300,10 @@ impl<T: Float> ColumnSums<T> {
 
     #[inline(always)]
     fn flush(&mut self) {
+        let (first_total, second_total) = self.totals.split_at_mut(self.first.len());
         for (lanes, totals) in [
-            (&mut self.first, &mut self.first_total),
-            (&mut self.second, &mut self.second_total),
+            (&mut self.first, first_total),
+            (&mut self.second, second_total),
         ] {
             for (total, lane) in totals.iter_mut().zip(lanes.iter_mut()) {
                 *total += lane.to_f64();
@@ -313,25 +313,72 @@ impl<T: Float> ColumnSums<T> {
         self.pending = 0;
     }
 
-    /// The two f64 sums per position.
-    pub fn totals(mut self) -> (Vec<f64>, Vec<f64>) {
+    /// Ends a block: its lanes are flushed into the totals and freed, so the next block on this
+    /// thread gets their memory back from the allocator.
+    pub fn finish(&mut self) {
         self.flush();
-        (self.first_total, self.second_total)
+        self.first = Vec::new();
+        self.second = Vec::new();
     }
 
-    /// Folds blocks' sums in the order given (so totals do not depend on the thread count).
+    /// Folds blocks' sums in the order given (so totals do not depend on the thread count); the
+    /// blocks must be finished ([`ColumnSums::finish`]). Their totals go back to [`spare`].
     pub fn fold_in_order(blocks: Vec<Self>, len: usize) -> (Vec<f64>, Vec<f64>) {
         let (mut first, mut second) = (vec![0.0; len], vec![0.0; len]);
         for block in blocks {
-            let (a, b) = block.totals();
-            for (t, v) in first.iter_mut().zip(&a) {
+            debug_assert!(
+                block.first.is_empty(),
+                "fold_in_order: a block was not finished"
+            );
+            let (a, b) = block.totals.split_at(len);
+            for (t, v) in first.iter_mut().zip(a) {
                 *t += v;
             }
-            for (t, v) in second.iter_mut().zip(&b) {
+            for (t, v) in second.iter_mut().zip(b) {
                 *t += v;
             }
+            spare::give(block.totals);
         }
         (first, second)
+    }
+}
+
+/// The f64 totals of finished column sums, kept for the next call's. Allocated afresh, the 64
+/// blocks of LayerNorm backward (4096, 1024) (1 MB of totals) were page-faulted in on every call:
+/// glibc gives freed memory that size back to the system.
+mod spare {
+    use std::sync::Mutex;
+
+    static SPARE: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
+    /// At most 8 MB kept.
+    const MAX_VALUES: usize = 1 << 20;
+
+    /// `len` zeros, in a kept buffer when one is large enough. `try_lock`: a thread that finds
+    /// the list busy allocates instead of waiting (and a child process forked while another
+    /// thread held the lock cannot hang on it).
+    pub(super) fn zeroed(len: usize) -> Vec<f64> {
+        let kept = SPARE.try_lock().ok().and_then(|mut spare| {
+            let at = spare.iter().position(|v| v.capacity() >= len)?;
+            Some(spare.swap_remove(at))
+        });
+        match kept {
+            Some(mut v) => {
+                v.clear();
+                v.resize(len, 0.0);
+                v
+            }
+            None => vec![0.0; len],
+        }
+    }
+
+    /// Keeps `v` for a later [`zeroed`], unless that would keep more than [`MAX_VALUES`].
+    pub(super) fn give(v: Vec<f64>) {
+        if let Ok(mut spare) = SPARE.try_lock() {
+            let kept: usize = spare.iter().map(Vec::capacity).sum();
+            if kept + v.capacity() <= MAX_VALUES {
+                spare.push(v);
+            }
+        }
     }
 }
 
@@ -356,6 +403,37 @@ pub(crate) mod tests {
                 (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    #[allow(clippy::float_cmp)] // small integers, summed exactly
+    fn column_sums_take_their_totals_zeroed_from_the_spare_list() {
+        // A folded block's totals are kept and handed to the next block: they must start at
+        // zero again, however dirty they were given back.
+        let block = |rows: &[[f32; 3]]| {
+            let mut sums = ColumnSums::<f32>::new(3);
+            for row in rows {
+                sums.add_row(|a, b| {
+                    for ((a, b), &v) in a.iter_mut().zip(b.iter_mut()).zip(row) {
+                        *a += v;
+                        *b += v * v;
+                    }
+                });
+            }
+            sums.finish();
+            sums
+        };
+        let rows = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
+        let want = (vec![5.0, 7.0, 9.0], vec![17.0, 29.0, 45.0]);
+        for _ in 0..3 {
+            assert_eq!(
+                ColumnSums::fold_in_order(vec![block(&rows), block(&[])], 3),
+                want
+            );
+        }
+        spare::give(vec![7.0; 64]);
+        assert!(spare::zeroed(6).iter().all(|&v| v == 0.0));
+        assert_eq!(spare::zeroed(6).len(), 6);
     }
 
     #[test]

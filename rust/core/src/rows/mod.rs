@@ -482,14 +482,15 @@ const MIN_BLOCK_VALUES: usize = 64 * 1024;
 
 /// Like [`map_rows`], but rows are grouped in fixed blocks of `per_block` rows (usually
 /// [`block_rows`]); each block starts from `init()` and its kernel calls accumulate into that
-/// value (e.g. partial column sums for parameter gradients). Returns the block accumulators in
-/// block order, so folding them in order gives results independent of the thread count. Views as
-/// for [`map_rows`].
+/// value (e.g. partial column sums for parameter gradients), which `finish` gets after the
+/// block's last row. Returns the block accumulators in block order, so folding them in order
+/// gives results independent of the thread count. Views as for [`map_rows`].
 pub fn map_row_blocks<S, A, const NI: usize, const NO: usize>(
     inputs: [&RowsRef<S>; NI],
     outputs: [&RowsMut<S>; NO],
     per_block: usize,
     init: impl Fn() -> A + Sync,
+    finish: impl Fn(&mut A) + Sync,
     kernel: impl Fn(&mut A, usize, [&[S::Compute]; NI], [&mut [S::Compute]; NO]) + Sync,
 ) -> Vec<A>
 where
@@ -521,6 +522,7 @@ where
                         );
                     }
                 }
+                finish(&mut acc);
                 // SAFETY: block < n_blocks; one writer per block.
                 unsafe { *slots.at(block) = Some(acc) };
             }
