@@ -321,15 +321,13 @@ impl<T: Float> ColumnSums<T> {
         self.second = Vec::new();
     }
 
-    /// Folds blocks' sums in the order given (so totals do not depend on the thread count); the
-    /// blocks must be finished ([`ColumnSums::finish`]). Their totals go back to [`spare`].
+    /// Folds blocks' sums in the order given (so totals do not depend on the thread count),
+    /// finishing any block not yet finished (a second `finish` adds nothing). Their totals go
+    /// back to [`spare`].
     pub fn fold_in_order(blocks: Vec<Self>, len: usize) -> (Vec<f64>, Vec<f64>) {
         let (mut first, mut second) = (vec![0.0; len], vec![0.0; len]);
-        for block in blocks {
-            debug_assert!(
-                block.first.is_empty(),
-                "fold_in_order: a block was not finished"
-            );
+        for mut block in blocks {
+            block.finish();
             let (a, b) = block.totals.split_at(len);
             for (t, v) in first.iter_mut().zip(a) {
                 *t += v;
@@ -409,8 +407,9 @@ pub(crate) mod tests {
     #[allow(clippy::float_cmp)] // small integers, summed exactly
     fn column_sums_take_their_totals_zeroed_from_the_spare_list() {
         // A folded block's totals are kept and handed to the next block: they must start at
-        // zero again, however dirty they were given back.
-        let block = |rows: &[[f32; 3]]| {
+        // zero again, however dirty they were given back. A block left unfinished is finished
+        // by the fold, one finished twice adds nothing more.
+        let block = |rows: &[[f32; 3]], finish: bool| {
             let mut sums = ColumnSums::<f32>::new(3);
             for row in rows {
                 sums.add_row(|a, b| {
@@ -420,16 +419,16 @@ pub(crate) mod tests {
                     }
                 });
             }
-            sums.finish();
+            if finish {
+                sums.finish();
+            }
             sums
         };
         let rows = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]];
-        let want = (vec![5.0, 7.0, 9.0], vec![17.0, 29.0, 45.0]);
+        let want = (vec![10.0, 14.0, 18.0], vec![34.0, 58.0, 90.0]);
         for _ in 0..3 {
-            assert_eq!(
-                ColumnSums::fold_in_order(vec![block(&rows), block(&[])], 3),
-                want
-            );
+            let blocks = vec![block(&rows, true), block(&[], false), block(&rows, false)];
+            assert_eq!(ColumnSums::fold_in_order(blocks, 3), want);
         }
         spare::give(vec![7.0; 64]);
         assert!(spare::zeroed(6).iter().all(|&v| v == 0.0));
