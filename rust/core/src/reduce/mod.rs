@@ -300,7 +300,8 @@ impl<T: Float> ColumnSums<T> {
 
     #[inline(always)]
     fn flush(&mut self) {
-        let (first_total, second_total) = self.totals.split_at_mut(self.first.len());
+        let len = self.totals.len() / 2;
+        let (first_total, second_total) = self.totals.split_at_mut(len);
         for (lanes, totals) in [
             (&mut self.first, first_total),
             (&mut self.second, second_total),
