@@ -16,10 +16,6 @@ use crate::rows::{block_rows, check_same_rows, map_row_blocks, map_rows, RowsMut
 /// constants (so they stay in registers), folded to f64 every 1024 elements by a fixed tree; the
 /// tail joins the lanes as one more chunk padded with g = 0. (The tail had been a serial f64
 /// chain and the fold a serial f64 sum of 32 lanes: most of a 49-value row's time.)
-///
-/// `params`, when given, gets go·x̂ and go added per element (the parameter gradients' column
-/// sums): this pass has loads to spare while go and x stream in; the dx pass, where they had
-/// been added, has its stores (LayerNorm backward (4096, 1024) 1.1–1.2× with them here).
 #[inline(always)]
 pub(super) fn grad_sums<T: Float>(
     go: &[T],
@@ -28,7 +24,6 @@ pub(super) fn grad_sums<T: Float>(
     hi: T,
     lo: T,
     rstd: T,
-    mut params: Option<(&mut [T], &mut [T])>,
 ) -> (f64, f64) {
     const BLOCK: usize = 1024;
     let n = go.len();
@@ -42,8 +37,8 @@ pub(super) fn grad_sums<T: Float>(
         let chunks = go[start..full]
             .chunks_exact(LANES)
             .zip(x[start..full].chunks_exact(LANES));
-        match (w, params.as_mut()) {
-            (Some(w), None) => {
+        match w {
+            Some(w) => {
                 for ((g, xv), wv) in chunks.zip(w[start..full].chunks_exact(LANES)) {
                     for j in 0..LANES {
                         let gw = g[j] * wv[j];
@@ -52,51 +47,13 @@ pub(super) fn grad_sums<T: Float>(
                     }
                 }
             }
-            (None, None) => {
+            None => {
                 for (g, xv) in chunks {
                     for j in 0..LANES {
                         sg[j] = sg[j] + g[j];
                         sgx[j] = sgx[j] + g[j] * (((xv[j] - hi) - lo) * rstd);
                     }
                 }
-            }
-            (Some(w), Some((dw, db))) => {
-                let sums = dw[start..full]
-                    .chunks_exact_mut(LANES)
-                    .zip(db[start..full].chunks_exact_mut(LANES));
-                for (((g, xv), wv), (dw, db)) in
-                    chunks.zip(w[start..full].chunks_exact(LANES)).zip(sums)
-                {
-                    for j in 0..LANES {
-                        let gw = g[j] * wv[j];
-                        let xh = ((xv[j] - hi) - lo) * rstd;
-                        sg[j] = sg[j] + gw;
-                        sgx[j] = sgx[j] + gw * xh;
-                        dw[j] = dw[j] + g[j] * xh;
-                        db[j] = db[j] + g[j];
-                    }
-                }
-            }
-            (None, Some((dw, db))) => {
-                let sums = dw[start..full]
-                    .chunks_exact_mut(LANES)
-                    .zip(db[start..full].chunks_exact_mut(LANES));
-                for ((g, xv), (dw, db)) in chunks.zip(sums) {
-                    for j in 0..LANES {
-                        let xh = ((xv[j] - hi) - lo) * rstd;
-                        sg[j] = sg[j] + g[j];
-                        sgx[j] = sgx[j] + g[j] * xh;
-                        dw[j] = dw[j] + g[j] * xh;
-                        db[j] = db[j] + g[j];
-                    }
-                }
-            }
-        }
-        if let Some((dw, db)) = params.as_mut() {
-            for k in full..end {
-                let xh = ((x[k] - hi) - lo) * rstd;
-                dw[k] = dw[k] + go[k] * xh;
-                db[k] = db[k] + go[k];
             }
         }
         if full < end {
@@ -118,6 +75,24 @@ pub(super) fn grad_sums<T: Float>(
         start = end;
     }
     (total_g, total_gx)
+}
+
+/// Adds a row's go·x̂ and go into the parameter gradients' column lanes, in a pass of its own
+/// after [`grad_sums`] (the row is in L1 by then). Added inside that pass, the update's stores
+/// left LLVM's 32-lane sum loop rolled, its lanes going through the stack on every chunk; see
+/// docs/decisions.md.
+#[inline(always)]
+fn add_param_grads<T: Float>(
+    go: &[T],
+    x: &[T],
+    (hi, lo, rstd): (T, T, T),
+    dw: &mut [T],
+    db: &mut [T],
+) {
+    for (((dw, db), &g), &xv) in dw.iter_mut().zip(db.iter_mut()).zip(go).zip(x) {
+        *dw = *dw + g * (((xv - hi) - lo) * rstd);
+        *db = *db + g;
+    }
 }
 
 /// Partial parameter gradients of a block of rows: Σ go·x̂ and Σ go per element of the row.
@@ -175,15 +150,13 @@ pub fn row_norm_backward<S: Element>(
             |acc: &mut ColumnSums<S::Compute>, row, [go, x], [dx]| {
                 let (hi, lo) = split_mean::<S::Compute>(mean.map_or(0.0, |m| m[row]));
                 let r = <S::Compute as Float>::from_f64(rstd[row]);
-                // Parameter sums ride along in the pass that reads go and x for the row sums.
-                let (sg, sgx) = if param_grads {
+                let (sg, sgx) = grad_sums(go, x, weight, hi, lo, r);
+                if param_grads {
                     acc.add_row(
                         #[inline(always)]
-                        |dw, db| grad_sums(go, x, weight, hi, lo, r, Some((dw, db))),
-                    )
-                } else {
-                    grad_sums(go, x, weight, hi, lo, r, None)
-                };
+                        |dw, db| add_param_grads(go, x, (hi, lo, r), dw, db),
+                    );
+                }
                 let n = row_len as f64;
                 let a = <S::Compute as Float>::from_f64(if centered { sg / n } else { 0.0 });
                 let b = <S::Compute as Float>::from_f64(sgx / n);

@@ -86,7 +86,7 @@ pub fn grouped_norm_backward<S: Element>(
                 let (s, _) = row_map[row];
                 let (hi, lo) = split_mean::<S::Compute>(mean[s]);
                 let r = <S::Compute as Float>::from_f64(rstd[s]);
-                grad_sums(go, x, None, hi, lo, r, None)
+                grad_sums(go, x, None, hi, lo, r)
             },
         );
         let mut dweight = vec![0.0; layout.channels];
