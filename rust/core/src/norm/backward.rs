@@ -117,8 +117,8 @@ pub fn row_norm_backward<S: Element>(
     param_grads: bool,
     grad_sum: Option<&RowsRef<S>>,
 ) -> Result<ParamGradSums> {
-    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
-    crate::simd::streaming(|| {
+    // Streams memory: 256-bit vectors measured faster for f32 lanes (see `simd::streaming`).
+    crate::simd::streaming_lanes::<S::Compute, _>(|| {
         const OP: &str = "norm backward";
         check_same_rows(
             OP,

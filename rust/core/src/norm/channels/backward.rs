@@ -52,8 +52,8 @@ pub fn grouped_norm_backward<S: Element>(
     stats_use: StatsUse,
     layout: &GroupedRows<'_>,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
-    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
-    crate::simd::streaming(|| {
+    // Streams memory: 256-bit vectors measured faster for f32 lanes (see `simd::streaming`).
+    crate::simd::streaming_lanes::<S::Compute, _>(|| {
         const OP: &str = "norm backward";
         check_same_rows(
             OP,

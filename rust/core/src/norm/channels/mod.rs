@@ -29,8 +29,8 @@ pub struct RowAffine {
 
 /// Moments of every row of `x`, in row order.
 pub fn row_moments<S: Element>(x: &RowsRef<S>) -> Vec<Moments> {
-    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
-    crate::simd::streaming(|| {
+    // Streams memory: 256-bit vectors measured faster for f32 lanes (see `simd::streaming`).
+    crate::simd::streaming_lanes::<S::Compute, _>(|| {
         let mut moments = vec![Moments::default(); x.rows().n_rows()];
         let outputs: [&RowsMut<S>; 0] = [];
         map_rows(
