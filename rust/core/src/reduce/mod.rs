@@ -356,6 +356,11 @@ mod spare {
     /// the list busy allocates instead of waiting (and a child process forked while another
     /// thread held the lock cannot hang on it).
     pub(super) fn zeroed(len: usize) -> Vec<f64> {
+        if len == 0 {
+            // Blocks without column sums (a backward without parameter gradients): no lock, and
+            // no kept buffer taken out of use until the fold.
+            return Vec::new();
+        }
         let kept = SPARE.try_lock().ok().and_then(|mut spare| {
             let at = spare.iter().position(|v| v.capacity() >= len)?;
             Some(spare.swap_remove(at))
@@ -372,6 +377,9 @@ mod spare {
 
     /// Keeps `v` for a later [`zeroed`], unless that would keep more than [`MAX_VALUES`].
     pub(super) fn give(v: Vec<f64>) {
+        if v.capacity() == 0 {
+            return;
+        }
         if let Ok(mut spare) = SPARE.try_lock() {
             let kept: usize = spare.iter().map(Vec::capacity).sum();
             if kept + v.capacity() <= MAX_VALUES {
