@@ -111,6 +111,8 @@ def ort_call(node_type: str, feeds: dict, attrs: dict, opset: int, threads: int)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Old-opset nodes (LRN, InstanceNorm) otherwise print ORT's opset warnings over the table.
+    options.log_severity_level = 3
     # ORT's workers otherwise spin for a while after each run, stealing the cores from whatever
     # is timed next in the interleaved rounds.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

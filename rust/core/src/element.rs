@@ -34,8 +34,9 @@ pub trait Float:
     fn powf(self, exponent: Self) -> Self;
     /// eˣ for x ≤ 0 (softmax's x − max, SELU's negative side), written so that loops over it
     /// vectorize; NaN stays NaN. Positive x give an unspecified value (callers select it away).
+    /// `M` is how f32 rounds its a·b + c steps ([`crate::fastmath::with_mul_add!`] picks it); f64 has none.
     #[must_use]
-    fn exp_nonpositive(self) -> Self;
+    fn exp_nonpositive<M: crate::fastmath::MulAdd>(self) -> Self;
     /// eˣ − 1 for x ≤ 0 (SELU's negative side), with full relative precision near 0 and written
     /// so that loops over it vectorize in f32; NaN stays NaN. Positive x give an unspecified
     /// finite value (callers select it away).
@@ -53,8 +54,8 @@ impl Float for f32 {
         f32::powf(self, exponent)
     }
     #[inline(always)]
-    fn exp_nonpositive(self) -> Self {
-        crate::fastmath::exp_nonpositive_f32(self)
+    fn exp_nonpositive<M: crate::fastmath::MulAdd>(self) -> Self {
+        crate::fastmath::exp_nonpositive_f32::<M>(self)
     }
     #[inline(always)]
     fn expm1_nonpositive(self) -> Self {
@@ -84,7 +85,7 @@ impl Float for f64 {
         f64::powf(self, exponent)
     }
     #[inline(always)]
-    fn exp_nonpositive(self) -> Self {
+    fn exp_nonpositive<M: crate::fastmath::MulAdd>(self) -> Self {
         crate::fastmath::exp_nonpositive_f64(self)
     }
     #[inline(always)]

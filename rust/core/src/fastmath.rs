@@ -1,7 +1,8 @@
 //! Elementary functions written for vectorized loops, without libm (a libm call per element is
 //! what kept softmax, SELU and the information measures off the memory roofline): eˣ and eˣ − 1
-//! for x ≤ 0 in f32 and f64, and ln for f64. No FMA anywhere, so every SIMD level and the scalar
-//! path compute the same bits.
+//! for x ≤ 0 in f32 and f64, and ln for f64. The f32 eˣ uses the FMA instruction where the SIMD
+//! level has one ([`MulAdd`]: every level but scalar); the rest uses none, so every level computes
+//! the same bits for it.
 
 use crate::element::Float;
 
@@ -16,18 +17,116 @@ pub(crate) fn horner<T: Float>(x: T, coeffs: &[T]) -> T {
     rest.iter().rev().fold(*last, |acc, &c| c + x * acc)
 }
 
-/// The exponentials of x ≤ 0 without libm (libm's exp and expm1 are a call per element), one
-/// definition for f32 and f64 (`$bits` is the type's bit pattern, `$exp_bias` and `$mantissa`
-/// its exponent layout). Per type: the Cody-Waite split of ln2 (`$ln2_hi` has zero low bits, so
-/// n·ln2_hi is exact), eʳ's polynomial on |r| ≤ ln2/2 (`$exp_poly`, constant term 1 so that
-/// e⁰ = 1 exactly), the Taylor coefficients 1/k! from k = 2 of (expm1(r) − r)/r²
-/// (`$expm1_factorials`), the input below which eˣ leaves the normal range (`$exp_lowest`: the
-/// result is 0, an absolute error under the smallest normal) and the one below which eˣ − 1
-/// rounds to −1 (`$expm1_lowest`).
-macro_rules! nonpositive_exponentials {
+/// How the f32 eˣ computes a·b + c. The AVX2, AVX-512 and NEON levels round it once (the FMA
+/// instruction), so they give the same bits; the scalar level rounds the product and the sum. An
+/// exact emulation there (the f64 sum rounded to odd, then to f32) did not vectorize in the
+/// softmax row: 1.2 → 54 ns a value. So that level's f32 exponentials may differ from the others'
+/// in the last bit (within 1.5 ulp of eˣ, as before). Kernels choose it with [`with_mul_add!`].
+pub trait MulAdd {
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// The fused multiply-add instruction, which the AVX2, AVX-512 and NEON levels have.
+pub struct Fused;
+
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+/// A multiply and an add, for the scalar level (x86-64 CPUs without AVX2 and FMA).
+pub struct Separate;
+
+impl MulAdd for Separate {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// Whether this process's SIMD level has the fused multiply-add instruction (every level but
+/// scalar).
+#[inline]
+pub fn fused_multiply_add() -> bool {
+    crate::simd::level() != crate::simd::Level::Scalar
+}
+
+/// `$body` with `$m` naming the [`MulAdd`] for this process's SIMD level. Put it around the
+/// whole pass (outside `map_rows`), not inside the element loop: each branch is its own loop.
+macro_rules! with_mul_add {
+    ($m:ident => $body:expr) => {
+        if $crate::fastmath::fused_multiply_add() {
+            type $m = $crate::fastmath::Fused;
+            $body
+        } else {
+            type $m = $crate::fastmath::Separate;
+            $body
+        }
+    };
+}
+pub(crate) use with_mul_add;
+
+/// eˣ for x ≤ 0 in f32, its a·b + c steps by `M`: x = n·ln2 + r, |r| ≤ ln2/2, eʳ by its
+/// polynomial times 2ⁿ built in the exponent bits; 0 below the normal range. Fused, it is 17
+/// vector instructions where separate multiplies and adds take 26, and within 1.04 ulp where
+/// they are within 1.31. NaN compares false, is not zeroed and flows through as NaN.
+#[inline(always)]
+pub(crate) fn exp_nonpositive_f32<M: MulAdd>(x: f32) -> f32 {
+    // 1.5·2²³: adding it rounds to the nearest integer, which lands in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let low = x <= EXP_LOWEST_F32;
+    // Values below the range are not clamped: whatever they compute is replaced by 0.
+    let shifted = M::mul_add(x, std::f32::consts::LOG2_E, ROUND);
+    let n = shifted - ROUND;
+    let r = M::mul_add(-n, LN2_LO_F32, M::mul_add(-n, LN2_HI_F32, x));
+    let (last, rest) = EXP_POLY_F32.split_last().expect("coefficients");
+    let poly = rest
+        .iter()
+        .rev()
+        .fold(*last, |acc, &c| M::mul_add(acc, r, c));
+    let scale = f32::from_bits(
+        shifted
+            .to_bits()
+            .wrapping_sub(ROUND.to_bits())
+            .wrapping_add(127)
+            << 23,
+    );
+    if low {
+        0.0
+    } else {
+        poly * scale
+    }
+}
+
+/// ln 2 for the f32 reduction, as hi + lo with hi's low bits zero (n·hi is exact).
+const LN2_HI_F32: f32 = 0.693_145_75;
+const LN2_LO_F32: f32 = 1.428_606_8e-6;
+/// The input below which the f32 eˣ leaves the normal range: the result is 0 there.
+const EXP_LOWEST_F32: f32 = -87.336_54;
+/// eʳ on |r| ≤ ln2/2 in f32: degree 6 of minimal relative error (fitted in f64 by reweighted
+/// least squares, 2e-9 there; the Taylor series of the same degree is 1.2e-7 off at the ends).
+/// Constant term 1, so e⁰ = 1 exactly.
+const EXP_POLY_F32: [f32; 7] = [
+    1.0,
+    1.0,
+    0.499_999_94,
+    0.166_664_32,
+    0.041_668,
+    0.008_374_156,
+    0.001_384_365,
+];
+
+/// eˣ − 1 for x ≤ 0 without libm (libm's expm1 is a call per element), one definition for f32
+/// and f64 (`$bits` is the type's bit pattern, `$exp_bias` and `$mantissa` its exponent layout),
+/// with the split of x the f64 eˣ shares. Per type: the Cody-Waite split of ln2 (`$ln2_hi` has
+/// zero low bits, so n·ln2_hi is exact), the Taylor coefficients 1/k! from k = 2 of
+/// (expm1(r) − r)/r² (`$expm1_factorials`) and the input below which eˣ − 1 rounds to −1
+/// (`$expm1_lowest`).
+macro_rules! nonpositive_expm1 {
     ($t:ty, $bits:ty, $exp_bias:expr, $mantissa:expr, $log2e:expr, $ln2_hi:expr, $ln2_lo:expr,
-     $exp_lowest:expr, $expm1_lowest:expr, $exp_poly:expr, $expm1_factorials:expr,
-     $split:ident, $exp:ident, $expm1:ident) => {
+     $expm1_lowest:expr, $expm1_factorials:expr, $split:ident, $expm1:ident) => {
         /// x = n·ln2 + r with |r| ≤ ln2/2, for x from the lowest input up to 0: returns
         /// (r, 2ⁿ), 2ⁿ built in the exponent bits.
         #[inline(always)]
@@ -45,22 +144,6 @@ macro_rules! nonpositive_exponentials {
                 .wrapping_sub(ROUND.to_bits())
                 .wrapping_add($exp_bias);
             (r, <$t>::from_bits(biased << $mantissa))
-        }
-
-        /// eˣ for x ≤ 0: eʳ by its polynomial times 2ⁿ; 0 below the normal range.
-        #[inline(always)]
-        pub(crate) fn $exp(x: $t) -> $t {
-            // NaN compares false, so it is not clamped and flows through as NaN: no separate
-            // test for it (three instructions of the ~30 a softmax value costs).
-            let low = x <= $exp_lowest;
-            let clamped = if low { $exp_lowest } else { x };
-            let (r, scale) = $split(clamped);
-            let poly = horner(r, &$exp_poly);
-            if low {
-                0.0
-            } else {
-                poly * scale
-            }
         }
 
         /// eˣ − 1 for x ≤ 0: 2ⁿ·expm1(r) + (2ⁿ − 1), where 2ⁿ·p and 2ⁿ − 1 are exact, so one
@@ -83,30 +166,16 @@ macro_rules! nonpositive_exponentials {
     };
 }
 
-// f32: eʳ by a degree-6 polynomial minimizing the relative error on |r| ≤ ln2/2 (fitted in f64
-// by reweighted least squares, 2e-9 there; the Taylor series of the same degree is 1.2e-7 off at
-// the ends, which had the whole function up to 3 ulp off): within 1.34 ulp of the correctly
-// rounded eˣ over [−87.3, 0] (20M points), the same instructions as before. expm1(r) of
-// degree 7 (error < 2e-8 relative for |r| ≤ ln2/2).
-nonpositive_exponentials!(
+// f32: expm1(r) of degree 7 (error < 2e-8 relative for |r| ≤ ln2/2).
+nonpositive_expm1!(
     f32,
     u32,
     127,
     23,
     std::f32::consts::LOG2_E,
-    0.693_145_75,
-    1.428_606_8e-6,
-    -87.336_54,
+    LN2_HI_F32,
+    LN2_LO_F32,
     -88.0,
-    [
-        1.0,
-        1.0,
-        0.499_999_94,
-        0.166_664_32,
-        0.041_668,
-        0.008_374_156,
-        0.001_384_365
-    ],
     [
         0.5,
         1.0 / 6.0,
@@ -116,7 +185,6 @@ nonpositive_exponentials!(
         1.0 / 5040.0
     ],
     split_ln2_f32,
-    exp_nonpositive_f32,
     expm1_nonpositive_f32
 );
 
@@ -140,7 +208,7 @@ const INVERSE_FACTORIALS_F64: [f64; 14] = [
 
 // f64: degree-13 polynomials (truncation < 5e-18 relative); fdlibm's ln2 split. Both within 1 ulp
 // of libm (tested).
-nonpositive_exponentials!(
+nonpositive_expm1!(
     f64,
     u64,
     1023,
@@ -148,14 +216,28 @@ nonpositive_exponentials!(
     std::f64::consts::LOG2_E,
     6.931_471_803_691_238e-1,
     1.908_214_929_270_587_7e-10,
-    -708.39,
     -40.0,
-    INVERSE_FACTORIALS_F64,
     INVERSE_FACTORIALS_F64[2..],
     split_ln2_f64,
-    exp_nonpositive_f64,
     expm1_nonpositive_f64
 );
+
+/// eˣ for x ≤ 0 in f64: eʳ by its Taylor polynomial times 2ⁿ; 0 below the normal range (an
+/// absolute error under the smallest normal). No FMA: its emulation in f64 would take a
+/// double-double product. NaN compares false, so it is not clamped and flows through as NaN.
+#[inline(always)]
+pub(crate) fn exp_nonpositive_f64(x: f64) -> f64 {
+    const LOWEST: f64 = -708.39;
+    let low = x <= LOWEST;
+    let clamped = if low { LOWEST } else { x };
+    let (r, scale) = split_ln2_f64(clamped);
+    let poly = horner(r, &INVERSE_FACTORIALS_F64);
+    if low {
+        0.0
+    } else {
+        poly * scale
+    }
+}
 
 /// ln x for f64, written without branches or int↔float casts so loops over it vectorize (libm's
 /// ln is a call per element). x = m·2ᵉ with m in [√½, √2); ln m = 2·atanh(s), s = (m − 1)/(m + 1),
@@ -222,23 +304,35 @@ mod tests {
 
     #[test]
     #[allow(clippy::float_cmp)] // exact zeros and ones are intended
-    fn fast_exp_within_one_and_a_half_ulp() {
-        // In ulps of the exact value's f32 binade; the Taylor polynomial this replaced was 3.0.
-        let mut worst_ulps = 0.0f64;
-        for i in 0..=2_000_000 {
-            let x = -(i as f32) * 0.000_05; // 0 down to −100
-            let (fast, exact) = (f64::from(exp_nonpositive_f32(x)), f64::from(x).exp());
-            if exact > 1.2e-38 {
-                let rounded = exact as f32;
-                let ulp = f64::from(f32::from_bits(rounded.to_bits() + 1) - rounded);
-                worst_ulps = worst_ulps.max((fast - exact).abs() / ulp);
+    fn fast_exp_f32_within_1_1_ulp_fused_and_1_5_separate() {
+        // In ulps of the exact value's f32 binade: fused 1.04, separate 1.31 (the Taylor
+        // polynomial before the fitted one was 3.0).
+        fn worst(exp: fn(f32) -> f32) -> f64 {
+            let mut worst_ulps = 0.0f64;
+            for i in 0..=2_000_000 {
+                let x = -(i as f32) * 0.000_05; // 0 down to −100
+                let (fast, exact) = (f64::from(exp(x)), f64::from(x).exp());
+                if exact > 1.2e-38 {
+                    let rounded = exact as f32;
+                    let ulp = f64::from(f32::from_bits(rounded.to_bits() + 1) - rounded);
+                    worst_ulps = worst_ulps.max((fast - exact).abs() / ulp);
+                }
             }
+            worst_ulps
         }
-        assert!(worst_ulps < 1.5, "max error {worst_ulps} ulp");
-        assert!(exp_nonpositive_f32(f32::NAN).is_nan());
-        assert!(exp_nonpositive_f32(f32::NEG_INFINITY) == 0.0 && exp_nonpositive_f32(-1e4) == 0.0);
-        assert!(exp_nonpositive_f32(-87.336_54) == 0.0 && exp_nonpositive_f32(-87.3) > 0.0);
-        assert!(exp_nonpositive_f32(0.0) == 1.0 && exp_nonpositive_f32(-0.0) == 1.0);
+        let fused = worst(exp_nonpositive_f32::<Fused>);
+        assert!(fused < 1.1, "fused: max error {fused} ulp");
+        let separate = worst(exp_nonpositive_f32::<Separate>);
+        assert!(separate < 1.5, "separate: max error {separate} ulp");
+        for exp in [
+            exp_nonpositive_f32::<Fused>,
+            exp_nonpositive_f32::<Separate>,
+        ] {
+            assert!(exp(f32::NAN).is_nan());
+            assert!(exp(f32::NEG_INFINITY) == 0.0 && exp(-1e4) == 0.0 && exp(-f32::MAX) == 0.0);
+            assert!(exp(-87.336_54) == 0.0 && exp(-87.3) > 0.0);
+            assert!(exp(0.0) == 1.0 && exp(-0.0) == 1.0);
+        }
     }
 
     #[test]

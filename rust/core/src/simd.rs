@@ -10,8 +10,10 @@
 //! On aarch64, NEON is part of the baseline target: the same loops compile to NEON with no
 //! dispatch, and that is the only level there (`RSNORM_SIMD` cannot lower it).
 //!
-//! Results are bitwise identical across levels: kernels never call `mul_add` and fix the order
-//! of every reduction through their lane arrays, so wider vectors do the same operations.
+//! Results are bitwise identical across levels: kernels fix the order of every reduction through
+//! their lane arrays, so wider vectors do the same operations, and call no `mul_add` but in the
+//! f32 exponential, which fuses wherever the level has FMA (AVX2, AVX-512, NEON) and only there
+//! (`fastmath::MulAdd`): the scalar level's f32 exponentials may differ in the last bit.
 
 use std::cell::Cell;
 use std::sync::OnceLock;

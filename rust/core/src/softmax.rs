@@ -4,6 +4,7 @@
 
 use crate::element::{Element, Float};
 use crate::error::{reduction_axis, shape_str, Error, Result};
+use crate::fastmath::MulAdd;
 use crate::reduce::{sum_pairs, BLOCK, LANES};
 use crate::rows::{
     check_same_rows, map_rows, without_axis, ArrayMut, ArrayRef, Reduced, RowsMut, RowsRef,
@@ -69,9 +70,9 @@ fn row_max<T: Float>(x: &[T]) -> T {
 /// log Σ exp(x) of a non-empty row, stable for any magnitude: max + ln Σ exp(x − max), the
 /// exponentials summed in lanes of the row's type with f64 block totals (as softmax sums them).
 #[inline(always)]
-pub fn logsumexp<T: Float>(x: &[T]) -> f64 {
+pub fn logsumexp<T: Float, M: MulAdd>(x: &[T]) -> f64 {
     let max = row_max(x);
-    max.to_f64() + crate::reduce::sum_map(x, |v| (v - max).exp_nonpositive()).ln()
+    max.to_f64() + crate::reduce::sum_map(x, |v| (v - max).exp_nonpositive::<M>()).ln()
 }
 
 /// The mean of a non-empty row, as its maximum plus the mean deviation below it: the lanes of
@@ -228,6 +229,16 @@ pub fn cross_entropy_with_logits<S: Element>(
 ) -> Result<Vec<Option<f64>>> {
     const OP: &str = "cross_entropy_with_logits";
     check_logit_target(OP, x, target, label_smoothing, weight)?;
+    crate::fastmath::with_mul_add!(M => Ok(logit_losses::<S, M>(x, target, label_smoothing, weight)))
+}
+
+/// [`cross_entropy_with_logits`] on checked arguments.
+fn logit_losses<S: Element, M: MulAdd>(
+    x: &RowsRef<S>,
+    target: &LogitTarget<'_, S>,
+    label_smoothing: f64,
+    weight: Option<&[f64]>,
+) -> Vec<Option<f64>> {
     let (n_rows, classes) = (x.rows().n_rows(), x.rows().row_len());
     let eps = label_smoothing;
     let mut out = vec![None; n_rows];
@@ -246,7 +257,7 @@ pub fn cross_entropy_with_logits<S: Element>(
                         if t == ignore {
                             return None;
                         }
-                        let lse = logsumexp(x);
+                        let lse = logsumexp::<_, M>(x);
                         let t = t as usize;
                         let picked = w[t] * (lse - x[t].to_f64());
                         if eps == 0.0 {
@@ -257,7 +268,7 @@ pub fn cross_entropy_with_logits<S: Element>(
                         Some((1.0 - eps) * picked + eps * smooth)
                     },
                 );
-                return Ok(out);
+                return out;
             }
             map_rows(
                 [x],
@@ -271,7 +282,7 @@ pub fn cross_entropy_with_logits<S: Element>(
                     if t == ignore {
                         return None;
                     }
-                    let lse = logsumexp(x);
+                    let lse = logsumexp::<_, M>(x);
                     let picked = lse - x[t as usize].to_f64();
                     if eps == 0.0 {
                         return Some(picked);
@@ -289,7 +300,7 @@ pub fn cross_entropy_with_logits<S: Element>(
                     &mut out,
                     #[inline(always)]
                     |_, [x, t], []| {
-                        let lse = logsumexp(x);
+                        let lse = logsumexp::<_, M>(x);
                         let terms = x.iter().zip(t.iter()).zip(w);
                         Some(
                             terms
@@ -300,7 +311,7 @@ pub fn cross_entropy_with_logits<S: Element>(
                         )
                     },
                 );
-                return Ok(out);
+                return out;
             }
             map_rows(
                 [x, probs],
@@ -308,7 +319,7 @@ pub fn cross_entropy_with_logits<S: Element>(
                 &mut out,
                 #[inline(always)]
                 |_, [x, t], []| {
-                    let lse = logsumexp(x);
+                    let lse = logsumexp::<_, M>(x);
                     // sum_pairs pads its tail with (0, 0), so the smoothing's ε/C on every
                     // class is summed apart: folded into the pairs, each padding slot added
                     // ε/C·lse (7 classes, ε = 0.2: 2.24 for 2.19).
@@ -326,7 +337,7 @@ pub fn cross_entropy_with_logits<S: Element>(
             );
         }
     }
-    Ok(out)
+    out
 }
 
 /// How [`cross_entropy`] reduces the per-row losses, as PyTorch's `reduction`.
@@ -499,7 +510,7 @@ pub fn cross_entropy_backward<S: Element>(
     let eps = label_smoothing;
     let c = classes as f64;
     let uniform = eps / c;
-    match target {
+    crate::fastmath::with_mul_add!(M => match target {
         Target::Classes { index, ignore, .. } => {
             check_logit_target(OP, &x, &LogitTarget::Classes { index, ignore }, eps, weight)?;
             let denominator = mean_denominator(Some((index, ignore)), n_rows, weight);
@@ -519,7 +530,7 @@ pub fn cross_entropy_backward<S: Element>(
                     let t = t as usize;
                     let s = scale(row);
                     let w_t = weight.map_or(1.0, |w| w[t]);
-                    let sum = exp_shifted(x, d);
+                    let sum = exp_shifted::<_, M>(x, d);
                     let a = from_f64::<S>(s * ((1.0 - eps) * w_t + uniform * total) / sum);
                     if let Some(w) = weight {
                         for (o, &w_c) in d.iter_mut().zip(w) {
@@ -546,7 +557,7 @@ pub fn cross_entropy_backward<S: Element>(
                 #[inline(always)]
                 |row, [x, t], [d]| {
                     let s = scale(row);
-                    let sum = exp_shifted(x, d);
+                    let sum = exp_shifted::<_, M>(x, d);
                     if let Some(w) = weight {
                         let q = |tv: S::Compute| (1.0 - eps) * tv.to_f64() + uniform;
                         let mass: f64 = t.iter().zip(w).map(|(&tv, &w_c)| w_c * q(tv)).sum();
@@ -566,7 +577,7 @@ pub fn cross_entropy_backward<S: Element>(
                 },
             );
         }
-    }
+    });
     Ok(())
 }
 
@@ -578,9 +589,9 @@ fn from_f64<S: Element>(v: f64) -> S::Compute {
 
 /// exp(x − max x) into `e`, returning the sum (softmax's numerator and denominator).
 #[inline(always)]
-fn exp_shifted<T: Float>(x: &[T], e: &mut [T]) -> f64 {
+fn exp_shifted<T: Float, M: MulAdd>(x: &[T], e: &mut [T]) -> f64 {
     let max = row_max(x);
-    crate::reduce::sum_map_into(x, e, |v| (v - max).exp_nonpositive())
+    crate::reduce::sum_map_into(x, e, |v| (v - max).exp_nonpositive::<M>())
 }
 
 /// Each row's factor of the loss's gradient: its own value ('none'), the one value ('sum'), or
@@ -779,7 +790,7 @@ pub fn softmax_backward_along<S: Element>(
         dx.rows_along(axis),
     );
     check_same_rows(op, y.rows(), &[("out", d.rows())])?;
-    map_rows(
+    crate::fastmath::with_mul_add!(M => map_rows(
         [&g, &y],
         [&d],
         &mut [],
@@ -799,7 +810,7 @@ pub fn softmax_backward_along<S: Element>(
             #[allow(clippy::needless_bitwise_bool)]
             if y.iter().fold(true, |all, &v| all & (v <= zero)) {
                 for ((o, &gv), &yv) in d.iter_mut().zip(g).zip(y) {
-                    *o = gv - yv.exp_nonpositive() * total;
+                    *o = gv - yv.exp_nonpositive::<M>() * total;
                 }
             } else {
                 for ((o, &gv), &yv) in d.iter_mut().zip(g).zip(y) {
@@ -807,7 +818,7 @@ pub fn softmax_backward_along<S: Element>(
                 }
             }
         },
-    );
+    ));
     Ok(())
 }
 
@@ -828,10 +839,12 @@ pub fn softmax<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, log: bool) -> Result<
     if let Some(columns) = ColumnLayout::of(x, y) {
         // SAFETY: the layout was made from these views just now, so it reaches only their
         // elements (the views' invariant); `of` took y only as x itself or apart from it.
-        unsafe { softmax_columns(x, y, &columns, log) };
+        unsafe {
+            crate::fastmath::with_mul_add!(M => softmax_columns::<S, M>(x, y, &columns, log));
+        }
         return Ok(());
     }
-    map_rows(
+    crate::fastmath::with_mul_add!(M => map_rows(
         [x],
         [y],
         &mut [],
@@ -848,7 +861,7 @@ pub fn softmax<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, log: bool) -> Result<
             let (x, y) = (x_row, y_row);
             let max = row_max(x);
             // Positive terms: the lane sum in the row's type with f64 block totals is exact enough.
-            let exp = |v: S::Compute| (v - max).exp_nonpositive();
+            let exp = |v: S::Compute| (v - max).exp_nonpositive::<M>();
             if log {
                 // Only the sum is needed: y is written once, by the last pass.
                 let sum = crate::reduce::sum_map_hooked(x, exp, prefetch);
@@ -864,7 +877,7 @@ pub fn softmax<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>, log: bool) -> Result<
                 }
             }
         },
-    );
+    ));
     Ok(())
 }
 
@@ -918,7 +931,7 @@ impl ColumnLayout {
 ///
 /// # Safety
 /// As [`softmax`]; the layout comes from [`ColumnLayout::of`] for these views.
-unsafe fn softmax_columns<S: Element>(
+unsafe fn softmax_columns<S: Element, M: MulAdd>(
     x: &RowsRef<S>,
     y: &RowsMut<S>,
     layout: &ColumnLayout,
@@ -950,7 +963,7 @@ unsafe fn softmax_columns<S: Element>(
                 // SAFETY: NATIVE (S is the compute type); `width` contiguous values from
                 // each position are inside the views; a task's columns are its own; y is x
                 // itself or disjoint from it.
-                unsafe { column_block(n, width, x_at, y_at, log, &mut lanes) };
+                unsafe { column_block::<_, M>(n, width, x_at, y_at, log, &mut lanes) };
             }
         },
     );
@@ -975,7 +988,7 @@ fn readable<'a, T: Copy>(row: &'a [T], copy: &'a mut [T], in_place: bool) -> &'a
 /// # Safety
 /// Each row has `width` valid values; y rows are x rows themselves or disjoint from all x rows.
 #[inline(always)]
-unsafe fn column_block<T: Float>(
+unsafe fn column_block<T: Float, M: MulAdd>(
     n: usize,
     width: usize,
     x_at: impl Fn(usize) -> *mut T,
@@ -1008,13 +1021,13 @@ unsafe fn column_block<T: Float>(
             let lane = &mut lanes[k % LANES][..width];
             if log {
                 for ((s, &v), &m) in lane.iter_mut().zip(x_row(k)).zip(&*max) {
-                    *s = *s + (v - m).exp_nonpositive();
+                    *s = *s + (v - m).exp_nonpositive::<M>();
                 }
             } else {
                 // y holds the exponentials until they are scaled.
                 let x = readable(x_row(k), &mut copy, in_place);
                 for (((s, o), &v), &m) in lane.iter_mut().zip(y_row(k)).zip(x).zip(&*max) {
-                    *o = (v - m).exp_nonpositive();
+                    *o = (v - m).exp_nonpositive::<M>();
                     *s = *s + *o;
                 }
             }
@@ -1071,6 +1084,11 @@ mod tests {
 
     #[test]
     fn softmax_of_huge_logits_is_finite() {
-        assert!((logsumexp(&[1e4f32, 1e4]) - (1e4 + std::f64::consts::LN_2)).abs() < 1e-9);
+        assert!(
+            (logsumexp::<_, crate::fastmath::Fused>(&[1e4f32, 1e4])
+                - (1e4 + std::f64::consts::LN_2))
+                .abs()
+                < 1e-9
+        );
     }
 }

@@ -92,7 +92,7 @@ fn reciprocal(divisor: f64) -> f64 {
 /// exponent is ≤ 0, and the terms near t = 1 that dominate a norm are within a few ulps.
 #[inline(always)]
 fn power(t: f64, p: f64) -> f64 {
-    (p * crate::fastmath::ln(t)).exp_nonpositive()
+    crate::fastmath::exp_nonpositive_f64(p * crate::fastmath::ln(t))
 }
 
 /// |v|, written as a select so loops over it vectorize; NaN stays NaN.

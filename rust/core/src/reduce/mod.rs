@@ -39,7 +39,15 @@ pub(super) fn underflow_bound<T: Float>(count: f64) -> f64 {
 /// purpose: inlined next to a lane loop, a halving tree steered LLVM's SLP vectorizer into
 /// 2-wide vectors for the whole loop (`sum_squares` ran at a third of its speed).
 #[inline(never)]
-pub(super) fn fold<T: Float>(mut acc: [T; LANES]) -> f64 {
+pub(super) fn fold<T: Float>(acc: [T; LANES]) -> f64 {
+    fold_inline(acc)
+}
+
+/// [`fold`] inlined, for lane loops heavy enough that the SLP trouble does not arise (the
+/// exponentials of softmax): the call there cost 4% of a softmax row of 1000, its 32 lanes stored
+/// for a function compiled without the target's features.
+#[inline(always)]
+fn fold_inline<T: Float>(mut acc: [T; LANES]) -> f64 {
     let mut width = LANES;
     while width > 1 {
         width /= 2;
@@ -133,8 +141,12 @@ fn blocked_sum_hooked<T: Float>(
         let tail = chunks.remainder();
         for (c, chunk) in chunks.enumerate() {
             hook(b * BLOCK + c * LANES);
-            for (a, &v) in acc.iter_mut().zip(chunk) {
-                *a = *a + f(v);
+            // Whole arrays, not a loop over zipped lanes: LLVM vectorized that loop over `acc`
+            // in memory (a load, add and store of every lane vector per chunk, behind a run-time
+            // overlap check); as arrays the lanes stay in registers (softmax 3–7% faster).
+            let chunk: &[T; LANES] = chunk.try_into().expect("chunks_exact yields LANES");
+            for j in 0..LANES {
+                acc[j] = acc[j] + f(chunk[j]);
             }
         }
         if !tail.is_empty() {
@@ -192,9 +204,12 @@ pub fn sum_map_into_hooked<T: Float>(
             .enumerate()
         {
             hook(b * BLOCK + c * LANES);
-            for ((a, o), &v) in acc.iter_mut().zip(yc.iter_mut()).zip(xc) {
-                *o = f(v);
-                *a = *a + *o;
+            // Arrays, as in `blocked_sum_hooked`, keep the lanes in registers.
+            let xc: &[T; LANES] = xc.try_into().expect("chunks_exact yields LANES");
+            let yc: &mut [T; LANES] = yc.try_into().expect("chunks_exact yields LANES");
+            for j in 0..LANES {
+                yc[j] = f(xc[j]);
+                acc[j] = acc[j] + yc[j];
             }
         }
         if full < xb.len() {
@@ -207,7 +222,7 @@ pub fn sum_map_into_hooked<T: Float>(
                 *a = *a + l;
             }
         }
-        total += fold(acc);
+        total += fold_inline(acc);
     }
     total
 }
