@@ -240,7 +240,13 @@ fn sweep(
         // Bitwise on purpose: lazy operators compile to the branches this loop avoids.
         #[allow(clippy::needless_bitwise_bool)]
         let take_u = (i < end_u) & ((j >= end_v) | (a <= b));
-        let x = if take_u { a } else { b };
+        // The smaller value, with an exhausted sample's as +inf (no NaN gets here; ties give the
+        // same value either way). `if take_u { a } else { b }` compiled to a branch, which
+        // mispredicted on every other step of interleaved samples (10 ns a step); a bitwise
+        // select was turned back into that branch.
+        let a_in = if i < end_u { a } else { f64::INFINITY };
+        let b_in = if j < end_v { b } else { f64::INFINITY };
+        let x = a_in.min(b_in);
         if step >= first {
             distance += (cu * inv_u - cv * inv_v).abs() * (x - previous);
         }
