@@ -49,7 +49,7 @@ impl MulAdd for Separate {
 /// Whether this process's SIMD level has the fused multiply-add instruction (every level but
 /// scalar).
 #[inline]
-pub fn fused_multiply_add() -> bool {
+pub(crate) fn fused_multiply_add() -> bool {
     crate::simd::level() != crate::simd::Level::Scalar
 }
 
