@@ -122,11 +122,13 @@ print(os.waitstatus_to_exitcode(status))
 # within 1.04 ulp of eˣ; the scalar level rounds them separately (1.31 ulp), so there only these outputs
 # may differ, by an ulp or two.
 FUSED_EXP = {"softmax", "softmax_columns", "log_softmax", "softmax_backward_log", "selu_backward"}
+# The information measures' f64 logarithm fuses its polynomial's steps at those levels too.
+FUSED_LN = {"entropy", "kl_div", "cross_entropy", "js_divergence"}
 
 
 def test_simd_paths_give_identical_results():
     """Every SIMD level the CPU has computes bitwise the same results; the scalar path too, but for the
-    f32 exponential's last bit."""
+    f32 exponential's and the information measures' f64 logarithm's last bits."""
     code = """
 import numpy as np, rsnorm as rn, sys
 rng = np.random.default_rng(5)
@@ -137,6 +139,8 @@ nhwc = np.ascontiguousarray(np.moveaxis(img, 1, -1))
 img7 = np.ascontiguousarray(img[:, :, :7, :7])
 p = [rng.standard_normal(10_000).astype(np.float32)]
 rn.optim.Adam(p, lr=1e-2).step([rng.standard_normal(10_000).astype(np.float32)])
+probs = rng.random((300, 1000)) + 1e-3
+probs[::7, 3] = 0.0  # rows with a zero take the logarithm with its cases
 outputs = {
     "layer_norm": rn.layer_norm(x, 1000, w, w),
     "rms_norm": rn.rms_norm(x, 1000, w),
@@ -162,6 +166,10 @@ outputs = {
     "selu_f64": rn.selu(x.astype(np.float64) - 1e3),
     "lrn": rn.local_response_norm(x.reshape(2, 8, 4000)[:, :, :1100], 5),
     "adam": p[0],
+    "entropy": rn.entropy(probs),
+    "kl_div": rn.kl_div(probs, probs[::-1]),
+    "cross_entropy": rn.cross_entropy(probs, probs[::-1]),
+    "js_divergence": rn.js_divergence(probs, probs[::-1]),
 }
 np.savez(sys.argv[1], **outputs)
 print(rn.simd_level())
@@ -181,10 +189,11 @@ print(rn.simd_level())
     fused = [level for level in outputs if level != "scalar"]
     for level, results in outputs.items():
         for op, result in results.items():
-            if op in FUSED_EXP and level != "scalar":
+            if op in FUSED_EXP | FUSED_LN and level != "scalar":
                 # Exact among the levels with FMA; against the scalar level within a few ulps.
                 np.testing.assert_array_equal(result, outputs[fused[0]][op], err_msg=f"{level} {op}")
-                np.testing.assert_allclose(result, outputs["scalar"][op], rtol=5e-7, atol=5e-7)
+                tolerance = 5e-7 if op in FUSED_EXP else 1e-14
+                np.testing.assert_allclose(result, outputs["scalar"][op], rtol=tolerance, atol=tolerance)
             else:
                 np.testing.assert_array_equal(result, outputs["scalar"][op], err_msg=f"{level} {op}")
     # The scalar level does differ somewhere (so the tolerance above is needed, and fusing happens).

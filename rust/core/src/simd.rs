@@ -12,8 +12,9 @@
 //!
 //! Results are bitwise identical across levels: kernels fix the order of every reduction through
 //! their lane arrays, so wider vectors do the same operations, and call no `mul_add` but in the
-//! f32 exponential, which fuses wherever the level has FMA (AVX2, AVX-512, NEON) and only there
-//! (`fastmath::MulAdd`): the scalar level's f32 exponentials may differ in the last bit.
+//! f32 exponential and the information measures' f64 logarithm, which fuse wherever the level has
+//! FMA (AVX2, AVX-512, NEON) and only there (`fastmath::MulAdd`): the scalar level's results of
+//! those may differ in the last bit.
 
 use std::cell::Cell;
 use std::sync::OnceLock;
