@@ -225,6 +225,18 @@ def test_wasserstein_weighted_and_large(rn, rng):
     )
 
 
+def test_wasserstein_samples_of_megabytes(rn, rng):
+    """From 2**19 values a sample's sort runs on both threads, in scratch buffers mapped from 4 MB
+    (huge pages where the kernel has them): weighted and not, SciPy's values, the same bits again."""
+    u = rng.standard_normal(600_000)
+    v = rng.standard_normal(530_000) * 1.5 + 0.3
+    uw, vw = rng.random(u.size), rng.random(v.size)
+    for args in ((u, v), (u, v, uw, vw)):
+        got = rn.wasserstein_1d(*args)
+        assert got == pytest.approx(scipy.stats.wasserstein_distance(*args), rel=1e-9)
+        assert rn.wasserstein_1d(*args) == got
+
+
 def test_wasserstein_long_samples_sorted_by_radix_and_swept_in_halves(rn, rng):
     """Samples long enough for the radix sort and the two-thread sweep: ties across the split (small
     integers), weights, ±0 and signs, an infinity; SciPy's values, the same bits on every call."""

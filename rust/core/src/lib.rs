@@ -18,6 +18,7 @@ pub mod optim;
 pub mod parallel;
 pub mod reduce;
 pub mod rows;
+mod scratch;
 pub mod selection;
 pub mod simd;
 pub mod softmax;

@@ -1,6 +1,7 @@
 //! The 1-D Wasserstein distance (earth mover's distance) of two weighted samples.
 
 use crate::error::{Error, Result};
+use crate::scratch::{Scratch, Zeroed};
 
 /// f64's total order as unsigned integers (the bits, sign flipped; negatives all flipped): a radix
 /// sort of these keys sorts the values as `f64::total_cmp` does.
@@ -24,11 +25,13 @@ fn key_value(key: u64) -> f64 {
     })
 }
 
-/// Bits per radix digit: 6 passes of 11 bits cover 64, and 2048 counters stay in L1.
-const DIGIT_BITS: u32 = 11;
+/// Bits per radix digit: 8 passes of 8 bits. Each pass writes into 256 buckets at once, whose
+/// partly filled cache lines (16 KB) stay in L1; 11-bit digits (6 passes, 2048 lines, 128 KB)
+/// made each pass cost twice as much (see decisions.md).
+const DIGIT_BITS: u32 = 8;
 const BUCKETS: usize = 1 << DIGIT_BITS;
 const PASSES: u32 = 64_u32.div_ceil(DIGIT_BITS);
-/// Below this, a comparison sort beats the radix sort's fixed cost (6 × 2048 counters).
+/// Below this, a comparison sort beats the radix sort's fixed cost (8 passes over 256 counters each).
 const RADIX_FROM: usize = 2048;
 
 /// The radix digit of key `k` in pass `pass` (least significant first).
@@ -40,20 +43,20 @@ fn digit(k: u64, pass: u32) -> usize {
 /// Sorts `items` by `key` ascending: an LSD radix sort (stable) for long inputs, one counting pass
 /// for all digits first and no scatter pass for a digit every key shares; SciPy's sort had been
 /// the whole cost of a million-value distance (pdqsort here was 3.9× SciPy).
-fn radix_sort<T: Copy + Default>(mut items: Vec<T>, key: impl Fn(&T) -> u64) -> Vec<T> {
+fn radix_sort<T: Zeroed>(mut items: Scratch<T>, key: impl Fn(&T) -> u64) -> Scratch<T> {
     let n = items.len();
     if n < RADIX_FROM {
         items.sort_unstable_by_key(|t| key(t));
         return items;
     }
     let mut counts = vec![[0usize; BUCKETS]; PASSES as usize];
-    for item in &items {
+    for item in items.iter() {
         let k = key(item);
         for (pass, count) in (0..PASSES).zip(counts.iter_mut()) {
             count[digit(k, pass)] += 1;
         }
     }
-    let mut spare = vec![T::default(); n];
+    let mut spare = Scratch::zeroed(n);
     for (pass, count) in (0..PASSES).zip(&counts) {
         if count.contains(&n) {
             continue; // every key has this digit: the order stands
@@ -64,7 +67,7 @@ fn radix_sort<T: Copy + Default>(mut items: Vec<T>, key: impl Fn(&T) -> u64) -> 
             *slot = at;
             at += c;
         }
-        for item in &items {
+        for item in items.iter() {
             let b = digit(key(item), pass);
             spare[next[b]] = *item;
             next[b] += 1;
@@ -80,10 +83,7 @@ fn radix_sort<T: Copy + Default>(mut items: Vec<T>, key: impl Fn(&T) -> u64) -> 
 const SPLIT_SORT_FROM: usize = 1 << 19;
 
 /// [`radix_sort`], on two threads for long inputs ([`radix_sort_halves`]).
-fn radix_sort_split<T: Copy + Default + Send + Sync>(
-    items: Vec<T>,
-    key: impl Fn(&T) -> u64 + Sync,
-) -> Vec<T> {
+fn radix_sort_split<T: Zeroed>(items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync) -> Scratch<T> {
     if items.len() < SPLIT_SORT_FROM || crate::parallel::num_threads() < 2 {
         return radix_sort(items, key);
     }
@@ -94,12 +94,12 @@ fn radix_sort_split<T: Copy + Default + Send + Sync>(
 /// counts its digits, the buckets' starts are laid out bucket by bucket with the first half's
 /// share first (so the sort stays stable), and each half scatters its own keys. One sort's
 /// working set at a time.
-fn radix_sort_halves<T: Copy + Default + Send + Sync>(
-    mut items: Vec<T>,
+fn radix_sort_halves<T: Zeroed>(
+    mut items: Scratch<T>,
     key: impl Fn(&T) -> u64 + Sync,
-) -> Vec<T> {
+) -> Scratch<T> {
     let n = items.len();
-    let mut spare = vec![T::default(); n];
+    let mut spare = Scratch::zeroed(n);
     let half = n / 2;
     for pass in 0..PASSES {
         let count = |part: &[T]| {
@@ -178,31 +178,30 @@ pub fn wasserstein_1d(
         return Ok(f64::NAN);
     }
     // Each sample's values sorted as order keys (8 bytes an element), with their weights.
-    let sorted = |values: &[f64], weights: Option<&[f64]>| -> (Vec<f64>, Option<Vec<f64>>) {
-        match weights {
-            None => {
-                let keys = radix_sort_split(values.iter().map(|&x| order_key(x)).collect(), |&k| k);
-                (keys.into_iter().map(key_value).collect(), None)
+    let sorted =
+        |values: &[f64], weights: Option<&[f64]>| -> (Scratch<f64>, Option<Scratch<f64>>) {
+            match weights {
+                None => {
+                    let keys = Scratch::from_fn(values.len(), |i| order_key(values[i]));
+                    (radix_sort_split(keys, |&k| k).map_in_place(key_value), None)
+                }
+                Some(w) => {
+                    let pairs = Scratch::from_fn(values.len(), |i| (order_key(values[i]), w[i]));
+                    let pairs = radix_sort_split(pairs, |&(k, _)| k)
+                        .map_in_place(|(k, w)| (key_value(k), w));
+                    let values = Scratch::from_fn(pairs.len(), |i| pairs[i].0);
+                    (values, Some(Scratch::from_fn(pairs.len(), |i| pairs[i].1)))
+                }
             }
-            Some(w) => {
-                let pairs = values
-                    .iter()
-                    .zip(w)
-                    .map(|(&x, &w)| (order_key(x), w))
-                    .collect();
-                let pairs = radix_sort_split(pairs, |&(k, _)| k);
-                let values = pairs.iter().map(|&(k, _)| key_value(k)).collect();
-                (values, Some(pairs.into_iter().map(|(_, w)| w).collect()))
-            }
-        }
-    };
+        };
     // Long samples one after the other, each sort on both threads; short ones at once.
     let ((us, uw), (vs, vw)) = if u.len().max(v.len()) >= SPLIT_SORT_FROM {
         (sorted(u, u_weights), sorted(v, v_weights))
     } else {
         crate::parallel::join(|| sorted(u, u_weights), || sorted(v, v_weights))
     };
-    let total = |w: &Option<Vec<f64>>, n: usize| w.as_ref().map_or(n as f64, |w| w.iter().sum());
+    let total =
+        |w: &Option<Scratch<f64>>, n: usize| w.as_ref().map_or(n as f64, |w| w.iter().sum());
     let inv = (1.0 / total(&uw, us.len()), 1.0 / total(&vw, vs.len()));
     // Four loops, each with its weights known: the merge's steps stay free of those branches.
     Ok(match (&uw, &vw) {
@@ -375,13 +374,13 @@ mod tests {
                 (order_key(v), i as f64)
             })
             .collect();
-        let serial = radix_sort(pairs.clone(), |&(k, _)| k);
+        let serial = radix_sort(Scratch::from_fn(n, |i| pairs[i]), |&(k, _)| k);
         // The halves directly: `radix_sort_split` would sort serially on a one-CPU machine.
-        let split = radix_sort_halves(pairs, |&(k, _)| k);
+        let split = radix_sort_halves(Scratch::from_fn(n, |i| pairs[i]), |&(k, _)| k);
         assert!(serial.windows(2).all(|w| w[0].0 <= w[1].0));
         assert!(serial
             .iter()
-            .zip(&split)
+            .zip(split.iter())
             .all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()));
     }
 
@@ -418,20 +417,20 @@ mod tests {
             .enumerate()
             .map(|(i, &v)| (order_key(v), i as f64))
             .collect();
-        let got = radix_sort(pairs, |&(k, _)| k);
+        let got = radix_sort(Scratch::from_fn(pairs.len(), |i| pairs[i]), |&(k, _)| k);
         let mut want: Vec<(f64, f64)> = values
             .iter()
             .enumerate()
             .map(|(i, &v)| (v, i as f64))
             .collect();
         want.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let got: Vec<(f64, f64)> = got.into_iter().map(|(k, i)| (key_value(k), i)).collect();
+        let got: Vec<(f64, f64)> = got.iter().map(|&(k, i)| (key_value(k), i)).collect();
         assert!(got
             .iter()
             .zip(&want)
             .all(|(a, b)| a.0.to_bits() == b.0.to_bits() && a.1.to_bits() == b.1.to_bits()));
         // short inputs take the comparison sort
-        let short = radix_sort(vec![3u64, 1, 2], |&k| k);
-        assert_eq!(short, [1, 2, 3]);
+        let short = radix_sort(Scratch::from_fn(3, |i| [3u64, 1, 2][i]), |&k| k);
+        assert_eq!(*short, [1, 2, 3]);
     }
 }
