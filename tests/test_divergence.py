@@ -237,8 +237,8 @@ def test_wasserstein_samples_of_megabytes(rn, rng):
         assert rn.wasserstein_1d(*args) == got
 
 
-def test_wasserstein_long_samples_sorted_by_radix_and_swept_in_halves(rn, rng):
-    """Samples long enough for the radix sort and the two-thread sweep: ties across the split (small
+def test_wasserstein_long_samples_sorted_by_radix_and_swept_in_parts(rn, rng):
+    """Samples long enough for the radix sort and the sweep in parts: ties across the splits (small
     integers), weights, ±0 and signs, an infinity; SciPy's values, the same bits on every call."""
     u = rng.integers(-20, 20, 120_000).astype(np.float64)
     v = rng.integers(-10, 30, 90_000).astype(np.float64) * 0.5

@@ -140,7 +140,8 @@ fn radix_sort_halves<T: Zeroed>(
 }
 
 /// scipy.stats.wasserstein_distance: ∫|U − V| over the merged sorted support, with optional
-/// non-negative weights. Sorting runs in parallel.
+/// non-negative weights. Sorting and sweeping run in parallel; the result's bits do not depend
+/// on the thread count.
 pub fn wasserstein_1d(
     u: &[f64],
     v: &[f64],
@@ -203,113 +204,69 @@ pub fn wasserstein_1d(
     let total =
         |w: &Option<Scratch<f64>>, n: usize| w.as_ref().map_or(n as f64, |w| w.iter().sum());
     let inv = (1.0 / total(&uw, us.len()), 1.0 / total(&vw, vs.len()));
+    let (uw, vw) = (uw.as_deref(), vw.as_deref());
     // Four loops, each with its weights known: the merge's steps stay free of those branches.
-    Ok(match (&uw, &vw) {
-        (None, None) => sweep_halves(&us, |_| 1.0, &vs, |_| 1.0, inv),
-        (Some(uw), None) => sweep_halves(&us, |k| uw[k], &vs, |_| 1.0, inv),
-        (None, Some(vw)) => sweep_halves(&us, |_| 1.0, &vs, |k| vw[k], inv),
-        (Some(uw), Some(vw)) => sweep_halves(&us, |k| uw[k], &vs, |k| vw[k], inv),
+    Ok(match (uw, vw) {
+        (None, None) => Merge::new(&us, |_| 1.0, &vs, |_| 1.0, inv).distance(uw, vw),
+        (Some(w), None) => Merge::new(&us, |k| w[k], &vs, |_| 1.0, inv).distance(uw, vw),
+        (None, Some(w)) => Merge::new(&us, |_| 1.0, &vs, |k| w[k], inv).distance(uw, vw),
+        (Some(wu), Some(wv)) => Merge::new(&us, |k| wu[k], &vs, |k| wv[k], inv).distance(uw, vw),
     })
 }
 
-/// Where a merge of the samples starts: their first indices, the weights before them and the
-/// value merged last (None at the very start).
+/// Parts of the merged order that long samples are swept in, [`LOCKSTEP`] at a time on each
+/// thread. A fixed number, whatever the thread count, so the result's bits are too.
+const PARTS: usize = 8;
+/// Merges advanced together in one loop: a merge step waits on the previous one (load, compare,
+/// advance an index, load again), about 20 cycles; independent merges overlap their waits.
+const LOCKSTEP: usize = 4;
+/// Merged lengths from which the samples are swept in parts.
+const PARTS_FROM: usize = 1 << 16;
+
+/// A merge of the two sorted samples under way: their next indices, the weights taken so far,
+/// the value merged last, and the distance summed so far.
 #[derive(Clone, Copy)]
 struct Cursor {
     i: usize,
     j: usize,
     cu: f64,
     cv: f64,
-    previous: Option<f64>,
+    previous: f64,
+    distance: f64,
 }
 
-/// [`sweep`] in two halves, one per thread for long samples: below and from u's median value
-/// (each sample split where its values reach it), the second half starting from the first's
-/// totals. The two partial distances are added in that order, so the result is the same on every
-/// run.
-fn sweep_halves(
-    u: &[f64],
-    u_weight: impl Fn(usize) -> f64 + Sync,
-    v: &[f64],
-    v_weight: impl Fn(usize) -> f64 + Sync,
+/// The two sorted samples and what a merge step needs of them: weights by index (1 where
+/// unweighted) and 1 / each total weight.
+struct Merge<'a, U, V> {
+    u: &'a [f64],
+    u_weight: U,
+    v: &'a [f64],
+    v_weight: V,
     inv: (f64, f64),
-) -> f64 {
-    let start = Cursor {
-        i: 0,
-        j: 0,
-        cu: 0.0,
-        cv: 0.0,
-        previous: None,
-    };
-    let (nu, nv) = (u.len(), v.len());
-    if nu + nv < 1 << 16 || crate::parallel::num_threads() < 2 {
-        return sweep(u, &u_weight, v, &v_weight, inv, start, (nu, nv));
-    }
-    let split = u[nu / 2];
-    let (i, j) = (
-        u.partition_point(|&x| x < split),
-        v.partition_point(|&x| x < split),
-    );
-    let before = |values: &[f64], weight: &dyn Fn(usize) -> f64, n: usize| -> (f64, Option<f64>) {
-        (
-            (0..n).map(weight).sum(),
-            n.checked_sub(1).map(|k| values[k]),
-        )
-    };
-    let ((cu, last_u), (cv, last_v)) = (before(u, &u_weight, i), before(v, &v_weight, j));
-    let previous = match (last_u, last_v) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    let middle = Cursor {
-        i,
-        j,
-        cu,
-        cv,
-        previous,
-    };
-    let (low, high) = crate::parallel::join(
-        || sweep(u, &u_weight, v, &v_weight, inv, start, (i, j)),
-        || sweep(u, &u_weight, v, &v_weight, inv, middle, (nu, nv)),
-    );
-    low + high
 }
 
-/// ∫|U − V| of two sorted samples (weights by index; `inv`: 1 / each total weight) from `at` to
-/// the indices `end`: their values merged one at a time, as SciPy steps through its concatenated
-/// sorted values, each step adding |U − V| times the gap to the next value. So ties add gaps of
-/// 0, and a repeated ±inf a gap of inf − inf, NaN, as SciPy's does. The merge is branch-free
-/// (selects): interleaved samples had mispredicted half its steps.
-#[inline(always)]
-fn sweep(
-    u: &[f64],
-    u_weight: impl Fn(usize) -> f64,
-    v: &[f64],
-    v_weight: impl Fn(usize) -> f64,
-    (inv_u, inv_v): (f64, f64),
-    at: Cursor,
-    (end_u, end_v): (usize, usize),
-) -> f64 {
-    let Cursor {
-        mut i,
-        mut j,
-        mut cu,
-        mut cv,
-        previous,
-    } = at;
-    let mut distance = 0.0;
-    let steps = (end_u - i) + (end_v - j);
-    if steps == 0 {
-        return 0.0;
+impl<'a, U: Fn(usize) -> f64 + Sync, V: Fn(usize) -> f64 + Sync> Merge<'a, U, V> {
+    fn new(u: &'a [f64], u_weight: U, v: &'a [f64], v_weight: V, inv: (f64, f64)) -> Self {
+        Merge {
+            u,
+            u_weight,
+            v,
+            v_weight,
+            inv,
+        }
     }
-    let (mut previous, first) = match previous {
-        Some(p) => (p, 0),
-        // The very first value has no gap before it.
-        None => (f64::NAN, 1),
-    };
-    for step in 0..steps {
-        let (iu, jv) = (i.min(end_u.max(1) - 1), j.min(end_v.max(1) - 1));
-        let (a, b) = (u[iu], v[jv]);
+
+    /// One step of the merge up to the indices `end` (at least one of them ahead): the smaller
+    /// next value (u's on a tie), as SciPy steps through its concatenated sorted values, adding
+    /// |U − V| times the gap from the value before it. So ties add gaps of 0, and a repeated ±inf
+    /// a gap of inf − inf, NaN, as SciPy's does. `gap` false for the very first value. Branch-free
+    /// (selects): interleaved samples had mispredicted half the steps.
+    #[inline(always)]
+    fn step(&self, at: &mut Cursor, (end_u, end_v): (usize, usize), gap: bool) {
+        let Cursor { i, j, .. } = *at;
+        // Clamped reads: an exhausted sample's index may sit at its end.
+        let (iu, jv) = (i.min(self.u.len() - 1), j.min(self.v.len() - 1));
+        let (a, b) = (self.u[iu], self.v[jv]);
         // Bitwise on purpose: lazy operators compile to the branches this loop avoids.
         #[allow(clippy::needless_bitwise_bool)]
         let take_u = (i < end_u) & ((j >= end_v) | (a <= b));
@@ -320,16 +277,126 @@ fn sweep(
         let a_in = if i < end_u { a } else { f64::INFINITY };
         let b_in = if j < end_v { b } else { f64::INFINITY };
         let x = a_in.min(b_in);
-        if step >= first {
-            distance += (cu * inv_u - cv * inv_v).abs() * (x - previous);
+        if gap {
+            at.distance += (at.cu * self.inv.0 - at.cv * self.inv.1).abs() * (x - at.previous);
         }
-        cu += if take_u { u_weight(iu) } else { 0.0 };
-        cv += if take_u { 0.0 } else { v_weight(jv) };
-        i += usize::from(take_u);
-        j += usize::from(!take_u);
-        previous = x;
+        at.cu += if take_u { (self.u_weight)(iu) } else { 0.0 };
+        at.cv += if take_u { 0.0 } else { (self.v_weight)(jv) };
+        at.i += usize::from(take_u);
+        at.j += usize::from(!take_u);
+        at.previous = x;
     }
-    distance
+
+    /// Where the merged order's first `r` values end: (i, j) with i + j = r such that u[..i] and
+    /// v[..j] are those values (u's first on ties), by bisection on i.
+    fn split(&self, r: usize) -> (usize, usize) {
+        let (nu, nv) = (self.u.len(), self.v.len());
+        let (mut low, mut high) = (r.saturating_sub(nv), r.min(nu));
+        while low < high {
+            let i = low + (high - low) / 2;
+            let j = r - i;
+            // Too few of u's: u[i] comes before v[j − 1] (or ties it, and u's go first).
+            if j > 0 && self.u[i] <= self.v[j - 1] {
+                low = i + 1;
+            } else {
+                high = i;
+            }
+        }
+        (low, r - low)
+    }
+
+    /// ∫|U − V| over the whole merged order: in one merge for short samples, else in [`PARTS`]
+    /// parts of equal length (each starting from the weights and value before it), [`LOCKSTEP`]
+    /// merges at a time, half of them on each thread; the parts' distances are added in order.
+    fn distance(&self, u_weights: Option<&[f64]>, v_weights: Option<&[f64]>) -> f64 {
+        let (nu, nv) = (self.u.len(), self.v.len());
+        let first = Cursor {
+            i: 0,
+            j: 0,
+            cu: 0.0,
+            cv: 0.0,
+            previous: f64::NAN,
+            distance: 0.0,
+        };
+        if nu + nv < PARTS_FROM {
+            return self.sweep([first], [(nu, nv)])[0];
+        }
+        let splits: Vec<(usize, usize)> = (0..=PARTS)
+            .map(|k| self.split((nu + nv) * k / PARTS))
+            .collect();
+        // The weights before each split, summed in the merge's order (so the same bits as a
+        // merge from the start would have there).
+        let before = |weights: Option<&[f64]>, at: &mut dyn Iterator<Item = usize>| -> Vec<f64> {
+            let mut total = 0.0;
+            let mut from = 0;
+            at.map(|to| {
+                if let Some(w) = weights {
+                    total = w[from..to].iter().fold(total, |t, &x| t + x);
+                } else {
+                    total = to as f64;
+                }
+                from = to;
+                total
+            })
+            .collect()
+        };
+        let cu = before(u_weights, &mut splits.iter().map(|s| s.0));
+        let cv = before(v_weights, &mut splits.iter().map(|s| s.1));
+        let cursors: Vec<Cursor> = (0..PARTS)
+            .map(|k| {
+                let (i, j) = splits[k];
+                // The value merged last before the part: the larger of the two last ones.
+                let last = |values: &[f64], n: usize| n.checked_sub(1).map(|n| values[n]);
+                let previous = match (last(self.u, i), last(self.v, j)) {
+                    (Some(a), Some(b)) => a.max(b),
+                    (a, b) => a.or(b).unwrap_or(f64::NAN),
+                };
+                Cursor {
+                    i,
+                    j,
+                    cu: cu[k],
+                    cv: cv[k],
+                    previous,
+                    distance: 0.0,
+                }
+            })
+            .collect();
+        let group = |g: usize| -> [f64; LOCKSTEP] {
+            let at: [Cursor; LOCKSTEP] = std::array::from_fn(|k| cursors[g * LOCKSTEP + k]);
+            let ends = std::array::from_fn(|k| splits[g * LOCKSTEP + k + 1]);
+            self.sweep(at, ends)
+        };
+        let (low, high) = crate::parallel::join(|| group(0), || group(1));
+        low.iter().chain(&high).fold(0.0, |total, &d| total + d)
+    }
+
+    /// The merges `at` each up to its `ends`, in lockstep for as many steps as all of them have
+    /// left, then each alone; their distances. The very first step of the whole merge (i = j = 0)
+    /// has no gap before it.
+    #[inline(always)]
+    fn sweep<const K: usize>(&self, mut at: [Cursor; K], ends: [(usize, usize); K]) -> [f64; K] {
+        let steps: [usize; K] =
+            std::array::from_fn(|k| (ends[k].0 - at[k].i) + (ends[k].1 - at[k].j));
+        for k in 0..K {
+            if at[k].i + at[k].j == 0 && steps[k] > 0 {
+                self.step(&mut at[k], ends[k], false);
+            }
+        }
+        let left: [usize; K] =
+            std::array::from_fn(|k| (ends[k].0 - at[k].i) + (ends[k].1 - at[k].j));
+        let common = left.iter().copied().min().unwrap_or(0);
+        for _ in 0..common {
+            for k in 0..K {
+                self.step(&mut at[k], ends[k], true);
+            }
+        }
+        for k in 0..K {
+            for _ in common..left[k] {
+                self.step(&mut at[k], ends[k], true);
+            }
+        }
+        std::array::from_fn(|k| at[k].distance)
+    }
 }
 
 #[cfg(test)]
@@ -432,5 +499,53 @@ mod tests {
         // short inputs take the comparison sort
         let short = radix_sort(Scratch::from_fn(3, |i| [3u64, 1, 2][i]), |&k| k);
         assert_eq!(*short, [1, 2, 3]);
+    }
+
+    #[test]
+    fn parts_split_where_the_merge_is_and_sum_to_the_whole_sweep() {
+        let mut state = 0x1234_5678_9abc_def1_u64;
+        let mut sample = |n: usize, scale: f64| -> Vec<f64> {
+            let mut x: Vec<f64> = (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    ((state >> 11) as f64 / (1u64 << 53) as f64 * scale).round()
+                    // many ties
+                })
+                .collect();
+            x.sort_by(f64::total_cmp);
+            x
+        };
+        let (u, v) = (sample(70_001, 500.0), sample(40_003, 300.0));
+        let weights: Vec<f64> = (0..u.len().max(v.len()))
+            .map(|k| (k % 7) as f64 + 0.5)
+            .collect();
+        let merge = Merge::new(&u, |k| weights[k], &v, |k| weights[k], (1e-5, 2e-5));
+        // The split after r values is where r steps of one merge from the start have got to.
+        let mut at = Cursor {
+            i: 0,
+            j: 0,
+            cu: 0.0,
+            cv: 0.0,
+            previous: f64::NAN,
+            distance: 0.0,
+        };
+        let ends = (u.len(), v.len());
+        for r in 0..u.len() + v.len() {
+            if r % 997 == 0 {
+                assert_eq!(merge.split(r), (at.i, at.j), "r = {r}");
+            }
+            merge.step(&mut at, ends, r > 0);
+        }
+        assert_eq!(merge.split(u.len() + v.len()), ends);
+        // The parts' distances add up to the one merge's (up to the order of the additions).
+        let parts = merge.distance(Some(&weights[..u.len()]), Some(&weights[..v.len()]));
+        assert!(
+            (parts - at.distance).abs() <= 1e-12 * at.distance,
+            "{parts} vs {}",
+            at.distance
+        );
+        assert!(parts > 0.0);
     }
 }
