@@ -235,6 +235,18 @@ struct Cursor {
     distance: f64,
 }
 
+impl Cursor {
+    /// Before the first value (which has no value before it, so no gap).
+    const START: Cursor = Cursor {
+        i: 0,
+        j: 0,
+        cu: 0.0,
+        cv: 0.0,
+        previous: f64::NAN,
+        distance: 0.0,
+    };
+}
+
 /// The two sorted samples and what a merge step needs of them: weights by index (1 where
 /// unweighted) and 1 / each total weight.
 struct Merge<'a, U, V> {
@@ -310,16 +322,8 @@ impl<'a, U: Fn(usize) -> f64 + Sync, V: Fn(usize) -> f64 + Sync> Merge<'a, U, V>
     /// merges at a time, half of them on each thread; the parts' distances are added in order.
     fn distance(&self, u_weights: Option<&[f64]>, v_weights: Option<&[f64]>) -> f64 {
         let (nu, nv) = (self.u.len(), self.v.len());
-        let first = Cursor {
-            i: 0,
-            j: 0,
-            cu: 0.0,
-            cv: 0.0,
-            previous: f64::NAN,
-            distance: 0.0,
-        };
         if nu + nv < PARTS_FROM {
-            return self.sweep([first], [(nu, nv)])[0];
+            return self.sweep([Cursor::START], [(nu, nv)])[0];
         }
         let splits: Vec<(usize, usize)> = (0..=PARTS)
             .map(|k| self.split((nu + nv) * k / PARTS))
@@ -523,14 +527,7 @@ mod tests {
             .collect();
         let merge = Merge::new(&u, |k| weights[k], &v, |k| weights[k], (1e-5, 2e-5));
         // The split after r values is where r steps of one merge from the start have got to.
-        let mut at = Cursor {
-            i: 0,
-            j: 0,
-            cu: 0.0,
-            cv: 0.0,
-            previous: f64::NAN,
-            distance: 0.0,
-        };
+        let mut at = Cursor::START;
         let ends = (u.len(), v.len());
         for r in 0..u.len() + v.len() {
             if r % 997 == 0 {
