@@ -188,9 +188,8 @@ pub fn wasserstein_1d(
                 }
                 Some(w) => {
                     let pairs = Scratch::from_fn(values.len(), |i| (order_key(values[i]), w[i]));
-                    let pairs = radix_sort_split(pairs, |&(k, _)| k)
-                        .map_in_place(|(k, w)| (key_value(k), w));
-                    let values = Scratch::from_fn(pairs.len(), |i| pairs[i].0);
+                    let pairs = radix_sort_split(pairs, |&(k, _)| k);
+                    let values = Scratch::from_fn(pairs.len(), |i| key_value(pairs[i].0));
                     (values, Some(Scratch::from_fn(pairs.len(), |i| pairs[i].1)))
                 }
             }
@@ -222,6 +221,8 @@ const PARTS: usize = 8;
 const LOCKSTEP: usize = 4;
 /// Merged lengths from which the samples are swept in parts.
 const PARTS_FROM: usize = 1 << 16;
+// `Merge::distance` hands the parts to two threads, LOCKSTEP each.
+const _: () = assert!(PARTS == 2 * LOCKSTEP);
 
 /// A merge of the two sorted samples under way: their next indices, the weights taken so far,
 /// the value merged last, and the distance summed so far.
@@ -330,22 +331,21 @@ impl<'a, U: Fn(usize) -> f64 + Sync, V: Fn(usize) -> f64 + Sync> Merge<'a, U, V>
             .collect();
         // The weights before each split, summed in the merge's order (so the same bits as a
         // merge from the start would have there).
-        let before = |weights: Option<&[f64]>, at: &mut dyn Iterator<Item = usize>| -> Vec<f64> {
-            let mut total = 0.0;
-            let mut from = 0;
-            at.map(|to| {
-                if let Some(w) = weights {
+        let before = |weights: Option<&[f64]>, at: Vec<usize>| -> Vec<f64> {
+            let Some(w) = weights else {
+                return at.iter().map(|&to| to as f64).collect();
+            };
+            let (mut total, mut from) = (0.0, 0);
+            at.iter()
+                .map(|&to| {
                     total = w[from..to].iter().fold(total, |t, &x| t + x);
-                } else {
-                    total = to as f64;
-                }
-                from = to;
-                total
-            })
-            .collect()
+                    from = to;
+                    total
+                })
+                .collect()
         };
-        let cu = before(u_weights, &mut splits.iter().map(|s| s.0));
-        let cv = before(v_weights, &mut splits.iter().map(|s| s.1));
+        let cu = before(u_weights, splits.iter().map(|s| s.0).collect());
+        let cv = before(v_weights, splits.iter().map(|s| s.1).collect());
         let cursors: Vec<Cursor> = (0..PARTS)
             .map(|k| {
                 let (i, j) = splits[k];
@@ -379,10 +379,8 @@ impl<'a, U: Fn(usize) -> f64 + Sync, V: Fn(usize) -> f64 + Sync> Merge<'a, U, V>
     /// has no gap before it.
     #[inline(always)]
     fn sweep<const K: usize>(&self, mut at: [Cursor; K], ends: [(usize, usize); K]) -> [f64; K] {
-        let steps: [usize; K] =
-            std::array::from_fn(|k| (ends[k].0 - at[k].i) + (ends[k].1 - at[k].j));
         for k in 0..K {
-            if at[k].i + at[k].j == 0 && steps[k] > 0 {
+            if at[k].i + at[k].j == 0 && ends[k] != (0, 0) {
                 self.step(&mut at[k], ends[k], false);
             }
         }
