@@ -7,7 +7,9 @@ use crate::element::{Element, Float};
 use crate::error::{reduction_axis, shape_str, Error, Result};
 use crate::fastmath::{ln_normal, ln_with, MulAdd};
 use crate::reduce::{sum_pairs, LANES};
-use crate::rows::{check_same_rows, map_rows, without_axis, ArrayRef, Reduced, RowsMut, RowsRef};
+use crate::rows::{
+    check_same_rows, map_rows_weighted, without_axis, ArrayRef, Reduced, RowsMut, RowsRef,
+};
 
 /// Which information measure [`row_measure`] computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -320,17 +322,19 @@ pub fn row_measure<S: Element>(
         check_same_rows("divergence", p.rows(), &[("q", q.rows())])?;
     }
     crate::fastmath::with_mul_add!(M => match q {
-        Some(q) => map_rows(
+        Some(q) => map_rows_weighted(
             [p, q],
             outputs,
             &mut out,
+            8,
             #[inline(always)]
             |_, [p, q], []| measure_row::<_, M>(measure, p, Some(q)),
         ),
-        None => map_rows(
+        None => map_rows_weighted(
             [p],
             outputs,
             &mut out,
+            8,
             #[inline(always)]
             |_, [p], []| measure_row::<_, M>(measure, p, None),
         ),

@@ -251,9 +251,7 @@ pub fn for_each_range(n_items: usize, work_per_item: usize, f: impl Fn(Range<usi
         }
         wake = true;
     }
-    let chunks = (workers.threads * CHUNKS_PER_THREAD)
-        .min(total_work / MIN_CHUNK_WORK)
-        .clamp(2, n_items);
+    let chunks = balanced_chunks(workers.threads, total_work, n_items);
     let chunk_range = |c: usize| (c * n_items / chunks)..((c + 1) * n_items / chunks);
     let next = AtomicUsize::new(0);
     let work = || loop {
@@ -266,6 +264,19 @@ pub fn for_each_range(n_items: usize, work_per_item: usize, f: impl Fn(Range<usi
     if !workers.run(&work, wake) {
         f(0..n_items);
     }
+}
+
+/// How many chunks a call of `total_work` over `n_items` splits into on `threads` threads: up to
+/// [`CHUNKS_PER_THREAD`] a thread, none under [`MIN_CHUNK_WORK`], and, from one a thread, a
+/// multiple of the threads (3 chunks on 2 threads leave one thread 2/3 of the work; 2 or 4, half).
+fn balanced_chunks(threads: usize, total_work: usize, n_items: usize) -> usize {
+    let chunks = (threads * CHUNKS_PER_THREAD).min(total_work / MIN_CHUNK_WORK);
+    let chunks = if chunks > threads {
+        chunks - chunks % threads
+    } else {
+        chunks
+    };
+    chunks.clamp(2, n_items)
 }
 
 /// Runs two closures in parallel on the pool (the two samples of a Wasserstein distance, sorted
@@ -364,6 +375,28 @@ mod tests {
         // The count is back to zero: a fork does not wait for a finished spawn.
         hold_spawns_for_fork();
         release_spawns_after_fork();
+    }
+
+    #[test]
+    fn chunks_are_a_multiple_of_the_threads_from_one_a_thread() {
+        let chunk = MIN_CHUNK_WORK;
+        // (threads, total work, items) -> chunks
+        for &(threads, work, items, chunks) in &[
+            (2, 3 * chunk, 64, 2),
+            (2, 7 * chunk, 64, 6),
+            (2, 100 * chunk, 64, 8),
+            (2, 100 * chunk, 3, 3),
+            (16, 6 * chunk, 64, 6),
+            (16, 40 * chunk, 64, 32),
+            (3, 10 * chunk, 64, 9),
+            (2, chunk, 64, 2),
+        ] {
+            assert_eq!(
+                balanced_chunks(threads, work, items),
+                chunks,
+                "{threads} {work} {items}"
+            );
+        }
     }
 
     #[test]

@@ -328,6 +328,20 @@ pub fn map_rows<S, R, const NI: usize, const NO: usize>(
     S: Element,
     R: Send,
 {
+    map_rows_weighted(inputs, outputs, results, 1, kernel);
+}
+
+/// [`map_rows`] for kernels whose elements cost `weight` times a copy's.
+pub fn map_rows_weighted<S, R, const NI: usize, const NO: usize>(
+    inputs: [&RowsRef<S>; NI],
+    outputs: [&RowsMut<S>; NO],
+    results: &mut [R],
+    weight: usize,
+    kernel: impl Fn(usize, [&[S::Compute]; NI], [&mut [S::Compute]; NO]) -> R + Sync,
+) where
+    S: Element,
+    R: Send,
+{
     let Some((n_rows, row_len)) = check_views(&inputs, &outputs) else {
         return;
     };
@@ -347,7 +361,7 @@ pub fn map_rows<S, R, const NI: usize, const NO: usize>(
     let results = SharedMut(results.as_mut_ptr());
     simd::for_each_range(
         n_rows,
-        row_len * (NI + NO),
+        row_len * (NI + NO) * weight,
         #[inline(always)]
         |range| {
             let mut io = RowIo::new(inputs, outputs, row_len);
