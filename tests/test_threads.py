@@ -267,6 +267,54 @@ def test_norms_identical_with_and_without_row_prefetch(tmp_path):
         np.testing.assert_array_equal(result, outputs["0"][op], err_msg=op)
 
 
+NONTEMPORAL_CODE = """
+import sys, numpy as np, rsnorm as rn
+rng = np.random.default_rng(6)
+# Outputs of at least 32 MB are stored non-temporally (where on): rows of 1027 values, so rows
+# start off a cache line, an output that starts 4 bytes past one, offset data, and float64.
+x = (rng.standard_normal((8193, 1027)) * 2 + 1e4).astype(np.float32)
+w = rng.standard_normal(1027).astype(np.float32)
+off = np.empty(x.size + 1, np.float32)[1:].reshape(x.shape)
+x64 = rng.standard_normal((4100, 1024))
+outputs = {
+    "layer_norm": rn.layer_norm(x, 1027, w, w),
+    "rms_norm": rn.rms_norm(x, 1027, w),
+    "layer_norm_offset_out": rn.layer_norm(x, 1027, out=off).copy(),
+    "rms_norm_f64": rn.rms_norm(x64, 1024),
+}
+inplace = x.copy()
+outputs["layer_norm_in_place"] = rn.layer_norm(inplace, 1027, out=inplace)
+big = rng.standard_normal(9 << 20).astype(np.float32)
+copied = np.empty_like(big)
+rn._rsnorm._parallel_copy(big, copied)
+assert np.array_equal(copied, big)
+np.savez(sys.argv[1], **outputs)
+from rsnorm._config import config
+print(config()["stores"])
+"""
+
+
+def test_norms_identical_with_and_without_nontemporal_stores(tmp_path):
+    """Large outputs are stored non-temporally where the CPU gains from it (RSNORM_NONTEMPORAL
+    overrides): it changes how memory is written, never a result."""
+    outputs = {}
+    for flag in ("0", "1"):
+        path = str(tmp_path / f"{flag}.npz")
+        printed, outputs[flag] = _outputs_in_subprocess(
+            NONTEMPORAL_CODE, path, RSNORM_NONTEMPORAL=flag
+        )
+        assert printed == ("non-temporal from 32 MB" if flag == "1" else "cached")
+    for op, result in outputs["1"].items():
+        np.testing.assert_array_equal(result, outputs["0"][op], err_msg=op)
+    # And right: the float64 RMSNorm (eps None: the dtype's, as torch) against NumPy.
+    rng = np.random.default_rng(6)
+    rng.standard_normal((8193, 1027))
+    rng.standard_normal(1027)
+    x64 = rng.standard_normal((4100, 1024))
+    expect = x64 / np.sqrt((x64 * x64).mean(axis=1, keepdims=True) + np.finfo(np.float64).eps)
+    np.testing.assert_allclose(outputs["1"]["rms_norm_f64"], expect, rtol=1e-12, atol=1e-12)
+
+
 def test_channel_norms_identical_across_thread_counts(rng, restore_threads):
     # Few threads take whole channels / groups per task (one sweep over memory), many threads split
     # rows (two sweeps); the (4, 48, 48) channels exceed the one-sweep cache budget at any count.

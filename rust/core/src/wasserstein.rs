@@ -91,9 +91,10 @@ fn radix_sort_split<T: Zeroed>(items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync
 }
 
 /// [`radix_sort`] with each pass in two halves, one a thread: each half of the current order
-/// counts its digits, the buckets' starts are laid out bucket by bucket with the first half's
-/// share first (so the sort stays stable), and each half scatters its own keys. One sort's
-/// working set at a time.
+/// has its digits counted, the buckets' starts are laid out bucket by bucket with the first half's
+/// share first (so the sort stays stable), and each half scatters its own keys. The scatter
+/// counts the next pass's digits by the half each key lands in, so only the first pass (and one
+/// after a skipped pass) reads the keys just to count them. One sort's working set at a time.
 fn radix_sort_halves<T: Zeroed>(
     mut items: Scratch<T>,
     key: impl Fn(&T) -> u64 + Sync,
@@ -101,7 +102,8 @@ fn radix_sort_halves<T: Zeroed>(
     let n = items.len();
     let mut spare = Scratch::zeroed(n);
     let half = n / 2;
-    for pass in 0..PASSES {
+    // Each half's digit counts for `pass`, read from the keys.
+    let count_halves = |items: &[T], pass: u32| {
         let count = |part: &[T]| {
             let mut c = vec![0usize; BUCKETS];
             for item in part {
@@ -110,9 +112,17 @@ fn radix_sort_halves<T: Zeroed>(
             c
         };
         let (low, high) = items.split_at(half);
-        let (c0, c1) = crate::parallel::join(|| count(low), || count(high));
+        crate::parallel::join(|| count(low), || count(high))
+    };
+    let (mut c0, mut c1) = count_halves(&items, 0);
+    for pass in 0..PASSES {
+        let last = pass + 1 == PASSES;
         if c0.iter().zip(&c1).any(|(a, b)| a + b == n) {
-            continue; // every key has this digit: the order stands
+            // Every key has this digit: the order stands.
+            if !last {
+                (c0, c1) = count_halves(&items, pass + 1);
+            }
+            continue;
         }
         let (mut next0, mut next1) = (vec![0usize; BUCKETS], vec![0usize; BUCKETS]);
         let mut at = 0;
@@ -122,18 +132,33 @@ fn radix_sort_halves<T: Zeroed>(
             at += c0[b] + c1[b];
         }
         let out = spare.as_mut_ptr() as usize;
+        // Scatters `part`, returning the next pass's digit counts of the keys it wrote, those
+        // that landed in the first half then those in the second (one array, indexed without a
+        // branch: which half a key lands in follows its digit, which is random).
         let scatter = |part: &[T], mut next: Vec<usize>| {
             let out = out as *mut T;
+            let mut landed = vec![0usize; 2 * BUCKETS];
+            let next_pass = if last { pass } else { pass + 1 };
             for item in part {
-                let b = digit(key(item), pass);
+                let k = key(item);
+                let b = digit(k, pass);
+                let to = next[b];
                 // SAFETY: the starts lay the buckets out over 0..n, each half's share of a
                 // bucket apart from the other's, and each count matches the keys scattered, so
                 // every slot is written once, by one thread, inside `spare`.
-                unsafe { out.add(next[b]).write(*item) };
-                next[b] += 1;
+                unsafe { out.add(to).write(*item) };
+                next[b] = to + 1;
+                landed[digit(k, next_pass) + BUCKETS * usize::from(to >= half)] += 1;
             }
+            landed
         };
-        crate::parallel::join(|| scatter(low, next0), || scatter(high, next1));
+        let (low, high) = items.split_at(half);
+        let (l0, l1) = crate::parallel::join(|| scatter(low, next0), || scatter(high, next1));
+        let landed = |h: usize| -> Vec<usize> {
+            let (a, b) = (&l0[h * BUCKETS..][..BUCKETS], &l1[h * BUCKETS..][..BUCKETS]);
+            a.iter().zip(b).map(|(a, b)| a + b).collect()
+        };
+        (c0, c1) = (landed(0), landed(1));
         std::mem::swap(&mut items, &mut spare);
     }
     items
@@ -429,28 +454,37 @@ mod tests {
 
     #[test]
     fn split_radix_sort_matches_the_serial_one() {
-        // As long as the inputs that take it; few distinct high digits (as normal samples have), and a
-        // payload that must keep its stable order among equal keys.
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let n = SPLIT_SORT_FROM + 12_345;
-        let pairs: Vec<(u64, f64)> = (0..n)
-            .map(|i| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let v = (state >> 11) as f64 / (1u64 << 53) as f64 * 8.0 - 4.0;
-                let v = if i % 7 == 0 { v.round() } else { v }; // many equal keys
-                (order_key(v), i as f64)
-            })
-            .collect();
-        let serial = radix_sort(Scratch::from_fn(n, |i| pairs[i]), |&(k, _)| k);
-        // The halves directly: `radix_sort_split` would sort serially on a one-CPU machine.
-        let split = radix_sort_halves(Scratch::from_fn(n, |i| pairs[i]), |&(k, _)| k);
-        assert!(serial.windows(2).all(|w| w[0].0 <= w[1].0));
-        assert!(serial
-            .iter()
-            .zip(split.iter())
-            .all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()));
+        // As long as the inputs that take it; few distinct high digits (as normal samples have),
+        // and a payload that must keep its stable order among equal keys. The second input holds
+        // small non-negative integers, whose low digits are all zero: passes are skipped before
+        // others run.
+        for integers in [false, true] {
+            let mut state = 0x2545_f491_4f6c_dd1d_u64;
+            let n = SPLIT_SORT_FROM + 12_345;
+            let pairs: Vec<(u64, f64)> = (0..n)
+                .map(|i| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let v = (state >> 11) as f64 / (1u64 << 53) as f64 * 8.0 - 4.0;
+                    let v = if integers {
+                        (v.abs() * 100.0).round()
+                    } else {
+                        v
+                    };
+                    let v = if i % 7 == 0 { v.round() } else { v }; // many equal keys
+                    (order_key(v), i as f64)
+                })
+                .collect();
+            let serial = radix_sort(Scratch::from_fn(n, |i| pairs[i]), |&(k, _)| k);
+            // The halves directly: `radix_sort_split` would sort serially on a one-CPU machine.
+            let split = radix_sort_halves(Scratch::from_fn(n, |i| pairs[i]), |&(k, _)| k);
+            assert!(serial.windows(2).all(|w| w[0].0 <= w[1].0));
+            assert!(serial
+                .iter()
+                .zip(split.iter())
+                .all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()));
+        }
     }
 
     #[test]

@@ -69,6 +69,13 @@ fn _row_prefetch() -> bool {
     rsnorm_core::simd::row_prefetch()
 }
 
+/// Whether large outputs are written with non-temporal stores (chosen by CPU vendor, or
+/// `RSNORM_NONTEMPORAL`).
+#[pyfunction]
+fn _nontemporal_stores() -> bool {
+    rsnorm_core::simd::nontemporal_stores()
+}
+
 /// Copies `src` into `dst` (same dtype, C-contiguous, same size) with rsnorm's threads: the
 /// memory-bandwidth ceiling the benchmarks report against.
 #[pyfunction]
@@ -190,6 +197,7 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(_row_prefetch, m)?)?;
+    m.add_function(wrap_pyfunction!(_nontemporal_stores, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_copy, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_scale, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_sum, m)?)?;

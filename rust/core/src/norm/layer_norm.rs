@@ -1,7 +1,7 @@
 //! LayerNorm: each row normalized by its own mean and biased variance, then an optional
 //! elementwise affine (torch.nn.functional.layer_norm).
 
-use super::{check_row_norm, normalize_into};
+use super::{check_row_norm, normalize_into, Stores};
 use crate::element::Element;
 use crate::error::Result;
 use crate::rows::{map_row_runs, map_rows, Ahead, RowRuns, RowsMut, RowsRef};
@@ -23,7 +23,14 @@ pub fn layer_norm_row<S: Element>(
     eps: f64,
     ahead: Ahead,
 ) -> RowStats {
-    layer_norm_runs::<S>(&mut RowRuns::Whole { x, y }, weight, bias, eps, ahead)
+    layer_norm_runs::<S>(
+        &mut RowRuns::Whole { x, y },
+        weight,
+        bias,
+        eps,
+        ahead,
+        Stores::Cached,
+    )
 }
 
 /// Normalizes one row, whole or in chunks, and returns the statistics used.
@@ -34,6 +41,7 @@ fn layer_norm_runs<S: Element>(
     bias: Option<&[S::Compute]>,
     eps: f64,
     ahead: Ahead,
+    stores: Stores,
 ) -> RowStats {
     let moments = row.moments();
     let rstd = moments.rstd(eps);
@@ -42,7 +50,7 @@ fn layer_norm_runs<S: Element>(
         |at, x, y| {
             let range = at..at + y.len();
             let (w, b) = (weight.map(|w| &w[range.clone()]), bias.map(|b| &b[range]));
-            normalize_into(x, y, moments.mean, rstd, w, b, ahead);
+            normalize_into(x, y, moments.mean, rstd, w, b, ahead, stores);
         },
     );
     RowStats {
@@ -67,6 +75,7 @@ pub fn layer_norm<S: Element>(
         &[("out", y.rows())],
         &[("weight", weight), ("bias", bias)],
     )?;
+    let stores = Stores::for_output(x, y);
     map_row_runs(
         x,
         y,
@@ -79,6 +88,7 @@ pub fn layer_norm<S: Element>(
                 bias,
                 eps,
                 super::ahead_if_useful(|| x.ahead(row).and(y.ahead_beyond_cache(row))),
+                stores,
             )
         },
     );

@@ -32,12 +32,14 @@ pub(crate) fn normalize_into<T: Float>(
     weight: Option<&[T]>,
     bias: Option<&[T]>,
     ahead: Ahead,
+    stores: Stores,
 ) {
     let (mean_hi, mean_lo) = split_mean::<T>(mean);
     let scale = T::from_f64(scale);
     let norm = |v: T| ((v - mean_hi) - mean_lo) * scale;
     in_segments(
         ahead,
+        stores,
         y,
         #[inline(always)]
         |at, y| {
@@ -76,14 +78,72 @@ pub(crate) fn split_mean<T: Float>(mean: f64) -> (T, T) {
     (hi, T::from_f64(mean - hi.to_f64()))
 }
 
+/// How a kernel stores its output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stores {
+    /// Plain stores: each line is read before it is written, and stays in the cache.
+    Cached,
+    /// Non-temporal stores (see [`Stores::for_output`]).
+    NonTemporal,
+}
+
+impl Stores {
+    /// Non-temporal where this CPU gains from them ([`crate::simd::nontemporal_stores`]), for an
+    /// output of at least [`crate::simd::NONTEMPORAL_FROM`] bytes that is the caller's memory itself
+    /// (the compute type's layout, rows of stride 1), written out of place: in place, the line
+    /// was just read, and LayerNorm (8192, 4096) in place ran 1.45× slower with them.
+    pub(crate) fn for_output<S: crate::element::Element>(x: &RowsRef<S>, y: &RowsMut<S>) -> Stores {
+        let rows = y.rows();
+        let bytes = rows.n_rows() * rows.row_len() * std::mem::size_of::<S>();
+        if crate::simd::nontemporal_stores()
+            && bytes >= crate::simd::NONTEMPORAL_FROM
+            && std::mem::size_of::<S>() == std::mem::size_of::<S::Compute>()
+            && rows.inner.single_stride() == Some(1)
+            && crate::rows::views_apart(x, y)
+        {
+            Stores::NonTemporal
+        } else {
+            Stores::Cached
+        }
+    }
+}
+
+/// Elements per segment: 2 KB of f32, so each burst is 32 prefetches (512 measured a little
+/// faster than 256 and 1024 at (8192, 4096)).
+const SEGMENT: usize = 512;
+
+/// A segment's staging buffer for non-temporal stores, aligned to a cache line.
+#[repr(C, align(64))]
+struct Staged<T>([T; SEGMENT]);
+
 /// Calls `body(start, segment)` on consecutive segments of `y`; before each, the matching share of
 /// `ahead` is prefetched, so the next row streams in from memory while this one is computed
-/// (without it, a core's loads and arithmetic take turns instead of overlapping).
+/// (without it, a core's loads and arithmetic take turns instead of overlapping). With
+/// [`Stores::NonTemporal`], `body` writes each segment into a staging buffer in L1, which is then
+/// copied out with non-temporal stores (segments start on y's cache lines).
 #[inline(always)]
-pub(crate) fn in_segments<T>(ahead: Ahead, y: &mut [T], mut body: impl FnMut(usize, &mut [T])) {
-    /// Elements per segment: 2 KB of f32, so each burst is 32 prefetches (512 measured a little
-    /// faster than 256 and 1024 at (8192, 4096)).
-    const SEGMENT: usize = 512;
+pub(crate) fn in_segments<T: Copy + Default>(
+    ahead: Ahead,
+    stores: Stores,
+    y: &mut [T],
+    mut body: impl FnMut(usize, &mut [T]),
+) {
+    if stores == Stores::NonTemporal {
+        let size = std::mem::size_of::<T>().max(1);
+        let head = ((y.as_ptr() as usize).wrapping_neg() % crate::simd::LINE / size).min(y.len());
+        let (first, rest) = y.split_at_mut(head);
+        body(0, first);
+        let step = ahead.bytes().div_ceil(rest.len().div_ceil(SEGMENT).max(1));
+        let mut staged = Staged([T::default(); SEGMENT]);
+        for (k, segment) in rest.chunks_mut(SEGMENT).enumerate() {
+            ahead.touch_span(k * step, step);
+            let buffer = &mut staged.0[..segment.len()];
+            body(head + k * SEGMENT, buffer);
+            crate::simd::copy_nontemporal(buffer, segment);
+        }
+        crate::simd::nontemporal_fence();
+        return;
+    }
     if ahead.bytes() == 0 {
         // Nothing to prefetch: one plain loop (segment bookkeeping cost a short row 30%).
         body(0, y);
@@ -193,8 +253,26 @@ mod tests {
             let ahead = Ahead::of(next[len..].as_ptr(), len);
             assert_eq!(ahead.bytes(), len * 4);
             let (mut plain, mut fetched) = (vec![0.0f32; len], vec![0.0f32; len]);
-            normalize_into(&x, &mut plain, 0.25, 1.5, Some(&w), None, Ahead::NONE);
-            normalize_into(&x, &mut fetched, 0.25, 1.5, Some(&w), None, ahead);
+            normalize_into(
+                &x,
+                &mut plain,
+                0.25,
+                1.5,
+                Some(&w),
+                None,
+                Ahead::NONE,
+                Stores::Cached,
+            );
+            normalize_into(
+                &x,
+                &mut fetched,
+                0.25,
+                1.5,
+                Some(&w),
+                None,
+                ahead,
+                Stores::Cached,
+            );
             assert_eq!(plain, fetched);
             let want: Vec<f32> = x
                 .iter()

@@ -2,7 +2,7 @@
 //! (torch.nn.functional.rms_norm; eps None there means the dtype's machine epsilon).
 
 use super::layer_norm::add_into;
-use super::{check_row_norm, normalize_into};
+use super::{check_row_norm, normalize_into, Stores};
 use crate::element::Element;
 use crate::error::Result;
 use crate::rows::{map_row_runs, map_rows, Ahead, RowRuns, RowsMut, RowsRef};
@@ -16,7 +16,13 @@ pub fn rms_norm_row<S: Element>(
     eps: f64,
     ahead: Ahead,
 ) -> f64 {
-    rms_norm_runs::<S>(&mut RowRuns::Whole { x, y }, weight, eps, ahead)
+    rms_norm_runs::<S>(
+        &mut RowRuns::Whole { x, y },
+        weight,
+        eps,
+        ahead,
+        Stores::Cached,
+    )
 }
 
 /// Normalizes one row, whole or in chunks; returns its rstd.
@@ -26,6 +32,7 @@ fn rms_norm_runs<S: Element>(
     weight: Option<&[S::Compute]>,
     eps: f64,
     ahead: Ahead,
+    stores: Stores,
 ) -> f64 {
     // Σ (x·scale)² with scale 1 unless the squares overflow or underflow the row's type.
     let (sum_squares, scale) = row.scaled_sum_squares();
@@ -34,7 +41,7 @@ fn rms_norm_runs<S: Element>(
         #[inline(always)]
         |at, x, y| {
             let weight = weight.map(|w| &w[at..at + y.len()]);
-            normalize_into(x, y, 0.0, rstd, weight, None, ahead);
+            normalize_into(x, y, 0.0, rstd, weight, None, ahead, stores);
         },
     );
     rstd
@@ -55,6 +62,7 @@ pub fn rms_norm<S: Element>(
         &[("out", y.rows())],
         &[("weight", weight)],
     )?;
+    let stores = Stores::for_output(x, y);
     map_row_runs(
         x,
         y,
@@ -66,6 +74,7 @@ pub fn rms_norm<S: Element>(
                 weight,
                 eps,
                 super::ahead_if_useful(|| x.ahead(row).and(y.ahead_beyond_cache(row))),
+                stores,
             )
         },
     );

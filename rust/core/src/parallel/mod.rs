@@ -295,16 +295,25 @@ pub fn join<A: Send, B: Send>(
 }
 
 /// Copies `src` into `dst` with the pool: the memory-bandwidth ceiling benchmarks compare
-/// kernels against (bytes read + written per second by the same threads).
+/// kernels against (bytes read + written per second by the same threads). Large copies store
+/// as the norms do (non-temporal where [`crate::simd::nontemporal_stores`], from
+/// [`crate::simd::NONTEMPORAL_FROM`] bytes), so the ceiling is the fastest way to write that memory.
 pub fn parallel_copy<T: Copy + Send + Sync>(src: &[T], dst: &mut [T]) {
     assert_eq!(src.len(), dst.len(), "parallel_copy: lengths differ");
+    let nontemporal = std::mem::size_of_val(dst) >= crate::simd::NONTEMPORAL_FROM
+        && crate::simd::nontemporal_stores();
     let dst_ptr = dst.as_mut_ptr() as usize;
     for_each_range(src.len(), 1, |range| {
         // SAFETY: ranges are disjoint and inside both slices.
         let dst = unsafe {
             std::slice::from_raw_parts_mut((dst_ptr as *mut T).add(range.start), range.len())
         };
-        dst.copy_from_slice(&src[range]);
+        if nontemporal {
+            crate::simd::copy_nontemporal(&src[range], dst);
+            crate::simd::nontemporal_fence();
+        } else {
+            dst.copy_from_slice(&src[range]);
+        }
     });
 }
 

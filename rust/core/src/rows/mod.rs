@@ -313,6 +313,11 @@ pub fn same_or_apart<S>(x: &RowsRef<S>, y: &RowsMut<S>) -> bool {
         || apart(span(x.as_ptr(), x.rows()), span(y.as_ptr(), y.rows()))
 }
 
+/// Whether `x` and `y` share no byte (an out-of-place call).
+pub fn views_apart<S>(x: &RowsRef<S>, y: &RowsMut<S>) -> bool {
+    apart(span(x.as_ptr(), x.rows()), span(y.as_ptr(), y.rows()))
+}
+
 /// Calls `kernel(row, inputs, outputs)` for each row (mark it `#[inline(always)]` so it is compiled
 /// for the SIMD level [`simd::for_each_range`] picks) and stores its result in `results[row]`
 /// (`results` empty: results dropped). Contiguous native rows are passed in place; strided or

@@ -2,7 +2,7 @@
 //! array seen as rows: per-row moments, and a per-row affine map whose mean/scale/shift come
 //! from the row's channel, instance or group. Which statistics a row uses is the only difference.
 
-use super::{in_segments, normalize_into, split_mean};
+use super::{in_segments, normalize_into, split_mean, Stores};
 use crate::element::{Element, Float};
 use crate::error::Result;
 use crate::reduce::Moments;
@@ -194,6 +194,7 @@ fn affine_row_in_place<T: Float>(y: &mut [T], p: RowAffine, ahead: Ahead) {
     let map = p.in_type::<T>();
     in_segments(
         ahead,
+        Stores::Cached,
         y,
         #[inline(always)]
         |_, y| {
@@ -214,6 +215,7 @@ fn affine_row<T: Float>(x: &[T], y: &mut [T], p: RowAffine, ahead: Ahead) {
     let map = p.in_type::<T>();
     in_segments(
         ahead,
+        Stores::Cached,
         y,
         #[inline(always)]
         |at, y| {
@@ -287,7 +289,16 @@ pub fn affine_rows_with_grad<S: Element>(
                     }
                     return;
                 }
-                normalize_into(x, dx, p.mean, p.scale, None, None, Ahead::NONE);
+                normalize_into(
+                    x,
+                    dx,
+                    p.mean,
+                    p.scale,
+                    None,
+                    None,
+                    Ahead::NONE,
+                    Stores::Cached,
+                );
                 for (d, &g) in dx.iter_mut().zip(g) {
                     *d = *d + shift + g * grad_scale;
                 }
