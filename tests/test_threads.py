@@ -300,9 +300,7 @@ def test_norms_identical_with_and_without_nontemporal_stores(tmp_path):
     outputs = {}
     for flag in ("0", "1"):
         path = str(tmp_path / f"{flag}.npz")
-        printed, outputs[flag] = _outputs_in_subprocess(
-            NONTEMPORAL_CODE, path, RSNORM_NONTEMPORAL=flag
-        )
+        printed, outputs[flag] = _outputs_in_subprocess(NONTEMPORAL_CODE, path, RSNORM_NONTEMPORAL=flag)
         assert printed == ("non-temporal from 32 MB" if flag == "1" else "cached")
     for op, result in outputs["1"].items():
         np.testing.assert_array_equal(result, outputs["0"][op], err_msg=op)
