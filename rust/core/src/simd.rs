@@ -240,9 +240,9 @@ pub const NONTEMPORAL_FROM: usize = 32 << 20;
 #[inline(always)]
 pub fn copy_nontemporal<T: Copy>(src: &[T], dst: &mut [T]) {
     assert_eq!(src.len(), dst.len(), "copy_nontemporal: lengths differ");
-    let size = std::mem::size_of::<T>();
     #[cfg(target_arch = "x86_64")]
-    if size > 0 && LINE.is_multiple_of(size) {
+    if std::mem::size_of::<T>() > 0 && LINE.is_multiple_of(std::mem::size_of::<T>()) {
+        let size = std::mem::size_of::<T>();
         let head = (dst.as_ptr() as usize).wrapping_neg() % LINE / size;
         let head = head.min(dst.len());
         let lines = (dst.len() - head) * size / LINE;
