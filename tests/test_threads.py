@@ -229,6 +229,20 @@ def _outputs_in_subprocess(code: str, path: str, **env: str) -> tuple[str, dict]
         return run.stdout.strip(), dict(saved)
 
 
+def _identical_either_way(tmp_path, code: str, switch: str, printed: tuple[str, str]) -> dict:
+    """Runs `code` with the environment switch `switch` at "0" and at "1"; checks that it printed
+    `printed[flag]` (what `show_config()` says of the switch) and that every output is the same
+    either way. Returns the outputs with the switch on."""
+    outputs = {}
+    for flag in (0, 1):
+        path = str(tmp_path / f"{flag}.npz")
+        said, outputs[flag] = _outputs_in_subprocess(code, path, **{switch: str(flag)})
+        assert said == printed[flag]
+    for op, result in outputs[1].items():
+        np.testing.assert_array_equal(result, outputs[0][op], err_msg=op)
+    return outputs[1]
+
+
 PREFETCH_CODE = """
 import sys, numpy as np, rsnorm as rn
 rng = np.random.default_rng(5)
@@ -258,13 +272,7 @@ print(config()["prefetch"])
 def test_norms_identical_with_and_without_row_prefetch(tmp_path):
     """The norms' software prefetch of their next rows is chosen by CPU vendor (RSNORM_PREFETCH
     overrides): it changes when memory arrives, never a result."""
-    outputs = {}
-    for flag in ("0", "1"):
-        path = str(tmp_path / f"{flag}.npz")
-        printed, outputs[flag] = _outputs_in_subprocess(PREFETCH_CODE, path, RSNORM_PREFETCH=flag)
-        assert printed == ("rows ahead" if flag == "1" else "hardware only")
-    for op, result in outputs["1"].items():
-        np.testing.assert_array_equal(result, outputs["0"][op], err_msg=op)
+    _identical_either_way(tmp_path, PREFETCH_CODE, "RSNORM_PREFETCH", ("hardware only", "rows ahead"))
 
 
 NONTEMPORAL_CODE = """
@@ -297,20 +305,16 @@ print(config()["stores"])
 def test_norms_identical_with_and_without_nontemporal_stores(tmp_path):
     """Large outputs are stored non-temporally where the CPU gains from it (RSNORM_NONTEMPORAL
     overrides): it changes how memory is written, never a result."""
-    outputs = {}
-    for flag in ("0", "1"):
-        path = str(tmp_path / f"{flag}.npz")
-        printed, outputs[flag] = _outputs_in_subprocess(NONTEMPORAL_CODE, path, RSNORM_NONTEMPORAL=flag)
-        assert printed == ("non-temporal from 32 MB" if flag == "1" else "cached")
-    for op, result in outputs["1"].items():
-        np.testing.assert_array_equal(result, outputs["0"][op], err_msg=op)
+    outputs = _identical_either_way(
+        tmp_path, NONTEMPORAL_CODE, "RSNORM_NONTEMPORAL", ("cached", "non-temporal from 32 MB")
+    )
     # And right: the float64 RMSNorm (eps None: the dtype's, as torch) against NumPy.
     rng = np.random.default_rng(6)
     rng.standard_normal((8193, 1027))
     rng.standard_normal(1027)
     x64 = rng.standard_normal((4100, 1024))
     expect = x64 / np.sqrt((x64 * x64).mean(axis=1, keepdims=True) + np.finfo(np.float64).eps)
-    np.testing.assert_allclose(outputs["1"]["rms_norm_f64"], expect, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(outputs["rms_norm_f64"], expect, rtol=1e-12, atol=1e-12)
 
 
 def test_channel_norms_identical_across_thread_counts(rng, restore_threads):

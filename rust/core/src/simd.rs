@@ -88,17 +88,7 @@ pub fn level() -> Level {
 /// GroupNorm 0.93×). `RSNORM_PREFETCH=0|1` overrides.
 pub fn row_prefetch() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        match std::env::var("RSNORM_PREFETCH")
-            .ok()
-            .as_deref()
-            .map(str::trim)
-        {
-            Some("0") => false,
-            Some("1") => true,
-            _ => !amd(),
-        }
-    })
+    *ON.get_or_init(|| switch("RSNORM_PREFETCH", || !amd()))
 }
 
 /// Whether kernels write outputs larger than the cache with non-temporal stores
@@ -108,17 +98,16 @@ pub fn row_prefetch() -> bool {
 /// and RMSNorm lost 6% (decisions.md). `RSNORM_NONTEMPORAL=0|1` overrides.
 pub fn nontemporal_stores() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        match std::env::var("RSNORM_NONTEMPORAL")
-            .ok()
-            .as_deref()
-            .map(str::trim)
-        {
-            Some("0") => false,
-            Some("1") => true,
-            _ => amd(),
-        }
-    })
+    *ON.get_or_init(|| switch("RSNORM_NONTEMPORAL", amd))
+}
+
+/// The environment variable `name` as a switch ("0" off, "1" on), else `default()`.
+fn switch(name: &str, default: impl FnOnce() -> bool) -> bool {
+    match std::env::var(name).ok().as_deref().map(str::trim) {
+        Some("0") => false,
+        Some("1") => true,
+        _ => default(),
+    }
 }
 
 /// Whether the CPU is AMD's (CPUID's vendor string).

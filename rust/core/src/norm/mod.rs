@@ -97,7 +97,7 @@ impl Stores {
         let bytes = rows.n_rows() * rows.row_len() * std::mem::size_of::<S>();
         if crate::simd::nontemporal_stores()
             && bytes >= crate::simd::NONTEMPORAL_FROM
-            && std::mem::size_of::<S>() == std::mem::size_of::<S::Compute>()
+            && S::NATIVE
             && rows.inner.single_stride() == Some(1)
             && crate::rows::views_apart(x, y)
         {
@@ -128,31 +128,40 @@ pub(crate) fn in_segments<T: Copy + Default>(
     y: &mut [T],
     mut body: impl FnMut(usize, &mut [T]),
 ) {
-    if stores == Stores::NonTemporal {
-        let size = std::mem::size_of::<T>().max(1);
-        let head = ((y.as_ptr() as usize).wrapping_neg() % crate::simd::LINE / size).min(y.len());
-        let (first, rest) = y.split_at_mut(head);
-        body(0, first);
-        let step = ahead.bytes().div_ceil(rest.len().div_ceil(SEGMENT).max(1));
-        let mut staged = Staged([T::default(); SEGMENT]);
-        for (k, segment) in rest.chunks_mut(SEGMENT).enumerate() {
-            ahead.touch_span(k * step, step);
-            let buffer = &mut staged.0[..segment.len()];
-            body(head + k * SEGMENT, buffer);
-            crate::simd::copy_nontemporal(buffer, segment);
-        }
-        crate::simd::nontemporal_fence();
-        return;
-    }
-    if ahead.bytes() == 0 {
+    let nontemporal = stores == Stores::NonTemporal;
+    if !nontemporal && ahead.bytes() == 0 {
         // Nothing to prefetch: one plain loop (segment bookkeeping cost a short row 30%).
         body(0, y);
         return;
     }
-    let step = ahead.bytes().div_ceil(y.len().div_ceil(SEGMENT).max(1));
-    for (k, segment) in y.chunks_mut(SEGMENT).enumerate() {
+    // Non-temporal segments start on y's cache lines; the values before the first are written
+    // directly.
+    let head = if nontemporal {
+        let size = std::mem::size_of::<T>().max(1);
+        ((y.as_ptr() as usize).wrapping_neg() % crate::simd::LINE / size).min(y.len())
+    } else {
+        0
+    };
+    let (first, rest) = y.split_at_mut(head);
+    if head > 0 {
+        body(0, first);
+    }
+    let mut staged = nontemporal.then(|| Staged([T::default(); SEGMENT]));
+    let step = ahead.bytes().div_ceil(rest.len().div_ceil(SEGMENT).max(1));
+    for (k, segment) in rest.chunks_mut(SEGMENT).enumerate() {
         ahead.touch_span(k * step, step);
-        body(k * SEGMENT, segment);
+        let at = head + k * SEGMENT;
+        match staged.as_mut() {
+            Some(staged) => {
+                let buffer = &mut staged.0[..segment.len()];
+                body(at, buffer);
+                crate::simd::copy_nontemporal(buffer, segment);
+            }
+            None => body(at, segment),
+        }
+    }
+    if nontemporal {
+        crate::simd::nontemporal_fence();
     }
 }
 

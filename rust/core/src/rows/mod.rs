@@ -309,8 +309,7 @@ fn apart(a: (usize, usize), b: (usize, usize)) -> bool {
 /// Whether `x` is `y`'s identical view (in place) or lies apart from it: the two ways a kernel
 /// may read an input while it writes an output.
 pub fn same_or_apart<S>(x: &RowsRef<S>, y: &RowsMut<S>) -> bool {
-    (x.as_ptr() == y.as_ptr() && x.rows() == y.rows())
-        || apart(span(x.as_ptr(), x.rows()), span(y.as_ptr(), y.rows()))
+    (x.as_ptr() == y.as_ptr() && x.rows() == y.rows()) || views_apart(x, y)
 }
 
 /// Whether `x` and `y` share no byte (an out-of-place call).
