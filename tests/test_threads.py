@@ -278,18 +278,28 @@ def test_norms_identical_with_and_without_row_prefetch(tmp_path):
 NONTEMPORAL_CODE = """
 import sys, numpy as np, rsnorm as rn
 rng = np.random.default_rng(6)
-# Outputs of at least 32 MB are stored non-temporally (where on): rows of 1027 values, so rows
-# start off a cache line, an output that starts 4 bytes past one, offset data, and float64.
+# Calls whose arrays hold at least 64 MB together store non-temporally (where on): rows of 1027
+# values, so rows start off a cache line, an output that starts 4 bytes past one, offset data,
+# float64, and the backward's dx (with and without parameter gradients, and in place).
 x = (rng.standard_normal((8193, 1027)) * 2 + 1e4).astype(np.float32)
 w = rng.standard_normal(1027).astype(np.float32)
+go = rng.standard_normal(x.shape).astype(np.float32)
 off = np.empty(x.size + 1, np.float32)[1:].reshape(x.shape)
 x64 = rng.standard_normal((4100, 1024))
+y, mean, rstd = rn.layer_norm(x, 1027, w, w, return_stats=True)
+_, rms_rstd = rn.rms_norm(x, 1027, w, return_stats=True)
 outputs = {
-    "layer_norm": rn.layer_norm(x, 1027, w, w),
+    "layer_norm": y,
     "rms_norm": rn.rms_norm(x, 1027, w),
     "layer_norm_offset_out": rn.layer_norm(x, 1027, out=off).copy(),
     "rms_norm_f64": rn.rms_norm(x64, 1024),
 }
+outputs.update(zip(("dx", "dweight", "dbias"), rn.layer_norm_backward(go, x, mean, rstd, w, w)))
+outputs["dx_no_params"] = rn.layer_norm_backward(go, x, mean, rstd)[0]
+outputs["dx_offset"] = rn.layer_norm_backward(go, x, mean, rstd, w, w, out=(off, None, None))[0].copy()
+outputs["rms_dx"] = rn.rms_norm_backward(go, x, rms_rstd, w)[0]
+g = go.copy()
+outputs["dx_in_place"] = rn.layer_norm_backward(g, x, mean, rstd, w, w, out=(g, None, None))[0]
 inplace = x.copy()
 outputs["layer_norm_in_place"] = rn.layer_norm(inplace, 1027, out=inplace)
 big = rng.standard_normal(9 << 20).astype(np.float32)
@@ -306,12 +316,13 @@ def test_norms_identical_with_and_without_nontemporal_stores(tmp_path):
     """Large outputs are stored non-temporally where the CPU gains from it (RSNORM_NONTEMPORAL
     overrides): it changes how memory is written, never a result."""
     outputs = _identical_either_way(
-        tmp_path, NONTEMPORAL_CODE, "RSNORM_NONTEMPORAL", ("cached", "non-temporal from 32 MB")
+        tmp_path, NONTEMPORAL_CODE, "RSNORM_NONTEMPORAL", ("cached", "non-temporal from 64 MB a call")
     )
     # And right: the float64 RMSNorm (eps None: the dtype's, as torch) against NumPy.
     rng = np.random.default_rng(6)
     rng.standard_normal((8193, 1027))
     rng.standard_normal(1027)
+    rng.standard_normal((8193, 1027))
     x64 = rng.standard_normal((4100, 1024))
     expect = x64 / np.sqrt((x64 * x64).mean(axis=1, keepdims=True) + np.finfo(np.float64).eps)
     np.testing.assert_allclose(outputs["rms_norm_f64"], expect, rtol=1e-12, atol=1e-12)

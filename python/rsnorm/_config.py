@@ -50,7 +50,7 @@ def config() -> dict[str, str]:
         "prefetch": "rows ahead" if _rsnorm._row_prefetch() else "hardware only",
         # LayerNorm's and RMSNorm's outputs (and the bench's copy) from 32 MB: stores that skip
         # the cache where they measured faster (by CPU vendor), RSNORM_NONTEMPORAL=0|1 to choose.
-        "stores": "non-temporal from 32 MB" if _rsnorm._nontemporal_stores() else "cached",
+        "stores": "non-temporal from 64 MB a call" if _rsnorm._nontemporal_stores() else "cached",
         "threads": str(_rsnorm.get_num_threads()),
         "gpu": gpu_summary(),
         "numpy": np.__version__,

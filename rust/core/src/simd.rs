@@ -180,6 +180,10 @@ pub fn for_each_range(
             #[inline(always)]
             || f(range),
         );
+        // Kernels that stored non-temporally ([`crate::rows::in_segments`]) are ordered before
+        // the join hands their memory back; once a task, where a fence a row cost LayerNorm
+        // (8192, 4096) 5–7%.
+        nontemporal_fence();
     });
 }
 
@@ -216,10 +220,15 @@ unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
 /// Bytes of a cache line, the unit a non-temporal store fills.
 pub const LINE: usize = 64;
 
-/// Output bytes from which kernels store non-temporally (where [`nontemporal_stores`]): an
-/// output and input this size no longer stay in a 32 MB L3 between calls. LayerNorm
-/// (4096, 1024) f32 (16 MB out) ran 1.7× slower with them, (2048, 4096) (32 MB) 1.17× faster.
+/// Bytes written from which the bench's copy ceiling stores non-temporally (where
+/// [`nontemporal_stores`]): an output and input this size no longer stay in a 32 MB L3 between
+/// calls. LayerNorm (4096, 1024) f32 (16 MB out) ran 1.7× slower with them, (2048, 4096) (32 MB)
+/// 1.17× faster.
 pub const NONTEMPORAL_FROM: usize = 32 << 20;
+
+/// Bytes of a call's arrays together (read and written) from which kernels store non-temporally
+/// ([`crate::rows::Stores::for_outputs`]): a copy's at [`NONTEMPORAL_FROM`] written.
+pub const NONTEMPORAL_FOOTPRINT: usize = 2 * NONTEMPORAL_FROM;
 
 /// Copies `src` into `dst` (same length) with non-temporal stores for every whole cache line of
 /// `dst` (plain stores for the partial lines at its ends): the lines go to memory without being

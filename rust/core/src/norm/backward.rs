@@ -10,7 +10,10 @@ use super::split_mean;
 use crate::element::{Element, Float};
 use crate::error::{Error, Result};
 use crate::reduce::{widened_sum, ColumnSums, LANES};
-use crate::rows::{block_rows, check_same_rows, map_row_blocks, map_rows, RowsMut, RowsRef};
+use crate::rows::{
+    block_rows, check_same_rows, in_segments, map_row_blocks, map_rows, Ahead, RowsMut, RowsRef,
+    Stores,
+};
 
 /// (Σ g, Σ g·x̂) over a row with g = go·w, x̂ = ((x − hi) − lo)·rstd: lanes of `T` indexed by
 /// constants (so they stay in registers), folded to f64 every 1024 elements by a fixed tree; the
@@ -140,6 +143,7 @@ pub fn row_norm_backward<S: Element>(
         let centered = mean.is_some();
         let sums_len = if param_grads { row_len } else { 0 };
         let init = || ColumnSums::<S::Compute>::new(sums_len);
+        let stores = Stores::for_outputs([grad_out, x], [dx]);
         let blocks = map_row_blocks(
             [grad_out, x],
             [dx],
@@ -162,18 +166,28 @@ pub fn row_norm_backward<S: Element>(
                 let b = <S::Compute as Float>::from_f64(sgx / n);
                 let x_hat = |xv: S::Compute| ((xv - hi) - lo) * r;
                 let dx_of = |g: S::Compute, xv: S::Compute| (g - a - x_hat(xv) * b) * r;
-                match weight {
-                    Some(w) => {
-                        for (((d, &g0), &xv), &wv) in dx.iter_mut().zip(go).zip(x).zip(w) {
-                            *d = dx_of(g0 * wv, xv);
+                in_segments(
+                    Ahead::NONE,
+                    stores,
+                    dx,
+                    #[inline(always)]
+                    |at, dx| {
+                        let (go, x) = (&go[at..at + dx.len()], &x[at..at + dx.len()]);
+                        match weight {
+                            Some(w) => {
+                                let w = &w[at..at + dx.len()];
+                                for (((d, &g0), &xv), &wv) in dx.iter_mut().zip(go).zip(x).zip(w) {
+                                    *d = dx_of(g0 * wv, xv);
+                                }
+                            }
+                            None => {
+                                for ((d, &g0), &xv) in dx.iter_mut().zip(go).zip(x) {
+                                    *d = dx_of(g0, xv);
+                                }
+                            }
                         }
-                    }
-                    None => {
-                        for ((d, &g0), &xv) in dx.iter_mut().zip(go).zip(x) {
-                            *d = dx_of(g0, xv);
-                        }
-                    }
-                }
+                    },
+                );
             },
         );
         if let Some(extra) = grad_sum {

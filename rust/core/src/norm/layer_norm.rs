@@ -75,7 +75,7 @@ pub fn layer_norm<S: Element>(
         &[("out", y.rows())],
         &[("weight", weight), ("bias", bias)],
     )?;
-    let stores = Stores::for_output(x, y);
+    let stores = Stores::for_outputs([x], [y]);
     map_row_runs(
         x,
         y,

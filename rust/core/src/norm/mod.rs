@@ -17,6 +17,7 @@ pub use rms_norm::{add_rms_norm, rms_norm, rms_norm_row};
 
 use crate::element::Float;
 use crate::error::{Error, Result};
+pub(crate) use crate::rows::{in_segments, Stores};
 use crate::rows::{Ahead, RowsMut, RowsRef};
 
 /// y = ((x − mean) · scale) · weight + bias, with x − mean formed in `T` from a hi/lo split of the
@@ -76,93 +77,6 @@ pub(crate) fn normalize_into<T: Float>(
 pub(crate) fn split_mean<T: Float>(mean: f64) -> (T, T) {
     let hi = T::from_f64(mean);
     (hi, T::from_f64(mean - hi.to_f64()))
-}
-
-/// How a kernel stores its output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Stores {
-    /// Plain stores: each line is read before it is written, and stays in the cache.
-    Cached,
-    /// Non-temporal stores (see [`Stores::for_output`]).
-    NonTemporal,
-}
-
-impl Stores {
-    /// Non-temporal where this CPU gains from them ([`crate::simd::nontemporal_stores`]), for an
-    /// output of at least [`crate::simd::NONTEMPORAL_FROM`] bytes that is the caller's memory itself
-    /// (the compute type's layout, rows of stride 1), written out of place: in place, the line
-    /// was just read, and LayerNorm (8192, 4096) in place ran 1.45× slower with them.
-    pub(crate) fn for_output<S: crate::element::Element>(x: &RowsRef<S>, y: &RowsMut<S>) -> Stores {
-        let rows = y.rows();
-        let bytes = rows.n_rows() * rows.row_len() * std::mem::size_of::<S>();
-        if crate::simd::nontemporal_stores()
-            && bytes >= crate::simd::NONTEMPORAL_FROM
-            && S::NATIVE
-            && rows.inner.single_stride() == Some(1)
-            && crate::rows::views_apart(x, y)
-        {
-            Stores::NonTemporal
-        } else {
-            Stores::Cached
-        }
-    }
-}
-
-/// Elements per segment: 2 KB of f32, so each burst is 32 prefetches (512 measured a little
-/// faster than 256 and 1024 at (8192, 4096)).
-const SEGMENT: usize = 512;
-
-/// A segment's staging buffer for non-temporal stores, aligned to a cache line.
-#[repr(C, align(64))]
-struct Staged<T>([T; SEGMENT]);
-
-/// Calls `body(start, segment)` on consecutive segments of `y`; before each, the matching share of
-/// `ahead` is prefetched, so the next row streams in from memory while this one is computed
-/// (without it, a core's loads and arithmetic take turns instead of overlapping). With
-/// [`Stores::NonTemporal`], `body` writes each segment into a staging buffer in L1, which is then
-/// copied out with non-temporal stores (segments start on y's cache lines).
-#[inline(always)]
-pub(crate) fn in_segments<T: Copy + Default>(
-    ahead: Ahead,
-    stores: Stores,
-    y: &mut [T],
-    mut body: impl FnMut(usize, &mut [T]),
-) {
-    let nontemporal = stores == Stores::NonTemporal;
-    if !nontemporal && ahead.bytes() == 0 {
-        // Nothing to prefetch: one plain loop (segment bookkeeping cost a short row 30%).
-        body(0, y);
-        return;
-    }
-    // Non-temporal segments start on y's cache lines; the values before the first are written
-    // directly.
-    let head = if nontemporal {
-        let size = std::mem::size_of::<T>().max(1);
-        ((y.as_ptr() as usize).wrapping_neg() % crate::simd::LINE / size).min(y.len())
-    } else {
-        0
-    };
-    let (first, rest) = y.split_at_mut(head);
-    if head > 0 {
-        body(0, first);
-    }
-    let mut staged = nontemporal.then(|| Staged([T::default(); SEGMENT]));
-    let step = ahead.bytes().div_ceil(rest.len().div_ceil(SEGMENT).max(1));
-    for (k, segment) in rest.chunks_mut(SEGMENT).enumerate() {
-        ahead.touch_span(k * step, step);
-        let at = head + k * SEGMENT;
-        match staged.as_mut() {
-            Some(staged) => {
-                let buffer = &mut staged.0[..segment.len()];
-                body(at, buffer);
-                crate::simd::copy_nontemporal(buffer, segment);
-            }
-            None => body(at, segment),
-        }
-    }
-    if nontemporal {
-        crate::simd::nontemporal_fence();
-    }
 }
 
 /// `target()` when this CPU's norms gain from prefetching their next rows in software

@@ -62,7 +62,7 @@ pub fn rms_norm<S: Element>(
         &[("out", y.rows())],
         &[("weight", weight)],
     )?;
-    let stores = Stores::for_output(x, y);
+    let stores = Stores::for_outputs([x], [y]);
     map_row_runs(
         x,
         y,

@@ -7,10 +7,12 @@ use crate::layout::Rows;
 use crate::simd;
 
 mod runs;
+mod segments;
 mod tiles;
 mod views;
 
 pub use runs::{map_row_runs, Chunks, RowRuns, ROW_CHUNK};
+pub(crate) use segments::{in_segments, Stores};
 pub use views::{without_axis, Ahead, ArrayMut, ArrayRef, Reduced, RowsMut, RowsRef};
 
 /// Calls `kernel(input_chunks, y_chunk)` over all elements, for elementwise ops: contiguous native
