@@ -61,6 +61,8 @@ def test_bench_json_has_every_workload_with_positive_medians():
         "cross_entropy logits backward",
     )
     divergences = {(op, s) for s in suite.divergence_shapes for op in (*divergence_ops, "js_divergence")}
+    short = ("entropy", "cross_entropy", "js_divergence")
+    divergences |= {(op, s) for s in suite.short_probability_shapes for op in short}
     divergences.add(("softmax axis=1", suite.segmentation_shape))
     for op in ("wasserstein_1d", "aic", "bic"):
         divergences.add((op, (suite.w1_samples,)))

@@ -244,4 +244,6 @@ def divergence_workloads(suite, threads: int) -> list[Workload]:
             shape, threads, suite.w1_samples if last else None, suite.segmentation_shape if last else None
         )
         loads += _probabilities(shape)
+    for shape in suite.short_probability_shapes:
+        loads += _probabilities(shape)
     return loads + [_log_softmax(shape, threads) for shape in suite.row_op_shapes]

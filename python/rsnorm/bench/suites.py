@@ -21,6 +21,7 @@ class Suite:
     channel_backward_shapes: tuple[tuple[int, ...], ...]
     optim_sizes: dict[str, tuple[int, ...]]  # label -> the sizes of a parameter group's tensors
     divergence_shapes: tuple[tuple[int, ...], ...]
+    short_probability_shapes: tuple[tuple[int, ...], ...]  # the information measures' short rows
     segmentation_shape: tuple[int, ...]  # softmax over the classes of (N, classes, H, W)
     w1_samples: int  # the samples of Wasserstein-1, and the models AIC / BIC compare
     rounds: int
@@ -45,6 +46,7 @@ SUITES = {
         channel_backward_shapes=((4, 32, 16, 16), (16, 64, 56, 56)),
         optim_sizes={"100k": (100_000,), "10M": (10_000_000,), "200x50k": (50_000,) * 200},
         divergence_shapes=((64, 1000), (4096, 1000)),
+        short_probability_shapes=((100_000, 10),),
         segmentation_shape=(8, 21, 128, 128),
         w1_samples=1_000_000,
         rounds=11,
@@ -59,6 +61,7 @@ SUITES = {
         channel_backward_shapes=((4, 16, 14, 14),),
         optim_sizes={"1M": (1_000_000,), "20x50k": (50_000,) * 20},
         divergence_shapes=((256, 100),),
+        short_probability_shapes=((1000, 10),),
         segmentation_shape=(2, 21, 32, 32),
         w1_samples=10_000,
         rounds=3,

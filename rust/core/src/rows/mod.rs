@@ -94,7 +94,16 @@ fn flat_unit_stride(rows: &Rows) -> Option<usize> {
     (all.single_stride() == Some(1)).then(|| all.len())
 }
 
-pub(crate) struct SharedMut<T>(*mut T);
+/// A view's elements as one slice, when its rows follow each other with unit stride (a C-contiguous
+/// array): row r is `slice[r * row_len..][..row_len]`.
+pub(crate) fn contiguous<'a, S>(view: &RowsRef<'a, S>) -> Option<&'a [S]> {
+    let len = flat_unit_stride(view.rows())?;
+    // SAFETY: the view's elements are `len` consecutive values from its pointer (checked just
+    // now), inside the memory it borrows for 'a (the view's invariant).
+    Some(unsafe { std::slice::from_raw_parts(view.as_ptr(), len) })
+}
+
+pub(crate) struct SharedMut<T>(pub(crate) *mut T);
 // SAFETY: each row index is written by exactly one task (see `parallel::for_each_range`).
 unsafe impl<T: Send> Sync for SharedMut<T> {}
 
