@@ -48,8 +48,9 @@ def config() -> dict[str, str]:
         # The norms' software prefetch of their next rows: on where it measured faster (by CPU
         # vendor), RSNORM_PREFETCH=0|1 to choose.
         "prefetch": "rows ahead" if _rsnorm._row_prefetch() else "hardware only",
-        # LayerNorm's and RMSNorm's outputs (and the bench's copy) from 32 MB: stores that skip
-        # the cache where they measured faster (by CPU vendor), RSNORM_NONTEMPORAL=0|1 to choose.
+        # LayerNorm's and RMSNorm's outputs and their backward's dx, in calls of 64 MB and more
+        # (and the bench's copy from 32 MB written): stores that skip the cache where they
+        # measured faster (by CPU vendor), RSNORM_NONTEMPORAL=0|1 to choose.
         "stores": "non-temporal from 64 MB a call" if _rsnorm._nontemporal_stores() else "cached",
         "threads": str(_rsnorm.get_num_threads()),
         "gpu": gpu_summary(),

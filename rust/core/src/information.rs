@@ -155,11 +155,20 @@ fn cross_term<M: MulAdd, const CLEAN: bool>(x: f64, y: f64) -> f64 {
 /// [`CLEAN_FROM`, 1] (p/q, p/m, q/m, and the shares themselves) is then a positive normal.
 const CLEAN_FROM: f64 = 4.0 * f64::MIN_POSITIVE;
 
+/// `b` where it is below `a`, else `a`: a running minimum that skips NaN.
+#[inline(always)]
+fn smaller<T: Float>(a: T, b: T) -> T {
+    if b < a {
+        b
+    } else {
+        a
+    }
+}
+
 /// The smallest entry of a row (NaN skipped; +inf for none), in lanes: a fold of one `min`
 /// chain does not vectorize.
 #[inline(always)]
 fn smallest<T: Float>(x: &[T]) -> T {
-    let smaller = |a: T, b: T| if b < a { b } else { a };
     let none = T::from_f64(f64::INFINITY);
     let mut lanes = [none; LANES];
     let wide = x.chunks_exact(LANES);
@@ -530,9 +539,7 @@ fn columns_smallest<T: Float>(c: &[[T; TILE]; LANES], row_len: usize) -> [T; TIL
     let mut low = [T::from_f64(f64::INFINITY); TILE];
     for column in &c[..row_len] {
         for r in 0..TILE {
-            if column[r] < low[r] {
-                low[r] = column[r];
-            }
+            low[r] = smaller(low[r], column[r]);
         }
     }
     low
@@ -601,19 +608,21 @@ pub fn row_measure<S: Element>(
     if let Some(q) = q {
         check_same_rows("divergence", p.rows(), &[("q", q.rows())])?;
     }
+    // Short rows of C-contiguous arrays (p, and q where given) go in tiles; the layout is looked
+    // at only for them.
     let row_len = p.rows().row_len();
-    let flat = (contiguous(p), q.map(contiguous));
-    if let (true, Some(p), None | Some(Some(_))) = (S::NATIVE, flat.0, flat.1) {
-        if row_len < LANES && out.len() >= TILE {
-            let q = flat.1.flatten();
-            crate::fastmath::with_mul_add!(M => measure_tiles::<S::Compute, M>(
-                measure,
-                compute_slice(p),
-                q.map(compute_slice),
-                row_len,
-                &mut out,
-            ));
-            return Ok(out);
+    if S::NATIVE && row_len < LANES && out.len() >= TILE {
+        if let (Some(p_flat), q_flat) = (contiguous(p), q.map(contiguous)) {
+            if !matches!(q_flat, Some(None)) {
+                crate::fastmath::with_mul_add!(M => measure_tiles::<S::Compute, M>(
+                    measure,
+                    compute_slice(p_flat),
+                    q_flat.flatten().map(compute_slice),
+                    row_len,
+                    &mut out,
+                ));
+                return Ok(out);
+            }
         }
     }
     crate::fastmath::with_mul_add!(M => match q {
