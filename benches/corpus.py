@@ -159,6 +159,22 @@ def _calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], Any]]]:
                         1.0, p, t, label_smoothing=0.1
                     ),
                 )
+        # nll_loss over enough rows for its loads issued ahead, targets 1 ignored (its own
+        # generator: the data of the calls around it stay as they were).
+        nll_rng = np.random.default_rng(11)
+        for shape, axis in (((300, 10), -1), ((40, 100), -1), ((4, 7, 30), 1)):
+            log_probs = (nll_rng.random(shape) - 1.0).astype(dtype)
+            target = nll_rng.integers(0, shape[axis], np.delete(shape, axis % len(shape)))
+            weight = np.linspace(0.5, 2.0, shape[axis])
+            for lay, lp in _layouts(log_probs):
+                for reduction in ("mean", "sum", "none"):
+                    for w in (None, weight):
+                        yield (
+                            f"{name}/{shape}/{lay}/nll_{reduction}_{w is None}",
+                            lambda lp=lp, t=target, r=reduction, w=w, a=axis: rsnorm.nll_loss(
+                                lp, t, w, axis=a, reduction=r, ignore_index=1
+                            ),
+                        )
         for n in (1, 1000, 100_000):
             u, v = rng.standard_normal(n).astype(dtype), rng.standard_normal(n + 3).astype(dtype)
             yield f"{name}/{n}/wasserstein", lambda u=u, v=v: rsnorm.wasserstein_1d(u, v)

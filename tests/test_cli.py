@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -160,6 +161,13 @@ def test_table_lists_rows_ratios_and_ceiling():
     assert lone.rstrip().endswith("—"), lone
 
 
+def test_tables_warn_when_the_extension_is_not_a_release_build():
+    assert "WARNING" not in bench.format_table(REPORT) + bench.format_markdown(REPORT)
+    local = {**REPORT, "config": {**REPORT["config"], "build": "dev-opt"}}
+    for text in (bench.format_table(local), bench.format_markdown(local)):
+        assert "WARNING: this extension was built with the 'dev-opt' profile" in text, text
+
+
 def test_table_has_only_present_peers_and_fits_a_terminal():
     table = bench.format_table(REPORT)
     header = next(line for line in table.splitlines() if line.startswith("op "))
@@ -262,6 +270,8 @@ def test_optimizer_rows_stream_their_footprint_in_place():
 def test_config_and_usage():
     out = run_cli("config")
     assert out.returncode == 0 and "simd" in out.stdout and "threads" in out.stdout
+    # the installed extension's build profile ("release" in a wheel)
+    assert re.search(r"^\s*build: \S+$", out.stdout, re.M), out.stdout
     help_ = run_cli("--help")
     assert help_.returncode == 0 and help_.stdout == run_cli("help").stdout
     # Every command and every option README uses, from the commands' own parsers.

@@ -52,6 +52,8 @@ def config() -> dict[str, str]:
         # (and the bench's copy from 32 MB written): stores that skip the cache where they
         # measured faster (by CPU vendor), RSNORM_NONTEMPORAL=0|1 to choose.
         "stores": "non-temporal from 64 MB a call" if _rsnorm._nontemporal_stores() else "cached",
+        # "release" in wheels; a local build's profile otherwise (its timings are not the wheel's).
+        "build": _rsnorm._build_profile(),
         "threads": str(_rsnorm.get_num_threads()),
         "gpu": gpu_summary(),
         "numpy": np.__version__,

@@ -62,8 +62,24 @@ def summarize(report: dict) -> list[dict]:
     return rows
 
 
+def _build_warning(cfg: dict) -> list[str]:
+    """A line saying the times are not the wheel's, where the extension is a local build of another
+    profile than release (reports from before the "build" key are taken as release)."""
+    build = cfg.get("build", "release")
+    if build == "release":
+        return []
+    return [
+        f"WARNING: this extension was built with the '{build}' profile, without the release profile's",
+        "fat LTO: some kernels run up to 3x slower than in the wheel; build with --release to compare",
+    ]
+
+
 def _header(report: dict) -> list[str]:
     cfg = report["config"]
+    return _build_warning(cfg) + _header_lines(report, cfg)
+
+
+def _header_lines(report: dict, cfg: dict) -> list[str]:
     if "device" in cfg:
         return [
             f"rsnorm {cfg['rsnorm']} on the GPU: {cfg['device']}",

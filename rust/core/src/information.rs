@@ -210,6 +210,30 @@ pub fn measure_row<T: Float, M: MulAdd>(measure: Measure, p: &[T], q: Option<&[T
     })
 }
 
+/// `$body` with `$k` naming the [`Term`] of `$measure`: each measure's loop is its own code.
+macro_rules! with_term {
+    ($measure:expr, $k:ident => $body:expr) => {
+        match $measure {
+            Measure::Entropy => {
+                type $k = EntropyTerm;
+                $body
+            }
+            Measure::KlDivergence => {
+                type $k = KlTerm;
+                $body
+            }
+            Measure::CrossEntropy => {
+                type $k = CrossTerm;
+                $body
+            }
+            Measure::JsDivergence | Measure::JsDistance => {
+                type $k = JsTerm;
+                $body
+            }
+        }
+    };
+}
+
 /// [`measure_row`]'s sum over the row of non-negative entries, with every case (`CLEAN` false) or
 /// none.
 #[inline(always)]
@@ -220,14 +244,7 @@ fn measure_terms<T: Float, M: MulAdd, const CLEAN: bool>(
     p_share: Share,
     q_share: Share,
 ) -> f64 {
-    match measure {
-        Measure::Entropy => row_terms::<T, M, CLEAN, EntropyTerm>(p, q, p_share, q_share),
-        Measure::KlDivergence => row_terms::<T, M, CLEAN, KlTerm>(p, q, p_share, q_share),
-        Measure::CrossEntropy => row_terms::<T, M, CLEAN, CrossTerm>(p, q, p_share, q_share),
-        Measure::JsDivergence | Measure::JsDistance => {
-            row_terms::<T, M, CLEAN, JsTerm>(p, q, p_share, q_share)
-        }
-    }
+    with_term!(measure, K => row_terms::<T, M, CLEAN, K>(p, q, p_share, q_share))
 }
 
 /// [`measure_terms`] of one measure: its terms of the normalized pairs, summed.
@@ -400,14 +417,7 @@ fn measure_tiles<T: Float, M: MulAdd>(
                     None => None,
                 };
                 let s = &mut scratch;
-                let results = match measure {
-                    Measure::Entropy => tile_measure::<T, M, EntropyTerm>(p, q, row_len, s),
-                    Measure::KlDivergence => tile_measure::<T, M, KlTerm>(p, q, row_len, s),
-                    Measure::CrossEntropy => tile_measure::<T, M, CrossTerm>(p, q, row_len, s),
-                    Measure::JsDivergence | Measure::JsDistance => {
-                        tile_measure::<T, M, JsTerm>(p, q, row_len, s)
-                    }
-                };
+                let results = with_term!(measure, K => tile_measure::<T, M, K>(p, q, row_len, s));
                 for (r, result) in results.into_iter().enumerate() {
                     // SAFETY: slot t·TILE + r < tiles·TILE ≤ out.len(); tile t is this task's.
                     unsafe { *slots.at(t * TILE + r) = result };
@@ -579,16 +589,12 @@ fn columns_terms<T: Float, M: MulAdd, const CLEAN: bool, K: Term>(
 /// `reduce::fold`'s halving tree, lane by lane, in place; returns lane 0.
 #[inline(always)]
 fn fold_columns<T: Float>(acc: &mut [[T; TILE]; LANES]) -> [T; TILE] {
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        let (low, high) = acc.split_at_mut(width);
-        for (a, b) in low.iter_mut().zip(high.iter()) {
-            for r in 0..TILE {
-                a[r] = a[r] + b[r];
-            }
+    crate::reduce::halving_tree(LANES, |j, k| {
+        let (low, high) = acc.split_at_mut(k);
+        for (a, &b) in low[j].iter_mut().zip(&high[0]) {
+            *a = *a + b;
         }
-    }
+    });
     acc[0]
 }
 

@@ -76,6 +76,13 @@ fn _nontemporal_stores() -> bool {
     rsnorm_core::simd::nontemporal_stores()
 }
 
+/// The Cargo profile this extension was built with: "release" for wheels; a local "dev-opt"
+/// build lacks the fat LTO, and some kernels lose their vectorization without it.
+#[pyfunction]
+fn _build_profile() -> &'static str {
+    env!("RSNORM_BUILD_PROFILE")
+}
+
 /// Copies `src` into `dst` (same dtype, C-contiguous, same size) with rsnorm's threads: the
 /// memory-bandwidth ceiling the benchmarks report against.
 #[pyfunction]
@@ -198,6 +205,7 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(_row_prefetch, m)?)?;
     m.add_function(wrap_pyfunction!(_nontemporal_stores, m)?)?;
+    m.add_function(wrap_pyfunction!(_build_profile, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_copy, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_scale, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_sum, m)?)?;

@@ -48,14 +48,24 @@ pub(super) fn fold<T: Float>(acc: [T; LANES]) -> f64 {
 /// for a function compiled without the target's features.
 #[inline(always)]
 fn fold_inline<T: Float>(mut acc: [T; LANES]) -> f64 {
+    halving_tree(LANES, |j, k| acc[j] = acc[j] + acc[k]);
+    acc[0].to_f64()
+}
+
+/// The pairs of [`fold`]'s halving tree over [`LANES`] lanes, in its order: `add(j, k)` adds lane
+/// k into lane j, level by level, until lane 0 holds the total. Lanes from `active` on must be
+/// zero; the pairs that would add only those are skipped (pass [`LANES`] where adding +0 could
+/// change a bit, to −0). One tree for the single lanes here and the lanes of several rows at once
+/// (softmax's columns, the information measures' tiles).
+#[inline(always)]
+pub(crate) fn halving_tree(active: usize, mut add: impl FnMut(usize, usize)) {
     let mut width = LANES;
     while width > 1 {
         width /= 2;
-        for j in 0..width {
-            acc[j] = acc[j] + acc[j + width];
+        for j in 0..width.min(active.saturating_sub(width)) {
+            add(j, j + width);
         }
     }
-    acc[0].to_f64()
 }
 
 /// The lanes' sum in f64: each lane widened, then [`fold`]'s fixed halving tree.

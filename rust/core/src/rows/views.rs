@@ -435,19 +435,7 @@ impl Ahead {
     #[inline(always)]
     fn fetch(ptr: *const u8, bytes: usize, offset: usize) {
         if offset < bytes {
-            let at = ptr.wrapping_add(offset);
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: a prefetch is a hint; it does not fault on any address.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
-            }
-            #[cfg(target_arch = "aarch64")]
-            // SAFETY: as above (`_prefetch` in std::arch is not stable yet, the instruction is).
-            unsafe {
-                std::arch::asm!("prfm pldl1keep, [{0}]", in(reg) at, options(nostack, readonly, preserves_flags));
-            }
-            #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-            let _ = at;
+            crate::simd::prefetch(ptr.wrapping_add(offset));
         }
     }
 
