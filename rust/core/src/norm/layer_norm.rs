@@ -1,10 +1,10 @@
 //! LayerNorm: each row normalized by its own mean and biased variance, then an optional
 //! elementwise affine (torch.nn.functional.layer_norm).
 
-use super::{check_row_norm, normalize_into, Stores};
+use super::{check_row_norm, normalize_into};
 use crate::element::Element;
 use crate::error::Result;
-use crate::rows::{map_row_runs, map_rows, Ahead, RowRuns, RowsMut, RowsRef};
+use crate::rows::{map_row_runs, map_rows, Ahead, RowRuns, RowsMut, RowsRef, Stores};
 
 /// The statistics a row was normalized with: its mean and 1/sqrt(var + eps), in f64.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -17,8 +17,7 @@ pub use rms_norm::{add_rms_norm, rms_norm, rms_norm_row};
 
 use crate::element::Float;
 use crate::error::{Error, Result};
-pub(crate) use crate::rows::{in_segments, Stores};
-use crate::rows::{Ahead, RowsMut, RowsRef};
+use crate::rows::{in_segments, Ahead, RowsMut, RowsRef, Stores};
 
 /// y = ((x − mean) · scale) · weight + bias, with x − mean formed in `T` from a hi/lo split of the
 /// f64 mean: for f32 rows of 1e4 + noise, rounding the mean to f32 alone (ulp ≈ 1e-3) would

@@ -2,10 +2,10 @@
 //! (torch.nn.functional.rms_norm; eps None there means the dtype's machine epsilon).
 
 use super::layer_norm::add_into;
-use super::{check_row_norm, normalize_into, Stores};
+use super::{check_row_norm, normalize_into};
 use crate::element::Element;
 use crate::error::Result;
-use crate::rows::{map_row_runs, map_rows, Ahead, RowRuns, RowsMut, RowsRef};
+use crate::rows::{map_row_runs, map_rows, Ahead, RowRuns, RowsMut, RowsRef, Stores};
 
 /// Normalizes one contiguous row into `y`; returns its rstd = 1/sqrt(mean(x²) + eps).
 #[inline(always)]

@@ -2,11 +2,13 @@
 //! array seen as rows: per-row moments, and a per-row affine map whose mean/scale/shift come
 //! from the row's channel, instance or group. Which statistics a row uses is the only difference.
 
-use super::{in_segments, normalize_into, split_mean, Stores};
+use super::{normalize_into, split_mean};
 use crate::element::{Element, Float};
 use crate::error::Result;
 use crate::reduce::Moments;
-use crate::rows::{check_same_rows, map_rows, Ahead, GroupRows, RowsMut, RowsRef};
+use crate::rows::{
+    check_same_rows, in_segments, map_rows, Ahead, GroupRows, RowsMut, RowsRef, Stores,
+};
 use crate::simd;
 
 pub mod backward;
