@@ -63,7 +63,7 @@ def summarize(report: dict) -> list[dict]:
 
 
 def _build_warning(cfg: dict) -> list[str]:
-    """A line saying the times are not the wheel's, where the extension is a local build of another
+    """Lines saying the times are not the wheel's, where the extension is a local build of another
     profile than release (reports from before the "build" key are taken as release)."""
     build = cfg.get("build", "release")
     if build == "release":

@@ -701,10 +701,13 @@ pub fn nll_loss<S: Element>(
             *loss = -loss_weight(t) * v;
         }
     }
-    // Each sum its own loop: kept in one pair of lanes the two sums went through the stack
-    // every row.
-    let kept_rows = || index.iter().zip(&losses).filter(|&(&t, _)| t != ignore);
-    let total = || kept_rows().fold(0.0f64, |sum, (_, &loss)| sum + loss);
+    // The sums after the loads, each its own loop (the mean's denominator `mean_denominator`'s,
+    // as cross-entropy's): one loop carrying the loss and weight totals kept them in one pair of
+    // lanes, stored to the stack every row.
+    let total = || {
+        let kept = index.iter().zip(&losses).filter(|&(&t, _)| t != ignore);
+        kept.fold(0.0f64, |sum, (_, &loss)| sum + loss)
+    };
     Ok(match reduction {
         Reduction::None => Reduced {
             values: losses,
@@ -714,19 +717,10 @@ pub fn nll_loss<S: Element>(
             values: vec![total()],
             shape: vec![],
         },
-        Reduction::Mean => {
-            // The weighted mean divides by the kept targets' class weights, summed in the order
-            // `target_weights` would.
-            let count = if weight.is_some() {
-                kept_rows().fold(0.0f64, |sum, (&t, _)| sum + loss_weight(t))
-            } else {
-                kept_rows().count() as f64
-            };
-            Reduced {
-                values: vec![total() / count],
-                shape: vec![],
-            }
-        }
+        Reduction::Mean => Reduced {
+            values: vec![total() / mean_denominator(Some((index, ignore)), index.len(), weight)],
+            shape: vec![],
+        },
     })
 }
 
