@@ -297,7 +297,8 @@ def _layer_pass(layer: Any, x: Any, grad_out: Any, weight: Any) -> list[Any]:
 
 
 def _optimizer_calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], Any]]]:
-    """Ten steps of every optimizer variant on two float32 parameters: the trajectories."""
+    """Ten steps of every optimizer variant on two float32 parameters, every other one clipped: the
+    trajectories."""
     from rsnorm import optim
 
     variants: dict[str, Callable[[list[Any]], Any]] = {
@@ -309,6 +310,8 @@ def _optimizer_calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[
         "rmsprop": lambda ps: optim.RMSprop(ps, momentum=0.5, centered=True),
         "adam": lambda ps: optim.Adam(ps, amsgrad=True, weight_decay=0.01),
         "adamw": lambda ps: optim.AdamW(ps),
+        "adam plain": lambda ps: optim.Adam(ps),
+        "adamw amsgrad maximize": lambda ps: optim.AdamW(ps, amsgrad=True, maximize=True),
     }
     start = [rng.standard_normal(1000).astype(np.float32), rng.standard_normal((7, 9)).astype(np.float32)]
     grads = [[rng.standard_normal(p.shape).astype(np.float32) for p in start] for _ in range(10)]
@@ -317,8 +320,8 @@ def _optimizer_calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[
         def run(make: Callable[[list[Any]], Any] = make) -> list[Any]:
             params = [p.copy() for p in start]
             opt = make(params)
-            for g in grads:
-                opt.step(g, clip_grad_norm=5.0)
+            for k, g in enumerate(grads):
+                opt.step(g, clip_grad_norm=5.0 if k % 2 else None)
             return params
 
         yield f"optim/{name}", run
