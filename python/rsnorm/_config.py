@@ -40,14 +40,24 @@ def gpu_summary() -> str:
     )
 
 
+def _prefetch() -> str:
+    """What the norms prefetch in software (see `config`)."""
+    if _rsnorm._row_prefetch():
+        return "rows ahead"
+    if _rsnorm._nontemporal_stores() and _rsnorm._streamed_row_prefetch():
+        return "input rows ahead of streamed stores"
+    return "hardware only"
+
+
 def config() -> dict[str, str]:
     """The SIMD path, thread count, GPU adapter and library versions, as a dict."""
     return {
         "rsnorm": _rsnorm.__version__,
         "simd": _rsnorm.simd_level(),
         # The norms' software prefetch of their next rows: on where it measured faster (by CPU
-        # vendor), RSNORM_PREFETCH=0|1 to choose.
-        "prefetch": "rows ahead" if _rsnorm._row_prefetch() else "hardware only",
+        # vendor); where the vendor rule is off, LayerNorm's and RMSNorm's streamed calls still
+        # prefetch their next input rows. RSNORM_PREFETCH=0|1 to choose.
+        "prefetch": _prefetch(),
         # LayerNorm's and RMSNorm's outputs and their backward's dx, in calls of 64 MB and more
         # (and the bench's copy from 32 MB written): stores that skip the cache where they
         # measured faster (by CPU vendor), RSNORM_NONTEMPORAL=0|1 to choose.

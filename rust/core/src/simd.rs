@@ -91,6 +91,13 @@ pub fn row_prefetch() -> bool {
     *ON.get_or_init(|| switch("RSNORM_PREFETCH", || !amd()))
 }
 
+/// Whether the row norms whose output streams (non-temporal stores) prefetch their next input
+/// row (`norm::row_norm_ahead`): on every CPU, unless `RSNORM_PREFETCH=0` ("hardware only").
+pub fn streamed_row_prefetch() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| switch("RSNORM_PREFETCH", || true))
+}
+
 /// Whether kernels write outputs larger than the cache with non-temporal stores
 /// ([`copy_nontemporal`]), chosen per process by CPU vendor: on the AMD EPYC (Zen 4) a plain store
 /// first reads its line (3 bytes of traffic per byte written and read), and LayerNorm and RMSNorm

@@ -69,6 +69,13 @@ fn _row_prefetch() -> bool {
     rsnorm_core::simd::row_prefetch()
 }
 
+/// Whether the row norms whose outputs stream prefetch their next input rows (on unless
+/// `RSNORM_PREFETCH=0`).
+#[pyfunction]
+fn _streamed_row_prefetch() -> bool {
+    rsnorm_core::simd::streamed_row_prefetch()
+}
+
 /// Whether large outputs are written with non-temporal stores (chosen by CPU vendor, or
 /// `RSNORM_NONTEMPORAL`).
 #[pyfunction]
@@ -204,6 +211,7 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(_row_prefetch, m)?)?;
+    m.add_function(wrap_pyfunction!(_streamed_row_prefetch, m)?)?;
     m.add_function(wrap_pyfunction!(_nontemporal_stores, m)?)?;
     m.add_function(wrap_pyfunction!(_build_profile, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_copy, m)?)?;

@@ -87,7 +87,7 @@ pub fn layer_norm<S: Element>(
                 weight,
                 bias,
                 eps,
-                super::ahead_if_useful(|| x.ahead(row).and(y.ahead_beyond_cache(row))),
+                super::row_norm_ahead(x, y, row, stores),
                 stores,
             )
         },

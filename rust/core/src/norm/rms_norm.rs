@@ -73,7 +73,7 @@ pub fn rms_norm<S: Element>(
                 runs,
                 weight,
                 eps,
-                super::ahead_if_useful(|| x.ahead(row).and(y.ahead_beyond_cache(row))),
+                super::row_norm_ahead(x, y, row, stores),
                 stores,
             )
         },
