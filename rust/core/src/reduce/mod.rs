@@ -308,23 +308,18 @@ impl<T: Float> ColumnSums<T> {
     pub const FLUSH_ROWS: usize = 32;
 
     pub fn new(len: usize) -> Self {
-        if len == 0 {
-            // Blocks without column sums (a backward without parameter gradients): nothing to
-            // allocate.
-            return ColumnSums {
-                lanes: Vec::new(),
-                at: 0,
-                gap: 0,
-                totals: Vec::new(),
-                pending: 0,
-            };
-        }
-        let size = std::mem::size_of::<T>();
-        let per_line = (crate::simd::LINE / size).max(1);
-        let gap = len.next_multiple_of(per_line);
-        let lanes = vec![T::ZERO; 2 * gap + per_line];
-        // The buffer is aligned to T, whose size divides a line.
-        let at = (lanes.as_ptr() as usize).wrapping_neg() % crate::simd::LINE / size;
+        // Blocks without column sums (a backward without parameter gradients) allocate nothing.
+        let (lanes, at, gap) = if len == 0 {
+            (Vec::new(), 0, 0)
+        } else {
+            let size = std::mem::size_of::<T>();
+            let per_line = (crate::simd::LINE / size).max(1);
+            let gap = len.next_multiple_of(per_line);
+            let lanes = vec![T::ZERO; 2 * gap + per_line];
+            // The buffer is aligned to T, whose size divides a line.
+            let at = (lanes.as_ptr() as usize).wrapping_neg() % crate::simd::LINE / size;
+            (lanes, at, gap)
+        };
         ColumnSums {
             lanes,
             at,
