@@ -10,16 +10,30 @@ pub const SELU_SCALE: f64 = 1.050_700_987_355_480_5;
 /// α of SELU.
 pub const SELU_ALPHA: f64 = 1.673_263_242_354_377_2;
 
-/// y = λ·x for x > 0, λ·α·(eˣ − 1) otherwise; NaN stays NaN.
-#[inline(always)]
-pub fn selu_into<T: Float>(x: &[T], y: &mut [T]) {
-    let scale = T::from_f64(SELU_SCALE);
-    let scaled_alpha = T::from_f64(SELU_SCALE * SELU_ALPHA);
-    for (y, &x) in y.iter_mut().zip(x) {
-        // Both sides computed, then selected: a branch-free loop vectorizes.
-        let negative = scaled_alpha * x.expm1_nonpositive();
-        *y = if x > T::ZERO { scale * x } else { negative };
-    }
+/// SELU: y = λ·x for x > 0, λ·α·(eˣ − 1) otherwise; NaN stays NaN. `y` may be `x` (in place).
+pub fn selu<S: Element>(x: &RowsRef<S>, y: &RowsMut<S>) -> Result<()> {
+    check_same_rows("selu", x.rows(), &[("out", y.rows())])?;
+    let scale = <S::Compute as Float>::from_f64(SELU_SCALE);
+    let scaled_alpha = <S::Compute as Float>::from_f64(SELU_SCALE * SELU_ALPHA);
+    // eˣ − 1 with fused multiply-adds where the SIMD level has them: 1.3x in cache (decisions.md).
+    crate::fastmath::with_mul_add!(M => map_elements(
+        [x],
+        y,
+        #[inline(always)]
+        |[x], y| {
+            // Constants copied into the closure, as in the backward.
+            let (scale, scaled_alpha) = (scale, scaled_alpha);
+            for (y, &v) in y.iter_mut().zip(x) {
+                // Both sides computed, then selected: a branch-free loop vectorizes.
+                let negative = scaled_alpha * v.expm1_nonpositive::<M>();
+                *y = if v > <S::Compute as Float>::ZERO {
+                    scale * v
+                } else {
+                    negative
+                };
+            }
+        },
+    ))
 }
 
 /// SELU backward: dx = go·λ for x > 0, go·λ·α·eˣ otherwise.
@@ -62,7 +76,7 @@ mod tests {
     fn selu_values() {
         let x = [-2.0f64, -1e-9, 0.0, 1.5, f64::NAN];
         let mut y = [0.0; 5];
-        selu_into(&x, &mut y);
+        selu(&RowsRef::from_slice(&x, 5), &RowsMut::from_slice(&mut y, 5)).unwrap();
         assert!((y[0] - SELU_SCALE * SELU_ALPHA * ((-2.0f64).exp() - 1.0)).abs() < 1e-15);
         // expm1 keeps full relative precision near 0, where exp(x) - 1 would keep ~7 digits.
         assert!((y[1] / (-SELU_SCALE * SELU_ALPHA * 1e-9) - 1.0).abs() < 1e-8);

@@ -38,10 +38,10 @@ pub trait Float:
     #[must_use]
     fn exp_nonpositive<M: crate::fastmath::MulAdd>(self) -> Self;
     /// eˣ − 1 for x ≤ 0 (SELU's negative side), with full relative precision near 0 and written
-    /// so that loops over it vectorize in f32; NaN stays NaN. Positive x give an unspecified
-    /// finite value (callers select it away).
+    /// so that loops over it vectorize; NaN stays NaN. Positive x give an unspecified finite
+    /// value (callers select it away). `M` as for [`Float::exp_nonpositive`].
     #[must_use]
-    fn expm1_nonpositive(self) -> Self;
+    fn expm1_nonpositive<M: crate::fastmath::MulAdd>(self) -> Self;
 }
 
 impl Float for f32 {
@@ -58,8 +58,8 @@ impl Float for f32 {
         crate::fastmath::exp_nonpositive_f32::<M>(self)
     }
     #[inline(always)]
-    fn expm1_nonpositive(self) -> Self {
-        crate::fastmath::expm1_nonpositive_f32(self)
+    fn expm1_nonpositive<M: crate::fastmath::MulAdd>(self) -> Self {
+        crate::fastmath::expm1_nonpositive_f32::<M>(self)
     }
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
@@ -89,8 +89,8 @@ impl Float for f64 {
         crate::fastmath::exp_nonpositive_f64(self)
     }
     #[inline(always)]
-    fn expm1_nonpositive(self) -> Self {
-        crate::fastmath::expm1_nonpositive_f64(self)
+    fn expm1_nonpositive<M: crate::fastmath::MulAdd>(self) -> Self {
+        crate::fastmath::expm1_nonpositive_f64::<crate::fastmath::Separate>(self)
     }
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;

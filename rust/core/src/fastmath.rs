@@ -147,17 +147,17 @@ const EXP_POLY_F32: [f32; 7] = [
 /// (`$expm1_lowest`).
 macro_rules! nonpositive_expm1 {
     ($t:ty, $bits:ty, $exp_bias:expr, $mantissa:expr, $log2e:expr, $ln2_hi:expr, $ln2_lo:expr,
-     $expm1_lowest:expr, $expm1_factorials:expr, $split:ident, $expm1:ident) => {
+     $expm1_lowest:expr, $expm1_factorials:expr, $fma:ident, $split:ident, $expm1:ident) => {
         /// x = n·ln2 + r with |r| ≤ ln2/2, for x from the lowest input up to 0: returns
-        /// (r, 2ⁿ), 2ⁿ built in the exponent bits.
+        /// (r, 2ⁿ), 2ⁿ built in the exponent bits. a·b + c steps by `M`.
         #[inline(always)]
-        fn $split(x: $t) -> ($t, $t) {
+        fn $split<M: MulAdd>(x: $t) -> ($t, $t) {
             // 1.5·2^mantissa: adding and subtracting it rounds to the nearest integer in plain
             // arithmetic.
             const ROUND: $t = 1.5 * (1u64 << $mantissa) as $t;
-            let shifted = x * $log2e + ROUND;
+            let shifted = M::$fma(x, $log2e, ROUND);
             let n = shifted - ROUND;
-            let r = (x - n * $ln2_hi) - n * $ln2_lo;
+            let r = M::$fma(-n, $ln2_lo, M::$fma(-n, $ln2_hi, x));
             // n sits in the low mantissa bits of `shifted` (bits(ROUND) + n): integer lanes,
             // where `n as i32` would be a saturating cast that LLVM does one lane at a time.
             let biased: $bits = shifted
@@ -169,9 +169,10 @@ macro_rules! nonpositive_expm1 {
 
         /// eˣ − 1 for x ≤ 0: 2ⁿ·expm1(r) + (2ⁿ − 1), where 2ⁿ·p and 2ⁿ − 1 are exact, so one
         /// rounding remains; n = 0 keeps expm1's relative precision near 0. Positive x are
-        /// clamped to 0 (callers select their value away).
+        /// clamped to 0 (callers select their value away). a·b + c steps by `M` ([`Separate`]:
+        /// the bits of a multiply and an add written out).
         #[inline(always)]
-        pub(crate) fn $expm1(x: $t) -> $t {
+        pub(crate) fn $expm1<M: MulAdd>(x: $t) -> $t {
             // NaN compares false both times and flows through as NaN.
             let clamped = if x <= $expm1_lowest {
                 $expm1_lowest
@@ -180,9 +181,12 @@ macro_rules! nonpositive_expm1 {
             } else {
                 x
             };
-            let (r, scale) = $split(clamped);
-            let poly = r + r * r * horner(r, &$expm1_factorials);
-            scale * poly + (scale - 1.0)
+            let (r, scale) = $split::<M>(clamped);
+            let (last, rest) = $expm1_factorials
+                .split_last()
+                .expect("a polynomial has at least one coefficient");
+            let tail = rest.iter().rev().fold(*last, |acc, &c| M::$fma(acc, r, c));
+            M::$fma(scale, M::$fma(r * r, tail, r), scale - 1.0)
         }
     };
 }
@@ -205,6 +209,7 @@ nonpositive_expm1!(
         1.0 / 720.0,
         1.0 / 5040.0
     ],
+    mul_add,
     split_ln2_f32,
     expm1_nonpositive_f32
 );
@@ -239,6 +244,7 @@ nonpositive_expm1!(
     1.908_214_929_270_587_7e-10,
     -40.0,
     INVERSE_FACTORIALS_F64[2..],
+    mul_add_f64,
     split_ln2_f64,
     expm1_nonpositive_f64
 );
@@ -251,7 +257,7 @@ pub(crate) fn exp_nonpositive_f64(x: f64) -> f64 {
     const LOWEST: f64 = -708.39;
     let low = x <= LOWEST;
     let clamped = if low { LOWEST } else { x };
-    let (r, scale) = split_ln2_f64(clamped);
+    let (r, scale) = split_ln2_f64::<Separate>(clamped);
     let poly = horner(r, &INVERSE_FACTORIALS_F64);
     if low {
         0.0
@@ -400,36 +406,42 @@ mod tests {
         let even = (0..=1_000_000).map(|i| -f64::from(i) * 0.000_05); // 0 down to −50
         let tiny = (0..400).map(|k| -(2.0f64).powi(-(k % 300)) * (1.0 + f64::from(k) / 500.0));
         for x in even.chain(tiny) {
-            let (fast, exact) = (expm1_nonpositive_f64(x), x.exp_m1());
+            let (fast, exact) = (expm1_nonpositive_f64::<Separate>(x), x.exp_m1());
             if exact != 0.0 {
                 let ulp = f64::from_bits(exact.abs().to_bits() + 1) - exact.abs();
                 worst_ulps = worst_ulps.max((fast - exact).abs() / ulp);
             }
         }
         assert!(worst_ulps <= 1.0, "max error {worst_ulps} ulp");
-        assert!(expm1_nonpositive_f64(f64::NAN).is_nan());
-        assert!((expm1_nonpositive_f64(-1e4) + 1.0).abs() < f64::EPSILON);
+        assert!(expm1_nonpositive_f64::<Separate>(f64::NAN).is_nan());
+        assert!((expm1_nonpositive_f64::<Separate>(-1e4) + 1.0).abs() < f64::EPSILON);
     }
 
     #[test]
     #[allow(clippy::float_cmp)] // exact values are intended
     fn fast_expm1_matches_libm_with_relative_precision_near_zero() {
+        expm1_f32_matches_libm_by(expm1_nonpositive_f32::<Separate>);
+        expm1_f32_matches_libm_by(expm1_nonpositive_f32::<Fused>);
+    }
+
+    #[allow(clippy::float_cmp)] // exact values are intended
+    fn expm1_f32_matches_libm_by(expm1: fn(f32) -> f32) {
         let mut worst = 0.0f64;
         // 0 down to −100 evenly, then tiny magnitudes where eˣ − 1 would lose every digit.
         let even = (0..=200_000).map(|i| -(i as f32) * 0.000_5);
         let tiny = (0..200).map(|k| -(2.0f32).powi(-(k % 140)) * (1.0 + k as f32 / 300.0));
         for x in even.chain(tiny) {
-            let fast = f64::from(expm1_nonpositive_f32(x));
+            let fast = f64::from(expm1(x));
             let exact = f64::from(x).exp_m1();
             if exact != 0.0 {
                 worst = worst.max((fast - exact).abs() / exact.abs());
             }
         }
         assert!(worst < 2.5e-7, "max relative error {worst}");
-        assert!(expm1_nonpositive_f32(f32::NAN).is_nan());
-        assert!(expm1_nonpositive_f32(f32::NEG_INFINITY) == -1.0);
-        assert!(expm1_nonpositive_f32(-1e4) == -1.0 && expm1_nonpositive_f32(0.0) == 0.0);
-        assert!(expm1_nonpositive_f32(-0.0) == 0.0 && expm1_nonpositive_f32(-1e-30) == -1e-30);
+        assert!(expm1(f32::NAN).is_nan());
+        assert!(expm1(f32::NEG_INFINITY) == -1.0);
+        assert!(expm1(-1e4) == -1.0 && expm1(0.0) == 0.0);
+        assert!(expm1(-0.0) == 0.0 && expm1(-1e-30) == -1e-30);
     }
 
     #[test]

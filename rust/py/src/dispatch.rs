@@ -267,8 +267,7 @@ pub(crate) fn output<'py, S: Storage>(
         )));
     }
     let typed = arr.cast::<PyArrayDyn<S>>()?.clone();
-    let layout = Rows::split(arr.shape(), &element_strides(arr), 0);
-    if layout.has_internal_overlap() {
+    if rsnorm_core::layout::has_internal_overlap(arr.shape(), &element_strides(arr)) {
         return Err(value_error(format!(
             "{op}: {name} has overlapping elements (a zero or broadcast stride)"
         )));
@@ -294,7 +293,7 @@ fn ranges_meet(a: &Bound<'_, PyUntypedArray>, b: &Bound<'_, PyUntypedArray>) -> 
 /// Byte range `[lo, hi]` an array of any dtype and strides touches (`None` when empty): the
 /// layout's extent taken with byte strides.
 fn byte_range(arr: &Bound<'_, PyUntypedArray>) -> Option<(usize, usize)> {
-    let (lo, hi) = Rows::split(arr.shape(), arr.strides(), 0).extent();
+    let (lo, hi) = rsnorm_core::layout::extent(arr.shape(), arr.strides());
     (hi >= lo).then(|| {
         // SAFETY: only the data pointer is read, which is the same whatever the element type.
         let base = unsafe { arr.cast_unchecked::<PyArrayDyn<u8>>() }.data() as usize;

@@ -41,14 +41,7 @@ fn selu_typed<'py, S: Storage>(
     let x = unaliased(x, &[&y])?;
     let inner = usize::from(!shape.is_empty());
     let (xv, yv) = (rows_ref(&x, inner), rows_mut(&y, inner));
-    compute(py, || {
-        rsnorm_core::rows::map_elements(
-            [&xv],
-            &yv,
-            #[inline(always)]
-            |[x], y| rsnorm_core::act::selu_into(x, y),
-        )
-    })?;
+    compute(py, || rsnorm_core::act::selu(&xv, &yv))?;
     Ok(y.into_any())
 }
 

@@ -8,6 +8,7 @@ use crate::errors::{compute, value_error, Result};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use rsnorm_core::layout::DimVec;
 use rsnorm_core::norm::{self, RowStats};
 use rsnorm_core::Float;
 
@@ -18,9 +19,10 @@ pub(crate) fn normalized_ndim(
     x_shape: &[usize],
     normalized_shape: Option<&Bound<'_, PyAny>>,
 ) -> Result<usize> {
-    let dims: Vec<i64> = match normalized_shape {
+    // Inline (no allocation): this runs on every LayerNorm and RMSNorm call.
+    let dims: DimVec<i64> = match normalized_shape {
         None => match x_shape.last() {
-            Some(&n) => vec![n as i64],
+            Some(&n) => DimVec::from_elem(n as i64, 1),
             None => {
                 return Err(value_error(format!(
                     "{op}: x is 0-dimensional; it needs a dim to normalize over"
@@ -28,12 +30,12 @@ pub(crate) fn normalized_ndim(
             }
         },
         Some(obj) => match obj.extract::<i64>() {
-            Ok(n) => vec![n],
-            Err(_) => obj.extract::<Vec<i64>>().map_err(|_| {
+            Ok(n) => DimVec::from_elem(n, 1),
+            Err(_) => DimVec::from_vec(obj.extract::<Vec<i64>>().map_err(|_| {
                 value_error(format!(
                     "{op}: normalized_shape must be an int or a sequence of ints, got {obj}"
                 ))
-            })?,
+            })?),
         },
     };
     let matches = !dims.is_empty()

@@ -31,8 +31,8 @@ pub fn map_elements<S: Element, const NI: usize>(
         inputs.iter().all(|x| same_or_apart(x, y)),
         "map_elements: an input overlaps y without being it"
     );
-    let flat_len = flat_unit_stride(y.rows());
-    let all_flat = inputs.iter().all(|v| flat_unit_stride(v.rows()).is_some());
+    let flat_len = y.rows().contiguous_len();
+    let all_flat = inputs.iter().all(|v| v.rows().contiguous_len().is_some());
     if let (true, Some(len), true) = (S::NATIVE, flat_len, all_flat) {
         let in_ptrs = inputs.map(|v| SharedMut(v.as_ptr().cast_mut()));
         let yp = SharedMut(y.as_mut_ptr());
@@ -85,19 +85,10 @@ pub fn map_elements<S: Element, const NI: usize>(
 /// Elements per task of [`map_elements`]: 16 KB of f32, cache-resident.
 const ELEMENTWISE_CHUNK: usize = 4096;
 
-/// Total length when all rows together are one contiguous run.
-fn flat_unit_stride(rows: &Rows) -> Option<usize> {
-    let mut all = rows.outer.clone();
-    all.shape.extend_from_slice(&rows.inner.shape);
-    all.strides.extend_from_slice(&rows.inner.strides);
-    let all = crate::layout::Dims::new(&all.shape, &all.strides);
-    (all.single_stride() == Some(1)).then(|| all.len())
-}
-
 /// A view's elements as one slice, when its rows follow each other with unit stride (a C-contiguous
 /// array): row r is `slice[r * row_len..][..row_len]`.
 pub(crate) fn contiguous<'a, S>(view: &RowsRef<'a, S>) -> Option<&'a [S]> {
-    let len = flat_unit_stride(view.rows())?;
+    let len = view.rows().contiguous_len()?;
     // SAFETY: the view's elements are `len` consecutive values from its pointer (checked just
     // now), inside the memory it borrows for 'a (the view's invariant).
     Some(unsafe { std::slice::from_raw_parts(view.as_ptr(), len) })
