@@ -85,8 +85,8 @@ impl Dims {
     /// Offset (in elements) of the element with C-order linear index `linear`.
     #[inline(always)]
     pub fn offset(&self, mut linear: usize) -> isize {
-        // One dim (any C-contiguous block, after [`Dims::new`]'s merging): no division, which cost more than
-        // a short row's arithmetic.
+        // One dim (any C-contiguous block, merged by [`Dims::new`]): no division, which cost
+        // more than a short row's arithmetic.
         if let [stride] = self.strides.as_slice() {
             return linear as isize * stride;
         }
