@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds rsnorm's release artifacts into dist/ and checks each one:
 #   - manylinux2014 (glibc 2.17) abi3 wheels for x86_64 and aarch64, cross-built with zig
-#     (`maturin build --zig`), so one wheel per platform serves CPython 3.9+;
+#     (`maturin build --zig`), so one wheel per platform serves CPython 3.10+;
 #   - musllinux_1_2 x86_64 with --musl (Alpine);
 #   - the sdist.
 # Checks: `auditwheel show` reports the tag the wheel claims; the wheel is under the size budget;
@@ -17,7 +17,7 @@
 # --sdist-build also builds a wheel from the sdist in a clean venv (one more compile). --test-only
 # tests the wheels already in dist/; --no-qemu skips the pre-AVX run. --aarch64-python (Debian, root)
 # also runs the aarch64 wheel's tests under qemu-aarch64 with Debian's aarch64 CPython.
-# Needs Linux with rustup and Python >= 3.9; fetches maturin, ziglang and auditwheel from PyPI (pinned
+# Needs Linux with rustup and Python >= 3.10; fetches maturin, ziglang and auditwheel from PyPI (pinned
 # below) into .venv-release. Prints one line per artifact: file, tag, size, check result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -100,7 +100,7 @@ check_wheel() {  # wheel, expected platform tag
     size=$(stat -c %s "$wheel")
     [ "$size" -le "$BUDGET_BYTES" ] || { echo "$wheel: $size bytes, over the $BUDGET_BYTES budget" >&2; exit 1; }
     case "$wheel" in *"$tag"*) ;; *) echo "$wheel: name lacks the tag $tag" >&2; exit 1 ;; esac
-    case "$wheel" in *-cp39-abi3-*) ;; *) echo "$wheel: not an abi3 (cp39) wheel" >&2; exit 1 ;; esac
+    case "$wheel" in *-cp310-abi3-*) ;; *) echo "$wheel: not an abi3 (cp310) wheel" >&2; exit 1 ;; esac
     listing=$(python3 -m zipfile -l "$wheel")
     for f in LICENSE-APACHE LICENSE-MIT; do
         grep -q "licenses/$f" <<<"$listing" || { echo "$wheel: no $f" >&2; exit 1; }

@@ -8,7 +8,8 @@ before anything is written.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -144,8 +145,8 @@ def test_results_written_into_out_are_the_fresh_results(dtype, index):
     if case.name.startswith("add_"):
         out[1] = out[0]  # dx and dresidual are one array
     got = case.call(grad, x, out=tuple(out))
-    assert all(g is o for g, o in zip(got, out))
-    for g, e in zip(got, want):
+    assert all(g is o for g, o in zip(got, out, strict=True))
+    for g, e in zip(got, want, strict=True):
         _equal(g, e)
     # The elements between the strided ones are untouched.
     for w in wide:
@@ -154,7 +155,7 @@ def test_results_written_into_out_are_the_fresh_results(dtype, index):
     some = tuple(o if i == len(out) - 1 else None for i, o in enumerate(out))
     got = case.call(grad, x, out=some)
     assert got[-1] is out[-1] and got[0] is not out[0]
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
         _equal(g, e)
 
 
@@ -171,7 +172,7 @@ def test_dx_may_be_grad_out_or_x(index, into):
     out = (target,) + (None,) * (len(case.results) - 1)
     got = case.call(*args, out=out)
     assert got[0] is target
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
         _equal(g, e)
 
 
@@ -184,7 +185,7 @@ def test_dx_overlapping_an_input_is_computed_from_the_input_before(index):
     buffer = np.concatenate([grad, grad[:1]])
     shifted = buffer[:-1]
     got = case.call(shifted, x, out=(buffer[1:],) + (None,) * (len(case.results) - 1))
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
         _equal(g, e)
 
 

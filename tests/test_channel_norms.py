@@ -155,7 +155,7 @@ def test_batch_norm_columns_same_for_any_thread_count(rng):
     finally:
         rn.set_num_threads(before)
     for got in results[1:]:
-        for a, b in zip(got, results[0]):
+        for a, b in zip(got, results[0], strict=True):
             np.testing.assert_array_equal(a, b)
 
 
@@ -183,8 +183,8 @@ def test_channel_norms_over_short_and_long_rows(rn, rng, shape):
     finally:
         rn.set_num_threads(before)
     for got in results[1:]:
-        for a, ref in zip(got, results[0]):
-            for u, v in zip(a, ref):
+        for a, ref in zip(got, results[0], strict=True):
+            for u, v in zip(a, ref, strict=True):
                 np.testing.assert_array_equal(u, v)
     (y, mean, rstd), (gy, gmean, grstd) = results[0]
     bmean, bvar = x64.mean(axis=axes), x64.var(axis=axes)

@@ -50,7 +50,7 @@ def test_global_variance_of_offset_float32_in_100_chunks_is_exact(rng):
 def test_moments_over_any_axes_and_chunks(rng, axis):
     x = rng.standard_normal((7, 5, 6))
     dx = da.from_array(x, chunks=(3, 2, 4))
-    for got, want in zip(dask.compute(*rd.moments(dx, axis)), rsnorm.moments(x, axis)):
+    for got, want in zip(dask.compute(*rd.moments(dx, axis)), rsnorm.moments(x, axis), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="out of range"):
         rd.moments(dx, 3)
@@ -101,7 +101,7 @@ def test_empty_and_one_element_chunks(rng):
     x = rng.standard_normal((5, 4))
     dx = da.concatenate([da.from_array(x[:0]), da.from_array(x, chunks=(1, 4))])
     np.testing.assert_array_equal(rsnorm.layer_norm(dx).compute(), rsnorm.layer_norm(x))
-    for got, want in zip(dask.compute(*rd.moments(dx, 0)), rsnorm.moments(x, 0)):
+    for got, want in zip(dask.compute(*rd.moments(dx, 0)), rsnorm.moments(x, 0), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
@@ -331,7 +331,7 @@ def test_evaluation_statistics_are_the_running_ones(rng):
             rsnorm.instance_norm(x, rm, rv, use_input_stats=False, return_stats=True),
         ),
     ):
-        for g, w in zip(dask.compute(*got), want):
+        for g, w in zip(dask.compute(*got), want, strict=True):
             np.testing.assert_array_equal(g, w)
 
 
@@ -347,7 +347,7 @@ def test_fused_add_norms_lrn_and_measures_across_chunks(rng):
         want = getattr(rsnorm, op)(x, r, return_stats=True)
         np.testing.assert_array_equal(s, want[1], err_msg=op)
         np.testing.assert_allclose(y, want[0], rtol=2e-6, atol=2e-6, err_msg=op)
-        for got, w in zip(stats, want[2:]):
+        for got, w in zip(stats, want[2:], strict=True):
             np.testing.assert_allclose(got, w, rtol=1e-6, err_msg=op)
     images = rng.standard_normal((2, 11, 4, 3)).astype(np.float32)
     for chunks in ((1, 4, 4, 3), (2, 3, 2, 3)):

@@ -83,7 +83,10 @@ def test_fused_add_backward(rn, rng):
     w, b = rng.standard_normal(6), rng.standard_normal(6)
     _, s, mean, rstd = rn.add_layer_norm(x, r, w, b, return_stats=True)
     dx, dr, dw, db = rn.add_layer_norm_backward(go, s, mean, rstd, w, b, grad_residual_out=gs)
-    loss = lambda: float(sum((g * o).sum() for g, o in zip((go, gs), rn.add_layer_norm(x, r, w, b))))  # noqa: E731
+
+    def loss():
+        return float(sum((g * o).sum() for g, o in zip((go, gs), rn.add_layer_norm(x, r, w, b), strict=True)))
+
     check(dx, numeric_grad(loss, x), "add_layer_norm dx")
     check(dr, numeric_grad(loss, r), "add_layer_norm dresidual")
     check(dw, numeric_grad(loss, w), "add_layer_norm dweight")

@@ -157,12 +157,12 @@ def test_layer_and_rms_norm_with_params_and_stats(device, rng, shape, k):
     wg, bg = gpu.asarray(w), gpu.asarray(b)
     got = rsnorm.layer_norm(a, inner, wg, bg, return_stats=True)
     want = rsnorm.layer_norm(x, inner, w, b, return_stats=True)
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
         assert g.shape == e.shape and g.dtype == e.dtype
         close(g, e)
     got = rsnorm.rms_norm(a, inner, wg, return_stats=True)
     want = rsnorm.rms_norm(x, inner, w, return_stats=True)
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
         assert g.shape == e.shape
         close(g, e)
 
@@ -174,14 +174,14 @@ def test_fused_adds_in_place(device, rng):
     y, s, mean, rstd = rsnorm.add_layer_norm(a, rg, gpu.asarray(w), residual_out=rg, return_stats=True)
     want = rsnorm.add_layer_norm(x, r.copy(), w, return_stats=True)
     assert s is not None
-    for g, e in zip((y, rg, mean, rstd), want):
+    for g, e in zip((y, rg, mean, rstd), want, strict=True):
         close(g, e)
     x, a = pair(rng, (6, 48))
     r, rg = pair(rng, (6, 48))
     y, s, rstd = rsnorm.add_rms_norm(a, rg, out=a, return_stats=True)
     want = rsnorm.add_rms_norm(x, r, return_stats=True)
     assert y.numpy() is not None
-    for g, e in zip((a, s, rstd), want):
+    for g, e in zip((a, s, rstd), want, strict=True):
         close(g, e)
 
 
@@ -219,7 +219,7 @@ def test_batch_norm_eval(device, rng, axis, shape):
     dev = [gpu.asarray(v) for v in (rm, rv, w, b)]
     got = rsnorm.batch_norm(a, *dev, axis=axis, return_stats=True)
     want = rsnorm.batch_norm(x, rm, rv, w, b, axis=axis, return_stats=True)
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
         assert g.shape == e.shape
         close(g, e)
     close(
@@ -242,17 +242,17 @@ def test_group_and_instance_norm(device, rng):
     for groups in (1, 2, 3, 6):
         got = rsnorm.group_norm(a, groups, wg, bg, return_stats=True)
         want = rsnorm.group_norm(x, groups, w, b, return_stats=True)
-        for g, e in zip(got, want):
+        for g, e in zip(got, want, strict=True):
             assert g.shape == e.shape
             close(g, e, 1e-4 if g is got[1] else F32)
     got = rsnorm.instance_norm(a, weight=wg, bias=bg, return_stats=True)
     want = rsnorm.instance_norm(x, weight=w, bias=b, return_stats=True)
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
         close(g, e, 1e-4 if g is got[1] else F32)
     rm, rv = (rng.standard_normal(6) + 1e4).astype(np.float32), rng.random(6).astype(np.float32) + 0.5
     got = rsnorm.instance_norm(a, gpu.asarray(rm), gpu.asarray(rv), use_input_stats=False, return_stats=True)
     want = rsnorm.instance_norm(x, rm, rv, use_input_stats=False, return_stats=True)
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
         assert g.shape == e.shape
         close(g, e, 1e-4 if g is got[1] else F32)
 
@@ -380,7 +380,7 @@ def test_batch_norm_training_matches_the_cpu(device, rng, axis, shape, momentum,
     )
     got = rsnorm.batch_norm(gpu.asarray(x), grm, grv, gpu.asarray(w), gpu.asarray(b), **kw)
     want = rsnorm.batch_norm(x, rm, rv, w, b, **kw)
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
         assert g.shape == e.shape and g.dtype == e.dtype
         close(g, e)
     close(grm, rm)
@@ -394,14 +394,14 @@ def test_batch_norm_batch_statistics_modes(device, rng):
     for training in (True, False):
         got = rsnorm.batch_norm(a, weight=gpu.asarray(w), training=training, return_stats=True)
         want = rsnorm.batch_norm(x, weight=w, training=training, return_stats=True)
-        for g, e in zip(got, want):
+        for g, e in zip(got, want, strict=True):
             close(g, e)
     # Mean-only: the mean subtracted, the running variance neither needed nor written.
     grm = gpu.asarray(rm)
     kw = dict(training=True, mean_only=True, return_stats=True)
     got = rsnorm.batch_norm(a, grm, None, bias=gpu.asarray(b), **kw)
     want = rsnorm.batch_norm(x, rm, None, bias=b, **kw)
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
         close(g, e)
     close(grm, rm)
     # Running statistics in float64 beside float32 x are updated in their own dtype.
@@ -422,7 +422,7 @@ def test_batch_statistics_are_deterministic_and_nan_stays_in_its_channel(device,
     first = [t.numpy() for t in rsnorm.batch_norm(a, training=True, return_stats=True)]
     for _ in range(3):
         again = [t.numpy() for t in rsnorm.batch_norm(a, training=True, return_stats=True)]
-        for f, g in zip(first, again):
+        for f, g in zip(first, again, strict=True):
             np.testing.assert_array_equal(f, g)
     y, mean, rstd = first
     assert np.isnan(y[:, 2]).all() and np.isnan(mean[2]) and np.isnan(rstd[2])
@@ -442,7 +442,7 @@ def test_instance_norm_updates_running_statistics(device, rng):
         gpu.asarray(x), grm, grv, gpu.asarray(w), gpu.asarray(b), momentum=0.2, return_stats=True
     )
     want = rsnorm.instance_norm(x, rm, rv, w, b, momentum=0.2, return_stats=True)
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
         assert g.shape == e.shape
         close(g, e)
     close(grm, rm)
@@ -455,7 +455,7 @@ def test_training_on_empty_batches(device):
     grm, grv = gpu.asarray(rm), gpu.asarray(rv)
     got = rsnorm.batch_norm(gpu.asarray(x), grm, grv, training=True, return_stats=True)
     want = rsnorm.batch_norm(x, rm, rv, training=True, return_stats=True)
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
         np.testing.assert_array_equal(g.numpy(), e)
     np.testing.assert_array_equal(grm.numpy(), rm)
     np.testing.assert_array_equal(grv.numpy(), rv)
@@ -521,7 +521,7 @@ def test_row_norm_backward_matches_the_cpu(device, rng, shape, k):
     ]
     for got, want in cases:
         assert len(got) == len(want)
-        for g, e in zip(got, want):
+        for g, e in zip(got, want, strict=True):
             if e is None:
                 assert g is None
                 continue
@@ -557,7 +557,7 @@ def _up(v):
 
 def _same_grads(got, want):
     assert len(got) == len(want)
-    for g, e in zip(got, want):
+    for g, e in zip(got, want, strict=True):
         if e is None:
             assert g is None
             continue
@@ -598,7 +598,7 @@ def test_parameter_gradients_are_deterministic(device, rng):
     w = gpu.asarray(np.ones(96, np.float32))
     first = [t.numpy() for t in rsnorm.layer_norm_backward(*args, w, w)]
     for _ in range(3):
-        for f, g in zip(first, rsnorm.layer_norm_backward(*args, w, w)):
+        for f, g in zip(first, rsnorm.layer_norm_backward(*args, w, w), strict=True):
             np.testing.assert_array_equal(f, g.numpy())
 
 
@@ -627,7 +627,7 @@ def test_backward_out_on_the_device(device, rng):
     want = rsnorm.layer_norm_backward(go, x, mean, rstd, w, b)
     out = (gpu.empty(x.shape), gpu.empty(40), gpu.empty(40))
     got = rsnorm.layer_norm_backward(ga, a, dm, dr, wa, ba, out=out)
-    assert all(g is o for g, o in zip(got, out))
+    assert all(g is o for g, o in zip(got, out, strict=True))
     _same_grads(got, want)
     for target in ("grad_out", "x"):
         g2, x2 = gpu.asarray(go), gpu.asarray(x)
@@ -657,7 +657,7 @@ def test_backward_out_on_the_device(device, rng):
         out = (g2, gpu.empty(4), gpu.empty(4))
         args = (gpu.asarray(c), gpu.asarray(mean), gpu.asarray(rstd), gpu.asarray(cw))
         got = fn(g2, *args, **kw, out=out)
-        assert all(g is o for g, o in zip(got, out))
+        assert all(g is o for g, o in zip(got, out, strict=True))
         _same_grads(got, want)
     g2 = gpu.asarray(go)
     assert rsnorm.selu_backward(g2, a, out=g2) is g2
@@ -691,7 +691,7 @@ def test_threads_share_the_device(device, rng):
         t.start()
     for t in threads:
         t.join()
-    for x, got in zip(xs, results):
+    for x, got in zip(xs, results, strict=True):
         close(got, rsnorm.layer_norm(rsnorm.softmax(x.astype(np.float64))))
 
 
@@ -932,7 +932,7 @@ def test_optimizer_steps_match_the_cpu(device, rng, name, kw, clip):
         else:
             assert isinstance(got, gpu.Array) and got.shape == ()
             close(got, want, 1e-6)
-    for d, h in zip(dev, host):
+    for d, h in zip(dev, host, strict=True):
         close_to_scale(d, h, 1e-6)
     got_state, want_state = gpu_opt.state_dict(), cpu_opt.state_dict()
     assert got_state["param_groups"] == want_state["param_groups"]
@@ -946,7 +946,7 @@ def test_optimizer_steps_match_the_cpu(device, rng, name, kw, clip):
     grads = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
     cpu_opt.step(grads)
     resumed.step([gpu.asarray(g) for g in grads])
-    for d, h in zip(resumed.param_groups[0]["params"], host):
+    for d, h in zip(resumed.param_groups[0]["params"], host, strict=True):
         close_to_scale(d, h, 1e-6)
 
 
@@ -965,7 +965,7 @@ def test_clip_grad_norm_on_the_device(device, rng):
     got = rsnorm.optim.clip_grad_norm(dev, 1.0)
     assert isinstance(got, gpu.Array) and got.shape == ()
     close(got, want, 1e-6)
-    for d, h in zip(dev, grads):
+    for d, h in zip(dev, grads, strict=True):
         close(d, h, 1e-6)
 
 

@@ -132,9 +132,9 @@ def test_matches_float64_reference_every_flag(rng, name, options):
     for t in range(1, 6):
         grads = [rng.standard_normal(s) for s in shapes]
         opt.step(grads)
-        for p, g, st in zip(ref, grads, ref_state):
+        for p, g, st in zip(ref, grads, ref_state, strict=True):
             ref_step(name, options, p, g, st, t)
-    for got, want in zip(params, ref):
+    for got, want in zip(params, ref, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-12)
     state = opt.state_dict()["state"]
     for j, st in enumerate(ref_state):
@@ -179,7 +179,7 @@ def test_state_dict_round_trip_continues_identically(rng):
     for g in grads[:3]:
         o1.step(g)
     saved = o1.state_dict()
-    for p, q in zip(p2, p1):
+    for p, q in zip(p2, p1, strict=True):
         p[...] = q
     o2 = optim.Adam(p2, lr=0.5)  # options come from the state dict
     o2.load_state_dict(saved)
@@ -187,7 +187,7 @@ def test_state_dict_round_trip_continues_identically(rng):
     for g in grads[3:]:
         o1.step(g)
         o2.step(g)
-    for a, b in zip(p1, p2):
+    for a, b in zip(p1, p2, strict=True):
         np.testing.assert_array_equal(a, b)
     # SGD momentum buffers move too (PyTorch's SGD state has no step).
     q1, q2 = [rng.standard_normal(4)], [np.zeros(4)]
@@ -215,7 +215,7 @@ def test_clip_grad_norm_standalone_and_fused(rng):
     optim.SGD(pa, lr=0.1).step(clipped)
     norm = optim.SGD(pb, lr=0.1).step(grads, clip_grad_norm=1.0)
     assert norm == pytest.approx(total, rel=1e-12)
-    for a, b in zip(pa, pb):
+    for a, b in zip(pa, pb, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-14)
     small = [np.full(3, 1e-3)]
     assert rn.optim.clip_grad_norm(small, 1.0) < 1.0
@@ -237,9 +237,9 @@ def test_many_tensors_same_as_one_at_a_time(rng):
     together = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     alone = [p.copy() for p in together]
     optim.AdamW(together, lr=0.01).step(grads)
-    for p, g in zip(alone, grads):
+    for p, g in zip(alone, grads, strict=True):
         optim.AdamW([p], lr=0.01).step([g])
-    for a, b in zip(together, alone):
+    for a, b in zip(together, alone, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -22,7 +22,7 @@ def test_one_version_from_the_cargo_workspace():
 
 def test_metadata_python_floor_urls_classifiers_and_licences():
     meta = metadata.metadata(DIST)
-    assert meta["Requires-Python"] == ">=3.9"
+    assert meta["Requires-Python"] == ">=3.10"
     assert any(r.startswith("numpy>=1.22") for r in meta.get_all("Requires-Dist") or [])
     classifiers = meta.get_all("Classifier") or []
     for minor in range(9, 14):

@@ -173,7 +173,9 @@ def test_unaligned_parameters_are_accepted(rng):
         rn.weight_norm(x, unaligned([1.0, 2.0, 3.0])), rn.weight_norm(x, np.array([1.0, 2.0, 3.0]))
     )
     a, b = (unaligned([2.0, 3.0]), unaligned([1.0, 2.0]), unaligned([0.5, 0.5])), (2.0, 0.0, 1.0)
-    for got, want in zip(rn.merge_moments(a, b), rn.merge_moments(tuple(v.copy() for v in a), b)):
+    for got, want in zip(
+        rn.merge_moments(a, b), rn.merge_moments(tuple(v.copy() for v in a), b), strict=True
+    ):
         np.testing.assert_array_equal(got, want)
 
 
@@ -436,7 +438,7 @@ def test_non_finite_statistics_do_not_depend_on_the_layout():
     x[7, 1] = -np.inf
     f = np.asfortranarray(x)
     for axis in (0, 1, None):
-        for a, b in zip(rn.moments(x, axis=axis), rn.moments(f, axis=axis)):
+        for a, b in zip(rn.moments(x, axis=axis), rn.moments(f, axis=axis), strict=True):
             np.testing.assert_array_equal(a, b)
     # NumPy's answer: the mean is -inf, the M2 NaN, the other columns untouched.
     _, mean, m2 = rn.moments(x, axis=0)
@@ -448,7 +450,9 @@ def test_non_finite_statistics_do_not_depend_on_the_layout():
     wide = np.zeros((1, 32, 12), np.float32)
     wide[..., ::2] = g
     for a, b in zip(
-        rn.group_norm(g, 1, return_stats=True), rn.group_norm(wide[..., ::2], 1, return_stats=True)
+        rn.group_norm(g, 1, return_stats=True),
+        rn.group_norm(wide[..., ::2], 1, return_stats=True),
+        strict=False,
     ):
         np.testing.assert_array_equal(a, b)
     assert rn.group_norm(g, 1, return_stats=True)[1][0, 0] == np.inf
@@ -469,7 +473,7 @@ def test_strided_and_contiguous_layouts_give_the_same_bits(dtype, rng):
         lambda v: rn.softmax(v, axis=0),
         lambda v: rn.log_softmax(v, axis=1),
     ):
-        for a, b in zip(fn(x), fn(strided)):
+        for a, b in zip(fn(x), fn(strided), strict=True):
             np.testing.assert_array_equal(a, b)
     # Softmax down a leading axis equals softmax of the transposed rows, bit for bit.
     t = (rng.standard_normal((1500, 40)) * 5).astype(dtype)
@@ -572,7 +576,7 @@ def test_non_contiguous_inputs_match_contiguous(rng):
     _, mean, rstd = rn.layer_norm(x, 12, w, b, return_stats=True)
     got = rn.layer_norm_backward(go, x, mean, rstd, w, b)
     want = rn.layer_norm_backward(np.ascontiguousarray(go), np.ascontiguousarray(x), mean, rstd, w, b)
-    for a, e in zip(got, want):
+    for a, e in zip(got, want, strict=True):
         np.testing.assert_allclose(a, e, rtol=1e-14, atol=1e-14)
 
 
@@ -590,7 +594,7 @@ def test_float32_gradients_and_thread_independence(rng):
     finally:
         rn.set_num_threads(before)
     for other in results[1:]:
-        for a, e in zip(results[0], other):
+        for a, e in zip(results[0], other, strict=True):
             np.testing.assert_array_equal(a, e)
     dx, dw, db = results[0]
     assert dx.dtype == dw.dtype == db.dtype == np.float32

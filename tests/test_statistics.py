@@ -60,7 +60,7 @@ def test_merge_moments_of_any_layout_is_the_same_merge(rng):
         (tuple(np.repeat(v, 2)[::2] for v in a), b),  # strided
         (tuple(v.tolist() for v in a), tuple(v.tolist() for v in b)),  # lists
     ]:
-        for got, expected in zip(rn.merge_moments(left, right), want):
+        for got, expected in zip(rn.merge_moments(left, right), want, strict=True):
             np.testing.assert_array_equal(got, expected)
     # Broadcasting a 0-d triple equals merging it with each position.
     whole = rn.moments(np.ones(10), None)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -41,7 +43,7 @@ def test_results_identical_across_thread_counts(rng, restore_threads):
         rn.set_num_threads(n)
         results.append((rn.layer_norm(x, 1024, w, w), rn.rms_norm(x, 1024, w), rn.add_layer_norm(x, x, w)[0]))
     for other in results[1:]:
-        for a, b in zip(results[0], other):
+        for a, b in zip(results[0], other, strict=True):
             np.testing.assert_array_equal(a, b)
 
 
@@ -58,7 +60,8 @@ def test_wasserstein_identical_across_thread_counts(rng, restore_threads):
 
 
 def test_concurrent_python_threads_get_correct_results(rng):
-    xs = [rng.standard_normal((256, 512)) + i for i in range(8)]
+    # Large calls release the GIL; small ones (under 1024 elements) keep it.
+    xs = [rng.standard_normal((256, 512) if i % 2 else (4, 64)) + i for i in range(8)]
     want = [rn.layer_norm(x) for x in xs]
     errors = []
 
@@ -79,6 +82,56 @@ def test_concurrent_python_threads_get_correct_results(rng):
     assert not errors, errors[0]
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x, y: rn.layer_norm(x, out=y),
+        lambda x, y: rn.rms_norm(x, out=y),
+        lambda x, y: rn.softmax(x, out=y),
+        lambda x, y: rn.selu(x, out=y),
+        lambda x, y: rn.batch_norm(x, training=True, out=y),
+    ],
+    ids=["layer_norm", "rms_norm", "softmax", "selu", "batch_norm"],
+)
+def test_large_calls_let_other_python_threads_run(rng, restore_threads, call):
+    """DESIGN: the GIL is released during compute. A spinning Python thread must record ticks in
+    the middle of one long call; holding the GIL, it could only tick in the switch intervals
+    (0.5 ms here) before the call entered Rust and after it left. Calls under 1024 elements keep
+    the GIL, as NumPy's below 500: their work is shorter than the hand-off."""
+    rn.set_num_threads(1)
+    x = rng.standard_normal((4096, 4096)).astype(np.float32)
+    y = np.empty_like(x)
+    ticks: list[float] = []
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        while not ticks:
+            time.sleep(0.001)
+        windows = []
+        for _ in range(3):
+            start = time.perf_counter()
+            call(x, y)
+            windows.append((start, time.perf_counter()))
+    finally:
+        stop.set()
+        spinner.join()
+        sys.setswitchinterval(interval)
+    seen = np.asarray(ticks)
+    for start, end in windows:
+        # Long enough that the middle fifth lies beyond both switch intervals.
+        assert end - start > 0.005, "the call is too short to tell"
+        lo, hi = start + 0.4 * (end - start), start + 0.6 * (end - start)
+        assert ((seen > lo) & (seen < hi)).any(), "no Python thread ran during the call"
+
+
 def test_mid_size_calls_while_workers_are_awake_match_one_thread(rng, restore_threads):
     # Calls of 2**15 to 2**18 elements of work use the workers only while they are awake, right
     # after a large call; either way each row must come out as one thread computes it.
@@ -93,8 +146,8 @@ def test_mid_size_calls_while_workers_are_awake_match_one_thread(rng, restore_th
     want = [[call(x) for x in xs] for call in calls]
     rn.set_num_threads(2)
     for _ in range(5):
-        for call, expected in zip(calls, want):
-            for x, w in zip(xs, expected):
+        for call, expected in zip(calls, want, strict=True):
+            for x, w in zip(xs, expected, strict=True):
                 rn.layer_norm(big, 1024)
                 np.testing.assert_array_equal(call(x), w)
 
@@ -346,7 +399,7 @@ def test_channel_norms_identical_across_thread_counts(rng, restore_threads):
             )
         )
     for other in results[1:]:
-        for a, b in zip(results[0], other):
+        for a, b in zip(results[0], other, strict=True):
             np.testing.assert_array_equal(a, b)
     # And right: per-channel batch statistics of the 1e4 + noise data, in float64.
     x64 = x.astype(np.float64)

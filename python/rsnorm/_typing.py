@@ -1,4 +1,4 @@
-"""Type aliases of the public signatures (runtime-evaluated, so written for Python 3.9)."""
+"""Type aliases of the public signatures (runtime-evaluated, so written for Python 3.10)."""
 
 from __future__ import annotations
 
@@ -14,16 +14,17 @@ if TYPE_CHECKING:
     from .gpu import Array as _DeviceArray
 
     #: Anything ``np.asarray`` takes without computing, or an array of a registered backend.
-    ArrayLike = Union[npt.ArrayLike, _DeviceArray]
+    # Union, not `|`: mypy reads an alias bound in both branches as one only in this spelling.
+    ArrayLike = Union[npt.ArrayLike, _DeviceArray]  # noqa: UP007
     #: An array an op writes into (``out=``, running statistics): a NumPy or a device array.
-    OutArray = Union[npt.NDArray[Any], _DeviceArray]
+    OutArray = Union[npt.NDArray[Any], _DeviceArray]  # noqa: UP007
 else:
     ArrayLike = npt.ArrayLike
     OutArray = npt.NDArray[Any]
 #: ``out=`` of a function returning several arrays: one entry per result, an array or None (as NumPy's
 #: ufuncs with several outputs take it).
-OutArrays = tuple[Union[OutArray, None], ...]
+OutArrays = tuple[OutArray | None, ...]
 #: The trailing dims a row normalization covers: a size, sizes, or None for the last dim.
-Shape = Union[int, Sequence[int], None]
+Shape = int | Sequence[int] | None
 #: Partial statistics (count, mean, m2), as ``moments`` returns and ``merge_moments`` takes.
 Moments = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]

@@ -555,7 +555,7 @@ def _group_norm(
 def _channel_vectors(op: str, running_mean: Any, running_var: Any, weight: Any, bias: Any) -> list[Any]:
     """The per-channel vectors of a channel norm, each as ``_host`` takes it."""
     names = ("running_mean", "running_var", "weight", "bias")
-    return [_host(op, n, v) for n, v in zip(names, (running_mean, running_var, weight, bias))]
+    return [_host(op, n, v) for n, v in zip(names, (running_mean, running_var, weight, bias), strict=True)]
 
 
 def _by_channel(x: da.Array, ax: int, fn: Callable[..., np.ndarray], vectors: list[Any]) -> da.Array:

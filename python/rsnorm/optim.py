@@ -197,7 +197,7 @@ class Optimizer:
         # Per tensor this loop and the state loop below are the Python cost of a step (200 small
         # tensors: 2.4 µs each before the plain-ndarray shortcuts): keep them lean.
         device, owned = self._device, self._params_own_data
-        for i, (p, g) in enumerate(zip(params, given)):
+        for i, (p, g) in enumerate(zip(params, given, strict=True)):
             if device:
                 gpu._dev(f"{type(self).__name__}.step", f"grads[{i}]", g)
             elif type(g) is not np.ndarray:
@@ -338,7 +338,7 @@ class Optimizer:
         if not isinstance(state_dict["state"], dict):
             raise ValueError(f"{where}: state must be a dict of per-parameter dicts")
         if len(groups) != len(self.param_groups) or any(
-            len(g["params"]) != len(own["params"]) for g, own in zip(groups, self.param_groups)
+            len(g["params"]) != len(own["params"]) for g, own in zip(groups, self.param_groups, strict=True)
         ):
             raise ValueError(f"{where}: parameter groups do not match")
         params = self._all_params()
@@ -374,7 +374,7 @@ class Optimizer:
             if not self._tracks_step() and "momentum_buffer" in st:
                 st["step"] = 1
             new_state[i] = st
-        for own, g in zip(self.param_groups, groups):
+        for own, g in zip(self.param_groups, groups, strict=True):
             for k, v in g.items():
                 if k != "params":
                     own[k] = tuple(v) if k == "betas" else v

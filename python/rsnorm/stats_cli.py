@@ -106,7 +106,7 @@ def _run(
     bar(0)
     if scheduler is None:
         results = []
-        for (fn, *args), size in zip(tasks, sizes):
+        for (fn, *args), size in zip(tasks, sizes, strict=True):
             results.append(fn(*args))
             done += size
             bar(done)
@@ -130,7 +130,7 @@ def _run(
             raise StatsError(f"--scheduler {scheduler}: no Dask scheduler answers there ({exc})") from None
         with client:
             futures = [client.submit(fn, *args, pure=False) for fn, *args in tasks]
-            size_of = {f.key: size for f, size in zip(futures, sizes)}
+            size_of = {f.key: size for f, size in zip(futures, sizes, strict=True)}
             for future in as_completed(futures):
                 future.result()  # a task's error is raised here
                 done += size_of[future.key]

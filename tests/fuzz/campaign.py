@@ -431,7 +431,11 @@ def materialize(value: Any, contiguous: bool) -> Any:
 
 def same(a: Any, b: Any) -> bool:
     if isinstance(a, (tuple, list)):
-        return isinstance(b, (tuple, list)) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return (
+            isinstance(b, (tuple, list))
+            and len(a) == len(b)
+            and all(same(x, y) for x, y in zip(a, b, strict=True))
+        )
     if a is None or b is None:
         return a is b
     a, b = np.asarray(a), np.asarray(b)
@@ -451,7 +455,11 @@ ROUNDING_MAY_DIFFER = {"cosine_linear"}
 
 def close(a: Any, b: Any) -> bool:
     if isinstance(a, (tuple, list)):
-        return isinstance(b, (tuple, list)) and len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
+        return (
+            isinstance(b, (tuple, list))
+            and len(a) == len(b)
+            and all(close(x, y) for x, y in zip(a, b, strict=True))
+        )
     if a is None or b is None:
         return a is b
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -485,7 +493,7 @@ def run_call(seed: int, index: int) -> dict[str, Any] | None:
     except BaseException as exc:
         return {**where, "finding": f"{type(exc).__name__}: {exc}"}
     readonly = [a for a in real_args if isinstance(a, np.ndarray) and not a.flags.writeable]
-    if not all(same(a, b) for a, b in zip(readonly, snapshots)):
+    if not all(same(a, b) for a, b in zip(readonly, snapshots, strict=True)):
         return {**where, "finding": "a read-only input changed"}
     contiguous_args = [materialize(a, True) for a in args]
     contiguous_kwargs = {k: materialize(v, True) for k, v in kwargs.items()}

@@ -4,8 +4,8 @@ GroupNorm, InstanceNorm and LRN, forward and forward + backward."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import numpy as np
 

@@ -35,7 +35,7 @@ def write_results(report: dict, folder: str) -> list[str]:
     width_in = max(8.0, 0.55 * max(len(p) for p in panels))
     fig, axes = plt.subplots(len(panels), 1, figsize=(width_in, 6.0 * len(panels)), squeeze=False)
     width = 0.8 / len(names)
-    for ax, panel in zip(axes[:, 0], panels):
+    for ax, panel in zip(axes[:, 0], panels, strict=True):
         for k, name in enumerate(names):
             xs = [
                 i + (k - (len(names) - 1) / 2) * width for i, r in enumerate(panel) if name in r["median_s"]
@@ -48,7 +48,7 @@ def write_results(report: dict, folder: str) -> list[str]:
             if (kind := r.get("roofline", "copy")) in r["median_s"]
         ]
         if bounds:
-            ticks, bound_gbps = zip(*bounds)
+            ticks, bound_gbps = zip(*bounds, strict=True)
             ax.scatter(ticks, bound_gbps, marker="_", s=300, color="black", zorder=3, label="roofline")
         ax.set_yscale("log")
         ax.set_xticks(range(len(panel)))

@@ -3,8 +3,8 @@ probabilities, entropy, KL and Jensen–Shannon, and the 1-D Wasserstein distanc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import numpy as np
 

@@ -4,8 +4,9 @@ fused)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -29,7 +30,7 @@ class _NumpyAdam:
         b1, b2 = self.betas
         step_size = self.lr / (1 - b1**self.t)
         bc2_sqrt = math.sqrt(1 - b2**self.t)
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
             if self.weight_decay:
                 p *= 1 - self.lr * self.weight_decay
             m *= b1
@@ -48,7 +49,7 @@ class _NumpySgdMomentum:
         self.buf = [np.zeros_like(p) for p in params]
 
     def step(self, grads):
-        for p, g, b in zip(self.params, grads, self.buf):
+        for p, g, b in zip(self.params, grads, self.buf, strict=True):
             b *= self.momentum
             b += g
             p -= self.lr * (g + self.momentum * b if self.nesterov else b)
@@ -67,7 +68,7 @@ class _NumpyOptimizer:
     def step(self, grads):
         self.t += 1
         update = getattr(self, "_" + self.kind.replace(" ", "_"))
-        for p, g, state in zip(self.params, grads, self.state):
+        for p, g, state in zip(self.params, grads, self.state, strict=True):
             update(p, g, *state)
 
     def _sgd(self, p, g):
@@ -93,7 +94,7 @@ class _NumpyOptimizer:
 
 def _torch_optimizer(torch, cls, params, grads, **options):
     tensors = [torch.from_numpy(p) for p in params]
-    for t, g in zip(tensors, grads):
+    for t, g in zip(tensors, grads, strict=True):
         t.grad = torch.from_numpy(g)
     try:
         step = cls(tensors, **options).step

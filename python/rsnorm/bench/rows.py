@@ -3,8 +3,8 @@ l2 / weight / cosine normalization and SELU, forward and forward + backward."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import numpy as np
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import partial
-from typing import Callable
 
 import numpy as np
 

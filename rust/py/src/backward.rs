@@ -6,7 +6,7 @@ use crate::dispatch::{
     param_slice, resolve_axis, rows_mut, rows_ref, same_as_x, shape_str, unaliased,
     with_float_array, Storage,
 };
-use crate::errors::{compute, type_error, value_error, Result};
+use crate::errors::{compute, compute_sized, type_error, value_error, Result};
 use numpy::{PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -575,7 +575,7 @@ pub(crate) fn selu_backward<'py>(
         let (x, go) = (unaliased(x, &[&dx])?, unaliased(go, &[&dx])?);
         let inner = usize::from(!shape.is_empty());
         let (gv, xv, dv) = (rows_ref(&go, inner), rows_ref(&x, inner), rows_mut(&dx, inner));
-        compute(py, || rsnorm_core::act::selu_backward(&gv, &xv, &dv))?;
+        compute_sized(py, x.len(), || rsnorm_core::act::selu_backward(&gv, &xv, &dv))?;
         Ok(dx.into_any())
     })
 }

@@ -5,7 +5,7 @@ use crate::dispatch::{
     array_mut, array_ref, f64_array_like, float_array, output, shape_str, unaliased,
     with_float_array, Storage,
 };
-use crate::errors::{compute, type_error, value_error, Result};
+use crate::errors::{compute, compute_sized, type_error, value_error, Result};
 
 use numpy::{
     PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
@@ -27,7 +27,7 @@ fn softmax_impl<'py>(
         let y = output(py, op, "out", out, x.shape())?;
         let x = unaliased(x, &[&y])?;
         let (xv, yv) = (array_ref(&x), array_mut(&y));
-        compute(py, || sm::softmax_along(&xv, &yv, axis, log))?;
+        compute_sized(py, x.len(), || sm::softmax_along(&xv, &yv, axis, log))?;
         Ok(y.into_any())
     })
 }
@@ -77,7 +77,7 @@ pub(crate) fn softmax_backward<'py>(
         let dx = output(py, op, "out", out, y.shape())?;
         let (g, y) = (unaliased(g, &[&dx])?, unaliased(y, &[&dx])?);
         let (gv, yv, dv) = (array_ref(&g), array_ref(&y), array_mut(&dx));
-        compute(py, || sm::softmax_backward_along(&gv, &yv, &dv, axis, log))?;
+        compute_sized(py, y.len(), || sm::softmax_backward_along(&gv, &yv, &dv, axis, log))?;
         Ok(dx.into_any())
     })
 }

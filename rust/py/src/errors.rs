@@ -56,6 +56,11 @@ pub(crate) fn type_error(msg: impl Into<String>) -> Error {
     Error(PyTypeError::new_err(msg.into()))
 }
 
+/// Calls on fewer elements than this run without detaching from the interpreter: as NumPy's
+/// loops keep the GIL below 500 elements, detaching and re-attaching (~70 ns, and a wait for the
+/// GIL when another thread took it meanwhile) would cost more than the work itself.
+pub(crate) const DETACH_MIN_ELEMENTS: usize = 1024;
+
 /// Runs `work` with the interpreter detached (so other Python threads run meanwhile), turns a
 /// core error into `ValueError` and a panic into `RuntimeError` — never a panic into Python.
 /// Inputs must not be mutated by other threads during the call (as with any NumPy C routine).
@@ -63,7 +68,22 @@ pub(crate) fn compute<T: Send>(
     py: Python<'_>,
     work: impl FnOnce() -> rsnorm_core::Result<T> + Send,
 ) -> Result<T> {
-    match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
+    compute_sized(py, usize::MAX, work)
+}
+
+/// [`compute`] for a call whose arrays hold `elements` values (its largest one): one below
+/// [`DETACH_MIN_ELEMENTS`] runs attached.
+pub(crate) fn compute_sized<T: Send>(
+    py: Python<'_>,
+    elements: usize,
+    work: impl FnOnce() -> rsnorm_core::Result<T> + Send,
+) -> Result<T> {
+    let outcome = if elements < DETACH_MIN_ELEMENTS {
+        catch_unwind(AssertUnwindSafe(work))
+    } else {
+        py.detach(|| catch_unwind(AssertUnwindSafe(work)))
+    };
+    match outcome {
         Ok(result) => Ok(result?),
         Err(panic) => {
             let msg = panic

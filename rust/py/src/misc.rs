@@ -6,7 +6,7 @@ use crate::dispatch::{
     aligned_copy, array_mut, array_ref, float_array, output, param, param_slice, resolve_axis,
     rows_mut, rows_ref, shape_str, unaliased, with_float_array, Storage,
 };
-use crate::errors::{compute, value_error, Result};
+use crate::errors::{compute, compute_sized, value_error, Result};
 use numpy::{PyArray, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -41,7 +41,7 @@ fn selu_typed<'py, S: Storage>(
     let x = unaliased(x, &[&y])?;
     let inner = usize::from(!shape.is_empty());
     let (xv, yv) = (rows_ref(&x, inner), rows_mut(&y, inner));
-    compute(py, || rsnorm_core::act::selu(&xv, &yv))?;
+    compute_sized(py, x.len(), || rsnorm_core::act::selu(&xv, &yv))?;
     Ok(y.into_any())
 }
 

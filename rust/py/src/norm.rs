@@ -4,7 +4,7 @@ use crate::dispatch::{
     detached, float_array, memory_overlaps, output, param, param_slice, rows_mut, rows_ref,
     same_as_x, shape_str, unaliased, with_float_array, Storage,
 };
-use crate::errors::{compute, value_error, Result};
+use crate::errors::{compute_sized, value_error, Result};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -132,7 +132,9 @@ fn layer_norm_typed<'py, S: Storage>(
     let (xv, yv) = (rows_ref(&x, k), rows_mut(&y, k));
     let (w, b) = (param_slice(weight.as_ref()), param_slice(bias.as_ref()));
     let mut stats = vec![RowStats::default(); if return_stats { xv.rows().n_rows() } else { 0 }];
-    compute(py, || norm::layer_norm(&xv, &yv, w, b, eps, &mut stats))?;
+    compute_sized(py, x.len(), || {
+        norm::layer_norm(&xv, &yv, w, b, eps, &mut stats)
+    })?;
     if !return_stats {
         return Ok(y.into_any());
     }
@@ -181,7 +183,7 @@ fn rms_norm_typed<'py, S: Storage>(
     let (xv, yv) = (rows_ref(&x, k), rows_mut(&y, k));
     let w = param_slice(weight.as_ref());
     let mut rstd = vec![0.0f64; if return_stats { xv.rows().n_rows() } else { 0 }];
-    compute(py, || norm::rms_norm(&xv, &yv, w, eps, &mut rstd))?;
+    compute_sized(py, x.len(), || norm::rms_norm(&xv, &yv, w, eps, &mut rstd))?;
     if !return_stats {
         return Ok(y.into_any());
     }
@@ -319,7 +321,7 @@ fn add_norm_typed<'py, S: Storage>(
     let (w, b) = (param_slice(weight.as_ref()), param_slice(bias.as_ref()));
     let n_stats = usize::from(fused.return_stats) * xv.rows().n_rows();
     let (mut stats, mut rstd) = (vec![RowStats::default(); n_stats], vec![0.0f64; n_stats]);
-    compute(py, || match kind {
+    compute_sized(py, x.len(), || match kind {
         AddNorm::Layer => norm::add_layer_norm(&xv, &rv, &yv, &sv, w, b, eps, &mut stats),
         AddNorm::Rms => norm::add_rms_norm(&xv, &rv, &yv, &sv, w, eps, &mut rstd),
     })?;
