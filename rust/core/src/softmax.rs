@@ -674,7 +674,7 @@ pub fn nll_loss<S: Element>(
     let stride = log_probs.strides()[axis];
     // Rows one stride apart (any (N, C) table) take their offset by a multiplication, not by
     // `row_offset`'s walk over the dims.
-    let row_stride = rows.rows().outer.single_stride();
+    let row_stride = rows.rows().outer().single_stride();
     let offset = |r: usize, t: i64| {
         row_stride.map_or_else(|| rows.rows().row_offset(r), |s| r as isize * s)
             + t as isize * stride

@@ -32,9 +32,9 @@ const PROBE_ROWS: usize = 64;
 fn group_size<S: Element>(rows: &Rows, columns: usize) -> usize {
     let n_rows = rows.n_rows();
     let flat = S::NATIVE
-        && rows.inner.single_stride() == Some(1)
+        && rows.inner().single_stride() == Some(1)
         && rows.row_len() == columns
-        && (n_rows <= 1 || rows.outer.single_stride() == Some(columns as isize));
+        && (n_rows <= 1 || rows.outer().single_stride() == Some(columns as isize));
     if !flat || n_rows == 0 {
         return 1;
     }
@@ -63,8 +63,8 @@ fn grouped(rows: &Rows, group: usize) -> Rows {
     assert!(
         group > 0
             && n_rows.is_multiple_of(group)
-            && rows.inner.single_stride() == Some(1)
-            && (n_rows <= 1 || rows.outer.single_stride() == Some(rows.row_len() as isize)),
+            && rows.inner().single_stride() == Some(1)
+            && (n_rows <= 1 || rows.outer().single_stride() == Some(rows.row_len() as isize)),
         "grouped: rows that do not follow each other"
     );
     Rows::contiguous(n_rows / group, rows.row_len() * group)
@@ -119,7 +119,7 @@ fn deviation_sums<S: Element>(
 fn for_each_row<S: Element>(x: &RowsRef<S>, columns: usize, mut f: impl FnMut(&[f64]) -> bool) {
     let row_len = x.rows().row_len();
     let mut values = vec![0.0f64; row_len];
-    let contiguous = x.rows().inner.single_stride() == Some(1);
+    let contiguous = x.rows().inner().single_stride() == Some(1);
     for group in 0..x.rows().n_rows() {
         let base = x.as_ptr().wrapping_offset(x.rows().row_offset(group));
         if contiguous {
@@ -130,7 +130,7 @@ fn for_each_row<S: Element>(x: &RowsRef<S>, columns: usize, mut f: impl FnMut(&[
             }
         } else {
             // SAFETY: the row's offsets lie inside the view's memory (its invariant).
-            x.rows().inner.for_each_offset(|k, off| {
+            x.rows().inner().for_each_offset(|k, off| {
                 values[k] = unsafe { *base.offset(off) }.load().to_f64();
             });
         }

@@ -88,7 +88,7 @@ pub fn local_response_norm<S: Element>(
     let spatial = x.rows().row_len();
     // Rows read and written where they lie when they are contiguous native memory and y is not
     // x; otherwise a sample is gathered first (which also makes in place safe) and scattered after.
-    let direct = |rows: &crate::layout::Rows| S::NATIVE && rows.inner.single_stride() == Some(1);
+    let direct = |rows: &crate::layout::Rows| S::NATIVE && rows.inner().single_stride() == Some(1);
     // The tiles below read x and write y through raw rows: y must be x itself or apart from it.
     assert!(
         crate::rows::same_or_apart(x, y),
@@ -133,7 +133,7 @@ pub fn local_response_norm<S: Element>(
                         let base = row_ptr(xp, x.rows(), c);
                         let row = &mut gathered[c * spatial..(c + 1) * spatial];
                         // SAFETY: the row's offsets lie inside the view's memory (its invariant).
-                        x.rows().inner.for_each_offset(|s, off| {
+                        x.rows().inner().for_each_offset(|s, off| {
                             row[s] = unsafe { *base.offset(off) }.load();
                         });
                     }
@@ -183,7 +183,7 @@ pub fn local_response_norm<S: Element>(
                         let base = row_ptr(yp, y.rows(), c).cast_mut();
                         let row = &results[c * spatial..(c + 1) * spatial];
                         // SAFETY: offsets inside the view; one task per sample.
-                        y.rows().inner.for_each_offset(|s, off| unsafe {
+                        y.rows().inner().for_each_offset(|s, off| unsafe {
                             *base.offset(off) = S::store(row[s]);
                         });
                     }

@@ -110,13 +110,14 @@ impl<T> SharedMut<T> {
 /// outer dims), or None if its rows are not laid out so. The layout of softmax's column kernel and
 /// of the row driver's tiles.
 pub(crate) fn column_runs(rows: &Rows) -> Option<(isize, usize, crate::layout::Dims)> {
-    let &[stride] = rows.inner.strides.as_slice() else {
+    let &[stride] = rows.inner().strides.as_slice() else {
         return None;
     };
-    let width = *rows.outer.shape.last()?;
-    let last = rows.outer.strides.len() - 1;
-    (rows.outer.strides[last] == 1).then(|| {
-        let runs = crate::layout::Dims::new(&rows.outer.shape[..last], &rows.outer.strides[..last]);
+    let width = *rows.outer().shape.last()?;
+    let last = rows.outer().strides.len() - 1;
+    (rows.outer().strides[last] == 1).then(|| {
+        let runs =
+            crate::layout::Dims::new(&rows.outer().shape[..last], &rows.outer().strides[..last]);
         (stride, width, runs)
     })
 }
@@ -159,8 +160,8 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
         RowIo {
             inputs,
             outputs,
-            in_contiguous: inputs.map(|v| v.rows().inner.single_stride() == Some(1)),
-            out_contiguous: outputs.map(|v| v.rows().inner.single_stride() == Some(1)),
+            in_contiguous: inputs.map(|v| v.rows().inner().single_stride() == Some(1)),
+            out_contiguous: outputs.map(|v| v.rows().inner().single_stride() == Some(1)),
             in_scratch: std::array::from_fn(|_| Vec::new()),
             out_scratch: std::array::from_fn(|_| Vec::new()),
             row_len,
@@ -202,7 +203,7 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
                     S::load_slice(unsafe { std::slice::from_raw_parts(base, row_len) }, buf);
                 } else {
                     // SAFETY: the row's offsets lie inside the view's memory (its invariant).
-                    self.inputs[i].rows().inner.for_each_offset(|k, off| {
+                    self.inputs[i].rows().inner().for_each_offset(|k, off| {
                         buf[k] = unsafe { *base.offset(off) }.load();
                     });
                 }
@@ -248,7 +249,7 @@ impl<'v, S: Element, const NI: usize, const NO: usize> RowIo<'v, S, NI, NO> {
                         std::slice::from_raw_parts_mut(base, row_len)
                     });
                 } else {
-                    self.outputs[o].rows().inner.for_each_offset(|k, off| {
+                    self.outputs[o].rows().inner().for_each_offset(|k, off| {
                         // SAFETY: the row's offsets lie inside the view's memory (its invariant).
                         unsafe { *base.offset(off) = S::store(buf[k]) };
                     });

@@ -203,8 +203,8 @@ pub fn map_row_runs<S, R>(
     );
     assert!(super::same_or_apart(x, y), "map_row_runs: y overlaps x");
     let chunked = match (
-        x.rows().inner.single_stride(),
-        y.rows().inner.single_stride(),
+        x.rows().inner().single_stride(),
+        y.rows().inner().single_stride(),
     ) {
         (Some(sx), Some(sy)) if !S::NATIVE && row_len > ROW_CHUNK => Some((sx, sy)),
         _ => None,

@@ -31,7 +31,7 @@ impl Stores {
         let footprint = inputs.iter().map(|x| bytes(x.rows())).sum::<usize>()
             + outputs.iter().map(|y| bytes(y.rows())).sum::<usize>();
         let streamable = |y: &&RowsMut<S>| {
-            y.rows().inner.single_stride() == Some(1) && inputs.iter().all(|x| views_apart(x, y))
+            y.rows().inner().single_stride() == Some(1) && inputs.iter().all(|x| views_apart(x, y))
         };
         if simd::nontemporal_stores()
             && footprint >= simd::NONTEMPORAL_FOOTPRINT

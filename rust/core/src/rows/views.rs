@@ -469,7 +469,7 @@ impl Ahead {
 #[inline(always)]
 fn row_target<S>(ptr: *const S, rows: &Rows, row: usize) -> Ahead {
     if row >= rows.n_rows()
-        || rows.inner.single_stride() != Some(1)
+        || rows.inner().single_stride() != Some(1)
         || rows.row_len() * std::mem::size_of::<S>() < Ahead::MIN_ROW_BYTES
     {
         return Ahead::NONE;

@@ -134,8 +134,8 @@ impl<T> ReadRows<T> for DirectRows {
 
 /// Whether the rows are contiguous runs that follow each other in memory.
 fn consecutive(rows: &crate::layout::Rows) -> bool {
-    rows.inner.single_stride() == Some(1)
-        && (rows.n_rows() <= 1 || rows.outer.single_stride() == Some(rows.row_len() as isize))
+    rows.inner().single_stride() == Some(1)
+        && (rows.n_rows() <= 1 || rows.outer().single_stride() == Some(rows.row_len() as isize))
 }
 
 /// Native rows that follow each other in memory, in x and in y (y may be x itself): reached by
