@@ -297,34 +297,43 @@ def _layer_pass(layer: Any, x: Any, grad_out: Any, weight: Any) -> list[Any]:
 
 
 def _optimizer_calls(rng: np.random.Generator) -> Iterator[tuple[str, Callable[[], Any]]]:
-    """Ten steps of every optimizer variant on two float32 parameters, every other one clipped: the
-    trajectories."""
+    """Ten steps of every optimizer variant on two parameters, in float32 and float64, every other
+    step clipped, one gradient with NaN, ±inf and -0.0 entries: the trajectories."""
     from rsnorm import optim
 
     variants: dict[str, Callable[[list[Any]], Any]] = {
         "sgd": lambda ps: optim.SGD(ps, lr=0.1),
+        "sgd decay maximize": lambda ps: optim.SGD(ps, lr=0.1, weight_decay=0.01, maximize=True),
         "momentum": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+        "momentum dampened": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.2),
         "nesterov": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
         "adagrad": lambda ps: optim.Adagrad(ps, lr=0.1, lr_decay=0.01),
+        "adagrad decay": lambda ps: optim.Adagrad(ps, lr=0.1, weight_decay=0.01),
         "adadelta": lambda ps: optim.Adadelta(ps),
+        "adadelta decay": lambda ps: optim.Adadelta(ps, weight_decay=0.01),
         "rmsprop": lambda ps: optim.RMSprop(ps, momentum=0.5, centered=True),
+        "rmsprop plain": lambda ps: optim.RMSprop(ps),
+        "rmsprop decay momentum": lambda ps: optim.RMSprop(ps, weight_decay=0.01, momentum=0.5),
         "adam": lambda ps: optim.Adam(ps, amsgrad=True, weight_decay=0.01),
         "adamw": lambda ps: optim.AdamW(ps),
         "adam plain": lambda ps: optim.Adam(ps),
+        "adam decay": lambda ps: optim.Adam(ps, weight_decay=0.01),
         "adamw amsgrad maximize": lambda ps: optim.AdamW(ps, amsgrad=True, maximize=True),
     }
-    start = [rng.standard_normal(1000).astype(np.float32), rng.standard_normal((7, 9)).astype(np.float32)]
-    grads = [[rng.standard_normal(p.shape).astype(np.float32) for p in start] for _ in range(10)]
-    for name, make in variants.items():
+    for dtype in (np.float32, np.float64):
+        start = [rng.standard_normal(1000).astype(dtype), rng.standard_normal((7, 9)).astype(dtype)]
+        grads = [[rng.standard_normal(p.shape).astype(dtype) for p in start] for _ in range(10)]
+        grads[4][0][5:9] = [np.nan, np.inf, -np.inf, -0.0]
+        for name, make in variants.items():
 
-        def run(make: Callable[[list[Any]], Any] = make) -> list[Any]:
-            params = [p.copy() for p in start]
-            opt = make(params)
-            for k, g in enumerate(grads):
-                opt.step(g, clip_grad_norm=5.0 if k % 2 else None)
-            return params
+            def run(make: Callable[[list[Any]], Any] = make, start: Any = start, grads: Any = grads) -> Any:
+                params = [p.copy() for p in start]
+                opt = make(params)
+                for k, g in enumerate(grads):
+                    opt.step(g, clip_grad_norm=5.0 if k % 2 else None)
+                return params
 
-        yield f"optim/{name}", run
+            yield f"optim/{name} {np.dtype(dtype).name}", run
 
 
 def _flatten(value: Any) -> list[Any]:

@@ -237,9 +237,23 @@ def test_rooflines_are_timed_as_named():
     # Small integers: every partial sum is exact, whatever the lanes and the threads' ranges.
     counts = (np.arange(100_000) % 7).astype(np.float32)
     assert _rsnorm._parallel_sum(counts) == counts.sum(dtype=np.float64) == 299_995
+    # A list of arrays (an optimizer step's own): each scaled, whatever its size against the chunks.
+    parts = [np.arange(n, dtype=np.float64) for n in (0, 1, 16_383, 16_384, 16_385, 50_000)]
+    _rsnorm._parallel_scale(parts, 0.5)
+    for part in parts:
+        np.testing.assert_array_equal(part, np.arange(part.size, dtype=np.float64) * 0.5)
+    _rsnorm._parallel_scale([], 0.5)
+    with pytest.raises(ValueError, match="_parallel_scale: buf's arrays must share one dtype"):
+        _rsnorm._parallel_scale([parts[1], buf], 1.0)
+    with pytest.raises(ValueError, match="_parallel_scale: buf's arrays overlap"):
+        _rsnorm._parallel_scale([parts[-1][:100], parts[2], parts[-1][50:]], 1.0)
+    np.testing.assert_array_equal(parts[-1], np.arange(50_000) * 0.5)  # refused before any write
     buf.flags.writeable = False
     with pytest.raises(ValueError, match="_parallel_scale: buf must be C-contiguous and writeable"):
         _rsnorm._parallel_scale(buf, 1.0)
+    parts[1].flags.writeable = False
+    with pytest.raises(ValueError, match="_parallel_scale: buf must be C-contiguous and writeable"):
+        _rsnorm._parallel_scale([parts[-1], parts[1]], 1.0)
     with pytest.raises(ValueError, match="_parallel_sum: buf must be C-contiguous"):
         _rsnorm._parallel_sum(buf[::2])
     # An in-place reference streams the workload's footprint (each array once; Adam's parameter,
@@ -265,6 +279,13 @@ def test_optimizer_rows_stream_their_footprint_in_place():
     for load in loads:
         assert load.roofline == "in-place", load.op
         assert load.footprint == arrays[load.op.rsplit(" ", 1)[0]] * 4 * 1000, load.op
+        # The roofline streams the step's own arrays (its tensors' allocations and pages): the
+        # parameters it updates are among them, and each array is there once.
+        assert load.arrays is not None and sum(a.nbytes for a in load.arrays) == load.footprint
+        assert len({id(a) for a in load.arrays}) == len(load.arrays) == arrays[load.op.rsplit(" ", 1)[0]] * 2
+        step = load.impls["rsnorm"]
+        params = step.func.__self__.param_groups[0]["params"]
+        assert all(any(p is a for a in load.arrays) for p in params), load.op
 
 
 def test_config_and_usage():

@@ -243,6 +243,48 @@ def test_many_tensors_same_as_one_at_a_time(rng):
         np.testing.assert_array_equal(a, b)
 
 
+class _Sub(np.ndarray):
+    pass
+
+
+def test_gradients_of_every_layout_step_like_plain_copies(rng):
+    """Gradients that `step` can pass as given (plain, contiguous, aligned ndarrays owning their
+    data, of their parameter's shape and dtype) are recognized in one call; any other kind takes the
+    checks per tensor, and every kind steps exactly as a plain copy of itself."""
+    from rsnorm import _rsnorm
+
+    p = rng.standard_normal((6, 5))
+    g = rng.standard_normal((6, 5))
+    raw = np.zeros(g.nbytes + 1, np.uint8)
+    misaligned = raw[1:].view(np.float64).reshape(6, 5)
+    misaligned[...] = g
+    wide = np.zeros((6, 10))
+    wide[:, ::2] = g
+    kinds = {
+        "plain": (g.copy(), True),
+        "view": (np.concatenate([g, g])[:6], False),
+        "strided": (wide[:, ::2], False),
+        "misaligned": (misaligned, False),
+        "subclass": (g.copy().view(_Sub), False),
+        "list": (g.tolist(), False),
+        "other shape": (g.reshape(5, 6), False),
+        "other dtype": (g.astype(np.float32), False),
+    }
+    for name, (grad, ready) in kinds.items():
+        assert _rsnorm.optim_grads_ready([p], [grad]) is ready, name
+    assert not _rsnorm.optim_grads_ready([p, p], [g.copy()])
+    assert _rsnorm.optim_grads_ready([p, p.copy()], [g.copy(), g.copy()])
+    for name, (grad, _) in kinds.items():
+        if name.startswith("other"):
+            with pytest.raises(ValueError, match=f"grads\\[0\\] has {name.split()[1]}"):
+                optim.Adam([p.copy()]).step([grad])
+            continue
+        got, want = p.copy(), p.copy()
+        optim.Adam([got], lr=0.1).step([grad])
+        optim.Adam([want], lr=0.1).step([np.array(g)])
+        np.testing.assert_array_equal(got, want, err_msg=name)
+
+
 def test_errors(rng):
     p = rng.standard_normal((3, 4))
     with pytest.raises(ValueError, match="not C-contiguous"):

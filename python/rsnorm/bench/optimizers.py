@@ -140,6 +140,7 @@ def _steps(sizes: dict[str, tuple[int, ...]], dtype=np.float32) -> list[Workload
 
         for op, cls_name, options, peer, bytes_per in OPTIMIZERS:
             ours = getattr(optim, cls_name)(params(), lr=1e-3, **options)
+            ours.step(grads)  # creates its state, which the roofline streams with the rest
             theirs = peer(params(), lr=1e-3) if not isinstance(peer, str) else _NumpyOptimizer(peer, params())
             impls: dict[str, Callable[[], object]] = {
                 "rsnorm": partial(ours.step, grads),
@@ -152,7 +153,8 @@ def _steps(sizes: dict[str, tuple[int, ...]], dtype=np.float32) -> list[Workload
                     if stepper is not None:
                         impls[variant] = stepper
             # The parameter, gradient and state arrays, each touched once.
-            footprint = (bytes_per + 4) // 8 * np.dtype(dtype).itemsize * n
+            states = (a for st in ours.state.values() for a in st.values() if isinstance(a, np.ndarray))
+            arrays = [*ours.param_groups[0]["params"], *grads, *states]
             loads.append(
                 Workload(
                     f"{op} {label}",
@@ -161,7 +163,8 @@ def _steps(sizes: dict[str, tuple[int, ...]], dtype=np.float32) -> list[Workload
                     bytes_per * n,
                     impls,
                     roofline="in-place",
-                    footprint=footprint,
+                    footprint=sum(a.nbytes for a in arrays),
+                    arrays=arrays,
                 )
             )
     return loads

@@ -81,9 +81,9 @@ class _Progress:
 
 def _roofline(load: Workload) -> Callable[[], object]:
     """The work `load` is held to (its `roofline`): rsnorm's threads copying bytes_moved / 2 bytes
-    into another buffer, or scaling the workload's footprint in place (`_in_place_scale` converts
-    its time to the workload's bytes), or summing bytes_moved bytes; or the workload's own matrix
-    products."""
+    into another buffer, or scaling the workload's arrays (else a buffer of its footprint) in place
+    (`_in_place_scale` converts its time to the workload's bytes), or summing bytes_moved bytes;
+    or the workload's own matrix products."""
     if load.roofline == "matmul":
         assert load.matmul is not None, f"{load.op}: a matmul roofline needs its matmul"
         return load.matmul
@@ -91,6 +91,8 @@ def _roofline(load: Workload) -> Callable[[], object]:
         return partial(_rsnorm._parallel_sum, np.ones(max(load.bytes_moved // 4, 1), dtype=np.float32))
     if load.roofline == "in-place":
         assert load.footprint, f"{load.op}: an in-place roofline needs the workload's footprint"
+        if load.arrays:
+            return partial(_rsnorm._parallel_scale, load.arrays, 1.0)
         return partial(_rsnorm._parallel_scale, np.ones(max(load.footprint // 4, 1), np.float32), 1.0)
     buf = np.ones(max(load.bytes_moved // 8, 1), dtype=np.float32)
     return partial(_rsnorm._parallel_copy, buf, np.empty_like(buf))

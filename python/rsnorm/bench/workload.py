@@ -17,9 +17,9 @@ EPS = 1e-5
 
 
 # The rooflines a row is held to, each timed with rsnorm's threads on the workload's bytes: "copy"
-# (half read from one buffer, half written to another), "in-place" (a buffer the size of the
-# workload's footprint read and written back, its time scaled to the workload's bytes: in-place
-# updates such as optimizer steps), "read" (all read and summed: reductions such as losses,
+# (half read from one buffer, half written to another), "in-place" (the workload's own arrays, or a
+# buffer the size of its footprint, read and written back, its time scaled to the workload's bytes:
+# in-place updates such as optimizer steps), "read" (all read and summed: reductions such as losses,
 # divergences and moments); or "matmul" (the workload's matrix products alone, by NumPy's BLAS:
 # cosine_linear). Each reference touches as many distinct bytes as its workload: this machine's
 # cache holds tens of MB, and a smaller reference would run from it.
@@ -36,8 +36,12 @@ class Workload:
     roofline: str = "copy"
     # With roofline "matmul": the workload's matrix products, timed as its roofline.
     matmul: Callable[[], object] | None = field(default=None, repr=False)
-    # With roofline "in-place": the bytes of the arrays the workload touches, each counted once.
+    # With roofline "in-place": the bytes of the arrays the workload touches, each counted once,
+    # and those arrays, which the roofline then streams themselves: in the workload's own
+    # allocations and pages (many small tensors sit on 4 KB pages, one buffer of the same bytes
+    # on huge pages).
     footprint: int | None = None
+    arrays: list[np.ndarray] | None = field(default=None, repr=False)
 
 
 @dataclass

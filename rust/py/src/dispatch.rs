@@ -149,11 +149,14 @@ pub(crate) fn param_slice<'a, T: NpElement>(
 
 /// The WRITEABLE flag of an array (read-only arrays are never written).
 pub(crate) fn is_writeable(arr: &Bound<'_, PyUntypedArray>) -> bool {
-    // The array's flags field, as NumPy's PyArray_ISWRITEABLE reads it: `arr.flags.writeable`
-    // built a flags object per call, a fifth of a (1, 64) LayerNorm's time with `out=`.
+    array_flags(arr) & numpy::npyffi::NPY_ARRAY_WRITEABLE != 0
+}
+
+/// An array's flags field, as NumPy's PyArray_FLAGS reads it: `arr.flags.writeable` built a flags
+/// object per call, a fifth of a (1, 64) LayerNorm's time with `out=`.
+pub(crate) fn array_flags(arr: &Bound<'_, PyUntypedArray>) -> std::ffi::c_int {
     // SAFETY: `arr` is a live ndarray and the thread is attached (it holds a Bound).
-    let flags = unsafe { (*numpy::npyffi::_PyArray_GET_ITEM_DATA(arr.as_array_ptr())).flags };
-    flags & numpy::npyffi::NPY_ARRAY_WRITEABLE != 0
+    unsafe { (*numpy::npyffi::_PyArray_GET_ITEM_DATA(arr.as_array_ptr())).flags }
 }
 
 /// The strides of `arr`, an array of `T`s whose strides are whole elements (`well_behaved` or

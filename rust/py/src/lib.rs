@@ -16,6 +16,7 @@ use dispatch::{float_array, with_float_array, Storage};
 use errors::{compute, value_error, Result};
 use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 
 /// Sets the number of threads rsnorm computes with (1 to 1024; `RSNORM_NUM_THREADS` or the CPU
 /// count when never set).
@@ -122,27 +123,52 @@ fn copy_typed<S: Storage>(
     })
 }
 
-/// Multiplies `buf` (C-contiguous, writeable) by `factor` in place with rsnorm's threads: the
-/// in-place-stream ceiling the benchmarks report in-place updates against.
+/// Multiplies `buf` (an array, or a list of arrays of one dtype; C-contiguous, writeable, apart)
+/// by `factor` in place with rsnorm's threads: the in-place-stream ceiling the benchmarks report
+/// in-place updates against, over an optimizer step's own arrays where it is given them.
 #[pyfunction]
 fn _parallel_scale(py: Python<'_>, buf: &Bound<'_, PyAny>, factor: f64) -> Result<()> {
-    with_float_array!(float_array("_parallel_scale", "buf", buf)?, buf => scale_typed(py, buf, factor))
+    let arrays: Vec<Bound<'_, PyAny>> = match buf.cast::<PyList>() {
+        Ok(list) => list.iter().collect(),
+        Err(_) => vec![buf.clone()],
+    };
+    let Some(first) = arrays.first() else {
+        return Ok(());
+    };
+    with_float_array!(float_array("_parallel_scale", "buf", first)?, first => scale_typed(py, &first, &arrays, factor))
 }
 
 fn scale_typed<S: Storage>(
     py: Python<'_>,
-    buf: Bound<'_, PyArrayDyn<S>>,
+    _first: &Bound<'_, PyArrayDyn<S>>,
+    arrays: &[Bound<'_, PyAny>],
     factor: f64,
 ) -> Result<()> {
-    if !buf.is_c_contiguous() || !dispatch::is_writeable(buf.as_untyped()) {
-        return Err(value_error(
-            "_parallel_scale: buf must be C-contiguous and writeable",
-        ));
+    let mut parts = Vec::with_capacity(arrays.len());
+    let mut spans = Vec::with_capacity(arrays.len());
+    for array in arrays {
+        let array = array
+            .cast::<PyArrayDyn<S>>()
+            .map_err(|_| value_error("_parallel_scale: buf's arrays must share one dtype"))?;
+        if !array.is_c_contiguous() || !dispatch::is_writeable(array.as_untyped()) {
+            return Err(value_error(
+                "_parallel_scale: buf must be C-contiguous and writeable",
+            ));
+        }
+        // SAFETY: contiguous and writeable; the spans are checked apart below before any write.
+        let part = unsafe { array.as_slice_mut()? };
+        let start = part.as_ptr() as usize;
+        if !part.is_empty() {
+            spans.push((start, start + std::mem::size_of_val(part)));
+        }
+        parts.push(part);
     }
-    // SAFETY: contiguous and writeable; no other view is borrowed here.
-    let data = unsafe { buf.as_slice_mut()? };
+    spans.sort_unstable();
+    if spans.windows(2).any(|w| w[1].0 < w[0].1) {
+        return Err(value_error("_parallel_scale: buf's arrays overlap"));
+    }
     compute(py, || {
-        rsnorm_core::parallel::parallel_scale(data, factor);
+        rsnorm_core::parallel::parallel_scale(&mut parts, factor);
         Ok(())
     })
 }
@@ -190,6 +216,7 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(backward::normalize_backward, m)?)?;
     m.add_function(wrap_pyfunction!(backward::selu_backward, m)?)?;
     m.add_function(wrap_pyfunction!(optim::optim_step, m)?)?;
+    m.add_function(wrap_pyfunction!(optim::optim_grads_ready, m)?)?;
     m.add_function(wrap_pyfunction!(optim::optim_validate, m)?)?;
     m.add_function(wrap_pyfunction!(optim::grad_norm, m)?)?;
     m.add_function(wrap_pyfunction!(divergence::softmax, m)?)?;

@@ -1,7 +1,10 @@
 //! Bindings of the fused optimizer steps: one call per parameter group, all its tensors at once.
 
 use crate::errors::{compute, type_error, value_error, Result};
-use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::npyffi::{NPY_ARRAY_ALIGNED, NPY_ARRAY_C_CONTIGUOUS, NPY_ARRAY_OWNDATA};
+use numpy::{
+    PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt};
 use rsnorm_core::optim::{self, Adadelta, Adagrad, Adam, Algorithm, Rmsprop, Sgd, TensorStep};
@@ -222,6 +225,32 @@ impl Tensors<'_> {
         }
         Ok((f32s, f64s))
     }
+}
+
+/// Whether every gradient can go to `optim_step` as given: a plain ndarray (no subclass) of its
+/// parameter's shape and dtype, C-contiguous, aligned and owning its data (so it cannot overlap a
+/// parameter that owns its own). `Optimizer.step` then skips its checks per tensor in Python
+/// (0.45 µs of attribute reads each); when this is false it runs them, with their messages.
+#[pyfunction]
+pub(crate) fn optim_grads_ready(
+    py: Python<'_>,
+    params: Vec<Bound<'_, PyAny>>,
+    grads: Vec<Bound<'_, PyAny>>,
+) -> bool {
+    const READY: std::ffi::c_int = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_OWNDATA;
+    let ready = |p: &Bound<'_, PyAny>, g: &Bound<'_, PyAny>| {
+        // SAFETY: a live object; the thread is attached (it holds a Bound).
+        if unsafe { numpy::npyffi::PyArray_CheckExact(py, g.as_ptr()) } == 0 {
+            return false;
+        }
+        let (Ok(p), Ok(g)) = (p.cast::<PyUntypedArray>(), g.cast::<PyUntypedArray>()) else {
+            return false;
+        };
+        crate::dispatch::array_flags(g) & READY == READY
+            && g.shape() == p.shape()
+            && g.dtype().is_equiv_to(&p.dtype())
+    };
+    params.len() == grads.len() && params.iter().zip(&grads).all(|(p, g)| ready(p, g))
 }
 
 /// One optimizer step of one parameter group: updates params and states in place.

@@ -1,6 +1,6 @@
 //! Adadelta, with torch.optim.Adadelta's global learning rate.
 
-use super::{nonneg, read_grad};
+use super::{nonneg, Reading};
 use crate::element::Float;
 use crate::error::Result;
 
@@ -35,24 +35,14 @@ impl Adadelta {
         p: &mut [T],
         g: &[T],
         [square_avg, acc_delta, _]: [&mut [T]; 3],
-        scale: T,
-        clip: bool,
+        read: Reading<T>,
     ) {
         let f = T::from_f64;
-        let (lr, rho, one_minus_rho, eps, wd) = (
-            f(self.lr),
-            f(self.rho),
-            f(1.0 - self.rho),
-            f(self.eps),
-            f(self.weight_decay),
-        );
-        let (decay, maximize) = (self.weight_decay != 0.0, self.maximize);
+        let (lr, rho, one_minus_rho, eps) =
+            (f(self.lr), f(self.rho), f(1.0 - self.rho), f(self.eps));
         let states = square_avg.iter_mut().zip(acc_delta.iter_mut());
         for ((p, &g), (sq, acc)) in p.iter_mut().zip(g).zip(states) {
-            let mut g = read_grad(g, scale, clip, maximize);
-            if decay {
-                g = g + wd * *p;
-            }
+            let g = read.grad(g, *p);
             *sq = *sq * rho + one_minus_rho * g * g;
             let delta = (*acc + eps).sqrt() / (*sq + eps).sqrt() * g;
             *acc = *acc * rho + one_minus_rho * delta * delta;

@@ -1,6 +1,6 @@
 //! Adagrad with learning-rate decay and weight decay (torch.optim.Adagrad).
 
-use super::{nonneg, read_grad};
+use super::{nonneg, Reading};
 use crate::element::Float;
 use crate::error::Result;
 
@@ -40,17 +40,12 @@ impl Adagrad {
         p: &mut [T],
         g: &[T],
         [sums, _, _]: [&mut [T]; 3],
-        scale: T,
-        clip: bool,
+        read: Reading<T>,
     ) {
         let f = T::from_f64;
-        let (clr, wd, eps) = (f(step_size), f(self.weight_decay), f(self.eps));
-        let (decay, maximize) = (self.weight_decay != 0.0, self.maximize);
+        let (clr, eps) = (f(step_size), f(self.eps));
         for ((p, &g), sum) in p.iter_mut().zip(g).zip(sums.iter_mut()) {
-            let mut g = read_grad(g, scale, clip, maximize);
-            if decay {
-                g = g + wd * *p;
-            }
+            let g = read.grad(g, *p);
             *sum = *sum + g * g;
             *p = *p - clr * (g / (sum.sqrt() + eps));
         }

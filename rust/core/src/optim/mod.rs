@@ -195,10 +195,7 @@ pub fn step<T: Float>(
             }
         })
         .collect();
-    let scale = T::from_f64(grad_scale);
-    // Exactly 1.0 reads gradients unchanged, bitwise equal to an unclipped step.
-    #[allow(clippy::float_cmp)]
-    let clip = grad_scale != 1.0;
+    let read = Reading::new(alg, grad_scale);
     // Work from the actual sizes: a few small tensors are each one short item, and counting them
     // as full chunks sent 5K parameters to the pool (SGD on four small tensors 6 -> 18 us).
     let elements: usize = items.iter().map(|&(_, start, end)| end - start).sum();
@@ -223,25 +220,76 @@ pub fn step<T: Float>(
                     // SAFETY: as above, for state array k.
                     *slot = unsafe { std::slice::from_raw_parts_mut(raw.state[k].add(start), n) };
                 }
-                update(alg, raw.scalars, raw.fresh, p, g, s, scale, clip);
+                update(alg, raw.scalars, raw.fresh, p, g, s, read);
             }
         },
     );
     Ok(())
 }
 
-/// The gradient as the update sees it: clipped, then negated for `maximize`.
-#[inline(always)]
-fn read_grad<T: Float>(g: T, scale: T, clip: bool, maximize: bool) -> T {
-    let g = if clip { g * scale } else { g };
-    if maximize {
-        -g
-    } else {
-        g
+/// How an update reads a gradient: multiplied by the clip factor when clipping, negated for
+/// `maximize`, then with L2 weight decay (wd·p) added, as PyTorch orders them. The flags are the
+/// same for every element, and `update` hands the common settings copies of this in which they are
+/// constants, so that those loops are compiled without a test per element (LLVM leaves the tests in
+/// when the flags are only known at run time: plain SGD over 200 tensors of 50k ran 1.06-1.13x
+/// slower than the same loop without them).
+#[derive(Clone, Copy)]
+struct Reading<T> {
+    scale: T,
+    wd: T,
+    clip: bool,
+    maximize: bool,
+    l2: bool,
+}
+
+impl<T: Float> Reading<T> {
+    #[allow(clippy::float_cmp)]
+    fn new(alg: &Algorithm, grad_scale: f64) -> Self {
+        let (maximize, wd) = match alg {
+            Algorithm::Sgd(a) => (a.maximize, a.weight_decay),
+            Algorithm::Adagrad(a) => (a.maximize, a.weight_decay),
+            Algorithm::Adadelta(a) => (a.maximize, a.weight_decay),
+            Algorithm::Rmsprop(a) => (a.maximize, a.weight_decay),
+            // AdamW decays the weights themselves (adam.rs), not through the gradient.
+            Algorithm::Adam(a) => (a.maximize, if a.decoupled { 0.0 } else { a.weight_decay }),
+        };
+        Reading {
+            scale: T::from_f64(grad_scale),
+            wd: T::from_f64(wd),
+            // Exactly 1.0 reads gradients unchanged, bitwise equal to an unclipped step.
+            clip: grad_scale != 1.0,
+            maximize,
+            l2: wd != 0.0,
+        }
+    }
+
+    /// The gradient `g` of parameter value `p` as the update uses it.
+    #[inline(always)]
+    fn grad(self, g: T, p: T) -> T {
+        let g = if self.clip { g * self.scale } else { g };
+        let g = if self.maximize { -g } else { g };
+        if self.l2 {
+            g + self.wd * p
+        } else {
+            g
+        }
     }
 }
 
-/// One chunk of one tensor, by the algorithm's rule (see its file).
+/// Calls `body` with `flag` as a constant: `body` is inlined at both calls, so that a loop inside
+/// it is compiled once for each value, without testing the flag per element.
+#[inline(always)]
+fn unswitch<R>(flag: bool, body: impl FnOnce(bool) -> R) -> R {
+    if flag {
+        body(true)
+    } else {
+        body(false)
+    }
+}
+
+/// One chunk of one tensor, by the algorithm's rule (see its file). No clipping and no `maximize`
+/// (the defaults), with or without L2 decay, run loops of their own with those flags constant;
+/// other settings share one loop that tests them.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn update<T: Float>(
@@ -251,15 +299,52 @@ fn update<T: Float>(
     p: &mut [T],
     g: &[T],
     s: [&mut [T]; 3],
-    scale: T,
-    clip: bool,
+    read: Reading<T>,
+) {
+    if read.clip || read.maximize {
+        update_with(alg, sc, fresh, p, g, s, read);
+    } else {
+        unswitch(
+            read.l2,
+            #[inline(always)]
+            |l2| {
+                update_with(
+                    alg,
+                    sc,
+                    fresh,
+                    p,
+                    g,
+                    s,
+                    Reading {
+                        clip: false,
+                        maximize: false,
+                        l2,
+                        ..read
+                    },
+                );
+            },
+        );
+    }
+}
+
+/// `update` for one `read`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn update_with<T: Float>(
+    alg: &Algorithm,
+    sc: Scalars,
+    fresh: bool,
+    p: &mut [T],
+    g: &[T],
+    s: [&mut [T]; 3],
+    read: Reading<T>,
 ) {
     match alg {
-        Algorithm::Sgd(a) => a.update(fresh, p, g, s, scale, clip),
-        Algorithm::Adagrad(a) => a.update(sc.adagrad_lr, p, g, s, scale, clip),
-        Algorithm::Adadelta(a) => a.update(p, g, s, scale, clip),
-        Algorithm::Rmsprop(a) => a.update(p, g, s, scale, clip),
-        Algorithm::Adam(a) => a.update(sc.adam, p, g, s, scale, clip),
+        Algorithm::Sgd(a) => a.update(fresh, p, g, s, read),
+        Algorithm::Adagrad(a) => a.update(sc.adagrad_lr, p, g, s, read),
+        Algorithm::Adadelta(a) => a.update(p, g, s, read),
+        Algorithm::Rmsprop(a) => a.update(p, g, s, read),
+        Algorithm::Adam(a) => a.update(sc.adam, p, g, s, read),
     }
 }
 

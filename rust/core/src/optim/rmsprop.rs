@@ -1,6 +1,6 @@
 //! RMSprop, plain, with momentum and/or centered (torch.optim.RMSprop).
 
-use super::{nonneg, read_grad};
+use super::{nonneg, Reading};
 use crate::element::Float;
 use crate::error::Result;
 
@@ -43,27 +43,17 @@ impl Rmsprop {
         p: &mut [T],
         g: &[T],
         [s0, s1, s2]: [&mut [T]; 3],
-        scale: T,
-        clip: bool,
+        read: Reading<T>,
     ) {
         let f = T::from_f64;
-        let (lr, alpha_t, one_minus_alpha, eps, wd, mom) = (
+        let (lr, alpha_t, one_minus_alpha, eps, mom) = (
             f(self.lr),
             f(self.alpha),
             f(1.0 - self.alpha),
             f(self.eps),
-            f(self.weight_decay),
             f(self.momentum),
         );
-        let (decay, maximize) = (self.weight_decay != 0.0, self.maximize);
-        let grad = |g: T, p: T| {
-            let g = read_grad(g, scale, clip, maximize);
-            if decay {
-                g + wd * p
-            } else {
-                g
-            }
-        };
+        let grad = |g: T, p: T| read.grad(g, p);
         let square = |sq: &mut T, g: T| {
             *sq = *sq * alpha_t + one_minus_alpha * g * g;
         };

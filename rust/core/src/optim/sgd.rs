@@ -1,6 +1,6 @@
 //! SGD with momentum, dampening, Nesterov momentum and weight decay (torch.optim.SGD).
 
-use super::{nonneg, read_grad};
+use super::{nonneg, unswitch, Reading};
 use crate::element::Float;
 use crate::error::{Error, Result};
 
@@ -55,36 +55,34 @@ impl Sgd {
         p: &mut [T],
         g: &[T],
         [buffer, _, _]: [&mut [T]; 3],
-        scale: T,
-        clip: bool,
+        read: Reading<T>,
     ) {
         let f = T::from_f64;
-        let maximize = self.maximize;
-        let (lr, wd, mom, damp) = (
-            f(self.lr),
-            f(self.weight_decay),
-            f(self.momentum),
-            f(1.0 - self.dampening),
-        );
-        let (decay, nesterov) = (self.weight_decay != 0.0, self.nesterov);
+        let (lr, mom, damp) = (f(self.lr), f(self.momentum), f(1.0 - self.dampening));
         if self.momentum == 0.0 {
             for (p, &g) in p.iter_mut().zip(g) {
-                let mut g = read_grad(g, scale, clip, maximize);
-                if decay {
-                    g = g + wd * *p;
-                }
-                *p = *p - lr * g;
+                *p = *p - lr * read.grad(g, *p);
             }
         } else {
-            for ((p, &g), buf) in p.iter_mut().zip(g).zip(buffer.iter_mut()) {
-                let mut g = read_grad(g, scale, clip, maximize);
-                if decay {
-                    g = g + wd * *p;
-                }
-                *buf = if fresh { g } else { mom * *buf + damp * g };
-                let d = if nesterov { g + mom * *buf } else { *buf };
-                *p = *p - lr * d;
-            }
+            unswitch(
+                fresh,
+                #[inline(always)]
+                |fresh| {
+                    unswitch(
+                        self.nesterov,
+                        #[inline(always)]
+                        |nesterov| {
+                            let states = p.iter_mut().zip(g).zip(buffer.iter_mut());
+                            for ((p, &g), buf) in states {
+                                let g = read.grad(g, *p);
+                                *buf = if fresh { g } else { mom * *buf + damp * g };
+                                let d = if nesterov { g + mom * *buf } else { *buf };
+                                *p = *p - lr * d;
+                            }
+                        },
+                    );
+                },
+            );
         }
     }
 }

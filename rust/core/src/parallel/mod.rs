@@ -317,25 +317,44 @@ pub fn parallel_copy<T: Copy + Send + Sync>(src: &[T], dst: &mut [T]) {
     });
 }
 
-/// Multiplies every element of `data` by `factor` in place with the worker threads, compiled for
-/// the active SIMD level: an in-place stream (each byte read once and written back), the ceiling
-/// the benchmarks hold in-place updates such as optimizer steps to. A copy is not that ceiling: it
-/// also reads the destination's lines before writing them.
-pub fn parallel_scale<T: crate::Element>(data: &mut [T], factor: f64) {
+/// Multiplies every element of `parts` by `factor` in place with the worker threads, compiled
+/// for the active SIMD level: an in-place stream (each byte read once and written back), the
+/// ceiling the benchmarks hold in-place updates such as optimizer steps to. A copy is not that
+/// ceiling: it also reads the destination's lines before writing them. The parts (an optimizer
+/// step's parameters, gradients and state, each its own allocation) are cut into chunks of
+/// `SCALE_CHUNK` elements as the step cuts its tensors, so the stream runs over the very memory of
+/// the update it is the ceiling of.
+pub fn parallel_scale<T: crate::Element>(parts: &mut [&mut [T]], factor: f64) {
     use crate::Float;
+    const SCALE_CHUNK: usize = 1 << 14;
     let factor = T::Compute::from_f64(factor);
-    let ptr = data.as_mut_ptr() as usize;
+    let items: Vec<(usize, usize)> = parts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, part)| {
+            (0..part.len())
+                .step_by(SCALE_CHUNK)
+                .map(move |start| (i, start))
+        })
+        .collect();
+    let spans: Vec<(usize, usize)> = parts
+        .iter_mut()
+        .map(|part| (part.as_mut_ptr() as usize, part.len()))
+        .collect();
     crate::simd::for_each_range(
-        data.len(),
-        1,
+        items.len(),
+        SCALE_CHUNK,
         #[inline(always)]
         |range| {
-            // SAFETY: ranges are disjoint and inside the slice.
-            let part = unsafe {
-                std::slice::from_raw_parts_mut((ptr as *mut T).add(range.start), range.len())
-            };
-            for v in part {
-                *v = T::store(v.load() * factor);
+            for &(i, start) in &items[range] {
+                let (ptr, len) = spans[i];
+                let n = SCALE_CHUNK.min(len - start);
+                // SAFETY: items are disjoint chunks inside distinct parts.
+                let chunk =
+                    unsafe { std::slice::from_raw_parts_mut((ptr as *mut T).add(start), n) };
+                for v in chunk {
+                    *v = T::store(v.load() * factor);
+                }
             }
         },
     );
@@ -511,13 +530,24 @@ mod tests {
     }
 
     #[test]
-    fn parallel_scale_scales_every_element() {
-        let mut data: Vec<f32> = (0..200_000).map(|i| i as f32).collect();
-        parallel_scale(&mut data, 0.5);
-        assert!(data
+    fn parallel_scale_scales_every_element_of_every_part() {
+        let values = |n: usize, k: usize| (0..n).map(move |i| (i * 3 + k) as f32);
+        // One large part split into chunks, an empty one, and parts around a chunk's length.
+        let sizes = [200_000, 0, 1, (1 << 14) - 1, 1 << 14, (1 << 14) + 1, 50_000];
+        let mut parts: Vec<Vec<f32>> = sizes
             .iter()
             .enumerate()
-            .all(|(i, &v)| v.to_bits() == (i as f32 * 0.5).to_bits()));
+            .map(|(k, &n)| values(n, k).collect())
+            .collect();
+        let mut slices: Vec<&mut [f32]> = parts.iter_mut().map(|p| &mut p[..]).collect();
+        parallel_scale(&mut slices, 0.5);
+        for (k, part) in parts.iter().enumerate() {
+            assert_eq!(part.len(), sizes[k]);
+            assert!(part
+                .iter()
+                .zip(values(sizes[k], k))
+                .all(|(&v, want)| v.to_bits() == (want * 0.5).to_bits()));
+        }
     }
 
     #[test]
