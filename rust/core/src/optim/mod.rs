@@ -14,7 +14,7 @@ use crate::element::Float;
 use crate::error::{Error, Result};
 
 /// Elements per task: 256 KB of f32 across p, g and state, cache-friendly, many tasks per step.
-const CHUNK: usize = 1 << 14;
+pub(crate) const CHUNK: usize = 1 << 14;
 
 mod adadelta;
 mod adagrad;
@@ -169,15 +169,7 @@ pub fn step<T: Float>(
         }
     }
     // Work items: (tensor, start, end) chunks, so small tensors batch and large ones split.
-    let mut items = Vec::new();
-    for (i, t) in tensors.iter().enumerate() {
-        let mut start = 0;
-        while start < t.param.len() {
-            let end = (start + CHUNK).min(t.param.len());
-            items.push((i, start, end));
-            start = end;
-        }
-    }
+    let items = crate::parallel::chunk_items(tensors.iter().map(|t| t.param.len()), CHUNK);
 
     let raws: Vec<Raw<T>> = tensors
         .iter_mut()
@@ -350,15 +342,7 @@ fn update_with<T: Float>(
 
 /// Σ g² over all gradients in f64 (the global norm of gradient clipping is its square root).
 pub fn sum_squares_all<T: Float>(grads: &[&[T]]) -> f64 {
-    let mut items = Vec::new();
-    for (i, g) in grads.iter().enumerate() {
-        let mut start = 0;
-        while start < g.len() {
-            let end = (start + CHUNK).min(g.len());
-            items.push((i, start, end));
-            start = end;
-        }
-    }
+    let items = crate::parallel::chunk_items(grads.iter().map(|g| g.len()), CHUNK);
     let mut partial = vec![0.0f64; items.len()];
     let partial_ptr = partial.as_mut_ptr() as usize;
     let elements: usize = grads.iter().map(|g| g.len()).sum();

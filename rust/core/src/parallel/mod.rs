@@ -317,42 +317,51 @@ pub fn parallel_copy<T: Copy + Send + Sync>(src: &[T], dst: &mut [T]) {
     });
 }
 
+/// Work items over arrays of lengths `lens`: (array, start, end) chunks of at most `chunk`
+/// elements, so that small arrays batch and large ones split.
+pub(crate) fn chunk_items(
+    lens: impl IntoIterator<Item = usize>,
+    chunk: usize,
+) -> Vec<(usize, usize, usize)> {
+    let mut items = Vec::new();
+    for (i, len) in lens.into_iter().enumerate() {
+        let mut start = 0;
+        while start < len {
+            let end = (start + chunk).min(len);
+            items.push((i, start, end));
+            start = end;
+        }
+    }
+    items
+}
+
 /// Multiplies every element of `parts` by `factor` in place with the worker threads, compiled
 /// for the active SIMD level: an in-place stream (each byte read once and written back), the
 /// ceiling the benchmarks hold in-place updates such as optimizer steps to. A copy is not that
 /// ceiling: it also reads the destination's lines before writing them. The parts (an optimizer
 /// step's parameters, gradients and state, each its own allocation) are cut into chunks of
-/// `SCALE_CHUNK` elements as the step cuts its tensors, so the stream runs over the very memory of
+/// `optim::CHUNK` elements as the step cuts its tensors, so the stream runs over the very memory of
 /// the update it is the ceiling of.
 pub fn parallel_scale<T: crate::Element>(parts: &mut [&mut [T]], factor: f64) {
     use crate::Float;
-    const SCALE_CHUNK: usize = 1 << 14;
     let factor = T::Compute::from_f64(factor);
-    let items: Vec<(usize, usize)> = parts
-        .iter()
-        .enumerate()
-        .flat_map(|(i, part)| {
-            (0..part.len())
-                .step_by(SCALE_CHUNK)
-                .map(move |start| (i, start))
-        })
-        .collect();
-    let spans: Vec<(usize, usize)> = parts
+    let chunk = crate::optim::CHUNK;
+    let items = chunk_items(parts.iter().map(|part| part.len()), chunk);
+    let ptrs: Vec<usize> = parts
         .iter_mut()
-        .map(|part| (part.as_mut_ptr() as usize, part.len()))
+        .map(|part| part.as_mut_ptr() as usize)
         .collect();
     crate::simd::for_each_range(
         items.len(),
-        SCALE_CHUNK,
+        chunk,
         #[inline(always)]
         |range| {
-            for &(i, start) in &items[range] {
-                let (ptr, len) = spans[i];
-                let n = SCALE_CHUNK.min(len - start);
+            for &(i, start, end) in &items[range] {
                 // SAFETY: items are disjoint chunks inside distinct parts.
-                let chunk =
-                    unsafe { std::slice::from_raw_parts_mut((ptr as *mut T).add(start), n) };
-                for v in chunk {
+                let values = unsafe {
+                    std::slice::from_raw_parts_mut((ptrs[i] as *mut T).add(start), end - start)
+                };
+                for v in values {
                     *v = T::store(v.load() * factor);
                 }
             }
