@@ -288,6 +288,36 @@ def test_optimizer_rows_stream_their_footprint_in_place():
         assert all(any(p is a for a in load.arrays) for p in params), load.op
 
 
+def test_torch_optimizer_peers_step_their_own_gradients():
+    """A torch.optim peer that writes into its gradients (foreach SGD with Nesterov adds the
+    momentum buffer into them) leaves the gradients rsnorm and NumPy step with as they were."""
+    from types import SimpleNamespace
+
+    from rsnorm.bench import optimizers
+
+    class Tensor:
+        def __init__(self, array):
+            self.array, self.grad = array, None
+
+    class NesterovLike:
+        def __init__(self, tensors, **options):
+            self.tensors, self.options = tensors, options
+
+        def step(self):
+            for t in self.tensors:
+                t.grad.array += 1.0
+                t.array -= t.grad.array
+
+    torch = SimpleNamespace(from_numpy=Tensor)
+    grads = [np.ones(5, np.float32), np.full(3, 2.0, np.float32)]
+    params = [np.zeros(5, np.float32), np.zeros(3, np.float32)]
+    step = optimizers._torch_optimizer(torch, NesterovLike, params, grads, lr=1e-3)
+    assert step is not None
+    step()
+    assert [g.tolist() for g in grads] == [[1.0] * 5, [2.0] * 3]
+    assert [p.tolist() for p in params] == [[-5.0] * 5, [-7.0] * 3]  # two steps: its own arrays moved
+
+
 def test_config_and_usage():
     out = run_cli("config")
     assert out.returncode == 0 and "simd" in out.stdout and "threads" in out.stdout

@@ -91,6 +91,46 @@ def test_nll_loss_equals_pytorchs_definition(rn, rng, reduction, weighted):
     np.testing.assert_allclose(got, nll_ref(lp, t, w, reduction=reduction), rtol=1e-14)
 
 
+def test_class_weights_of_every_layout_and_dtype_give_the_same_loss(rng):
+    """A float64 or float32 weight vector is read directly, any other through NumPy: a strided,
+    read-only, byte-swapped, integer or list weight gives the loss of its float64 copy, bit for
+    bit (float32 and integers convert to float64 exactly)."""
+    lp = log_softmax64(rng.standard_normal((300, 6)), -1).astype(np.float32)
+    t = rng.integers(0, 6, 300)
+    t[[3, 200]] = -100
+    base = np.array([0.5, 1.25, 2.0, 0.75, 3.0, 1.5])
+    frozen = base.copy()
+    frozen.flags.writeable = False
+    layouts = {
+        "float32": base.astype(np.float32),
+        "strided": np.repeat(base, 2)[::2],
+        "read-only": frozen,
+        "byte-swapped": base.astype(">f8"),
+        "int": np.array([1, 2, 3, 1, 2, 3]),
+        "list": base.tolist(),
+    }
+    for reduction in ("mean", "sum", "none"):
+        want = np.asarray(rsnorm.nll_loss(lp, t, base, reduction=reduction))
+        np.testing.assert_allclose(want, nll_ref(lp, t, base, reduction=reduction), rtol=1e-6)
+        for name, weight in layouts.items():
+            expected = (
+                want
+                if name != "int"
+                else rsnorm.nll_loss(lp, t, np.array([1.0, 2, 3, 1, 2, 3]), reduction=reduction)
+            )
+            got = rsnorm.nll_loss(lp, t, weight, reduction=reduction)
+            assert np.asarray(got).tobytes() == np.asarray(expected).tobytes(), (name, reduction)
+            got = rsnorm.cross_entropy_with_logits(lp, t, weight=weight, reduction=reduction)
+            want_ce = rsnorm.cross_entropy_with_logits(
+                lp, t, weight=np.asarray(weight, dtype=np.float64), reduction=reduction
+            )
+            assert np.asarray(got).tobytes() == np.asarray(want_ce).tobytes(), (name, reduction)
+    # Every target ignored: the weighted mean is 0 / 0, as PyTorch's.
+    assert np.isnan(rsnorm.nll_loss(lp[:2], np.array([-100, -100]), base))
+    with pytest.raises(ValueError, match="nll_loss: weight has 5 values for 6 classes"):
+        rsnorm.nll_loss(lp, t, base[:5].astype(np.float32))
+
+
 @pytest.mark.parametrize(
     "dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
 )

@@ -93,9 +93,12 @@ class _NumpyOptimizer:
 
 
 def _torch_optimizer(torch, cls, params, grads, **options):
+    """A torch.optim step over its own copies of `params` and `grads`, or None where this torch
+    lacks the variant. Its own gradients: foreach SGD with Nesterov adds the momentum buffer into
+    them in place, and with shared arrays every other implementation's gradients grew to inf."""
     tensors = [torch.from_numpy(p) for p in params]
     for t, g in zip(tensors, grads, strict=True):
-        t.grad = torch.from_numpy(g)
+        t.grad = torch.from_numpy(g.copy())
     try:
         step = cls(tensors, **options).step
         step()
