@@ -1,6 +1,6 @@
 """Train a NumPy MLP with LayerNorm and BatchNorm layers using only NumPy and rsnorm.
 
-    python examples/mnist_like_mlp.py [--epochs 5] [--device cpu|gpu]
+    python examples/mnist_like_mlp.py [--epochs 5] [--device cpu|gpu] [--samples 4096]
 
 Synthetic MNIST-like data (10 classes of 784-pixel "images" around random prototypes), a
 Linear → LayerNorm → ReLU → Linear → BatchNorm → ReLU → Linear network, softmax cross-entropy,
@@ -95,12 +95,18 @@ def softmax_cross_entropy(logits: Any, labels: Array) -> tuple[Any, Any]:
 
 
 def train(
-    epochs: int = 5, batch: int = 128, seed: int = 0, verbose: bool = True, device: str = "cpu"
+    epochs: int = 5,
+    batch: int = 128,
+    seed: int = 0,
+    verbose: bool = True,
+    device: str = "cpu",
+    samples: int = 4096,
 ) -> dict[str, list[float]]:
+    """Train for ``epochs`` over ``samples`` training images (and a quarter as many test images)."""
     rng = np.random.default_rng(seed)
     prototypes = rng.standard_normal((10, 784)).astype(np.float32)
-    x_train, y_train = synthetic_digits(4096, prototypes, rng)
-    x_test, y_test = synthetic_digits(1024, prototypes, rng)
+    x_train, y_train = synthetic_digits(samples, prototypes, rng)
+    x_test, y_test = synthetic_digits(samples // 4, prototypes, rng)
     layers: list[rn.nn.Module] = [
         Linear(784, 256, rng),
         rn.nn.LayerNorm(256),
@@ -149,5 +155,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--samples", type=int, default=4096, help="training images (test: a quarter)")
     args = parser.parse_args()
-    train(args.epochs, device=args.device)
+    train(args.epochs, device=args.device, samples=args.samples)

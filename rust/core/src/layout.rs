@@ -73,7 +73,9 @@ impl Dims {
     }
 
     /// The one stride when these dims are a single arithmetic progression in memory
-    /// (after simplification); `Some(1)` means contiguous.
+    /// (after simplification); `Some(1)` means contiguous. Inlined: short rows ask it once a row
+    /// (out of line it was 3% of GroupNorm on 7×7 rows).
+    #[inline(always)]
     pub fn single_stride(&self) -> Option<isize> {
         match self.strides.as_slice() {
             [] => Some(1),

@@ -329,21 +329,17 @@ pub(crate) fn nll_loss<'py>(
 /// conversion through NumPy (`astype`, then a copy out) took ~2 µs, more than an nll_loss of 64
 /// samples.
 pub(crate) fn f64_vector(op: &str, name: &str, obj: &Bound<'_, PyAny>) -> Result<Vec<f64>> {
-    if let Some(values) = obj
-        .cast::<PyArray1<f64>>()
-        .ok()
-        .and_then(|a| a.try_readonly().ok())
-    {
-        return Ok(values.as_array().to_vec());
-    }
-    if let Some(values) = obj
-        .cast::<PyArray1<f32>>()
-        .ok()
-        .and_then(|a| a.try_readonly().ok())
-    {
-        return Ok(values.as_array().iter().map(|&v| f64::from(v)).collect());
+    if let Some(values) = native_vector::<f64>(obj).or_else(|| native_vector::<f32>(obj)) {
+        return Ok(values);
     }
     Ok(f64_vector_array(op, name, obj)?.to_vec()?)
+}
+
+/// The values of a 1-D NumPy array of dtype `T` as f64, or `None` when `obj` is not one (or is
+/// being written elsewhere).
+fn native_vector<T: numpy::Element + Copy + Into<f64>>(obj: &Bound<'_, PyAny>) -> Option<Vec<f64>> {
+    let values = obj.cast::<PyArray1<T>>().ok()?.try_readonly().ok()?;
+    Some(values.as_array().iter().map(|&v| v.into()).collect())
 }
 
 /// A 1-D array of real values as a float64 NumPy array ([`real_array`]).

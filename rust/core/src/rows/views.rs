@@ -468,9 +468,10 @@ impl Ahead {
 /// contiguous run, or shorter than [`Ahead::MIN_ROW_BYTES`].
 #[inline(always)]
 fn row_target<S>(ptr: *const S, rows: &Rows, row: usize) -> Ahead {
+    // The length first: a short row, the common case here, needs no look at the strides.
     if row >= rows.n_rows()
-        || rows.inner().single_stride() != Some(1)
         || rows.row_len() * std::mem::size_of::<S>() < Ahead::MIN_ROW_BYTES
+        || rows.inner().single_stride() != Some(1)
     {
         return Ahead::NONE;
     }

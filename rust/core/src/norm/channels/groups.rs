@@ -394,6 +394,8 @@ pub struct GroupStats {
 
 impl GroupStats {
     /// The map standardizing a row of channel `channel`, then applying its weight and bias.
+    /// Inlined: it is made once a row (out of line, 8% of GroupNorm on 7×7 rows).
+    #[inline(always)]
     pub fn affine(
         &self,
         weight: Option<&[f64]>,

@@ -324,6 +324,7 @@ pub fn affine_rows_with_grad<S: Element>(
 
 impl RowAffine {
     /// (x − mean)·rstd, then channel `channel`'s weight (default 1) and bias (default 0).
+    #[inline(always)]
     pub fn standardize(
         mean: f64,
         rstd: f64,
@@ -356,6 +357,7 @@ pub fn rstd(var: f64, eps: f64) -> f64 {
 }
 
 /// Per-channel weight (default 1) and bias (default 0) of channel `c`.
+#[inline(always)]
 fn channel_affine(weight: Option<&[f64]>, bias: Option<&[f64]>, c: usize) -> (f64, f64) {
     (weight.map_or(1.0, |w| w[c]), bias.map_or(0.0, |b| b[c]))
 }
