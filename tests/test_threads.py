@@ -116,7 +116,7 @@ def test_large_calls_let_other_python_threads_run(rng, restore_threads, call):
         while not ticks:
             time.sleep(0.001)
         windows = []
-        for _ in range(3):
+        for _ in range(5):
             start = time.perf_counter()
             call(x, y)
             windows.append((start, time.perf_counter()))
@@ -125,11 +125,15 @@ def test_large_calls_let_other_python_threads_run(rng, restore_threads, call):
         spinner.join()
         sys.setswitchinterval(interval)
     seen = np.asarray(ticks)
+    ran = []
     for start, end in windows:
         # Long enough that the middle fifth lies beyond both switch intervals.
         assert end - start > 0.005, "the call is too short to tell"
         lo, hi = start + 0.4 * (end - start), start + 0.6 * (end - start)
-        assert ((seen > lo) & (seen < hi)).any(), "no Python thread ran during the call"
+        ran.append(bool(((seen > lo) & (seen < hi)).any()))
+    # One call's middle suffices: holding the GIL, no call could have one. Asking it of every call
+    # failed in CI when the spinner got no CPU for a whole middle fifth (a shared 2-core VM).
+    assert any(ran), "no Python thread ran during any of the calls"
 
 
 def test_mid_size_calls_while_workers_are_awake_match_one_thread(rng, restore_threads):
