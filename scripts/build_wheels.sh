@@ -126,16 +126,15 @@ rm -f "$DIST/.auditwheel.txt"
 fi
 SDIST=$(ls "$DIST"/*.tar.gz)
 
-test_wheel() {  # wheel, python
+# The x86_64 wheel installed into a clean venv for `python`: its path. The interpreter itself (not
+# a pyenv shim), and a PATH of its directory and the system's: no Rust toolchain.
+make_venv() {  # wheel, python
     local wheel=$1 python venv
-    # The interpreter itself (not a pyenv shim), and a PATH of its directory and the system's: no
-    # Rust toolchain.
     python=$("$2" -c 'import sys; print(sys.executable)')
     venv=$(mktemp -d)/venv
-    say "clean venv ($("$python" --version 2>&1)), no Rust on PATH: install $(basename "$wheel") and run the suite" >&2
+    say "clean venv ($("$python" --version 2>&1)), no Rust on PATH: install $(basename "$wheel")" >&2
     env -i HOME="$HOME" PATH="$(dirname "$python"):/usr/local/bin:/usr/bin:/bin" \
         PIP_FIND_LINKS="${PIP_FIND_LINKS:-}" CONSTRAINTS="${CONSTRAINTS:-}" \
-        RSNORM_REQUIRE_GPU="${RSNORM_REQUIRE_GPU:-}" \
         bash -euo pipefail -c '
         ! command -v cargo >/dev/null && ! command -v rustc >/dev/null \
             || { echo "a Rust toolchain is on PATH: the check would not prove a compiler-free install" >&2; exit 1; }
@@ -146,29 +145,59 @@ test_wheel() {  # wheel, python
         cd "$4"
         # The installed wheel, not python/ of the checkout: the suite imports rsnorm from site-packages.
         python -c "import rsnorm, sys; assert rsnorm.__file__.startswith(sys.prefix), rsnorm.__file__; print(\"rsnorm\", rsnorm.__version__, rsnorm.simd_level(), \"from\", rsnorm.__file__)"
-        python -m pytest -q -p no:cacheprovider tests
     ' _ "$python" "$venv" "$(readlink -f "$wheel")" "$PWD" >&2 || return 1
     echo "$venv"
+}
+
+# The suite in a venv from make_venv, with the same bare environment.
+run_suite() {  # venv
+    say "the suite in $1 ($("$1/bin/python" --version 2>&1))"
+    env -i HOME="$HOME" PATH="$1/bin:/usr/local/bin:/usr/bin:/bin" \
+        RSNORM_REQUIRE_GPU="${RSNORM_REQUIRE_GPU:-}" \
+        "$1/bin/python" -m pytest -q -p no:cacheprovider tests
+}
+
+# The CPU backend's tests in a venv from make_venv under `qemu-x86_64 -cpu Nehalem` (a pre-AVX
+# CPU; qemu-user emulates this process only, subprocesses the tests start run natively), at the
+# lowest priority and with its own Hypothesis database: it runs beside the native suite, on the core
+# that suite's mostly single-threaded Python leaves idle.
+run_nehalem() {  # venv
+    local level
+    level=$(qemu-x86_64 -cpu Nehalem "$1/bin/python" -c 'import rsnorm; print(rsnorm.simd_level())')
+    [ "$level" = scalar ] || { echo "under Nehalem simd_level() is '$level', expected 'scalar'" >&2; return 1; }
+    HYPOTHESIS_STORAGE_DIRECTORY=$(mktemp -d) nice -n 19 qemu-x86_64 -cpu Nehalem "$1/bin/python" \
+        -m pytest -q -p no:cacheprovider tests -k "$CPU_TESTS"
 }
 
 if [ "$TEST" = 1 ]; then
     X86=$(ls "$DIST"/*manylinux*x86_64.whl 2>/dev/null | head -1 || true)
     if [ -n "$X86" ]; then
+        nehalem=
         for python in "${PYTHONS[@]}"; do
             # `|| exit 1`: errexit does not reach into a command substitution.
-            venv=$(test_wheel "$X86" "$python") || { echo "the suite failed under $python" >&2; exit 1; }
+            venv=$(make_venv "$X86" "$python") || { echo "installing the wheel failed under $python" >&2; exit 1; }
+            if [ -z "$nehalem" ] && [ "$QEMU" = 1 ] && command -v qemu-x86_64 >/dev/null; then
+                say "pre-AVX CPU: qemu-x86_64 -cpu Nehalem, the CPU backend's tests, beside the suite (log: $DIST/.nehalem.log)"
+                run_nehalem "$venv" > "$DIST/.nehalem.log" 2>&1 &
+                nehalem=$!
+            elif [ "$QEMU" = 1 ] && ! command -v qemu-x86_64 >/dev/null; then
+                echo "WARNING: qemu-x86_64 not installed (Debian: qemu-user); the pre-AVX check did not run"
+            fi
+            run_suite "$venv" || {
+                echo "the suite failed under $python" >&2
+                [ -z "$nehalem" ] || kill "$nehalem" 2>/dev/null || true
+                exit 1
+            }
             SUMMARY+=("$(basename "$X86")  suite under $("$python" --version 2>&1) in a venv without Rust: passed")
         done
-        if [ "$QEMU" = 1 ] && command -v qemu-x86_64 >/dev/null; then
-            # The last venv's interpreter under an emulated pre-AVX CPU (qemu-user emulates this
-            # process only; subprocesses the tests start run natively).
-            say "pre-AVX CPU: qemu-x86_64 -cpu Nehalem, the CPU backend's tests"
-            level=$(qemu-x86_64 -cpu Nehalem "$venv/bin/python" -c 'import rsnorm; print(rsnorm.simd_level())')
-            [ "$level" = scalar ] || { echo "under Nehalem simd_level() is '$level', expected 'scalar'" >&2; exit 1; }
-            qemu-x86_64 -cpu Nehalem "$venv/bin/python" -m pytest -q -p no:cacheprovider tests -k "$CPU_TESTS"
+        if [ -n "$nehalem" ]; then
+            say "pre-AVX CPU: the Nehalem run's output"
+            status=0
+            wait "$nehalem" || status=$?
+            cat "$DIST/.nehalem.log"
+            rm -f "$DIST/.nehalem.log"
+            [ "$status" = 0 ] || { echo "the CPU backend's tests failed under qemu-x86_64 -cpu Nehalem" >&2; exit 1; }
             SUMMARY+=("$(basename "$X86")  qemu-x86_64 -cpu Nehalem: simd_level() = scalar, CPU-backend suite passed")
-        elif [ "$QEMU" = 1 ]; then
-            echo "WARNING: qemu-x86_64 not installed (Debian: qemu-user); the pre-AVX check did not run"
         fi
     fi
     AARCH=$(ls "$DIST"/*manylinux*aarch64.whl 2>/dev/null | head -1 || true)

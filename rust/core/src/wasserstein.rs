@@ -25,141 +25,214 @@ fn key_value(key: u64) -> f64 {
     })
 }
 
-/// Bits per radix digit: 8 passes of 8 bits. Each pass writes into 256 buckets at once, whose
-/// partly filled cache lines (16 KB) stay in L1; 11-bit digits (6 passes, 2048 lines, 128 KB)
-/// made each pass cost twice as much (see decisions.md).
-const DIGIT_BITS: u32 = 8;
-const BUCKETS: usize = 1 << DIGIT_BITS;
-const PASSES: u32 = 64_u32.div_ceil(DIGIT_BITS);
-/// Below this, a comparison sort beats the radix sort's fixed cost (8 passes over 256 counters each).
+/// Below this, a comparison sort beats the radix sort's fixed costs (its counters).
 const RADIX_FROM: usize = 2048;
 
-/// The radix digit of key `k` in pass `pass` (least significant first).
-#[inline(always)]
-fn digit(k: u64, pass: u32) -> usize {
-    ((k >> (pass * DIGIT_BITS)) as usize) & (BUCKETS - 1)
-}
-
-/// Sorts `items` by `key` ascending: an LSD radix sort (stable) for long inputs, one counting pass
-/// for all digits first and no scatter pass for a digit every key shares; SciPy's sort had been
-/// the whole cost of a million-value distance (pdqsort here was 3.9× SciPy).
-fn radix_sort<T: Zeroed>(mut items: Scratch<T>, key: impl Fn(&T) -> u64) -> Scratch<T> {
+/// Sorts `items` by `key` ascending, stably: a comparison sort for short inputs, else an MSD radix
+/// sort ([`msd_sort`]), on two threads ([`bucket_sort`]) from [`SPLIT_SORT_FROM`] keys.
+fn radix_sort<T: Zeroed>(items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync) -> Scratch<T> {
     let n = items.len();
     if n < RADIX_FROM {
+        let mut items = items;
         items.sort_unstable_by_key(|t| key(t));
         return items;
     }
-    let mut counts = vec![[0usize; BUCKETS]; PASSES as usize];
-    for item in items.iter() {
-        let k = key(item);
-        for (pass, count) in (0..PASSES).zip(counts.iter_mut()) {
-            count[digit(k, pass)] += 1;
+    if u32::try_from(n).is_err() {
+        // Beyond the sorts' 32-bit counts (32 GB of keys): the standard library's stable sort.
+        let mut items = items;
+        items.sort_by_key(|t| key(t));
+        return items;
+    }
+    if n >= SPLIT_SORT_FROM && crate::parallel::num_threads() >= 2 {
+        return bucket_sort(items, key);
+    }
+    let mut items = items;
+    let mut sorted = Scratch::zeroed(n);
+    msd_sort(&mut items, &mut sorted, &key);
+    sorted
+}
+
+/// Runs of at most this many keys are sorted by insertion.
+const INSERTION_TO: usize = 16;
+/// The most bits one distribution pass of [`msd_sort`] takes (2048 counters, 8 KB: L1).
+const MSD_MAX_BITS: u32 = 11;
+
+/// A stable insertion sort by `key`.
+fn insertion_sort<T: Copy>(items: &mut [T], key: &impl Fn(&T) -> u64) {
+    for i in 1..items.len() {
+        let item = items[i];
+        let k = key(&item);
+        let mut j = i;
+        while j > 0 && key(&items[j - 1]) > k {
+            items[j] = items[j - 1];
+            j -= 1;
+        }
+        items[j] = item;
+    }
+}
+
+/// Sorts the keys of `src` into `dst` (as long), stably; `src` is left in any order. An MSD radix
+/// sort: one counting pass and one scatter by the log2(n) bits (at most [`MSD_MAX_BITS`]) below
+/// the highest bit in which the keys differ, so that runs hold one or two keys each, which
+/// insertion finishes; longer runs (clustered keys) are sorted the same way. Each level leaves the
+/// runs' keys equal in the bits it took, so the depth is bounded by 64 bits. An LSD sort makes a
+/// pass per 8-bit digit that differs (6 to 8 for doubles of one sample, each 2 to 4.5 ns a key).
+fn msd_sort<T: Copy>(src: &mut [T], dst: &mut [T], key: &impl Fn(&T) -> u64) {
+    let n = src.len();
+    if n <= INSERTION_TO {
+        dst.copy_from_slice(src);
+        insertion_sort(dst, key);
+        return;
+    }
+    let first = key(&src[0]);
+    let differ = src.iter().fold(0, |d, t| d | (key(t) ^ first));
+    if differ == 0 {
+        dst.copy_from_slice(src); // all keys equal
+        return;
+    }
+    let top = u64::BITS - differ.leading_zeros();
+    let bits = (usize::BITS - 1 - n.leading_zeros())
+        .clamp(1, MSD_MAX_BITS)
+        .min(top);
+    let shift = top - bits;
+    let mask = (1 << bits) - 1;
+    let digit = |t: &T| ((key(t) >> shift) as usize) & mask;
+    // Counts, then each run's start, then (after the scatter) each run's end.
+    let mut next = [0u32; 1 << MSD_MAX_BITS];
+    for t in src.iter() {
+        next[digit(t)] += 1;
+    }
+    let mut at = 0;
+    for slot in &mut next[..=mask] {
+        let count = *slot;
+        *slot = at;
+        at += count;
+    }
+    for t in src.iter() {
+        let d = digit(t);
+        dst[next[d] as usize] = *t;
+        next[d] += 1;
+    }
+    let mut start = 0;
+    for &end in &next[..=mask] {
+        let run = start..end as usize;
+        start = end as usize;
+        if run.len() > INSERTION_TO {
+            msd_sort(&mut dst[run.clone()], &mut src[run.clone()], key);
+            dst[run.clone()].copy_from_slice(&src[run]);
+        } else if run.len() > 1 {
+            insertion_sort(&mut dst[run], key);
         }
     }
-    let mut spare = Scratch::zeroed(n);
-    for (pass, count) in (0..PASSES).zip(&counts) {
-        if count.contains(&n) {
-            continue; // every key has this digit: the order stands
-        }
-        let mut next = [0usize; BUCKETS];
-        let mut at = 0;
-        for (slot, &c) in next.iter_mut().zip(count) {
-            *slot = at;
-            at += c;
-        }
-        for item in items.iter() {
-            let b = digit(key(item), pass);
-            spare[next[b]] = *item;
-            next[b] += 1;
-        }
-        std::mem::swap(&mut items, &mut spare);
-    }
-    items
 }
 
 /// Keys from which one sort runs on two threads (below, the two samples sort at once, one a
 /// thread): two concurrent sorts of 1M keys (16 MB of keys and scratch each) overflowed the L3
 /// cache that one fits in, and two threads ran no faster than one.
 const SPLIT_SORT_FROM: usize = 1 << 19;
+/// The bits of a key (after those all keys share) that [`bucket_sort`] counts, and at most how
+/// many buckets it makes of those counts.
+const PREFIX_BITS: u32 = 16;
+const MAX_BUCKETS: usize = 256;
 
-/// [`radix_sort`], on two threads for long inputs ([`radix_sort_halves`]).
-fn radix_sort_split<T: Zeroed>(items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync) -> Scratch<T> {
-    if items.len() < SPLIT_SORT_FROM || crate::parallel::num_threads() < 2 {
-        return radix_sort(items, key);
-    }
-    radix_sort_halves(items, key)
-}
-
-/// [`radix_sort`] with each pass in two halves, one a thread: each half of the current order
-/// has its digits counted, the buckets' starts are laid out bucket by bucket with the first half's
-/// share first (so the sort stays stable), and each half scatters its own keys. The scatter
-/// counts the next pass's digits by the half each key lands in, so only the first pass (and one
-/// after a skipped pass) reads the keys just to count them. One sort's working set at a time.
-fn radix_sort_halves<T: Zeroed>(
-    mut items: Scratch<T>,
-    key: impl Fn(&T) -> u64 + Sync,
-) -> Scratch<T> {
+/// [`msd_sort`] on two threads: the keys' leading [`PREFIX_BITS`] (after the bits all keys
+/// share) are counted, consecutive prefixes grouped into up to [`MAX_BUCKETS`] buckets of about
+/// equal size (whatever the distribution: normal samples crowd a few exponents), the keys scattered
+/// into their buckets in order, and the buckets (about 32 KB each for a million keys) sorted by
+/// [`msd_sort`] in two runs of about equal size. The input's halves are counted and scattered by
+/// one thread each, a bucket taking the first half's keys first, so the sort stays stable.
+fn bucket_sort<T: Zeroed>(mut items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync) -> Scratch<T> {
     let n = items.len();
-    let mut spare = Scratch::zeroed(n);
     let half = n / 2;
-    // Each half's digit counts for `pass`, read from the keys.
-    let count_halves = |items: &[T], pass: u32| {
-        let count = |part: &[T]| {
-            let mut c = vec![0usize; BUCKETS];
-            for item in part {
-                c[digit(key(item), pass)] += 1;
-            }
-            c
-        };
-        let (low, high) = items.split_at(half);
-        crate::parallel::join(|| count(low), || count(high))
+    let range = |part: &[T]| {
+        part.iter().fold((u64::MAX, 0), |(low, high), t| {
+            let k = key(t);
+            (low.min(k), high.max(k))
+        })
     };
-    let (mut c0, mut c1) = count_halves(&items, 0);
-    for pass in 0..PASSES {
-        let last = pass + 1 == PASSES;
-        if c0.iter().zip(&c1).any(|(a, b)| a + b == n) {
-            // Every key has this digit: the order stands.
-            if !last {
-                (c0, c1) = count_halves(&items, pass + 1);
-            }
-            continue;
+    let ((l0, h0), (l1, h1)) = {
+        let (a, b) = items.split_at(half);
+        crate::parallel::join(|| range(a), || range(b))
+    };
+    let (low, high) = (l0.min(l1), h0.max(h1));
+    if low == high {
+        return items; // all keys equal
+    }
+    let shift = (u64::BITS - (high - low).leading_zeros()).saturating_sub(PREFIX_BITS);
+    let prefix = |k: u64| ((k - low) >> shift) as usize;
+    let count = |part: &[T]| {
+        let mut c = vec![0u32; 1 << PREFIX_BITS];
+        for t in part {
+            c[prefix(key(t))] += 1;
         }
-        let (mut next0, mut next1) = (vec![0usize; BUCKETS], vec![0usize; BUCKETS]);
-        let mut at = 0;
-        for b in 0..BUCKETS {
-            next0[b] = at;
-            next1[b] = at + c0[b];
-            at += c0[b] + c1[b];
+        c
+    };
+    let (c0, c1) = {
+        let (a, b) = items.split_at(half);
+        crate::parallel::join(|| count(a), || count(b))
+    };
+    // Consecutive prefixes into buckets: one closes once it holds `size` keys, so at most
+    // MAX_BUCKETS − 1 close and one more takes the rest.
+    let size = n.div_ceil(MAX_BUCKETS - 1).max(1024) as u32;
+    let mut bucket_of = vec![0u8; 1 << PREFIX_BITS];
+    let (mut in0, mut in1) = (vec![0u32; MAX_BUCKETS], vec![0u32; MAX_BUCKETS]);
+    let mut bucket = 0;
+    for p in 0..1 << PREFIX_BITS {
+        bucket_of[p] = bucket as u8;
+        in0[bucket] += c0[p];
+        in1[bucket] += c1[p];
+        if in0[bucket] + in1[bucket] >= size && bucket + 1 < MAX_BUCKETS {
+            bucket += 1;
         }
-        let out = spare.as_mut_ptr() as usize;
-        // Scatters `part`, returning the next pass's digit counts of the keys it wrote, those
-        // that landed in the first half then those in the second (one array, indexed without a
-        // branch: which half a key lands in follows its digit, which is random).
-        let scatter = |part: &[T], mut next: Vec<usize>| {
-            let out = out as *mut T;
-            let mut landed = vec![0usize; 2 * BUCKETS];
-            let next_pass = if last { pass } else { pass + 1 };
-            for item in part {
-                let k = key(item);
-                let b = digit(k, pass);
-                let to = next[b];
-                // SAFETY: the starts lay the buckets out over 0..n, each half's share of a
-                // bucket apart from the other's, and each count matches the keys scattered, so
-                // every slot is written once, by one thread, inside `spare`.
-                unsafe { out.add(to).write(*item) };
-                next[b] = to + 1;
-                landed[digit(k, next_pass) + BUCKETS * usize::from(to >= half)] += 1;
-            }
-            landed
-        };
-        let (low, high) = items.split_at(half);
-        let (l0, l1) = crate::parallel::join(|| scatter(low, next0), || scatter(high, next1));
-        let landed = |h: usize| -> Vec<usize> {
-            let (a, b) = (&l0[h * BUCKETS..][..BUCKETS], &l1[h * BUCKETS..][..BUCKETS]);
-            a.iter().zip(b).map(|(a, b)| a + b).collect()
-        };
-        (c0, c1) = (landed(0), landed(1));
-        std::mem::swap(&mut items, &mut spare);
+    }
+    let buckets = bucket + 1;
+    // Each bucket's start, and where each half's keys of it go.
+    let (mut next0, mut next1) = (vec![0usize; buckets], vec![0usize; buckets]);
+    let mut starts = Vec::with_capacity(buckets + 1);
+    let mut at = 0;
+    for b in 0..buckets {
+        starts.push(at);
+        next0[b] = at;
+        next1[b] = at + in0[b] as usize;
+        at += (in0[b] + in1[b]) as usize;
+    }
+    starts.push(n);
+    let mut spare = Scratch::zeroed(n);
+    let out = spare.as_mut_ptr() as usize;
+    let scatter = |part: &[T], mut next: Vec<usize>| {
+        let out = out as *mut T;
+        for t in part {
+            let b = usize::from(bucket_of[prefix(key(t))]);
+            // SAFETY: the starts lay the buckets out over 0..n, each half's share of a bucket
+            // apart from the other's, and each share's length is the count of that half's keys
+            // in the bucket, so every slot is written once, by one thread, inside `spare`.
+            unsafe { out.add(next[b]).write(*t) };
+            next[b] += 1;
+        }
+    };
+    {
+        let (a, b) = items.split_at(half);
+        crate::parallel::join(|| scatter(a, next0), || scatter(b, next1));
+    }
+    // The buckets in two runs of about n / 2 keys, each bucket sorted from `spare` back into its
+    // place in `items`.
+    let split = starts.partition_point(|&s| s < half).min(buckets);
+    let sort_run = |bucketed: &mut [T], sorted: &mut [T], bounds: &[usize]| {
+        let offset = bounds[0];
+        for w in bounds.windows(2) {
+            let (from, to) = (w[0] - offset, w[1] - offset);
+            msd_sort(&mut bucketed[from..to], &mut sorted[from..to], &key);
+        }
+    };
+    {
+        let at = starts[split];
+        let (bucketed0, bucketed1) = spare.split_at_mut(at);
+        let (sorted0, sorted1) = items.split_at_mut(at);
+        let (bounds0, bounds1) = (&starts[..=split], &starts[split..]);
+        crate::parallel::join(
+            || sort_run(bucketed0, sorted0, bounds0),
+            || sort_run(bucketed1, sorted1, bounds1),
+        );
     }
     items
 }
@@ -209,11 +282,11 @@ pub fn wasserstein_1d(
             match weights {
                 None => {
                     let keys = Scratch::from_fn(values.len(), |i| order_key(values[i]));
-                    (radix_sort_split(keys, |&k| k).map_in_place(key_value), None)
+                    (radix_sort(keys, |&k| k).map_in_place(key_value), None)
                 }
                 Some(w) => {
                     let pairs = Scratch::from_fn(values.len(), |i| (order_key(values[i]), w[i]));
-                    let pairs = radix_sort_split(pairs, |&(k, _)| k);
+                    let pairs = radix_sort(pairs, |&(k, _)| k);
                     let values = Scratch::from_fn(pairs.len(), |i| key_value(pairs[i].0));
                     (values, Some(Scratch::from_fn(pairs.len(), |i| pairs[i].1)))
                 }
@@ -453,37 +526,47 @@ mod tests {
     }
 
     #[test]
-    fn split_radix_sort_matches_the_serial_one() {
-        // As long as the inputs that take it; few distinct high digits (as normal samples have),
-        // and a payload that must keep its stable order among equal keys. The second input holds
-        // small non-negative integers, whose low digits are all zero: passes are skipped before
-        // others run.
-        for integers in [false, true] {
-            let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    fn bucket_sort_matches_a_stable_sort() {
+        // Long enough for the bucket sort; normal-like samples (few distinct high digits), small
+        // integers (low digits all zero: passes skipped), one value in most places (one bucket
+        // holds nearly all) and a payload that must keep its stable order among equal keys: the
+        // bucket sort and the MSD sort of the whole, against the standard library's stable sort.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for kind in 0..4 {
             let n = SPLIT_SORT_FROM + 12_345;
             let pairs: Vec<(u64, f64)> = (0..n)
                 .map(|i| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    let v = (state >> 11) as f64 / (1u64 << 53) as f64 * 8.0 - 4.0;
-                    let v = if integers {
-                        (v.abs() * 100.0).round()
-                    } else {
-                        v
+                    let v = match kind {
+                        0 => (next() + next() + next() - 1.5) * 4.0,
+                        1 => (next() * 400.0).round(),
+                        2 if i % 50 != 0 => 1.25,
+                        _ => next() * 1e-3 + 7.0,
                     };
                     let v = if i % 7 == 0 { v.round() } else { v }; // many equal keys
                     (order_key(v), i as f64)
                 })
                 .collect();
-            let serial = radix_sort(Scratch::from_fn(n, |i| pairs[i]), |&(k, _)| k);
-            // The halves directly: `radix_sort_split` would sort serially on a one-CPU machine.
-            let split = radix_sort_halves(Scratch::from_fn(n, |i| pairs[i]), |&(k, _)| k);
-            assert!(serial.windows(2).all(|w| w[0].0 <= w[1].0));
-            assert!(serial
-                .iter()
-                .zip(split.iter())
-                .all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()));
+            let mut want = pairs.clone();
+            want.sort_by_key(|&(k, _)| k);
+            let same = |got: &[(u64, f64)]| {
+                got.len() == want.len()
+                    && got
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits())
+            };
+            // The bucket sort directly: `radix_sort` would not take it on a one-CPU machine.
+            let got = bucket_sort(Scratch::from_fn(n, |i| pairs[i]), |&(k, _)| k);
+            assert!(same(&got), "kind {kind}, buckets");
+            let (mut items, mut sorted) = (pairs.clone(), pairs.clone());
+            msd_sort(&mut items, &mut sorted, &|&(k, _): &(u64, f64)| k);
+            assert!(same(&sorted), "kind {kind}, msd");
         }
     }
 
