@@ -30,23 +30,20 @@ const RADIX_FROM: usize = 2048;
 
 /// Sorts `items` by `key` ascending, stably: a comparison sort for short inputs, else an MSD radix
 /// sort ([`msd_sort`]), on two threads ([`bucket_sort`]) from [`SPLIT_SORT_FROM`] keys.
-fn radix_sort<T: Zeroed>(items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync) -> Scratch<T> {
+fn radix_sort<T: Zeroed>(mut items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync) -> Scratch<T> {
     let n = items.len();
     if n < RADIX_FROM {
-        let mut items = items;
         items.sort_unstable_by_key(|t| key(t));
         return items;
     }
     if u32::try_from(n).is_err() {
         // Beyond the sorts' 32-bit counts (32 GB of keys): the standard library's stable sort.
-        let mut items = items;
         items.sort_by_key(|t| key(t));
         return items;
     }
     if n >= SPLIT_SORT_FROM && crate::parallel::num_threads() >= 2 {
         return bucket_sort(items, key);
     }
-    let mut items = items;
     let mut sorted = Scratch::zeroed(n);
     msd_sort(&mut items, &mut sorted, &key);
     sorted
@@ -528,7 +525,7 @@ mod tests {
     #[test]
     fn bucket_sort_matches_a_stable_sort() {
         // Long enough for the bucket sort; normal-like samples (few distinct high digits), small
-        // integers (low digits all zero: passes skipped), one value in most places (one bucket
+        // integers (low bits all zero), one value in most places (one bucket
         // holds nearly all) and a payload that must keep its stable order among equal keys: the
         // bucket sort and the MSD sort of the whole, against the standard library's stable sort.
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
