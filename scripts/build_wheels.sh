@@ -163,6 +163,17 @@ run_suite() {  # venv
 # that suite's mostly single-threaded Python leaves idle.
 run_nehalem() {  # venv
     local level
+    # NumPy 2.3 and 2.4 died of SIGILL at import under this emulation on the Zen 5 VM of stop 55
+    # (they had run on the Zen 3), before rsnorm loads: there the same tests run natively on
+    # rsnorm's scalar path, and say so.
+    if ! qemu-x86_64 -cpu Nehalem "$1/bin/python" -c 'import numpy' >/dev/null 2>&1; then
+        echo "WARNING: NumPy does not import under qemu-x86_64 -cpu Nehalem on this host; the CPU backend's tests ran natively with RSNORM_SIMD=scalar instead"
+        level=$(RSNORM_SIMD=scalar "$1/bin/python" -c 'import rsnorm; print(rsnorm.simd_level())')
+        [ "$level" = scalar ] || { echo "with RSNORM_SIMD=scalar simd_level() is '$level', expected 'scalar'" >&2; return 1; }
+        RSNORM_SIMD=scalar HYPOTHESIS_STORAGE_DIRECTORY=$(mktemp -d) nice -n 19 "$1/bin/python" \
+            -m pytest -q -p no:cacheprovider tests -k "$CPU_TESTS"
+        return
+    fi
     level=$(qemu-x86_64 -cpu Nehalem "$1/bin/python" -c 'import rsnorm; print(rsnorm.simd_level())')
     [ "$level" = scalar ] || { echo "under Nehalem simd_level() is '$level', expected 'scalar'" >&2; return 1; }
     HYPOTHESIS_STORAGE_DIRECTORY=$(mktemp -d) nice -n 19 qemu-x86_64 -cpu Nehalem "$1/bin/python" \
@@ -195,9 +206,15 @@ if [ "$TEST" = 1 ]; then
             status=0
             wait "$nehalem" || status=$?
             cat "$DIST/.nehalem.log"
+            native_scalar=0
+            ! grep -q '^WARNING: NumPy does not import under qemu' "$DIST/.nehalem.log" || native_scalar=1
             rm -f "$DIST/.nehalem.log"
             [ "$status" = 0 ] || { echo "the CPU backend's tests failed under qemu-x86_64 -cpu Nehalem" >&2; exit 1; }
-            SUMMARY+=("$(basename "$X86")  qemu-x86_64 -cpu Nehalem: simd_level() = scalar, CPU-backend suite passed")
+            if [ "$native_scalar" = 1 ]; then
+                SUMMARY+=("$(basename "$X86")  RSNORM_SIMD=scalar (NumPy does not start under qemu Nehalem here): CPU-backend suite passed")
+            else
+                SUMMARY+=("$(basename "$X86")  qemu-x86_64 -cpu Nehalem: simd_level() = scalar, CPU-backend suite passed")
+            fi
         fi
     fi
     AARCH=$(ls "$DIST"/*manylinux*aarch64.whl 2>/dev/null | head -1 || true)
