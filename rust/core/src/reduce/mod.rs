@@ -254,8 +254,11 @@ pub fn sum_pairs<T: Float>(p: &[T], q: &[T], f: impl Fn(f64, f64) -> f64) -> f64
         .chunks_exact(LANES)
         .zip(q[..full].chunks_exact(LANES))
     {
-        for ((lane, &a), &b) in lanes.iter_mut().zip(pc).zip(qc) {
-            *lane += f(a.to_f64(), b.to_f64());
+        // Indexed arrays, not zipped lanes, as in `blocked_sum_hooked`: the same additions.
+        let pc: &[T; LANES] = pc.try_into().expect("chunks_exact yields LANES");
+        let qc: &[T; LANES] = qc.try_into().expect("chunks_exact yields LANES");
+        for j in 0..LANES {
+            lanes[j] += f(pc[j].to_f64(), qc[j].to_f64());
         }
     }
     // The tail in chunks of `TAIL_CHUNK` into the first lanes, padded with
