@@ -162,21 +162,17 @@ run_suite() {  # venv
 # lowest priority and with its own Hypothesis database: it runs beside the native suite, on the core
 # that suite's mostly single-threaded Python leaves idle.
 run_nehalem() {  # venv
-    local level
+    local level run=(qemu-x86_64 -cpu Nehalem) where="under Nehalem"
     # NumPy 2.3 and 2.4 died of SIGILL at import under this emulation on the Zen 5 VM of stop 55
     # (they had run on the Zen 3), before rsnorm loads: there the same tests run natively on
     # rsnorm's scalar path, and say so.
-    if ! qemu-x86_64 -cpu Nehalem "$1/bin/python" -c 'import numpy' >/dev/null 2>&1; then
+    if ! "${run[@]}" "$1/bin/python" -c 'import numpy' >/dev/null 2>&1; then
         echo "WARNING: NumPy does not import under qemu-x86_64 -cpu Nehalem on this host; the CPU backend's tests ran natively with RSNORM_SIMD=scalar instead"
-        level=$(RSNORM_SIMD=scalar "$1/bin/python" -c 'import rsnorm; print(rsnorm.simd_level())')
-        [ "$level" = scalar ] || { echo "with RSNORM_SIMD=scalar simd_level() is '$level', expected 'scalar'" >&2; return 1; }
-        RSNORM_SIMD=scalar HYPOTHESIS_STORAGE_DIRECTORY=$(mktemp -d) nice -n 19 "$1/bin/python" \
-            -m pytest -q -p no:cacheprovider tests -k "$CPU_TESTS"
-        return
+        run=(env RSNORM_SIMD=scalar) where="with RSNORM_SIMD=scalar"
     fi
-    level=$(qemu-x86_64 -cpu Nehalem "$1/bin/python" -c 'import rsnorm; print(rsnorm.simd_level())')
-    [ "$level" = scalar ] || { echo "under Nehalem simd_level() is '$level', expected 'scalar'" >&2; return 1; }
-    HYPOTHESIS_STORAGE_DIRECTORY=$(mktemp -d) nice -n 19 qemu-x86_64 -cpu Nehalem "$1/bin/python" \
+    level=$("${run[@]}" "$1/bin/python" -c 'import rsnorm; print(rsnorm.simd_level())')
+    [ "$level" = scalar ] || { echo "$where simd_level() is '$level', expected 'scalar'" >&2; return 1; }
+    HYPOTHESIS_STORAGE_DIRECTORY=$(mktemp -d) nice -n 19 "${run[@]}" "$1/bin/python" \
         -m pytest -q -p no:cacheprovider tests -k "$CPU_TESTS"
 }
 

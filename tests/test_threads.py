@@ -99,7 +99,7 @@ def test_large_calls_let_other_python_threads_run(rng, restore_threads, call):
     (0.5 ms here) before the call entered Rust and after it left. Calls under 1024 elements keep
     the GIL, as NumPy's below 500: their work is shorter than the hand-off."""
     rn.set_num_threads(1)
-    # 256 MB each way: on a Zen 4 VM a 64 MB LayerNorm took 4 ms on one thread, under the 5 ms
+    # 256 MB each way: on a Zen 5 VM a 64 MB LayerNorm took 4 ms on one thread, under the 5 ms
     # the check below needs.
     x = rng.random((8192, 8192), dtype=np.float32)
     y = np.empty_like(x)
