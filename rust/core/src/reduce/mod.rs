@@ -246,37 +246,63 @@ const TAIL_CHUNK: usize = 8;
 /// had cost short rows (a 10-class distribution) more than their values.
 #[inline(always)]
 pub fn sum_pairs<T: Float>(p: &[T], q: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+    const _: () = assert!(
+        LANES == 4 * TAIL_CHUNK,
+        "four groups of lanes, named one by one"
+    );
     let n = p.len().min(q.len());
     let (p, q) = (&p[..n], &q[..n]);
-    let mut lanes = [0.0f64; LANES];
+    // Lane g·8 + j in group g, at j: one AVX-512 vector a group, each group named in the code.
+    // As one flat array of 32 f64 lanes, the fat-LTO build kept the lanes in 32 scalar registers
+    // rotated every step (float64 softmax_backward 1.7x slower than built without LTO); as a
+    // loop over the groups, a costly f (the logs of js_divergence) kept them on the stack.
+    let [mut g0, mut g1, mut g2, mut g3] = [[0.0f64; TAIL_CHUNK]; 4];
     let full = n / LANES * LANES;
     for (pc, qc) in p[..full]
         .chunks_exact(LANES)
         .zip(q[..full].chunks_exact(LANES))
     {
-        // Indexed arrays, not zipped lanes, as in `blocked_sum_hooked`: the same additions.
-        let pc: &[T; LANES] = pc.try_into().expect("chunks_exact yields LANES");
-        let qc: &[T; LANES] = qc.try_into().expect("chunks_exact yields LANES");
-        for j in 0..LANES {
-            lanes[j] += f(pc[j].to_f64(), qc[j].to_f64());
-        }
+        const G: usize = TAIL_CHUNK;
+        add_pairs(&mut g0, &pc[..G], &qc[..G], &f);
+        add_pairs(&mut g1, &pc[G..2 * G], &qc[G..2 * G], &f);
+        add_pairs(&mut g2, &pc[2 * G..3 * G], &qc[2 * G..3 * G], &f);
+        add_pairs(&mut g3, &pc[3 * G..], &qc[3 * G..], &f);
     }
-    // The tail in chunks of `TAIL_CHUNK` into the first lanes, padded with
-    // (0, 0): a whole 32-lane chunk had spent most of a 10-value row on padding. Set lane by
-    // lane, not copied into a zeroed array (see `for_each_chunk`), and in a loop, not by
-    // `array::from_fn`, which was compiled as a call outside the SIMD dispatch.
+    let mut lanes = [0.0f64; LANES];
+    for (lanes, group) in lanes.chunks_exact_mut(TAIL_CHUNK).zip([g0, g1, g2, g3]) {
+        lanes.copy_from_slice(&group);
+    }
+    // The tail in chunks of `TAIL_CHUNK` into the first lanes, padded with (0, 0): a whole
+    // 32-lane chunk had spent most of a 10-value row on padding. Set lane by lane, not copied
+    // into a zeroed array (see `for_each_chunk`), and in a loop, not by `array::from_fn`, which
+    // was compiled as a call outside the SIMD dispatch. Into the flat lanes, after the loop: a
+    // group picked at run time had put the groups on the stack for the whole loop.
     for (k, start) in (full..n).step_by(TAIL_CHUNK).enumerate() {
         let (mut a, mut b) = ([0.0f64; TAIL_CHUNK], [0.0f64; TAIL_CHUNK]);
         for j in 0..TAIL_CHUNK {
             a[j] = p.get(start + j).map_or(0.0, |v| v.to_f64());
             b[j] = q.get(start + j).map_or(0.0, |v| v.to_f64());
         }
-        let lanes = &mut lanes[k * TAIL_CHUNK..(k + 1) * TAIL_CHUNK];
-        for ((lane, &a), &b) in lanes.iter_mut().zip(&a).zip(&b) {
-            *lane += f(a, b);
-        }
+        let group: &mut [f64; TAIL_CHUNK] = (&mut lanes[k * TAIL_CHUNK..(k + 1) * TAIL_CHUNK])
+            .try_into()
+            .expect("a group of TAIL_CHUNK lanes");
+        add_pairs(group, &a, &b, &f);
     }
     fold(lanes)
+}
+
+/// One group of [`sum_pairs`]' lanes: `group[j] += f(p[j], q[j])` for the group's 8 lanes.
+#[inline(always)]
+fn add_pairs<T: Float>(
+    group: &mut [f64; TAIL_CHUNK],
+    p: &[T],
+    q: &[T],
+    f: &impl Fn(f64, f64) -> f64,
+) {
+    let (p, q) = (&p[..TAIL_CHUNK], &q[..TAIL_CHUNK]);
+    for j in 0..TAIL_CHUNK {
+        group[j] += f(p[j].to_f64(), q[j].to_f64());
+    }
 }
 
 /// Σ x.
