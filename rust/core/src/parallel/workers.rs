@@ -19,9 +19,10 @@ const SPIN_WHILE_BUSY: Duration = Duration::from_micros(200);
 /// catch the next call of a tight loop, which makes the worker busy.
 const SPIN_AFTER_WAKE: Duration = Duration::from_micros(20);
 
-/// A call's work as the workers see it: a closure they all run, which pulls chunks until none are
-/// left. The lifetime is erased; [`Workers::run`] keeps the closure alive until no worker is in it.
-type Task = dyn Fn() + Sync + 'static;
+/// A call's work as the workers see it: a closure they all run, with their index (the caller 0,
+/// workers from 1), which pulls chunks until none are left. The lifetime is erased;
+/// [`Workers::run`] keeps the closure alive until no worker is in it.
+type Task = dyn Fn(usize) + Sync + 'static;
 
 /// What the calling thread and the workers share.
 struct Board {
@@ -86,7 +87,7 @@ impl Workers {
     pub(super) fn start(threads: usize) -> Workers {
         let board = Arc::new(Board {
             state: AtomicU64::new(0),
-            task: UnsafeCell::new(std::ptr::null::<fn()>() as *const Task),
+            task: UnsafeCell::new(std::ptr::null::<fn(usize)>() as *const Task),
             active: AtomicUsize::new(0),
             owned: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
@@ -102,7 +103,7 @@ impl Workers {
             let board = board.clone();
             match std::thread::Builder::new()
                 .name(format!("rsnorm-{i}"))
-                .spawn(move || work_loop(&board))
+                .spawn(move || work_loop(&board, i))
             {
                 Ok(handle) => handles.push(handle),
                 Err(_) => break,
@@ -152,7 +153,7 @@ impl Workers {
     /// not run. After its own part the owner closes the epoch, then waits for `active` to reach
     /// zero. All four accesses are SeqCst, so either the owner sees a worker registered (and waits
     /// for it), or that worker sees the epoch closed (and leaves the task alone).
-    pub(super) fn run(&self, task: &(dyn Fn() + Sync), wake: bool) -> bool {
+    pub(super) fn run(&self, task: &(dyn Fn(usize) + Sync), wake: bool) -> bool {
         let board = &*self.board;
         if board
             .owned
@@ -165,7 +166,7 @@ impl Workers {
         // task is not used after `active` is zero below.
         #[allow(clippy::transmute_ptr_to_ptr)]
         let erased: *const Task =
-            unsafe { std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const Task>(task) };
+            unsafe { std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const Task>(task) };
         // SAFETY: the epoch is closed and `active` was zero when the last call returned, so no
         // worker reads `task` now.
         unsafe { *board.task.get() = erased };
@@ -174,7 +175,7 @@ impl Workers {
         if wake && board.sleepers.load(Ordering::SeqCst) > 0 {
             board.wake_sleepers();
         }
-        let own = catch_unwind(AssertUnwindSafe(task));
+        let own = catch_unwind(AssertUnwindSafe(|| task(0)));
         board.state.store(epoch << 1, Ordering::SeqCst);
         let mut polls = 0u32;
         while board.active.load(Ordering::SeqCst) != 0 {
@@ -225,7 +226,7 @@ pub(super) fn join_all(handles: Vec<JoinHandle<()>>) {
 }
 
 /// A worker: waits for an epoch it has not run (spinning, then asleep), runs its part, repeats.
-fn work_loop(board: &Board) {
+fn work_loop(board: &Board, index: usize) {
     let mut last_epoch = 0;
     let (after_wake, while_busy) = if board.spin {
         (SPIN_AFTER_WAKE, SPIN_WHILE_BUSY)
@@ -256,7 +257,7 @@ fn work_loop(board: &Board) {
             // SAFETY: registered in `active` before seeing the epoch open, so the owner keeps the
             // task alive until this worker leaves (see `Workers::run`).
             let task = unsafe { &**board.task.get() };
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(task)) {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| task(index))) {
                 *board.panic.lock().unwrap_or_else(PoisonError::into_inner) = Some(payload);
             }
         }
