@@ -70,10 +70,11 @@ fn insertion_sort<T: Copy>(items: &mut [T], key: &impl Fn(&T) -> u64) {
 
 /// Sorts the keys of `src` into `dst` (as long), stably; `src` is left in any order. An MSD radix
 /// sort: one counting pass and one scatter by the log2(n) bits (at most [`MSD_MAX_BITS`]) below
-/// the highest bit in which the keys differ, so that runs hold one or two keys each, which
-/// insertion finishes; longer runs (clustered keys) are sorted the same way. Each level leaves the
-/// runs' keys equal in the bits it took, so the depth is bounded by 64 bits. An LSD sort makes a
-/// pass per 8-bit digit that differs (6 to 8 for doubles of one sample, each 2 to 4.5 ns a key).
+/// the highest bit in which the keys differ, so that runs hold one or two keys each, which one
+/// insertion pass finishes; longer runs (clustered keys) are sorted the same way. Each level
+/// leaves the runs' keys equal in the bits it took, so the depth is bounded by 64 bits. An LSD
+/// sort makes a pass per 8-bit digit that differs (6 to 8 for doubles of one sample, each 2 to
+/// 4.5 ns a key).
 fn msd_sort<T: Copy>(src: &mut [T], dst: &mut [T], key: &impl Fn(&T) -> u64) {
     let n = src.len();
     if n <= INSERTION_TO {
@@ -117,10 +118,12 @@ fn msd_sort<T: Copy>(src: &mut [T], dst: &mut [T], key: &impl Fn(&T) -> u64) {
         if run.len() > INSERTION_TO {
             msd_sort(&mut dst[run.clone()], &mut src[run.clone()], key);
             dst[run.clone()].copy_from_slice(&src[run]);
-        } else if run.len() > 1 {
-            insertion_sort(&mut dst[run], key);
         }
     }
+    // The short runs by one insertion pass over all of `dst`: the runs are in order and the long
+    // ones sorted, so it only moves keys within short runs. Run by run, the loop's branches on
+    // run lengths of 0 to 3 had cost as much as the sorting (the same order either way).
+    insertion_sort(dst, key);
 }
 
 /// Keys from which one sort runs on two threads (below, the two samples sort at once, one a

@@ -497,7 +497,10 @@ mod tests {
                     });
                 }
             });
-            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "{chunks}");
+            assert!(
+                hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                "{chunks}"
+            );
         }
     }
 
