@@ -273,6 +273,9 @@ pub fn for_each_range(n_items: usize, work_per_item: usize, f: impl Fn(Range<usi
 /// that a claim from either end is one compare-and-swap.
 struct Claims(AtomicU64);
 
+// A call's chunks (at most CHUNKS_PER_THREAD a thread, see `balanced_chunks`) fit each half.
+const _: () = assert!(MAX_THREADS * CHUNKS_PER_THREAD <= u32::MAX as usize);
+
 impl Claims {
     fn new(chunks: usize) -> Self {
         Claims(AtomicU64::new(chunks as u64))
