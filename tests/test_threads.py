@@ -387,6 +387,51 @@ def test_norms_identical_with_and_without_nontemporal_stores(tmp_path):
     np.testing.assert_allclose(outputs["rms_norm_f64"], expect, rtol=1e-12, atol=1e-12)
 
 
+STREAMING_CODE = """
+import sys, numpy as np, rsnorm as rn
+rng = np.random.default_rng(7)
+# Calls under 16 MB run their loops at full width, larger ones with 256-bit vectors: offset data
+# of both sizes through the channel norms (rows and channel-last columns) and the row norms'
+# backward, forward and backward, float32 and float64.
+outputs = {}
+for name, shape in (("small", (8, 24, 20, 20)), ("large", (64, 24, 48, 48))):
+    x = (rng.standard_normal(shape) * 3 + 1e4).astype(np.float32)
+    w = rng.standard_normal(shape[1]).astype(np.float32)
+    go = rng.standard_normal(shape).astype(np.float32)
+    nhwc = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    for dt in (np.float32, np.float64):
+        xs, gs, ws, last = x.astype(dt), go.astype(dt), w.astype(dt), nhwc.astype(dt)
+        key = f"{name}_{np.dtype(dt).name}"
+        y, mean, rstd = rn.batch_norm(xs, None, None, ws, ws, training=True, return_stats=True)
+        outputs[f"bn_{key}"] = y
+        outputs[f"bn_eval_{key}"] = rn.batch_norm(xs, ws * 0, ws * 0 + 2, ws, ws)
+        for i, r in enumerate(rn.batch_norm_backward(gs, xs, mean, rstd, ws)):
+            outputs[f"bn_back{i}_{key}"] = r
+        outputs[f"bn_nhwc_{key}"] = rn.batch_norm(last, None, None, ws, ws, training=True, axis=-1)
+        outputs[f"gn_{key}"] = rn.group_norm(xs, 6, ws, ws)
+        outputs[f"in_{key}"] = rn.instance_norm(xs, weight=ws, bias=ws)
+        rows = xs.reshape(-1, shape[-1])
+        g_rows = gs.reshape(-1, shape[-1])
+        lw = np.linspace(0.5, 2, shape[-1]).astype(dt)
+        _, ln_mean, ln_rstd = rn.layer_norm(rows, shape[-1], lw, lw, return_stats=True)
+        for i, r in enumerate(rn.layer_norm_backward(g_rows, rows, ln_mean, ln_rstd, lw, lw)):
+            outputs[f"ln_back{i}_{key}"] = r
+np.savez(sys.argv[1], **outputs)
+from rsnorm._config import config
+print(config()["vectors"])
+"""
+
+
+def test_norms_identical_at_either_vector_width(tmp_path):
+    """The channel norms' loops and the row norms' backward run with 256-bit vectors in large
+    calls, at full width in smaller ones (RSNORM_STREAMING_CAP=0|1 forces either): the width
+    changes the speed, never a result."""
+    outputs = _identical_either_way(
+        tmp_path, STREAMING_CODE, "RSNORM_STREAMING_CAP", ("full width", "256-bit in streaming loops")
+    )
+    assert len(outputs) == 2 * 2 * 11
+
+
 def test_channel_norms_identical_across_thread_counts(rng, restore_threads):
     # Few threads take whole channels / groups per task (one sweep over memory), many threads split
     # rows (two sweeps); the (4, 48, 48) channels exceed the one-sweep cache budget at any count.

@@ -49,6 +49,16 @@ def _prefetch() -> str:
     return "hardware only"
 
 
+def _streaming() -> str:
+    """Which calls of the streaming loops run with 256-bit vectors (see `config`)."""
+    start = _rsnorm._streaming_from()
+    if start == 0:
+        return "256-bit in streaming loops"
+    if start >= 1 << 62:
+        return "full width"
+    return f"256-bit in streaming loops from {start >> 20} MB a call"
+
+
 def config() -> dict[str, str]:
     """The SIMD path, thread count, GPU adapter and library versions, as a dict."""
     return {
@@ -62,6 +72,10 @@ def config() -> dict[str, str]:
         # (and the bench's copy from 32 MB written): stores that skip the cache where they
         # measured faster (by CPU vendor), RSNORM_NONTEMPORAL=0|1 to choose.
         "stores": "non-temporal from 64 MB a call" if _rsnorm._nontemporal_stores() else "cached",
+        # The channel norms' loops and the row norms' backward: 256-bit vectors, faster from
+        # memory; on AMD from Zen 5 on, calls whose arrays hold under 16 MB together run at full
+        # width, faster within its L3 (AVX-512 CPUs). RSNORM_STREAMING_CAP=0|1: never, always.
+        "vectors": _streaming(),
         # "release" in wheels; a local build's profile otherwise (its timings are not the wheel's).
         "build": _rsnorm._build_profile(),
         "threads": str(_rsnorm.get_num_threads()),

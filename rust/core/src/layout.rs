@@ -257,6 +257,12 @@ impl Rows {
         self.row_len
     }
 
+    /// Elements of all rows together.
+    #[inline(always)]
+    pub fn n_elements(&self) -> usize {
+        self.count * self.row_len
+    }
+
     /// Offset of the first element of row `row`.
     #[inline(always)]
     pub fn row_offset(&self, row: usize) -> isize {

@@ -139,26 +139,83 @@ thread_local! {
     static CAP: Cell<Level> = const { Cell::new(Level::Avx512) };
 }
 
+/// Bytes a call's arrays hold together from which [`streaming`] caps its kernels at AVX2 on AMD
+/// CPUs from Zen 5 on (elsewhere it caps every call): half the 32 MB L3 of the Zen 5 EPYC,
+/// between the 6 MB calls that ran faster uncapped there and the 38–51 MB ones that ran slower
+/// (decisions.md).
+pub const STREAMING_FROM: usize = 16 << 20;
+
 /// Runs `f` with the kernels it dispatches capped at AVX2 (256-bit vectors), on whatever thread
-/// the row drivers run them. For loops that stream memory with little arithmetic per byte: on
-/// the AMD EPYC (Zen 4) machine CI runs on, BatchNorm, GroupNorm, InstanceNorm and LayerNorm
-/// backward ran 9–20% slower with 512-bit vectors (64-byte-aligned arrays too), while the
-/// exp/ln/sqrt-heavy kernels (softmax, KL, Adam) ran 10–60% faster with them. Results do not
-/// change: every level computes the same bits.
-pub fn streaming<R>(f: impl FnOnce() -> R) -> R {
+/// the row drivers run them, when the call's arrays hold `bytes` ≥ [`STREAMING_FROM`] together.
+/// For loops that stream memory with little arithmetic per byte: on the AMD EPYC (Zen 4),
+/// BatchNorm, GroupNorm, InstanceNorm and LayerNorm backward ran 9–20% slower with 512-bit
+/// vectors (64-byte-aligned arrays too), while the exp/ln/sqrt-heavy kernels (softmax, KL, Adam)
+/// ran 10–60% faster with them. On the Zen 5 EPYC the large calls still did (5–14% slower
+/// uncapped), but calls within its L3 ran 5–21% faster with 512-bit vectors. Results do not
+/// change: every level computes the same bits. The Zen 4 and the Intel Xeon cap every call
+/// (BatchNorm train (32, 512, 7, 7) was 1.14× slower uncapped on the Xeon).
+/// `RSNORM_STREAMING_CAP=0|1` overrides.
+pub fn streaming<R>(bytes: usize, f: impl FnOnce() -> R) -> R {
+    if !capped(bytes) {
+        return f();
+    }
     let before = CAP.with(|cap| cap.replace(Level::Avx2));
     let result = f();
     CAP.with(|cap| cap.set(before));
     result
 }
 
+/// Whether a [`streaming`] call over `bytes` is capped.
+fn capped(bytes: usize) -> bool {
+    bytes >= streaming_from()
+}
+
+/// The bytes from which [`streaming`] caps a call: [`STREAMING_FROM`] on AMD CPUs from Zen 5 on,
+/// else 0 (every call); `RSNORM_STREAMING_CAP=1` gives 0 and `RSNORM_STREAMING_CAP=0`
+/// `usize::MAX` (none). Read once.
+pub fn streaming_from() -> usize {
+    static FROM: OnceLock<usize> = OnceLock::new();
+    *FROM.get_or_init(|| {
+        match std::env::var("RSNORM_STREAMING_CAP")
+            .ok()
+            .as_deref()
+            .map(str::trim)
+        {
+            Some("0") => usize::MAX,
+            Some("1") => 0,
+            _ if amd_family() >= ZEN5_FAMILY => STREAMING_FROM,
+            _ => 0,
+        }
+    })
+}
+
+/// CPUID's family of AMD's Zen 5 (0x1A); Zen 3 and Zen 4 are 0x19.
+const ZEN5_FAMILY: u32 = 0x1A;
+
+/// The CPU's family (CPUID leaf 1, base plus extended) on AMD CPUs, else 0.
+fn amd_family() -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if amd() {
+        // SAFETY: CPUID leaf 1 exists on every x86-64 CPU.
+        #[allow(unused_unsafe)]
+        let eax = unsafe { std::arch::x86_64::__cpuid(1) }.eax;
+        let base = (eax >> 8) & 0xF;
+        return if base == 0xF {
+            base + ((eax >> 20) & 0xFF)
+        } else {
+            base
+        };
+    }
+    0
+}
+
 /// [`streaming`] for kernels whose lanes are of `T`, when those fit AVX2's sixteen registers:
 /// two sums of 32 lanes take eight of them in a 4-byte type, but all sixteen in f64, where the
 /// lanes spilled to the stack at AVX2 (`moments` of float32, read as f64, ran 1.3–1.4× faster
 /// with 512-bit vectors on the EPYC). Kernels over f64 run at the full level.
-pub fn streaming_lanes<T, R>(f: impl FnOnce() -> R) -> R {
+pub fn streaming_lanes<T, R>(bytes: usize, f: impl FnOnce() -> R) -> R {
     if std::mem::size_of::<T>() <= 4 {
-        streaming(f)
+        streaming(bytes, f)
     } else {
         f()
     }
@@ -346,14 +403,27 @@ mod tests {
         assert_eq!(level(), Level::Neon);
         assert!(["scalar", "neon", "avx2", "avx512"].contains(&level().name()));
         assert_eq!(dispatch_at(active_level(), || 41 + 1), 42);
-        // A streaming scope caps the level at AVX2 and restores it after.
+        // A streaming scope over STREAMING_FROM bytes caps the level at AVX2 and restores it
+        // after; a smaller one keeps the full level (unless RSNORM_STREAMING_CAP forces it).
         let outside = active_level();
-        let inside = streaming(active_level);
-        assert_eq!(inside, outside.min(Level::Avx2));
+        let inside = streaming(STREAMING_FROM, active_level);
+        let forced = std::env::var("RSNORM_STREAMING_CAP").ok();
+        if forced.is_none() {
+            assert_eq!(inside, outside.min(Level::Avx2));
+            let small = streaming(STREAMING_FROM - 1, active_level);
+            let by_size = amd_family() >= ZEN5_FAMILY;
+            assert_eq!(small, if by_size { outside } else { inside });
+        }
         assert_eq!(active_level(), outside);
         // By lane type: f32 lanes are capped, f64 lanes keep the full level.
-        assert_eq!(streaming_lanes::<f32, _>(active_level), inside);
-        assert_eq!(streaming_lanes::<f64, _>(active_level), outside);
+        assert_eq!(
+            streaming_lanes::<f32, _>(STREAMING_FROM, active_level),
+            inside
+        );
+        assert_eq!(
+            streaming_lanes::<f64, _>(STREAMING_FROM, active_level),
+            outside
+        );
         assert_eq!(active_level(), outside);
     }
 }

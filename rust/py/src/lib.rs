@@ -84,6 +84,13 @@ fn _nontemporal_stores() -> bool {
     rsnorm_core::simd::nontemporal_stores()
 }
 
+/// The bytes a call's arrays hold from which the channel norms' and the row norms' backward
+/// loops run with 256-bit vectors (`RSNORM_STREAMING_CAP=0|1`: never, always).
+#[pyfunction]
+fn _streaming_from() -> usize {
+    rsnorm_core::simd::streaming_from()
+}
+
 /// The Cargo profile this extension was built with: "release" for wheels; a local "dev-opt"
 /// build lacks the fat LTO, and some kernels lose their vectorization without it.
 #[pyfunction]
@@ -240,6 +247,7 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_row_prefetch, m)?)?;
     m.add_function(wrap_pyfunction!(_streamed_row_prefetch, m)?)?;
     m.add_function(wrap_pyfunction!(_nontemporal_stores, m)?)?;
+    m.add_function(wrap_pyfunction!(_streaming_from, m)?)?;
     m.add_function(wrap_pyfunction!(_build_profile, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_copy, m)?)?;
     m.add_function(wrap_pyfunction!(_parallel_scale, m)?)?;

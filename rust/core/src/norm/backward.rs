@@ -120,8 +120,10 @@ pub fn row_norm_backward<S: Element>(
     param_grads: bool,
     grad_sum: Option<&RowsRef<S>>,
 ) -> Result<ParamGradSums> {
-    // Streams memory: 256-bit vectors measured faster for f32 lanes (see `simd::streaming`).
-    crate::simd::streaming_lanes::<S::Compute, _>(|| {
+    let bytes = grad_out.bytes() + x.bytes() + dx.bytes() + grad_sum.map_or(0, RowsRef::bytes);
+    // Streams memory: 256-bit vectors measured faster for f32 lanes from the L3 (see
+    // `simd::streaming`).
+    crate::simd::streaming_lanes::<S::Compute, _>(bytes, || {
         const OP: &str = "norm backward";
         check_same_rows(
             OP,

@@ -171,8 +171,8 @@ fn exact_columns<S: Element>(x: &RowsRef<S>, columns: usize, lost: &[usize]) -> 
 
 /// Moments of each of the `columns` columns of `x`, whose rows hold `columns` values each.
 pub fn column_moments<S: Element>(x: &RowsRef<S>, columns: usize) -> Vec<Moments> {
-    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
-    crate::simd::streaming(|| {
+    // Streams memory: 256-bit vectors measured faster beyond the L3 (see `simd::streaming`).
+    crate::simd::streaming(x.bytes(), || {
         debug_assert_eq!(x.rows().row_len(), columns);
         let n = x.rows().n_rows();
         if n == 0 || columns == 0 {
@@ -224,8 +224,8 @@ pub fn affine_columns<S: Element>(
     y: &RowsMut<S>,
     params: &[RowAffine],
 ) -> crate::error::Result<()> {
-    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
-    crate::simd::streaming(|| {
+    // Streams memory: 256-bit vectors measured faster beyond the L3 (see `simd::streaming`).
+    crate::simd::streaming(x.bytes() + y.bytes(), || {
         crate::rows::check_same_rows("normalization", x.rows(), &[("out", y.rows())])?;
         let columns = params.len();
         debug_assert_eq!(x.rows().row_len(), columns);
@@ -280,8 +280,8 @@ pub fn column_grad_sums<S: Element>(
     lo: &[S::Compute],
     rstd: &[S::Compute],
 ) -> (Vec<f64>, Vec<f64>) {
-    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
-    crate::simd::streaming(|| {
+    // Streams memory: 256-bit vectors measured faster beyond the L3 (see `simd::streaming`).
+    crate::simd::streaming(grad_out.bytes() + x.bytes(), || {
         let columns = hi.len();
         if columns == 0 {
             return (Vec::new(), Vec::new());
@@ -328,8 +328,8 @@ pub fn affine_columns_with_grad<S: Element>(
     dx: &RowsMut<S>,
     params: &[(RowAffine, f64)],
 ) -> crate::error::Result<()> {
-    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
-    crate::simd::streaming(|| {
+    // Streams memory: 256-bit vectors measured faster beyond the L3 (see `simd::streaming`).
+    crate::simd::streaming(grad_out.bytes() + x.bytes() + dx.bytes(), || {
         crate::rows::check_same_rows(
             "normalization backward",
             x.rows(),

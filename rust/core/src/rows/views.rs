@@ -87,6 +87,21 @@ view_accessors!(ArrayMut {
 view_accessors!(RowsRef { rows: Rows });
 view_accessors!(RowsMut { rows: Rows });
 
+/// The bytes a row view's elements take (its rows' elements, not the span between them).
+macro_rules! rows_bytes {
+    ($($view:ident),*) => {
+        $(
+            impl<S> $view<'_, S> {
+                pub fn bytes(&self) -> usize {
+                    self.rows.n_elements() * std::mem::size_of::<S>()
+                }
+            }
+        )*
+    };
+}
+
+rows_bytes!(RowsRef, RowsMut);
+
 /// Element strides of a C-contiguous array of `shape`.
 fn c_strides(shape: &[usize]) -> Vec<isize> {
     let mut strides = vec![1isize; shape.len()];
@@ -490,8 +505,7 @@ impl<S> RowsMut<'_, S> {
     /// kernels whose stores follow the row's loads closely (the norms' one write pass).
     #[inline(always)]
     pub fn ahead_beyond_cache(&self, row: usize) -> Ahead {
-        let bytes = self.rows.n_rows() * self.rows.row_len() * std::mem::size_of::<S>();
-        if bytes < Ahead::MIN_OUTPUT_BYTES {
+        if self.bytes() < Ahead::MIN_OUTPUT_BYTES {
             return Ahead::NONE;
         }
         self.ahead(row)

@@ -31,8 +31,9 @@ pub struct RowAffine {
 
 /// Moments of every row of `x`, in row order.
 pub fn row_moments<S: Element>(x: &RowsRef<S>) -> Vec<Moments> {
-    // Streams memory: 256-bit vectors measured faster for f32 lanes (see `simd::streaming`).
-    crate::simd::streaming_lanes::<S::Compute, _>(|| {
+    // Streams memory: 256-bit vectors measured faster for f32 lanes from the L3 (see
+    // `simd::streaming`).
+    crate::simd::streaming_lanes::<S::Compute, _>(x.bytes(), || {
         let mut moments = vec![Moments::default(); x.rows().n_rows()];
         let outputs: [&RowsMut<S>; 0] = [];
         map_rows(
@@ -67,8 +68,8 @@ pub fn affine_rows<S: Element>(
     y: &RowsMut<S>,
     affine: impl Fn(usize) -> RowAffine + Sync,
 ) -> Result<()> {
-    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
-    crate::simd::streaming(|| {
+    // Streams memory: 256-bit vectors measured faster beyond the L3 (see `simd::streaming`).
+    crate::simd::streaming(x.bytes() + y.bytes(), || {
         check_same_rows("normalization", x.rows(), &[("out", y.rows())])?;
         if let Some(direct) = DirectRows::of(x, y) {
             let row_len = x.rows().row_len();
@@ -279,8 +280,8 @@ pub fn affine_rows_with_grad<S: Element>(
     dx: &RowsMut<S>,
     params: impl Fn(usize) -> (RowAffine, f64) + Sync,
 ) -> Result<()> {
-    // Streams memory: 256-bit vectors measured faster (see `simd::streaming`).
-    crate::simd::streaming(|| {
+    // Streams memory: 256-bit vectors measured faster beyond the L3 (see `simd::streaming`).
+    crate::simd::streaming(grad.bytes() + x.bytes() + dx.bytes(), || {
         check_same_rows(
             "normalization backward",
             x.rows(),
