@@ -381,6 +381,25 @@ impl<T: Float> ColumnSums<T> {
         result
     }
 
+    /// Adds `rows` rows, as that many [`ColumnSums::add_row`] calls would (the same flushes):
+    /// `add(first_lanes, second_lanes, n)` adds the next `n` rows, a run that no flush splits,
+    /// so a caller can keep the lanes in registers across it.
+    #[inline(always)]
+    pub fn add_rows(&mut self, rows: usize, mut add: impl FnMut(&mut [T], &mut [T], usize)) {
+        let len = self.totals.len() / 2;
+        let mut left = rows;
+        while left > 0 {
+            let n = left.min(Self::FLUSH_ROWS - self.pending);
+            let (first, second) = Self::split(&mut self.lanes, self.at, self.gap, len);
+            add(first, second, n);
+            self.pending += n;
+            left -= n;
+            if self.pending == Self::FLUSH_ROWS {
+                self.flush();
+            }
+        }
+    }
+
     #[inline(always)]
     fn flush(&mut self) {
         let len = self.totals.len() / 2;
