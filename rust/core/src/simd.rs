@@ -110,10 +110,15 @@ pub fn nontemporal_stores() -> bool {
 
 /// The environment variable `name` as a switch ("0" off, "1" on), else `default()`.
 fn switch(name: &str, default: impl FnOnce() -> bool) -> bool {
+    set_switch(name).unwrap_or_else(default)
+}
+
+/// The environment variable `name` as a switch ("0" off, "1" on), or None when unset or else.
+fn set_switch(name: &str) -> Option<bool> {
     match std::env::var(name).ok().as_deref().map(str::trim) {
-        Some("0") => false,
-        Some("1") => true,
-        _ => default(),
+        Some("0") => Some(false),
+        Some("1") => Some(true),
+        _ => None,
     }
 }
 
@@ -156,7 +161,7 @@ pub const STREAMING_FROM: usize = 16 << 20;
 /// (BatchNorm train (32, 512, 7, 7) was 1.14× slower uncapped on the Xeon).
 /// `RSNORM_STREAMING_CAP=0|1` overrides.
 pub fn streaming<R>(bytes: usize, f: impl FnOnce() -> R) -> R {
-    if !capped(bytes) {
+    if bytes < streaming_from() {
         return f();
     }
     let before = CAP.with(|cap| cap.replace(Level::Avx2));
@@ -165,27 +170,15 @@ pub fn streaming<R>(bytes: usize, f: impl FnOnce() -> R) -> R {
     result
 }
 
-/// Whether a [`streaming`] call over `bytes` is capped.
-fn capped(bytes: usize) -> bool {
-    bytes >= streaming_from()
-}
-
 /// The bytes from which [`streaming`] caps a call: [`STREAMING_FROM`] on AMD CPUs from Zen 5 on,
 /// else 0 (every call); `RSNORM_STREAMING_CAP=1` gives 0 and `RSNORM_STREAMING_CAP=0`
 /// `usize::MAX` (none). Read once.
 pub fn streaming_from() -> usize {
     static FROM: OnceLock<usize> = OnceLock::new();
-    *FROM.get_or_init(|| {
-        match std::env::var("RSNORM_STREAMING_CAP")
-            .ok()
-            .as_deref()
-            .map(str::trim)
-        {
-            Some("0") => usize::MAX,
-            Some("1") => 0,
-            _ if amd_family() >= ZEN5_FAMILY => STREAMING_FROM,
-            _ => 0,
-        }
+    *FROM.get_or_init(|| match set_switch("RSNORM_STREAMING_CAP") {
+        Some(false) => usize::MAX,
+        None if amd_family() >= ZEN5_FAMILY => STREAMING_FROM,
+        Some(true) | None => 0,
     })
 }
 

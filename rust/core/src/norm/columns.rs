@@ -19,6 +19,28 @@ use crate::rows::{block_rows, map_row_blocks, map_rows, RowsMut, RowsRef};
 use super::channels::RowAffine;
 use super::split_mean;
 
+/// `$body` with the const `$c` = `$columns` where the column paths have a fixed-width form (16,
+/// 32 or 64 columns), else false: the widths listed once for every such path.
+macro_rules! at_fixed_width {
+    ($columns:expr, $c:ident => $body:expr) => {
+        match $columns {
+            16 => {
+                const $c: usize = 16;
+                $body
+            }
+            32 => {
+                const $c: usize = 32;
+                $body
+            }
+            64 => {
+                const $c: usize = 64;
+                $body
+            }
+            _ => false,
+        }
+    };
+}
+
 /// Target elements per grouped row.
 const GROUP_LEN: usize = 4096;
 /// Leading rows whose mean is the first center.
@@ -99,13 +121,7 @@ fn deviation_sums<S: Element>(
             // every row's additions in the same order (the same bits). Through the lanes in memory
             // and a loop of run-time length, each row's aliasing and length checks had cost more
             // than its arithmetic ((4, 16, 16, 32) channel-last BatchNorm).
-            let fixed = match columns {
-                16 => fixed_deviation_sums::<_, 16>(acc, group, center),
-                32 => fixed_deviation_sums::<_, 32>(acc, group, center),
-                64 => fixed_deviation_sums::<_, 64>(acc, group, center),
-                _ => false,
-            };
-            if fixed {
+            if at_fixed_width!(columns, C => fixed_deviation_sums::<_, C>(acc, group, center)) {
                 return;
             }
             for row in group.chunks_exact(columns) {
@@ -289,13 +305,7 @@ pub fn affine_columns<S: Element>(
             |_, [x], [y]| {
                 // Rows as wide as a few vectors: the parameters in registers (see
                 // `deviation_sums`).
-                let fixed = match columns {
-                    16 => fixed_affine::<_, 16>(x, y, params),
-                    32 => fixed_affine::<_, 32>(x, y, params),
-                    64 => fixed_affine::<_, 64>(x, y, params),
-                    _ => false,
-                };
-                if fixed {
+                if at_fixed_width!(columns, C => fixed_affine::<_, C>(x, y, params)) {
                     return;
                 }
                 for (x, y) in x.chunks_exact(columns).zip(y.chunks_exact_mut(columns)) {
