@@ -366,6 +366,43 @@ def test_errors(rng, call, match):
         call(x)
 
 
+def test_running_stats_of_every_layout_update_as_their_float64_copy(rng):
+    """Native float64 and float32 running statistics are read and written in place, any other
+    through NumPy's casts: each layout ends with the float64 update cast to its dtype, bit for
+    bit, and normalizes in evaluation as its float64 copy does."""
+    x = (rng.standard_normal((16, 5, 5)) * 2 + 3).astype(np.float32)
+    # Values every layout holds exactly, so that each update starts from the same numbers.
+    start_mean = rng.standard_normal(5).astype(np.float16).astype(np.float64)
+    start_var = (rng.random(5) + 0.5).astype(np.float16).astype(np.float64)
+    layouts = {
+        "float64": lambda v: v.copy(),
+        "float32": lambda v: v.astype(np.float32),
+        "float16": lambda v: v.astype(np.float16),
+        "float32 strided": lambda v: np.repeat(v, 2).astype(np.float32)[::2],
+        "byte-swapped": lambda v: v.astype(">f8"),
+    }
+    for axis in (1, -1):
+        rm, rv = start_mean.copy(), start_var.copy()
+        want_y = rn.batch_norm(x, rm, rv, training=True, momentum=0.3, axis=axis)
+        want_eval = rn.batch_norm(x, rm, rv, training=False, axis=axis)
+        assert not np.array_equal(rm, start_mean)
+        for name, make in layouts.items():
+            lm, lv = make(start_mean), make(start_var)
+            y = rn.batch_norm(x, lm, lv, training=True, momentum=0.3, axis=axis)
+            np.testing.assert_array_equal(y, want_y, err_msg=name)
+            np.testing.assert_array_equal(lm, rm.astype(lm.dtype), err_msg=name)
+            np.testing.assert_array_equal(lv, rv.astype(lv.dtype), err_msg=name)
+            if lm.dtype.itemsize == 8:
+                got = rn.batch_norm(x, lm, lv, training=False, axis=axis)
+                np.testing.assert_array_equal(got, want_eval, err_msg=name)
+    im, iv = np.zeros(5, np.float32), np.ones(5, np.float32)
+    rn.instance_norm(x[:, :, None], im, iv, momentum=0.5)
+    ref_m, ref_v = np.zeros(5), np.ones(5)
+    rn.instance_norm(x[:, :, None], ref_m, ref_v, momentum=0.5)
+    np.testing.assert_array_equal(im, ref_m.astype(np.float32))
+    np.testing.assert_array_equal(iv, ref_v.astype(np.float32))
+
+
 def test_read_only_running_stats_in_training_is_error_but_fine_in_eval(rng):
     x = rng.standard_normal((5, 2))
     rm, rv = np.zeros(2), np.ones(2)

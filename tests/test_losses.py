@@ -104,6 +104,7 @@ def test_class_weights_of_every_layout_and_dtype_give_the_same_loss(rng):
     layouts = {
         "float32": base.astype(np.float32),
         "strided": np.repeat(base, 2)[::2],
+        "float32 strided": np.repeat(base, 2).astype(np.float32)[::2],
         "read-only": frozen,
         "byte-swapped": base.astype(">f8"),
         "int": np.array([1, 2, 3, 1, 2, 3]),

@@ -31,6 +31,9 @@ fn stats_values(op: &str, name: &str, obj: &Bound<'_, PyAny>, expected: usize) -
             shape_str(arr.shape())
         )));
     }
+    if let Some(values) = crate::dispatch::native_f64_values::<numpy::IxDyn>(obj) {
+        return Ok(values);
+    }
     let flat = arr
         .call_method1("astype", (numpy::dtype::<f64>(obj.py()),))?
         .call_method1("ravel", ())?;

@@ -1,8 +1,8 @@
 //! Bindings of the channel-wise norms: batch_norm, instance_norm, group_norm.
 
 use crate::dispatch::{
-    array_mut, array_ref, channel_param, check_disjoint, float_array, is_writeable, output,
-    shape_str, unaliased, with_float_array, Storage,
+    array_mut, array_ref, channel_param, check_disjoint, float_array, is_writeable,
+    native_f64_values, output, shape_str, unaliased, with_float_array, Storage,
 };
 use crate::errors::{compute, type_error, value_error, Result};
 use numpy::{
@@ -57,8 +57,15 @@ impl<'py> Running<'py> {
                 "{op}: {name} is read-only but training updates it in place"
             )));
         }
-        let as_f64 = array.call_method1("astype", (numpy::dtype::<f64>(obj.py()),))?;
-        let values = as_f64.cast::<PyArrayDyn<f64>>()?.to_vec()?;
+        // A native float64 or float32 vector is read in place; any other through NumPy's cast.
+        // The casts there and back took ~2.4 µs of a channel-last BatchNorm train call.
+        let values = match native_f64_values::<numpy::Ix1>(array.as_any()) {
+            Some(values) => values,
+            None => array
+                .call_method1("astype", (numpy::dtype::<f64>(obj.py()),))?
+                .cast::<PyArrayDyn<f64>>()?
+                .to_vec()?,
+        };
         Ok(Some(Running {
             array: array.clone(),
             values,
@@ -67,12 +74,40 @@ impl<'py> Running<'py> {
 
     /// Writes the (updated) values back into the caller's array (cast to its dtype).
     fn store(&self) -> Result<()> {
+        // `as` rounds to nearest as NumPy's cast does: the same bits either way.
+        if native_write(&self.array, &self.values, |v| v)
+            || native_write(&self.array, &self.values, |v| v as f32)
+        {
+            return Ok(());
+        }
         let py = self.array.py();
         let new = PyArray1::from_slice(py, &self.values);
         py.import("numpy")?
             .call_method1("copyto", (&self.array, new, "unsafe"))?;
         Ok(())
     }
+}
+
+/// Writes `values` (converted by `convert`) into `array` when it is a native, contiguous 1-D
+/// array of `T` not borrowed elsewhere; `false` (nothing written) otherwise.
+fn native_write<T: numpy::Element>(
+    array: &Bound<'_, PyUntypedArray>,
+    values: &[f64],
+    convert: impl Fn(f64) -> T,
+) -> bool {
+    let Ok(typed) = array.cast::<PyArray1<T>>() else {
+        return false;
+    };
+    let Ok(mut view) = typed.try_readwrite() else {
+        return false;
+    };
+    let Ok(slots) = view.as_slice_mut() else {
+        return false;
+    };
+    for (slot, &v) in slots.iter_mut().zip(values) {
+        *slot = convert(v);
+    }
+    true
 }
 
 /// A norm's running mean and variance as the caller passed them, and which of them the call
