@@ -298,6 +298,22 @@ def test_cross_entropy_backward_classes_last_and_ignored_rows(rn, rng):
     assert not every.any()  # nothing to average: no gradient (as PyTorch's)
 
 
+def test_cross_entropy_backward_grad_out_of_every_kind_gives_the_same_bits(rng):
+    """A Python float is taken as the 0-d value it is (NumPy's float64 scalar is one too); any
+    other number or 0-d array goes through NumPy: every kind gives the same gradient."""
+    logits = rng.standard_normal((7, 5)).astype(np.float32)
+    target = rng.integers(0, 5, 7)
+    want = rsnorm.cross_entropy_with_logits_backward(np.array(2.5), logits, target)
+    np.testing.assert_allclose(want, ce_grad_ref(2.5, logits, target), rtol=1e-5, atol=1e-7)
+    for grad_out in (2.5, np.float64(2.5), np.float32(2.5), np.array(2.5, np.float32)):
+        got = rsnorm.cross_entropy_with_logits_backward(grad_out, logits, target)
+        np.testing.assert_array_equal(got, want, err_msg=repr(grad_out))
+    doubled = rsnorm.cross_entropy_with_logits_backward(5, logits, target, reduction="sum")
+    np.testing.assert_array_equal(
+        doubled, rsnorm.cross_entropy_with_logits_backward(5.0, logits, target, reduction="sum")
+    )
+
+
 def test_cross_entropy_backward_out_nan_and_errors(rng):
     logits = rng.standard_normal((5, 4))
     target = np.array([0, 3, 1, 2, 0])

@@ -383,6 +383,11 @@ pub(crate) fn real_values(
     name: &str,
     obj: &Bound<'_, PyAny>,
 ) -> Result<(Vec<f64>, Vec<usize>)> {
+    // A Python float (a loss's 1.0, NumPy's float64 scalars too) as the 0-d value it is: the
+    // conversion through an array took 1.5 µs of a 2.7 µs cross-entropy backward of 2 rows.
+    if let Ok(number) = obj.cast::<pyo3::types::PyFloat>() {
+        return Ok((vec![number.value()], Vec::new()));
+    }
     let arr = real_array(op, name, obj)?;
     Ok((arr.to_vec()?, arr.shape().to_vec()))
 }
