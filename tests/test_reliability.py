@@ -580,6 +580,37 @@ def test_non_contiguous_inputs_match_contiguous(rng):
         np.testing.assert_allclose(a, e, rtol=1e-14, atol=1e-14)
 
 
+def test_fortran_ordered_statistics_and_targets_are_read_in_c_order(rng):
+    """Statistics and class targets of two or more dims are read in their logical (C) order
+    whatever their memory order: a Fortran-ordered array is contiguous too, and reading its
+    memory as it lies had transposed it."""
+    x = rng.standard_normal((3, 4, 6))
+    g = rng.standard_normal(x.shape)
+    _, mean, rstd = rn.instance_norm(x, return_stats=True)
+    assert mean.shape == (3, 4)
+    fortran = (np.asfortranarray(mean), np.asfortranarray(rstd))
+    assert not fortran[0].flags.c_contiguous
+    want = rn.instance_norm_backward(g, x, mean, rstd)[0]
+    np.testing.assert_array_equal(rn.instance_norm_backward(g, x, *fortran)[0], want)
+    _, mean, rstd = rn.group_norm(x, 2, return_stats=True)
+    want = rn.group_norm_backward(g, x, mean, rstd, num_groups=2)[0]
+    got = rn.group_norm_backward(g, x, np.asfortranarray(mean), np.asfortranarray(rstd), num_groups=2)
+    np.testing.assert_array_equal(got[0], want)
+    log_probs = rn.log_softmax(rng.standard_normal((4, 5, 3)), axis=1)
+    target = rng.integers(0, 5, (4, 3))
+    for t in (np.asfortranarray(target), np.asfortranarray(target.astype(np.int32))):
+        assert not t.flags.c_contiguous
+        for reduction in ("none", "sum"):
+            np.testing.assert_array_equal(
+                rn.nll_loss(log_probs, t, axis=1, reduction=reduction),
+                rn.nll_loss(log_probs, target, axis=1, reduction=reduction),
+            )
+        np.testing.assert_array_equal(
+            rn.cross_entropy_with_logits(log_probs, t, axis=1, reduction="none"),
+            rn.cross_entropy_with_logits(log_probs, target, axis=1, reduction="none"),
+        )
+
+
 def test_float32_gradients_and_thread_independence(rng):
     x = (rng.standard_normal((256, 300)) + 50).astype(np.float32)
     go = rng.standard_normal((256, 300)).astype(np.float32)

@@ -151,10 +151,12 @@ fn class_indices(
                     // Every value fits (checked above): the fallback is never taken.
                     Ok(values.iter().map(|&t| i64::try_from(t).unwrap_or(i64::MAX)).collect())
                 };
-                // A contiguous target as a slice: ndarray's n-d iterator cost ~4 ns a value.
-                let index = match view.as_slice() {
-                    Ok(values) => convert(values)?,
-                    Err(_) => convert(&view.as_array().iter().copied().collect::<Vec<_>>())?,
+                // A C-contiguous target as a slice: ndarray's n-d iterator cost ~4 ns a value.
+                // (`as_slice` also takes Fortran order, which is not the ravel order.)
+                let slice = view.as_slice().ok().filter(|_| typed.is_c_contiguous());
+                let index = match slice {
+                    Some(values) => convert(values)?,
+                    None => convert(&view.as_array().iter().copied().collect::<Vec<_>>())?,
                 };
                 return Ok((index, shape));
             }
