@@ -68,6 +68,9 @@ def test_weight_norm_dims(rn, rng, dim):
         want = g.reshape(shape) * v / np.sqrt((v**2).sum(axis=axes, keepdims=True))
     np.testing.assert_allclose(rn.weight_norm(v, g, dim=dim), want, rtol=1e-13)
     np.testing.assert_allclose(rn.weight_norm(np.asfortranarray(v), g, dim=dim), want, rtol=1e-13)
+    if dim is not None:  # g with ones around its axis (PyTorch's shape) is reshaped; 1-D is not
+        kept = rn.weight_norm(v, g.reshape(shape), dim=dim)
+        np.testing.assert_array_equal(kept, rn.weight_norm(v, g, dim=dim))
 
 
 def test_weight_norm_errors(rng):
