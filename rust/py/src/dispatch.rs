@@ -37,22 +37,33 @@ macro_rules! with_float_array {
 }
 pub(crate) use with_float_array;
 
+/// The elements of `view` as one slice in C (ravel) order, or `None` when they are not laid out
+/// so. rust-numpy's `as_slice` alone also takes a Fortran-ordered array, whose memory order is
+/// not C order: a Fortran-ordered class target had been read transposed that way.
+pub(crate) fn c_order_slice<'a, T: NpElement, D: numpy::ndarray::Dimension>(
+    view: &'a numpy::PyReadonlyArray<'_, T, D>,
+) -> Option<&'a [T]> {
+    if !view.is_c_contiguous() {
+        return None;
+    }
+    view.as_slice().ok()
+}
+
 /// The values of a native, C-contiguous float64 or float32 array of dimension `D`, in C order as
 /// f64, or `None` when `obj` is not one (or is being written elsewhere). Read in place: NumPy's
 /// cast (`astype`, then a copy out) costs about a microsecond, more than many small calls' work.
-/// (`as_slice` alone also takes a Fortran-ordered array, whose memory order is not C order.)
 pub(crate) fn native_f64_values<D: numpy::ndarray::Dimension>(
     obj: &Bound<'_, PyAny>,
 ) -> Option<Vec<f64>> {
     fn read<T: NpElement + Copy + Into<f64>, D: numpy::ndarray::Dimension>(
         obj: &Bound<'_, PyAny>,
     ) -> Option<Vec<f64>> {
-        let array = obj.cast::<numpy::PyArray<T, D>>().ok()?;
-        if !array.is_c_contiguous() {
-            return None;
-        }
-        let view = array.try_readonly().ok()?;
-        Some(view.as_slice().ok()?.iter().map(|&v| v.into()).collect())
+        let view = obj
+            .cast::<numpy::PyArray<T, D>>()
+            .ok()?
+            .try_readonly()
+            .ok()?;
+        Some(c_order_slice(&view)?.iter().map(|&v| v.into()).collect())
     }
     read::<f64, D>(obj).or_else(|| read::<f32, D>(obj))
 }

@@ -152,9 +152,7 @@ fn class_indices(
                     Ok(values.iter().map(|&t| i64::try_from(t).unwrap_or(i64::MAX)).collect())
                 };
                 // A C-contiguous target as a slice: ndarray's n-d iterator cost ~4 ns a value.
-                // (`as_slice` also takes Fortran order, which is not the ravel order.)
-                let slice = view.as_slice().ok().filter(|_| typed.is_c_contiguous());
-                let index = match slice {
+                let index = match crate::dispatch::c_order_slice(&view) {
                     Some(values) => convert(values)?,
                     None => convert(&view.as_array().iter().copied().collect::<Vec<_>>())?,
                 };
