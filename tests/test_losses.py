@@ -186,6 +186,58 @@ def test_all_targets_ignored_and_empty_batches(rng):
     nan_row[1, 2] = np.nan
     got = rsnorm.nll_loss(nan_row, np.array([0, 2, 1]), reduction="none")
     assert np.isnan(got[1]) and np.isfinite(got[[0, 2]]).all()
+    # A class axis without classes: every target must be ignored, and nothing is read.
+    assert np.isnan(rsnorm.nll_loss(np.zeros((3, 0)), np.full(3, -100)))
+    np.testing.assert_array_equal(
+        rsnorm.nll_loss(np.zeros((3, 0)), np.full(3, -7), ignore_index=-7, reduction="none"), 0.0
+    )
+    with pytest.raises(ValueError, match="nll_loss: target 0 is out of range for 0 classes"):
+        rsnorm.nll_loss(np.zeros((3, 0)), np.array([-100, 0, -100]))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ignored_rows_leave_no_trace_in_nll_loss(rng, weighted):
+    """An ignored row's values never reach the loss: NaN and inf in every class of those rows
+    (the rows of a batch beyond the prefetch distance, and within it) change nothing."""
+    lp = log_softmax64(rng.standard_normal((40, 9)), -1).astype(np.float32)
+    t = rng.integers(0, 9, 40)
+    ignored = [0, 5, 20, 33, 39]
+    t[ignored] = -100
+    w = rng.uniform(0.1, 3.0, 9) if weighted else None
+    poisoned = lp.copy()
+    poisoned[ignored] = np.nan
+    poisoned[ignored[::2], 0] = np.inf
+    for reduction in ("mean", "sum", "none"):
+        want = rsnorm.nll_loss(lp, t, w, reduction=reduction)
+        got = rsnorm.nll_loss(poisoned, t, w, reduction=reduction)
+        assert np.asarray(got).tobytes() == np.asarray(want).tobytes(), reduction
+        np.testing.assert_allclose(got, nll_ref(lp, t, w, reduction=reduction), rtol=1e-6)
+
+
+def test_int64_targets_of_every_layout_give_the_same_loss(rng):
+    """A C-contiguous int64 target is read where it lies, any other converted: strided,
+    Fortran-ordered, read-only and byte-swapped targets give the bits of a contiguous copy."""
+    lp = log_softmax64(rng.standard_normal((6, 5, 4)), 1)
+    target = rng.integers(0, 5, (6, 4))
+    target[2, 1] = -100
+    frozen = target.copy()
+    frozen.flags.writeable = False
+    layouts = {
+        "strided": np.repeat(target, 2, axis=1)[:, ::2],
+        "fortran": np.asfortranarray(target),
+        "read-only": frozen,
+        "byte-swapped": target.astype(">i8"),
+    }
+    w = rng.uniform(0.1, 3.0, 5)
+    for reduction in ("mean", "sum", "none"):
+        want = np.asarray(rsnorm.nll_loss(lp, target, w, axis=1, reduction=reduction))
+        np.testing.assert_allclose(want, nll_ref(lp, target, w, 1, reduction), rtol=1e-14)
+        want_ce = np.asarray(rsnorm.cross_entropy_with_logits(lp, target, axis=1, reduction=reduction))
+        for name, t in layouts.items():
+            got = rsnorm.nll_loss(lp, t, w, axis=1, reduction=reduction)
+            assert np.asarray(got).tobytes() == want.tobytes(), (name, reduction)
+            got = rsnorm.cross_entropy_with_logits(lp, t, axis=1, reduction=reduction)
+            assert np.asarray(got).tobytes() == want_ce.tobytes(), (name, reduction)
 
 
 def _onnx_cases():
