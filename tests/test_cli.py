@@ -13,6 +13,7 @@ import pytest
 import rsnorm as rn
 from conftest import PYTHON
 from rsnorm import bench
+from rsnorm.bench.statistics import SELECTION_FEW
 
 
 def run_cli(*args, timeout=300):
@@ -67,6 +68,7 @@ def test_bench_json_has_every_workload_with_positive_medians():
     divergences.add(("softmax axis=1", suite.segmentation_shape))
     for op in ("wasserstein_1d", "aic", "bic"):
         divergences.add((op, (suite.w1_samples,)))
+    divergences |= {("aic", (SELECTION_FEW,)), ("bic", (SELECTION_FEW,))}
     assert seen == rows | channels | backward | optimizers | divergences
     # Bytes read + written per element, by op (x-sized arrays times the item size, or per
     # parameter for the optimizers); cosine_linear and the moments also count other arrays.

@@ -341,6 +341,71 @@ def test_aic_bic_broadcast_convert_and_match_the_formulas(rng):
     assert np.isnan(rn.aic(np.nan, 1)) and rn.bic(-np.inf, 1, 2) == np.inf
 
 
+def test_aic_bic_of_python_numbers_equal_their_array_forms():
+    """Python floats and ints go to the core without NumPy arrays: each result has the bits and
+    the type (NumPy float64) of the same call on one-value arrays, for the values and errors
+    the array path gives (an int beyond int64 read as uint64 is a float, larger ones refused)."""
+    lls = [-10.0, 3.5, -1e300, 0.0, -0.0, np.nan, -np.inf, np.inf, 7]
+    ks = [0, 3, 2.5, 10**6, 2**62, 2**63 + 5]
+    ns = [1, 200, 0.5, 1e300, 2**63, np.inf]
+    for ll in lls:
+        for k in ks:
+            got = rn.aic(ll, k)
+            want = rn.aic(np.array([ll]), np.array([k]))[0]
+            assert type(got) is np.float64 and got.tobytes() == want.tobytes(), (ll, k)
+            for n in ns:
+                got = rn.bic(ll, k, n)
+                want = rn.bic(np.array([ll]), np.array([k]), np.array([n]))[0]
+                assert type(got) is np.float64 and got.tobytes() == want.tobytes(), (ll, k, n)
+    assert rn.aic(-10.0, 3) == 26.0 and rn.bic(-10, 2, 1) == 20.0
+    with pytest.raises(ValueError, match=r"^aic: k must be >= 0, got -7$"):
+        rn.aic(0.0, -7)
+    with pytest.raises(ValueError, match=r"^aic: k must be >= 0, got -0.5$"):
+        rn.aic(0.0, -0.5)
+    with pytest.raises(ValueError, match=r"^bic: n must be > 0, got 0$"):
+        rn.bic(0.0, -1, 0)  # n is checked before k
+    with pytest.raises(ValueError, match=r"^bic: n must be > 0, got nan$"):
+        rn.bic(0.0, 1, float("nan"))
+    with pytest.raises(TypeError, match=r"^aic: k has dtype object; expected real numbers"):
+        rn.aic(0.0, 2**64)
+    with pytest.raises(TypeError, match=r"^aic: log_likelihood has dtype object; expected real numbers"):
+        rn.aic(-(2**63) - 1, 1)
+    with pytest.raises(TypeError, match=r"^aic: k has dtype bool; expected real numbers"):
+        rn.aic(0.0, True)
+    with pytest.raises(TypeError, match=r"^aic: k must be a 1-D int64 or float64 array, or a Python"):
+        _rsnorm.information_criterion(1.0, np.float32(2.0), None, 1)
+
+
+def test_aic_bic_read_directly_equal_their_converted_forms(rng):
+    """1-D int64 and float64 arrays of one value or one per model, beside Python numbers, are
+    read as they are; every other form is converted and broadcast first. Both give the same bits
+    and shapes: lists, int32, float32, 2-D columns, NumPy scalars and read-only arrays."""
+    ll = -rng.random(5) * 100
+    k = rng.integers(0, 9, 5)
+    n = rng.integers(1, 500, 5)
+    cases = [
+        ((ll, k), (ll.tolist(), k.tolist())),
+        ((ll, 3), (ll.tolist(), np.int32(3))),
+        ((-4.5, k), (np.float64(-4.5), k.astype(np.int32))),
+        ((ll[:1], k), (ll[:1].tolist(), k.tolist())),
+        ((ll[:0], 2), (ll[:0].tolist(), np.int16(2))),
+    ]
+    for direct, converted in cases:
+        got, want = rn.aic(*direct), rn.aic(*converted)
+        assert got.shape == want.shape and got.tobytes() == want.tobytes(), direct
+        n_ = n if np.size(direct[0]) == 5 else n[:1]
+        got, want = rn.bic(*direct, n_), rn.bic(*converted, n_.tolist())
+        assert got.shape == want.shape and got.tobytes() == want.tobytes(), direct
+    frozen = ll.copy()
+    frozen.flags.writeable = False
+    assert rn.aic(frozen, k).tobytes() == rn.aic(ll, k).tobytes()
+    assert rn.aic(ll[:, None], k[:3]).shape == (5, 3)  # 2-D: broadcast in Python
+    with pytest.raises(ValueError, match=r"^aic: the shapes cannot be broadcast together"):
+        rn.aic(ll, k[:3])
+    with pytest.raises(ValueError, match=r"^bic: k must be >= 0, got -1$"):
+        rn.bic(ll, np.array([1, 2, -1, 0, 0]), 10)
+
+
 def test_aic_bic_errors():
     with pytest.raises(
         ValueError, match=r"^aic: the shapes cannot be broadcast together: log_likelihood \(2,\), k \(3,\)"

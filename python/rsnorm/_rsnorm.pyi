@@ -83,6 +83,7 @@ __all__ = [
     "group_norm_backward",
     "information",
     "information_criterion",
+    "information_criterion_direct",
     "instance_norm",
     "instance_norm_backward",
     "l2_normalize",
@@ -231,6 +232,9 @@ def merge_moments(
 def information_criterion(
     log_likelihood: _ArrayLike, k: _ArrayLike, n: _ArrayLike | None, models: int
 ) -> npt.NDArray[np.float64]: ...
+def information_criterion_direct(
+    log_likelihood: object, k: object, n: object | None
+) -> float | npt.NDArray[np.float64] | None: ...
 def layer_norm_backward(
     grad_out: _ArrayLike,
     x: _ArrayLike,

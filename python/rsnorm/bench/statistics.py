@@ -48,6 +48,10 @@ def _moments(shape, dtype=np.float32) -> list[Workload]:
     ]
 
 
+# Models in the small AIC / BIC rows: a call whose cost is its Python layer.
+SELECTION_FEW = 8
+
+
 def _selection(size: int) -> list[Workload]:
     """AIC and BIC of a vector of fitted models."""
     rng = np.random.default_rng(7)
@@ -72,4 +76,5 @@ def _selection(size: int) -> list[Workload]:
 @family("statistics")
 def statistics_workloads(suite, threads: int) -> list[Workload]:
     loads = [load for shape in suite.row_op_shapes for load in _moments(shape)]
-    return loads + _selection(suite.w1_samples)
+    # A handful of candidate models (polynomial degrees, say), and a million.
+    return loads + _selection(SELECTION_FEW) + _selection(suite.w1_samples)

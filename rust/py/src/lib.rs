@@ -211,6 +211,7 @@ fn _rsnorm(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(misc::merge_partials, m)?)?;
     m.add_function(wrap_pyfunction!(misc::apply_statistics, m)?)?;
     m.add_function(wrap_pyfunction!(misc::information_criterion, m)?)?;
+    m.add_function(wrap_pyfunction!(misc::information_criterion_direct, m)?)?;
     m.add_function(wrap_pyfunction!(backward::layer_norm_backward, m)?)?;
     m.add_function(wrap_pyfunction!(backward::rms_norm_backward, m)?)?;
     m.add_function(wrap_pyfunction!(backward::add_layer_norm_backward, m)?)?;
