@@ -69,6 +69,7 @@ def test_bench_json_has_every_workload_with_positive_medians():
     for op in ("wasserstein_1d", "aic", "bic"):
         divergences.add((op, (suite.w1_samples,)))
     divergences |= {("aic", (SELECTION_FEW,)), ("bic", (SELECTION_FEW,))}
+    divergences |= {("apply_statistics", s) for s in suite.row_op_shapes}
     assert seen == rows | channels | backward | optimizers | divergences
     # Bytes read + written per element, by op (x-sized arrays times the item size, or per
     # parameter for the optimizers); cosine_linear and the moments also count other arrays.

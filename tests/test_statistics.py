@@ -169,6 +169,39 @@ def test_apply_statistics_normalizes_with_given_statistics(rng, dtype, axis):
     np.testing.assert_array_equal(out, (x[:, ::2].astype(np.float64) * 2).astype(dtype))
 
 
+def test_apply_statistics_reads_every_form_of_its_statistics_alike(rng):
+    """Native C-contiguous float64 and float32 statistics of the kept shape are read in place and
+    Python floats repeated; every other form goes through NumPy's broadcast and cast. All give
+    the bits of the same values as float64 arrays of the kept shape."""
+    x = (rng.standard_normal((6, 5, 4)) * 3 + 100).astype(np.float32)
+    mean = rng.standard_normal((6, 4)) + 100
+    scale = rng.uniform(0.5, 2.0, (6, 4))
+    want = rn.apply_statistics(x, mean, scale, 0.25, axis=1)
+    frozen = mean.copy()
+    frozen.flags.writeable = False
+    means = {
+        "float32": mean.astype(np.float32),
+        "fortran": np.asfortranarray(mean),
+        "strided": np.repeat(mean, 2, axis=1)[:, ::2],
+        "read-only": frozen,
+        "byte-swapped": mean.astype(">f8"),
+        "list": mean.tolist(),
+    }
+    for name, m in means.items():
+        expected = (
+            want
+            if name != "float32"
+            else rn.apply_statistics(x, mean.astype(np.float32).astype(np.float64), scale, 0.25, axis=1)
+        )
+        got = rn.apply_statistics(x, m, scale, 0.25, axis=1)
+        assert got.tobytes() == expected.tobytes(), name
+    for shift in (0.25, np.float64(0.25), np.array(0.25), np.full((6, 4), 0.25), np.full((1, 4), 0.25)):
+        got = rn.apply_statistics(x, mean, scale, shift, axis=1)
+        assert got.tobytes() == want.tobytes(), type(shift)
+    got = rn.apply_statistics(x, 100.0, 2.0, axis=None)
+    assert got.tobytes() == rn.apply_statistics(x, np.array(100.0), np.array(2.0), axis=None).tobytes()
+
+
 def test_apply_statistics_confines_nan_and_refuses_clearly(rng):
     x = rng.standard_normal((4, 10))
     mean = np.array([0.0, np.nan, 0.0, 0.0])

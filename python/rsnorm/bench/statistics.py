@@ -48,6 +48,27 @@ def _moments(shape, dtype=np.float32) -> list[Workload]:
     ]
 
 
+def _apply_statistics(shape, dtype=np.float32) -> list[Workload]:
+    """Normalization with statistics from elsewhere (a fitted scaler's per-feature mean and
+    scale, float64) over the rows of x, into a preallocated output. NumPy's fastest form takes
+    the statistics in x's dtype and works in place."""
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal(shape) * 3 + 10).astype(dtype)
+    mean, scale = x.mean(0, dtype=np.float64), 1 / x.std(0, dtype=np.float64)
+    out = np.empty_like(x)
+    mean_x, scale_x = mean.astype(dtype), scale.astype(dtype)
+
+    def numpy_form():
+        np.subtract(x, mean_x, out=out)
+        return np.multiply(out, scale_x, out=out)
+
+    impls: dict[str, Callable[[], object]] = {
+        "rsnorm": partial(rn.apply_statistics, x, mean, scale, None, 0, out=out),
+        "numpy": numpy_form,
+    }
+    return [Workload("apply_statistics", tuple(shape), np.dtype(dtype).name, 2 * x.nbytes, impls)]
+
+
 # Models in the small AIC / BIC rows: a call whose cost is its Python layer.
 SELECTION_FEW = 8
 
@@ -76,5 +97,6 @@ def _selection(size: int) -> list[Workload]:
 @family("statistics")
 def statistics_workloads(suite, threads: int) -> list[Workload]:
     loads = [load for shape in suite.row_op_shapes for load in _moments(shape)]
+    loads += [load for shape in suite.row_op_shapes for load in _apply_statistics(shape)]
     # A handful of candidate models (polynomial degrees, say), and a million.
     return loads + _selection(SELECTION_FEW) + _selection(suite.w1_samples)

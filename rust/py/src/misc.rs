@@ -318,12 +318,15 @@ pub(crate) fn apply_statistics<'py>(
         let y = output(py, OP, "out", out, &shape)?;
         let x = unaliased(x, &[&y])?;
         let (xv, yv) = (array_ref(&x), array_mut(&y));
-        compute(py, || statistics::apply_statistics(&xv, yv, axes.as_deref(), &params))?;
+        compute_sized(py, x.len(), || statistics::apply_statistics(&xv, yv, axes.as_deref(), &params))?;
         Ok(y.into_any())
     })
 }
 
-/// A statistic of `apply_statistics` as float64 values of the kept shape (broadcast to it).
+/// A statistic of `apply_statistics` as float64 values of the kept shape (broadcast to it). A
+/// native C-contiguous float64 or float32 array of that shape is read in place and a Python float
+/// repeated: through NumPy (`broadcast_to`, a cast, a copy out) each statistic had cost ~2 µs, and
+/// a (8, 16) call 7.3 µs where NumPy's `(x - mean) * scale` takes 1.5.
 fn stat_values(
     py: Python<'_>,
     op: &str,
@@ -331,7 +334,15 @@ fn stat_values(
     v: &Bound<'_, PyAny>,
     kept: &[usize],
 ) -> Result<Vec<f64>> {
+    if v.is_exact_instance_of::<pyo3::types::PyFloat>() {
+        return Ok(vec![v.extract::<f64>()?; kept.iter().product()]);
+    }
     let arr = crate::dispatch::as_ndarray(v)?;
+    if arr.shape() == kept {
+        if let Some(values) = crate::dispatch::native_f64_values::<numpy::IxDyn>(v) {
+            return Ok(values);
+        }
+    }
     if !matches!(arr.dtype().kind(), b'f' | b'i' | b'u') {
         return Err(crate::errors::type_error(format!(
             "{op}: {name} must hold real numbers, got dtype {}",
