@@ -215,8 +215,9 @@ def test_ignored_rows_leave_no_trace_in_nll_loss(rng, weighted):
 
 
 def test_int64_targets_of_every_layout_give_the_same_loss(rng):
-    """A C-contiguous int64 target is read where it lies, any other converted: strided,
-    Fortran-ordered, read-only and byte-swapped targets give the bits of a contiguous copy."""
+    """A C-contiguous target is read as one slice, any other through ndarray's iterator or
+    NumPy's cast: strided, Fortran-ordered, read-only and byte-swapped targets give the bits of a
+    contiguous copy."""
     lp = log_softmax64(rng.standard_normal((6, 5, 4)), 1)
     target = rng.integers(0, 5, (6, 4))
     target[2, 1] = -100
