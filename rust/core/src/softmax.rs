@@ -822,7 +822,7 @@ pub fn softmax_backward_along<S: Element>(
         #[inline(always)]
         |_, [g, y], [d]| {
             if !log {
-                let dot = from_f64::<S>(sum_pairs(g, y, |g, y| g * y));
+                let dot = from_f64::<S>(crate::reduce::dot::<_, M>(g, y));
                 for ((o, &gv), &yv) in d.iter_mut().zip(g).zip(y) {
                     *o = yv * (gv - dot);
                 }

@@ -246,6 +246,26 @@ const TAIL_CHUNK: usize = 8;
 /// had cost short rows (a 10-class distribution) more than their values.
 #[inline(always)]
 pub fn sum_pairs<T: Float>(p: &[T], q: &[T], f: impl Fn(f64, f64) -> f64) -> f64 {
+    sum_pairs_by(p, q, |acc, a, b| acc + f(a, b))
+}
+
+/// Σ a·b as f64 ([`sum_pairs`]' lanes, tail and fold). Where the product of two `T` is exact in
+/// f64 (f32, and the half types computed in f32: 2 × 24 significant bits ≤ 53), a fused
+/// multiply-add rounds `acc + a·b` once, as the multiply and add do, so `M` changes no bit; it
+/// saves the multiply (softmax_backward's row dot). f64 products round, so they stay separate.
+#[inline(always)]
+pub fn dot<T: Float, M: crate::fastmath::MulAdd>(p: &[T], q: &[T]) -> f64 {
+    // Significant bits = 1 − log2(ε): products of up to 26 bits are exact in f64.
+    if T::EPSILON >= 2.0f64.powi(-25) {
+        sum_pairs_by(p, q, |acc, a, b| M::mul_add_f64(a, b, acc))
+    } else {
+        sum_pairs(p, q, |a, b| a * b)
+    }
+}
+
+/// [`sum_pairs`] with the lane update given whole: `step(lane, a, b)` is the lane's new value.
+#[inline(always)]
+fn sum_pairs_by<T: Float>(p: &[T], q: &[T], step: impl Fn(f64, f64, f64) -> f64) -> f64 {
     const _: () = assert!(
         LANES == 4 * TAIL_CHUNK,
         "four groups of lanes, named one by one"
@@ -263,10 +283,10 @@ pub fn sum_pairs<T: Float>(p: &[T], q: &[T], f: impl Fn(f64, f64) -> f64) -> f64
         .zip(q[..full].chunks_exact(LANES))
     {
         const G: usize = TAIL_CHUNK;
-        add_pairs(&mut g0, &pc[..G], &qc[..G], &f);
-        add_pairs(&mut g1, &pc[G..2 * G], &qc[G..2 * G], &f);
-        add_pairs(&mut g2, &pc[2 * G..3 * G], &qc[2 * G..3 * G], &f);
-        add_pairs(&mut g3, &pc[3 * G..], &qc[3 * G..], &f);
+        add_pairs(&mut g0, &pc[..G], &qc[..G], &step);
+        add_pairs(&mut g1, &pc[G..2 * G], &qc[G..2 * G], &step);
+        add_pairs(&mut g2, &pc[2 * G..3 * G], &qc[2 * G..3 * G], &step);
+        add_pairs(&mut g3, &pc[3 * G..], &qc[3 * G..], &step);
     }
     let mut lanes = [0.0f64; LANES];
     for (lanes, group) in lanes.chunks_exact_mut(TAIL_CHUNK).zip([g0, g1, g2, g3]) {
@@ -286,22 +306,22 @@ pub fn sum_pairs<T: Float>(p: &[T], q: &[T], f: impl Fn(f64, f64) -> f64) -> f64
         let group: &mut [f64; TAIL_CHUNK] = (&mut lanes[k * TAIL_CHUNK..(k + 1) * TAIL_CHUNK])
             .try_into()
             .expect("a group of TAIL_CHUNK lanes");
-        add_pairs(group, &a, &b, &f);
+        add_pairs(group, &a, &b, &step);
     }
     fold(lanes)
 }
 
-/// One group of [`sum_pairs`]' lanes: `group[j] += f(p[j], q[j])` for the group's 8 lanes.
+/// One group of [`sum_pairs`]' lanes: `group[j] = step(group[j], p[j], q[j])` for its 8 lanes.
 #[inline(always)]
 fn add_pairs<T: Float>(
     group: &mut [f64; TAIL_CHUNK],
     p: &[T],
     q: &[T],
-    f: &impl Fn(f64, f64) -> f64,
+    step: &impl Fn(f64, f64, f64) -> f64,
 ) {
     let (p, q) = (&p[..TAIL_CHUNK], &q[..TAIL_CHUNK]);
     for j in 0..TAIL_CHUNK {
-        group[j] += f(p[j].to_f64(), q[j].to_f64());
+        group[j] = step(group[j], p[j].to_f64(), q[j].to_f64());
     }
 }
 
@@ -509,6 +529,29 @@ pub(crate) mod tests {
                 (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
             })
             .collect()
+    }
+
+    /// `dot` fuses the multiply only where the product is exact, so it has `sum_pairs`' bits
+    /// whichever `MulAdd`; f64 keeps the rounded product (fused, these values would differ).
+    #[test]
+    fn dot_has_the_bits_of_the_separate_products() {
+        use crate::fastmath::{Fused, Separate};
+        for n in [0, 1, 7, 8, 31, 32, 33, 100, 1000, 4099] {
+            let (p, q) = (noise(n, 3 + n as u64), noise(n, 11 + n as u64));
+            // Scaled apart, so the f32 products span many binades and the lanes round.
+            let p32: Vec<f32> = p.iter().map(|&v| (v * 1e4) as f32).collect();
+            let q32: Vec<f32> = q.iter().map(|&v| (v * 1e-3) as f32).collect();
+            let want = sum_pairs(&p32, &q32, |a, b| a * b).to_bits();
+            assert_eq!(dot::<f32, Fused>(&p32, &q32).to_bits(), want, "f32 fused, n {n}");
+            assert_eq!(dot::<f32, Separate>(&p32, &q32).to_bits(), want, "f32 separate, n {n}");
+            let want = sum_pairs(&p, &q, |a, b| a * b).to_bits();
+            assert_eq!(dot::<f64, Fused>(&p, &q).to_bits(), want, "f64, n {n}");
+        }
+        // The same f64 values with the multiply fused round differently somewhere: the test above
+        // would catch a fused f64 path.
+        let (p, q) = (noise(1000, 5), noise(1000, 9));
+        let fused = sum_pairs_by(&p, &q, |acc, a, b| a.mul_add(b, acc));
+        assert_ne!(fused.to_bits(), sum_pairs(&p, &q, |a, b| a * b).to_bits());
     }
 
     #[test]
