@@ -6,25 +6,29 @@
 //! back to the system when they are freed. On Linux, buffers from [`MAPPED_FROM`] bytes are mapped
 //! with `MADV_HUGEPAGE`, so the kernel backs them with 2 MB pages where transparent huge pages
 //! are enabled ("always" or "madvise"): one fault per 2 MB. Elsewhere, or if the mapping fails,
-//! they are plain `Vec`s.
+//! they are plain `Vec`s. Freed mappings, up to [`map::KEEP_BYTES`] together, are kept for the
+//! next buffers, whose pages are then already there: a 100k-value Wasserstein distance called from
+//! Python's main thread had its heap buffers trimmed and faulted in again on every call (360
+//! faults, 0.7 of 2.2 ms).
 
 use std::ops::{Deref, DerefMut};
 
-/// Element types for which all-zero bytes are a valid value (fresh pages are zeroed).
+/// Plain-data element types: every bit pattern is a valid value, zeros (fresh pages) and whatever
+/// an earlier buffer left in a reused mapping.
 ///
 /// # Safety
-/// Implement only for types whose every bit pattern of zeros is a valid value.
+/// Implement only for types whose every bit pattern, all-zero included, is a valid value.
 pub(crate) unsafe trait Zeroed: Copy + Default + Send + Sync {}
 
-// SAFETY: zero bits are 0 and +0.0.
+// SAFETY: every bit pattern is an integer, or a float (NaNs included); zero bits are 0 and +0.0.
 unsafe impl Zeroed for u64 {}
 // SAFETY: as above.
 unsafe impl Zeroed for f64 {}
 // SAFETY: a tuple of such types (no padding here: both are 8 bytes).
 unsafe impl Zeroed for (u64, f64) {}
 
-/// Buffers from this many bytes are mapped (two huge pages; below, the faults are few).
-const MAPPED_FROM: usize = 4 << 20;
+/// Buffers from this many bytes are mapped (below, the faults are few).
+const MAPPED_FROM: usize = 256 << 10;
 
 /// A buffer of `len` zeroed `T`s; see the module docs.
 pub(crate) struct Scratch<T: Zeroed> {
@@ -40,14 +44,20 @@ enum Backing<T> {
 impl<T: Zeroed> Scratch<T> {
     /// `len` zeroed elements.
     pub(crate) fn zeroed(len: usize) -> Self {
+        Self::new(len, true)
+    }
+
+    /// `len` elements, zeroed if `zero`, else any values (a reused mapping's).
+    fn new(len: usize, zero: bool) -> Self {
         #[cfg(target_os = "linux")]
         if len.saturating_mul(size_of::<T>()) >= MAPPED_FROM {
-            if let Some(mapping) = map::Mapping::new(len) {
+            if let Some(mapping) = map::Mapping::new(len, zero) {
                 return Scratch {
                     backing: Backing::Mapped(mapping),
                 };
             }
         }
+        let _ = zero;
         Scratch {
             backing: Backing::Heap(vec![T::default(); len]),
         }
@@ -55,7 +65,8 @@ impl<T: Zeroed> Scratch<T> {
 
     /// `f(i)` for i in 0..len.
     pub(crate) fn from_fn(len: usize, f: impl Fn(usize) -> T) -> Self {
-        let mut buffer = Self::zeroed(len);
+        // Every element is written below: a reused mapping needs no zeroing first.
+        let mut buffer = Self::new(len, false);
         for (i, slot) in buffer.iter_mut().enumerate() {
             *slot = f(i);
         }
@@ -105,9 +116,66 @@ mod map {
     use super::Zeroed;
     use std::marker::PhantomData;
     use std::ptr::NonNull;
+    use std::sync::{Mutex, MutexGuard, TryLockError};
 
     /// The huge page size the mapping is aligned to (x86-64 and aarch64 with 4 KB base pages).
     const HUGE_PAGE: usize = 2 << 20;
+
+    /// Mapped bytes kept for reuse once freed (the latest buffers first): a 1M-value Wasserstein
+    /// distance's keys and sort buffers.
+    pub(super) const KEEP_BYTES: usize = 32 << 20;
+
+    /// Freed mappings kept for reuse, as (base, size). Held only for a push or a removal, and
+    /// never waited on for long ([`kept`]).
+    static KEPT: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+    /// The kept mappings, if their lock comes free within a few thousand polls: two threads
+    /// freeing their sorts' buffers at once take turns, while a forked child that finds the lock
+    /// held by a thread it does not have maps and unmaps as if nothing were kept.
+    fn kept() -> Option<MutexGuard<'static, Vec<(usize, usize)>>> {
+        for _ in 0..4096 {
+            match KEPT.try_lock() {
+                Ok(guard) => return Some(guard),
+                Err(TryLockError::Poisoned(poisoned)) => return Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => std::hint::spin_loop(),
+            }
+        }
+        None
+    }
+
+    /// A kept mapping of at least `size` bytes (and at most twice that, so a small buffer does
+    /// not take a large one), removed from the kept ones.
+    fn reuse(size: usize) -> Option<(*mut libc::c_void, usize)> {
+        let mut kept = kept()?;
+        let at = kept
+            .iter()
+            .rposition(|&(_, s)| s >= size && s <= size.saturating_mul(2))?;
+        let (base, size) = kept.remove(at);
+        Some((base as *mut libc::c_void, size))
+    }
+
+    /// Keeps a freed mapping for reuse, unmapping the oldest kept ones to stay within
+    /// [`KEEP_BYTES`]; unmaps it instead if it is larger than that, or the list is busy.
+    fn keep_or_unmap(base: *mut libc::c_void, size: usize) {
+        let unmap = |base: usize, size: usize| {
+            // SAFETY: a mapping made by `Mapping::new`, no longer referenced, unmapped once.
+            unsafe { libc::munmap(base as *mut libc::c_void, size) };
+        };
+        let Some(mut kept) = kept() else {
+            return unmap(base as usize, size);
+        };
+        if size > KEEP_BYTES {
+            drop(kept);
+            return unmap(base as usize, size);
+        }
+        let mut total: usize = kept.iter().map(|&(_, s)| s).sum::<usize>() + size;
+        while total > KEEP_BYTES {
+            let (old_base, old_size) = kept.remove(0);
+            total -= old_size;
+            unmap(old_base, old_size);
+        }
+        kept.push((base as usize, size));
+    }
 
     /// `len` `T`s at a 2 MB-aligned address inside an anonymous private mapping.
     pub(super) struct Mapping<T> {
@@ -124,11 +192,28 @@ mod map {
     unsafe impl<T: Sync> Sync for Mapping<T> {}
 
     impl<T: Zeroed> Mapping<T> {
-        /// None if the mapping fails (the caller falls back to the heap).
-        pub(super) fn new(len: usize) -> Option<Self> {
+        /// None if the mapping fails (the caller falls back to the heap). A kept mapping is
+        /// reused, its old values zeroed if `zero` (a fresh one is zeroed by the kernel).
+        pub(super) fn new(len: usize, zero: bool) -> Option<Self> {
             let bytes = len.checked_mul(size_of::<T>())?;
             // Room to align the start to a huge page.
             let size = bytes.checked_add(HUGE_PAGE)?;
+            if let Some((base, size)) = reuse(size) {
+                let offset = (base as usize).next_multiple_of(HUGE_PAGE) - base as usize;
+                // SAFETY: offset < HUGE_PAGE and offset + bytes ≤ size, inside the mapping.
+                let start = unsafe { base.cast::<u8>().add(offset) };
+                if zero {
+                    // SAFETY: `bytes` bytes from `start`, inside the mapping, owned here alone.
+                    unsafe { start.write_bytes(0, bytes) };
+                }
+                return Some(Mapping {
+                    data: NonNull::new(start.cast::<T>())?,
+                    len,
+                    base,
+                    size,
+                    owns: PhantomData,
+                });
+            }
             // SAFETY: an anonymous private mapping of `size` bytes at an address the kernel picks.
             let base = unsafe {
                 libc::mmap(
@@ -159,8 +244,8 @@ mod map {
         }
 
         pub(super) fn as_slice(&self) -> &[T] {
-            // SAFETY: `len` elements, zeroed by the kernel (valid for `Zeroed` types) or written
-            // since; aligned (a huge page boundary).
+            // SAFETY: `len` elements, zeroed, left by an earlier buffer or written since (every
+            // bit pattern is valid for `Zeroed` types); aligned (a huge page boundary).
             unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len) }
         }
 
@@ -191,8 +276,7 @@ mod map {
 
     impl<T> Drop for Mapping<T> {
         fn drop(&mut self) {
-            // SAFETY: the mapping made in `new`, unmapped once.
-            unsafe { libc::munmap(self.base, self.size) };
+            keep_or_unmap(self.base, self.size);
         }
     }
 }
@@ -200,6 +284,25 @@ mod map {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A freed mapping is kept and handed out again: `zeroed` then clears what the last buffer
+    /// left, `from_fn` writes every element. (Other tests may take a kept mapping first, so
+    /// this checks values, not addresses.)
+    #[test]
+    fn reused_mappings_are_zeroed_or_overwritten() {
+        let len = MAPPED_FROM / 8 * 3 + 5;
+        for round in 0..6u64 {
+            let mut keys = Scratch::<u64>::zeroed(len);
+            assert!(keys.iter().all(|&k| k == 0), "round {round}");
+            keys.iter_mut().for_each(|k| *k = u64::MAX - round);
+            drop(keys);
+            let values = Scratch::<f64>::from_fn(len, |i| i as f64);
+            assert!(values
+                .iter()
+                .enumerate()
+                .all(|(i, &v)| v.to_bits() == (i as f64).to_bits()));
+        }
+    }
 
     #[test]
     #[allow(clippy::float_cmp)] // exact small integers and halves

@@ -132,8 +132,8 @@ fn msd_sort<T: Copy>(src: &mut [T], dst: &mut [T], key: &impl Fn(&T) -> u64) {
 const SPLIT_SORT_FROM: usize = 1 << 19;
 
 /// Keys (of the longer sample) from which the two samples sort at once, one a thread: below it
-/// both sort on the caller's thread. Handing one to the rayon pool wakes its sleeping thread,
-/// which on this VM cost more than the second sort: samples of 1000 values took 61 µs a call on
+/// both sort on the caller's thread. Handing one to the pool wakes its sleeping thread, which on
+/// this VM cost more than the second sort (measured with rayon's pool): samples of 1000 values took 61 µs a call on
 /// two threads against 23 on one, 16384 took 396 against 385 (SciPy's: 85 µs and 4.1 ms).
 const JOIN_FROM: usize = 1 << 14;
 /// The bits of a key (after those all keys share) that [`bucket_sort`] counts, and at most how
@@ -145,8 +145,9 @@ const MAX_BUCKETS: usize = 256;
 /// share) are counted, consecutive prefixes grouped into up to [`MAX_BUCKETS`] buckets of about
 /// equal size (whatever the distribution: normal samples crowd a few exponents), the keys scattered
 /// into their buckets in order, and the buckets (about 32 KB each for a million keys) sorted by
-/// [`msd_sort`] in two runs of about equal size. The input's halves are counted and scattered by
-/// one thread each, a bucket taking the first half's keys first, so the sort stays stable.
+/// [`msd_sort`], the threads taking runs of buckets as they go. The input's halves are counted
+/// and scattered by one thread each, a bucket taking the first half's keys first, so the sort
+/// stays stable.
 fn bucket_sort<T: Zeroed>(mut items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync) -> Scratch<T> {
     let n = items.len();
     let half = n / 2;
@@ -203,7 +204,7 @@ fn bucket_sort<T: Zeroed>(mut items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync)
         at += (in0[b] + in1[b]) as usize;
     }
     starts.push(n);
-    let mut spare = Scratch::zeroed(n);
+    let mut spare = Scratch::<T>::zeroed(n);
     let out = spare.as_mut_ptr() as usize;
     let scatter = |part: &[T], mut next: Vec<usize>| {
         let out = out as *mut T;
@@ -220,26 +221,25 @@ fn bucket_sort<T: Zeroed>(mut items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync)
         let (a, b) = items.split_at(half);
         crate::parallel::join(|| scatter(a, next0), || scatter(b, next1));
     }
-    // The buckets in two runs of about n / 2 keys, each bucket sorted from `spare` back into its
-    // place in `items`.
-    let split = starts.partition_point(|&s| s < half).min(buckets);
-    let sort_run = |bucketed: &mut [T], sorted: &mut [T], bounds: &[usize]| {
-        let offset = bounds[0];
-        for w in bounds.windows(2) {
-            let (from, to) = (w[0] - offset, w[1] - offset);
-            msd_sort(&mut bucketed[from..to], &mut sorted[from..to], &key);
+    // Each bucket sorted from `spare` back into its place in `items`, in runs of buckets that
+    // the caller and the worker claim as they go (the caller from the front): a worker that
+    // shares its CPU for a while (with BLAS threads spinning after a SciPy call, or a vCPU just
+    // woken) sorts fewer of them, where two fixed halves had the caller wait for its half.
+    let (from_ptr, to_ptr) = (out, items.as_mut_ptr() as usize);
+    crate::parallel::for_each_range(buckets, size as usize, |range| {
+        for b in range {
+            let (start, len) = (starts[b], starts[b + 1] - starts[b]);
+            // SAFETY: the buckets are disjoint ranges of `spare` and of `items` (both n long),
+            // each sorted by one task, and neither buffer is used otherwise until this returns.
+            let (bucketed, sorted) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut((from_ptr as *mut T).add(start), len),
+                    std::slice::from_raw_parts_mut((to_ptr as *mut T).add(start), len),
+                )
+            };
+            msd_sort(bucketed, sorted, &key);
         }
-    };
-    {
-        let at = starts[split];
-        let (bucketed0, bucketed1) = spare.split_at_mut(at);
-        let (sorted0, sorted1) = items.split_at_mut(at);
-        let (bounds0, bounds1) = (&starts[..=split], &starts[split..]);
-        crate::parallel::join(
-            || sort_run(bucketed0, sorted0, bounds0),
-            || sort_run(bucketed1, sorted1, bounds1),
-        );
-    }
+    });
     items
 }
 

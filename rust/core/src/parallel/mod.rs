@@ -6,21 +6,18 @@
 //! through one cache line instead of waking a sleeping thread (a futex wake plus an idle vCPU's
 //! wake-up, 10–30 µs on a VM, which rayon's scope had paid on every call: a 1 MB copy took longer
 //! on 2 threads than on 1). A caller never waits for a worker that has not started: it takes
-//! every chunk left itself.
-//! rayon remains for `join` and the parallel sort of `wasserstein::wasserstein_1d`, in a pool of
-//! rsnorm's own (not rayon's global one). Both pools are rebuilt on the next use after
-//! `set_num_threads`, and a forked child drops the parent's. Small calls never touch a pool: below
+//! every chunk left itself. [`join`] (the Wasserstein sorts) runs on the same workers. The pool is
+//! rebuilt on the next use after `set_num_threads`, and a forked child drops the parent's. Small
+//! calls never touch a pool: below
 //! [`MIN_AWAKE_PARALLEL_WORK`] elements (or [`MIN_PARALLEL_WORK`] when every worker sleeps) they
 //! run on the caller's thread, where a (1, 64) LayerNorm costs well under a microsecond.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-mod rayon_pool;
 mod workers;
 
-use rayon_pool::RayonPool;
 use workers::Workers;
 
 /// Elements of work from which a call wakes sleeping workers. Waking one costs the caller 20–30
@@ -37,7 +34,6 @@ const CHUNKS_PER_THREAD: usize = 4;
 struct PoolState {
     threads: usize,
     workers: Option<Arc<Workers>>,
-    rayon: Option<Arc<RayonPool>>,
 }
 
 /// The pool state behind a lock that is itself replaceable: a forked child cannot use the
@@ -56,7 +52,6 @@ fn pool_state() -> &'static RwLock<PoolState> {
     let fresh = Box::into_raw(Box::new(RwLock::new(PoolState {
         threads: 0,
         workers: None,
-        rayon: None,
     })));
     match POOL.compare_exchange(
         std::ptr::null_mut(),
@@ -74,8 +69,8 @@ fn pool_state() -> &'static RwLock<PoolState> {
     }
 }
 
-/// Most threads [`set_num_threads`] accepts. Each worker reserves a stack (2 MiB of address space
-/// for rayon's), so a count far beyond the CPUs buys nothing and can exhaust a process's
+/// Most threads [`set_num_threads`] accepts. Each worker reserves a stack (2 MiB of address
+/// space), so a count far beyond the CPUs buys nothing and can exhaust a process's
 /// address-space limit, where the allocation failure aborts instead of erring.
 pub const MAX_THREADS: usize = 1024;
 
@@ -117,15 +112,15 @@ pub fn num_threads() -> usize {
 }
 
 /// Sets the number of threads (at most [`MAX_THREADS`]; more is capped there); `0` restores the
-/// default. The pools are rebuilt on next use.
+/// default. The pool is rebuilt on next use.
 pub fn set_num_threads(threads: usize) {
-    let old_pools = {
+    let old_pool = {
         let mut state = pool_state().write().unwrap_or_else(PoisonError::into_inner);
         state.threads = threads.min(MAX_THREADS);
-        (state.workers.take(), state.rayon.take())
+        state.workers.take()
     };
-    // Outside the lock: dropping the last reference joins the pools' threads.
-    drop(old_pools);
+    // Outside the lock: dropping the last reference joins the pool's threads.
+    drop(old_pool);
 }
 
 /// Forgets the pools without stopping, joining or even locking them. For a forked child, where
@@ -189,38 +184,18 @@ pub fn release_spawns_after_fork() {
     FORK_PENDING.store(false, Ordering::SeqCst);
 }
 
-/// The pool `slot` picks out of the state, built by `build` on first use.
-fn pooled<P>(
-    slot: impl Fn(&mut PoolState) -> &mut Option<Arc<P>>,
-    peek: impl Fn(&PoolState) -> Option<Arc<P>>,
-    build: impl FnOnce(usize) -> P,
-) -> Arc<P> {
+/// The worker pool, started on first use.
+fn workers() -> Arc<Workers> {
     let lock = pool_state();
-    if let Some(pool) = lock.read().ok().and_then(|state| peek(&state)) {
+    if let Some(pool) = lock.read().ok().and_then(|state| state.workers.clone()) {
         return pool;
     }
     let mut state = lock.write().unwrap_or_else(PoisonError::into_inner);
     let threads = configured_threads(&state);
-    slot(&mut state)
-        .get_or_insert_with(|| Arc::new(spawning(|| build(threads))))
+    state
+        .workers
+        .get_or_insert_with(|| Arc::new(spawning(|| Workers::start(threads))))
         .clone()
-}
-
-fn workers() -> Arc<Workers> {
-    pooled(
-        |state| &mut state.workers,
-        |state| state.workers.clone(),
-        Workers::start,
-    )
-}
-
-/// rsnorm's rayon pool.
-fn rayon_pool() -> Arc<RayonPool> {
-    pooled(
-        |state| &mut state.rayon,
-        |state| state.rayon.clone(),
-        RayonPool::start,
-    )
 }
 
 /// Splits `0..n_items` into contiguous ranges and calls `f` on each, in parallel when the total
@@ -319,19 +294,55 @@ fn balanced_chunks(threads: usize, total_work: usize, n_items: usize) -> usize {
     chunks.clamp(2, n_items)
 }
 
-/// Runs two closures in parallel on the pool (the two samples of a Wasserstein distance, sorted
-/// one on each thread) when there are threads to spare.
+/// A closure run once, by whichever thread claims it, and its result.
+struct Once<F, R>(Mutex<(Option<F>, Option<R>)>);
+impl<F: FnOnce() -> R, R> Once<F, R> {
+    fn run(&self) {
+        let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Taken in a statement of its own: the lock is not held while `f` runs.
+        let f = lock().0.take();
+        if let Some(f) = f {
+            let result = f();
+            lock().1 = Some(result);
+        }
+    }
+    fn result(self) -> R {
+        let (f, result) = self.0.into_inner().unwrap_or_else(PoisonError::into_inner);
+        result.unwrap_or_else(|| f.expect("a closure not run is still there")())
+    }
+}
+
+/// Runs `a` and `b`, in parallel when a worker takes `b` (the Wasserstein sorts' halves): the
+/// caller runs `a`, then `b` too if no worker has taken it by then, so a worker slow to start
+/// costs at most the serial time. (In rayon's pool, which the caller waited on, a call after
+/// 0.3 s idle took 28–40 ms on two threads against 27–31 on one: this VM's idle vCPU is slow to
+/// take work up again.) A nested call, or one beside another call that owns the workers, runs
+/// both on its own thread.
 pub fn join<A: Send, B: Send>(
     a: impl FnOnce() -> A + Send,
     b: impl FnOnce() -> B + Send,
 ) -> (A, B) {
-    if num_threads() <= 1 {
+    let workers = workers();
+    if workers.threads <= 1 {
         return (a(), b());
     }
-    match rayon_pool().pool.as_ref() {
-        Some(pool) => pool.install(|| rayon::join(a, b)),
-        None => (a(), b()),
-    }
+    let (a, b) = (
+        Once(Mutex::new((Some(a), None))),
+        Once(Mutex::new((Some(b), None))),
+    );
+    let claims = Claims::new(2);
+    let work = |thread: usize| {
+        while let Some(c) = claims.take(thread == 0) {
+            if c == 0 {
+                a.run();
+            } else {
+                b.run();
+            }
+        }
+    };
+    // Closures `run` left untouched (the workers owned elsewhere) run here, in `result`.
+    workers.run(&work, true);
+    (a.result(), b.result())
 }
 
 /// Copies `src` into `dst` with the pool: the memory-bandwidth ceiling benchmarks compare
@@ -568,6 +579,7 @@ mod tests {
     /// and serve the next call.
     #[test]
     fn a_panic_in_a_task_reaches_the_caller_and_the_workers_stay_usable() {
+        let _alone = ON_WORKERS.lock().unwrap_or_else(PoisonError::into_inner);
         let on_worker = || {
             std::thread::current()
                 .name()
@@ -599,6 +611,49 @@ mod tests {
         if num_threads() > 1 {
             assert!(worker_panics > 0, "no task ran on a worker");
         }
+    }
+
+    /// Tests that need a task to reach a worker take turns: while one owns the workers, the
+    /// other's calls run on its own thread.
+    static ON_WORKERS: Mutex<()> = Mutex::new(());
+
+    /// `join` returns each closure's own result, runs each exactly once, sometimes on a worker
+    /// (when there is one), nests (the inner call runs on its thread), and passes a panic on.
+    #[test]
+    fn join_runs_each_closure_once_and_returns_its_result() {
+        let _alone = ON_WORKERS.lock().unwrap_or_else(PoisonError::into_inner);
+        let on_worker = || {
+            std::thread::current()
+                .name()
+                .is_some_and(|name| name.starts_with("rsnorm-"))
+        };
+        let runs = AtomicUsize::new(0);
+        let mut b_on_worker = 0;
+        let calls = 200u64;
+        for call in 0..calls {
+            let (a, (b, worker)) = join(
+                || {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    let (x, y) = join(|| call * 3, || call + 7);
+                    // Long enough for a spinning worker to claim `b`.
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                    (x, y)
+                },
+                || {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    (format!("b{call}"), on_worker())
+                },
+            );
+            assert_eq!((a, b), ((call * 3, call + 7), format!("b{call}")));
+            b_on_worker += usize::from(worker);
+        }
+        assert_eq!(runs.load(Ordering::Relaxed), 2 * calls as usize);
+        if num_threads() > 1 {
+            assert!(b_on_worker > 0, "b never ran on a worker");
+        }
+        let panicked = std::panic::catch_unwind(|| join(|| 1, || panic!("b failed")));
+        assert!(panicked.is_err());
+        assert_eq!(join(|| 2, || 3), (2, 3));
     }
 
     #[test]

@@ -542,8 +542,16 @@ pub(crate) mod tests {
             let p32: Vec<f32> = p.iter().map(|&v| (v * 1e4) as f32).collect();
             let q32: Vec<f32> = q.iter().map(|&v| (v * 1e-3) as f32).collect();
             let want = sum_pairs(&p32, &q32, |a, b| a * b).to_bits();
-            assert_eq!(dot::<f32, Fused>(&p32, &q32).to_bits(), want, "f32 fused, n {n}");
-            assert_eq!(dot::<f32, Separate>(&p32, &q32).to_bits(), want, "f32 separate, n {n}");
+            assert_eq!(
+                dot::<f32, Fused>(&p32, &q32).to_bits(),
+                want,
+                "f32 fused, n {n}"
+            );
+            assert_eq!(
+                dot::<f32, Separate>(&p32, &q32).to_bits(),
+                want,
+                "f32 separate, n {n}"
+            );
             let want = sum_pairs(&p, &q, |a, b| a * b).to_bits();
             assert_eq!(dot::<f64, Fused>(&p, &q).to_bits(), want, "f64, n {n}");
         }
