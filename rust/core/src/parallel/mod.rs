@@ -580,11 +580,6 @@ mod tests {
     #[test]
     fn a_panic_in_a_task_reaches_the_caller_and_the_workers_stay_usable() {
         let _alone = ON_WORKERS.lock().unwrap_or_else(PoisonError::into_inner);
-        let on_worker = || {
-            std::thread::current()
-                .name()
-                .is_some_and(|name| name.starts_with("rsnorm-"))
-        };
         let mut worker_panics = 0;
         for call in 0..200 {
             let everywhere = call % 2 == 0;
@@ -617,16 +612,18 @@ mod tests {
     /// other's calls run on its own thread.
     static ON_WORKERS: Mutex<()> = Mutex::new(());
 
+    /// Whether this code runs on one of the pool's workers.
+    fn on_worker() -> bool {
+        std::thread::current()
+            .name()
+            .is_some_and(|name| name.starts_with("rsnorm-"))
+    }
+
     /// `join` returns each closure's own result, runs each exactly once, sometimes on a worker
     /// (when there is one), nests (the inner call runs on its thread), and passes a panic on.
     #[test]
     fn join_runs_each_closure_once_and_returns_its_result() {
         let _alone = ON_WORKERS.lock().unwrap_or_else(PoisonError::into_inner);
-        let on_worker = || {
-            std::thread::current()
-                .name()
-                .is_some_and(|name| name.starts_with("rsnorm-"))
-        };
         let runs = AtomicUsize::new(0);
         let mut b_on_worker = 0;
         let calls = 200u64;
