@@ -133,8 +133,9 @@ const SPLIT_SORT_FROM: usize = 1 << 19;
 
 /// Keys (of the longer sample) from which the two samples sort at once, one a thread: below it
 /// both sort on the caller's thread. Handing one to the pool wakes its sleeping thread, which on
-/// this VM cost more than the second sort (measured with rayon's pool): samples of 1000 values took 61 µs a call on
-/// two threads against 23 on one, 16384 took 396 against 385 (SciPy's: 85 µs and 4.1 ms).
+/// this VM cost more than the second sort (measured with rayon's pool): samples of 1000 values
+/// took 61 µs a call on two threads against 23 on one, 16384 took 396 against 385 (SciPy's: 85 µs
+/// and 4.1 ms).
 const JOIN_FROM: usize = 1 << 14;
 /// The bits of a key (after those all keys share) that [`bucket_sort`] counts, and at most how
 /// many buckets it makes of those counts.
@@ -225,7 +226,7 @@ fn bucket_sort<T: Zeroed>(mut items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync)
     // the caller and the worker claim as they go (the caller from the front): a worker that
     // shares its CPU for a while (with BLAS threads spinning after a SciPy call, or a vCPU just
     // woken) sorts fewer of them, where two fixed halves had the caller wait for its half.
-    let (from_ptr, to_ptr) = (out, items.as_mut_ptr() as usize);
+    let sorted_at = items.as_mut_ptr() as usize;
     crate::parallel::for_each_range(buckets, size as usize, |range| {
         for b in range {
             let (start, len) = (starts[b], starts[b + 1] - starts[b]);
@@ -233,8 +234,8 @@ fn bucket_sort<T: Zeroed>(mut items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync)
             // each sorted by one task, and neither buffer is used otherwise until this returns.
             let (bucketed, sorted) = unsafe {
                 (
-                    std::slice::from_raw_parts_mut((from_ptr as *mut T).add(start), len),
-                    std::slice::from_raw_parts_mut((to_ptr as *mut T).add(start), len),
+                    std::slice::from_raw_parts_mut((out as *mut T).add(start), len),
+                    std::slice::from_raw_parts_mut((sorted_at as *mut T).add(start), len),
                 )
             };
             msd_sort(bucketed, sorted, &key);
