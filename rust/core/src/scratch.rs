@@ -18,20 +18,20 @@ use std::ops::{Deref, DerefMut};
 ///
 /// # Safety
 /// Implement only for types whose every bit pattern, all-zero included, is a valid value.
-pub(crate) unsafe trait Zeroed: Copy + Default + Send + Sync {}
+pub(crate) unsafe trait Plain: Copy + Default + Send + Sync {}
 
 // SAFETY: every bit pattern is an integer, or a float (NaNs included); zero bits are 0 and +0.0.
-unsafe impl Zeroed for u64 {}
+unsafe impl Plain for u64 {}
 // SAFETY: as above.
-unsafe impl Zeroed for f64 {}
+unsafe impl Plain for f64 {}
 // SAFETY: a tuple of such types (no padding here: both are 8 bytes).
-unsafe impl Zeroed for (u64, f64) {}
+unsafe impl Plain for (u64, f64) {}
 
 /// Buffers from this many bytes are mapped (below, the faults are few).
 const MAPPED_FROM: usize = 256 << 10;
 
-/// A buffer of `len` zeroed `T`s; see the module docs.
-pub(crate) struct Scratch<T: Zeroed> {
+/// A buffer of `len` `T`s, each written before it is read; see the module docs.
+pub(crate) struct Scratch<T: Plain> {
     backing: Backing<T>,
 }
 
@@ -41,23 +41,19 @@ enum Backing<T> {
     Mapped(map::Mapping<T>),
 }
 
-impl<T: Zeroed> Scratch<T> {
-    /// `len` zeroed elements.
-    pub(crate) fn zeroed(len: usize) -> Self {
-        Self::new(len, true)
-    }
-
-    /// `len` elements, zeroed if `zero`, else any values (a reused mapping's).
-    fn new(len: usize, zero: bool) -> Self {
+impl<T: Plain> Scratch<T> {
+    /// `len` elements of any values (zeros, or what a reused mapping's last buffer left), for a
+    /// caller that writes each one before reading it: the sorts' destinations. Zeroing a reused
+    /// mapping would write the whole buffer once more (16 MB a call for a 1M-value distance).
+    pub(crate) fn unwritten(len: usize) -> Self {
         #[cfg(target_os = "linux")]
         if len.saturating_mul(size_of::<T>()) >= MAPPED_FROM {
-            if let Some(mapping) = map::Mapping::new(len, zero) {
+            if let Some(mapping) = map::Mapping::new(len) {
                 return Scratch {
                     backing: Backing::Mapped(mapping),
                 };
             }
         }
-        let _ = zero;
         Scratch {
             backing: Backing::Heap(vec![T::default(); len]),
         }
@@ -65,8 +61,7 @@ impl<T: Zeroed> Scratch<T> {
 
     /// `f(i)` for i in 0..len.
     pub(crate) fn from_fn(len: usize, f: impl Fn(usize) -> T) -> Self {
-        // Every element is written below: a reused mapping needs no zeroing first.
-        let mut buffer = Self::new(len, false);
+        let mut buffer = Self::unwritten(len);
         for (i, slot) in buffer.iter_mut().enumerate() {
             *slot = f(i);
         }
@@ -75,7 +70,7 @@ impl<T: Zeroed> Scratch<T> {
 
     /// Each element mapped by `f` into a `U` of the same size and alignment, in place (no second
     /// buffer, so no second set of faults).
-    pub(crate) fn map_in_place<U: Zeroed>(self, f: impl Fn(T) -> U) -> Scratch<U> {
+    pub(crate) fn map_in_place<U: Plain>(self, f: impl Fn(T) -> U) -> Scratch<U> {
         assert!(
             size_of::<T>() == size_of::<U>() && align_of::<T>() == align_of::<U>(),
             "map_in_place: the element types differ in layout"
@@ -90,7 +85,7 @@ impl<T: Zeroed> Scratch<T> {
     }
 }
 
-impl<T: Zeroed> Deref for Scratch<T> {
+impl<T: Plain> Deref for Scratch<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
         match &self.backing {
@@ -101,7 +96,7 @@ impl<T: Zeroed> Deref for Scratch<T> {
     }
 }
 
-impl<T: Zeroed> DerefMut for Scratch<T> {
+impl<T: Plain> DerefMut for Scratch<T> {
     fn deref_mut(&mut self) -> &mut [T] {
         match &mut self.backing {
             Backing::Heap(v) => v,
@@ -113,7 +108,7 @@ impl<T: Zeroed> DerefMut for Scratch<T> {
 
 #[cfg(target_os = "linux")]
 mod map {
-    use super::Zeroed;
+    use super::Plain;
     use std::marker::PhantomData;
     use std::ptr::NonNull;
     use std::sync::{Mutex, MutexGuard, TryLockError};
@@ -191,10 +186,10 @@ mod map {
     // SAFETY: shared access only reads through `as_slice`.
     unsafe impl<T: Sync> Sync for Mapping<T> {}
 
-    impl<T: Zeroed> Mapping<T> {
+    impl<T: Plain> Mapping<T> {
         /// None if the mapping fails (the caller falls back to the heap). A kept mapping is
-        /// reused, its old values zeroed if `zero` (a fresh one is zeroed by the kernel).
-        pub(super) fn new(len: usize, zero: bool) -> Option<Self> {
+        /// reused with the values its last buffer left (a fresh one is zeroed by the kernel).
+        pub(super) fn new(len: usize) -> Option<Self> {
             let bytes = len.checked_mul(size_of::<T>())?;
             // Room to align the start to a huge page.
             let size = bytes.checked_add(HUGE_PAGE)?;
@@ -202,10 +197,6 @@ mod map {
                 let offset = (base as usize).next_multiple_of(HUGE_PAGE) - base as usize;
                 // SAFETY: offset < HUGE_PAGE and offset + bytes ≤ size, inside the mapping.
                 let start = unsafe { base.cast::<u8>().add(offset) };
-                if zero {
-                    // SAFETY: `bytes` bytes from `start`, inside the mapping, owned here alone.
-                    unsafe { start.write_bytes(0, bytes) };
-                }
                 return Some(Mapping {
                     data: NonNull::new(start.cast::<T>())?,
                     len,
@@ -244,8 +235,8 @@ mod map {
         }
 
         pub(super) fn as_slice(&self) -> &[T] {
-            // SAFETY: `len` elements, zeroed, left by an earlier buffer or written since (every
-            // bit pattern is valid for `Zeroed` types); aligned (a huge page boundary).
+            // SAFETY: `len` elements, zeroed by the kernel, left by an earlier buffer or written
+            // since (every bit pattern is valid for `Plain` types); aligned (a huge page boundary).
             unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len) }
         }
 
@@ -256,7 +247,7 @@ mod map {
 
         /// Rewrites each element as `f` of it, in place; the caller checked that U has T's
         /// layout.
-        pub(super) fn map_in_place<U: Zeroed>(self, f: impl Fn(T) -> U) -> Mapping<U> {
+        pub(super) fn map_in_place<U: Plain>(self, f: impl Fn(T) -> U) -> Mapping<U> {
             let (data, len) = (self.data.as_ptr(), self.len);
             for i in 0..len {
                 // SAFETY: i < len; element i is read as a T before the U is written over it.
@@ -285,16 +276,17 @@ mod map {
 mod tests {
     use super::*;
 
-    /// A freed mapping is kept and handed out again: `zeroed` then clears what the last buffer
-    /// left, `from_fn` writes every element. (Other tests may take a kept mapping first, so
-    /// this checks values, not addresses.)
+    /// A freed mapping is kept and handed out again: `unwritten` gives it with what the last
+    /// buffer left, `from_fn` writes every element over that. (Other tests may take a kept
+    /// mapping first, so this checks values, not addresses.)
     #[test]
-    fn reused_mappings_are_zeroed_or_overwritten() {
+    fn reused_mappings_are_overwritten() {
         let len = MAPPED_FROM / 8 * 3 + 5;
         for round in 0..6u64 {
-            let mut keys = Scratch::<u64>::zeroed(len);
-            assert!(keys.iter().all(|&k| k == 0), "round {round}");
+            let mut keys = Scratch::<u64>::unwritten(len);
+            assert_eq!(keys.len(), len);
             keys.iter_mut().for_each(|k| *k = u64::MAX - round);
+            assert!(keys.iter().all(|&k| k == u64::MAX - round), "round {round}");
             drop(keys);
             let values = Scratch::<f64>::from_fn(len, |i| i as f64);
             assert!(values
@@ -306,11 +298,11 @@ mod tests {
 
     #[test]
     #[allow(clippy::float_cmp)] // exact small integers and halves
-    fn scratch_buffers_are_zeroed_writable_and_mapped_in_place() {
+    fn scratch_buffers_are_writable_and_mapped_in_place() {
         // Both sides of MAPPED_FROM.
         for len in [0, 10, MAPPED_FROM / 8 + 3] {
-            let mut keys = Scratch::<u64>::zeroed(len);
-            assert!(keys.iter().all(|&k| k == 0));
+            let mut keys = Scratch::<u64>::unwritten(len);
+            assert_eq!(keys.len(), len);
             for (i, k) in keys.iter_mut().enumerate() {
                 *k = i as u64 * 3;
             }
