@@ -59,18 +59,27 @@ impl<T: Plain> Scratch<T> {
         }
     }
 
-    /// `f(i)` for i in 0..len.
-    pub(crate) fn from_fn(len: usize, f: impl Fn(usize) -> T) -> Self {
+    /// `f(i)` for i in 0..len, on the pool's threads where `len` is worth it (a 1M-value
+    /// Wasserstein distance's keys had been built on one thread while the other waited).
+    pub(crate) fn from_fn(len: usize, f: impl Fn(usize) -> T + Sync) -> Self {
         let mut buffer = Self::unwritten(len);
-        for (i, slot) in buffer.iter_mut().enumerate() {
-            *slot = f(i);
-        }
+        let at = buffer.as_mut_ptr() as usize;
+        crate::parallel::for_each_range(len, 1, |range| {
+            // SAFETY: the ranges are disjoint and inside the buffer's `len` elements, which
+            // outlive the call.
+            let part = unsafe {
+                std::slice::from_raw_parts_mut((at as *mut T).add(range.start), range.len())
+            };
+            for (slot, i) in part.iter_mut().zip(range) {
+                *slot = f(i);
+            }
+        });
         buffer
     }
 
     /// Each element mapped by `f` into a `U` of the same size and alignment, in place (no second
     /// buffer, so no second set of faults).
-    pub(crate) fn map_in_place<U: Plain>(self, f: impl Fn(T) -> U) -> Scratch<U> {
+    pub(crate) fn map_in_place<U: Plain>(self, f: impl Fn(T) -> U + Sync) -> Scratch<U> {
         assert!(
             size_of::<T>() == size_of::<U>() && align_of::<T>() == align_of::<U>(),
             "map_in_place: the element types differ in layout"
@@ -247,12 +256,17 @@ mod map {
 
         /// Rewrites each element as `f` of it, in place; the caller checked that U has T's
         /// layout.
-        pub(super) fn map_in_place<U: Plain>(self, f: impl Fn(T) -> U) -> Mapping<U> {
-            let (data, len) = (self.data.as_ptr(), self.len);
-            for i in 0..len {
-                // SAFETY: i < len; element i is read as a T before the U is written over it.
-                unsafe { data.cast::<U>().add(i).write(f(data.add(i).read())) };
-            }
+        /// On the pool's threads, as `Scratch::from_fn`.
+        pub(super) fn map_in_place<U: Plain>(self, f: impl Fn(T) -> U + Sync) -> Mapping<U> {
+            let (at, len) = (self.data.as_ptr() as usize, self.len);
+            crate::parallel::for_each_range(len, 1, |range| {
+                let data = at as *mut T;
+                for i in range {
+                    // SAFETY: i < len, each i in one range; element i is read as a T before
+                    // the U is written over it.
+                    unsafe { data.cast::<U>().add(i).write(f(data.add(i).read())) };
+                }
+            });
             let mapped = Mapping {
                 data: self.data.cast::<U>(),
                 len,

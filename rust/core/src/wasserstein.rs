@@ -364,10 +364,6 @@ pub fn wasserstein_1d(
             }
         }
     }
-    // NaN anywhere makes the distance NaN (as SciPy's); the sweep below also assumes ordered values.
-    if u.iter().chain(v).any(|x| x.is_nan()) {
-        return Ok(f64::NAN);
-    }
     // Each sample's values sorted as order keys (8 bytes an element), with their weights.
     let sorted =
         |values: &[f64], weights: Option<&[f64]>| -> (Scratch<f64>, Option<Scratch<f64>>) {
@@ -392,6 +388,15 @@ pub fn wasserstein_1d(
     } else {
         (sorted(u, u_weights), sorted(v, v_weights))
     };
+    // NaN anywhere makes the distance NaN (as SciPy's); the sweep below also assumes ordered
+    // values. NaNs sort to the ends (their keys lie beyond ±inf's), so the sorted ends tell,
+    // where a scan of both samples had been a pass on one thread.
+    if [&us, &vs]
+        .iter()
+        .any(|s| s[0].is_nan() || s[s.len() - 1].is_nan())
+    {
+        return Ok(f64::NAN);
+    }
     let total =
         |w: &Option<Scratch<f64>>, n: usize| w.as_ref().map_or(n as f64, |w| w.iter().sum());
     let inv = (1.0 / total(&uw, us.len()), 1.0 / total(&vw, vs.len()));
@@ -617,6 +622,33 @@ mod tests {
         assert!((d - 4.078_133_143_804_786).abs() < 1e-12);
         assert!(wasserstein_1d(&[1.0], &[1.0], Some(&[-1.0]), None).is_err());
         assert!(wasserstein_1d(&[], &[1.0], None, None).is_err());
+    }
+
+    #[test]
+    fn a_nan_anywhere_makes_the_distance_nan() {
+        // NaNs of either sign, first, inside or last, in samples for the comparison sort, the
+        // MSD sort and the bucket sort, weighted or not: the sorted ends are what is checked.
+        for n in [10, RADIX_FROM + 5, SPLIT_SORT_FROM + 3] {
+            let clean: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 1e3).collect();
+            let weights: Vec<f64> = (0..n).map(|i| (i % 5) as f64 + 0.5).collect();
+            let at = if n < SPLIT_SORT_FROM {
+                vec![0, n / 2, n - 1]
+            } else {
+                vec![n / 3]
+            };
+            for nan in [f64::NAN, -f64::NAN] {
+                for &i in &at {
+                    let mut u = clean.clone();
+                    u[i] = nan;
+                    assert!(wasserstein_1d(&u, &clean, None, None).unwrap().is_nan());
+                    let d = wasserstein_1d(&clean, &u, Some(&weights), None).unwrap();
+                    assert!(d.is_nan(), "n {n}, at {i}, {nan}");
+                }
+            }
+            let shifted: Vec<f64> = clean.iter().map(|x| x + 1.0).collect();
+            let d = wasserstein_1d(&clean, &shifted, None, None).unwrap();
+            assert!((d - 1.0).abs() < 1e-9, "n {n}: {d}");
+        }
     }
 
     #[test]
