@@ -45,7 +45,7 @@ fn radix_sort<T: Plain>(mut items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync) -
         return bucket_sort(items, key);
     }
     let mut sorted = Scratch::unwritten(n);
-    msd_sort(&mut items, &mut sorted, &key, &mut Counters::new());
+    msd_sort(&mut items, &mut sorted, &key, &mut counters());
     sorted
 }
 
@@ -71,30 +71,16 @@ fn insertion_sort<T: Copy>(items: &mut [T], key: &impl Fn(&T) -> u64) {
 /// The counters of one sort's distribution passes, an array for each depth of [`distribute`]'s
 /// recursion, allocated once a sort (they had been 8 KB stack arrays, zeroed whole in every
 /// pass: 4% of a million-value distance's time in the passes over short runs), of which a pass
-/// zeroes only the slots it uses.
-struct Counters(Vec<Vec<u32>>);
-
-impl Counters {
-    fn new() -> Self {
-        // A pass's runs share the bits it took, so each depth has fewer bits to go: 65 depths.
-        Counters(vec![Vec::new(); u64::BITS as usize + 1])
-    }
+/// zeroes only the slots it uses. A pass's runs share the bits it took, so each depth has fewer
+/// bits to go: 65 depths.
+fn counters() -> Vec<Vec<u32>> {
+    vec![Vec::new(); u64::BITS as usize + 1]
 }
 
 /// Sorts the keys of `src` into `dst` (as long), stably; `src` is left in any order. An MSD radix
 /// sort: the keys' leading bits that they all share are skipped, and [`distribute`] sorts by the
-/// bits below them.
+/// bits below them. `levels` are the counters of this depth and the deeper ones ([`counters`]).
 fn msd_sort<T: Copy>(
-    src: &mut [T],
-    dst: &mut [T],
-    key: &impl Fn(&T) -> u64,
-    counters: &mut Counters,
-) {
-    msd_sort_at(src, dst, key, &mut counters.0);
-}
-
-/// [`msd_sort`] with the counters of this depth and the deeper ones.
-fn msd_sort_at<T: Copy>(
     src: &mut [T],
     dst: &mut [T],
     key: &impl Fn(&T) -> u64,
@@ -119,7 +105,7 @@ fn msd_sort_at<T: Copy>(
 /// to those bits from `low`'s, so that runs hold one or two keys each, which one insertion pass
 /// finishes; longer runs (clustered keys) are sorted by [`msd_sort`]. A run's keys are equal in
 /// the bits this pass took, so the depth is bounded by 64 bits. `levels` are the counters of
-/// this depth and the deeper ones ([`Counters`]).
+/// this depth and the deeper ones ([`counters`]).
 ///
 /// Windows aligned to the key's bits follow a float's exponent and mantissa, so a whole sample's
 /// runs are each an exponent's keys, spread evenly. [`bucket_sort`]'s buckets, ranges of
@@ -177,7 +163,7 @@ fn distribute<T: Copy>(
         let run = start..end as usize;
         start = end as usize;
         if run.len() > INSERTION_TO {
-            msd_sort_at(&mut dst[run.clone()], &mut src[run.clone()], key, deeper);
+            msd_sort(&mut dst[run.clone()], &mut src[run.clone()], key, deeper);
             dst[run.clone()].copy_from_slice(&src[run]);
         }
     }
@@ -305,9 +291,12 @@ fn bucket_sort<T: Plain>(mut items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync) 
     // woken) sorts fewer of them, where two fixed halves had the caller wait for its half.
     let sorted_at = items.as_mut_ptr() as usize;
     crate::parallel::for_each_range(buckets, size as usize, |range| {
-        let mut counters = Counters::new();
+        let mut counters = counters();
         for b in range {
             let (start, len) = (starts[b], starts[b + 1] - starts[b]);
+            if len == 0 {
+                continue; // an empty last bucket's first prefix may lie past the range
+            }
             // SAFETY: the buckets are disjoint ranges of `spare` and of `items` (both n long),
             // each sorted by one task, and neither buffer is used otherwise until this returns.
             let (bucketed, sorted) = unsafe {
@@ -316,14 +305,12 @@ fn bucket_sort<T: Plain>(mut items: Scratch<T>, key: impl Fn(&T) -> u64 + Sync) 
                     std::slice::from_raw_parts_mut((sorted_at as *mut T).add(start), len),
                 )
             };
-            if len > 0 {
-                let (from, top) = bounds(b);
-                // A bucket's keys spread evenly over its range: one more bit than log2(n), half
-                // a key per run, pays for its counters there (a million normal values 3%
-                // faster); a whole sample's windows are mostly empty (its exponents), where
-                // it did not (4000 values 1.17× slower).
-                distribute(bucketed, sorted, &key, from, top, 1, &mut counters.0);
-            }
+            let (from, top) = bounds(b);
+            // A bucket's keys spread evenly over its range: one more bit than log2(n), half a
+            // key per run, pays for its counters there (a million normal values 3% faster); a
+            // whole sample's windows are mostly empty (its exponents), where it did not (4000
+            // values 1.17× slower).
+            distribute(bucketed, sorted, &key, from, top, 1, &mut counters);
         }
     });
     items
@@ -698,7 +685,7 @@ mod tests {
                 &mut items,
                 &mut sorted,
                 &|&(k, _): &(u64, f64)| k,
-                &mut Counters::new(),
+                &mut counters(),
             );
             assert!(same(&sorted), "kind {kind}, msd");
         }
